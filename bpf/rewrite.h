@@ -1,0 +1,140 @@
+/* rewrite.h — address translation and forwarding of a parsed packet.
+ *
+ * Reads a packet's endpoints into struct steer_addr, replaces one endpoint (the
+ * destination on the way in, the source on the way out) with checksums fixed
+ * incrementally, and forwards through bpf_fib_lookup: XDP_TX back out of the ingress
+ * interface, bpf_redirect to another one. A lookup that fails leaves the rewritten packet
+ * to the kernel, which forwards it and resolves the neighbour the next packet will use.
+ */
+#ifndef STEER_REWRITE_H
+#define STEER_REWRITE_H
+
+#include <linux/bpf.h>
+#include <linux/socket.h>
+#include "csum.h"
+#include "parse.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+enum steer_end { STEER_SRC = 0, STEER_DST = 1 };
+
+static __always_inline __u8 *pkt_ip(struct steer_pkt *pkt, int end)
+{
+	if (pkt->family == STEER_FAMILY_V4)
+		return end == STEER_DST ? (__u8 *)&pkt->ip4->daddr : (__u8 *)&pkt->ip4->saddr;
+	return end == STEER_DST ? (__u8 *)&pkt->ip6->daddr : (__u8 *)&pkt->ip6->saddr;
+}
+
+static __always_inline void pkt_addr(struct steer_pkt *pkt, int end, struct steer_addr *a)
+{
+	__builtin_memset(a, 0, sizeof(*a));
+	if (pkt->family == STEER_FAMILY_V4)
+		__builtin_memcpy(a->ip, pkt_ip(pkt, end), 4);
+	else
+		__builtin_memcpy(a->ip, pkt_ip(pkt, end), 16);
+	a->port = end == STEER_DST ? pkt->udp->dest : pkt->udp->source;
+	a->family = pkt->family;
+}
+
+static __always_inline int addr_eq(const struct steer_addr *a, const struct steer_addr *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && *(const __u32 *)&x[2] == *(const __u32 *)&y[2];
+}
+
+/* Replace the packet's source or destination with `to` (same family, checked by caller). */
+static __always_inline void rewrite_endpoint(struct steer_pkt *pkt, int end,
+					     const struct steer_addr *to)
+{
+	struct steer_csum_diff d = {};
+	__u8 *ip = pkt_ip(pkt, end);
+	__be16 *port = end == STEER_DST ? &pkt->udp->dest : &pkt->udp->source;
+	__u16 ucheck;
+
+	if (pkt->family == STEER_FAMILY_V4) {
+		steer_csum_diff_bytes(&d, ip, to->ip, 4);
+		pkt->ip4->check = steer_csum_apply(pkt->ip4->check, &d);
+		__builtin_memcpy(ip, to->ip, 4);
+	} else {
+		steer_csum_diff_bytes(&d, ip, to->ip, 16);
+		__builtin_memcpy(ip, to->ip, 16);
+	}
+	steer_csum_diff16(&d, *port, to->port);
+	*port = to->port;
+	/* IPv4 UDP checksum 0 means "none" and stays so; IPv6 always has one */
+	if (pkt->family == STEER_FAMILY_V6 || pkt->udp->check) {
+		ucheck = steer_csum_apply(pkt->udp->check, &d);
+		pkt->udp->check = ucheck ? ucheck : 0xffff;
+	}
+}
+
+static __always_inline void fib_params(struct xdp_md *ctx, struct steer_pkt *pkt,
+				       struct bpf_fib_lookup *fib)
+{
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->ifindex = ctx->ingress_ifindex;
+	fib->l4_protocol = IPPROTO_UDP;
+	fib->sport = pkt->udp->source;
+	fib->dport = pkt->udp->dest;
+	if (pkt->family == STEER_FAMILY_V4) {
+		fib->family = AF_INET;
+		fib->tos = pkt->ip4->tos;
+		fib->tot_len = ntohs(pkt->ip4->tot_len);
+		fib->ipv4_src = pkt->ip4->saddr;
+		fib->ipv4_dst = pkt->ip4->daddr;
+	} else {
+		fib->family = AF_INET6;
+		fib->flowinfo = *(__be32 *)pkt->ip6 & htonl(0x0fffffff);
+		fib->tot_len = ntohs(pkt->ip6->payload_len);
+		__builtin_memcpy(fib->ipv6_src, &pkt->ip6->saddr, 16);
+		__builtin_memcpy(fib->ipv6_dst, &pkt->ip6->daddr, 16);
+	}
+}
+
+/* Route the (already rewritten) packet and send it on. */
+static __always_inline int forward(struct xdp_md *ctx, struct steer_pkt *pkt, __u32 *reason)
+{
+	struct bpf_fib_lookup fib;
+	long rc;
+
+	fib_params(ctx, pkt, &fib);
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		*reason = STEER_R_PASS_FIB_FAILED;
+		return XDP_PASS;
+	}
+	__builtin_memcpy(pkt->eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(pkt->eth->h_source, fib.smac, ETH_ALEN);
+	if (fib.ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(fib.ifindex, 0);
+}
+
+/* UDP we do not steer: drop it if the kernel would route it to `other_ifindex` (the other
+ * side of the relay), so nothing ever crosses un-NATed; otherwise leave it to the kernel. */
+static __always_inline int guard_crossing(struct xdp_md *ctx, struct steer_pkt *pkt,
+					  __u32 other_ifindex, __u32 *reason)
+{
+	struct bpf_fib_lookup fib;
+	long rc;
+
+	*reason = STEER_R_PASS_NOT_STEERED;
+	if (!other_ifindex)
+		return XDP_PASS;
+	fib_params(ctx, pkt, &fib);
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if ((rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) &&
+	    fib.ifindex == other_ifindex) {
+		*reason = STEER_R_DROP_CROSS_UNNATED;
+		return XDP_DROP;
+	}
+	return XDP_PASS;
+}
+
+#endif /* STEER_REWRITE_H */

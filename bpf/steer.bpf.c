@@ -1,0 +1,217 @@
+/* steer.bpf.c — the relay's XDP programs.
+ *
+ * steer_public runs on the public interface: packets from clients to a VIP are steered to
+ * the transceiver socket that owns their session, by learned flow or, for the first STUN
+ * Binding Request, by the server ufrag in its USERNAME. steer_internal runs on the
+ * internal interface: packets from a registered session socket are NATed to come from the
+ * VIP and establish the client's flow. Both leave through one `out:` that counts the
+ * reason. Maps: steer_maps.h; types: steer_shared.h.
+ */
+#include <uapi/linux/bpf.h>
+#include "steer_maps.h"
+#include "parse.h"
+#include "stun.h"
+#include "rewrite.h"
+
+/* RFC 7983 demultiplexing by the first payload byte. */
+#define RFC7983_IS_STUN(b) ((b) <= 3)
+#define RFC7983_IS_DTLS(b) ((b) >= 20 && (b) <= 63)
+#define RFC7983_IS_RTP(b) ((b) >= 128 && (b) <= 191)
+
+static __always_inline void count(__u32 reason, __u32 bytes)
+{
+	struct steer_counter *c = steer_stats.lookup(&reason);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+static __always_inline int backend_down(__u32 id)
+{
+	struct steer_backend *b = steer_backends.lookup(&id);
+
+	return b && b->state == STEER_BACKEND_DOWN;
+}
+
+static __always_inline __u32 config_ifindex(int public_side)
+{
+	__u32 zero = 0;
+	struct steer_config *cfg = steer_config.lookup(&zero);
+
+	if (!cfg)
+		return 0;
+	return public_side ? cfg->public_ifindex : cfg->internal_ifindex;
+}
+
+/* First packet of a client with no flow: route a Binding Request by its ufrag. */
+static __always_inline int steer_new_client(struct xdp_md *ctx, struct steer_pkt *pkt,
+					    __u32 *reason)
+{
+	struct steer_ufrag ufrag = {};
+	struct steer_scratch *sc;
+	struct steer_session *s;
+	__u32 zero = 0;
+	__u8 *first;
+
+	first = pkt->data + payload_off(pkt);
+	if (!pkt->payload_len || (void *)(first + 1) > pkt->data_end) {
+		*reason = STEER_R_DROP_UNCLASSIFIED;
+		return XDP_DROP;
+	}
+	if (RFC7983_IS_DTLS(*first)) {
+		*reason = STEER_R_DROP_DTLS_NO_FLOW;
+		return XDP_DROP;
+	}
+	if (RFC7983_IS_RTP(*first)) {
+		*reason = STEER_R_DROP_RTP_NO_FLOW;
+		return XDP_DROP;
+	}
+	if (!RFC7983_IS_STUN(*first)) {
+		*reason = STEER_R_DROP_UNCLASSIFIED;
+		return XDP_DROP;
+	}
+	sc = steer_scratch.lookup(&zero);
+	if (!sc) {
+		*reason = STEER_R_DROP_STUN_MALFORMED;
+		return XDP_DROP;
+	}
+	*reason = stun_server_ufrag(ctx, pkt, sc, &ufrag);
+	if (*reason)
+		return XDP_DROP;
+	s = steer_sessions.lookup(&ufrag);
+	if (!s) {
+		*reason = STEER_R_DROP_STUN_UNKNOWN_UFRAG;
+		return XDP_DROP;
+	}
+	if (s->sock.family != pkt->family) {
+		*reason = STEER_R_DROP_FAMILY_MISMATCH;
+		return XDP_DROP;
+	}
+	if (backend_down(s->backend_id)) {
+		*reason = STEER_R_DROP_BACKEND_DOWN;
+		return XDP_DROP;
+	}
+	/* no state: XDP cannot verify MESSAGE-INTEGRITY, the transceiver's answer will */
+	rewrite_endpoint(pkt, STEER_DST, &s->sock);
+	*reason = STEER_R_FWD_STUN;
+	return forward(ctx, pkt, reason);
+}
+
+int steer_public(struct xdp_md *ctx)
+{
+	struct steer_pkt pkt = {};
+	struct steer_flow_key fk;
+	struct steer_flow *flow;
+	__u32 reason = STEER_R_UNUSED_0;
+	int action;
+
+	action = parse_packet(ctx, &pkt, &reason);
+	if (action != STEER_CONTINUE)
+		goto out;
+
+	pkt_addr(&pkt, STEER_SRC, &fk.client);
+	pkt_addr(&pkt, STEER_DST, &fk.vip);
+	flow = steer_flows.lookup(&fk);
+	if (flow) {
+		if (backend_down(flow->backend_id)) {
+			reason = STEER_R_DROP_BACKEND_DOWN;
+			action = XDP_DROP;
+			goto out;
+		}
+		flow->last_seen_ns = bpf_ktime_get_ns();
+		flow->packets++;
+		flow->bytes += pkt.len;
+		rewrite_endpoint(&pkt, STEER_DST, &flow->sock);
+		reason = STEER_R_FWD_FLOW;
+		action = forward(ctx, &pkt, &reason);
+		goto out;
+	}
+	if (!steer_vips.lookup(&fk.vip)) {
+		action = guard_crossing(ctx, &pkt, config_ifindex(0), &reason);
+		goto out;
+	}
+	action = steer_new_client(ctx, &pkt, &reason);
+out:
+	count(reason, pkt.len);
+	return action;
+}
+
+/* A transceiver's packet to a client: NAT its source to the VIP and (re)establish the flow
+ * that the client's DTLS/SRTP/RTCP will follow. */
+int steer_internal(struct xdp_md *ctx)
+{
+	struct steer_pkt pkt = {};
+	struct steer_rflow_key rk;
+	struct steer_flow_key fk;
+	struct steer_rflow *rf;
+	struct steer_session *s;
+	struct steer_flow *flow;
+	__u32 reason = STEER_R_UNUSED_0, backend_id;
+	__u64 now;
+	int action;
+
+	action = parse_packet(ctx, &pkt, &reason);
+	if (action != STEER_CONTINUE)
+		goto out;
+
+	pkt_addr(&pkt, STEER_SRC, &rk.sock);
+	pkt_addr(&pkt, STEER_DST, &rk.client);
+	rf = steer_rflows.lookup(&rk);
+	if (rf) {
+		fk.vip = rf->vip;
+		backend_id = rf->backend_id;
+	} else {
+		s = steer_socks.lookup(&rk.sock);
+		if (!s) {
+			action = guard_crossing(ctx, &pkt, config_ifindex(1), &reason);
+			goto out;
+		}
+		if (s->vip.family != pkt.family) {
+			reason = STEER_R_DROP_FAMILY_MISMATCH;
+			action = XDP_DROP;
+			goto out;
+		}
+		struct steer_rflow nrf = { .vip = s->vip, .backend_id = s->backend_id };
+
+		steer_rflows.update(&rk, &nrf);
+		fk.vip = s->vip;
+		backend_id = s->backend_id;
+	}
+	if (backend_down(backend_id)) {
+		reason = STEER_R_DROP_BACKEND_DOWN;
+		action = XDP_DROP;
+		goto out;
+	}
+
+	fk.client = rk.client;
+	now = bpf_ktime_get_ns();
+	flow = steer_flows.lookup(&fk);
+	if (flow) {
+		/* a client address belongs to the session that answered it first, until that
+		 * session ends (the daemon purges its flows) or the flow expires */
+		if (addr_eq(&flow->sock, &rk.sock)) {
+			flow->last_seen_ns = now;
+			flow->rpackets++;
+			flow->rbytes += pkt.len;
+		}
+	} else {
+		struct steer_flow nf = {
+			.sock = rk.sock,
+			.backend_id = backend_id,
+			.created_ns = now,
+			.last_seen_ns = now,
+			.rpackets = 1,
+			.rbytes = pkt.len,
+		};
+
+		steer_flows.update(&fk, &nf);
+	}
+	rewrite_endpoint(&pkt, STEER_SRC, &fk.vip);
+	reason = STEER_R_FWD_RETURN;
+	action = forward(ctx, &pkt, &reason);
+out:
+	count(reason, pkt.len);
+	return action;
+}

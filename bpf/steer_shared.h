@@ -1,0 +1,130 @@
+/* steer_shared.h — every type the XDP program and the Python control plane share.
+ *
+ * This file is the single definition of the map layouts: the XDP program includes it, and
+ * Python reads bcc's generated ctypes for the same structs (never a second copy). Python
+ * mirrors only the enums, and a unit test parses this header to check the mirror.
+ * Addresses are stored in network byte order: IPv4 in the first 4 bytes of `ip`, the rest
+ * zero. Reason codes are never renumbered; a retired code stays as STEER_R_UNUSED_<n>.
+ */
+#ifndef STEER_SHARED_H
+#define STEER_SHARED_H
+
+#define STEER_UFRAG_MIN 4
+#define STEER_UFRAG_MAX 32
+
+enum steer_family {
+	STEER_FAMILY_NONE = 0,
+	STEER_FAMILY_V4 = 4,
+	STEER_FAMILY_V6 = 6,
+};
+
+/* One UDP endpoint: a VIP, a client, or a transceiver socket. 20 bytes. */
+struct steer_addr {
+	__u8 ip[16];
+	__be16 port;
+	__u8 family;  /* enum steer_family */
+	__u8 pad;
+};
+
+/* steer_vips value. */
+struct steer_vip {
+	__u32 flags;
+	__u32 pad;
+};
+
+/* steer_sessions key: the server ufrag, zero-padded. */
+struct steer_ufrag {
+	char s[STEER_UFRAG_MAX];
+};
+
+/* steer_sessions value; steer_socks value (keyed by `sock`) carries the same struct. */
+struct steer_session {
+	struct steer_ufrag ufrag;
+	struct steer_addr sock;    /* the transceiver socket that owns the session */
+	struct steer_addr vip;     /* where the session's packets appear to come from */
+	__u32 backend_id;
+	__u32 flags;
+};
+
+enum steer_backend_state {
+	STEER_BACKEND_UNSET = 0,   /* array slot never written: treated as active */
+	STEER_BACKEND_ACTIVE = 1,
+	STEER_BACKEND_DRAINING = 2, /* no new sessions (daemon policy); packets flow */
+	STEER_BACKEND_DOWN = 3,     /* every packet to or from it is dropped */
+};
+
+/* steer_backends value, indexed by backend id (0 .. STEER_MAX_BACKENDS-1). */
+struct steer_backend {
+	struct steer_addr addr;
+	__u32 state;  /* enum steer_backend_state */
+	__u32 pad;
+};
+
+/* steer_flows key: exactly the (source, destination) of a client's packet to a VIP. */
+struct steer_flow_key {
+	struct steer_addr client;
+	struct steer_addr vip;
+};
+
+struct steer_flow {
+	struct steer_addr sock;
+	__u32 backend_id;
+	__u32 flags;
+	__u64 created_ns;   /* bpf_ktime_get_ns() clock (CLOCK_MONOTONIC) */
+	__u64 last_seen_ns;
+	__u64 packets;      /* client -> transceiver */
+	__u64 bytes;
+	__u64 rpackets;     /* transceiver -> client */
+	__u64 rbytes;
+};
+
+/* steer_rflows key: exactly the (source, destination) of a transceiver's packet. */
+struct steer_rflow_key {
+	struct steer_addr sock;
+	struct steer_addr client;
+};
+
+struct steer_rflow {
+	struct steer_addr vip;
+	__u32 backend_id;
+	__u32 pad;
+};
+
+/* steer_stats value, per CPU, indexed by enum steer_reason. */
+struct steer_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* steer_config[0]: written by the loader when it attaches. */
+struct steer_config {
+	__u32 public_ifindex;
+	__u32 internal_ifindex;
+	__u32 flags;
+	__u32 pad;
+};
+
+/* Why a packet got its verdict. Values are part of the metrics API: never renumber. */
+enum steer_reason {
+	STEER_R_UNUSED_0 = 0,
+	STEER_R_PASS_NOT_IP = 1,            /* not IPv4/IPv6, or not UDP */
+	STEER_R_PASS_MALFORMED = 2,         /* truncated or inconsistent L2/L3/L4 headers */
+	STEER_R_PASS_FRAGMENT = 3,          /* IP fragment: never steered */
+	STEER_R_PASS_NOT_STEERED = 4,       /* UDP not to a VIP / not from a session socket */
+	STEER_R_FWD_FLOW = 5,               /* client packet on an established flow */
+	STEER_R_FWD_STUN = 6,               /* Binding Request routed by its ufrag */
+	STEER_R_FWD_RETURN = 7,             /* transceiver packet NATed back to the client */
+	STEER_R_DROP_STUN_UNKNOWN_UFRAG = 8,
+	STEER_R_DROP_STUN_MALFORMED = 9,    /* header, length, attribute or USERNAME lies */
+	STEER_R_DROP_STUN_NOT_REQUEST = 10, /* valid STUN but not a Binding Request */
+	STEER_R_DROP_DTLS_NO_FLOW = 11,
+	STEER_R_DROP_RTP_NO_FLOW = 12,
+	STEER_R_DROP_UNCLASSIFIED = 13,     /* empty payload or first byte outside RFC 7983 */
+	STEER_R_DROP_BACKEND_DOWN = 14,
+	STEER_R_DROP_FAMILY_MISMATCH = 15,  /* session socket and packet are different families */
+	STEER_R_PASS_FIB_FAILED = 16,       /* rewritten, but no route/neighbour: kernel forwards */
+	STEER_R_DROP_CROSS_UNNATED = 17,    /* UDP the kernel would route across the sides raw */
+	STEER_R__MAX = 18,
+};
+
+#endif /* STEER_SHARED_H */

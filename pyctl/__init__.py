@@ -1,0 +1,1 @@
+"""steer's control plane: loader, typed map access, daemon, control API, CLI and lab."""

@@ -1,0 +1,261 @@
+"""Typed access to the relay's BPF maps (bcc tables), for the daemon, the CLI and tests.
+
+The ctypes come from bcc, generated from bpf/steer_shared.h; this module only converts
+them to and from Endpoint and small dataclasses. It works on any bcc object whose tables
+are the pinned maps: the daemon's compiled programs, or the CLI's maps-only compile.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pyctl.endpoint import Endpoint
+from pyctl.shared import UFRAG_MAX, UFRAG_MIN, BackendState, Reason
+
+ICE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/")
+
+
+def check_ufrag(ufrag: str) -> str:
+    """The ufrag if the relay can route it (RFC 8839 ice-chars, 4-32 long), else ValueError."""
+    if not UFRAG_MIN <= len(ufrag) <= UFRAG_MAX:
+        raise ValueError(f"ufrag {ufrag!r}: length must be {UFRAG_MIN}-{UFRAG_MAX}")
+    if not set(ufrag) <= ICE_CHARS:
+        raise ValueError(f"ufrag {ufrag!r}: only letters, digits, '+' and '/' are allowed")
+    return ufrag
+
+
+@dataclass(frozen=True)
+class Session:
+    ufrag: str
+    sock: Endpoint
+    vip: Endpoint
+    backend_id: int
+
+
+@dataclass(frozen=True)
+class Backend:
+    id: int
+    addr: Endpoint | None
+    state: BackendState
+
+
+@dataclass(frozen=True)
+class Flow:
+    client: Endpoint
+    vip: Endpoint
+    sock: Endpoint
+    backend_id: int
+    created_ns: int
+    last_seen_ns: int
+    packets: int
+    bytes: int
+    rpackets: int
+    rbytes: int
+
+    def idle_s(self, now_ns: int | None = None) -> float:
+        return ((now_ns or time.monotonic_ns()) - self.last_seen_ns) / 1e9
+
+    def age_s(self, now_ns: int | None = None) -> float:
+        return ((now_ns or time.monotonic_ns()) - self.created_ns) / 1e9
+
+
+class MapFullError(RuntimeError):
+    """A map has no room for another entry."""
+
+
+class RouteMaps:
+    """The relay's route maps, over a bcc object that holds them."""
+
+    def __init__(self, bpf: Any) -> None:
+        self.vip_map = bpf["steer_vips"]
+        self.session_map = bpf["steer_sessions"]
+        self.sock_map = bpf["steer_socks"]
+        self.backend_map = bpf["steer_backends"]
+        self.flow_map = bpf["steer_flows"]
+        self.rflow_map = bpf["steer_rflows"]
+        self.stats_map = bpf["steer_stats"]
+
+    # -- VIPs
+    def add_vip(self, vip: Endpoint) -> None:
+        leaf = self.vip_map.Leaf()
+        self.vip_map[vip.fill(self.vip_map.Key())] = leaf
+
+    def del_vip(self, vip: Endpoint) -> bool:
+        return _delete(self.vip_map, vip.fill(self.vip_map.Key()))
+
+    def vips(self) -> list[Endpoint]:
+        return sorted(Endpoint.from_c(k) for k in self.vip_map)
+
+    # -- sessions
+    def _ufrag_key(self, ufrag: str) -> Any:
+        key = self.session_map.Key()
+        key.s = ufrag.encode()
+        return key
+
+    def session_leaf(self, s: Session) -> Any:
+        leaf = self.session_map.Leaf()
+        leaf.ufrag.s = s.ufrag.encode()
+        s.sock.fill(leaf.sock)
+        s.vip.fill(leaf.vip)
+        leaf.backend_id = s.backend_id
+        return leaf
+
+    def get_session(self, ufrag: str) -> Session | None:
+        try:
+            return _session(self.session_map[self._ufrag_key(ufrag)])
+        except KeyError:
+            return None
+
+    def add_session(self, s: Session) -> None:
+        """Write the session and its socket index; all or nothing."""
+        leaf = self.session_leaf(s)
+        key = self._ufrag_key(s.ufrag)
+        sock_key = s.sock.fill(self.sock_map.Key())
+        try:
+            self.session_map[key] = leaf
+        except Exception as e:
+            raise MapFullError(f"steer_sessions: {e}") from e
+        try:
+            self.sock_map[sock_key] = leaf
+        except Exception as e:
+            _delete(self.session_map, key)
+            raise MapFullError(f"steer_socks: {e}") from e
+
+    def add_sessions(self, sessions: list[Session]) -> None:
+        """Batched insert (BPF_MAP_UPDATE_BATCH): many sessions in two syscalls."""
+        if not sessions:
+            return
+        n = len(sessions)
+        keys = (self.session_map.Key * n)()
+        leaves = (self.session_map.Leaf * n)()
+        sock_keys = (self.sock_map.Key * n)()
+        for i, s in enumerate(sessions):
+            keys[i].s = s.ufrag.encode()
+            ctypes.memmove(ctypes.byref(leaves[i]), ctypes.byref(self.session_leaf(s)),
+                           ctypes.sizeof(leaves[i]))
+            s.sock.fill(sock_keys[i])
+        try:
+            self.session_map.items_update_batch(keys, leaves)
+        except Exception as e:
+            self.session_map.items_delete_batch(keys)
+            raise MapFullError(f"steer_sessions: {e}") from e
+        try:
+            self.sock_map.items_update_batch(sock_keys, leaves)
+        except Exception as e:
+            self.session_map.items_delete_batch(keys)
+            self.sock_map.items_delete_batch(sock_keys)
+            raise MapFullError(f"steer_socks: {e}") from e
+
+    def del_session(self, ufrag: str) -> Session | None:
+        """Remove a session, its socket index, and every flow and reverse flow of its socket."""
+        s = self.get_session(ufrag)
+        if s is None:
+            return None
+        _delete(self.session_map, self._ufrag_key(ufrag))
+        _delete(self.sock_map, s.sock.fill(self.sock_map.Key()))
+        self.purge_socks({s.sock})
+        return s
+
+    def sessions(self) -> list[Session]:
+        return sorted((_session(v) for v in self.session_map.values()), key=lambda s: s.ufrag)
+
+    def purge_socks(self, socks: set[Endpoint]) -> int:
+        """Delete the flows and reverse flows that lead to any of `socks`."""
+        n = 0
+        for k, v in list(self.flow_map.items()):
+            if Endpoint.from_c(v.sock) in socks:
+                n += _delete(self.flow_map, k)
+        for k in list(self.rflow_map.keys()):
+            if Endpoint.from_c(k.sock) in socks:
+                _delete(self.rflow_map, k)
+        return n
+
+    # -- backends
+    def set_backend(self, backend_id: int, addr: Endpoint | None, state: BackendState) -> None:
+        key = self.backend_map.Key(backend_id)
+        leaf = self.backend_map.Leaf()
+        if addr is not None:
+            addr.fill(leaf.addr)
+        leaf.state = state
+        self.backend_map[key] = leaf
+
+    def backends(self) -> list[Backend]:
+        out = []
+        for k, v in self.backend_map.items():
+            if v.state != BackendState.UNSET:
+                addr = Endpoint.from_c(v.addr) if v.addr.family else None
+                out.append(Backend(k.value, addr, BackendState(v.state)))
+        return out
+
+    # -- flows
+    def flows(self) -> list[Flow]:
+        return [_flow(k, v) for k, v in self.flow_map.items()]
+
+    def delete_flows(self, flows: Iterable[Flow]) -> int:
+        n = 0
+        for f in flows:
+            key = self.flow_map.Key()
+            f.client.fill(key.client)
+            f.vip.fill(key.vip)
+            n += _delete(self.flow_map, key)
+            rkey = self.rflow_map.Key()
+            f.sock.fill(rkey.sock)
+            f.client.fill(rkey.client)
+            _delete(self.rflow_map, rkey)
+        return n
+
+    def rflow_count(self) -> int:
+        return sum(1 for _ in self.rflow_map.keys())
+
+    # -- counters
+    def stats(self) -> dict[Reason, tuple[int, int]]:
+        """Per-reason (packets, bytes), summed over CPUs."""
+        out = {}
+        for r in Reason:
+            per_cpu = self.stats_map[self.stats_map.Key(r)]
+            out[r] = (sum(c.packets for c in per_cpu), sum(c.bytes for c in per_cpu))
+        return out
+
+    def clear(self) -> None:
+        """Empty every map (tests)."""
+        for m in (self.vip_map, self.session_map, self.sock_map, self.flow_map, self.rflow_map):
+            m.clear()
+        for i in range(len(self.backend_map)):
+            self.backend_map[self.backend_map.Key(i)] = self.backend_map.Leaf()
+        self.stats_map.clear()
+
+
+def _delete(table: Any, key: Any) -> int:
+    try:
+        del table[key]
+        return 1
+    except KeyError:
+        return 0
+
+
+def _session(v: Any) -> Session:
+    return Session(
+        ufrag=bytes(v.ufrag.s).rstrip(b"\0").decode(),
+        sock=Endpoint.from_c(v.sock),
+        vip=Endpoint.from_c(v.vip),
+        backend_id=v.backend_id,
+    )
+
+
+def _flow(k: Any, v: Any) -> Flow:
+    return Flow(
+        client=Endpoint.from_c(k.client),
+        vip=Endpoint.from_c(k.vip),
+        sock=Endpoint.from_c(v.sock),
+        backend_id=v.backend_id,
+        created_ns=v.created_ns,
+        last_seen_ns=v.last_seen_ns,
+        packets=v.packets,
+        bytes=v.bytes,
+        rpackets=v.rpackets,
+        rbytes=v.rbytes,
+    )

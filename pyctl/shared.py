@@ -1,0 +1,67 @@
+"""Python mirrors of the enums and constants in bpf/steer_shared.h.
+
+Structs are never mirrored: Python uses the ctypes bcc generates from the C. Enums are
+mirrored because Python needs their names without compiling anything; a unit test parses
+the header and fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+SHARED_HEADER = BPF_DIR / "steer_shared.h"
+
+UFRAG_MIN = 4
+UFRAG_MAX = 32
+
+
+class Family(enum.IntEnum):
+    NONE = 0
+    V4 = 4
+    V6 = 6
+
+
+class BackendState(enum.IntEnum):
+    UNSET = 0
+    ACTIVE = 1
+    DRAINING = 2
+    DOWN = 3
+
+
+class Reason(enum.IntEnum):
+    UNUSED_0 = 0
+    PASS_NOT_IP = 1
+    PASS_MALFORMED = 2
+    PASS_FRAGMENT = 3
+    PASS_NOT_STEERED = 4
+    FWD_FLOW = 5
+    FWD_STUN = 6
+    FWD_RETURN = 7
+    DROP_STUN_UNKNOWN_UFRAG = 8
+    DROP_STUN_MALFORMED = 9
+    DROP_STUN_NOT_REQUEST = 10
+    DROP_DTLS_NO_FLOW = 11
+    DROP_RTP_NO_FLOW = 12
+    DROP_UNCLASSIFIED = 13
+    DROP_BACKEND_DOWN = 14
+    DROP_FAMILY_MISMATCH = 15
+    PASS_FIB_FAILED = 16
+    DROP_CROSS_UNNATED = 17
+
+    @property
+    def label(self) -> str:
+        """The metrics/CLI spelling: lower case, e.g. ``fwd_flow``."""
+        return self.name.lower()
+
+
+REASON_COUNT = len(Reason)
+
+
+class XdpAction(enum.IntEnum):
+    ABORTED = 0
+    DROP = 1
+    PASS = 2
+    TX = 3
+    REDIRECT = 4

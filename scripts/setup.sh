@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs everything steer needs on a fresh Debian machine, idempotently: apt packages,
+# kernel-header links for bcc, a bpffs mount, and .venv (from Debian's python so that the
+# distro's bcc imports). Used by `make setup`, CI, the namespace lab and the Vagrant VMs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm ethtool
+  iproute2 iputils-ping python3-venv python3-dev gcc make nftables netsniff-ng tcpdump
+  chromium redis-server)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "apt: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "apt: all ${#APT_PACKAGES[@]} packages present"
+fi
+
+# bcc compiles against /lib/modules/$(uname -r)/build; this kernel ships no headers of its
+# own, so point it at Debian's generic amd64 headers.
+kdir=/lib/modules/$(uname -r)
+if [[ ! -e $kdir/build/Makefile ]]; then
+  hdr=$(ls -d /usr/src/linux-headers-*-amd64 | sort -V | tail -1)
+  common=$(ls -d /usr/src/linux-headers-*-common | sort -V | tail -1)
+  say "kernel headers: linking $kdir/build -> $hdr"
+  mkdir -p "$kdir"
+  ln -sfn "$hdr" "$kdir/build"
+  ln -sfn "$common" "$kdir/source"
+fi
+
+if ! mountpoint -q /sys/fs/bpf; then
+  say "mounting bpffs at /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf
+fi
+
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; then
+  say "creating .venv from /usr/bin/python3 (--system-site-packages, for bcc)"
+  rm -rf .venv
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+stamp=.venv/.steer-installed
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || requirements.lock -nt $stamp ]]; then
+  say "pip: installing steer and its pinned dependencies"
+  .venv/bin/pip install -q --upgrade pip
+  # --ignore-installed: Debian's older pyroute2 must not shadow the pinned one
+  .venv/bin/pip install -q --ignore-installed -r requirements.lock
+  .venv/bin/pip install -q --no-deps -e .
+  touch "$stamp"
+fi
+.venv/bin/steerctl --help >/dev/null
+say "ready: .venv/bin/steerctl"
