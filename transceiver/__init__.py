@@ -1,0 +1,1 @@
+"""The steer transceiver: an aiortc WebRTC endpoint with WHIP signaling."""
