@@ -3,8 +3,9 @@
  * Reads a packet's endpoints into struct steer_addr, replaces one endpoint (the
  * destination on the way in, the source on the way out) with checksums fixed
  * incrementally, and forwards through bpf_fib_lookup: XDP_TX back out of the ingress
- * interface, bpf_redirect to another one. A lookup that fails leaves the rewritten packet
- * to the kernel, which forwards it and resolves the neighbour the next packet will use.
+ * interface, bpf_redirect to another one. A route whose neighbour is not resolved yet
+ * leaves the rewritten packet to the kernel, which forwards it and resolves the neighbour
+ * for the packets after it.
  */
 #ifndef STEER_REWRITE_H
 #define STEER_REWRITE_H
@@ -97,44 +98,42 @@ static __always_inline void fib_params(struct xdp_md *ctx, struct steer_pkt *pkt
 	}
 }
 
-/* Route the (already rewritten) packet and send it on. */
-static __always_inline int forward(struct xdp_md *ctx, struct steer_pkt *pkt, __u32 *reason)
+/* Route the packet as it is now. Also fills in the egress ifindex on NO_NEIGH. */
+static __always_inline long fib_route(struct xdp_md *ctx, struct steer_pkt *pkt,
+				      struct bpf_fib_lookup *fib)
 {
-	struct bpf_fib_lookup fib;
-	long rc;
+	fib_params(ctx, pkt, fib);
+	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+}
 
-	fib_params(ctx, pkt, &fib);
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+static __always_inline int fib_has_egress(long rc)
+{
+	return rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH;
+}
+
+/* Send the packet along a route looked up for its destination. A route without a
+ * resolved neighbour leaves the (rewritten) packet to the kernel. */
+static __always_inline int fib_send(struct xdp_md *ctx, struct steer_pkt *pkt,
+				    struct bpf_fib_lookup *fib, long rc, __u32 *reason)
+{
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		*reason = STEER_R_PASS_FIB_FAILED;
 		return XDP_PASS;
 	}
-	__builtin_memcpy(pkt->eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(pkt->eth->h_source, fib.smac, ETH_ALEN);
-	if (fib.ifindex == ctx->ingress_ifindex)
+	__builtin_memcpy(pkt->eth->h_dest, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(pkt->eth->h_source, fib->smac, ETH_ALEN);
+	if (fib->ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
-	return bpf_redirect(fib.ifindex, 0);
+	return bpf_redirect(fib->ifindex, 0);
 }
 
-/* UDP we do not steer: drop it if the kernel would route it to `other_ifindex` (the other
- * side of the relay), so nothing ever crosses un-NATed; otherwise leave it to the kernel. */
-static __always_inline int guard_crossing(struct xdp_md *ctx, struct steer_pkt *pkt,
-					  __u32 other_ifindex, __u32 *reason)
+/* Route the (already rewritten) packet and send it on. */
+static __always_inline int forward(struct xdp_md *ctx, struct steer_pkt *pkt, __u32 *reason)
 {
 	struct bpf_fib_lookup fib;
-	long rc;
+	long rc = fib_route(ctx, pkt, &fib);
 
-	*reason = STEER_R_PASS_NOT_STEERED;
-	if (!other_ifindex)
-		return XDP_PASS;
-	fib_params(ctx, pkt, &fib);
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if ((rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) &&
-	    fib.ifindex == other_ifindex) {
-		*reason = STEER_R_DROP_CROSS_UNNATED;
-		return XDP_DROP;
-	}
-	return XDP_PASS;
+	return fib_send(ctx, pkt, &fib, rc, reason);
 }
 
 #endif /* STEER_REWRITE_H */

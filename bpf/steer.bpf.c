@@ -99,6 +99,23 @@ static __always_inline int steer_new_client(struct xdp_md *ctx, struct steer_pkt
 	return forward(ctx, pkt, reason);
 }
 
+/* UDP to a non-VIP destination from a client: drop it if the kernel would route it to
+ * the internal side, so nothing ever crosses un-NATed; otherwise leave it to the kernel. */
+static __always_inline int guard_public(struct xdp_md *ctx, struct steer_pkt *pkt,
+					__u32 *reason)
+{
+	struct bpf_fib_lookup fib;
+	long rc = fib_route(ctx, pkt, &fib);
+	__u32 internal = config_ifindex(0);
+
+	if (fib_has_egress(rc) && internal && fib.ifindex == internal) {
+		*reason = STEER_R_DROP_CROSS_UNNATED;
+		return XDP_DROP;
+	}
+	*reason = STEER_R_PASS_NOT_STEERED;
+	return XDP_PASS;
+}
+
 int steer_public(struct xdp_md *ctx)
 {
 	struct steer_pkt pkt = {};
@@ -129,7 +146,7 @@ int steer_public(struct xdp_md *ctx)
 		goto out;
 	}
 	if (!steer_vips.lookup(&fk.vip)) {
-		action = guard_crossing(ctx, &pkt, config_ifindex(0), &reason);
+		action = guard_public(ctx, &pkt, &reason);
 		goto out;
 	}
 	action = steer_new_client(ctx, &pkt, &reason);
@@ -138,23 +155,41 @@ out:
 	return action;
 }
 
-/* A transceiver's packet to a client: NAT its source to the VIP and (re)establish the flow
- * that the client's DTLS/SRTP/RTCP will follow. */
+/* A transceiver's packet on its way to the public side: NAT its source to the VIP and
+ * (re)establish the flow that the client's DTLS/SRTP/RTCP will follow. UDP that is not
+ * headed for the public side is none of the relay's business; UDP that is, but not from a
+ * session socket, would leave with a transceiver's address, so it is dropped. */
 int steer_internal(struct xdp_md *ctx)
 {
 	struct steer_pkt pkt = {};
+	struct bpf_fib_lookup fib;
 	struct steer_rflow_key rk;
 	struct steer_flow_key fk;
 	struct steer_rflow *rf;
 	struct steer_session *s;
 	struct steer_flow *flow;
-	__u32 reason = STEER_R_UNUSED_0, backend_id;
+	__u32 reason = STEER_R_UNUSED_0, backend_id, public_if;
 	__u64 now;
+	long rc;
 	int action;
 
 	action = parse_packet(ctx, &pkt, &reason);
 	if (action != STEER_CONTINUE)
 		goto out;
+
+	/* the route does not depend on the source we are about to rewrite */
+	rc = fib_route(ctx, &pkt, &fib);
+	public_if = config_ifindex(1);
+	if (!fib_has_egress(rc)) {
+		reason = STEER_R_PASS_FIB_FAILED;
+		action = XDP_PASS;
+		goto out;
+	}
+	if (!public_if || fib.ifindex != public_if) {
+		reason = STEER_R_PASS_NOT_STEERED;
+		action = XDP_PASS;
+		goto out;
+	}
 
 	pkt_addr(&pkt, STEER_SRC, &rk.sock);
 	pkt_addr(&pkt, STEER_DST, &rk.client);
@@ -165,7 +200,8 @@ int steer_internal(struct xdp_md *ctx)
 	} else {
 		s = steer_socks.lookup(&rk.sock);
 		if (!s) {
-			action = guard_crossing(ctx, &pkt, config_ifindex(1), &reason);
+			reason = STEER_R_DROP_CROSS_UNNATED;
+			action = XDP_DROP;
 			goto out;
 		}
 		if (s->vip.family != pkt.family) {
@@ -210,7 +246,7 @@ int steer_internal(struct xdp_md *ctx)
 	}
 	rewrite_endpoint(&pkt, STEER_SRC, &fk.vip);
 	reason = STEER_R_FWD_RETURN;
-	action = forward(ctx, &pkt, &reason);
+	action = fib_send(ctx, &pkt, &fib, rc, &reason);
 out:
 	count(reason, pkt.len);
 	return action;

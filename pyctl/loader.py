@@ -114,7 +114,7 @@ class DataPlane:
         )
 
     def table(self, name: str) -> Any:
-        return self.bpf[name]
+        return self.bpf[name.encode()]
 
     def prog_fd(self, side: str) -> int:
         return int(self.progs[side].fd)

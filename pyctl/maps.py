@@ -71,13 +71,13 @@ class RouteMaps:
     """The relay's route maps, over a bcc object that holds them."""
 
     def __init__(self, bpf: Any) -> None:
-        self.vip_map = bpf["steer_vips"]
-        self.session_map = bpf["steer_sessions"]
-        self.sock_map = bpf["steer_socks"]
-        self.backend_map = bpf["steer_backends"]
-        self.flow_map = bpf["steer_flows"]
-        self.rflow_map = bpf["steer_rflows"]
-        self.stats_map = bpf["steer_stats"]
+        self.vip_map = bpf[b"steer_vips"]
+        self.session_map = bpf[b"steer_sessions"]
+        self.sock_map = bpf[b"steer_socks"]
+        self.backend_map = bpf[b"steer_backends"]
+        self.flow_map = bpf[b"steer_flows"]
+        self.rflow_map = bpf[b"steer_rflows"]
+        self.stats_map = bpf[b"steer_stats"]
 
     # -- VIPs
     def add_vip(self, vip: Endpoint) -> None:

@@ -1,0 +1,59 @@
+"""Fixtures for packet replay: one compiled data plane (production flags, its own pin
+instance) attached in a replay namespace, and a runner that resets the maps per case."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from pyctl.loader import BuildOptions, DataPlane, unload
+from pyctl.maps import RouteMaps
+from pyctl.netns import netns
+from pyctl.shared import Reason, XdpAction
+from pyctl.testrun import run_xdp
+from tests.bpf import env
+
+
+@dataclass
+class Verdict:
+    action: XdpAction
+    reason: Reason
+    data: bytes
+
+
+class Replay:
+    """Runs frames through the attached programs as if they arrived on pub or int."""
+
+    def __init__(self, dp: DataPlane, ifindex: dict[str, int]) -> None:
+        self.dp = dp
+        self.maps = RouteMaps(dp.bpf)
+        self.ifindex = ifindex
+
+    def run(self, side: str, frame: bytes) -> Verdict:
+        before = self.maps.stats()
+        with netns(env.NS):
+            res = run_xdp(self.dp.prog_fd(side), frame, ingress_ifindex=self.ifindex[side])
+        after = self.maps.stats()
+        moved = [r for r in Reason if after[r][0] != before[r][0]]
+        assert len(moved) == 1, f"expected exactly one reason counter to move, got {moved}"
+        r = moved[0]
+        assert after[r][0] - before[r][0] == 1
+        assert after[r][1] - before[r][1] == len(frame), "byte counter must count the frame"
+        return Verdict(res.action, r, res.data)
+
+
+@pytest.fixture(scope="session")
+def replay() -> Iterator[Replay]:
+    env.teardown()
+    unload(env.INSTANCE)
+    try:
+        pub, internal = env.build()
+        dp = DataPlane(BuildOptions(instance=env.INSTANCE))
+        dp.attach("public", "pub", env.NS, mode="native")
+        dp.attach("internal", "int", env.NS, mode="native")
+        yield Replay(dp, {"public": pub, "internal": internal})
+    finally:
+        env.teardown()
+        unload(env.INSTANCE)
