@@ -13,7 +13,7 @@ from pyctl.shared import Family
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Endpoint:
     ip: IPAddress
     port: int
@@ -37,6 +37,10 @@ class Endpoint:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{text!r}: port must be 1-65535")
         return cls(ip, int(port))
+
+    def sort_key(self) -> tuple[int, bytes, int]:
+        """Orders IPv4 before IPv6 (the addresses themselves do not compare across)."""
+        return (self.ip.version, self.ip.packed, self.port)
 
     @property
     def family(self) -> Family:

@@ -88,7 +88,7 @@ class RouteMaps:
         return _delete(self.vip_map, vip.fill(self.vip_map.Key()))
 
     def vips(self) -> list[Endpoint]:
-        return sorted(Endpoint.from_c(k) for k in self.vip_map)
+        return sorted((Endpoint.from_c(k) for k in self.vip_map), key=Endpoint.sort_key)
 
     # -- sessions
     def _ufrag_key(self, ufrag: str) -> Any:

@@ -66,10 +66,13 @@ def backend(state: BackendState, backend_id: int = 1) -> Setup:
 def answered(trx: Endpoint = env.TRX1, client: Endpoint = env.CLIENT4) -> Setup:
     """The transceiver answers the client once: that is what establishes a flow."""
 
+    frame = bytes(trx_to_client(trx, b"\x01\x01\x00\x00", client))
+
     def setup(r: Replay) -> None:
-        v = r.run("internal", bytes(trx_to_client(trx, b"\x01\x01\x00\x00", client)))
+        v = r.run("internal", frame)
         assert v.reason == Reason.FWD_RETURN
 
+    setup.frame = frame  # type: ignore[attr-defined]  # the model replays it
     return setup
 
 
