@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from scapy.layers.l2 import Ether
 
-from pyctl.shared import XdpAction
+from pyctl.maps import Session
+from pyctl.shared import Reason, XdpAction
+from tests.bpf import env
 from tests.bpf.cases import CASES, Case, base, client_to_vip, req
 from tests.bpf.conftest import Replay
-from tests.bpf.frames import checksums_valid
+from tests.bpf.frames import checksums_valid, steered_to
 
 pytestmark = pytest.mark.bpf
 
@@ -60,3 +65,24 @@ def test_truncated_at_every_length(replay: Replay) -> None:
         v = replay.run("public", full[:n])
         assert v.action == XdpAction.PASS, f"length {n}: {v.action.name}/{v.reason.name}"
         assert v.data == full[:n]
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stun"
+
+
+@pytest.mark.parametrize("peer", ["aiortc", "chromium"])
+def test_real_binding_request_is_routed(replay: Replay, peer: str) -> None:
+    """Binding Requests captured from real peers (tests/fixtures/capture_stun.py) reach the
+    transceiver that registered their server ufrag, byte for byte."""
+    payload = (FIXTURES / f"binding_request_{peer}.bin").read_bytes()
+    ufrag = json.loads((FIXTURES / "README.json").read_text())["server_ufrag"]
+    assert payload[:2] == b"\x00\x01" and ufrag.encode() + b":" in payload
+    replay.maps.clear()
+    base(replay)
+    replay.maps.add_session(Session(ufrag, env.TRX2, env.VIP4, 2))
+    v = replay.run("public", bytes(client_to_vip(payload)))
+    assert (v.action, v.reason) == (XdpAction.REDIRECT, Reason.FWD_STUN)
+    assert v.data == bytes(steered_to(env.TRX2, payload))
+    replay.maps.del_session(ufrag)
+    v = replay.run("public", bytes(client_to_vip(payload)))
+    assert (v.action, v.reason) == (XdpAction.DROP, Reason.DROP_STUN_UNKNOWN_UFRAG)
