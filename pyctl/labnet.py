@@ -94,6 +94,10 @@ class LabNet:
             t.add_addrs(self.trx(i), "eth0", [f"{self.trx_ip4(i)}/24", f"{self.trx_ip6(i)}/64"])
             t.add_route(self.trx(i), "default", RELAY_INT4)
             t.add_route(self.trx(i), "::/0", RELAY_INT6)
+        # hosts put full UDP checksums on the wire (see topology.set_tx_checksum)
+        t.set_tx_checksum(self.client, "eth0", False)
+        for i in range(1, self.transceivers + 1):
+            t.set_tx_checksum(self.trx(i), "eth0", False)
         # ends that receive XDP redirects: the client (return path) and the fabric (ingress)
         t.set_gro(self.client, "eth0")
         t.set_gro(self.fabric, "int-br")

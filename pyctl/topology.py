@@ -106,6 +106,14 @@ def set_gro(ns: str, ifname: str, on: bool = True) -> None:
     run_in(ns, ["ethtool", "-K", ifname, "gro", "on" if on else "off"])
 
 
+def set_tx_checksum(ns: str, ifname: str, on: bool) -> None:
+    """With tx checksum offload a veth sends UDP with only a partial checksum and a note in
+    the skb; XDP turns the frame into bytes and loses the note, so the receiver drops it
+    as corrupt. Hosts that send into an XDP relay over veth must compute full checksums
+    (as a real NIC would put on the wire)."""
+    run_in(ns, ["ethtool", "-K", ifname, "tx", "on" if on else "off"])
+
+
 def sysctl(ns: str, key: str, value: str) -> None:
     run_in(ns, ["sysctl", "-qw", f"{key}={value}"])
 

@@ -1,0 +1,118 @@
+"""Live XDP in network namespaces: the lab topology (pyctl/labnet.py) with the data plane
+attached natively or in generic mode, and UDP sockets opened inside the namespaces."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from pyctl import topology
+from pyctl.endpoint import Endpoint
+from pyctl.labnet import CLIENT4, CLIENT6, LabNet
+from pyctl.loader import BuildOptions, DataPlane, unload
+from pyctl.maps import RouteMaps, Session
+from pyctl.netns import netns
+from pyctl.shared import BackendState, Reason
+
+ETH_P_ALL = 0x0003
+
+
+def udp_socket(ns: str, bind: Endpoint) -> socket.socket:
+    """A UDP socket that lives in `ns` (a socket keeps the namespace it was made in)."""
+    with netns(ns):
+        fam = socket.AF_INET if bind.ip.version == 4 else socket.AF_INET6
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.bind((str(bind.ip), bind.port))
+    s.settimeout(2.0)
+    return s
+
+
+def sniffer(ns: str, ifname: str) -> socket.socket:
+    """Every frame `ifname` in `ns` receives, for the no-leak checks."""
+    with netns(ns):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        s.bind((ifname, 0))
+    s.setblocking(False)
+    return s
+
+
+def drain(s: socket.socket, seconds: float) -> list[bytes]:
+    frames, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            frames.append(s.recv(65535))
+        except BlockingIOError:
+            time.sleep(0.01)
+    return frames
+
+
+def recv_or_none(s: socket.socket, timeout: float) -> tuple[bytes, tuple] | None:
+    s.settimeout(timeout)
+    try:
+        return s.recvfrom(4096)
+    except TimeoutError:
+        return None
+
+
+@dataclass
+class LiveRelay:
+    net: LabNet
+    dp: DataPlane
+    maps: RouteMaps
+    mode: str
+
+    def trx_sock(self, i: int, port: int, v6: bool = False) -> Endpoint:
+        ip = self.net.trx_ip6(i) if v6 else self.net.trx_ip4(i)
+        return Endpoint.parse(f"[{ip}]:{port}" if v6 else f"{ip}:{port}")
+
+    def register(self, ufrag: str, sock: Endpoint, backend_id: int = 1) -> None:
+        vip = self.net.vips[0] if sock.ip.version == 4 else self.net.vips[1]
+        self.maps.add_session(Session(ufrag, sock, vip, backend_id))
+
+    def counters(self) -> dict[Reason, int]:
+        return {r: v[0] for r, v in self.maps.stats().items()}
+
+
+@pytest.fixture(scope="module", params=["native", "generic"])
+def live(request: pytest.FixtureRequest) -> Iterator[LiveRelay]:
+    tag = f"n{os.getpid() % 10000}{request.param[0]}"
+    net = LabNet(prefix=tag, transceivers=2)
+    instance = f"live-{tag}"
+    net.down()
+    unload(instance)
+    try:
+        net.up()
+        dp = DataPlane(BuildOptions(instance=instance))
+        assert dp.attach("public", "pub", net.relay, mode=request.param) == request.param
+        assert dp.attach("internal", "int", net.relay, mode=request.param) == request.param
+        maps = RouteMaps(dp.bpf)
+        for vip in net.vips:
+            maps.add_vip(vip)
+        maps.set_backend(1, None, BackendState.ACTIVE)
+        maps.set_backend(2, None, BackendState.ACTIVE)
+        # resolve next hops first, as the daemon does: bpf_fib_lookup answers NO_NEIGH
+        # until the kernel knows the neighbour, and those packets take the kernel's path
+        hosts = [CLIENT4, CLIENT6] + [
+            ip for i in (1, 2) for ip in (net.trx_ip4(i), net.trx_ip6(i))]
+        for ip in hosts:
+            topology.run_in(net.relay, ["ping", "-c1", "-W1", ip])
+        yield LiveRelay(net, dp, maps, request.param)
+    finally:
+        net.down()
+        unload(instance)
+
+
+@pytest.fixture
+def relay(live: LiveRelay) -> Iterator[LiveRelay]:
+    """The live relay with sessions and flows emptied before each test."""
+    for s in live.maps.sessions():
+        live.maps.del_session(s.ufrag)
+    live.maps.flow_map.clear()
+    live.maps.rflow_map.clear()
+    topology.set_forwarding(live.net.relay, True)
+    yield live
