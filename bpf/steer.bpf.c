@@ -13,6 +13,15 @@
 #include "stun.h"
 #include "rewrite.h"
 
+/* `steerctl explain` compiles with -DSTEER_EXPLAIN: the same program against the same
+ * pinned maps, with every map write compiled out (counters go to a private map), so
+ * asking changes nothing. */
+#ifdef STEER_EXPLAIN
+#define STEER_WRITES 0
+#else
+#define STEER_WRITES 1
+#endif
+
 /* RFC 7983 demultiplexing by the first payload byte. */
 #define RFC7983_IS_STUN(b) ((b) <= 3)
 #define RFC7983_IS_DTLS(b) ((b) >= 20 && (b) <= 63)
@@ -20,7 +29,11 @@
 
 static __always_inline void count(__u32 reason, __u32 bytes)
 {
+#ifdef STEER_EXPLAIN
+	struct steer_counter *c = steer_explain_stats.lookup(&reason);
+#else
 	struct steer_counter *c = steer_stats.lookup(&reason);
+#endif
 
 	if (c) {
 		c->packets++;
@@ -137,9 +150,11 @@ int steer_public(struct xdp_md *ctx)
 			action = XDP_DROP;
 			goto out;
 		}
-		flow->last_seen_ns = bpf_ktime_get_ns();
-		flow->packets++;
-		flow->bytes += pkt.len;
+		if (STEER_WRITES) {
+			flow->last_seen_ns = bpf_ktime_get_ns();
+			flow->packets++;
+			flow->bytes += pkt.len;
+		}
 		rewrite_endpoint(&pkt, STEER_DST, &flow->sock);
 		reason = STEER_R_FWD_FLOW;
 		action = forward(ctx, &pkt, &reason);
@@ -211,7 +226,8 @@ int steer_internal(struct xdp_md *ctx)
 		}
 		struct steer_rflow nrf = { .vip = s->vip, .backend_id = s->backend_id };
 
-		steer_rflows.update(&rk, &nrf);
+		if (STEER_WRITES)
+			steer_rflows.update(&rk, &nrf);
 		fk.vip = s->vip;
 		backend_id = s->backend_id;
 	}
@@ -227,7 +243,7 @@ int steer_internal(struct xdp_md *ctx)
 	if (flow) {
 		/* a client address belongs to the session that answered it first, until that
 		 * session ends (the daemon purges its flows) or the flow expires */
-		if (addr_eq(&flow->sock, &rk.sock)) {
+		if (STEER_WRITES && addr_eq(&flow->sock, &rk.sock)) {
 			flow->last_seen_ns = now;
 			flow->rpackets++;
 			flow->rbytes += pkt.len;
@@ -242,7 +258,8 @@ int steer_internal(struct xdp_md *ctx)
 			.rbytes = pkt.len,
 		};
 
-		steer_flows.update(&fk, &nf);
+		if (STEER_WRITES)
+			steer_flows.update(&fk, &nf);
 	}
 	rewrite_endpoint(&pkt, STEER_SRC, &fk.vip);
 	reason = STEER_R_FWD_RETURN;

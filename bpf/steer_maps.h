@@ -64,6 +64,12 @@ BPF_TABLE_PINNED("percpu_array", __u32, struct steer_counter, steer_stats,
 BPF_TABLE_PINNED("array", __u32, struct steer_config, steer_config, 1,
 		 STEER_PIN_DIR "/steer_config");
 
+#ifdef STEER_EXPLAIN
+/* enum steer_reason -> packets, bytes; per CPU. The explain build counts here, in a map of
+ * its own, instead of in the pinned steer_stats: that is how it reports the reason. */
+BPF_PERCPU_ARRAY(steer_explain_stats, struct steer_counter, STEER_R__MAX);
+#endif
+
 /* [0] -> scratch copy of a STUN message being classified; per CPU. XDP. Not pinned: it
  * holds no state between packets. Offsets into it are masked with STEER_SCRATCH_MASK
  * (>= STEER_STUN_MAX_LEN) for the verifier; the tail leaves room for a ufrag window. */

@@ -54,6 +54,7 @@ class BuildOptions:
     max_flows: int = 1 << 20
     max_vips: int = 64
     max_backends: int = 4096
+    explain: bool = False  # compile out every map write (steerctl explain)
 
     def __post_init__(self) -> None:
         if not self.instance or not all(c.isalnum() or c in "-_" for c in self.instance):
@@ -71,6 +72,7 @@ class BuildOptions:
             f"-DSTEER_MAX_FLOWS={self.max_flows}",
             f"-DSTEER_MAX_VIPS={self.max_vips}",
             f"-DSTEER_MAX_BACKENDS={self.max_backends}",
+            *(["-DSTEER_EXPLAIN"] if self.explain else []),
         ]
 
 
