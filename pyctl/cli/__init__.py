@@ -3,6 +3,12 @@ the root group (pyctl/cli/root.py)."""
 
 from __future__ import annotations
 
+# each import registers its commands on the root group
+import pyctl.cli.daemon
+import pyctl.cli.explain
+import pyctl.cli.lab
+import pyctl.cli.listings
+import pyctl.cli.routes  # noqa: F401
 from pyctl.cli.root import cli
 
 

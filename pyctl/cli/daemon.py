@@ -1,0 +1,199 @@
+"""`steerctl daemon` (run the control daemon in the foreground) and `steerctl unload`."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from pyctl.cli.params import ENDPOINT, HOST_PORT
+from pyctl.cli.root import CliConfig, cli
+from pyctl.endpoint import Endpoint
+from pyctl.loader import RUN_DIR, BuildOptions, LoaderError, unload
+
+
+@cli.command()
+@click.option(
+    "--netns",
+    envvar="STEER_NETNS",
+    metavar="NS",
+    help="Network namespace holding the interfaces (ip netns name). Default: this one.",
+)
+@click.option(
+    "--public",
+    envvar="STEER_PUBLIC",
+    required=True,
+    metavar="IF",
+    help="Public interface (clients, VIPs).",
+)
+@click.option(
+    "--internal",
+    envvar="STEER_INTERNAL",
+    required=True,
+    metavar="IF",
+    help="Internal interface (transceivers).",
+)
+@click.option(
+    "--vip",
+    "vips",
+    envvar="STEER_VIP",
+    multiple=True,
+    required=True,
+    type=ENDPOINT,
+    help="A VIP, IP:PORT or [IPv6]:PORT; repeat for more. Env: space-separated.",
+)
+@click.option(
+    "--metrics",
+    envvar="STEER_METRICS",
+    type=HOST_PORT,
+    default=None,
+    help="Serve Prometheus metrics on HOST:PORT (/metrics).",
+)
+@click.option(
+    "--api-socket",
+    envvar="STEER_API_SOCKET",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Control API unix socket. [default: /run/steer/INSTANCE.sock]",
+)
+@click.option(
+    "--api-listen",
+    envvar="STEER_API_LISTEN",
+    type=HOST_PORT,
+    default=None,
+    help="Also serve the API on TCP HOST:PORT (needs --api-token).",
+)
+@click.option(
+    "--api-token",
+    envvar="STEER_API_TOKEN",
+    default="",
+    metavar="T",
+    help="Bearer token required on --api-listen.",
+)
+@click.option(
+    "--idle-timeout",
+    envvar="STEER_IDLE_TIMEOUT",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    metavar="S",
+    help="Expire flows idle for this many seconds.",
+)
+@click.option(
+    "--store",
+    envvar="STEER_STORE",
+    default="memory",
+    show_default=True,
+    metavar="URL",
+    help="Session store: memory, or redis://HOST:PORT/DB.",
+)
+@click.option(
+    "--xdp-mode",
+    envvar="STEER_XDP_MODE",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "native", "generic"]),
+    help="XDP attach mode.",
+)
+@click.option(
+    "--max-sessions",
+    envvar="STEER_MAX_SESSIONS",
+    type=click.IntRange(1, 1 << 24),
+    default=1 << 20,
+    show_default=True,
+    help="Session map capacity (only when the maps are created).",
+)
+@click.option(
+    "--max-flows",
+    envvar="STEER_MAX_FLOWS",
+    type=click.IntRange(16, 1 << 24),
+    default=1 << 20,
+    show_default=True,
+    help="Flow map capacity (only when the maps are created).",
+)
+@click.option(
+    "--log-level",
+    envvar="STEER_LOG_LEVEL",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.pass_obj
+def daemon(
+    cfg: CliConfig,
+    netns: str | None,
+    public: str,
+    internal: str,
+    vips: tuple[Endpoint, ...],
+    metrics: tuple[str, int] | None,
+    api_socket: str | None,
+    api_listen: tuple[str, int] | None,
+    api_token: str,
+    idle_timeout: float,
+    store: str,
+    xdp_mode: str,
+    max_sessions: int,
+    max_flows: int,
+    log_level: str,
+) -> None:
+    """Run the control daemon in the foreground: attach the XDP programs to IFs in NS,
+    serve the control API and metrics, expire sessions and idle flows. Exiting leaves
+    the data plane running; `steerctl unload` removes it."""
+    from pyctl import daemon as d  # late: pulls in aiohttp and prometheus
+
+    if api_listen and not api_token:
+        raise click.BadParameter("--api-listen needs --api-token", param_hint="--api-token")
+    if len(set(vips)) != len(vips):
+        raise click.BadParameter("a VIP is given twice", param_hint="--vip")
+    if not (
+        store in ("memory", "memory://") or store.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        raise click.BadParameter(f"{store!r}: use memory or redis://…", param_hint="--store")
+    config = d.DaemonConfig(
+        build=BuildOptions(instance=cfg.instance, max_sessions=max_sessions, max_flows=max_flows),
+        netns=netns,
+        public=public,
+        internal=internal,
+        vips=vips,
+        api_socket=Path(api_socket) if api_socket else d.default_socket(cfg.instance),
+        metrics=metrics,
+        api_listen=api_listen,
+        api_token=api_token,
+        idle_timeout=idle_timeout,
+        store=store,
+        xdp_mode=xdp_mode,
+    )
+    d.setup_logging(log_level.upper())
+    try:
+        code = d.run(config)
+    except (d.DaemonError, LoaderError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except Exception as e:  # e.g. a Redis store that is not there
+        click.echo(f"error: {type(e).__name__}: {e}", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+@cli.command("unload")
+@click.pass_obj
+def unload_cmd(cfg: CliConfig) -> None:
+    """Detach the instance's XDP programs and remove its pinned maps (ends every session).
+    Refused while a daemon runs the instance: stop it first."""
+    lock = RUN_DIR / f"{cfg.instance}.lock"
+    if lock.exists():
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise click.ClickException(
+                f"a daemon is running instance {cfg.instance!r}: stop it first"
+            ) from None
+        finally:
+            os.close(fd)
+    done = unload(cfg.instance)
+    for line in done or [f"instance {cfg.instance!r}: nothing attached or pinned"]:
+        click.echo(line)

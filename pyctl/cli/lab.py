@@ -1,0 +1,86 @@
+"""`steerctl lab up|down|status|exec` and `steerctl demo`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pyctl.cli.root import cli
+from pyctl.lab import Lab, LabError, status_json
+
+PREFIX = click.option("--prefix", default="steer", show_default=True,
+                      help="Namespace name prefix (steer-client, steer-relay, ...).")
+TRANSCEIVERS = click.option("--transceivers", "-n", type=click.IntRange(1, 16), default=2,
+                            show_default=True, help="How many transceiver namespaces.")
+
+
+@cli.group()
+def lab() -> None:
+    """The namespace lab: client, relay, transceivers, with the daemon and transceivers."""
+
+
+@lab.command()
+@PREFIX
+@TRANSCEIVERS
+@click.option("--json", "as_json", is_flag=True)
+def up(prefix: str, transceivers: int, as_json: bool) -> None:
+    """Build the lab and start the daemon and the transceivers in the background."""
+    lab_ = Lab(prefix, transceivers)
+    try:
+        lab_.up(progress=lambda s: click.echo(s, err=True))
+    except (LabError, OSError) as e:
+        raise click.ClickException(f"{e}\n(run `steerctl lab down` to clean up)") from None
+    click.echo(status_json(lab_) if as_json else f"WHIP: {' '.join(lab_.status()['whip'])}")
+
+
+@lab.command()
+@PREFIX
+@TRANSCEIVERS
+def down(prefix: str, transceivers: int) -> None:
+    """Stop everything and remove every namespace, link and pin the lab made."""
+    Lab(prefix, transceivers).down(progress=lambda s: click.echo(s, err=True))
+
+
+@lab.command()
+@PREFIX
+@TRANSCEIVERS
+@click.option("--json", "as_json", is_flag=True)
+def status(prefix: str, transceivers: int, as_json: bool) -> None:
+    """Addresses, WHIP URLs and processes of the lab."""
+    lab_ = Lab(prefix, transceivers)
+    st = lab_.status()
+    if as_json:
+        click.echo(status_json(lab_))
+        return
+    click.echo(f"lab {prefix}: {'up' if st['up'] else 'down'}")
+    click.echo(f"VIPs:  {', '.join(st['vips'])}")
+    click.echo(f"WHIP:  {' '.join(st['whip'])}")
+    for name, pid in st["processes"].items():
+        click.echo(f"{name:<8} {'pid ' + str(pid) if pid else 'not running'}")
+    click.echo(f"logs:  {st['logs']}")
+
+
+@lab.command(name="exec", context_settings={"ignore_unknown_options": True})
+@PREFIX
+@TRANSCEIVERS
+@click.argument("role")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(prefix: str, transceivers: int, role: str, argv: tuple[str, ...]) -> None:
+    """Run a command in a role's namespace: steerctl lab exec client -- ping 203.0.113.10"""
+    try:
+        sys.exit(Lab(prefix, transceivers).exec(role, list(argv)))
+    except LabError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@cli.command()
+@click.option("--sessions", type=click.IntRange(1, 50), default=4, show_default=True)
+@TRANSCEIVERS
+@click.option("--seconds", type=click.FloatRange(1, 120), default=4.0, show_default=True)
+def demo(sessions: int, transceivers: int, seconds: float) -> None:
+    """Lab up, real WebRTC sessions through one VIP, a summary, lab down."""
+    from pyctl.demo import run_demo
+
+    if not run_demo(sessions, transceivers, seconds, progress=click.echo):
+        raise click.ClickException("some sessions failed (see the table above)")

@@ -1,0 +1,73 @@
+"""Click parameter types and helpers shared by the steerctl commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pyctl.apiclient import ApiError, SyncApiClient
+from pyctl.cli.root import CliConfig
+from pyctl.endpoint import Endpoint
+from pyctl.loader import RUN_DIR
+
+
+class EndpointType(click.ParamType):
+    """IP:PORT or [IPv6]:PORT."""
+
+    name = "IP:PORT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Endpoint):
+            return value
+        try:
+            return Endpoint.parse(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+class HostPortType(click.ParamType):
+    """HOST:PORT to listen on (HOST may be a name; IPv6 as [IP]:PORT)."""
+
+    name = "HOST:PORT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        host, sep, port = str(value).rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            self.fail(f"{value!r}: expected HOST:PORT with a port 1-65535", param, ctx)
+        return (host, int(port))
+
+
+ENDPOINT = EndpointType()
+HOST_PORT = HostPortType()
+BACKEND_ID = click.IntRange(1, 4095)
+
+
+def api_client(ctx: click.Context) -> SyncApiClient:
+    """The daemon's API: STEER_API_URL (+ STEER_API_TOKEN) if set, else the unix socket
+    STEER_API_SOCKET or /run/steer/<instance>.sock."""
+    import os
+
+    cfg: CliConfig = ctx.find_object(CliConfig)  # type: ignore[assignment]
+    url = os.environ.get("STEER_API_URL")
+    if url:
+        return SyncApiClient(url=url, token=os.environ.get("STEER_API_TOKEN"))
+    sock = os.environ.get("STEER_API_SOCKET") or str(RUN_DIR / f"{cfg.instance}.sock")
+    return SyncApiClient(socket=Path(sock))
+
+
+def call_api(ctx: click.Context, method: str, *args: Any, **kwargs: Any) -> Any:
+    """Call the API; a refusal prints the API's message on stderr and exits 1."""
+    try:
+        return getattr(api_client(ctx), method)(*args, **kwargs)
+    except ApiError as e:
+        where = f" [{e.field}]" if e.field else ""
+        click.echo(f"error{where}: {e.message}", err=True)
+        ctx.exit(1)
+    except OSError as e:  # aiohttp's connection errors are OSErrors
+        click.echo(f"error: cannot reach the steer daemon: {e}", err=True)
+        ctx.exit(1)

@@ -1,0 +1,385 @@
+"""The control logic behind the API: validate a request completely, then write the maps and
+the store, or change nothing. Expiry and start-up reconciliation live here too.
+
+Every refusal is a ControlError carrying the HTTP status the API answers with and the field
+at fault, so the API layer stays a thin translation of HTTP to these calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyctl.endpoint import Endpoint
+from pyctl.maps import MapFullError, RouteMaps, Session, check_ufrag
+from pyctl.shared import BackendState, Family
+from pyctl.store import BackendRecord, SessionRecord, SessionStore
+from pyctl.views import STATES_BY_NAME
+
+log = logging.getLogger("steer.control")
+
+MAX_BACKEND_ID = 4095
+MAX_TTL_S = 7 * 24 * 3600.0
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def bad(field: str, message: str) -> ControlError:
+    return ControlError(400, f"{field}: {message}", field)
+
+
+# -- field validation (each returns the clean value or raises a 400 naming the field)
+def want_object(body: Any, where: str = "body") -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise bad(where, "expected a JSON object")
+    return body
+
+
+def check_keys(body: dict[str, Any], allowed: set[str], prefix: str = "") -> None:
+    for k in body:
+        if k not in allowed:
+            raise bad(prefix + k, "unknown field")
+
+
+def want_ufrag(v: Any, name: str = "ufrag") -> str:
+    if not isinstance(v, str):
+        raise bad(name, "expected a string")
+    try:
+        return check_ufrag(v)
+    except ValueError as e:
+        raise bad(name, str(e)) from None
+
+
+def want_endpoint(v: Any, name: str) -> Endpoint:
+    if not isinstance(v, str):
+        raise bad(name, "expected a string IP:PORT")
+    try:
+        return Endpoint.parse(v)
+    except ValueError as e:
+        raise bad(name, str(e)) from None
+
+
+def want_backend_id(v: Any, name: str = "backend") -> int:
+    if isinstance(v, str) and v.isdigit():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_BACKEND_ID:
+        raise bad(name, f"expected an integer 1-{MAX_BACKEND_ID}")
+    return v
+
+
+def want_ttl(v: Any, name: str = "ttl") -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= MAX_TTL_S:
+        raise bad(name, f"expected seconds, a number > 0 and <= {int(MAX_TTL_S)}")
+    return float(v)
+
+
+def ip_endpoint(addr: str | None) -> Endpoint | None:
+    """A backend's address as the map stores it: an endpoint with port 0."""
+    return Endpoint(ipaddress.ip_address(addr), 0) if addr else None
+
+
+def want_ip(v: Any, name: str = "addr") -> str:
+    if not isinstance(v, str):
+        raise bad(name, "expected a string IP address")
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        raise bad(name, f"{v!r} is not an IP address") from None
+
+
+@dataclass
+class Controller:
+    maps: RouteMaps
+    store: SessionStore
+    vips: list[Endpoint]
+    events: dict[str, int] = field(default_factory=dict)  # lifecycle counts, for metrics
+
+    def _count(self, event: str, n: int = 1) -> None:
+        self.events[event] = self.events.get(event, 0) + n
+
+    # -- sessions
+    def parse_session(self, body: Any, prefix: str = "") -> tuple[Session, float | None]:
+        body = want_object(body, prefix.rstrip(".") or "body")
+        check_keys(body, {"ufrag", "sock", "backend", "vip", "ttl"}, prefix)
+        for required in ("ufrag", "sock", "backend"):
+            if required not in body:
+                raise bad(prefix + required, "required")
+        ufrag = want_ufrag(body["ufrag"], prefix + "ufrag")
+        sock = want_endpoint(body["sock"], prefix + "sock")
+        backend = want_backend_id(body["backend"], prefix + "backend")
+        ttl = want_ttl(body.get("ttl"), prefix + "ttl")
+        if body.get("vip") is None:
+            vip = next((v for v in self.vips if v.family == sock.family), None)
+            if vip is None:
+                fam = "IPv4" if sock.family == Family.V4 else "IPv6"
+                raise bad(prefix + "sock", f"the relay has no {fam} VIP for this socket")
+        else:
+            vip = want_endpoint(body["vip"], prefix + "vip")
+            if vip not in self.vips:
+                raise bad(prefix + "vip", f"{vip} is not a VIP of this relay")
+            if vip.family != sock.family:
+                raise bad(prefix + "vip", "the VIP and the socket must be the same IP family")
+        return Session(ufrag, sock, vip, backend), ttl
+
+    def _check_admissible(self, s: Session, prefix: str = "") -> None:
+        """Refusals that depend on live state: collisions and backend policy."""
+        if self.maps.get_session(s.ufrag) is not None:
+            raise ControlError(409, f"ufrag {s.ufrag!r} is live already", prefix + "ufrag")
+        if self._sock_owner(s.sock) is not None:
+            raise ControlError(409, f"socket {s.sock} belongs to a live session", prefix + "sock")
+        known = {b.id for b in self.store.backends()}
+        if known and s.backend_id not in known:
+            raise ControlError(404, f"backend {s.backend_id} is not registered", prefix + "backend")
+        state = self.backend_state(s.backend_id)
+        if state in (BackendState.DRAINING, BackendState.DOWN):
+            name = state.name.lower()
+            raise ControlError(409, f"backend {s.backend_id} is {name}", prefix + "backend")
+
+    def _sock_owner(self, sock: Endpoint) -> Any:
+        try:
+            return self.maps.sock_map[sock.fill(self.maps.sock_map.Key())]
+        except KeyError:
+            return None
+
+    def _record(self, s: Session, ttl: float | None, now: float) -> SessionRecord:
+        rec = SessionRecord(s.ufrag, str(s.sock), str(s.vip), s.backend_id, created=now)
+        return rec.heartbeat(ttl, now)
+
+    def register(self, body: Any) -> SessionRecord:
+        s, ttl = self.parse_session(body)
+        self._check_admissible(s)
+        rec = self._record(s, ttl, time.time())
+        try:
+            self.maps.add_session(s)
+        except MapFullError as e:
+            raise ControlError(507, f"no room for the session: {e}") from None
+        try:
+            self.store.put(rec)
+        except Exception as e:
+            self.maps.del_session(s.ufrag)
+            raise ControlError(503, f"session store: {e}") from None
+        self._count("registered")
+        log.info(
+            "session %s registered: %s via %s, backend %d, ttl %s",
+            s.ufrag,
+            s.sock,
+            s.vip,
+            s.backend_id,
+            ttl or "-",
+        )
+        return rec
+
+    def register_batch(self, body: Any) -> list[SessionRecord]:
+        body = want_object(body)
+        check_keys(body, {"sessions"})
+        items = body.get("sessions")
+        if not isinstance(items, list) or not items:
+            raise bad("sessions", "expected a non-empty list")
+        parsed = [self.parse_session(it, f"sessions[{i}].") for i, it in enumerate(items)]
+        ufrags: set[str] = set()
+        socks: set[Endpoint] = set()
+        for i, (s, _) in enumerate(parsed):
+            prefix = f"sessions[{i}]."
+            if s.ufrag in ufrags:
+                raise ControlError(409, f"ufrag {s.ufrag!r} twice in the batch", prefix + "ufrag")
+            if s.sock in socks:
+                raise ControlError(409, f"socket {s.sock} twice in the batch", prefix + "sock")
+            ufrags.add(s.ufrag)
+            socks.add(s.sock)
+            self._check_admissible(s, prefix)
+        now = time.time()
+        recs = [self._record(s, ttl, now) for s, ttl in parsed]
+        try:
+            self.maps.add_sessions([s for s, _ in parsed])
+        except Exception as e:
+            # RouteMaps.add_sessions' own rollback can itself fail (a delete batch stops at
+            # the first key the failed update never wrote), so remove what is left here.
+            # Validated entries of new keys fail to insert only for want of room.
+            self._unwrite([s for s, _ in parsed])
+            raise ControlError(507, f"no room for {len(parsed)} sessions: {e}") from None
+        try:
+            self.store.put_many(recs)
+        except Exception as e:
+            self._unwrite([s for s, _ in parsed])
+            raise ControlError(503, f"session store: {e}") from None
+        self._count("registered", len(recs))
+        log.info("%d sessions registered in one batch", len(recs))
+        return recs
+
+    def _unwrite(self, sessions: list[Session]) -> None:
+        """Delete the session and socket keys of sessions that were new (no flows yet)."""
+        for s in sessions:
+            for table, key in (
+                (self.maps.session_map, self.maps._ufrag_key(s.ufrag)),
+                (self.maps.sock_map, s.sock.fill(self.maps.sock_map.Key())),
+            ):
+                with contextlib.suppress(KeyError):
+                    del table[key]
+
+    def session(self, ufrag: str) -> SessionRecord:
+        rec = self.store.get(ufrag)
+        if rec is None or self.maps.get_session(ufrag) is None:
+            raise ControlError(404, f"no session {ufrag!r}", "ufrag")
+        return rec
+
+    def sessions(self, backend: int | None = None, ufrag: str | None = None) -> list[SessionRecord]:
+        return [
+            r
+            for r in self.store.sessions()
+            if (backend is None or r.backend == backend) and (ufrag is None or r.ufrag == ufrag)
+        ]
+
+    def heartbeat(self, ufrag: str, body: Any) -> SessionRecord:
+        body = want_object(body if body is not None else {})
+        check_keys(body, {"ttl"})
+        ttl = want_ttl(body.get("ttl"))
+        rec = self.session(ufrag).heartbeat(ttl)
+        self.store.put(rec)
+        return rec
+
+    def end(self, ufrag: str, cause: str = "deleted") -> tuple[SessionRecord, int]:
+        """Remove a session, its socket index, flows and reverse flows; and its record."""
+        rec = self.session(ufrag)
+        sock = Endpoint.parse(rec.sock)
+        flows = sum(1 for f in self.maps.flows() if f.sock == sock)
+        self.maps.del_session(ufrag)
+        self.store.delete(ufrag)
+        self._count(cause)
+        how = "expired (no heartbeat)" if cause == "expired" else "ended"
+        log.info("session %s %s: %d flows removed", ufrag, how, flows)
+        return rec, flows
+
+    # -- backends
+    def backend_state(self, backend_id: int) -> BackendState:
+        m = self.maps.backend_map
+        return BackendState(m[m.Key(backend_id)].state)
+
+    def backend_record(self, backend_id: int) -> BackendRecord:
+        rec = self.store.get_backend(backend_id)
+        if rec is None:
+            raise ControlError(404, f"no backend {backend_id}", "id")
+        return rec
+
+    def add_backend(self, body: Any) -> BackendRecord:
+        body = want_object(body)
+        check_keys(body, {"id", "addr", "name"})
+        if "id" not in body:
+            raise bad("id", "required")
+        backend_id = want_backend_id(body["id"], "id")
+        addr = None if body.get("addr") is None else want_ip(body["addr"])
+        name = body.get("name")
+        if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 64):
+            raise bad("name", "expected a string of 1-64 characters")
+        if self.store.get_backend(backend_id) or self.backend_state(backend_id) != 0:
+            raise ControlError(409, f"backend {backend_id} exists", "id")
+        rec = BackendRecord(backend_id, name, addr)
+        self.maps.set_backend(backend_id, ip_endpoint(addr), BackendState.ACTIVE)
+        self.store.put_backend(rec)
+        log.info("backend %d added (name %s, addr %s): active", backend_id, name, addr)
+        return rec
+
+    def set_backend_state(self, backend_id: int, body: Any) -> BackendRecord:
+        body = want_object(body)
+        check_keys(body, {"state"})
+        state = STATES_BY_NAME.get(str(body.get("state")))
+        if state is None:
+            raise bad("state", "expected one of active, draining, down")
+        rec = self.backend_record(backend_id)
+        old = self.backend_state(backend_id)
+        m = self.maps.backend_map
+        leaf = m[m.Key(backend_id)]
+        leaf.state = state
+        m[m.Key(backend_id)] = leaf
+        if old != state:
+            log.info("backend %d: %s -> %s", backend_id, old.name.lower(), state.name.lower())
+        return rec
+
+    def delete_backend(self, backend_id: int) -> tuple[BackendRecord, int]:
+        rec = self.backend_record(backend_id)
+        ended = [r.ufrag for r in self.sessions(backend=backend_id)]
+        for ufrag in ended:
+            self.end(ufrag, "deleted")
+        self.maps.set_backend(backend_id, None, BackendState.UNSET)
+        self.store.delete_backend(backend_id)
+        log.info("backend %d removed with %d sessions", backend_id, len(ended))
+        return rec, len(ended)
+
+    def backend_records(self) -> dict[int, BackendRecord]:
+        return {b.id: b for b in self.store.backends()}
+
+    # -- expiry
+    def expire_sessions(self, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        gone = []
+        for rec in self.store.sessions():
+            if rec.expires_at is not None and rec.expires_at <= now:
+                try:
+                    self.end(rec.ufrag, "expired")
+                except ControlError:  # in the store, not in the maps: drop the record
+                    self.store.delete(rec.ufrag)
+                gone.append(rec.ufrag)
+        return gone
+
+    def expire_flows(self, idle_s: float, now_ns: int | None = None) -> int:
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        idle = [f for f in self.maps.flows() if f.idle_s(now_ns) > idle_s]
+        n = self.maps.delete_flows(idle)
+        if n:
+            self._count("flow_idle", n)
+            log.info("expired %d idle flows (idle > %gs)", n, idle_s)
+        return n
+
+    # -- start-up
+    def reconcile(self) -> None:
+        """Make the store and the maps agree after a start: map sessions missing from the
+        store are adopted (no TTL until their next heartbeat); store sessions missing from
+        the maps are written back (a Redis store outlives `unload`)."""
+        now = time.time()
+        in_maps = {s.ufrag: s for s in self.maps.sessions()}
+        stored = {r.ufrag: r for r in self.store.sessions()}
+        adopted = [self._record(s, None, now) for u, s in in_maps.items() if u not in stored]
+        self.store.put_many(adopted)
+        restored = 0
+        for u, rec in stored.items():
+            if u in in_maps:
+                continue
+            try:
+                s = Session(u, Endpoint.parse(rec.sock), Endpoint.parse(rec.vip), rec.backend)
+                if self._sock_owner(s.sock) is not None:
+                    raise ValueError(f"socket {s.sock} is taken")
+                self.maps.add_session(s)
+                restored += 1
+            except (ValueError, MapFullError) as e:
+                log.warning("stored session %s dropped: %s", u, e)
+                self.store.delete(u)
+        known = {b.id for b in self.store.backends()}
+        for b in self.maps.backends():
+            if b.id not in known:
+                addr = str(b.addr.ip) if b.addr else None
+                self.store.put_backend(BackendRecord(b.id, None, addr))
+        for b_rec in self.store.backends():
+            if self.backend_state(b_rec.id) == BackendState.UNSET:
+                self.maps.set_backend(b_rec.id, ip_endpoint(b_rec.addr), BackendState.ACTIVE)
+        log.info(
+            "state: %d sessions adopted from the maps, %d restored from the store, "
+            "%d flows live, %d backends",
+            len(adopted),
+            restored,
+            len(self.maps.flows()),
+            len(self.store.backends()),
+        )
+
+    def nexthop_ips(self, recs: list[SessionRecord]) -> set[str]:
+        return {str(Endpoint.parse(r.sock).ip) for r in recs}

@@ -1,0 +1,240 @@
+"""The relay's control daemon: load or adopt the data plane, attach it, serve the control
+API and metrics, expire sessions and idle flows, and leave everything running on exit.
+
+Exiting (first SIGTERM/SIGINT: graceful; second: immediate) stops only this process: the
+XDP programs stay attached and the maps pinned, so established sessions keep flowing and
+the next daemon adopts them. `steerctl unload` is what detaches and unpins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pyctl import topology
+from pyctl.api import make_app
+from pyctl.control import Controller
+from pyctl.endpoint import Endpoint
+from pyctl.loader import RUN_DIR, Attachment, BuildOptions, DataPlane
+from pyctl.maps import RouteMaps
+from pyctl.metrics import Metrics
+from pyctl.nexthop import NextHops
+from pyctl.store import open_store
+
+log = logging.getLogger("steer.daemon")
+
+EXIT_OK = 0
+EXIT_FORCED = 130
+NEXTHOP_REFRESH_S = 30.0
+
+
+class DaemonError(RuntimeError):
+    """The daemon cannot start: the message says why."""
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    build: BuildOptions
+    netns: str | None
+    public: str
+    internal: str
+    vips: tuple[Endpoint, ...]
+    api_socket: Path
+    metrics: tuple[str, int] | None = None
+    api_listen: tuple[str, int] | None = None
+    api_token: str = ""
+    idle_timeout: float = 300.0
+    store: str = "memory"
+    xdp_mode: str = "auto"
+    tick: float = field(default=1.0)  # how often expiry runs
+
+    @property
+    def instance(self) -> str:
+        return self.build.instance
+
+
+def default_socket(instance: str) -> Path:
+    return RUN_DIR / f"{instance}.sock"
+
+
+class _InstanceLock:
+    """One daemon per instance: an flock the kernel drops even on kill -9."""
+
+    def __init__(self, instance: str) -> None:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(RUN_DIR / f"{instance}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise DaemonError(f"another daemon runs instance {instance!r}") from None
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def run(cfg: DaemonConfig) -> int:
+    """Run the daemon in the foreground until signalled; returns the exit code."""
+    lock = _InstanceLock(cfg.instance)
+    try:
+        # pyroute2's synchronous API (attach, forwarding) must run outside the event loop
+        log.info(
+            "start: instance %s, netns %s, public %s, internal %s, store %s",
+            cfg.instance,
+            cfg.netns or "-",
+            cfg.public,
+            cfg.internal,
+            cfg.store,
+        )
+        dp, maps = _setup_dataplane(cfg)
+        store = open_store(cfg.store, cfg.instance)
+        ctl = Controller(maps, store, list(cfg.vips))
+        ctl.reconcile()
+        return asyncio.run(_serve(cfg, ctl, Metrics(ctl, dp.adopted)))
+    finally:
+        lock.release()
+
+
+def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
+    dp = DataPlane(cfg.build)
+    maps = RouteMaps(dp.bpf)
+    if dp.adopted:
+        log.info(
+            "adopted pinned maps of instance %s: %d sessions, %d flows",
+            cfg.instance,
+            len(maps.sessions()),
+            len(maps.flows()),
+        )
+    for side, ifname in (("public", cfg.public), ("internal", cfg.internal)):
+        mode = dp.attach(side, ifname, cfg.netns, cfg.xdp_mode)
+        log.info("attach: %s program on %s in netns %s (%s)", side, ifname, cfg.netns or "-", mode)
+    Attachment(cfg.netns, cfg.public, cfg.internal).save(cfg.instance)
+    # the flags are the VIP list: pinned VIPs not in them stop being answered
+    # not maps.vips(): it sorts, and IPv4 and IPv6 addresses do not compare
+    pinned = {Endpoint.from_c(k) for k in maps.vip_map}
+    for stale in pinned - set(cfg.vips):
+        maps.del_vip(stale)
+        log.info("VIP %s removed (not in --vip)", stale)
+    for vip in cfg.vips:
+        maps.add_vip(vip)
+    log.info("VIPs: %s", ", ".join(str(v) for v in cfg.vips))
+    if cfg.netns:
+        topology.set_forwarding(cfg.netns, True)  # bpf_fib_lookup needs forwarding on
+    return dp, maps
+
+
+async def _serve_unix(runner: web.AppRunner, path: Path) -> web.UnixSite:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():  # the daemon before us died without cleaning up; the lock says so
+        path.unlink()
+    site = web.UnixSite(runner, str(path))
+    await site.start()
+    os.chmod(path, 0o660)
+    return site
+
+
+def _metrics_app(metrics: Metrics) -> web.Application:
+    async def handler(request: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    return app
+
+
+async def _expiry_loop(cfg: DaemonConfig, ctl: Controller, hops: NextHops) -> None:
+    last_refresh = time.monotonic()
+    while True:
+        await asyncio.sleep(cfg.tick)
+        try:
+            ctl.expire_sessions()  # logs each expiry
+            ctl.expire_flows(cfg.idle_timeout)
+            if time.monotonic() - last_refresh > NEXTHOP_REFRESH_S:
+                # keep transceiver neighbour entries alive: XDP traffic never confirms them
+                last_refresh = time.monotonic()
+                ips = ctl.nexthop_ips(ctl.sessions())
+                ips |= {b.addr for b in ctl.store.backends() if b.addr}
+                await hops.resolve(ips)
+        except Exception:
+            log.exception("expiry pass failed; retrying next tick")
+
+
+async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics) -> int:
+    store = ctl.store
+    hops = NextHops(cfg.netns)
+    await hops.resolve(ctl.nexthop_ips(ctl.sessions()))
+
+    runners: list[web.AppRunner] = []
+    api = web.AppRunner(make_app(ctl, cfg.instance, cfg.api_token, metrics, hops), access_log=None)
+    await api.setup()
+    runners.append(api)
+    await _serve_unix(api, cfg.api_socket)
+    log.info("API on unix socket %s", cfg.api_socket)
+    if cfg.api_listen:
+        await web.TCPSite(api, *cfg.api_listen, reuse_address=True).start()
+        log.info("API on tcp %s:%d (bearer token)", *cfg.api_listen)
+    if cfg.metrics:
+        mr = web.AppRunner(_metrics_app(metrics), access_log=None)
+        await mr.setup()
+        runners.append(mr)
+        await web.TCPSite(mr, *cfg.metrics, reuse_address=True).start()
+        log.info("metrics on http://%s:%d/metrics", *cfg.metrics)
+
+    stop = asyncio.Event()
+    signals = {"n": 0}
+
+    def on_signal(signame: str) -> None:
+        signals["n"] += 1
+        if signals["n"] > 1:
+            log.warning("second %s: exiting now", signame)
+            os._exit(EXIT_FORCED)
+        log.info("%s: shutting down (programs stay attached, maps stay pinned)", signame)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    expiry = asyncio.create_task(_expiry_loop(cfg, ctl, hops))
+    _notify_ready()
+    log.info("ready: %d sessions, %d backends", len(ctl.sessions()), len(store.backends()))
+    try:
+        await stop.wait()
+    finally:
+        expiry.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await expiry
+        for r in runners:
+            await r.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            cfg.api_socket.unlink()
+        hops.close()
+        store.close()
+        log.info("shutdown: instance %s stopped; data plane left running", cfg.instance)
+    return EXIT_OK
+
+
+def _notify_ready() -> None:
+    """Tell systemd (Type=notify) that the API is up, when run under it."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
+        s.sendto(b"READY=1", addr)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,209 @@
+"""A WebRTC client for the demo and the end-to-end tests: real aiortc sessions over WHIP.
+
+Each session sends a generated tone (Opus) and timestamped data-channel messages, and
+checks what comes back: the echoed messages byte for byte (and their round-trip time),
+and the echoed audio by its dominant frequency. Run inside the client namespace:
+
+    ip netns exec steer-client .venv/bin/python -m pyctl.democlient --json URL [URL ...]
+
+It prints one JSON object per session; the caller (steerctl demo, tests) reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+
+RATE = 48000
+FRAME = 960  # 20 ms
+
+
+class ToneTrack(MediaStreamTrack):
+    """A sine tone, paced in real time like a microphone."""
+
+    kind = "audio"
+
+    def __init__(self, freq: float) -> None:
+        super().__init__()
+        self.freq = freq
+        self.pts = 0
+        self.start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.start is None:
+            self.start = time.monotonic()
+        else:
+            self.pts += FRAME
+            delay = self.start + self.pts / RATE - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        t = (np.arange(FRAME) + self.pts) / RATE
+        pcm = (0.3 * 32767 * np.sin(2 * np.pi * self.freq * t)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self.pts
+        frame.time_base = fractions.Fraction(1, RATE)
+        return frame
+
+
+def dominant_hz(samples: np.ndarray) -> float:
+    if samples.size < RATE // 4:
+        return 0.0
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
+    return float(np.fft.rfftfreq(samples.size, 1 / RATE)[int(np.argmax(spectrum[1:])) + 1])
+
+
+@dataclass
+class SessionResult:
+    index: int
+    whip: str
+    ok: bool = False
+    error: str = ""
+    ufrag: str = ""
+    setup_ms: float = 0.0
+    tone_hz: float = 0.0
+    echo_hz: float = 0.0
+    rtp_sent: int = 0
+    rtp_received: int = 0
+    messages_sent: int = 0
+    messages_echoed: int = 0
+    echo_rtt_ms: float = 0.0
+    remote: str = ""  # the nominated pair's remote address: must be the VIP
+    rtts: list[float] = field(default_factory=list, repr=False)
+
+
+async def _consume(track: MediaStreamTrack, sink: list[np.ndarray]) -> None:
+    try:
+        while True:
+            frame = await track.recv()
+            pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
+            sink.append(pcm.astype(np.float64))
+    except Exception:  # the track ends when the connection closes
+        return
+
+
+def _answer_ufrag(sdp: str) -> str:
+    for line in sdp.splitlines():
+        if line.startswith("a=ice-ufrag:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def _nominated_remote(pc: RTCPeerConnection) -> str:
+    # aiortc exposes no candidate-pair stats; read the ICE agent's nominated pair
+    try:
+        transport = pc.getTransceivers()[0].receiver.transport.transport
+        pair = next(iter(transport._connection._nominated.values()))
+        c = pair.remote_candidate
+        return f"[{c.host}]:{c.port}" if ":" in c.host else f"{c.host}:{c.port}"
+    except Exception:
+        return ""
+
+
+async def run_session(index: int, whip: str, seconds: float) -> SessionResult:
+    res = SessionResult(index, whip, tone_hz=440.0 + 110.0 * (index % 6))
+    pc = RTCPeerConnection()
+    received: list[np.ndarray] = []
+    consumers: list[asyncio.Task[None]] = []
+    pc.addTrack(ToneTrack(res.tone_hz))
+    channel = pc.createDataChannel("echo")
+    sent: dict[str, float] = {}
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        consumers.append(asyncio.ensure_future(_consume(track, received)))
+
+    @channel.on("message")
+    def on_message(message: Any) -> None:
+        t = sent.pop(message, None) if isinstance(message, str) else None
+        if t is not None:
+            res.messages_echoed += 1
+            res.rtts.append((time.monotonic() - t) * 1000)
+
+    location = None
+    started = time.monotonic()
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        async with aiohttp.ClientSession() as http:
+            async with http.post(whip, data=pc.localDescription.sdp,
+                                 headers={"Content-Type": "application/sdp"}) as r:
+                body = await r.text()
+                if r.status != 201:
+                    raise RuntimeError(f"WHIP POST answered {r.status}: {body.strip()}")
+                location = urljoin(whip, r.headers["Location"])
+            res.ufrag = _answer_ufrag(body)
+            await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+            deadline = time.monotonic() + 15
+            while pc.connectionState != "connected":
+                if pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
+                    raise RuntimeError(f"connection {pc.connectionState}")
+                await asyncio.sleep(0.02)
+            res.setup_ms = (time.monotonic() - started) * 1000
+            while channel.readyState != "open" and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                msg = f"steer-demo {index} {res.messages_sent}"
+                sent[msg] = time.monotonic()
+                channel.send(msg)
+                res.messages_sent += 1
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # let the last echoes arrive
+            for s in (await pc.getStats()).values():
+                if s.type == "outbound-rtp" and s.kind == "audio":
+                    res.rtp_sent = s.packetsSent
+                elif s.type == "inbound-rtp" and s.kind == "audio":
+                    res.rtp_received = s.packetsReceived
+            res.remote = _nominated_remote(pc)
+            if received:
+                res.echo_hz = dominant_hz(np.concatenate(received[-50:]))
+            res.echo_rtt_ms = statistics.median(res.rtts) if res.rtts else 0.0
+            res.ok = (res.messages_echoed == res.messages_sent > 0 and res.rtp_received > 0
+                      and abs(res.echo_hz - res.tone_hz) < 15)
+            if not res.ok:
+                res.error = (f"echoed {res.messages_echoed}/{res.messages_sent} messages, "
+                             f"{res.rtp_received} RTP, tone {res.echo_hz:.0f} Hz")
+            async with http.delete(location) as r:
+                if r.status not in (200, 204):
+                    res.ok, res.error = False, f"WHIP DELETE answered {r.status}"
+    except Exception as e:
+        res.ok, res.error = False, str(e) or type(e).__name__
+    finally:
+        for t in consumers:
+            t.cancel()
+        await pc.close()
+    return res
+
+
+async def run_sessions(urls: list[str], seconds: float) -> list[SessionResult]:
+    return list(await asyncio.gather(*(run_session(i, u, seconds) for i, u in enumerate(urls))))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("urls", nargs="+", help="WHIP endpoint per session")
+    ap.add_argument("--seconds", type=float, default=4.0)
+    args = ap.parse_args()
+    results = asyncio.run(run_sessions(args.urls, args.seconds))
+    for r in results:
+        d = asdict(r)
+        d.pop("rtts")
+        print(json.dumps(d), flush=True)
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""`steerctl lab`: the namespace lab with its processes — the daemon, N transceivers.
+
+The network comes from pyctl/labnet.py. Processes run in the background with a log and a
+pid file each under /run/steer/lab-<prefix>/; `down` finds them there, so it cleans up
+after a crash too. The daemon runs in the root namespace (it attaches into the relay
+namespace); each transceiver runs in its own namespace and reaches the daemon's control
+API through the unix socket (a path, so visible from every namespace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyctl import topology
+from pyctl.apiclient import ApiError, SyncApiClient
+from pyctl.labnet import LabNet
+from pyctl.loader import RUN_DIR, unload
+from pyctl.netns import netns
+
+BIN = Path(sys.executable).parent
+WHIP_PORT = 8080
+
+
+class LabError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Lab:
+    prefix: str = "steer"
+    transceivers: int = 2
+    metrics: str = "127.0.0.1:9477"
+
+    @property
+    def net(self) -> LabNet:
+        return LabNet(self.prefix, self.transceivers)
+
+    @property
+    def instance(self) -> str:
+        return f"lab-{self.prefix}"
+
+    @property
+    def run_dir(self) -> Path:
+        return RUN_DIR / f"lab-{self.prefix}"
+
+    @property
+    def api_socket(self) -> Path:
+        return RUN_DIR / f"{self.instance}.sock"
+
+    def whip_url(self, i: int) -> str:
+        return f"http://{self.net.trx_ip4(i)}:{WHIP_PORT}/whip"
+
+    def api(self) -> SyncApiClient:
+        return SyncApiClient(socket=self.api_socket)
+
+    # -- processes
+    def _start(self, name: str, argv: list[str], ns: str | None = None) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 (handed to the child)
+        cmd = ["ip", "netns", "exec", ns, *argv] if ns else argv
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
+        return proc.pid
+
+    def _alive(self, name: str) -> int | None:
+        try:
+            pid = int((self.run_dir / f"{name}.pid").read_text())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+
+    def _wait(self, what: str, ready: Any, name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if self._alive(name) is None:
+                raise LabError(f"{what} exited; see {self.run_dir / (name + '.log')}:\n"
+                               + self.tail(name))
+            time.sleep(0.2)
+        raise LabError(f"{what} not ready after {timeout:.0f}s; see {self.run_dir}/{name}.log")
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        try:
+            return "\n".join((self.run_dir / f"{name}.log").read_text().splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    # -- verbs
+    def up(self, progress: Any = print) -> dict[str, Any]:
+        """Build the network, start the daemon and the transceivers; return status()."""
+        net = self.net
+        progress(f"network: {len(net.namespaces)} namespaces ({', '.join(net.namespaces)})")
+        net.up()
+        progress(f"daemon: instance {self.instance}, VIPs {', '.join(map(str, net.vips))}")
+        vip_args = [a for v in net.vips for a in ("--vip", str(v))]
+        self._start("daemon", [str(BIN / "steerctl"), "--instance", self.instance, "daemon",
+                               "--netns", net.relay, "--public", "pub", "--internal", "int",
+                               *vip_args, "--api-socket", str(self.api_socket),
+                               "--metrics", self.metrics])
+        self._wait("the daemon", self._api_ready, "daemon")
+        api = self.api()
+        for i in range(1, self.transceivers + 1):
+            try:
+                api.add_backend(i, addr=net.trx_ip4(i), name=f"trx{i}")
+            except ApiError as e:
+                if e.status != 409:  # already there: an adopted lab
+                    raise
+        for i in range(1, self.transceivers + 1):
+            progress(f"transceiver trx{i}: {self.whip_url(i)}")
+            self._start(f"trx{i}", [str(BIN / "steer-transceiver"),
+                                    "--listen", f"{net.trx_ip4(i)}:{WHIP_PORT}",
+                                    "--bind-ip", net.trx_ip4(i), *vip_args,
+                                    "--backend-id", str(i),
+                                    "--api-socket", str(self.api_socket)], ns=net.trx(i))
+        for i in range(1, self.transceivers + 1):
+            self._wait(f"transceiver trx{i}", lambda i=i: self._healthy(i), f"trx{i}")
+        progress("lab is up")
+        return self.status()
+
+    def _api_ready(self) -> bool:
+        try:
+            return bool(self.api().health().get("ok"))
+        except Exception:
+            return False
+
+    def _healthy(self, i: int) -> bool:
+        """Ask trx i's /healthz from the client namespace, the way clients reach WHIP."""
+        url = self.whip_url(i).removesuffix("/whip") + "/healthz"
+        try:
+            with netns(self.net.client), urllib.request.urlopen(url, timeout=1) as r:
+                return bool(r.status == 200)
+        except Exception:
+            return False
+
+    def down(self, progress: Any = print) -> None:
+        names = ["daemon"] + [p.stem for p in self.run_dir.glob("trx*.pid")]
+        for name in sorted(set(names), reverse=True):  # transceivers first: they deregister
+            pid = self._alive(name)
+            if pid is None:
+                continue
+            progress(f"stopping {name} (pid {pid})")
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                if self._alive(name) is None:
+                    break
+                time.sleep(0.1)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+        for line in unload(self.instance):
+            progress(line)
+        progress(f"removing namespaces of {self.prefix}")
+        self.net.down()
+        for f in self.run_dir.glob("*.pid"):
+            f.unlink()
+        self.api_socket.unlink(missing_ok=True)
+
+    def status(self) -> dict[str, Any]:
+        net = self.net
+        out: dict[str, Any] = {
+            "vip": str(net.vips[0]),
+            "vips": [str(v) for v in net.vips],
+            "whip": [self.whip_url(i) for i in range(1, self.transceivers + 1)],
+            "instance": self.instance,
+            "up": net.exists(),
+            "processes": {n: self._alive(n) for n in
+                          ["daemon"] + [f"trx{i}" for i in range(1, self.transceivers + 1)]},
+            "logs": str(self.run_dir),
+            "metrics": f"http://{self.metrics}/metrics",
+        }
+        out["namespaces"] = net.describe()["namespaces"]
+        return out
+
+    def exec(self, role: str, argv: list[str]) -> int:
+        roles = {"client": self.net.client, "relay": self.net.relay, "fabric": self.net.fabric}
+        roles |= {f"trx{i}": self.net.trx(i) for i in range(1, self.transceivers + 1)}
+        if role not in roles:
+            raise LabError(f"no role {role!r}; roles: {', '.join(roles)}")
+        if not topology.netns_exists(roles[role]):
+            raise LabError(f"the lab is not up (no namespace {roles[role]})")
+        return subprocess.call(["ip", "netns", "exec", roles[role], *argv])
+
+
+def status_json(lab: Lab) -> str:
+    return json.dumps(lab.status(), indent=2)

@@ -1,0 +1,209 @@
+"""Prometheus metrics, all declared in METRICS below (docs/metrics.md is generated from it:
+`python -m pyctl.metrics > docs/metrics.md`).
+
+Counters the data plane keeps (per-CPU, in steer_stats) and map contents are read when
+scraped, by a custom Collector, so nothing polls the maps between scrapes. Labels are
+bounded: reasons (a fixed enum), backend ids (at most 4095, registered by an operator),
+backend states, map names, API routes (templates, not paths), lifecycle events.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pyctl import mapinfo
+from pyctl.shared import BackendState, Reason
+
+if TYPE_CHECKING:
+    from pyctl.control import Controller
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    kind: str  # counter | gauge | histogram
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+METRICS = [
+    Spec(
+        "steer_packets_total",
+        "counter",
+        "Packets seen by the XDP programs, by verdict reason.",
+        ("reason",),
+    ),
+    Spec(
+        "steer_bytes_total",
+        "counter",
+        "Bytes seen by the XDP programs, by verdict reason.",
+        ("reason",),
+    ),
+    Spec(
+        "steer_sessions",
+        "gauge",
+        "Registered sessions, by backend id and backend state.",
+        ("backend", "state"),
+    ),
+    Spec(
+        "steer_flows",
+        "gauge",
+        "Learned client flows, by backend id and backend state.",
+        ("backend", "state"),
+    ),
+    Spec("steer_map_entries", "gauge", "Entries in each pinned map.", ("map",)),
+    Spec("steer_map_capacity", "gauge", "Capacity (max_entries) of each pinned map.", ("map",)),
+    Spec("steer_backends", "gauge", "Registered backends, by state.", ("state",)),
+    Spec(
+        "steer_session_events_total",
+        "counter",
+        "Session lifecycle events since the daemon started: registered, deleted, expired.",
+        ("event",),
+    ),
+    Spec(
+        "steer_expirations_total",
+        "counter",
+        "Expirations by the daemon since it started: session_ttl, flow_idle.",
+        ("kind",),
+    ),
+    Spec(
+        "steer_api_request_duration_seconds",
+        "histogram",
+        "Control API request latency, by method, route template and status code.",
+        ("method", "route", "status"),
+    ),
+    Spec(
+        "steer_daemon_adopted",
+        "gauge",
+        "1 when this daemon adopted pinned maps from an earlier one, else 0.",
+    ),
+]
+SPECS = {s.name: s for s in METRICS}
+STATE_LABELS = {
+    BackendState.UNSET: "active",
+    BackendState.ACTIVE: "active",
+    BackendState.DRAINING: "draining",
+    BackendState.DOWN: "down",
+}
+
+
+def _family(name: str, **kw: Any) -> Any:
+    spec = SPECS[name]
+    cls = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
+    base = name.removesuffix("_total") if spec.kind == "counter" else name
+    if spec.labels:
+        kw["labels"] = list(spec.labels)
+    return cls(base, spec.help, **kw)
+
+
+class MapCollector(Collector):
+    """Reads the maps and the controller's event counts at scrape time."""
+
+    def __init__(self, ctl: Controller, adopted: bool) -> None:
+        self.ctl = ctl
+        self.adopted = adopted
+
+    def collect(self) -> Iterator[Metric]:
+        maps = self.ctl.maps
+        packets, nbytes = _family("steer_packets_total"), _family("steer_bytes_total")
+        for r, (p, b) in maps.stats().items():
+            if r != Reason.UNUSED_0:
+                packets.add_metric([r.label], p)
+                nbytes.add_metric([r.label], b)
+        yield packets
+        yield nbytes
+
+        states = {b.id: STATE_LABELS[b.state] for b in maps.backends()}
+        yield from self._by_backend(
+            "steer_sessions", [s.backend_id for s in maps.sessions()], states
+        )
+        yield from self._by_backend("steer_flows", [f.backend_id for f in maps.flows()], states)
+        backends = _family("steer_backends")
+        for state in ("active", "draining", "down"):
+            backends.add_metric([state], sum(1 for s in states.values() if s == state))
+        yield backends
+
+        entries, capacity = _family("steer_map_entries"), _family("steer_map_capacity")
+        tables = {
+            "steer_vips": maps.vip_map,
+            "steer_sessions": maps.session_map,
+            "steer_socks": maps.sock_map,
+            "steer_flows": maps.flow_map,
+            "steer_rflows": maps.rflow_map,
+        }
+        for name, t in tables.items():
+            entries.add_metric([name], mapinfo.entries(t))
+            capacity.add_metric([name], mapinfo.capacity(t))
+        yield entries
+        yield capacity
+
+        ev = self.ctl.events
+        events = _family("steer_session_events_total")
+        for e in ("registered", "deleted", "expired"):
+            events.add_metric([e], ev.get(e, 0))
+        yield events
+        exp = _family("steer_expirations_total")
+        exp.add_metric(["session_ttl"], ev.get("expired", 0))
+        exp.add_metric(["flow_idle"], ev.get("flow_idle", 0))
+        yield exp
+        yield _family("steer_daemon_adopted", value=1 if self.adopted else 0)
+
+    @staticmethod
+    def _by_backend(name: str, ids: list[int], states: dict[int, str]) -> Iterator[Metric]:
+        counts: dict[int, int] = dict.fromkeys(states, 0)
+        for i in ids:
+            counts[i] = counts.get(i, 0) + 1
+        fam = _family(name)
+        for i, n in sorted(counts.items()):
+            fam.add_metric([str(i), states.get(i, "active")], n)
+        yield fam
+
+
+class Metrics:
+    """The daemon's registry: the map collector plus the API latency histogram."""
+
+    def __init__(self, ctl: Controller, adopted: bool) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(MapCollector(ctl, adopted))
+        spec = SPECS["steer_api_request_duration_seconds"]
+        self.api_latency = Histogram(
+            spec.name.removesuffix("_seconds"),
+            spec.help,
+            list(spec.labels),
+            unit="seconds",
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+
+
+def markdown() -> str:
+    """docs/metrics.md, from METRICS."""
+    lines = [
+        "# Metrics",
+        "",
+        "Served by `steerctl daemon --metrics HOST:PORT` at `/metrics` (Prometheus text format).",
+        "Generated from `pyctl/metrics.py` by `python -m pyctl.metrics > docs/metrics.md`;",
+        "do not edit by hand. Counters and map gauges are read from the pinned maps at scrape",
+        "time. `reason` values are the lower-case names of `enum steer_reason`",
+        "(`bpf/steer_shared.h`), which are never renumbered.",
+        "",
+        "| metric | type | labels | meaning |",
+        "|---|---|---|---|",
+    ]
+    for s in METRICS:
+        labels = ", ".join(f"`{label}`" for label in s.labels) or "-"
+        lines.append(f"| `{s.name}` | {s.kind} | {labels} | {s.help} |")
+    lines += ["", "## `reason` values", ""]
+    lines += [f"- `{r.label}` ({int(r)})" for r in Reason if r != Reason.UNUSED_0]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown())

@@ -1,0 +1,163 @@
+"""``steer-transceiver``: click options build a TrxConfig, then service.run does the work.
+
+Every option can come from the environment as ``STEER_TRX_<OPTION>`` (e.g.
+``STEER_TRX_BIND_IP``; repeated ``--vip`` as a space-separated ``STEER_TRX_VIP``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from transceiver.addr import Endpoint
+from transceiver.config import DEFAULT_API_SOCKET, TrxConfig
+from transceiver.service import run
+
+ENV_PREFIX = "STEER_TRX"
+
+
+class EndpointType(click.ParamType):
+    name = "IP:PORT"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Endpoint:
+        if isinstance(value, Endpoint):
+            return value
+        try:
+            return Endpoint.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+    else:
+        host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter(f"{text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="HOST:PORT of the WHIP/HTTP server (port 0: any free port).",
+)
+@click.option("--bind-ip", required=True, help="The IP every session's UDP socket binds to.")
+@click.option(
+    "--vip",
+    "vips",
+    envvar=f"{ENV_PREFIX}_VIP",
+    type=EndpointType(),
+    multiple=True,
+    required=True,
+    help="VIP advertised in answers; repeat for IPv4 and IPv6, first preferred.",
+)
+@click.option(
+    "--backend-id",
+    type=click.IntRange(1, 4095),
+    required=True,
+    help="This transceiver's backend id (1-4095), carried in every ufrag.",
+)
+@click.option(
+    "--api-socket", default=None, help=f"Control API unix socket [default: {DEFAULT_API_SOCKET}]."
+)
+@click.option("--api-url", default=None, help="Control API over TCP, e.g. http://10.0.0.1:9000.")
+@click.option("--api-token", default=None, help="Bearer token for --api-url.")
+@click.option(
+    "--ttl",
+    type=click.IntRange(3, 86400),
+    default=30,
+    show_default=True,
+    help="Registration TTL in seconds; heartbeats every TTL/3.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="End a session after this long without media or data.",
+)
+@click.option(
+    "--metrics",
+    default=None,
+    help="HOST:PORT of a separate /metrics listener (it is also on --listen).",
+)
+@click.option(
+    "--cors-origin",
+    default="*",
+    show_default=True,
+    help="Access-Control-Allow-Origin for the WHIP endpoint.",
+)
+@click.option(
+    "--direct",
+    is_flag=True,
+    help="Advertise each session's own socket, not the VIP (no relay: development only).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def command(
+    listen: str,
+    bind_ip: str,
+    vips: tuple[Endpoint, ...],
+    backend_id: int,
+    api_socket: str | None,
+    api_url: str | None,
+    api_token: str | None,
+    ttl: int,
+    idle_timeout: float,
+    metrics: str | None,
+    cors_origin: str,
+    direct: bool,
+    log_level: str,
+) -> None:
+    """WebRTC transceiver behind the steer relay: WHIP in, echo out."""
+    if api_socket and api_url:
+        raise click.UsageError("give --api-socket or --api-url, not both")
+    if api_url is None and api_socket is None:
+        api_socket = DEFAULT_API_SOCKET
+    host, port = _host_port(listen)
+    metrics_host, metrics_port = _host_port(metrics) if metrics else (None, None)
+    try:
+        config = TrxConfig(
+            bind_ip=bind_ip,
+            vips=vips,
+            backend=backend_id,
+            listen_host=host,
+            listen_port=port,
+            api_socket=api_socket,
+            api_url=api_url,
+            api_token=api_token,
+            ttl=ttl,
+            idle_timeout=idle_timeout,
+            metrics_host=metrics_host,
+            metrics_port=metrics_port,
+            cors_origin=cors_origin,
+            direct=direct,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if log_level != "debug":
+        # aioice/aiortc log every check at INFO; keep one line per session lifecycle event
+        for noisy in ("aioice", "aiortc"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    sys.exit(run(config))
+
+
+def main() -> None:
+    command(auto_envvar_prefix=ENV_PREFIX)

@@ -1,0 +1,55 @@
+"""The transceiver's configuration: one frozen object, built by the CLI or by code."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from transceiver.addr import Endpoint
+from transceiver.ufrag import BACKEND_MAX, BACKEND_MIN
+
+DEFAULT_API_SOCKET = "/run/steer/default.sock"
+
+
+@dataclass(frozen=True)
+class TrxConfig:
+    bind_ip: str  # the only address session sockets are bound to
+    vips: tuple[Endpoint, ...]  # advertised in answers, in order of preference
+    backend: int
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    api_socket: str | None = DEFAULT_API_SOCKET
+    api_url: str | None = None
+    api_token: str | None = None
+    ttl: int = 30  # registration TTL; heartbeats go every ttl/3
+    idle_timeout: float = 30.0
+    metrics_host: str | None = None  # a second listener for /metrics only
+    metrics_port: int | None = None
+    cors_origin: str = "*"
+    # advertise each session's own socket instead of the VIPs: for running with no relay
+    # in front (development, baseline tests); registration still happens
+    direct: bool = False
+
+    def __post_init__(self) -> None:
+        ipaddress.ip_address(self.bind_ip)  # raises ValueError with the address
+        if not self.vips:
+            raise ValueError("at least one --vip is needed")
+        if not BACKEND_MIN <= self.backend <= BACKEND_MAX:
+            raise ValueError(f"--backend-id must be {BACKEND_MIN}-{BACKEND_MAX}")
+        if (self.api_socket is None) == (self.api_url is None):
+            raise ValueError("give exactly one of --api-socket and --api-url")
+        if self.ttl < 3:
+            raise ValueError("--ttl must be at least 3 seconds")
+        if self.idle_timeout <= 0:
+            raise ValueError("--idle-timeout must be positive")
+
+    def advertised(self, sock: Endpoint) -> tuple[Endpoint, ...]:
+        return (sock,) if self.direct else self.vips
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.ttl / 3
+
+    def vip_for(self, sock: Endpoint) -> Endpoint | None:
+        """The VIP the daemon should NAT this socket's replies to: the first of its family."""
+        return next((v for v in self.vips if v.version == sock.version), None)

@@ -1,0 +1,98 @@
+"""Every place the transceiver reaches into aiortc/aioice internals, in one module.
+
+aiortc gives no public way to choose an answerer's ICE credentials or the addresses it
+gathers on, and both are essential here:
+
+- the server ufrag is what the relay routes by, so we choose it (fleet-unique, >= 16
+  characters) instead of aioice's random 4 characters;
+- the socket the relay forwards to must be registered before the answer leaves, so each
+  session gets exactly one host socket, on ``--bind-ip``, and no STUN/TURN candidates.
+
+The hooks touch ``RTCIceTransport._connection`` (aiortc) and ``Connection._local_username``,
+``_local_password``, ``_local_candidates*``, ``_protocols`` (aioice 0.10-0.13). They are
+applied after ``setRemoteDescription`` (when aiortc has created, and BUNDLE has pruned,
+the ICE transports) and before ``setLocalDescription`` (which would gather on every
+interface and copy the credentials into the answer). ``check_internals`` fails loudly
+at start-up if an aioice upgrade moves them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aioice import Connection
+from aioice.ice import validate_password, validate_username
+from aiortc import RTCPeerConnection
+from aiortc.rtcicetransport import RTCIceTransport
+
+from transceiver.addr import Endpoint
+
+_CONNECTION_FIELDS = (
+    "_local_username",
+    "_local_password",
+    "_local_candidates",
+    "_local_candidates_start",
+    "_local_candidates_end",
+    "_protocols",
+    "_nominated",
+)
+
+
+def check_internals() -> None:
+    """Raise RuntimeError if the aioice fields the hooks rely on are missing."""
+    conn = Connection(ice_controlling=False)
+    missing = [f for f in _CONNECTION_FIELDS if not hasattr(conn, f)]
+    if missing or not hasattr(conn, "get_component_candidates"):
+        raise RuntimeError(f"aioice internals changed, missing: {missing}")
+
+
+def ice_transports(pc: RTCPeerConnection) -> list[RTCIceTransport]:
+    """The distinct ICE transports of a peer connection (one when the offer bundles)."""
+    seen: dict[int, RTCIceTransport] = {}
+    for t in pc.getTransceivers():
+        ice = t.receiver.transport.transport
+        seen.setdefault(id(ice), ice)
+    if pc.sctp is not None:
+        ice = pc.sctp.transport.transport
+        seen.setdefault(id(ice), ice)
+    return list(seen.values())
+
+
+def connection_of(transport: RTCIceTransport) -> Connection:
+    conn: Connection = transport._connection
+    return conn
+
+
+def set_credentials(conn: Connection, ufrag: str, password: str) -> None:
+    """Make ``conn`` answer and sign checks with our ufrag/pwd; aioice reads these
+    attributes on every check (``_valid_username``, ``check_message_integrity``)."""
+    validate_username(ufrag)
+    validate_password(password)
+    if conn._local_candidates_start:
+        raise RuntimeError("credentials must be set before gathering")
+    conn._local_username = ufrag
+    conn._local_password = password
+
+
+async def gather_host(conn: Connection, bind_ip: str) -> Endpoint:
+    """Gather exactly one host candidate, a UDP socket on ``bind_ip``, and return its
+    address. Marks gathering done, so aiortc's own gather() becomes a no-op."""
+    if conn._local_candidates_start:
+        raise RuntimeError("candidates were gathered already")
+    conn._local_candidates_start = True
+    candidates = await conn.get_component_candidates(component=1, addresses=[bind_ip])
+    conn._local_candidates += candidates
+    conn._local_candidates_end = True
+    if len(candidates) != 1 or len(conn._protocols) != 1:
+        raise OSError(f"could not bind a UDP socket on {bind_ip}")
+    return Endpoint.of(candidates[0].host, candidates[0].port)
+
+
+def nominated_remote(conn: Connection) -> tuple[str, str, int] | None:
+    """(type, host, port) of the nominated pair's remote candidate, for logs and tests."""
+    nominated: dict[int, Any] = conn._nominated
+    pair = nominated.get(1)
+    if pair is None:
+        return None
+    c = pair.remote_candidate
+    return (c.type, c.host, c.port)

@@ -1,0 +1,108 @@
+"""Running the transceiver as a process: listeners, signals, ordered shutdown.
+
+The first SIGINT/SIGTERM ends every session (each deregisters) and stops; a second one
+exits at once, like uvicorn's ``capture_signals``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+from transceiver import ice
+from transceiver.config import TrxConfig
+from transceiver.registry import ControlApiRegistry
+from transceiver.whip import WhipServer
+
+log = logging.getLogger("steer.transceiver")
+
+EXIT_OK = 0
+EXIT_STARTUP = 1  # could not listen, or aioice internals changed
+EXIT_FORCED = 3  # a second signal cut the graceful shutdown short
+
+
+def make_registry(config: TrxConfig) -> ControlApiRegistry:
+    return ControlApiRegistry(
+        socket_path=config.api_socket, url=config.api_url, token=config.api_token
+    )
+
+
+async def serve(
+    config: TrxConfig,
+    *,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None] = lambda url: None,
+) -> None:
+    """Serve until ``stop`` is set, then shut down in order."""
+    ice.check_internals()
+    server = WhipServer(config, make_registry(config))
+    runner = web.AppRunner(server.app(), access_log=None)
+    await runner.setup()
+    metrics_runner: web.AppRunner | None = None
+    try:
+        await web.TCPSite(runner, config.listen_host, config.listen_port).start()
+        if config.metrics_port is not None:
+            metrics_app = web.Application()
+            metrics_app.router.add_get("/metrics", server.metrics_handler)
+            metrics_runner = web.AppRunner(metrics_app, access_log=None)
+            await metrics_runner.setup()
+            host = config.metrics_host or config.listen_host
+            await web.TCPSite(metrics_runner, host, config.metrics_port).start()
+        on_ready(_url(runner))
+        await stop.wait()
+        log.info("stopping: ending %d sessions", len(server.sessions))
+    finally:
+        await server.shutdown()
+        await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+
+
+def _url(runner: web.AppRunner) -> str:
+    # the bound address, which tells the port when the configured one is 0
+    host, port = runner.addresses[0][:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def print_ready(url: str) -> None:
+    """The one stdout line scripts wait for; logs go to stderr."""
+    print(f"steer-transceiver ready {url}", flush=True)
+
+
+def run(config: TrxConfig) -> int:
+    """Run until SIGINT/SIGTERM; returns the process exit code."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        signals = 0
+
+        def on_signal(sig: int) -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1:
+                log.warning("second %s: exiting now", signal.Signals(sig).name)
+                sys.stdout.flush()
+                os._exit(EXIT_FORCED)
+            log.info("%s: shutting down gracefully", signal.Signals(sig).name)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            await serve(config, stop=stop, on_ready=print_ready)
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            return EXIT_STARTUP
+        except RuntimeError as exc:
+            log.error("cannot start: %s", exc)
+            return EXIT_STARTUP
+        return EXIT_OK
+
+    return asyncio.run(main())

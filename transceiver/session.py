@@ -1,0 +1,307 @@
+"""One WebRTC session: its peer connection, its registration, and every way it ends.
+
+Setup order matters (see docs/transceiver.md):
+  offer -> setRemoteDescription -> our ufrag/pwd -> one host socket on --bind-ip
+  -> register {ufrag, sock} with the daemon -> createAnswer/setLocalDescription
+  -> answer rewritten to the VIP.
+Registering before setLocalDescription means no packet leaves the session socket (aiortc
+starts ICE checks at setLocalDescription) before the relay knows the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from transceiver import ice
+from transceiver.addr import Endpoint
+from transceiver.config import TrxConfig
+from transceiver.media import (
+    HandlerFactory,
+    MediaHandler,
+    OutboundAudioTrack,
+    SessionInfo,
+    drain,
+    message_callback,
+    pump_audio,
+)
+from transceiver.metrics import TrxMetrics
+from transceiver.registry import Registration, Registry, RegistryError
+from transceiver.sdp import OfferError, prepare_offer, rewrite_answer
+from transceiver.ufrag import make_password, make_ufrag
+
+log = logging.getLogger("steer.transceiver")
+
+
+class SetupError(Exception):
+    """A session could not be set up; ``status`` is the HTTP answer for the client."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason  # a metrics.FAILURE_REASONS label
+
+
+class SessionEndpoint:
+    def __init__(
+        self,
+        *,
+        resource: str,
+        config: TrxConfig,
+        registry: Registry,
+        metrics: TrxMetrics,
+        handler_factory: HandlerFactory,
+        on_end: Callable[[SessionEndpoint], None] = lambda s: None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.resource = resource
+        self.config = config
+        self.registry = registry
+        self.metrics = metrics
+        self.ufrag = make_ufrag(config.backend)
+        self.password = make_password()
+        self.sock: Endpoint | None = None
+        self.answer: str | None = None
+        self.end_reason: str | None = None
+        self.connected = asyncio.Event()  # ICE connected
+        self.ended = asyncio.Event()
+        self._on_end = on_end
+        self._started = loop.time()
+        self._last_activity = self._started
+        self._registered = False
+        self._live = False  # set up and answered: from here on, every end is counted
+        self._ending = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._outbound: list[OutboundAudioTrack] = []
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.handler: MediaHandler = handler_factory(
+            SessionInfo(ufrag=self.ufrag, resource=resource, backend=config.backend)
+        )
+
+    # -- setup ------------------------------------------------------------------------
+
+    async def setup(self, offer: str) -> str:
+        """Answer ``offer``; on SetupError nothing is left: no pc, no registration."""
+        try:
+            return await self._setup(offer)
+        except SetupError:
+            await self._teardown()
+            raise
+        except asyncio.CancelledError:  # e.g. the server stops mid-setup
+            await asyncio.shield(self._teardown())
+            raise
+        except Exception as exc:
+            log.exception("session %s setup failed", self.ufrag)
+            await self._teardown()
+            raise SetupError(500, "setup_error", f"session setup failed: {exc}") from exc
+
+    async def _setup(self, offer: str) -> str:
+        try:
+            text = prepare_offer(offer)
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="offer"))
+        except (OfferError, ValueError) as exc:
+            raise SetupError(400, "bad_offer", f"bad offer: {exc}") from exc
+        except Exception as exc:  # aiortc raises many types on malformed SDP
+            raise SetupError(400, "bad_offer", f"offer rejected: {exc!r}") from exc
+
+        transports = ice.ice_transports(self.pc)
+        if len(transports) != 1:
+            raise SetupError(
+                400, "bad_offer", "offer must bundle all media on one transport (max-bundle)"
+            )
+        self._wire_media()
+        conn = ice.connection_of(transports[0])
+        ice.set_credentials(conn, self.ufrag, self.password)
+        self.sock = await ice.gather_host(conn, self.config.bind_ip)
+
+        vip = self.config.vip_for(self.sock)
+        reg = Registration(
+            ufrag=self.ufrag,
+            sock=str(self.sock),
+            backend=self.config.backend,
+            vip=str(vip) if vip else None,
+            ttl=self.config.ttl,
+        )
+        try:
+            await self.registry.register(reg)
+        except RegistryError as exc:
+            self.metrics.registry_errors.labels("register").inc()
+            raise SetupError(503, "registration", f"session registration failed: {exc}") from exc
+        self._registered = True
+
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self.answer = rewrite_answer(
+            self.pc.localDescription.sdp, self.config.advertised(self.sock)
+        )
+        self._live = True
+        self.metrics.sessions_total.inc()
+        self.metrics.sessions_active.inc()
+        self._spawn(self._heartbeat())
+        self._spawn(self._idle_watchdog())
+        log.info(
+            "session created ufrag=%s sock=%s resource=%s vip=%s",
+            self.ufrag,
+            self.sock,
+            self.resource,
+            reg.vip or "-",
+        )
+        return self.answer
+
+    def _wire_media(self) -> None:
+        """Outbound echo tracks and handlers; pumps start now but see frames only once
+        the transports are up."""
+        for t in self.pc.getTransceivers():
+            track = t.receiver.track
+            if t.kind == "audio":
+                out = OutboundAudioTrack()
+                sender = self.pc.addTrack(out)
+                assert sender is t.sender, "addTrack must reuse the offered transceiver"
+                self._outbound.append(out)
+                if track is not None:
+                    self._spawn(pump_audio(track, self.handler, out, self.touch))
+            elif track is not None:
+                self._spawn(drain(track, self.touch))
+
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("iceconnectionstatechange", self._on_ice_state)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        channel.on(
+            "message", message_callback(channel.label, self.handler, channel.send, self.touch)
+        )
+
+    def _on_ice_state(self) -> None:
+        if self.pc.iceConnectionState == "completed" and not self.connected.is_set():
+            setup = asyncio.get_running_loop().time() - self._started
+            self.metrics.setup_seconds.observe(setup)
+            self.connected.set()
+            self.touch()
+            remote = self.client_candidate()
+            client = f"{remote[1]}:{remote[2]} ({remote[0]})" if remote else "?"
+            log.info("session connected ufrag=%s client=%s setup=%.3fs", self.ufrag, client, setup)
+
+    def _on_connection_state(self) -> None:
+        if not self._live:
+            return  # a failed setup tears down on its own
+        state = self.pc.connectionState
+        if state == "failed":
+            failed_ice = self.pc.iceConnectionState == "failed"
+            self._spawn(self.end("ice_failed" if failed_ice else "dtls_failed"))
+        elif state == "closed":
+            self._spawn(self.end("closed"))
+
+    # -- life ---------------------------------------------------------------------------
+
+    def touch(self) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+
+    def client_candidate(self) -> tuple[str, str, int] | None:
+        transports = ice.ice_transports(self.pc)
+        return ice.nominated_remote(ice.connection_of(transports[0])) if transports else None
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            try:
+                await self.registry.heartbeat(self.ufrag, self.config.ttl)
+            except RegistryError as exc:
+                self.metrics.registry_errors.labels("heartbeat").inc()
+                if exc.status != 404:
+                    log.warning("session %s heartbeat failed: %s", self.ufrag, exc)
+                    continue
+                # the daemon lost us (restarted without its state): register again
+                log.warning("session %s unknown to the daemon, registering again", self.ufrag)
+                await self._reregister()
+
+    async def _reregister(self) -> None:
+        assert self.sock is not None
+        vip = self.config.vip_for(self.sock)
+        reg = Registration(
+            self.ufrag,
+            str(self.sock),
+            self.config.backend,
+            str(vip) if vip else None,
+            self.config.ttl,
+        )
+        try:
+            await self.registry.register(reg)
+        except RegistryError as exc:
+            self.metrics.registry_errors.labels("register").inc()
+            log.warning("session %s registering again failed: %s", self.ufrag, exc)
+
+    async def _idle_watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        limit = self.config.idle_timeout
+        while True:
+            idle = loop.time() - self._last_activity
+            if idle >= limit:
+                await self.end("idle_timeout")
+                return
+            await asyncio.sleep(limit - idle)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        # a crashed pump or heartbeat would leave a half-dead session: end it instead
+        log.error("session %s task failed", self.ufrag, exc_info=task.exception())
+        if self._live and not self._ending:
+            self._spawn(self.end("error"))
+
+    async def end(self, reason: str) -> None:
+        """End the session once, whatever asks first; later calls wait for the first."""
+        if not self._live:
+            raise RuntimeError("end() is for sessions that were set up")
+        if self._ending:
+            await self.ended.wait()
+            return
+        self._ending = True
+        self.end_reason = reason
+        try:
+            await self._teardown()
+        finally:
+            duration = asyncio.get_running_loop().time() - self._started
+            self.metrics.sessions_active.dec()
+            self.metrics.end(reason)
+            if reason in ("ice_failed", "dtls_failed", "error"):
+                self.metrics.fail(reason)
+            elif reason == "idle_timeout" and not self.connected.is_set():
+                self.metrics.fail("setup_timeout")
+            log.info(
+                "session ended ufrag=%s reason=%s duration=%.3fs", self.ufrag, reason, duration
+            )
+            self._on_end(self)
+            self.ended.set()
+
+    async def _teardown(self) -> None:
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        for out in self._outbound:
+            out.stop()
+        with contextlib.suppress(Exception):
+            await self.handler.close()
+        # close first: DTLS close_notify still needs the relay's NAT, i.e. the registration
+        try:
+            await self.pc.close()
+        except Exception:
+            log.exception("session %s: closing the peer connection failed", self.ufrag)
+        if self._registered:
+            self._registered = False
+            try:
+                await self.registry.deregister(self.ufrag)
+            except RegistryError as exc:
+                self.metrics.registry_errors.labels("deregister").inc()
+                log.warning("session %s deregistration failed: %s", self.ufrag, exc)

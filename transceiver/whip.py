@@ -1,0 +1,194 @@
+"""WHIP signaling (RFC 9725) over aiohttp, plus the page, health and metrics routes.
+
+POST /whip (application/sdp offer) -> 201, Location: /whip/<id>, SDP answer.
+DELETE /whip/<id> ends the session. PATCH (trickle ICE, ICE restart) is not supported:
+405, as RFC 9725 section 4.3.1 allows. Every response carries CORS headers so a page
+served from another origin can use the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from importlib import resources
+
+from aiohttp import web
+
+from transceiver.config import TrxConfig
+from transceiver.media import EchoHandler, HandlerFactory
+from transceiver.metrics import CONTENT_TYPE, TrxMetrics
+from transceiver.registry import Registry
+from transceiver.session import SessionEndpoint, SetupError
+
+log = logging.getLogger("steer.transceiver")
+
+SDP = "application/sdp"
+ALLOW_METHODS = "GET, POST, DELETE, PATCH, OPTIONS"
+STATIC_FILES = {"/": "whip.html", "/whip.html": "whip.html", "/whip.js": "whip.js"}
+STATIC_TYPES = {".html": "text/html", ".js": "text/javascript"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class WhipServer:
+    """The WHIP endpoint and the table of live sessions it owns."""
+
+    def __init__(
+        self,
+        config: TrxConfig,
+        registry: Registry,
+        *,
+        metrics: TrxMetrics | None = None,
+        handler_factory: HandlerFactory = EchoHandler,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.metrics = metrics or TrxMetrics()
+        self.handler_factory = handler_factory
+        self.sessions: dict[str, SessionEndpoint] = {}
+        self.closing = False
+        self._setting_up: set[asyncio.Task[str]] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._cors])
+        app.router.add_post("/whip", self.post)
+        app.router.add_route("OPTIONS", "/whip", self.options)
+        app.router.add_delete("/whip/{resource}", self.delete)
+        app.router.add_route("PATCH", "/whip/{resource}", self.patch)
+        app.router.add_route("OPTIONS", "/whip/{resource}", self.options_resource)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics_handler)
+        for path in STATIC_FILES:
+            app.router.add_get(path, self.static)
+        app.on_shutdown.append(lambda _app: self.shutdown())
+        return app
+
+    @web.middleware
+    async def _cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.update(self._cors_headers())
+            raise
+        resp.headers.update(self._cors_headers())
+        return resp
+
+    def _cors_headers(self) -> dict[str, str]:
+        return {
+            "Access-Control-Allow-Origin": self.config.cors_origin,
+            "Access-Control-Allow-Methods": ALLOW_METHODS,
+            "Access-Control-Allow-Headers": "Content-Type, Authorization, If-Match",
+            "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Post",
+            "Access-Control-Max-Age": "600",
+        }
+
+    # -- WHIP ---------------------------------------------------------------------------
+
+    async def post(self, request: web.Request) -> web.Response:
+        if request.content_type != SDP:
+            self.metrics.fail("bad_offer")
+            return _error(415, f"offer must be {SDP}, got {request.content_type or 'none'}")
+        if self.closing:
+            return _error(503, "the transceiver is shutting down")
+        try:
+            offer = (await request.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            self.metrics.fail("bad_offer")
+            return _error(400, "bad offer: not UTF-8 text")
+
+        resource = secrets.token_urlsafe(12)
+        session = SessionEndpoint(
+            resource=resource,
+            config=self.config,
+            registry=self.registry,
+            metrics=self.metrics,
+            handler_factory=self.handler_factory,
+            on_end=self._forget,
+        )
+        # a task, so that shutdown can wait for setups in flight
+        task = asyncio.ensure_future(self._create(session, offer))
+        self._setting_up.add(task)
+        try:
+            answer = await asyncio.shield(task)
+        except SetupError as exc:
+            self.metrics.fail(exc.reason)
+            log.info("session refused status=%d reason=%s: %s", exc.status, exc.reason, exc)
+            return _error(exc.status, str(exc))
+        finally:
+            self._setting_up.discard(task)
+        if self.closing:  # shutdown began while we were setting up, and ended it
+            return _error(503, "the transceiver is shutting down")
+        return web.Response(
+            status=201,
+            body=answer.encode(),
+            content_type=SDP,
+            headers={"Location": f"/whip/{resource}"},
+        )
+
+    async def _create(self, session: SessionEndpoint, offer: str) -> str:
+        answer = await session.setup(offer)
+        self.sessions[session.resource] = session  # in the same step, for shutdown()
+        return answer
+
+    async def delete(self, request: web.Request) -> web.Response:
+        session = self.sessions.get(request.match_info["resource"])
+        if session is None:
+            return _error(404, "no such WHIP session")
+        await session.end("delete")
+        return web.Response(status=200)
+
+    async def patch(self, request: web.Request) -> web.Response:
+        if request.match_info["resource"] not in self.sessions:
+            return _error(404, "no such WHIP session")
+        return _error(405, "trickle ICE and ICE restarts are not supported", allow="DELETE")
+
+    async def options(self, request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={"Accept-Post": SDP, "Allow": "POST, OPTIONS"})
+
+    async def options_resource(self, request: web.Request) -> web.Response:
+        if request.match_info["resource"] not in self.sessions:
+            return _error(404, "no such WHIP session")
+        return web.Response(status=204, headers={"Allow": "DELETE, PATCH, OPTIONS"})
+
+    def _forget(self, session: SessionEndpoint) -> None:
+        self.sessions.pop(session.resource, None)
+
+    # -- the rest -----------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "ok": not self.closing,
+                "sessions": len(self.sessions),
+                "backend": self.config.backend,
+                "bind_ip": self.config.bind_ip,
+                "vips": [str(v) for v in self.config.vips],
+            }
+        )
+
+    async def metrics_handler(self, request: web.Request) -> web.Response:
+        resp = web.Response(body=self.metrics.exposition())
+        resp.headers["Content-Type"] = CONTENT_TYPE
+        return resp
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = STATIC_FILES[request.path]
+        body = resources.files("transceiver").joinpath("static", name).read_bytes()
+        return web.Response(body=body, content_type=STATIC_TYPES[name[name.rindex(".") :]])
+
+    async def shutdown(self) -> None:
+        """End every session (each deregisters) and close the registry client."""
+        if self.closing:
+            return
+        self.closing = True
+        if self._setting_up:
+            await asyncio.wait(self._setting_up)
+        await asyncio.gather(*(s.end("shutdown") for s in list(self.sessions.values())))
+        await self.registry.close()
+
+
+def _error(status: int, message: str, *, allow: str | None = None) -> web.Response:
+    headers = {"Allow": allow} if allow else None
+    return web.Response(status=status, text=message + "\n", headers=headers)
