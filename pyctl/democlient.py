@@ -25,7 +25,7 @@ from urllib.parse import urljoin
 import aiohttp
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 RATE = 48000
 FRAME = 960  # 20 ms
@@ -89,6 +89,7 @@ async def _consume(track: MediaStreamTrack, sink: list[np.ndarray]) -> None:
     try:
         while True:
             frame = await track.recv()
+            assert isinstance(frame, av.AudioFrame)
             pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
             sink.append(pcm.astype(np.float64))
     except Exception:  # the track ends when the connection closes
@@ -113,9 +114,15 @@ def _nominated_remote(pc: RTCPeerConnection) -> str:
         return ""
 
 
-async def run_session(index: int, whip: str, seconds: float) -> SessionResult:
+def hide_candidates(sdp: str) -> str:
+    """The offer without its candidates, as from a client behind NAT whose addresses the
+    server cannot reach: then the client's own check, routed by ufrag, opens the path."""
+    return "".join(ln + "\r\n" for ln in sdp.splitlines() if not ln.startswith("a=candidate:"))
+
+
+async def run_session(index: int, whip: str, seconds: float, hide: bool = False) -> SessionResult:
     res = SessionResult(index, whip, tone_hz=440.0 + 110.0 * (index % 6))
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: the network is closed
     received: list[np.ndarray] = []
     consumers: list[asyncio.Task[None]] = []
     pc.addTrack(ToneTrack(res.tone_hz))
@@ -138,8 +145,12 @@ async def run_session(index: int, whip: str, seconds: float) -> SessionResult:
     try:
         await pc.setLocalDescription(await pc.createOffer())
         async with aiohttp.ClientSession() as http:
-            async with http.post(whip, data=pc.localDescription.sdp,
-                                 headers={"Content-Type": "application/sdp"}) as r:
+            offer = pc.localDescription.sdp
+            async with http.post(
+                whip,
+                data=hide_candidates(offer) if hide else offer,
+                headers={"Content-Type": "application/sdp"},
+            ) as r:
                 body = await r.text()
                 if r.status != 201:
                     raise RuntimeError(f"WHIP POST answered {r.status}: {body.strip()}")
@@ -161,7 +172,10 @@ async def run_session(index: int, whip: str, seconds: float) -> SessionResult:
                 channel.send(msg)
                 res.messages_sent += 1
                 await asyncio.sleep(0.1)
-            await asyncio.sleep(0.5)  # let the last echoes arrive
+            # let the last echoes arrive (generous: 20 sessions share two cores in tests)
+            settle = time.monotonic() + 5
+            while sent and time.monotonic() < settle:
+                await asyncio.sleep(0.05)
             for s in (await pc.getStats()).values():
                 if s.type == "outbound-rtp" and s.kind == "audio":
                     res.rtp_sent = s.packetsSent
@@ -171,11 +185,16 @@ async def run_session(index: int, whip: str, seconds: float) -> SessionResult:
             if received:
                 res.echo_hz = dominant_hz(np.concatenate(received[-50:]))
             res.echo_rtt_ms = statistics.median(res.rtts) if res.rtts else 0.0
-            res.ok = (res.messages_echoed == res.messages_sent > 0 and res.rtp_received > 0
-                      and abs(res.echo_hz - res.tone_hz) < 15)
+            res.ok = (
+                res.messages_echoed == res.messages_sent > 0
+                and res.rtp_received > 0
+                and abs(res.echo_hz - res.tone_hz) < 15
+            )
             if not res.ok:
-                res.error = (f"echoed {res.messages_echoed}/{res.messages_sent} messages, "
-                             f"{res.rtp_received} RTP, tone {res.echo_hz:.0f} Hz")
+                res.error = (
+                    f"echoed {res.messages_echoed}/{res.messages_sent} messages, "
+                    f"{res.rtp_received} RTP, tone {res.echo_hz:.0f} Hz"
+                )
             async with http.delete(location) as r:
                 if r.status not in (200, 204):
                     res.ok, res.error = False, f"WHIP DELETE answered {r.status}"
@@ -188,16 +207,22 @@ async def run_session(index: int, whip: str, seconds: float) -> SessionResult:
     return res
 
 
-async def run_sessions(urls: list[str], seconds: float) -> list[SessionResult]:
-    return list(await asyncio.gather(*(run_session(i, u, seconds) for i, u in enumerate(urls))))
+async def run_sessions(urls: list[str], seconds: float, hide: bool = False) -> list[SessionResult]:
+    runs = (run_session(i, u, seconds, hide) for i, u in enumerate(urls))
+    return list(await asyncio.gather(*runs))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("urls", nargs="+", help="WHIP endpoint per session")
     ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument(
+        "--hide-candidates",
+        action="store_true",
+        help="send offers without candidates (the client must check first)",
+    )
     args = ap.parse_args()
-    results = asyncio.run(run_sessions(args.urls, args.seconds))
+    results = asyncio.run(run_sessions(args.urls, args.seconds, args.hide_candidates))
     for r in results:
         d = asdict(r)
         d.pop("rtts")

@@ -34,11 +34,21 @@ class Explanation:
         def view(v: UdpView | None) -> dict[str, str] | None:
             if v is None:
                 return None
-            return {"src": str(v.src), "dst": str(v.dst), "src_mac": v.src_mac,
-                    "dst_mac": v.dst_mac}
+            return {
+                "src": str(v.src),
+                "dst": str(v.dst),
+                "src_mac": v.src_mac,
+                "dst_mac": v.dst_mac,
+            }
 
-        return {"side": self.side, "action": self.action.name, "reason": self.reason.label,
-                "before": view(self.before), "after": view(self.after), "routed": self.routed}
+        return {
+            "side": self.side,
+            "action": self.action.name,
+            "reason": self.reason.label,
+            "before": view(self.before),
+            "after": view(self.after),
+            "routed": self.routed,
+        }
 
 
 class Explainer:
@@ -70,5 +80,6 @@ class Explainer:
             res = run_xdp(self.dp.prog_fd(side), frame, self.ifindex.get(side, 0))
         counts = {r: sum(c.packets for c in self.reasons[self.reasons.Key(r)]) for r in Reason}
         (reason,) = [r for r, n in counts.items() if n]
-        return Explanation(side, res.action, reason, before, read_udp(res.data),
-                           routed=side in self.ifindex)
+        return Explanation(
+            side, res.action, reason, before, read_udp(res.data), routed=side in self.ifindex
+        )

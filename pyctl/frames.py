@@ -63,6 +63,7 @@ def read_udp(frame: bytes) -> UdpView | None:
         etype, pos = struct.unpack_from("!H", frame, 12)[0], 14
         while etype in (0x8100, 0x88A8):
             etype, pos = struct.unpack_from("!H", frame, pos + 2)[0], pos + 4
+        ips: list[ipaddress.IPv4Address] | list[ipaddress.IPv6Address]
         if etype == 0x0800 and frame[pos + 9] == 17:
             ips = [ipaddress.IPv4Address(frame[pos + o : pos + o + 4]) for o in (12, 16)]
             pos += (frame[pos] & 0xF) * 4
@@ -83,8 +84,12 @@ def read_pcap(path: Path) -> list[bytes]:
     if len(raw) < 24:
         raise ValueError(f"{path}: too short for a pcap file")
     magic = raw[:4]
-    order = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
-             b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
+    order = {
+        b"\xd4\xc3\xb2\xa1": "<",
+        b"\xa1\xb2\xc3\xd4": ">",
+        b"\x4d\x3c\xb2\xa1": "<",
+        b"\xa1\xb2\x3c\x4d": ">",
+    }.get(magic)
     if order is None:
         raise ValueError(f"{path}: not a pcap file (pcapng is not supported)")
     if struct.unpack_from(order + "I", raw, 20)[0] != 1:

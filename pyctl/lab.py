@@ -39,6 +39,7 @@ class Lab:
     prefix: str = "steer"
     transceivers: int = 2
     metrics: str = "127.0.0.1:9477"
+    ttl: int = 30  # transceivers' registration TTL (heartbeats every ttl/3)
 
     @property
     def net(self) -> LabNet:
@@ -64,11 +65,20 @@ class Lab:
 
     # -- processes
     def _start(self, name: str, argv: list[str], ns: str | None = None) -> int:
+        """Start `name` in the background unless it is running already (up is idempotent)."""
+        running = self._alive(name)
+        if running is not None:
+            return running
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 (handed to the child)
         cmd = ["ip", "netns", "exec", ns, *argv] if ns else argv
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
         return proc.pid
 
@@ -86,8 +96,9 @@ class Lab:
             if ready():
                 return
             if self._alive(name) is None:
-                raise LabError(f"{what} exited; see {self.run_dir / (name + '.log')}:\n"
-                               + self.tail(name))
+                raise LabError(
+                    f"{what} exited; see {self.run_dir / (name + '.log')}:\n" + self.tail(name)
+                )
             time.sleep(0.2)
         raise LabError(f"{what} not ready after {timeout:.0f}s; see {self.run_dir}/{name}.log")
 
@@ -105,10 +116,26 @@ class Lab:
         net.up()
         progress(f"daemon: instance {self.instance}, VIPs {', '.join(map(str, net.vips))}")
         vip_args = [a for v in net.vips for a in ("--vip", str(v))]
-        self._start("daemon", [str(BIN / "steerctl"), "--instance", self.instance, "daemon",
-                               "--netns", net.relay, "--public", "pub", "--internal", "int",
-                               *vip_args, "--api-socket", str(self.api_socket),
-                               "--metrics", self.metrics])
+        self._start(
+            "daemon",
+            [
+                str(BIN / "steerctl"),
+                "--instance",
+                self.instance,
+                "daemon",
+                "--netns",
+                net.relay,
+                "--public",
+                "pub",
+                "--internal",
+                "int",
+                *vip_args,
+                "--api-socket",
+                str(self.api_socket),
+                "--metrics",
+                self.metrics,
+            ],
+        )
         self._wait("the daemon", self._api_ready, "daemon")
         api = self.api()
         for i in range(1, self.transceivers + 1):
@@ -119,11 +146,24 @@ class Lab:
                     raise
         for i in range(1, self.transceivers + 1):
             progress(f"transceiver trx{i}: {self.whip_url(i)}")
-            self._start(f"trx{i}", [str(BIN / "steer-transceiver"),
-                                    "--listen", f"{net.trx_ip4(i)}:{WHIP_PORT}",
-                                    "--bind-ip", net.trx_ip4(i), *vip_args,
-                                    "--backend-id", str(i),
-                                    "--api-socket", str(self.api_socket)], ns=net.trx(i))
+            self._start(
+                f"trx{i}",
+                [
+                    str(BIN / "steer-transceiver"),
+                    "--listen",
+                    f"{net.trx_ip4(i)}:{WHIP_PORT}",
+                    "--bind-ip",
+                    net.trx_ip4(i),
+                    *vip_args,
+                    "--backend-id",
+                    str(i),
+                    "--ttl",
+                    str(self.ttl),
+                    "--api-socket",
+                    str(self.api_socket),
+                ],
+                ns=net.trx(i),
+            )
         for i in range(1, self.transceivers + 1):
             self._wait(f"transceiver trx{i}", lambda i=i: self._healthy(i), f"trx{i}")
         progress("lab is up")
@@ -174,8 +214,10 @@ class Lab:
             "whip": [self.whip_url(i) for i in range(1, self.transceivers + 1)],
             "instance": self.instance,
             "up": net.exists(),
-            "processes": {n: self._alive(n) for n in
-                          ["daemon"] + [f"trx{i}" for i in range(1, self.transceivers + 1)]},
+            "processes": {
+                n: self._alive(n)
+                for n in ["daemon"] + [f"trx{i}" for i in range(1, self.transceivers + 1)]
+            },
             "logs": str(self.run_dir),
             "metrics": f"http://{self.metrics}/metrics",
         }

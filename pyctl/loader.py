@@ -141,10 +141,14 @@ class DataPlane:
                 except Exception as e:
                     errors.append(f"{m}: {e}")
                     if mode == "auto" and m == "native":
-                        log.warning("native XDP on %s failed (%s); falling back to generic", ifname, e)
+                        log.warning(
+                            "native XDP on %s failed (%s); falling back to generic", ifname, e
+                        )
                     continue
                 self._set_config(side, index)
-                log.info("attached %s program to %s (netns %s, %s mode)", side, ifname, netns or "-", m)
+                log.info(
+                    "attached %s program to %s (netns %s, %s mode)", side, ifname, netns or "-", m
+                )
                 return m
         raise LoaderError(f"attaching to {ifname}: {'; '.join(errors)}")
 

@@ -85,7 +85,7 @@ class RouteMaps:
         self.vip_map[vip.fill(self.vip_map.Key())] = leaf
 
     def del_vip(self, vip: Endpoint) -> bool:
-        return _delete(self.vip_map, vip.fill(self.vip_map.Key()))
+        return bool(_delete(self.vip_map, vip.fill(self.vip_map.Key())))
 
     def vips(self) -> list[Endpoint]:
         return sorted((Endpoint.from_c(k) for k in self.vip_map), key=Endpoint.sort_key)
@@ -135,8 +135,11 @@ class RouteMaps:
         sock_keys = (self.sock_map.Key * n)()
         for i, s in enumerate(sessions):
             keys[i].s = s.ufrag.encode()
-            ctypes.memmove(ctypes.byref(leaves[i]), ctypes.byref(self.session_leaf(s)),
-                           ctypes.sizeof(leaves[i]))
+            ctypes.memmove(
+                ctypes.byref(leaves[i]),
+                ctypes.byref(self.session_leaf(s)),
+                ctypes.sizeof(leaves[i]),
+            )
             s.sock.fill(sock_keys[i])
         try:
             self.session_map.items_update_batch(keys, leaves)
@@ -169,7 +172,7 @@ class RouteMaps:
         for k, v in list(self.flow_map.items()):
             if Endpoint.from_c(v.sock) in socks:
                 n += _delete(self.flow_map, k)
-        for k in list(self.rflow_map.keys()):
+        for k in list(self.rflow_map):
             if Endpoint.from_c(k.sock) in socks:
                 _delete(self.rflow_map, k)
         return n
@@ -209,7 +212,7 @@ class RouteMaps:
         return n
 
     def rflow_count(self) -> int:
-        return sum(1 for _ in self.rflow_map.keys())
+        return sum(1 for _ in self.rflow_map)
 
     # -- counters
     def stats(self) -> dict[Reason, tuple[int, int]]:

@@ -60,10 +60,14 @@ def binding_request(
     ICE-CONTROLLING, then MESSAGE-INTEGRITY and FINGERPRINT computed for real."""
     attrs = list(before or [])
     attrs.append(attr(USERNAME, username))
-    attrs += after if after is not None else [
-        attr(PRIORITY, struct.pack("!I", 1853817087)),
-        attr(ICE_CONTROLLING, b"\x01\x02\x03\x04\x05\x06\x07\x08"),
-    ]
+    attrs += (
+        after
+        if after is not None
+        else [
+            attr(PRIORITY, struct.pack("!I", 1853817087)),
+            attr(ICE_CONTROLLING, b"\x01\x02\x03\x04\x05\x06\x07\x08"),
+        ]
+    )
     msg = Message(attrs=attrs, txid=txid)
     if integrity_key is not None:
         # the HMAC covers the header with a length that includes MESSAGE-INTEGRITY itself

@@ -31,7 +31,9 @@ def binding_request(ufrag: str) -> bytes:
 def describe(e: Explanation) -> str:
     lines = [f"side:    {e.side}", f"verdict: {e.action.name}", f"reason:  {e.reason.label}"]
     if e.before and e.after and (e.before.src, e.before.dst) != (e.after.src, e.after.dst):
-        lines.append(f"rewrite: {e.before.src} -> {e.before.dst}  =>  {e.after.src} -> {e.after.dst}")
+        lines.append(
+            f"rewrite: {e.before.src} -> {e.before.dst}  =>  {e.after.src} -> {e.after.dst}"
+        )
     elif e.before:
         lines.append(f"packet:  {e.before.src} -> {e.before.dst} (addresses unchanged)")
     if e.after and e.before and e.after.dst_mac != e.before.dst_mac:
@@ -47,15 +49,29 @@ def describe(e: Explanation) -> str:
 @click.option("--stun-ufrag", metavar="UFRAG", help="Payload: a Binding Request for this ufrag.")
 @click.option("--payload", type=click.Choice(sorted(CANNED)), help="Payload: a canned shape.")
 @click.option("--hex", "hex_frame", metavar="HEX", help="A whole Ethernet frame, in hex.")
-@click.option("--pcap", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Explain every frame of a pcap file (Ethernet).")
-@click.option("--side", type=click.Choice(["public", "internal"]),
-              help="Interface the packet arrives on (default: inferred from the addresses).")
+@click.option(
+    "--pcap",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Explain every frame of a pcap file (Ethernet).",
+)
+@click.option(
+    "--side",
+    type=click.Choice(["public", "internal"]),
+    help="Interface the packet arrives on (default: inferred from the addresses).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def explain(cfg: CliConfig, src: Endpoint | None, dst: Endpoint | None, stun_ufrag: str | None,
-            payload: str | None, hex_frame: str | None, pcap: Path | None, side: str | None,
-            as_json: bool) -> None:
+def explain(
+    cfg: CliConfig,
+    src: Endpoint | None,
+    dst: Endpoint | None,
+    stun_ufrag: str | None,
+    payload: str | None,
+    hex_frame: str | None,
+    pcap: Path | None,
+    side: str | None,
+    as_json: bool,
+) -> None:
     """What would the relay do with this packet? Runs it through the instance's programs
     against the live maps (BPF_PROG_TEST_RUN) without changing any map or counter.
 

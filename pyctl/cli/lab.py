@@ -9,10 +9,20 @@ import click
 from pyctl.cli.root import cli
 from pyctl.lab import Lab, LabError, status_json
 
-PREFIX = click.option("--prefix", default="steer", show_default=True,
-                      help="Namespace name prefix (steer-client, steer-relay, ...).")
-TRANSCEIVERS = click.option("--transceivers", "-n", type=click.IntRange(1, 16), default=2,
-                            show_default=True, help="How many transceiver namespaces.")
+PREFIX = click.option(
+    "--prefix",
+    default="steer",
+    show_default=True,
+    help="Namespace name prefix (steer-client, steer-relay, ...).",
+)
+TRANSCEIVERS = click.option(
+    "--transceivers",
+    "-n",
+    type=click.IntRange(1, 16),
+    default=2,
+    show_default=True,
+    help="How many transceiver namespaces.",
+)
 
 
 @cli.group()

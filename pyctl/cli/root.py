@@ -26,7 +26,9 @@ def _instance(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@click.group(context_settings={"auto_envvar_prefix": "STEER", "help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"auto_envvar_prefix": "STEER", "help_option_names": ["-h", "--help"]}
+)
 @click.option(
     "--instance",
     default="default",

@@ -16,15 +16,22 @@ INSTANCE = f"replay-{os.getpid()}"
 PUB_MAC = "02:5e:10:00:00:01"  # relay public interface
 INT_MAC = "02:5e:10:00:00:02"  # relay internal interface
 GW_MAC = "02:5e:10:00:00:fe"  # the clients' next hop (upstream router)
-TRX_MACS = {"10.88.0.11": "02:5e:10:00:01:0b", "10.88.0.12": "02:5e:10:00:01:0c",
-            "fd00:88::b": "02:5e:10:00:01:0b", "fd00:88::c": "02:5e:10:00:01:0c"}
+TRX_MACS = {
+    "10.88.0.11": "02:5e:10:00:01:0b",
+    "10.88.0.12": "02:5e:10:00:01:0c",
+    "fd00:88::b": "02:5e:10:00:01:0b",
+    "fd00:88::c": "02:5e:10:00:01:0c",
+}
 NO_NEIGH_TRX = "10.88.0.99"  # on the internal subnet, never resolved
 
 PUB4, PUB6 = "198.51.100.1", "2001:db8:c::1"
 GW4, GW6 = "198.51.100.254", "2001:db8:c::fe"
 INT4, INT6 = "10.88.0.1", "fd00:88::1"
 INT_NET4, INT_NET6 = ipaddress.ip_network("10.88.0.0/24"), ipaddress.ip_network("fd00:88::/64")
-PUB_NET4, PUB_NET6 = ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_network("2001:db8:c::/64")
+PUB_NET4, PUB_NET6 = (
+    ipaddress.ip_network("198.51.100.0/24"),
+    ipaddress.ip_network("2001:db8:c::/64"),
+)
 LOCAL = {ipaddress.ip_address(a) for a in (PUB4, PUB6, INT4, INT6)}
 
 VIP4 = Endpoint.parse("203.0.113.10:3478")

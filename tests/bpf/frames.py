@@ -47,26 +47,36 @@ def udp_frame(
     return _l2(src_mac, dst_mac, vlans) / _l3(src, dst, ip_opts, ext) / udp / Raw(payload)
 
 
-def client_to_vip(payload: bytes, client: Endpoint = env.CLIENT4, vip: Endpoint | None = None,
-                  **kw: Any) -> Packet:
+def client_to_vip(
+    payload: bytes, client: Endpoint = env.CLIENT4, vip: Endpoint | None = None, **kw: Any
+) -> Packet:
     vip = vip or (env.VIP4 if client.ip.version == 4 else env.VIP6)
     return udp_frame(client, vip, payload, src_mac=env.GW_MAC, dst_mac=env.PUB_MAC, **kw)
 
 
 def steered_to(trx: Endpoint, payload: bytes, client: Endpoint = env.CLIENT4, **kw: Any) -> Packet:
     """What the relay emits on the internal side: same client source, transceiver dest."""
-    return udp_frame(client, trx, payload, src_mac=env.INT_MAC,
-                     dst_mac=env.TRX_MACS[str(trx.ip)], **kw)
+    return udp_frame(
+        client, trx, payload, src_mac=env.INT_MAC, dst_mac=env.TRX_MACS[str(trx.ip)], **kw
+    )
 
 
-def trx_to_client(trx: Endpoint, payload: bytes, client: Endpoint = env.CLIENT4,
-                  **kw: Any) -> Packet:
-    return udp_frame(trx, client, payload, src_mac=env.TRX_MACS.get(str(trx.ip), "02:5e:10:00:01:99"),
-                     dst_mac=env.INT_MAC, **kw)
+def trx_to_client(
+    trx: Endpoint, payload: bytes, client: Endpoint = env.CLIENT4, **kw: Any
+) -> Packet:
+    return udp_frame(
+        trx,
+        client,
+        payload,
+        src_mac=env.TRX_MACS.get(str(trx.ip), "02:5e:10:00:01:99"),
+        dst_mac=env.INT_MAC,
+        **kw,
+    )
 
 
-def natted_to_client(vip: Endpoint, payload: bytes, client: Endpoint = env.CLIENT4,
-                     **kw: Any) -> Packet:
+def natted_to_client(
+    vip: Endpoint, payload: bytes, client: Endpoint = env.CLIENT4, **kw: Any
+) -> Packet:
     """What the relay emits on the public side: from the VIP, towards the gateway."""
     return udp_frame(vip, client, payload, src_mac=env.PUB_MAC, dst_mac=env.GW_MAC, **kw)
 

@@ -203,13 +203,21 @@ SUCCESS, NO_NEIGH, NOT_FWDED = "success", "no_neigh", "not_fwded"
 
 
 EDGES = {n.network_address for n in (env.INT_NET4, env.PUB_NET4)} | {
-    n.broadcast_address for n in (env.INT_NET4, env.PUB_NET4)}
+    n.broadcast_address for n in (env.INT_NET4, env.PUB_NET4)
+}
 
 
 def _odd(ip: IPAddress) -> bool:
     """Addresses the kernel's FIB treats specially (not modelled here)."""
-    return (ip.is_multicast or ip.is_loopback or ip.is_link_local or ip.is_unspecified
-            or ip.is_reserved or ip in EDGES or (ip.version == 4 and ip.packed[0] == 0))
+    return (
+        ip.is_multicast
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+        or ip.is_reserved
+        or ip in EDGES
+        or (ip.version == 4 and ip.packed[0] == 0)
+    )
 
 
 def route(ip: IPAddress, src: IPAddress) -> tuple[str, str | None, str | None]:
@@ -230,8 +238,9 @@ def route(ip: IPAddress, src: IPAddress) -> tuple[str, str | None, str | None]:
 SMAC = {"pub": env.PUB_MAC, "int": env.INT_MAC}
 
 
-def send(pkt: Pkt, side_if: str, r: tuple[str, str | None, str | None],
-         reason: Reason) -> tuple[XdpAction, Reason, bytes]:
+def send(
+    pkt: Pkt, side_if: str, r: tuple[str, str | None, str | None], reason: Reason
+) -> tuple[XdpAction, Reason, bytes]:
     rc, egress, mac = r
     if rc != SUCCESS or egress is None or mac is None:
         return XdpAction.PASS, Reason.PASS_FIB_FAILED, bytes(pkt.frame)

@@ -21,8 +21,8 @@ from tests.bpf.cases import (
     SRTP,
     TRX2_UFRAG,
     UFRAG,
-    V6_UFRAG,
     UNKNOWN_ATTR,
+    V6_UFRAG,
     answered,
     base,
     req,
@@ -35,18 +35,34 @@ pytestmark = pytest.mark.bpf
 SEEDS: list[tuple[str, bytes]] = [
     ("public", bytes(client_to_vip(req()))),
     ("public", bytes(client_to_vip(req(TRX2_UFRAG + b":c"), vlans=(7,)))),
-    ("public", bytes(client_to_vip(req(V6_UFRAG + b":c"), client=env.CLIENT6,
-                                   ext=IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()))),
+    (
+        "public",
+        bytes(
+            client_to_vip(
+                req(V6_UFRAG + b":c"),
+                client=env.CLIENT6,
+                ext=IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt(),
+            )
+        ),
+    ),
     ("public", bytes(client_to_vip(req(b"nosuchufrag00001:c")))),
     ("public", bytes(client_to_vip(req(before=[UNKNOWN_ATTR] * 30)))),
-    ("public", bytes(client_to_vip(req(b"abcd:x", after=[], integrity_key=None,
-                                       fingerprint=False)))),
+    (
+        "public",
+        bytes(client_to_vip(req(b"abcd:x", after=[], integrity_key=None, fingerprint=False))),
+    ),
     ("public", bytes(client_to_vip(DTLS))),
     ("public", bytes(client_to_vip(SRTP, vlans=(1, 2)))),
     ("public", bytes(client_to_vip(RTCP, client=env.CLIENT6))),
     ("public", bytes(client_to_vip(SRTP, vip=env.TRX1))),
-    ("public", bytes(Ether(src=env.GW_MAC, dst=env.PUB_MAC)
-                     / IP(src=str(env.CLIENT4.ip), dst=str(env.VIP4.ip)) / TCP(dport=3478))),
+    (
+        "public",
+        bytes(
+            Ether(src=env.GW_MAC, dst=env.PUB_MAC)
+            / IP(src=str(env.CLIENT4.ip), dst=str(env.VIP4.ip))
+            / TCP(dport=3478)
+        ),
+    ),
     ("internal", bytes(trx_to_client(env.TRX1, SRTP))),
     ("internal", bytes(trx_to_client(env.TRX1, stun.binding_request(b"cli1:" + UFRAG)))),
     ("internal", bytes(trx_to_client(env.TRX1_6, DTLS, env.CLIENT6))),
@@ -109,13 +125,18 @@ def baseline(replay: Replay) -> model.State:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
 )
 @given(seed=st.sampled_from(SEEDS), muts=st.lists(MUTATION, max_size=3))
-def test_kernel_matches_model(replay: Replay, baseline: model.State, seed: tuple[str, bytes],
-                              muts: list[tuple]) -> None:
+def test_kernel_matches_model(
+    replay: Replay, baseline: model.State, seed: tuple[str, bytes], muts: list[tuple]
+) -> None:
     side, frame = seed[0], mutate(seed[1], muts)
     assume(len(frame) >= 14)
     state = model.State(
-        vips=baseline.vips, sessions=baseline.sessions, socks=baseline.socks,
-        backends=baseline.backends, flows=dict(baseline.flows), rflows=dict(baseline.rflows),
+        vips=baseline.vips,
+        sessions=baseline.sessions,
+        socks=baseline.socks,
+        backends=baseline.backends,
+        flows=dict(baseline.flows),
+        rflows=dict(baseline.rflows),
     )
     try:
         want = model.run(side, frame, state)
@@ -131,7 +152,9 @@ def test_kernel_matches_model(replay: Replay, baseline: model.State, seed: tuple
         f"kernel {got.action.name}/{got.reason.name}, model {want[0].name}/{want[1].name}"
         f"\nframe: {Ether(frame).command()}"
     )
-    assert got.data == want[2], f"\nkernel: {Ether(got.data).command()}\nmodel:  {Ether(want[2]).command()}"
+    assert got.data == want[2], (
+        f"\nkernel: {Ether(got.data).command()}\nmodel:  {Ether(want[2]).command()}"
+    )
     kflows = {(f.client, f.vip): (f.sock, f.backend_id) for f in replay.maps.flows()}
     assert kflows == state.flows
 

@@ -97,8 +97,7 @@ def live(request: pytest.FixtureRequest) -> Iterator[LiveRelay]:
         maps.set_backend(2, None, BackendState.ACTIVE)
         # resolve next hops first, as the daemon does: bpf_fib_lookup answers NO_NEIGH
         # until the kernel knows the neighbour, and those packets take the kernel's path
-        hosts = [CLIENT4, CLIENT6] + [
-            ip for i in (1, 2) for ip in (net.trx_ip4(i), net.trx_ip6(i))]
+        hosts = [CLIENT4, CLIENT6] + [ip for i in (1, 2) for ip in (net.trx_ip4(i), net.trx_ip6(i))]
         for ip in hosts:
             topology.run_in(net.relay, ["ping", "-c1", "-W1", ip])
         yield LiveRelay(net, dp, maps, request.param)

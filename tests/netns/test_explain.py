@@ -27,8 +27,9 @@ def snapshot(relay: LiveRelay) -> tuple:
 
 def explain(relay: LiveRelay, *args: str) -> list[dict]:
     Attachment(relay.net.relay, "pub", "int").save(relay.dp.opts.instance)
-    res = CliRunner().invoke(cli, ["--instance", relay.dp.opts.instance, "explain", *args,
-                                   "--json"])
+    res = CliRunner().invoke(
+        cli, ["--instance", relay.dp.opts.instance, "explain", *args, "--json"]
+    )
     assert res.exit_code == 0, res.output
     return json.loads(res.output)
 
@@ -38,8 +39,9 @@ def test_explain_first_stun_and_return_without_side_effects(relay: LiveRelay) ->
     relay.register("explainUfrag0001", sock, backend_id=2)
     vip = relay.net.vips[0]
     before = snapshot(relay)
-    (r,) = explain(relay, "--from", f"{CLIENT4}:50500", "--to", str(vip),
-                   "--stun-ufrag", "explainUfrag0001")
+    (r,) = explain(
+        relay, "--from", f"{CLIENT4}:50500", "--to", str(vip), "--stun-ufrag", "explainUfrag0001"
+    )
     assert (r["side"], r["action"], r["reason"]) == ("public", "REDIRECT", "fwd_stun")
     assert r["after"]["dst"] == str(sock) and r["after"]["src"] == f"{CLIENT4}:50500"
     assert r["routed"] is True
@@ -67,8 +69,10 @@ def test_explain_usage_errors() -> None:
 
 
 def test_explain_unknown_instance_is_a_clear_error() -> None:
-    res = CliRunner().invoke(cli, ["--instance", "nosuchinstance", "explain", "--from",
-                                   "10.0.0.1:1", "--to", "10.0.0.2:2"])
+    res = CliRunner().invoke(
+        cli,
+        ["--instance", "nosuchinstance", "explain", "--from", "10.0.0.1:1", "--to", "10.0.0.2:2"],
+    )
     assert res.exit_code == 1
     assert "no pinned maps" in res.output
     assert Endpoint.parse("10.0.0.1:1")

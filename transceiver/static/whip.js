@@ -58,11 +58,27 @@
     });
   }
 
+  // ?source=tone sends a WebAudio tone instead of the microphone. Without a media
+  // permission Chromium hides its host addresses behind mDNS (.local) candidates, which
+  // is how most browsers look to the relay: the client's own check opens the path.
+  async function audioSource() {
+    if (params.get("source") === "tone") {
+      const ctx = new AudioContext();
+      const osc = ctx.createOscillator();
+      const dst = ctx.createMediaStreamDestination();
+      osc.frequency.value = Number(params.get("hz") || 440);
+      osc.connect(dst);
+      osc.start();
+      return dst.stream;
+    }
+    return navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+  }
+
   async function start(endpoint) {
     endpoint = new URL(endpoint || $("endpoint").value, location.href).href;
     setState("connecting");
     try {
-      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+      const stream = await audioSource();
       const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
       steer.pc = pc;
       pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendrecv", streams: [stream] });

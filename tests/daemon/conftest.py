@@ -1,0 +1,263 @@
+"""Fixtures for the control-plane tests: a lab network with a unique prefix, a real
+`steerctl daemon` subprocess on it (unique instance), a raw HTTP client for its unix
+socket, an independent view of its pinned maps, and cleanup that runs even on failure."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyctl.endpoint import Endpoint
+from pyctl.labnet import CLIENT4, LabNet
+from pyctl.loader import PIN_ROOT, RUN_DIR, BuildOptions, compile_bpf, unload
+from pyctl.maps import RouteMaps
+
+STEERCTL = str(Path(sys.executable).with_name("steerctl"))
+TAG = f"{os.getpid() % 100000}"
+IDLE_TIMEOUT = 3.0
+TOKEN = "test-token-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("steer", timeout=15)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(15)
+        self.sock.connect(self.path)
+
+
+@dataclass
+class Http:
+    """Raw requests, so tests see exact status codes and bodies."""
+
+    socket_path: str | None = None
+    tcp: tuple[str, int] | None = None
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        conn: http.client.HTTPConnection
+        if self.tcp:
+            conn = http.client.HTTPConnection(*self.tcp, timeout=15)
+        else:
+            assert self.socket_path
+            conn = UnixHTTPConnection(self.socket_path)
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        try:
+            conn.request(method, path, body=data, headers=headers or {})
+            resp = conn.getresponse()
+            text = resp.read()
+        finally:
+            conn.close()
+        return resp.status, json.loads(text) if text else None
+
+
+@dataclass
+class Daemon:
+    """A `steerctl daemon` subprocess."""
+
+    net: LabNet
+    instance: str
+    log_path: Path
+    extra: list[str] = field(default_factory=list)
+    metrics_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> str:
+        return str(RUN_DIR / f"{self.instance}.sock")
+
+    @property
+    def http(self) -> Http:
+        return Http(self.socket_path)
+
+    def argv(self) -> list[str]:
+        argv = [
+            STEERCTL,
+            "--instance",
+            self.instance,
+            "daemon",
+            "--netns",
+            self.net.relay,
+            "--public",
+            "pub",
+            "--internal",
+            "int",
+        ]
+        for v in self.net.vips:
+            argv += ["--vip", str(v)]
+        if self.metrics_port:
+            argv += ["--metrics", f"127.0.0.1:{self.metrics_port}"]
+        return argv + self.extra
+
+    def start(self, timeout: float = 60.0) -> Daemon:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.http.call("GET", "/healthz")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"daemon not ready after {timeout}s:\n{self.log()}")
+
+    def signal(self, sig: int, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self.proc = None
+        return code
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+def maps_view(instance: str) -> RouteMaps:
+    """The instance's pinned maps, opened by this test process independently of the daemon."""
+    assert (PIN_ROOT / instance).exists()
+    return RouteMaps(compile_bpf(BuildOptions(instance=instance), text='#include "steer_maps.h"'))
+
+
+def vips(maps: RouteMaps) -> list[str]:
+    return sorted(str(Endpoint.from_c(k)) for k in maps.vip_map)
+
+
+def snapshot(maps: RouteMaps) -> dict[str, Any]:
+    """Everything the daemon writes, comparable before and after a refused request."""
+    return {
+        "vips": vips(maps),
+        "sessions": maps.sessions(),
+        "socks": sorted(str(Endpoint.from_c(k)) for k in maps.sock_map),
+        "backends": sorted(maps.backends(), key=lambda b: b.id),
+        "flows": sorted((str(f.client), str(f.vip), str(f.sock)) for f in maps.flows()),
+        "rflows": sorted(
+            (str(Endpoint.from_c(k.sock)), str(Endpoint.from_c(k.client))) for k in maps.rflow_map
+        ),
+    }
+
+
+def make_lab(prefix: str) -> LabNet:
+    net = LabNet(prefix=prefix, transceivers=2)
+    net.down()
+    net.up()  # also turns tx checksum offload off on the senders (topology.set_tx_checksum)
+    return net
+
+
+def cleanup(net: LabNet | None, instance: str, daemons: list[Daemon]) -> None:
+    for d in daemons:
+        d.stop()
+    unload(instance)
+    for suffix in (".sock", ".lock", ".attach.json"):
+        (RUN_DIR / f"{instance}{suffix}").unlink(missing_ok=True)
+    if net is not None:
+        net.down()
+
+
+@dataclass
+class Env:
+    net: LabNet
+    daemon: Daemon
+    maps: RouteMaps
+    tcp_port: int
+
+    @property
+    def http(self) -> Http:
+        return self.daemon.http
+
+    def trx_sock(self, i: int, port: int, v6: bool = False) -> Endpoint:
+        ip = self.net.trx_ip6(i) if v6 else self.net.trx_ip4(i)
+        return Endpoint.parse(f"[{ip}]:{port}" if v6 else f"{ip}:{port}")
+
+    def client_ep(self, port: int) -> Endpoint:
+        return Endpoint.parse(f"{CLIENT4}:{port}")
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """One lab and one daemon shared by the API, CLI and metrics tests (each test cleans
+    up after itself through the `clean` fixture)."""
+    instance = f"dt{TAG}"
+    net: LabNet | None = None
+    daemons: list[Daemon] = []
+    cleanup(None, instance, [])
+    try:
+        net = make_lab(f"d{TAG}")
+        tcp_port = free_port()
+        d = Daemon(
+            net,
+            instance,
+            tmp_path_factory.mktemp("daemon") / "daemon.log",
+            extra=[
+                "--idle-timeout",
+                str(IDLE_TIMEOUT),
+                "--api-listen",
+                f"127.0.0.1:{tcp_port}",
+                "--api-token",
+                TOKEN,
+            ],
+            metrics_port=free_port(),
+        )
+        daemons.append(d)
+        d.start()
+        yield Env(net, d, maps_view(instance), tcp_port)
+    finally:
+        cleanup(net, instance, daemons)
+
+
+@pytest.fixture
+def clean(env: Env) -> Iterator[Env]:
+    """The shared daemon, emptied of sessions and backends after the test."""
+    yield env
+    _, body = env.http.call("GET", "/v1/sessions")
+    for s in body["sessions"]:
+        env.http.call("DELETE", f"/v1/sessions/{quote(s['ufrag'])}")
+    _, body = env.http.call("GET", "/v1/backends")
+    for b in body["backends"]:
+        env.http.call("DELETE", f"/v1/backends/{b['id']}")
+    assert env.maps.sessions() == [] and env.maps.flows() == []
+
+
+def quote(ufrag: str) -> str:
+    from urllib.parse import quote as q
+
+    return q(ufrag, safe="")

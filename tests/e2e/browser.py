@@ -1,0 +1,130 @@
+"""Headless Chromium in a namespace, driven over the DevTools protocol (no extra deps)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+
+from pyctl.netns import netns
+
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",
+]
+# a fake microphone, and every permission prompt answered yes
+MEDIA_FLAGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+PORT = 9333
+
+
+class Browser:
+    def __init__(self, ns: str, ws_url: str) -> None:
+        self.ns, self.ws_url = ns, ws_url
+        self.ids = itertools.count(1)
+
+    def evaluate(self, expression: str, timeout: float = 10) -> Any:
+        """Evaluate in the page (awaiting promises) and return the JSON value."""
+
+        async def go() -> Any:
+            async with aiohttp.ClientSession() as s, s.ws_connect(self.ws_url) as ws:
+                msg_id = next(self.ids)
+                await ws.send_json(
+                    {
+                        "id": msg_id,
+                        "method": "Runtime.evaluate",
+                        "params": {
+                            "expression": expression,
+                            "awaitPromise": True,
+                            "returnByValue": True,
+                        },
+                    }
+                )
+                async for m in ws:
+                    data = json.loads(m.data)
+                    if data.get("id") == msg_id:
+                        res = data["result"]
+                        if "exceptionDetails" in res:
+                            raise RuntimeError(res["exceptionDetails"])
+                        return res["result"].get("value")
+            return None
+
+        with netns(self.ns):
+            return asyncio.run(asyncio.wait_for(go(), timeout))
+
+    def wait_for(self, expression: str, timeout: float = 20) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(expression)
+            if value or time.monotonic() > deadline:
+                return value
+            time.sleep(0.2)
+
+
+@contextmanager
+def chromium(ns: str, url: str, media: bool = True) -> Iterator[Browser]:
+    exe = shutil.which("chromium")
+    assert exe, "Debian's chromium is installed by scripts/setup.sh"
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
+        origin = "/".join(url.split("/")[:3])
+        proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                exe,
+                *FLAGS,
+                *(MEDIA_FLAGS if media else []),
+                f"--user-data-dir={profile}",
+                # getUserMedia needs a secure context; the lab serves plain http
+                f"--unsafely-treat-insecure-origin-as-secure={origin}",
+                f"--remote-debugging-port={PORT}",
+                url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            ws_url = None
+            deadline = time.monotonic() + 30
+            while ws_url is None and time.monotonic() < deadline:
+                try:
+                    with (
+                        netns(ns),
+                        urllib.request.urlopen(
+                            f"http://127.0.0.1:{PORT}/json/list", timeout=1
+                        ) as r,
+                    ):
+                        pages = [p for p in json.load(r) if p["type"] == "page"]
+                    ws_url = pages[0]["webSocketDebuggerUrl"] if pages else None
+                except OSError:
+                    time.sleep(0.3)
+            assert ws_url, "chromium did not open its DevTools port"
+            yield Browser(ns, ws_url)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)  # the browser and all its helpers
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

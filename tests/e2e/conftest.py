@@ -1,0 +1,25 @@
+"""End-to-end fixtures: the whole lab (namespaces, daemon, transceivers) with real peers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from pyctl.lab import Lab
+
+
+@pytest.fixture(scope="package")
+def lab() -> Iterator[Lab]:
+    lab_ = Lab(prefix=f"e2e{os.getpid() % 10000}", transceivers=2, metrics="127.0.0.1:9479", ttl=3)
+    lab_.down(progress=lambda s: None)
+    try:
+        lab_.up(progress=lambda s: None)
+        yield lab_
+    finally:
+        lab_.down(progress=lambda s: None)
+
+
+def reason_counts(lab: Lab) -> dict[str, int]:
+    return {k: v["packets"] for k, v in lab.api().stats()["reasons"].items()}

@@ -1,0 +1,46 @@
+"""A real browser: headless Chromium does WHIP against a transceiver through the VIP."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyctl.lab import Lab
+from pyctl.labnet import CLIENT4
+from tests.e2e.browser import chromium
+from tests.e2e.conftest import reason_counts
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("source", ["mic", "tone"])
+def test_chromium_session_through_the_vip(lab: Lab, source: str) -> None:
+    """mic: a fake microphone (media permission: Chromium shows its host addresses, the
+    transceiver can check first). tone: WebAudio, no permission: Chromium offers only
+    mDNS .local candidates, so its own Binding Request must be routed by ufrag."""
+    before = reason_counts(lab)
+    page = lab.whip_url(1).removesuffix("/whip") + f"/?autostart&source={source}"
+    with chromium(lab.net.client, page, media=source == "mic") as b:
+        state = b.wait_for(
+            "window.steer && window.steer.state === 'connected' && 'connected'"
+            " || (window.steer && window.steer.state === 'error' && 'error')"
+        )
+        assert state == "connected", b.evaluate("window.steer.error")
+        stats = b.wait_for("window.steer.stats().then(s => s.inboundAudioPackets > 50 && s)")
+        assert stats, b.evaluate("window.steer.stats()")
+        vip = lab.net.vips[0]
+        assert (stats["remoteAddress"], stats["remotePort"]) == (str(vip.ip), vip.port)
+        offer = b.evaluate("window.steer.pc.localDescription.sdp")
+        flows = lab.api().flows(backend=1)
+        assert [f["client"].split(":")[0] for f in flows] == [CLIENT4]
+        assert flows[0]["vip"] == str(vip) and flows[0]["packets"] > 50
+        b.evaluate("window.steer.stop()")
+    candidates = [ln for ln in offer.splitlines() if ln.startswith("a=candidate:")]
+    mdns = [c for c in candidates if ".local " in c]
+    after = reason_counts(lab)
+    assert after["fwd_flow"] - before.get("fwd_flow", 0) > 50
+    if source == "tone":
+        assert mdns and len(mdns) == len([c for c in candidates if " udp " in c]), candidates
+        assert after["fwd_stun"] - before.get("fwd_stun", 0) >= 1
+    else:
+        assert not mdns, candidates
+    assert lab.api().flows(backend=1) == [], "WHIP DELETE from the page removed the route"
