@@ -1,0 +1,1 @@
+"""`python -m bench`: steer against the relays a user would pick instead, in one run."""

@@ -1,0 +1,34 @@
+"""`python -m bench` (about 10 minutes) or `python -m bench --smoke` (under 3, for CI)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.run import render, run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny counts, short runs, results in a temp dir; still verifies "
+        "that every relay forwards correctly",
+    )
+    ap.add_argument(
+        "--render",
+        metavar="RESULT_JSON",
+        type=Path,
+        help="measure nothing: print the table and rewrite the plots and "
+        "docs/benchmarks.md from an earlier run's results",
+    )
+    args = ap.parse_args()
+    if args.render:
+        return render(args.render)
+    return run(smoke=args.smoke)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

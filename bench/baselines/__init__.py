@@ -1,0 +1,1 @@
+"""The relays steer is compared with: bare XDP, compiled and Python userspace, nftables."""

@@ -1,0 +1,82 @@
+"""What every part of the benchmark agrees on: names, addresses, and how long to measure.
+
+The topology is the lab's (pyctl/labnet.py) under the `bench` prefix with one
+transceiver; the flow under test is one client socket talking to one session socket
+through the VIP, so every relay forwards exactly the same packets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyctl import labnet
+from pyctl.endpoint import Endpoint
+
+PREFIX = "bench"
+INSTANCE = "bench"
+SCALE_INSTANCE = "bench-scale"
+
+VIP = labnet.VIP4
+CLIENT = Endpoint.parse(f"{labnet.CLIENT4}:50000")
+TRX = Endpoint.parse(f"{labnet.LabNet.trx_ip4(1)}:40001")
+UFRAG = "benchUfrag01"
+BACKEND_ID = 1
+
+# labnet.mac(role, index, side): client 1, relay 2, fabric 3, transceiver 4
+CLIENT_MAC = labnet.mac(1, 0, 1)
+PUB_MAC = labnet.mac(2, 0, 1)
+INT_MAC = labnet.mac(2, 0, 2)
+TRX_MAC = labnet.mac(4, 1, 1)
+
+# An RTP-shaped payload (version 2, PT 111) of a typical Opus packet.
+RTP_PAYLOAD_LEN = 160
+
+RELAYS = ("steer", "bare_xdp", "userspace_compiled", "userspace_python", "nftables")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure. The full plan fits in ~10 minutes on a 2-core machine."""
+
+    rounds: int  # passes over all relays; the order rotates each pass
+    step_s: float  # one offered-load step
+    full_s: float  # the full-load run
+    ladder_pps: tuple[int, ...]  # rate-limited steps below full load
+    live_frames: int  # frames per live-frames generator run
+    pings: int  # latency samples per relay
+    latency_chunks: int  # pings are taken in this many turns, the relays interleaved
+    ping_rate: int  # pings per second
+    testrun_repeat: int  # BPF_PROG_TEST_RUN repeat (warm cost)
+    cold_runs: int  # single test runs (cold cost)
+    scale_sizes: tuple[int, ...]
+    smoke: bool = False
+
+
+FULL = Plan(
+    rounds=2,
+    step_s=2.0,
+    full_s=4.0,
+    ladder_pps=(10_000, 30_000, 60_000, 100_000, 200_000, 300_000),
+    live_frames=3_000_000,
+    pings=10_000,
+    latency_chunks=5,
+    ping_rate=4_000,
+    testrun_repeat=1_000_000,
+    cold_runs=20_000,
+    scale_sizes=(1_000, 100_000, 1_000_000),
+)
+
+SMOKE = Plan(
+    rounds=1,
+    step_s=0.5,
+    full_s=1.0,
+    ladder_pps=(10_000,),
+    live_frames=100_000,
+    pings=300,
+    latency_chunks=1,
+    ping_rate=1_000,
+    testrun_repeat=10_000,
+    cold_runs=500,
+    scale_sizes=(1_000,),
+    smoke=True,
+)

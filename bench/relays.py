@@ -1,0 +1,205 @@
+"""The five relays under test, each with start() / stop() on the bench topology.
+
+Only one relay runs at a time; stop() returns the relay namespace to plain routing
+(no XDP, no VIP address, no nft table, no conntrack entries), so the next relay cannot
+forward through a leftover of the previous one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+import sys
+from pathlib import Path
+from typing import Protocol
+
+from pyroute2 import NFCTSocket
+
+from bench import config as c
+from bench.topology import BenchNet, forget_pid, remember_pid, xdp_attach, xdp_detach
+from bench.xdp_progs import BareXdp
+from pyctl import topology as t
+from pyctl.loader import DataPlane
+from pyctl.maps import RouteMaps, Session
+from pyctl.netns import netns
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Relay(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    @property
+    def pgids(self) -> frozenset[int]:
+        """Process groups whose CPU time is the relay's (none for in-kernel relays)."""
+        ...
+
+    def stop(self) -> None: ...
+
+
+class SteerRelay:
+    name = "steer"
+
+    def __init__(self, net: BenchNet, dp: DataPlane) -> None:
+        self.net, self.dp = net, dp
+        self.maps = RouteMaps(dp.bpf)
+        self.maps.add_vip(c.VIP)
+        self.maps.add_session(Session(c.UFRAG, c.TRX, c.VIP, c.BACKEND_ID))
+
+    @property
+    def pgids(self) -> frozenset[int]:
+        return frozenset()
+
+    def start(self) -> None:
+        # forget flows so that verification sees the session learn its flow again
+        self.maps.flow_map.clear()
+        self.maps.rflow_map.clear()
+        self.dp.attach("public", "pub", self.net.relay, mode="native")
+        self.dp.attach("internal", "int", self.net.relay, mode="native")
+
+    def stop(self) -> None:
+        xdp_detach(self.net.relay, "pub")
+        xdp_detach(self.net.relay, "int")
+
+
+class BareXdpRelay:
+    name = "bare_xdp"
+
+    def __init__(self, net: BenchNet) -> None:
+        self.net = net
+        self.progs = BareXdp(net.ifindex(net.relay, "pub"), net.ifindex(net.relay, "int"))
+
+    @property
+    def pgids(self) -> frozenset[int]:
+        return frozenset()
+
+    def start(self) -> None:
+        xdp_attach(self.net.relay, "pub", self.progs.fd("public"))
+        xdp_attach(self.net.relay, "int", self.progs.fd("internal"))
+
+    def stop(self) -> None:
+        xdp_detach(self.net.relay, "pub")
+        xdp_detach(self.net.relay, "int")
+
+
+class Process:
+    """A child in a namespace, in its own process group, that prints `ready` when it is."""
+
+    def __init__(self, net: BenchNet, ns: str, argv: list[str]) -> None:
+        self.prefix = net.prefix
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            cwd=REPO,
+        )
+        remember_pid(self.prefix, self.proc.pid)
+        out = self.proc.stdout
+        assert out is not None
+        ready, _, _ = select.select([out], [], [], 10.0)
+        line = out.readline() if ready else ""
+        if line.strip() != "ready":
+            self.stop()
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"{argv[0]} did not start: {line!r} {err.strip()}")
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, 15)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+        forget_pid(self.prefix, self.proc.pid)
+
+
+class UserspaceRelay:
+    """A relay process bound to the VIP, which is a local address only while it runs."""
+
+    def __init__(self, name: str, net: BenchNet, argv: list[str]) -> None:
+        self.name, self.net, self.argv = name, net, argv
+        self.proc: Process | None = None
+
+    @property
+    def pgids(self) -> frozenset[int]:
+        return frozenset({self.proc.proc.pid}) if self.proc else frozenset()
+
+    def start(self) -> None:
+        t.add_addrs(self.net.relay, "lo", [f"{c.VIP.ip}/32"])
+        self.proc = Process(self.net, self.net.relay, self.argv)
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+            self.proc = None
+        t.run_in(self.net.relay, ["ip", "addr", "del", f"{c.VIP.ip}/32", "dev", "lo"], check=False)
+
+
+def compiled_relay(net: BenchNet, binary: Path) -> UserspaceRelay:
+    workers = str(os.cpu_count() or 1)
+    backend = f"{c.UFRAG}={c.TRX}"
+    argv = [str(binary), str(c.VIP.ip), str(c.VIP.port), workers, backend]
+    return UserspaceRelay("userspace_compiled", net, argv)
+
+
+def python_relay(net: BenchNet) -> UserspaceRelay:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.baselines.udp_relay",
+        str(c.VIP.ip),
+        str(c.VIP.port),
+        f"{c.UFRAG}={c.TRX}",
+    ]
+    return UserspaceRelay("userspace_python", net, argv)
+
+
+NFT_TABLE = "bench_relay"
+NFT_RULES = f"""
+table ip {NFT_TABLE} {{
+    chain prerouting {{
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr {c.VIP.ip} udp dport {c.VIP.port} dnat to {c.TRX.ip}:{c.TRX.port}
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+    }}
+}}
+"""
+
+
+class NftRelay:
+    """Kernel DNAT with conntrack: replies are un-NATed to come from the VIP. It forwards
+    by port, so it cannot tell sessions apart by ufrag; that is the price of its speed."""
+
+    name = "nftables"
+
+    def __init__(self, net: BenchNet) -> None:
+        self.net = net
+
+    @property
+    def pgids(self) -> frozenset[int]:
+        return frozenset()
+
+    def start(self) -> None:
+        subprocess.run(
+            ["ip", "netns", "exec", self.net.relay, "nft", "-f", "-"],
+            input=NFT_RULES,
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self) -> None:
+        t.run_in(self.net.relay, ["nft", "delete", "table", "ip", NFT_TABLE], check=False)
+        # a conntrack entry keeps its NAT binding after the rule is gone: flush them, or
+        # the next relay's packets would still be DNATed past it
+        with netns(self.net.relay), NFCTSocket() as ct:
+            ct.flush()

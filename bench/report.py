@@ -1,0 +1,190 @@
+"""Results: the JSON record, the ratio table on stdout, the plots, docs/benchmarks.md.
+
+Ratios are written so that > 1 always means "steer is better" (steer's rate over the
+other's; the other's cost or latency over steer's): measured in one run, they are the
+claim; absolute numbers depend on the machine and are context.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench import config as c
+
+LABELS = {
+    "steer": "steer (XDP)",
+    "bare_xdp": "bare XDP",
+    "userspace_compiled": "userspace C",
+    "userspace_python": "userspace Python",
+    "nftables": "nftables",
+    "direct": "direct (no relay)",
+}
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den <= 0 or math.isnan(num) or math.isnan(den):
+        return None
+    return num / den
+
+
+def _fmt(v: float | None, spec: str = ".0f") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def ratios(r: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    steer = "steer"
+    out: dict[str, dict[str, float | None]] = {}
+    for name in c.RELAYS:
+        rtt = r["added_rtt_us"].get(name) or {}
+        srtt = r["added_rtt_us"].get(steer) or {}
+        out[name] = {
+            "rate_full": _ratio(r["relay_pps"].get(steer), r["relay_pps"].get(name)),
+            "rate_live": _ratio(r["relay_pps_live"].get(steer), r["relay_pps_live"].get(name)),
+            "rate_no_loss": _ratio(r["no_loss_pps"].get(steer), r["no_loss_pps"].get(name)),
+            "cpu": _ratio(r["cpu_ns_per_packet"].get(name), r["cpu_ns_per_packet"].get(steer)),
+            "p99": _ratio(rtt.get("p99"), srtt.get("p99")),
+        }
+    return out
+
+
+def aims(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    q = r["ratios"]
+    x = r["xdp_ns_per_packet"]
+    p99 = {n: (r["added_rtt_us"].get(n) or {}).get("p99") for n in c.RELAYS}
+    est = _ratio(x.get("established"), x.get("bare_redirect"))
+    userspace_p99 = [p99[n] for n in ("userspace_compiled", "userspace_python")]
+
+    def at_least(v: float | None, floor: float) -> dict[str, Any]:
+        return {"value": v, "met": v is not None and v >= floor}
+
+    return {
+        "rate >= 3x userspace C (trafgen full load)": at_least(
+            q["userspace_compiled"]["rate_full"], 3
+        ),
+        "rate >= 3x userspace C (live-frames generator)": at_least(
+            q["userspace_compiled"]["rate_live"], 3
+        ),
+        "rate >= 1.5x nftables (trafgen full load)": at_least(q["nftables"]["rate_full"], 1.5),
+        "rate >= 1.5x nftables (live-frames generator)": at_least(q["nftables"]["rate_live"], 1.5),
+        "added p99 below every userspace relay": {
+            "value": p99["steer"],
+            "met": p99["steer"] is not None
+            and all(v is not None and p99["steer"] < v for v in userspace_p99),
+        },
+        "established <= 1.5x bare XDP": {"value": est, "met": est is not None and est <= 1.5},
+    }
+
+
+def table(r: dict[str, Any]) -> str:
+    q = r["ratios"]
+    head = (
+        f"{'relay':<18} {'ok':<3} {'full kpps':>9} {'steer x':>7} {'live kpps':>9} "
+        f"{'steer x':>7} {'no-loss':>8} "
+        f"{'steer x':>7} {'cpu ns/p':>8} {'steer x':>7} {'+rtt p50':>8} {'p99':>7} "
+        f"{'p99.9':>7} {'steer x':>7}"
+    )
+    lines = [
+        "full = trafgen at full load; live = live-frames generator; no-loss = highest rate "
+        "under 0.1 % loss;",
+        "cpu = CPU per forwarded packet; +rtt = added round trip in us over the direct route;",
+        "steer x > 1 means steer is better (its rate / theirs, their cost / steer's).",
+        "",
+        head,
+        "-" * len(head),
+    ]
+    for n in c.RELAYS:
+        rtt = r["added_rtt_us"].get(n) or {}
+        ok = "yes" if r["verified"].get(n) else "NO"
+        pps, nl = r["relay_pps"].get(n), r["no_loss_pps"].get(n)
+        live = r["relay_pps_live"].get(n)
+        lines.append(
+            f"{LABELS[n]:<18} {ok:<3} {_fmt(pps and pps / 1e3):>9} "
+            f"{_fmt(q[n]['rate_full'], '.2f'):>7} {_fmt(live and live / 1e3):>9} "
+            f"{_fmt(q[n]['rate_live'], '.2f'):>7} "
+            f"{_fmt(nl and nl / 1e3):>8} {_fmt(q[n]['rate_no_loss'], '.2f'):>7} "
+            f"{_fmt(r['cpu_ns_per_packet'].get(n)):>8} {_fmt(q[n]['cpu'], '.2f'):>7} "
+            f"{_fmt(rtt.get('p50'), '.1f'):>8} {_fmt(rtt.get('p99'), '.1f'):>7} "
+            f"{_fmt(rtt.get('p999'), '.1f'):>7} {_fmt(q[n]['p99'], '.2f'):>7}"
+        )
+    x = r["xdp_ns_per_packet"]
+    xc = r["xdp_ns_per_packet_cold"]
+    lines += ["", "XDP cost per packet, BPF_PROG_TEST_RUN (ns, harness subtracted): warm / cold"]
+    for k in ("established", "first_stun", "return", "drop_unknown", "bare_redirect"):
+        lines.append(f"  {k:<14} {_fmt(x.get(k)):>6} / {_fmt(xc.get(k))}")
+    lines += [
+        "",
+        "sessions scaling, warm ns/packet (established, first_stun, return, drop_unknown)",
+    ]
+    for n, v in r["sessions_scaling"].items():
+        ns = v["ns_per_packet"]
+        mem = sum(v["map_memlock_bytes"].values()) / 2**20
+        lines.append(
+            f"  {int(n):>9,}  "
+            + "  ".join(f"{_fmt(ns[k]):>5}" for k in ns)
+            + f"   maps {mem:,.0f} MiB"
+        )
+    lines += ["", "aims (ratios from this run):"]
+    for k, v in r["aims"].items():
+        lines.append(f"  [{'met' if v['met'] else 'NOT met'}] {k}: {_fmt(v['value'], '.2f')}")
+    return "\n".join(lines)
+
+
+def plots(r: dict[str, Any], out: Path, stem: str) -> list[Path]:
+    load_png, lat_png = out / f"{stem}-load.png", out / f"{stem}-latency.png"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    top = 1.0
+    for n in c.RELAYS:
+        pts = sorted((p["offered_pps"], p["delivered_pps"]) for p in r["load_curves"].get(n, []))
+        if pts:
+            ax.plot(
+                [p[0] / 1e3 for p in pts], [p[1] / 1e3 for p in pts], "o-", ms=3, label=LABELS[n]
+            )
+            top = max(top, *(p[0] / 1e3 for p in pts))
+    top = max([top] + [p["offered_pps"] / 1e3 for v in r["load_curves_live"].values() for p in v])
+    ax.plot([1, top], [1, top], ":", color="grey", label="no loss")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered (kpps; o: trafgen, x: live-frames generator)")
+    ax.set_ylabel("delivered at the transceiver (kpps)")
+    ax.set_title("Delivered rate vs offered load")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(load_png, dpi=110)
+    plt.close(fig)
+
+    fig, (ax, tail) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for n in (*c.RELAYS, "direct"):
+        cdf = r["rtt_cdf_us"].get(n)
+        if cdf:
+            style = {"label": LABELS[n], "ls": "--" if n == "direct" else "-"}
+            ax.plot([us for _, us in cdf], [q for q, _ in cdf], **style)
+            tail.plot([us for q, us in cdf if q < 1], [1 - q for q, _ in cdf if q < 1], **style)
+    ax.set_xscale("log")
+    ax.set_xlabel("round-trip time (µs, log)")
+    ax.set_ylabel("fraction of pings at or below")
+    ax.set_title("Round trip through each relay")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    tail.set_xscale("log")
+    tail.set_yscale("log")
+    tail.set_xlabel("round-trip time (µs, log)")
+    tail.set_ylabel("fraction of pings slower (log)")
+    tail.set_title("The tail: p99 at 1e-2, p99.9 at 1e-3")
+    tail.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(lat_png, dpi=110)
+    plt.close(fig)
+    return [load_png, lat_png]
+
+
+def write_json(r: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(r, indent=1, default=str) + "\n")

@@ -1,0 +1,167 @@
+"""Offered load with trafgen, delivered load at the transceiver, CPU from /proc/stat.
+
+The frame is built with scapy (trafgen's own ip/udp headers came out with bad checksums
+here, which the kernel drops and XDP does not: unfair) and handed to trafgen as raw
+bytes. Counting happens in a steady-state window after a warm-up, so trafgen's start and
+queues draining at the end count for no relay.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from bench import config as c
+from bench.topology import BenchNet, forget_pid, remember_pid
+from bench.verify import rtp_packet
+from bench.xdp_progs import Sink
+
+WARMUP_S = 0.5
+TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
+
+
+def rtp_frame() -> bytes:
+    """client:port -> VIP, the established flow, as the client's NIC would send it."""
+    pkt = (
+        Ether(src=c.CLIENT_MAC, dst=c.PUB_MAC)
+        / IP(src=str(c.CLIENT.ip), dst=str(c.VIP.ip), ttl=64, id=1)
+        / UDP(sport=c.CLIENT.port, dport=c.VIP.port)
+        / Raw(rtp_packet(7))
+    )
+    return bytes(pkt)
+
+
+def write_trafgen_conf(path: Path, frame: bytes) -> Path:
+    path.write_text("{ " + ", ".join(f"0x{b:02x}" for b in frame) + " }\n")
+    return path
+
+
+def cpu_busy_ns() -> float:
+    """All CPUs' non-idle time so far: every softirq, kthread and process counts."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) * TICK_NS
+
+
+def our_cpu_ns(pgids: set[int]) -> float:
+    """CPU spent on the benchmark's packets so far: every interrupt and softirq on the
+    machine (where XDP, forwarding and veth delivery run, whichever task they interrupt)
+    plus the processes of our process groups (trafgen, a userspace relay). The machine
+    is shared; other tenants' processes are left out this way, their softirqs are not."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    ticks = fields[5] + fields[6]  # irq, softirq
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                # after the ")" that ends the command: state ppid pgrp ... utime(12) stime(13)
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[2]) in pgids:
+            ticks += int(rest[11]) + int(rest[12])
+    return ticks * TICK_NS
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    offered_pps: float
+    delivered_pps: float
+    busy_ns: float  # CPU, all cores, in the window, less the background (see run)
+    our_ns: float  # CPU of our processes and of all softirqs in the window (our_cpu_ns)
+    offered: int
+    delivered: int
+    seconds: float
+    rate_limit_pps: int | None  # None: trafgen as fast as it goes
+
+    @property
+    def loss(self) -> float:
+        """Lost share; a packet in flight at the window's edges can make it a hair < 0."""
+        return max(0.0, 1.0 - self.delivered / self.offered) if self.offered else 1.0
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {**asdict(self), "loss": self.loss}
+
+
+class Generator:
+    """trafgen in the client namespace, one process (one core), frames from `conf`."""
+
+    def __init__(self, net: BenchNet, conf: Path, counter: Sink) -> None:
+        self.net, self.conf, self.counter = net, conf, counter
+
+    def _offered(self) -> int:
+        s = self.net.link_stats(self.net.client, "eth0")
+        return s["tx_packets"] + s["tx_dropped"]
+
+    def run(
+        self,
+        seconds: float,
+        rate_pps: int | None = None,
+        background_s: float = 0.0,
+        pgids: frozenset[int] = frozenset(),
+    ) -> LoadResult:
+        """Offer load for `seconds` after a warm-up. With background_s, first sample the
+        machine's busy time with no load for that long and subtract it pro rata: other
+        work on the machine is not the relay's. `pgids`: the relay's process groups."""
+        background = 0.0
+        if background_s:
+            b0, t0 = cpu_busy_ns(), time.monotonic()
+            time.sleep(background_s)
+            background = (cpu_busy_ns() - b0) / (time.monotonic() - t0)
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.net.client,
+            "trafgen",
+            "--dev",
+            "eth0",
+            "--conf",
+            str(self.conf),
+            "--cpus",
+            "1",
+            "--no-sock-mem",
+            "--notouch-irq",
+            "--no-cpu-stats",
+        ]
+        if rate_pps:
+            argv += ["--rate", f"{rate_pps}pps"]
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        remember_pid(self.net.prefix, proc.pid)
+        try:
+            time.sleep(WARMUP_S)
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"trafgen exited: {err.strip()}")
+            ours = {proc.pid, *pgids}
+            o0, d0, t0 = self._offered(), self.counter.count(), time.monotonic()
+            b0, u0 = cpu_busy_ns(), our_cpu_ns(ours)
+            time.sleep(seconds)
+            o1, d1, t1 = self._offered(), self.counter.count(), time.monotonic()
+            b1, u1 = cpu_busy_ns(), our_cpu_ns(ours)
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            forget_pid(self.net.prefix, proc.pid)
+        dt = t1 - t0
+        busy = max(0.0, b1 - b0 - background * dt)
+        return LoadResult(
+            (o1 - o0) / dt, (d1 - d0) / dt, busy, u1 - u0, o1 - o0, d1 - d0, dt, rate_pps
+        )

@@ -1,0 +1,81 @@
+"""Does a relay forward correctly? Checked before it is timed: a relay that drops
+everything is fast.
+
+A client socket sends a STUN Binding Request carrying the registered ufrag, then a few
+RTP-shaped packets, to the VIP; each must reach the transceiver socket with its payload
+intact, and the transceiver's answers must reach the client from the VIP.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from bench import config as c
+from bench.topology import BenchNet
+from pyctl.netns import netns
+
+RTP_PACKETS = 3
+
+
+def binding_request(ufrag: str, txid: bytes = b"bench-txid01") -> bytes:
+    """A Binding Request with USERNAME "<ufrag>:<client ufrag>" and PRIORITY."""
+    username = f"{ufrag}:cli1".encode()
+    attrs = struct.pack("!HH", 0x0006, len(username)) + username + b"\0" * (-len(username) % 4)
+    attrs += struct.pack("!HHI", 0x0024, 4, 1853817087)
+    return struct.pack("!HHI", 0x0001, len(attrs), 0x2112A442) + txid + attrs
+
+
+def rtp_packet(seq: int, size: int = c.RTP_PAYLOAD_LEN) -> bytes:
+    """Version 2, payload type 111 (Opus), then a filler that names the packet."""
+    header = struct.pack("!BBHII", 0x80, 111, seq & 0xFFFF, seq * 960, 0x5EE12345)
+    body = f"rtp-{seq}-".encode()
+    return header + (body * (size // len(body) + 1))[: size - len(header)]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    detail: str
+
+
+def _udp(ns: str, bind: tuple[str, int]) -> socket.socket:
+    with netns(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(bind)
+    s.settimeout(1.0)
+    return s
+
+
+def verify(net: BenchNet) -> Verdict:
+    client = _udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port))
+    trx = _udp(net.trx, (str(c.TRX.ip), c.TRX.port))
+    vip = (str(c.VIP.ip), c.VIP.port)
+    try:
+        for i, payload in enumerate(
+            [binding_request(c.UFRAG)] + [rtp_packet(n) for n in range(RTP_PACKETS)]
+        ):
+            what = "STUN Binding Request" if i == 0 else f"RTP packet {i}"
+            client.sendto(payload, vip)
+            try:
+                got, via = trx.recvfrom(2048)
+            except TimeoutError:
+                return Verdict(False, f"{what} never reached the transceiver socket")
+            if got != payload:
+                return Verdict(False, f"{what} reached the transceiver altered")
+            answer = b"answer:" + payload[:32]
+            trx.sendto(answer, via)
+            try:
+                back, src = client.recvfrom(2048)
+            except TimeoutError:
+                return Verdict(False, f"the answer to {what} never reached the client")
+            if back != answer:
+                return Verdict(False, f"the answer to {what} reached the client altered")
+            if src != vip:
+                return Verdict(False, f"the answer to {what} came from {src}, not the VIP")
+        return Verdict(True, f"STUN + {RTP_PACKETS} RTP packets forwarded, answers from the VIP")
+    finally:
+        client.close()
+        trx.close()

@@ -1,0 +1,366 @@
+"""What one packet costs inside the XDP programs, without a NIC: BPF_PROG_TEST_RUN
+ns/packet per packet class, program size (instructions, calls), and how the cost and
+map memory grow with 1k / 100k / 1M registered sessions and learned flows."""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from bench import config as c
+from bench.topology import BenchNet
+from bench.verify import binding_request, rtp_packet
+from bench.xdp_progs import BareXdp, Breakdown
+from pyctl.endpoint import Endpoint
+from pyctl.loader import BuildOptions, DataPlane
+from pyctl.maps import RouteMaps, Session
+from pyctl.netns import netns
+from pyctl.shared import Reason, XdpAction
+from pyctl.testrun import run_xdp
+
+FIRST_STUN_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50001")
+UNKNOWN_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50002")
+BPF_PSEUDO_CALL = 1
+
+
+def _frame(src: Endpoint, dst: Endpoint, payload: bytes, src_mac: str, dst_mac: str) -> bytes:
+    return bytes(
+        Ether(src=src_mac, dst=dst_mac)
+        / IP(src=str(src.ip), dst=str(dst.ip), ttl=64)
+        / UDP(sport=src.port, dport=dst.port)
+        / Raw(payload)
+    )
+
+
+def frames() -> dict[str, tuple[str, bytes, XdpAction]]:
+    """Packet class -> (program side, frame, the verdict it must get)."""
+    pub, ret = (c.CLIENT_MAC, c.PUB_MAC), (c.TRX_MAC, c.INT_MAC)
+    return {
+        "established": ("public", _frame(c.CLIENT, c.VIP, rtp_packet(1), *pub), XdpAction.REDIRECT),
+        "first_stun": (
+            "public",
+            _frame(FIRST_STUN_CLIENT, c.VIP, binding_request(c.UFRAG), *pub),
+            XdpAction.REDIRECT,
+        ),
+        "return": ("internal", _frame(c.TRX, c.CLIENT, rtp_packet(2), *ret), XdpAction.REDIRECT),
+        "drop_unknown": (
+            "public",
+            _frame(UNKNOWN_CLIENT, c.VIP, binding_request("noSuchUfrag"), *pub),
+            XdpAction.DROP,
+        ),
+    }
+
+
+class Timer:
+    """Runs frames through programs as if they arrived on the relay's interfaces.
+
+    Both subtract the harness's own cost (an XDP program that only returns, timed the
+    same way), so a number is what the program itself adds.
+    warm: one BPF_PROG_TEST_RUN with a large repeat, the steady state of a busy relay.
+    With repeat > 1 the kernel runs the program again on the frame it has just rewritten,
+    so the measuring instance carries mirror entries (mirror()) that send the rewritten
+    frame down the same path again, and each class checks that its reason counter moved
+    by exactly `repeat`. cold: many single runs, the median: a packet arriving to caches
+    that a system call has just been through.
+    """
+
+    def __init__(self, net: BenchNet, repeat: int, cold_runs: int, pass_fd: int) -> None:
+        self.net, self.repeat, self.cold_runs = net, repeat, cold_runs
+        self.ifindex = {
+            "public": net.ifindex(net.relay, "pub"),
+            "internal": net.ifindex(net.relay, "int"),
+        }
+        probe = frames()["established"][1]
+        self.overhead_ns = {"cold": 0.0, "warm": 0.0}  # zero while measuring itself
+        self.overhead_ns = {
+            "cold": self._cold_raw(pass_fd, "public", probe),
+            "warm": self.warm_ns(pass_fd, "public", probe, XdpAction.PASS),
+        }
+
+    def _check(self, fd: int, side: str, frame: bytes, want: XdpAction) -> bytes:
+        once = run_xdp(fd, frame, self.ifindex[side])
+        if once.action != want:
+            raise AssertionError(f"verdict {once.action.name}, expected {want.name}")
+        return once.data
+
+    def warm_ns(self, fd: int, side: str, frame: bytes, want: XdpAction) -> float:
+        with netns(self.net.relay):
+            self._check(fd, side, frame, want)
+            runs = [
+                run_xdp(fd, frame, self.ifindex[side], self.repeat).duration_ns for _ in range(3)
+            ]
+        return max(0.0, sorted(runs)[1] - self.overhead_ns["warm"])
+
+    def _cold_raw(self, fd: int, side: str, frame: bytes) -> float:
+        with netns(self.net.relay):
+            times = sorted(
+                run_xdp(fd, frame, self.ifindex[side]).duration_ns for _ in range(self.cold_runs)
+            )
+        return float(times[len(times) // 2])
+
+    def cold_ns(self, fd: int, side: str, frame: bytes, want: XdpAction) -> float:
+        with netns(self.net.relay):
+            self._check(fd, side, frame, want)
+        return max(0.0, self._cold_raw(fd, side, frame) - self.overhead_ns["cold"])
+
+
+CLASS_REASON = {
+    "established": Reason.FWD_FLOW,
+    "first_stun": Reason.FWD_STUN,
+    "return": Reason.FWD_RETURN,
+    "drop_unknown": Reason.DROP_STUN_UNKNOWN_UFRAG,
+}
+
+
+def _flow(maps: RouteMaps, client: Endpoint, vip: Endpoint, sock: Endpoint) -> None:
+    key = maps.flow_map.Key()
+    client.fill(key.client)
+    vip.fill(key.vip)
+    leaf = maps.flow_map.Leaf(backend_id=c.BACKEND_ID)
+    sock.fill(leaf.sock)
+    maps.flow_map[key] = leaf
+
+
+def mirror(maps: RouteMaps, cls: str) -> None:
+    """Entries that make the frame `cls` leaves behind take the same path again: the
+    established flow also from the transceiver address, the transceiver address as a
+    VIP for first STUN, and for the return path the VIP as a session socket whose flow
+    it owns. Only in the measuring instance, never in one that forwards."""
+    if cls == "established":
+        _flow(maps, c.CLIENT, c.VIP, c.TRX)
+        _flow(maps, c.CLIENT, c.TRX, c.TRX)
+    elif cls == "first_stun":
+        maps.add_vip(c.TRX)
+    elif cls == "return":
+        rkey = maps.rflow_map.Key()
+        c.VIP.fill(rkey.sock)
+        c.CLIENT.fill(rkey.client)
+        rleaf = maps.rflow_map.Leaf(backend_id=c.BACKEND_ID)
+        c.VIP.fill(rleaf.vip)
+        maps.rflow_map[rkey] = rleaf
+        _flow(maps, c.CLIENT, c.VIP, c.VIP)
+
+
+def steer_costs(timer: Timer, dp: DataPlane, cold: bool = True) -> dict[str, dict[str, float]]:
+    """warm and cold ns/packet per class, on the measuring instance `dp`."""
+    maps = RouteMaps(dp.bpf)
+    out: dict[str, dict[str, float]] = {"warm": {}, "cold": {}}
+    for name, (side, frame, want) in frames().items():
+        mirror(maps, name)
+        before = maps.stats()[CLASS_REASON[name]][0]
+        out["warm"][name] = timer.warm_ns(dp.prog_fd(side), side, frame, want)
+        moved = maps.stats()[CLASS_REASON[name]][0] - before
+        if moved != 1 + 3 * timer.repeat:
+            raise AssertionError(
+                f"{name}: {moved} of {1 + 3 * timer.repeat} runs took the "
+                f"{CLASS_REASON[name].label} path"
+            )
+        if cold:
+            out["cold"][name] = timer.cold_ns(dp.prog_fd(side), side, frame, want)
+    return out
+
+
+def measuring_instance(timer: Timer) -> DataPlane:
+    """steer compiled with production sizes in its own pinned instance, told its
+    interfaces as the loader would on attach, with the bench session registered."""
+    dp = DataPlane(BuildOptions(instance=c.SCALE_INSTANCE))
+    cfg = dp.table("steer_config")
+    leaf = cfg[cfg.Key(0)]
+    leaf.public_ifindex, leaf.internal_ifindex = timer.ifindex["public"], timer.ifindex["internal"]
+    cfg[cfg.Key(0)] = leaf
+    maps = RouteMaps(dp.bpf)
+    maps.add_vip(c.VIP)
+    maps.add_session(Session(c.UFRAG, c.TRX, c.VIP, c.BACKEND_ID))
+    return dp
+
+
+def bare_costs(timer: Timer, pub_ifindex: int, int_ifindex: int) -> dict[str, float]:
+    """The bare program, built with the transceiver address as its "VIP": the rewrite is
+    then the identity and every repeat takes the forwarding path (same instructions)."""
+    bare = BareXdp(pub_ifindex, int_ifindex, vip=c.TRX)
+    frame = _frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+    fd = bare.fd("public")
+    return {
+        "warm": timer.warm_ns(fd, "public", frame, XdpAction.REDIRECT),
+        "cold": timer.cold_ns(fd, "public", frame, XdpAction.REDIRECT),
+    }
+
+
+# -- program size
+class _ProgInfo(ctypes.Structure):
+    # struct bpf_prog_info (include/uapi/linux/bpf.h), up to the fields read here
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * 16),
+        ("ifindex", ctypes.c_uint32),
+        ("gpl", ctypes.c_uint32),
+        ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64),
+        ("nr_jited_ksyms", ctypes.c_uint32),
+        ("nr_jited_func_lens", ctypes.c_uint32),
+        ("jited_ksyms", ctypes.c_uint64),
+        ("jited_func_lens", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("func_info", ctypes.c_uint64),
+        ("nr_func_info", ctypes.c_uint32),
+        ("nr_line_info", ctypes.c_uint32),
+        ("line_info", ctypes.c_uint64),
+        ("jited_line_info", ctypes.c_uint64),
+        ("nr_jited_line_info", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("jited_line_info_rec_size", ctypes.c_uint32),
+        ("nr_prog_tags", ctypes.c_uint32),
+        ("prog_tags", ctypes.c_uint64),
+        ("run_time_ns", ctypes.c_uint64),
+        ("run_cnt", ctypes.c_uint64),
+        ("recursion_misses", ctypes.c_uint64),
+        ("verified_insns", ctypes.c_uint32),
+        ("attach_btf_obj_id", ctypes.c_uint32),
+        ("attach_btf_id", ctypes.c_uint32),
+    ]
+
+
+_libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
+_libbpf.bpf_obj_get_info_by_fd.argtypes = [
+    ctypes.c_int,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint32),
+]
+
+
+def prog_size(fd: int) -> dict[str, int]:
+    """Instructions after the kernel's rewrites (xlated), JIT bytes, calls (helpers and
+    the map lookups they stand for), and what the verifier walked."""
+    info = _ProgInfo()
+    n = ctypes.c_uint32(ctypes.sizeof(info))
+    if _libbpf.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(n)):
+        raise OSError(ctypes.get_errno(), "bpf_obj_get_info_by_fd")
+    insns = (ctypes.c_uint8 * info.xlated_prog_len)()
+    again = _ProgInfo(
+        xlated_prog_len=info.xlated_prog_len, xlated_prog_insns=ctypes.addressof(insns)
+    )
+    n = ctypes.c_uint32(ctypes.sizeof(again))
+    if _libbpf.bpf_obj_get_info_by_fd(fd, ctypes.byref(again), ctypes.byref(n)):
+        raise OSError(ctypes.get_errno(), "bpf_obj_get_info_by_fd")
+    raw = bytes(insns)
+    calls = [i for i in range(0, len(raw), 8) if raw[i] == 0x85]  # BPF_JMP | BPF_CALL
+    return {
+        "xlated_insns": info.xlated_prog_len // 8,
+        "jited_bytes": info.jited_prog_len,
+        "verified_insns": info.verified_insns,
+        "calls": sum(1 for i in calls if raw[i + 1] >> 4 != BPF_PSEUDO_CALL),
+    }
+
+
+# -- session-count scaling
+def _array(table_type: Any, rows: np.ndarray) -> Any:
+    return (table_type * len(rows)).from_buffer(rows)
+
+
+def _rows(template: Any, n: int) -> np.ndarray:
+    raw = np.frombuffer(bytes(template), dtype=np.uint8)
+    return np.ascontiguousarray(np.tile(raw, (n, 1)))
+
+
+def _put_ip4(rows: np.ndarray, offset: int, first: int, count: int, base: int) -> None:
+    ips = (np.arange(first, first + count, dtype=np.uint64) + base).astype(">u4")
+    rows[:, offset : offset + 4] = ips.view(np.uint8).reshape(count, 4)
+
+
+def fill(maps: RouteMaps, first: int, count: int) -> None:
+    """Add sessions, socket index entries, flows and reverse flows [first, first+count),
+    each one batched update: distinct ufrags, sockets in 10.128/9, clients in 100.64/10."""
+    sm, xm, fm, rm = maps.session_map, maps.sock_map, maps.flow_map, maps.rflow_map
+    sess = maps.session_leaf(Session("tmpl", Endpoint.parse("10.128.0.0:40000"), c.VIP, 2))
+    sock_off = sm.Leaf.sock.offset
+    ufrags = np.frombuffer(
+        b"".join(b"u%08x" % i for i in range(first, first + count)), dtype=np.uint8
+    ).reshape(count, 9)
+    s_keys = np.zeros((count, ctypes.sizeof(sm.Key)), dtype=np.uint8)
+    s_keys[:, :9] = ufrags
+    s_leaves = _rows(sess, count)
+    s_leaves[:, :32] = s_keys
+    _put_ip4(s_leaves, sock_off, first, count, 0x0A800000)
+    sm.items_update_batch(_array(sm.Key, s_keys), _array(sm.Leaf, s_leaves))
+    x_keys = np.ascontiguousarray(s_leaves[:, sock_off : sock_off + ctypes.sizeof(xm.Key)])
+    xm.items_update_batch(_array(xm.Key, x_keys), _array(xm.Leaf, s_leaves))
+
+    client_tmpl = Endpoint.parse("100.64.0.0:50000")
+    fk = fm.Key()
+    client_tmpl.fill(fk.client)
+    c.VIP.fill(fk.vip)
+    f_keys = _rows(fk, count)
+    _put_ip4(f_keys, 0, first, count, 0x64400000)
+    fl = fm.Leaf(backend_id=2)
+    Endpoint.parse("10.128.0.0:40000").fill(fl.sock)
+    f_leaves = _rows(fl, count)
+    _put_ip4(f_leaves, 0, first, count, 0x0A800000)
+    fm.items_update_batch(_array(fm.Key, f_keys), _array(fm.Leaf, f_leaves))
+
+    rk = rm.Key()
+    rk_sock = rm.Key.sock.offset
+    rk_client = rm.Key.client.offset
+    r_keys = _rows(rk, count)
+    r_keys[:, rk_sock : rk_sock + 20] = f_leaves[:, :20]
+    r_keys[:, rk_client : rk_client + 20] = f_keys[:, :20]
+    rl = rm.Leaf(backend_id=2)
+    c.VIP.fill(rl.vip)
+    rm.items_update_batch(_array(rm.Key, r_keys), _array(rm.Leaf, _rows(rl, count)))
+
+
+def memlock(table: Any) -> int:
+    with open(f"/proc/self/fdinfo/{table.map_fd}") as f:
+        for line in f:
+            if line.startswith("memlock:"):
+                return int(line.split()[1])
+    return 0
+
+
+def scaling(
+    dp: DataPlane, timer: Timer, sizes: tuple[int, ...], progress: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """Warm per-packet cost with N sessions and N flows registered, N growing, in the
+    measuring instance (production map sizes), and what the maps hold in memory."""
+    maps = RouteMaps(dp.bpf)
+    out: dict[str, dict[str, Any]] = {}
+    have = 0
+    for n in sizes:
+        progress(f"sessions scaling: filling to {n:,} sessions and flows (batched)")
+        fill(maps, have, n - have)
+        have = n
+        out[str(n)] = {
+            "ns_per_packet": steer_costs(timer, dp, cold=False)["warm"],
+            "map_memlock_bytes": {
+                "steer_sessions": memlock(maps.session_map),
+                "steer_socks": memlock(maps.sock_map),
+                "steer_flows": memlock(maps.flow_map),
+                "steer_rflows": memlock(maps.rflow_map),
+            },
+        }
+    return out
+
+
+def breakdown(timer: Timer) -> dict[str, float]:
+    """Warm ns of each step of the established path on its own: `parse` is a minimal
+    parse; every other entry is what its step adds on top of that parse."""
+    probes = Breakdown()
+    frame = frames()["established"][1]
+    raw = {p: timer.warm_ns(fd, "public", frame, XdpAction.PASS) for p, fd in probes.fds.items()}
+    return {p: raw[p] if p == "parse" else raw[p] - raw["parse"] for p in raw}

@@ -1,0 +1,101 @@
+"""The benchmark's own XDP programs, compiled with bcc: the bare relay (the floor for any
+XDP relay here) and the sink that counts, and in drop mode drops, packets to one socket."""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from bcc import BPF
+
+from bench import config as c
+from pyctl.endpoint import Endpoint
+
+HERE = Path(__file__).resolve().parent
+
+
+def _be32(ep: Endpoint) -> str:
+    """An IPv4 address as the u32 a program compares with the header (network order)."""
+    return hex(struct.unpack("=I", ep.ip.packed)[0])
+
+
+def _be16(port: int) -> str:
+    return hex(socket.htons(port))
+
+
+def _mac(mac: str) -> str:
+    return "{" + ",".join(f"0x{b}" for b in mac.split(":")) + "}"
+
+
+class Sink:
+    """bench_sink on one interface: counts packets to `target`, drops them in drop mode."""
+
+    def __init__(self, target: Endpoint) -> None:
+        self.bpf = BPF(
+            src_file=str(HERE / "probes.bpf.c"),
+            cflags=[f"-DTARGET_IP={_be32(target)}", f"-DTARGET_PORT={_be16(target.port)}"],
+        )
+        self.fd = int(self.bpf.load_func("bench_sink", BPF.XDP).fd)
+        self.pass_fd = int(self.bpf.load_func("bench_pass", BPF.XDP).fd)
+        self.gen_fd = int(self.bpf.load_func("bench_gen", BPF.XDP).fd)
+
+    def set_generator_frame(self, frame: bytes) -> None:
+        """The headers bench_gen restores in every frame it sends (see probes.bpf.c)."""
+        hdr = self.bpf["bench_gen_hdr"]
+        leaf = hdr.Leaf()
+        ctypes.memmove(ctypes.addressof(leaf), frame, ctypes.sizeof(leaf))
+        hdr[hdr.Key(0)] = leaf
+
+    def count(self) -> int:
+        counts = self.bpf["bench_count"]
+        return int(sum(counts[counts.Key(0)]))
+
+    def set_drop(self, drop: bool) -> None:
+        mode = self.bpf["bench_mode"]
+        mode[mode.Key(0)] = ctypes.c_uint32(1 if drop else 0)
+
+
+class BareXdp:
+    """bare_public / bare_internal compiled for the benchmark's one flow. `vip` other than
+    the VIP builds a timing copy (see xdp_cost.Timer)."""
+
+    def __init__(self, pub_ifindex: int, int_ifindex: int, vip: Endpoint = c.VIP) -> None:
+        self.bpf = BPF(
+            src_file=str(HERE / "baselines" / "bare_xdp.bpf.c"),
+            cflags=[
+                f"-DVIP_IP={_be32(vip)}",
+                f"-DVIP_PORT={_be16(vip.port)}",
+                f"-DCLIENT_IP={_be32(c.CLIENT)}",
+                f"-DCLIENT_PORT={_be16(c.CLIENT.port)}",
+                f"-DTRX_IP={_be32(c.TRX)}",
+                f"-DTRX_PORT={_be16(c.TRX.port)}",
+                f"-DPUB_MAC={_mac(c.PUB_MAC)}",
+                f"-DINT_MAC={_mac(c.INT_MAC)}",
+                f"-DCLIENT_MAC={_mac(c.CLIENT_MAC)}",
+                f"-DTRX_MAC={_mac(c.TRX_MAC)}",
+                f"-DPUB_IFINDEX={pub_ifindex}",
+                f"-DINT_IFINDEX={int_ifindex}",
+            ],
+        )
+        self.fns: dict[str, Any] = {
+            side: self.bpf.load_func(f"bare_{side}", BPF.XDP) for side in ("public", "internal")
+        }
+
+    def fd(self, side: str) -> int:
+        return int(self.fns[side].fd)
+
+
+class Breakdown:
+    """breakdown.bpf.c: one probe per step of steer's established-flow path."""
+
+    PROBES = ("parse", "flow_lookup", "array_lookup", "ktime", "count", "fib_lookup")
+
+    def __init__(self) -> None:
+        self.bpf = BPF(
+            src_file=str(HERE / "breakdown.bpf.c"),
+            cflags=[f"-DFIB_DST={_be32(c.TRX)}", f"-DFIB_DPORT={_be16(c.TRX.port)}"],
+        )
+        self.fds = {p: int(self.bpf.load_func(f"probe_{p}", BPF.XDP).fd) for p in self.PROBES}
