@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from pyctl.lab import BIN, Lab
+from pyctl.lab import ROLES, Lab
 from pyctl.loader import BuildOptions, compile_bpf
 from pyctl.maps import RouteMaps
 from transceiver.ufrag import backend_of
@@ -29,6 +29,11 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     )
 
 
+def client_cmd(lab: Lab, args: list[str]) -> list[str]:
+    """The client role (scripts/roles/client.sh) in the lab's client namespace."""
+    return ["ip", "netns", "exec", lab.net.client, str(ROLES / "client.sh"), *args]
+
+
 def run_clients(
     lab: Lab, sessions: int, seconds: float, hide_candidates: bool = False
 ) -> list[dict[str, Any]]:
@@ -37,19 +42,7 @@ def run_clients(
     urls = [lab.whip_url(1 + i % lab.transceivers) for i in range(sessions)]
     hide = ["--hide-candidates"] if hide_candidates else []
     proc = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            lab.net.client,
-            str(BIN / "python"),
-            "-m",
-            "pyctl.democlient",
-            "--seconds",
-            str(seconds),
-            *hide,
-            *urls,
-        ],
+        client_cmd(lab, ["--seconds", str(seconds), *hide, *urls]),
         capture_output=True,
         text=True,
         timeout=120 + seconds,

@@ -27,6 +27,7 @@ from pyctl.loader import RUN_DIR, unload
 from pyctl.netns import netns
 
 BIN = Path(sys.executable).parent
+ROLES = Path(__file__).resolve().parent.parent / "scripts" / "roles"
 WHIP_PORT = 8080
 
 
@@ -64,20 +65,23 @@ class Lab:
         return SyncApiClient(socket=self.api_socket)
 
     # -- processes
-    def _start(self, name: str, argv: list[str], ns: str | None = None) -> int:
-        """Start `name` in the background unless it is running already (up is idempotent)."""
+    def _start(self, name: str, role: str, env: dict[str, str], ns: str | None = None) -> int:
+        """Start scripts/roles/<role>.sh as `name`, configured by `env`, in the background
+        unless it is running already (up is idempotent). The Vagrant VMs run the same
+        role scripts."""
         running = self._alive(name)
         if running is not None:
             return running
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 (handed to the child)
-        cmd = ["ip", "netns", "exec", ns, *argv] if ns else argv
+        script = str(ROLES / f"{role}.sh")
         proc = subprocess.Popen(
-            cmd,
+            ["ip", "netns", "exec", ns, script] if ns else [script],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, **env},
         )
         (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
         return proc.pid
@@ -115,27 +119,17 @@ class Lab:
         progress(f"network: {len(net.namespaces)} namespaces ({', '.join(net.namespaces)})")
         net.up()
         progress(f"daemon: instance {self.instance}, VIPs {', '.join(map(str, net.vips))}")
-        vip_args = [a for v in net.vips for a in ("--vip", str(v))]
-        self._start(
-            "daemon",
-            [
-                str(BIN / "steerctl"),
-                "--instance",
-                self.instance,
-                "daemon",
-                "--netns",
-                net.relay,
-                "--public",
-                "pub",
-                "--internal",
-                "int",
-                *vip_args,
-                "--api-socket",
-                str(self.api_socket),
-                "--metrics",
-                self.metrics,
-            ],
-        )
+        vips = " ".join(str(v) for v in net.vips)
+        relay_env = {
+            "STEER_INSTANCE": self.instance,
+            "STEER_NETNS": net.relay,
+            "STEER_PUBLIC": "pub",
+            "STEER_INTERNAL": "int",
+            "STEER_VIP": vips,
+            "STEER_METRICS": self.metrics,
+            "STEER_API_SOCKET": str(self.api_socket),
+        }
+        self._start("daemon", "relay", relay_env)
         self._wait("the daemon", self._api_ready, "daemon")
         api = self.api()
         for i in range(1, self.transceivers + 1):
@@ -146,24 +140,15 @@ class Lab:
                     raise
         for i in range(1, self.transceivers + 1):
             progress(f"transceiver trx{i}: {self.whip_url(i)}")
-            self._start(
-                f"trx{i}",
-                [
-                    str(BIN / "steer-transceiver"),
-                    "--listen",
-                    f"{net.trx_ip4(i)}:{WHIP_PORT}",
-                    "--bind-ip",
-                    net.trx_ip4(i),
-                    *vip_args,
-                    "--backend-id",
-                    str(i),
-                    "--ttl",
-                    str(self.ttl),
-                    "--api-socket",
-                    str(self.api_socket),
-                ],
-                ns=net.trx(i),
-            )
+            trx_env = {
+                "STEER_TRX_LISTEN": f"{net.trx_ip4(i)}:{WHIP_PORT}",
+                "STEER_TRX_BIND_IP": net.trx_ip4(i),
+                "STEER_TRX_VIP": vips,
+                "STEER_TRX_BACKEND_ID": str(i),
+                "STEER_TRX_TTL": str(self.ttl),
+                "STEER_TRX_API_SOCKET": str(self.api_socket),
+            }
+            self._start(f"trx{i}", "transceiver", trx_env, ns=net.trx(i))
         for i in range(1, self.transceivers + 1):
             self._wait(f"transceiver trx{i}", lambda i=i: self._healthy(i), f"trx{i}")
         progress("lab is up")

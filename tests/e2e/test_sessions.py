@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from pyctl.demo import run_clients
-from pyctl.lab import BIN, Lab
+from pyctl.demo import client_cmd, run_clients
+from pyctl.lab import Lab
 from pyctl.netns import netns
 from tests.e2e.conftest import reason_counts
 from transceiver.ufrag import backend_of
@@ -51,20 +51,16 @@ def test_client_first_check_is_routed_by_ufrag(lab: Lab) -> None:
 
 def test_per_backend_counters_agree_with_sessions(lab: Lab) -> None:
     proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            lab.net.client,
-            str(BIN / "python"),
-            "-m",
-            "pyctl.democlient",
-            "--seconds",
-            "4",
-            lab.whip_url(1),
-            lab.whip_url(2),
-            lab.whip_url(2),
-        ],
+        client_cmd(
+            lab,
+            [
+                "--seconds",
+                "4",
+                lab.whip_url(1),
+                lab.whip_url(2),
+                lab.whip_url(2),
+            ],
+        ),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -110,18 +106,14 @@ def test_killed_transceiver_sessions_expire(lab: Lab) -> None:
     """kill -9 a transceiver mid-session: its registrations stop being heartbeated, expire
     after their TTL (3 s in this lab) and take their flows with them."""
     proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            lab.net.client,
-            str(BIN / "python"),
-            "-m",
-            "pyctl.democlient",
-            "--seconds",
-            "8",
-            lab.whip_url(1),
-        ],
+        client_cmd(
+            lab,
+            [
+                "--seconds",
+                "8",
+                lab.whip_url(1),
+            ],
+        ),
         stdout=subprocess.PIPE,
         text=True,
     )
