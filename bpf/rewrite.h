@@ -127,6 +127,36 @@ static __always_inline int fib_send(struct xdp_md *ctx, struct steer_pkt *pkt,
 	return bpf_redirect(fib->ifindex, 0);
 }
 
+#ifndef STEER_NEXTHOP_TTL_NS
+#define STEER_NEXTHOP_TTL_NS 1000000000ULL /* a changed neighbour is picked up within 1 s */
+#endif
+
+static __always_inline int nexthop_fresh(const struct steer_nexthop *nh, __u64 now)
+{
+	return nh->ifindex && now - nh->checked_ns < STEER_NEXTHOP_TTL_NS;
+}
+
+/* A cached next hop, in the form fib_send() takes. */
+static __always_inline long nexthop_load(const struct steer_nexthop *nh,
+					 struct bpf_fib_lookup *fib)
+{
+	fib->ifindex = nh->ifindex;
+	__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(fib->smac, nh->smac, ETH_ALEN);
+	return BPF_FIB_LKUP_RET_SUCCESS;
+}
+
+static __always_inline void nexthop_store(struct steer_nexthop *nh,
+					  const struct bpf_fib_lookup *fib, long rc, __u64 now)
+{
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return;
+	nh->checked_ns = now;
+	nh->ifindex = fib->ifindex;
+	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
+}
+
 /* Route the (already rewritten) packet and send it on. */
 static __always_inline int forward(struct xdp_md *ctx, struct steer_pkt *pkt, __u32 *reason)
 {

@@ -132,9 +132,12 @@ static __always_inline int guard_public(struct xdp_md *ctx, struct steer_pkt *pk
 int steer_public(struct xdp_md *ctx)
 {
 	struct steer_pkt pkt = {};
+	struct bpf_fib_lookup fib;
 	struct steer_flow_key fk;
 	struct steer_flow *flow;
 	__u32 reason = STEER_R_UNUSED_0;
+	__u64 now;
+	long rc;
 	int action;
 
 	action = parse_packet(ctx, &pkt, &reason);
@@ -150,14 +153,22 @@ int steer_public(struct xdp_md *ctx)
 			action = XDP_DROP;
 			goto out;
 		}
+		now = bpf_ktime_get_coarse_ns();
 		if (STEER_WRITES) {
-			flow->last_seen_ns = bpf_ktime_get_ns();
+			flow->last_seen_ns = now;
 			flow->packets++;
 			flow->bytes += pkt.len;
 		}
 		rewrite_endpoint(&pkt, STEER_DST, &flow->sock);
+		if (nexthop_fresh(&flow->nh, now)) {
+			rc = nexthop_load(&flow->nh, &fib);
+		} else {
+			rc = fib_route(ctx, &pkt, &fib);
+			if (STEER_WRITES)
+				nexthop_store(&flow->nh, &fib, rc, now);
+		}
 		reason = STEER_R_FWD_FLOW;
-		action = forward(ctx, &pkt, &reason);
+		action = fib_send(ctx, &pkt, &fib, rc, &reason);
 		goto out;
 	}
 	if (!steer_vips.lookup(&fk.vip)) {
@@ -192,44 +203,54 @@ int steer_internal(struct xdp_md *ctx)
 	if (action != STEER_CONTINUE)
 		goto out;
 
-	/* the route does not depend on the source we are about to rewrite */
-	rc = fib_route(ctx, &pkt, &fib);
-	public_if = config_ifindex(1);
-	if (!fib_has_egress(rc)) {
-		reason = STEER_R_PASS_FIB_FAILED;
-		action = XDP_PASS;
-		goto out;
-	}
-	if (!public_if || fib.ifindex != public_if) {
-		reason = STEER_R_PASS_NOT_STEERED;
-		action = XDP_PASS;
-		goto out;
-	}
-
 	pkt_addr(&pkt, STEER_SRC, &rk.sock);
 	pkt_addr(&pkt, STEER_DST, &rk.client);
+	now = bpf_ktime_get_coarse_ns();
 	rf = steer_rflows.lookup(&rk);
-	if (rf) {
+	if (rf && nexthop_fresh(&rf->nh, now)) {
+		/* an established return flow, routed out of the public side within the TTL */
+		rc = nexthop_load(&rf->nh, &fib);
 		fk.vip = rf->vip;
 		backend_id = rf->backend_id;
 	} else {
-		s = steer_socks.lookup(&rk.sock);
-		if (!s) {
-			reason = STEER_R_DROP_CROSS_UNNATED;
-			action = XDP_DROP;
+		/* the route does not depend on the source we are about to rewrite */
+		rc = fib_route(ctx, &pkt, &fib);
+		public_if = config_ifindex(1);
+		if (!fib_has_egress(rc)) {
+			reason = STEER_R_PASS_FIB_FAILED;
+			action = XDP_PASS;
 			goto out;
 		}
-		if (s->vip.family != pkt.family) {
-			reason = STEER_R_DROP_FAMILY_MISMATCH;
-			action = XDP_DROP;
+		if (!public_if || fib.ifindex != public_if) {
+			reason = STEER_R_PASS_NOT_STEERED;
+			action = XDP_PASS;
 			goto out;
 		}
-		struct steer_rflow nrf = { .vip = s->vip, .backend_id = s->backend_id };
+		if (rf) {
+			fk.vip = rf->vip;
+			backend_id = rf->backend_id;
+			if (STEER_WRITES)
+				nexthop_store(&rf->nh, &fib, rc, now);
+		} else {
+			s = steer_socks.lookup(&rk.sock);
+			if (!s) {
+				reason = STEER_R_DROP_CROSS_UNNATED;
+				action = XDP_DROP;
+				goto out;
+			}
+			if (s->vip.family != pkt.family) {
+				reason = STEER_R_DROP_FAMILY_MISMATCH;
+				action = XDP_DROP;
+				goto out;
+			}
+			struct steer_rflow nrf = { .vip = s->vip, .backend_id = s->backend_id };
 
-		if (STEER_WRITES)
-			steer_rflows.update(&rk, &nrf);
-		fk.vip = s->vip;
-		backend_id = s->backend_id;
+			nexthop_store(&nrf.nh, &fib, rc, now);
+			if (STEER_WRITES)
+				steer_rflows.update(&rk, &nrf);
+			fk.vip = s->vip;
+			backend_id = s->backend_id;
+		}
 	}
 	if (backend_down(backend_id)) {
 		reason = STEER_R_DROP_BACKEND_DOWN;
@@ -238,7 +259,6 @@ int steer_internal(struct xdp_md *ctx)
 	}
 
 	fk.client = rk.client;
-	now = bpf_ktime_get_ns();
 	flow = steer_flows.lookup(&fk);
 	if (flow) {
 		/* a client address belongs to the session that answered it first, until that

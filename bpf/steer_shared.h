@@ -60,6 +60,15 @@ struct steer_backend {
 	__u32 pad;
 };
 
+/* A next hop remembered from bpf_fib_lookup, so an established flow skips the lookup (the
+ * largest cost of the hot path) until the entry is STEER_NEXTHOP_TTL_NS old. 24 bytes. */
+struct steer_nexthop {
+	__u64 checked_ns;   /* 0: never looked up */
+	__u32 ifindex;
+	__u8 dmac[6];
+	__u8 smac[6];
+};
+
 /* steer_flows key: exactly the (source, destination) of a client's packet to a VIP. */
 struct steer_flow_key {
 	struct steer_addr client;
@@ -70,12 +79,13 @@ struct steer_flow {
 	struct steer_addr sock;
 	__u32 backend_id;
 	__u32 flags;
-	__u64 created_ns;   /* bpf_ktime_get_ns() clock (CLOCK_MONOTONIC) */
+	__u64 created_ns;   /* bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC, jiffy resolution */
 	__u64 last_seen_ns;
 	__u64 packets;      /* client -> transceiver */
 	__u64 bytes;
 	__u64 rpackets;     /* transceiver -> client */
 	__u64 rbytes;
+	struct steer_nexthop nh;  /* towards the transceiver */
 };
 
 /* steer_rflows key: exactly the (source, destination) of a transceiver's packet. */
@@ -88,6 +98,7 @@ struct steer_rflow {
 	struct steer_addr vip;
 	__u32 backend_id;
 	__u32 pad;
+	struct steer_nexthop nh;  /* towards the client */
 };
 
 /* steer_stats value, per CPU, indexed by enum steer_reason. */

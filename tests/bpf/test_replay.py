@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 from scapy.layers.l2 import Ether
 
+from pyctl import topology
 from pyctl.maps import Session
 from pyctl.shared import Reason, XdpAction
 from tests.bpf import env
-from tests.bpf.cases import CASES, Case, base, client_to_vip, req
+from tests.bpf.cases import CASES, SRTP, Case, answered, base, client_to_vip, req
 from tests.bpf.conftest import Replay
-from tests.bpf.frames import checksums_valid, steered_to
+from tests.bpf.frames import checksums_valid, steered_to, trx_to_client
 
 pytestmark = pytest.mark.bpf
 
@@ -86,3 +88,28 @@ def test_real_binding_request_is_routed(replay: Replay, peer: str) -> None:
     replay.maps.del_session(ufrag)
     v = replay.run("public", bytes(client_to_vip(payload)))
     assert (v.action, v.reason) == (XdpAction.DROP, Reason.DROP_STUN_UNKNOWN_UFRAG)
+
+
+def test_cached_next_hop_follows_a_changed_neighbour(replay: Replay) -> None:
+    """Established flows skip bpf_fib_lookup while their cached next hop is younger than
+    STEER_NEXTHOP_TTL_NS (1 s): a new neighbour MAC is used within that, never later."""
+    new_mac = "02:5e:10:00:0a:0a"
+    replay.maps.clear()
+    base(replay)
+    answered()(replay)
+    inbound, outbound = bytes(client_to_vip(SRTP)), bytes(trx_to_client(env.TRX1, SRTP))
+    try:
+        assert Ether(replay.run("public", inbound).data).dst == env.TRX_MACS["10.88.0.11"]
+        assert Ether(replay.run("internal", outbound).data).dst == env.GW_MAC
+        topology.add_neigh(env.NS, "int", "10.88.0.11", new_mac)
+        topology.add_neigh(env.NS, "pub", env.GW4, new_mac)
+        assert Ether(replay.run("public", inbound).data).dst == env.TRX_MACS["10.88.0.11"]
+        assert Ether(replay.run("internal", outbound).data).dst == env.GW_MAC
+        time.sleep(1.2)
+        v = replay.run("public", inbound)
+        assert (v.reason, Ether(v.data).dst) == (Reason.FWD_FLOW, new_mac)
+        v = replay.run("internal", outbound)
+        assert (v.reason, Ether(v.data).dst) == (Reason.FWD_RETURN, new_mac)
+    finally:
+        topology.add_neigh(env.NS, "int", "10.88.0.11", env.TRX_MACS["10.88.0.11"])
+        topology.add_neigh(env.NS, "pub", env.GW4, env.GW_MAC)
