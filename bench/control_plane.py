@@ -1,0 +1,165 @@
+"""Control-plane numbers (issue: control plane): how fast sessions can be registered, and
+how soon after the API's 201 a session's first packet is routable.
+
+Runs on its own namespace lab (prefix `cpb`) with the real daemon and its API:
+- registrations/s, one POST /v1/sessions each (64 in flight), and batched
+  (POST /v1/sessions:batch) and through `steerctl session import` (JSON lines);
+- registration-to-routable: POST a session, and the moment the 201 arrives send the
+  client's Binding Request to the VIP; the time until the transceiver socket has it,
+  p50/p99 (it includes the packet's own trip through the namespaces, ~tens of µs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pyctl import topology
+from pyctl.apiclient import ApiClient
+from pyctl.lab import BIN, Lab
+from pyctl.netns import netns
+
+STUN_COOKIE = b"\x21\x12\xa4\x42"
+
+
+def _ufrag(prefix: str, i: int) -> str:
+    return f"{prefix}{i:09d}{secrets.token_hex(4)}"
+
+
+def _binding_request(ufrag: str) -> bytes:
+    username = f"{ufrag}:bench".encode()
+    attr = len(username).to_bytes(2, "big")
+    body = b"\x00\x06" + attr + username + b"\0" * (-len(username) % 4)
+    return b"\x00\x01" + len(body).to_bytes(2, "big") + STUN_COOKIE + b"benchtxid123" + body
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+async def _singles(api: ApiClient, sessions: list[dict[str, Any]]) -> float:
+    sem = asyncio.Semaphore(64)
+
+    async def one(s: dict[str, Any]) -> None:
+        async with sem:
+            await api.add_session(**s)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(one(s) for s in sessions))
+    return len(sessions) / (time.perf_counter() - t)
+
+
+async def _batched(api: ApiClient, sessions: list[dict[str, Any]], size: int) -> float:
+    t = time.perf_counter()
+    for i in range(0, len(sessions), size):
+        await api.add_sessions(sessions[i : i + size])
+    return len(sessions) / (time.perf_counter() - t)
+
+
+EXTRA_IPS = range(100, 112)  # extra addresses on trx1: room for 720k unique sockets
+
+
+def _sessions(prefix: str, n: int, first_ip: int) -> list[dict[str, Any]]:
+    """`n` sessions with unique sockets on trx1's extra addresses (sockets must be unique,
+    not open; their IPs must resolve, or each registration waits for the neighbour)."""
+    return [
+        {
+            "ufrag": _ufrag(prefix, i),
+            "sock": f"10.88.0.{first_ip + i // 60000}:{1 + i % 60000}",
+            "backend": 1,
+        }
+        for i in range(n)
+    ]
+
+
+def _import(lab: Lab, sessions: list[dict[str, Any]]) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        for s in sessions:
+            f.write(json.dumps(s) + "\n")
+        path = Path(f.name)
+    try:
+        t = time.perf_counter()
+        subprocess.run(
+            [str(BIN / "steerctl"), "--instance", lab.instance, "session", "import", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={"STEER_API_SOCKET": str(lab.api_socket), "PATH": "/usr/bin:/bin"},
+        )
+        return len(sessions) / (time.perf_counter() - t)
+    finally:
+        path.unlink()
+
+
+async def _routable(lab: Lab, api: ApiClient, rounds: int) -> dict[str, float]:
+    vip = lab.net.vips[0]
+    with netns(lab.net.trx(1)):
+        trx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    trx.bind((lab.net.trx_ip4(1), 39999))
+    trx.settimeout(2)
+    with netns(lab.net.client):
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("198.51.100.2", 0))
+    after_201, post = [], []
+    for i in range(rounds):
+        ufrag = _ufrag("rtr", i)
+        t0 = time.perf_counter()
+        await api.add_session(ufrag, f"{lab.net.trx_ip4(1)}:39999", 1)
+        t1 = time.perf_counter()
+        client.sendto(_binding_request(ufrag), (str(vip.ip), vip.port))
+        data, _ = trx.recvfrom(2048)
+        t2 = time.perf_counter()
+        assert ufrag.encode() in data
+        post.append((t1 - t0) * 1e6)
+        after_201.append((t2 - t1) * 1e6)
+        await api.del_session(ufrag)
+    trx.close()
+    client.close()
+    return {
+        "201_to_routable_us_p50": statistics.median(after_201),
+        "201_to_routable_us_p99": _pct(after_201, 0.99),
+        "api_post_us_p50": statistics.median(post),
+        "api_post_us_p99": _pct(post, 0.99),
+        "rounds": rounds,
+    }
+
+
+def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
+    n_single, n_batch, n_import, rounds = (
+        (200, 2000, 2000, 20) if smoke else (20000, 200000, 100000, 500)
+    )
+    lab = Lab(prefix="cpb", transceivers=1, metrics="127.0.0.1:9481")
+    lab.down(progress=lambda s: None)
+    try:
+        say("control plane: lab up (daemon + 1 transceiver)")
+        lab.up(progress=lambda s: None)
+        topology.add_addrs(lab.net.trx(1), "eth0", [f"10.88.0.{i}/24" for i in EXTRA_IPS])
+        for i in EXTRA_IPS:
+            topology.run_in(lab.net.relay, ["ping", "-c1", "-W1", f"10.88.0.{i}"])
+
+        async def go() -> dict[str, Any]:
+            async with ApiClient(socket=lab.api_socket) as api:
+                say(f"control plane: {n_single} single registrations")
+                singles = await _singles(api, _sessions("sgl", n_single, 100))
+                say(f"control plane: {n_batch} batched registrations")
+                batched = await _batched(api, _sessions("bat", n_batch, 101), 10000)
+                say(f"control plane: {rounds} registration-to-routable rounds")
+                routable = await _routable(lab, api, rounds)
+                return {"api_single_per_s": singles, "api_batch_per_s": batched, **routable}
+
+        out = asyncio.run(go())
+        say(f"control plane: steerctl session import of {n_import}")
+        out["import_per_s"] = _import(lab, _sessions("imp", n_import, 106))
+        return out
+    finally:
+        lab.down(progress=lambda s: None)
