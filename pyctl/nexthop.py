@@ -24,7 +24,6 @@ from pyctl.netns import netns
 log = logging.getLogger("steer.nexthop")
 
 DISCARD_PORT = 9
-CONFIRMED_S = 5.0  # how long a valid neighbour is trusted without asking again
 NUD_VALID = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE NOARP PERM
 
 
@@ -36,7 +35,6 @@ class NextHops:
             self._sock4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._sock6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         self._ipr: IPRoute | None = None  # made in the worker thread, which owns it
-        self._confirmed: dict[str, float] = {}  # ip -> when its neighbour was last valid
         # one thread owns the netlink socket; resolution never blocks the event loop
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexthop")
 
@@ -48,10 +46,6 @@ class NextHops:
             self._ipr.close()
 
     async def resolve(self, ips: set[str]) -> None:
-        # a next hop confirmed moments ago needs no netlink round trip: registrations of a
-        # transceiver's sessions share its IP, and the check would serialize them
-        now = time.monotonic()
-        ips = {ip for ip in ips if now - self._confirmed.get(ip, -CONFIRMED_S) >= CONFIRMED_S}
         if ips:
             await asyncio.get_running_loop().run_in_executor(self._pool, self._resolve, ips)
 
@@ -86,6 +80,5 @@ class NextHops:
             oif = r.get_attr("RTA_OIF")
             for n in self._ipr.get_neighbours(dst=hop, ifindex=oif):
                 if n["state"] & NUD_VALID:
-                    self._confirmed[ip] = time.monotonic()
                     return True
         return False
