@@ -1,4 +1,6 @@
-"""UDP endpoints (``IP:PORT``, ``[IPv6]:PORT``) and their struct steer_addr form."""
+"""UDP endpoints (``IP:PORT``, ``[IPv6]:PORT``) and their struct steer_addr form.
+
+Imports nothing heavy (no bcc): the transceiver uses it too."""
 
 from __future__ import annotations
 
@@ -37,6 +39,10 @@ class Endpoint:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{text!r}: port must be 1-65535")
         return cls(ip, int(port))
+
+    @classmethod
+    def of(cls, host: str, port: int) -> Endpoint:
+        return cls(ipaddress.ip_address(host), port)
 
     def sort_key(self) -> tuple[int, bytes, int]:
         """Orders IPv4 before IPv6 (the addresses themselves do not compare across)."""

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from transceiver.addr import Endpoint
+from pyctl.endpoint import Endpoint
 from transceiver.config import DEFAULT_API_SOCKET, TrxConfig
 from transceiver.service import run
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from transceiver.addr import Endpoint
+from pyctl.endpoint import Endpoint
 from transceiver.ufrag import BACKEND_MAX, BACKEND_MIN
 
 DEFAULT_API_SOCKET = "/run/steer/default.sock"
@@ -52,4 +52,4 @@ class TrxConfig:
 
     def vip_for(self, sock: Endpoint) -> Endpoint | None:
         """The VIP the daemon should NAT this socket's replies to: the first of its family."""
-        return next((v for v in self.vips if v.version == sock.version), None)
+        return next((v for v in self.vips if v.ip.version == sock.ip.version), None)

@@ -25,7 +25,7 @@ from aioice.ice import validate_password, validate_username
 from aiortc import RTCPeerConnection
 from aiortc.rtcicetransport import RTCIceTransport
 
-from transceiver.addr import Endpoint
+from pyctl.endpoint import Endpoint
 
 _CONNECTION_FIELDS = (
     "_local_username",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from transceiver.addr import Endpoint
+from pyctl.endpoint import Endpoint
 
 HOST_TYPE_PREFERENCE = 126  # RFC 8445 section 5.1.2.2, for host candidates
 
@@ -73,7 +73,7 @@ def vip_candidates(vips: Sequence[Endpoint]) -> list[str]:
 
 
 def _connection_line(vip: Endpoint) -> str:
-    return f"c=IN IP{vip.version} {vip.ip}"
+    return f"c=IN IP{vip.ip.version} {vip.ip}"
 
 
 def rewrite_answer(text: str, vips: Sequence[Endpoint]) -> str:

@@ -18,8 +18,8 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from pyctl.endpoint import Endpoint
 from transceiver import ice
-from transceiver.addr import Endpoint
 from transceiver.config import TrxConfig
 from transceiver.media import (
     HandlerFactory,

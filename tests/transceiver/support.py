@@ -29,8 +29,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from av import AudioFrame
 
+from pyctl.endpoint import Endpoint
 from transceiver import ice
-from transceiver.addr import Endpoint
 from transceiver.config import TrxConfig
 from transceiver.media import EchoHandler, HandlerFactory
 from transceiver.metrics import TrxMetrics

@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
+from pyctl.endpoint import Endpoint
 from tests.transceiver.support import fake_api, make_peer
 from transceiver import cli
-from transceiver.addr import Endpoint
 from transceiver.config import TrxConfig
 
 BASE = ["--bind-ip", "127.0.0.1", "--vip", "203.0.113.10:3478", "--backend-id", "7"]

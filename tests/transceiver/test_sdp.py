@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transceiver.addr import Endpoint
+from pyctl.endpoint import Endpoint
 from transceiver.sdp import OfferError, prepare_offer, rewrite_answer
 
 ANSWER = (
