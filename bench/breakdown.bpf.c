@@ -107,6 +107,20 @@ int probe_ktime(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
+int probe_ktime_coarse(struct xdp_md *ctx)
+{
+	struct iphdr *ip;
+	__u32 zero = 0;
+	struct probe_counter *c;
+
+	if (!parse(ctx, &ip))
+		return XDP_PASS;
+	c = probe_stats.lookup(&zero);
+	if (c)
+		c->bytes = bpf_ktime_get_coarse_ns();
+	return XDP_PASS;
+}
+
 int probe_count(struct xdp_md *ctx)
 {
 	struct iphdr *ip;

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pyctl import labnet
 from pyctl.endpoint import Endpoint
 
+# The full run and the smoke run (part of `make test`) use different names, so that a
+# smoke run's cleanup never tears down a full run's namespaces and pins.
 PREFIX = "bench"
-INSTANCE = "bench"
-SCALE_INSTANCE = "bench-scale"
 
 VIP = labnet.VIP4
 CLIENT = Endpoint.parse(f"{labnet.CLIENT4}:50000")
@@ -41,7 +41,9 @@ class Plan:
     rounds: int  # passes over all relays; the order rotates each pass
     step_s: float  # one offered-load step
     full_s: float  # the full-load run
-    ladder_pps: tuple[int, ...]  # rate-limited steps below full load
+    # paced steps below full load: trafgen --gap (µs between packets, one sendto each);
+    # its --rate sends each second's packets in one burst, which measures buffers, not rate
+    ladder_gaps_us: tuple[int, ...]
     live_frames: int  # frames per live-frames generator run
     pings: int  # latency samples per relay
     latency_chunks: int  # pings are taken in this many turns, the relays interleaved
@@ -49,28 +51,40 @@ class Plan:
     testrun_repeat: int  # BPF_PROG_TEST_RUN repeat (warm cost)
     cold_runs: int  # single test runs (cold cost)
     scale_sizes: tuple[int, ...]
+    prefix: str  # namespaces are <prefix>-client, <prefix>-relay, ...
     smoke: bool = False
+
+    @property
+    def instance(self) -> str:
+        """The BPF pin instance of the relay under test."""
+        return self.prefix
+
+    @property
+    def scale_instance(self) -> str:
+        """The BPF pin instance measured with BPF_PROG_TEST_RUN (costs, scaling)."""
+        return f"{self.prefix}-scale"
 
 
 FULL = Plan(
-    rounds=2,
+    rounds=3,
     step_s=2.0,
     full_s=4.0,
-    ladder_pps=(10_000, 30_000, 60_000, 100_000, 200_000, 300_000),
+    ladder_gaps_us=(100, 20, 5, 1),
     live_frames=3_000_000,
-    pings=10_000,
+    pings=20_000,
     latency_chunks=5,
     ping_rate=4_000,
     testrun_repeat=1_000_000,
     cold_runs=20_000,
     scale_sizes=(1_000, 100_000, 1_000_000),
+    prefix=PREFIX,
 )
 
 SMOKE = Plan(
     rounds=1,
     step_s=0.5,
     full_s=1.0,
-    ladder_pps=(10_000,),
+    ladder_gaps_us=(100,),
     live_frames=100_000,
     pings=300,
     latency_chunks=1,
@@ -78,5 +92,6 @@ SMOKE = Plan(
     testrun_repeat=10_000,
     cold_runs=500,
     scale_sizes=(1_000,),
+    prefix="bsmoke",
     smoke=True,
 )

@@ -18,6 +18,7 @@ _STEP = {
     "flow_lookup": "the flow lookup (LRU hash, 40-byte key)",
     "array_lookup": "the backend-state lookup (array)",
     "ktime": "bpf_ktime_get_ns()",
+    "ktime_coarse": "bpf_ktime_get_coarse_ns()",
     "count": "the per-CPU reason counter",
     "fib_lookup": "bpf_fib_lookup()",
 }
@@ -33,7 +34,7 @@ def _table(r: dict[str, Any]) -> list[str]:
         "| relay | verified | delivered, trafgen full load (kpps) | steer × | delivered, "
         "live-frames generator (kpps) | steer × | highest no-loss rate (kpps) | steer × | CPU "
         "per forwarded packet (ns) | steer × | added RTT p50 / p99 / p99.9 (µs) | steer × "
-        "(p99) |",
+        "(whole p99 RTT) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in c.RELAYS:
@@ -91,6 +92,17 @@ def _reading(r: dict[str, Any]) -> list[str]:
             "generator instead of losing packets; a userspace relay, on the other core, loses "
             "what it cannot read."
         )
+    nl = r["no_loss_pps"]
+    capped = [n for n in lossy if nl.get(n) is not None]
+    if capped:
+        out.append(
+            "- **No-loss rates** of "
+            + ", ".join(f"{LABELS[n]} ({nl[n] / 1e3:.0f} kpps)" for n in capped)
+            + " are lower bounds: trafgen paces only with one sendto per packet (--gap), "
+            "which tops out near 55 kpps here, and these relays lose at full load, so "
+            "their true no-loss rate lies between their highest paced step and their "
+            "full-load rate."
+        )
     cpu = r["cpu_ns_per_packet"]
     if cpu.get("steer"):
         ahead = [n for n in c.RELAYS if n != "steer" and (q[n]["cpu"] or 0) > 1.05]
@@ -111,7 +123,7 @@ def _reading(r: dict[str, Any]) -> list[str]:
             parts.append("about as much as " + ", ".join(LABELS[n] for n in even))
         out.append(
             f"- **CPU**: steer spends {cpu['steer']:.0f} ns of CPU per forwarded "
-            f"packet, end to end through the topology: {'; '.join(parts)}."
+            f"packet, from the client's veth to the fabric: {'; '.join(parts)}."
         )
     a = r["added_rtt_us"]
     if a.get("steer"):
@@ -119,8 +131,10 @@ def _reading(r: dict[str, Any]) -> list[str]:
         order = sorted(p99, key=lambda n: p99[n])
         out.append(
             "- **Latency** (added p99 over the direct route, lowest first): "
-            + ", ".join(f"{LABELS[n]} {p99[n]:.1f} µs" for n in order)
-            + "."
+            + ", ".join(f"{LABELS[n]} {p99[n]:+.1f} µs" for n in order)
+            + ". A negative figure is a relay faster than the direct route, where the relay "
+            "namespace forwards with the kernel's IP stack; XDP skips it. Tails (p99.9) on "
+            "this shared two-core machine are dominated by scheduling, not by the relays."
         )
     x, size = r["xdp_ns_per_packet"], r["xdp_prog_size"]
     if x.get("established") is not None and x.get("bare_redirect"):
@@ -130,34 +144,40 @@ def _reading(r: dict[str, Any]) -> list[str]:
             f"against {x['bare_redirect']:.0f} ns for the bare program "
             f"({x['established'] / x['bare_redirect']:.1f}×). steer_public is "
             f"{sp['xlated_insns']} instructions with {sp['calls']} calls (helpers and map "
-            f"lookups) against {bp['xlated_insns']} and {bp['calls']}: on this path it does a "
-            "flow lookup (LRU hash, 40-byte key), a backend-state lookup, a clock read, a "
-            "FIB lookup and a per-CPU counter update that the bare program, with everything "
-            "a constant, does not. The relay-level numbers above show how much of that "
-            "survives next to the cost of moving a packet through veth."
+            f"lookups) against {bp['xlated_insns']} and {bp['calls']}: the bare program, "
+            "with every address a constant, looks nothing up, reads no clock and counts "
+            "nothing. The relay-level numbers above show how much of the difference survives "
+            "next to the cost of moving a packet through veth."
         )
     steps = r.get("xdp_step_ns")
     if steps and x.get("established") is not None:
         named = {k: v for k, v in steps.items() if k != "parse"}
         top = sorted(named, key=lambda k: -named[k])
         out.append(
-            "- **Where the established-path time goes** (each step timed alone on top of a "
-            f"minimal parse of {steps['parse']:.0f} ns): "
+            "- **What each candidate step costs on its own** (each timed alone, beyond a "
+            "minimal parse): "
             + ", ".join(f"{_STEP[k]} {named[k]:.0f} ns" for k in top)
-            + f"; together {sum(named.values()):.0f} ns of steer's {x['established']:.0f} ns. "
-            "The rest is steer's own parsing (VLAN tags, IPv6, length checks), building "
-            "the two 20-byte addresses of the key, and the rewrite."
+            + f". Against steer's {x['established']:.0f} ns per established packet this "
+            "shows which of them it can still be paying on every packet."
         )
     sc = r["sessions_scaling"]
     if len(sc) > 1:
         ns = [v["ns_per_packet"]["established"] for v in sc.values()]
         sizes = list(sc)
         mem = sum(sc[sizes[-1]]["map_memlock_bytes"].values()) / 2**20
+        growth = ns[-1] / ns[0] if ns[0] else 1.0
+        trend = (
+            "flat: a hash lookup does not grow with the table"
+            if abs(growth - 1) < 0.1
+            else f"{growth:.2f}× the cost at the smallest size"
+        )
         out.append(
             f"- **Scaling**: established-flow cost goes {ns[0]:.0f} → {ns[-1]:.0f} ns from "
-            f"{int(sizes[0]):,} to {int(sizes[-1]):,} sessions and flows (hash lookups do "
-            f"not grow with the table; cache misses do); the four maps hold {mem:,.0f} MiB "
-            "at the largest size (the LRU flow maps are preallocated at their full 2^20)."
+            f"{int(sizes[0]):,} to {int(sizes[-1]):,} sessions and flows ({trend}). The test "
+            "run hits the same entry over and over, so it stays in cache; a million live flows "
+            "taking turns would add cache misses this does not show. The four maps hold "
+            f"{mem:,.0f} MiB at the largest size (the LRU flow maps are preallocated at their "
+            "full 2^20 entries; sessions grow as they are added)."
         )
     return out
 
@@ -183,8 +203,12 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "",
         "## Results",
         "",
-        f'Run {r["timestamp"]}. "steer ×" is always oriented so that above 1 means steer is '
-        "better: steer's rate over the other's, the other's CPU or latency over steer's.",
+        f"Run {r['timestamp']}, steer at commit {r['steer_source']['git_head']}"
+        f"{' with local changes to bpf/' if r['steer_source']['bpf_dirty'] else ''} (bpf/ "
+        f"digest {r['steer_source']['bpf_sha256']}). "
+        '"steer ×" is always oriented so that above 1 means steer is '
+        "better: steer's rate over the other's, the other's CPU or latency over steer's (for "
+        "latency, whole p99 round trips: an added latency can be below zero).",
         "",
         *_table(r),
         "",
@@ -266,8 +290,10 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "",
         "- **Rate**: trafgen (one process, one core) in the client namespace sends a 214-byte "
         "RTP-shaped frame of the established flow, built with scapy (trafgen's own headers had "
-        "bad checksums here). Rate-limited steps "
-        f"({', '.join(f'{p // 1000}k' for p in r['plan']['ladder_pps'])} pps, climbing "
+        "bad checksums here). Paced steps "
+        f"(trafgen --gap {', '.join(str(g) for g in r['plan']['ladder_gaps_us'])} µs, one "
+        "sendto per packet, about 8 to 55 kpps here; trafgen's --rate sends each second's "
+        "packets in one burst, which measures buffer depth, not rate), climbing "
         "until a step loses over 1 %), then full load. Offered = the client veth's transmit "
         "counter; delivered = an XDP counter on the transceiver's veth that drops what it counts "
         "(so the socket path, ~1.4 Mpps, is not the limit). Counted over a steady window "

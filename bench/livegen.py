@@ -55,4 +55,6 @@ class LiveGenerator:
             err = ctypes.get_errno() or -rc
             raise OSError(err, f"live-frames test run: {os.strerror(err)}")
         dt = t1 - t0
-        return LoadResult(frames / dt, delivered / dt, 0.0, 0.0, frames, delivered, dt, None)
+        return LoadResult(
+            frames / dt, delivered / dt, 0.0, 0.0, frames, delivered, dt, None, frames, delivered
+        )

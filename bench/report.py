@@ -43,8 +43,10 @@ def ratios(r: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     steer = "steer"
     out: dict[str, dict[str, float | None]] = {}
     for name in c.RELAYS:
-        rtt = r["added_rtt_us"].get(name) or {}
-        srtt = r["added_rtt_us"].get(steer) or {}
+        # on whole round trips: an added latency can be negative (faster than the direct
+        # route, whose kernel forwarding XDP skips), which a ratio cannot carry
+        rtt = r["rtt_us"].get(name) or {}
+        srtt = r["rtt_us"].get(steer) or {}
         out[name] = {
             "rate_full": _ratio(r["relay_pps"].get(steer), r["relay_pps"].get(name)),
             "rate_live": _ratio(r["relay_pps_live"].get(steer), r["relay_pps_live"].get(name)),
@@ -94,8 +96,9 @@ def table(r: dict[str, Any]) -> str:
     lines = [
         "full = trafgen at full load; live = live-frames generator; no-loss = highest rate "
         "under 0.1 % loss;",
-        "cpu = CPU per forwarded packet; +rtt = added round trip in us over the direct route;",
-        "steer x > 1 means steer is better (its rate / theirs, their cost / steer's).",
+        "cpu = CPU per forwarded packet; +rtt = added round trip in us over the direct route",
+        "(< 0: faster than the kernel forwarding it); steer x > 1 means steer is better (its",
+        "rate / theirs, their cost / steer's; for latency, their whole p99 round trip / steer's).",
         "",
         head,
         "-" * len(head),
@@ -144,16 +147,24 @@ def plots(r: dict[str, Any], out: Path, stem: str) -> list[Path]:
     for n in c.RELAYS:
         pts = sorted((p["offered_pps"], p["delivered_pps"]) for p in r["load_curves"].get(n, []))
         if pts:
-            ax.plot(
+            line = ax.plot(
                 [p[0] / 1e3 for p in pts], [p[1] / 1e3 for p in pts], "o-", ms=3, label=LABELS[n]
-            )
+            )[0]
             top = max(top, *(p[0] / 1e3 for p in pts))
+            live = r["load_curves_live"].get(n, [])
+            ax.plot(
+                [p["offered_pps"] / 1e3 for p in live],
+                [p["delivered_pps"] / 1e3 for p in live],
+                "x",
+                ms=7,
+                color=line.get_color(),
+            )
     top = max([top] + [p["offered_pps"] / 1e3 for v in r["load_curves_live"].values() for p in v])
     ax.plot([1, top], [1, top], ":", color="grey", label="no loss")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("offered (kpps; o: trafgen, x: live-frames generator)")
-    ax.set_ylabel("delivered at the transceiver (kpps)")
+    ax.set_ylabel("delivered towards the transceiver (kpps)")
     ax.set_title("Delivered rate vs offered load")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

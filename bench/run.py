@@ -7,6 +7,7 @@ and leftovers of a crashed run at the start.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -30,6 +31,7 @@ from bench.traffic import Generator, LoadResult, rtp_frame, write_trafgen_conf
 from bench.verify import verify
 from bench.xdp_progs import Sink
 from pyctl.loader import BuildOptions, DataPlane
+from pyctl.shared import BPF_DIR
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -107,6 +109,25 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def steer_source() -> dict[str, Any]:
+    """Which data plane was measured: the commit and a digest of bpf/ as compiled."""
+    digest = hashlib.sha256()
+    for f in sorted(BPF_DIR.iterdir()):
+        if f.is_file():
+            digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    head = subprocess.run(
+        ["git", "-C", str(BPF_DIR), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(BPF_DIR), "status", "--porcelain", "."], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "git_head": head or "?",
+        "bpf_dirty": bool(dirty),
+        "bpf_sha256": digest.hexdigest()[:16],
+    }
+
+
 def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
@@ -121,7 +142,9 @@ class Bench:
         self.plan, self.net, self.say = plan, net, say
         self.m = Measured()
         self.relay_bin, self.ping_bin = relay_binary(build), ping_binary(build)
-        self.dp = DataPlane(BuildOptions(instance=c.INSTANCE))
+        self.source = steer_source()
+        self.dp = DataPlane(BuildOptions(instance=plan.instance))
+        self.mdp = xdp_cost.measuring_instance(plan.scale_instance)
         self.sink, self.ingress = Sink(c.TRX), Sink(c.VIP)
         self.ingress.set_drop(True)
         xdp_attach(net.fabric, SINK_IF, self.sink.fd)
@@ -139,6 +162,11 @@ class Bench:
         )
         self.live = LiveGenerator(net, rtp_frame(), self.sink.gen_fd, self.sink)
         self.running: Relay | None = None
+
+    def close(self) -> None:
+        self.stop_running()
+        self.gen.close()
+        self.base_gen.close()
 
     def stop_running(self) -> None:
         if self.running is not None:
@@ -177,8 +205,8 @@ class Bench:
         m, plan = self.m, self.plan
         self.sink.set_drop(True)
         best = 0.0
-        for rate in plan.ladder_pps:
-            res = self.gen.run(plan.step_s, rate)
+        for gap in plan.ladder_gaps_us:
+            res = self.gen.run(plan.step_s, gap)
             m.curves[name].append(res)
             if res.loss < NO_LOSS:
                 best = max(best, res.delivered_pps)
@@ -255,7 +283,8 @@ class Bench:
         timer = xdp_cost.Timer(
             self.net, self.plan.testrun_repeat, self.plan.cold_runs, self.sink.pass_fd
         )
-        mdp = xdp_cost.measuring_instance(timer)
+        mdp = self.mdp
+        xdp_cost.prepare(mdp, timer)
         steer_ns = xdp_cost.steer_costs(timer, mdp)
         bare_ns = xdp_cost.bare_costs(timer, timer.ifindex["public"], timer.ifindex["internal"])
         steps = xdp_cost.breakdown(timer)
@@ -290,6 +319,7 @@ class Bench:
             "smoke": smoke,
             "machine": machine,
             "plan": asdict(self.plan),
+            "steer_source": self.source,
             "delivered_counted_at": f"{self.net.fabric}/{SINK_IF}",
             "verified": {n: bool(m.verified[n]) and all(m.verified[n]) for n in relays},
             "verification": {n: m.details[n] for n in relays},
@@ -353,9 +383,14 @@ def run(smoke: bool) -> int:
     build = Path(tempfile.mkdtemp(prefix="steer-bench-build-"))
     machine = _machine()
     say(f"{'smoke' if smoke else 'full'} run, {plan.rounds} round(s); results -> {out_dir}")
+    lock = topology.run_lock(plan.prefix)
+    if lock is None:
+        say(f"another run with namespace prefix {plan.prefix!r} is in progress; not starting")
+        return 2
+    instances = (plan.instance, plan.scale_instance)
     say("cleaning up leftovers of earlier runs")
-    topology.cleanup()
-    net = BenchNet()
+    topology.cleanup(plan.prefix, instances)
+    net = BenchNet(plan.prefix)
     bench: Bench | None = None
     try:
         say("building the namespaces (client, relay, fabric, transceiver)")
@@ -372,13 +407,19 @@ def run(smoke: bool) -> int:
         md_path = out_dir / "benchmarks.md" if smoke else docs.DOCS
         pngs = _publish(result, json_path, md_path)
         say(f"wrote {json_path}, {', '.join(p.name for p in pngs)}, {md_path}")
+        if steer_source() != bench.source:
+            say(
+                "note: bpf/ changed during the run; everything here was compiled from the "
+                f"source at the start ({bench.source})"
+            )
         ok = all(result["verified"].values())
         if not ok:
             say("some relay did not forward correctly: see 'verification' in the results")
         return 0 if ok else 1
     finally:
         if bench is not None:
-            bench.stop_running()
+            bench.close()
         say("cleaning up (namespaces, nft tables, processes, pins)")
-        topology.cleanup()
+        topology.cleanup(plan.prefix, instances)
+        lock.close()
         shutil.rmtree(build, ignore_errors=True)

@@ -4,11 +4,12 @@ helpers that work across namespaces, and the cleanup that runs before and after 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pyroute2 import IPRoute
 
@@ -86,6 +87,19 @@ def _set_xdp(ipr: Any, index: int, fd: int, flags: int, strict: bool = False) ->
             raise
 
 
+def run_lock(prefix: str) -> IO[bytes] | None:
+    """Held for a whole run: a second run with the same prefix would tear this one down
+    in its start-up cleanup. None if another run holds it (released when it exits)."""
+    PID_DIR.mkdir(parents=True, exist_ok=True)
+    f = open(PID_DIR / f"{prefix}.lock", "wb")  # noqa: SIM115 (held past this function)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
 def _pid_file(prefix: str) -> Path:
     return PID_DIR / f"{prefix}.pids.json"
 
@@ -110,9 +124,7 @@ def _read_pids(prefix: str) -> list[int]:
         return []
 
 
-def cleanup(
-    prefix: str = c.PREFIX, instances: tuple[str, ...] = (c.INSTANCE, c.SCALE_INSTANCE)
-) -> None:
+def cleanup(prefix: str = c.PREFIX, instances: tuple[str, ...] = ()) -> None:
     """Undo everything a run (this one or a crashed one) may have left: the processes it
     started (their process groups), its namespaces (and with them the nft tables and XDP
     attachments inside), and its pinned BPF instances."""

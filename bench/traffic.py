@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pyroute2 import IPRoute
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -25,6 +26,7 @@ from bench.verify import rtp_packet
 from bench.xdp_progs import Sink
 
 WARMUP_S = 0.5
+DRAIN_S = 0.2  # after trafgen stops, for what is still queued in a relay
 TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
 
 
@@ -83,12 +85,15 @@ class LoadResult:
     offered: int
     delivered: int
     seconds: float
-    rate_limit_pps: int | None  # None: trafgen as fast as it goes
+    gap_us: int | None  # trafgen --gap; None: full speed (its TX ring)
+    sent_total: int  # over trafgen's whole life, counted before it starts and after it
+    delivered_total: int  # stops and the relay has drained: the exact loss
 
     @property
     def loss(self) -> float:
-        """Lost share; a packet in flight at the window's edges can make it a hair < 0."""
-        return max(0.0, 1.0 - self.delivered / self.offered) if self.offered else 1.0
+        if not self.sent_total:
+            return 1.0
+        return max(0.0, 1.0 - self.delivered_total / self.sent_total)
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {**asdict(self), "loss": self.loss}
@@ -99,15 +104,22 @@ class Generator:
 
     def __init__(self, net: BenchNet, conf: Path, counter: Sink) -> None:
         self.net, self.conf, self.counter = net, conf, counter
+        # one netlink socket kept open: opening one in a namespace takes milliseconds,
+        # which would skew the window between the offered and the delivered count
+        self.ipr = IPRoute(netns=net.client)
+        self.index = self.ipr.link_lookup(ifname="eth0")[0]
 
     def _offered(self) -> int:
-        s = self.net.link_stats(self.net.client, "eth0")
-        return s["tx_packets"] + s["tx_dropped"]
+        stats = self.ipr.get_links(self.index)[0].get_attr("IFLA_STATS64")
+        return int(stats["tx_packets"]) + int(stats["tx_dropped"])
+
+    def close(self) -> None:
+        self.ipr.close()
 
     def run(
         self,
         seconds: float,
-        rate_pps: int | None = None,
+        gap_us: int | None = None,
         background_s: float = 0.0,
         pgids: frozenset[int] = frozenset(),
     ) -> LoadResult:
@@ -135,8 +147,9 @@ class Generator:
             "--notouch-irq",
             "--no-cpu-stats",
         ]
-        if rate_pps:
-            argv += ["--rate", f"{rate_pps}pps"]
+        if gap_us:
+            argv += ["--gap", f"{gap_us}us"]
+        first_sent, first_delivered = self._offered(), self.counter.count()
         proc = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
@@ -146,22 +159,35 @@ class Generator:
             if proc.poll() is not None:
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"trafgen exited: {err.strip()}")
+            # rates and CPU over a steady window; loss over everything trafgen sent
             ours = {proc.pid, *pgids}
-            o0, d0, t0 = self._offered(), self.counter.count(), time.monotonic()
             b0, u0 = cpu_busy_ns(), our_cpu_ns(ours)
+            o0, d0, t0 = self._offered(), self.counter.count(), time.monotonic()
             time.sleep(seconds)
             o1, d1, t1 = self._offered(), self.counter.count(), time.monotonic()
             b1, u1 = cpu_busy_ns(), our_cpu_ns(ours)
         finally:
             os.killpg(proc.pid, signal.SIGINT)
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=1)  # in --gap mode trafgen may not notice SIGINT
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             forget_pid(self.net.prefix, proc.pid)
+        time.sleep(DRAIN_S)
+        sent = self._offered() - first_sent
+        delivered = self.counter.count() - first_delivered
         dt = t1 - t0
         busy = max(0.0, b1 - b0 - background * dt)
         return LoadResult(
-            (o1 - o0) / dt, (d1 - d0) / dt, busy, u1 - u0, o1 - o0, d1 - d0, dt, rate_pps
+            (o1 - o0) / dt,
+            (d1 - d0) / dt,
+            busy,
+            u1 - u0,
+            o1 - o0,
+            d1 - d0,
+            dt,
+            gap_us,
+            sent,
+            delivered,
         )

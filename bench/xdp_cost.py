@@ -166,10 +166,15 @@ def steer_costs(timer: Timer, dp: DataPlane, cold: bool = True) -> dict[str, dic
     return out
 
 
-def measuring_instance(timer: Timer) -> DataPlane:
-    """steer compiled with production sizes in its own pinned instance, told its
-    interfaces as the loader would on attach, with the bench session registered."""
-    dp = DataPlane(BuildOptions(instance=c.SCALE_INSTANCE))
+def measuring_instance(instance: str) -> DataPlane:
+    """steer compiled with production sizes in its own pinned instance. Compiled when the
+    run starts, with the relay it measures, so both come from the same bpf/ source."""
+    return DataPlane(BuildOptions(instance=instance))
+
+
+def prepare(dp: DataPlane, timer: Timer) -> None:
+    """Tell the unattached instance its interfaces, as the loader would on attach, and
+    register the bench session."""
     cfg = dp.table("steer_config")
     leaf = cfg[cfg.Key(0)]
     leaf.public_ifindex, leaf.internal_ifindex = timer.ifindex["public"], timer.ifindex["internal"]
@@ -177,7 +182,6 @@ def measuring_instance(timer: Timer) -> DataPlane:
     maps = RouteMaps(dp.bpf)
     maps.add_vip(c.VIP)
     maps.add_session(Session(c.UFRAG, c.TRX, c.VIP, c.BACKEND_ID))
-    return dp
 
 
 def bare_costs(timer: Timer, pub_ifindex: int, int_ifindex: int) -> dict[str, float]:

@@ -91,7 +91,15 @@ class BareXdp:
 class Breakdown:
     """breakdown.bpf.c: one probe per step of steer's established-flow path."""
 
-    PROBES = ("parse", "flow_lookup", "array_lookup", "ktime", "count", "fib_lookup")
+    PROBES = (
+        "parse",
+        "flow_lookup",
+        "array_lookup",
+        "ktime",
+        "ktime_coarse",
+        "count",
+        "fib_lookup",
+    )
 
     def __init__(self) -> None:
         self.bpf = BPF(
