@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import docs, latency, report, topology, xdp_cost
+from bench import control_plane, docs, latency, report, topology, xdp_cost
 from bench.build import ping_binary, relay_binary
 from bench.livegen import LiveGenerator
 from bench.relays import BareXdpRelay, NftRelay, Relay, SteerRelay, compiled_relay, python_relay
@@ -400,8 +400,11 @@ def run(smoke: bool) -> int:
         bench.rounds()
         bench.latency()
         xdp = bench.xdp()
+        say("control plane: registrations and registration-to-routable (own lab)")
+        control = control_plane.run(smoke, say)
         machine["loadavg_end"] = os.getloadavg()
         result = bench.result(stamp, smoke, machine, xdp)
+        result["control_plane"] = control
         json_path = out_dir / f"{stamp}.json"
         report.write_json(result, json_path)
         md_path = out_dir / "benchmarks.md" if smoke else docs.DOCS

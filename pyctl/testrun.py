@@ -2,8 +2,10 @@
 
 Runs an XDP program on a given frame without a NIC: the kernel returns the verdict, the
 frame as the program left it, and the mean run time. Used by the replay tests, by
-`steerctl explain` and by the benchmarks. With repeat > 1 the output is the program run
-repeatedly over its own output; check bytes with repeat=1 and time with a large repeat.
+`steerctl explain` and by the benchmarks. With repeat > 1 the program runs again on the
+frame it has just rewritten: check bytes with repeat=1, and time with a large repeat only
+a path whose output takes the same path again (bench/xdp_cost.py arranges map entries so
+that it does, and checks the reason counter moved by exactly the repeat count).
 """
 
 from __future__ import annotations
