@@ -207,10 +207,13 @@ def _control_plane(r: dict[str, Any]) -> list[str]:
         f"| API `POST /v1/sessions` round trip, p50 / p99 (µs) | "
         f"{cp['api_post_us_p50']:.0f} / {cp['api_post_us_p99']:.0f} |",
         "",
-        "A single registration waits for the transceiver's next hop to be confirmed valid "
-        "in the relay namespace (a netlink route and neighbour query, ~2 ms from Python), so "
-        "that the session's first packet takes the XDP path; that bounds single "
-        "registrations per second. Batches confirm each distinct IP once.",
+        "A registration answers once the transceiver's next hop is known valid in the relay "
+        "namespace, so that the session's first packet takes the XDP path. The daemon "
+        "remembers valid next hops until the kernel reports a link, neighbour or route "
+        "change (pyctl/nexthop.py), so only the first session of a transceiver, or the "
+        "first after a change, pays the netlink query (~2 ms from Python). Single "
+        "registrations are bounded by the API's HTTP and JSON handling in one Python "
+        "process; batches check each distinct backend and next hop once.",
         "",
     ]
 

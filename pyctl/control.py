@@ -135,17 +135,23 @@ class Controller:
 
     def _check_admissible(self, s: Session, prefix: str = "") -> None:
         """Refusals that depend on live state: collisions and backend policy."""
+        self._check_unique(s, prefix)
+        self._check_backend(s.backend_id, prefix)
+
+    def _check_unique(self, s: Session, prefix: str) -> None:
         if self.maps.get_session(s.ufrag) is not None:
             raise ControlError(409, f"ufrag {s.ufrag!r} is live already", prefix + "ufrag")
         if self._sock_owner(s.sock) is not None:
             raise ControlError(409, f"socket {s.sock} belongs to a live session", prefix + "sock")
+
+    def _check_backend(self, backend_id: int, prefix: str) -> None:
         known = {b.id for b in self.store.backends()}
-        if known and s.backend_id not in known:
-            raise ControlError(404, f"backend {s.backend_id} is not registered", prefix + "backend")
-        state = self.backend_state(s.backend_id)
+        if known and backend_id not in known:
+            raise ControlError(404, f"backend {backend_id} is not registered", prefix + "backend")
+        state = self.backend_state(backend_id)
         if state in (BackendState.DRAINING, BackendState.DOWN):
             name = state.name.lower()
-            raise ControlError(409, f"backend {s.backend_id} is {name}", prefix + "backend")
+            raise ControlError(409, f"backend {backend_id} is {name}", prefix + "backend")
 
     def _sock_owner(self, sock: Endpoint) -> Any:
         try:
@@ -154,8 +160,8 @@ class Controller:
             return None
 
     def _record(self, s: Session, ttl: float | None, now: float) -> SessionRecord:
-        rec = SessionRecord(s.ufrag, str(s.sock), str(s.vip), s.backend_id, created=now)
-        return rec.heartbeat(ttl, now)
+        expires = None if ttl is None else now + ttl
+        return SessionRecord(s.ufrag, str(s.sock), str(s.vip), s.backend_id, ttl, now, expires)
 
     def register(self, body: Any) -> SessionRecord:
         s, ttl = self.parse_session(body)
@@ -190,6 +196,7 @@ class Controller:
         parsed = [self.parse_session(it, f"sessions[{i}].") for i, it in enumerate(items)]
         ufrags: set[str] = set()
         socks: set[Endpoint] = set()
+        backends: set[int] = set()  # admissible already: check each backend once
         for i, (s, _) in enumerate(parsed):
             prefix = f"sessions[{i}]."
             if s.ufrag in ufrags:
@@ -198,7 +205,10 @@ class Controller:
                 raise ControlError(409, f"socket {s.sock} twice in the batch", prefix + "sock")
             ufrags.add(s.ufrag)
             socks.add(s.sock)
-            self._check_admissible(s, prefix)
+            self._check_unique(s, prefix)
+            if s.backend_id not in backends:
+                self._check_backend(s.backend_id, prefix)
+                backends.add(s.backend_id)
         now = time.time()
         recs = [self._record(s, ttl, now) for s, ttl in parsed]
         try:
@@ -252,9 +262,8 @@ class Controller:
     def end(self, ufrag: str, cause: str = "deleted") -> tuple[SessionRecord, int]:
         """Remove a session, its socket index, flows and reverse flows; and its record."""
         rec = self.session(ufrag)
-        sock = Endpoint.parse(rec.sock)
-        flows = sum(1 for f in self.maps.flows() if f.sock == sock)
-        self.maps.del_session(ufrag)
+        gone = self.maps.del_session(ufrag)
+        flows = gone[1] if gone else 0
         self.store.delete(ufrag)
         self._count(cause)
         how = "expired (no heartbeat)" if cause == "expired" else "ended"
@@ -333,9 +342,7 @@ class Controller:
         return gone
 
     def expire_flows(self, idle_s: float, now_ns: int | None = None) -> int:
-        now_ns = time.monotonic_ns() if now_ns is None else now_ns
-        idle = [f for f in self.maps.flows() if f.idle_s(now_ns) > idle_s]
-        n = self.maps.delete_flows(idle)
+        n = self.maps.expire_flows(int(idle_s * 1e9), now_ns)
         if n:
             self._count("flow_idle", n)
             log.info("expired %d idle flows (idle > %gs)", n, idle_s)
@@ -377,7 +384,7 @@ class Controller:
             "%d flows live, %d backends",
             len(adopted),
             restored,
-            len(self.maps.flows()),
+            self.maps.flow_count(),
             len(self.store.backends()),
         )
 

@@ -114,7 +114,7 @@ def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
             "adopted pinned maps of instance %s: %d sessions, %d flows",
             cfg.instance,
             len(maps.sessions()),
-            len(maps.flows()),
+            maps.flow_count(),
         )
     for side, ifname in (("public", cfg.public), ("internal", cfg.internal)):
         mode = dp.attach(side, ifname, cfg.netns, cfg.xdp_mode)

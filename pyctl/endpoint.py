@@ -61,8 +61,7 @@ class Endpoint:
         """Write this endpoint into a bcc-generated ``struct steer_addr`` and return it."""
         ctypes.memset(ctypes.addressof(addr), 0, ctypes.sizeof(addr))
         packed = self.ip.packed
-        for i, b in enumerate(packed):
-            addr.ip[i] = b
+        ctypes.memmove(ctypes.addressof(addr.ip), packed, len(packed))
         addr.port = socket.htons(self.port)
         addr.family = self.family
         return addr

@@ -7,13 +7,14 @@ are the pinned maps: the daemon's compiled programs, or the CLI's maps-only comp
 
 from __future__ import annotations
 
-import ctypes
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from pyctl.endpoint import Endpoint
+from pyctl.mapscan import addr_in, scan, to_ctypes
 from pyctl.shared import UFRAG_MAX, UFRAG_MIN, BackendState, Reason
 
 ICE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/")
@@ -96,8 +97,9 @@ class RouteMaps:
         key.s = ufrag.encode()
         return key
 
-    def session_leaf(self, s: Session) -> Any:
-        leaf = self.session_map.Leaf()
+    def session_leaf(self, s: Session, leaf: Any = None) -> Any:
+        """Fill `leaf` (a new one when None) with the session and return it."""
+        leaf = self.session_map.Leaf() if leaf is None else leaf
         leaf.ufrag.s = s.ufrag.encode()
         s.sock.fill(leaf.sock)
         s.vip.fill(leaf.vip)
@@ -135,11 +137,7 @@ class RouteMaps:
         sock_keys = (self.sock_map.Key * n)()
         for i, s in enumerate(sessions):
             keys[i].s = s.ufrag.encode()
-            ctypes.memmove(
-                ctypes.byref(leaves[i]),
-                ctypes.byref(self.session_leaf(s)),
-                ctypes.sizeof(leaves[i]),
-            )
+            self.session_leaf(s, leaves[i])
             s.sock.fill(sock_keys[i])
         try:
             self.session_map.items_update_batch(keys, leaves)
@@ -153,29 +151,32 @@ class RouteMaps:
             self.sock_map.items_delete_batch(sock_keys)
             raise MapFullError(f"steer_socks: {e}") from e
 
-    def del_session(self, ufrag: str) -> Session | None:
-        """Remove a session, its socket index, and every flow and reverse flow of its socket."""
+    def del_session(self, ufrag: str) -> tuple[Session, int] | None:
+        """Remove a session, its socket index, and every flow and reverse flow of its socket;
+        return it and the number of flows removed."""
         s = self.get_session(ufrag)
         if s is None:
             return None
         _delete(self.session_map, self._ufrag_key(ufrag))
         _delete(self.sock_map, s.sock.fill(self.sock_map.Key()))
-        self.purge_socks({s.sock})
-        return s
+        return s, self.purge_socks({s.sock})
 
     def sessions(self) -> list[Session]:
-        return sorted((_session(v) for v in self.session_map.values()), key=lambda s: s.ufrag)
+        leaves = to_ctypes(scan(self.session_map)[1], self.session_map.Leaf)
+        return sorted((_session(v) for v in leaves), key=lambda s: s.ufrag)
 
     def purge_socks(self, socks: set[Endpoint]) -> int:
         """Delete the flows and reverse flows that lead to any of `socks`."""
-        n = 0
-        for k, v in list(self.flow_map.items()):
-            if Endpoint.from_c(v.sock) in socks:
-                n += _delete(self.flow_map, k)
-        for k in list(self.rflow_map):
-            if Endpoint.from_c(k.sock) in socks:
-                _delete(self.rflow_map, k)
+        raw = [bytes(s.fill(self.sock_map.Key())) for s in socks]
+        keys, leaves = scan(self.flow_map)
+        n = self._delete_keys(self.flow_map, keys[addr_in(leaves["sock"], raw)])
+        rkeys, _ = scan(self.rflow_map)
+        self._delete_keys(self.rflow_map, rkeys[addr_in(rkeys["sock"], raw)])
         return n
+
+    @staticmethod
+    def _delete_keys(table: Any, keys: np.ndarray) -> int:
+        return sum(_delete(table, k) for k in to_ctypes(keys, table.Key))
 
     # -- backends
     def set_backend(self, backend_id: int, addr: Endpoint | None, state: BackendState) -> None:
@@ -187,32 +188,41 @@ class RouteMaps:
         self.backend_map[key] = leaf
 
     def backends(self) -> list[Backend]:
+        keys, leaves = scan(self.backend_map)
+        live = leaves["state"] != BackendState.UNSET
         out = []
-        for k, v in self.backend_map.items():
-            if v.state != BackendState.UNSET:
-                addr = Endpoint.from_c(v.addr) if v.addr.family else None
-                out.append(Backend(k.value, addr, BackendState(v.state)))
+        for k, v in zip(keys[live], to_ctypes(leaves[live], self.backend_map.Leaf), strict=True):
+            addr = Endpoint.from_c(v.addr) if v.addr.family else None
+            out.append(Backend(int(k), addr, BackendState(v.state)))
         return out
 
     # -- flows
     def flows(self) -> list[Flow]:
-        return [_flow(k, v) for k, v in self.flow_map.items()]
+        keys, leaves = scan(self.flow_map)
+        k_c, v_c = to_ctypes(keys, self.flow_map.Key), to_ctypes(leaves, self.flow_map.Leaf)
+        return [_flow(k, v) for k, v in zip(k_c, v_c, strict=True)]
 
-    def delete_flows(self, flows: Iterable[Flow]) -> int:
-        n = 0
-        for f in flows:
-            key = self.flow_map.Key()
-            f.client.fill(key.client)
-            f.vip.fill(key.vip)
-            n += _delete(self.flow_map, key)
-            rkey = self.rflow_map.Key()
-            f.sock.fill(rkey.sock)
-            f.client.fill(rkey.client)
-            _delete(self.rflow_map, rkey)
+    def flow_count(self) -> int:
+        return len(scan(self.flow_map)[0])
+
+    def flow_backends(self) -> list[int]:
+        """The backend id of every flow (for counts by backend)."""
+        return [int(b) for b in scan(self.flow_map)[1]["backend_id"]]
+
+    def expire_flows(self, idle_ns: int, now_ns: int | None = None) -> int:
+        """Delete the flows (and their reverse flows) idle for longer than `idle_ns`."""
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        keys, leaves = scan(self.flow_map)
+        idle = now_ns - leaves["last_seen_ns"].astype(np.int64) > idle_ns
+        keys, leaves = keys[idle], leaves[idle]
+        rkeys = np.zeros(len(keys), np.dtype(self.rflow_map.Key))
+        rkeys["sock"], rkeys["client"] = leaves["sock"], keys["client"]
+        n = self._delete_keys(self.flow_map, keys)
+        self._delete_keys(self.rflow_map, rkeys)
         return n
 
     def rflow_count(self) -> int:
-        return sum(1 for _ in self.rflow_map)
+        return len(scan(self.rflow_map)[0])
 
     # -- counters
     def stats(self) -> dict[Reason, tuple[int, int]]:

@@ -124,7 +124,7 @@ class MapCollector(Collector):
         yield from self._by_backend(
             "steer_sessions", [s.backend_id for s in maps.sessions()], states
         )
-        yield from self._by_backend("steer_flows", [f.backend_id for f in maps.flows()], states)
+        yield from self._by_backend("steer_flows", maps.flow_backends(), states)
         backends = _family("steer_backends")
         for state in ("active", "draining", "down"):
             backends.add_metric([state], sum(1 for s in states.values() if s == state))

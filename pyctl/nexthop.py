@@ -6,6 +6,11 @@ registers, the daemon sends a one-byte UDP datagram to the discard port (9) of t
 socket's IP from inside the relay namespace, which makes the kernel ARP / NDP for it, then
 waits briefly until the entry is valid. The probe's ICMP port-unreachable answer is
 harmless. Sockets made inside a namespace keep it, so the probes live for the daemon.
+
+Next hops found valid are remembered until the kernel reports any change to the relay's
+links, neighbours or routes (a netlink multicast socket, drained before each use: the
+kernel queues an event on it before the change's own system call returns, so a flush is
+always seen by the next registration). In steady state a registration costs no query.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ log = logging.getLogger("steer.nexthop")
 
 DISCARD_PORT = 9
 NUD_VALID = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE NOARP PERM
+# RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE (linux/rtnetlink.h)
+CHANGE_GROUPS = 0x1 | 0x4 | 0x40 | 0x400
 
 
 class NextHops:
@@ -34,6 +41,11 @@ class NextHops:
         with netns(ns):
             self._sock4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._sock6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            self._changes = socket.socket(
+                socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE
+            )
+            self._changes.bind((0, CHANGE_GROUPS))
+        self._known: set[str] = set()  # valid next hops since the last change (worker only)
         self._ipr: IPRoute | None = None  # made in the worker thread, which owns it
         # one thread owns the netlink socket; resolution never blocks the event loop
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexthop")
@@ -42,6 +54,7 @@ class NextHops:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._sock4.close()
         self._sock6.close()
+        self._changes.close()
         if self._ipr is not None:
             self._ipr.close()
 
@@ -50,7 +63,9 @@ class NextHops:
             await asyncio.get_running_loop().run_in_executor(self._pool, self._resolve, ips)
 
     def _resolve(self, ips: set[str]) -> None:
-        pending = {ip for ip in ips if not self._valid(ip)}
+        if self._changed():
+            self._known.clear()
+        pending = {ip for ip in ips - self._known if not self._valid(ip)}
         for ip in pending:
             try:
                 sock = self._sock6 if ipaddress.ip_address(ip).version == 6 else self._sock4
@@ -63,6 +78,20 @@ class NextHops:
             pending = {ip for ip in pending if not self._valid(ip)}
         if pending:
             log.warning("next hop not resolved yet: %s", ", ".join(sorted(pending)))
+        self._known |= ips - pending
+
+    def _changed(self) -> bool:
+        """Has the kernel reported any link, neighbour or route change since last asked?"""
+        changed = False
+        while True:
+            try:
+                if not self._changes.recv(65536):
+                    return changed
+                changed = True
+            except BlockingIOError:
+                return changed
+            except OSError:  # ENOBUFS: events were lost, so anything may have changed
+                changed = True
 
     def _valid(self, ip: str) -> bool:
         """Is there a usable neighbour entry for `ip` (itself or its gateway)?"""

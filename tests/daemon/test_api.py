@@ -364,6 +364,8 @@ def test_tcp_listener_needs_the_bearer_token(clean: Env) -> None:
 def test_registration_resolves_the_next_hop(clean: Env) -> None:
     env = clean
     ip = env.net.trx_ip4(2)
+    # the daemon now knows this next hop valid; the flush must make it look again
+    add_session(env, "resolve0", env.trx_sock(2, 47999), backend=2)
     topology.run_in(env.net.relay, ["ip", "neigh", "flush", "to", ip])
     assert "lladdr" not in topology.run_in(env.net.relay, ["ip", "neigh", "show", ip]).stdout
     add_session(env, "resolve1", env.trx_sock(2, 48000), backend=2)

@@ -1,0 +1,127 @@
+"""Whole-map reads (pyctl/mapscan.py) and the RouteMaps walks built on them, against real
+maps of a freshly loaded program: every entry seen once across chunk boundaries, the same
+bytes bcc's own key-by-key walk returns, and exactly the right flows purged or expired."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from pyctl.endpoint import Endpoint
+from pyctl.loader import BuildOptions, DataPlane, unload
+from pyctl.maps import RouteMaps, Session
+from pyctl.mapscan import addr_in, scan, to_ctypes
+from pyctl.shared import BackendState
+
+INSTANCE = f"scan-{os.getpid()}"
+VIP = Endpoint.parse("203.0.113.10:3478")
+
+
+@pytest.fixture(scope="module")
+def maps() -> Iterator[RouteMaps]:
+    unload(INSTANCE)
+    try:
+        yield RouteMaps(DataPlane(BuildOptions(instance=INSTANCE)).bpf)
+    finally:
+        unload(INSTANCE)
+
+
+@pytest.fixture
+def empty(maps: RouteMaps) -> RouteMaps:
+    maps.clear()
+    return maps
+
+
+def sock(i: int) -> Endpoint:
+    return Endpoint.parse(f"10.88.{i // 250}.{1 + i % 250}:{40000 + i}")
+
+
+def client(i: int) -> Endpoint:
+    return Endpoint.parse(f"198.51.100.{1 + i % 250}:{50000 + i}")
+
+
+def add_flow(maps: RouteMaps, c: Endpoint, s: Endpoint, last_seen_ns: int) -> None:
+    key, leaf = maps.flow_map.Key(), maps.flow_map.Leaf()
+    c.fill(key.client)
+    VIP.fill(key.vip)
+    s.fill(leaf.sock)
+    leaf.backend_id = 1
+    leaf.last_seen_ns = last_seen_ns
+    maps.flow_map[key] = leaf
+    rkey, rleaf = maps.rflow_map.Key(), maps.rflow_map.Leaf()
+    s.fill(rkey.sock)
+    c.fill(rkey.client)
+    VIP.fill(rleaf.vip)
+    maps.rflow_map[rkey] = rleaf
+
+
+def test_scan_sees_every_entry_once_across_chunks(empty: RouteMaps) -> None:
+    maps = empty
+    maps.add_sessions([Session(f"scan{i:04d}", sock(i), VIP, 1) for i in range(100)])
+    keys, leaves = scan(maps.session_map, chunk=7)
+    assert len(keys) == len(leaves) == 100
+    ours = {k.tobytes(): v.tobytes() for k, v in zip(keys, leaves, strict=True)}
+    bccs = {bytes(k): bytes(v) for k, v in maps.session_map.items()}
+    assert ours == bccs
+
+
+def test_scan_of_an_empty_map_has_the_maps_types(empty: RouteMaps) -> None:
+    keys, leaves = scan(empty.flow_map)
+    assert len(keys) == len(leaves) == 0
+    assert keys.dtype.itemsize == 40 and leaves.dtype.names is not None
+    assert "last_seen_ns" in leaves.dtype.names
+
+
+def test_addr_in_matches_whole_addresses_only(empty: RouteMaps) -> None:
+    maps = empty
+    for i in range(5):
+        add_flow(maps, client(i), sock(i), 1)
+    _, leaves = scan(maps.flow_map)
+    want = [bytes(sock(1).fill(maps.sock_map.Key())), bytes(sock(3).fill(maps.sock_map.Key()))]
+    socks = {str(Endpoint.from_c(v.sock)) for v in to_ctypes(leaves, maps.flow_map.Leaf)}
+    assert len(socks) == 5
+    hit = addr_in(leaves["sock"], want)
+    picked = to_ctypes(leaves[hit], maps.flow_map.Leaf)
+    assert sorted(str(Endpoint.from_c(v.sock)) for v in picked) == sorted(
+        [str(sock(1)), str(sock(3))]
+    )
+    # same IP, other port: not the same socket
+    other = Endpoint(sock(1).ip, sock(1).port + 1)
+    assert not addr_in(leaves["sock"], [bytes(other.fill(maps.sock_map.Key()))]).any()
+
+
+def test_purge_socks_removes_exactly_their_flows_and_reverse_flows(empty: RouteMaps) -> None:
+    maps = empty
+    for i in range(30):
+        add_flow(maps, client(i), sock(i % 10), 1)  # three clients per socket
+    assert maps.purge_socks({sock(2), sock(7)}) == 6
+    left = maps.flows()
+    assert len(left) == 24 and {str(f.sock) for f in left}.isdisjoint({str(sock(2)), str(sock(7))})
+    rkeys, _ = scan(maps.rflow_map)
+    rsocks = {str(Endpoint.from_c(k.sock)) for k in to_ctypes(rkeys, maps.rflow_map.Key)}
+    assert len(rkeys) == 24 and rsocks.isdisjoint({str(sock(2)), str(sock(7))})
+
+
+def test_expire_flows_takes_only_idle_ones_with_their_reverse_flows(empty: RouteMaps) -> None:
+    maps = empty
+    now = 1_000_000_000_000
+    for i in range(20):
+        add_flow(maps, client(i), sock(i), now - (5 if i % 2 else 1) * 10**9)
+    assert maps.expire_flows(idle_ns=3 * 10**9, now_ns=now) == 10
+    assert sorted(f.sock.port for f in maps.flows()) == [sock(i).port for i in range(0, 20, 2)]
+    assert maps.rflow_count() == 10
+    rkeys, _ = scan(maps.rflow_map)
+    ports = sorted(int(np.uint16(p).byteswap()) for p in rkeys["sock"]["port"])
+    assert ports == [sock(i).port for i in range(0, 20, 2)]
+    assert maps.expire_flows(idle_ns=3 * 10**9, now_ns=now) == 0
+
+
+def test_backends_lists_only_configured_slots(empty: RouteMaps) -> None:
+    maps = empty
+    maps.set_backend(3, Endpoint.of("10.88.0.13", 0), BackendState.ACTIVE)
+    maps.set_backend(4000, None, BackendState.DRAINING)
+    got = {(b.id, str(b.addr) if b.addr else None, b.state) for b in maps.backends()}
+    assert got == {(3, "10.88.0.13:0", BackendState.ACTIVE), (4000, None, BackendState.DRAINING)}
