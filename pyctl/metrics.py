@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pyctl import mapinfo
 from pyctl.shared import BackendState, Reason
+from pyctl.views import map_usage
 
 if TYPE_CHECKING:
     from pyctl.control import Controller
@@ -131,16 +131,9 @@ class MapCollector(Collector):
         yield backends
 
         entries, capacity = _family("steer_map_entries"), _family("steer_map_capacity")
-        tables = {
-            "steer_vips": maps.vip_map,
-            "steer_sessions": maps.session_map,
-            "steer_socks": maps.sock_map,
-            "steer_flows": maps.flow_map,
-            "steer_rflows": maps.rflow_map,
-        }
-        for name, t in tables.items():
-            entries.add_metric([name], mapinfo.entries(t))
-            capacity.add_metric([name], mapinfo.capacity(t))
+        for name, use in map_usage(maps).items():
+            entries.add_metric([name], use["entries"])
+            capacity.add_metric([name], use["capacity"])
         yield entries
         yield capacity
 

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from pyctl.clitypes import EndpointType, HostPortType
 from pyctl.endpoint import Endpoint
 from transceiver.config import DEFAULT_API_SOCKET, TrxConfig
 from transceiver.service import run
@@ -18,33 +19,10 @@ from transceiver.service import run
 ENV_PREFIX = "STEER_TRX"
 
 
-class EndpointType(click.ParamType):
-    name = "IP:PORT"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> Endpoint:
-        if isinstance(value, Endpoint):
-            return value
-        try:
-            return Endpoint.parse(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise click.BadParameter(f"{text!r}: expected HOST:PORT")
-    return host, int(port)
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--listen",
+    type=HostPortType(any_port=True),
     default="127.0.0.1:8080",
     show_default=True,
     help="HOST:PORT of the WHIP/HTTP server (port 0: any free port).",
@@ -86,6 +64,7 @@ def _host_port(text: str) -> tuple[str, int]:
 )
 @click.option(
     "--metrics",
+    type=HostPortType(any_port=True),
     default=None,
     help="HOST:PORT of a separate /metrics listener (it is also on --listen).",
 )
@@ -107,7 +86,7 @@ def _host_port(text: str) -> tuple[str, int]:
     show_default=True,
 )
 def command(
-    listen: str,
+    listen: tuple[str, int],
     bind_ip: str,
     vips: tuple[Endpoint, ...],
     backend_id: int,
@@ -116,7 +95,7 @@ def command(
     api_token: str | None,
     ttl: int,
     idle_timeout: float,
-    metrics: str | None,
+    metrics: tuple[str, int] | None,
     cors_origin: str,
     direct: bool,
     log_level: str,
@@ -126,8 +105,8 @@ def command(
         raise click.UsageError("give --api-socket or --api-url, not both")
     if api_url is None and api_socket is None:
         api_socket = DEFAULT_API_SOCKET
-    host, port = _host_port(listen)
-    metrics_host, metrics_port = _host_port(metrics) if metrics else (None, None)
+    host, port = listen
+    metrics_host, metrics_port = metrics if metrics else (None, None)
     try:
         config = TrxConfig(
             bind_ip=bind_ip,

@@ -9,38 +9,8 @@ import click
 
 from pyctl.apiclient import ApiError, SyncApiClient
 from pyctl.cli.root import CliConfig
-from pyctl.endpoint import Endpoint
+from pyctl.clitypes import EndpointType, HostPortType
 from pyctl.loader import RUN_DIR
-
-
-class EndpointType(click.ParamType):
-    """IP:PORT or [IPv6]:PORT."""
-
-    name = "IP:PORT"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, Endpoint):
-            return value
-        try:
-            return Endpoint.parse(str(value))
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
-
-
-class HostPortType(click.ParamType):
-    """HOST:PORT to listen on (HOST may be a name; IPv6 as [IP]:PORT)."""
-
-    name = "HOST:PORT"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        host, sep, port = str(value).rpartition(":")
-        host = host.removeprefix("[").removesuffix("]")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            self.fail(f"{value!r}: expected HOST:PORT with a port 1-65535", param, ctx)
-        return (host, int(port))
-
 
 ENDPOINT = EndpointType()
 HOST_PORT = HostPortType()
