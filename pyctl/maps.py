@@ -7,6 +7,7 @@ are the pinned maps: the daemon's compiled programs, or the CLI's maps-only comp
 
 from __future__ import annotations
 
+import ctypes
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -214,11 +215,20 @@ class RouteMaps:
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
         keys, leaves = scan(self.flow_map)
         idle = now_ns - leaves["last_seen_ns"].astype(np.int64) > idle_ns
-        keys, leaves = keys[idle], leaves[idle]
-        rkeys = np.zeros(len(keys), np.dtype(self.rflow_map.Key))
-        rkeys["sock"], rkeys["client"] = leaves["sock"], keys["client"]
-        n = self._delete_keys(self.flow_map, keys)
-        self._delete_keys(self.rflow_map, rkeys)
+        n = 0
+        for k in to_ctypes(keys[idle], self.flow_map.Key):
+            # read it again: a packet since the scan makes it live (the window is now µs)
+            try:
+                flow = self.flow_map[k]
+            except KeyError:
+                continue
+            if now_ns - flow.last_seen_ns <= idle_ns:
+                continue
+            rkey = self.rflow_map.Key()
+            _copy(rkey.sock, flow.sock)
+            _copy(rkey.client, k.client)
+            n += _delete(self.flow_map, k)
+            _delete(self.rflow_map, rkey)
         return n
 
     def rflow_count(self) -> int:
@@ -240,6 +250,11 @@ class RouteMaps:
         for i in range(len(self.backend_map)):
             self.backend_map[self.backend_map.Key(i)] = self.backend_map.Leaf()
         self.stats_map.clear()
+
+
+def _copy(dst: Any, src: Any) -> None:
+    """Copy a struct between bcc's per-map ctypes classes of the same C struct."""
+    ctypes.memmove(ctypes.addressof(dst), ctypes.addressof(src), ctypes.sizeof(dst))
 
 
 def _delete(table: Any, key: Any) -> int:

@@ -125,3 +125,17 @@ def test_backends_lists_only_configured_slots(empty: RouteMaps) -> None:
     maps.set_backend(4000, None, BackendState.DRAINING)
     got = {(b.id, str(b.addr) if b.addr else None, b.state) for b in maps.backends()}
     assert got == {(3, "10.88.0.13:0", BackendState.ACTIVE), (4000, None, BackendState.DRAINING)}
+
+
+def test_expire_flows_spares_a_flow_refreshed_since_the_scan(
+    empty: RouteMaps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    maps = empty
+    now = 1_000_000_000_000
+    add_flow(maps, client(1), sock(1), now - 10**10)
+    stale = scan(maps.flow_map)  # what the walk saw: idle for 10 s
+    add_flow(maps, client(1), sock(1), now)  # then a packet refreshed it
+    monkeypatch.setattr("pyctl.maps.scan", lambda table: stale)
+    assert maps.expire_flows(idle_ns=3 * 10**9, now_ns=now) == 0
+    monkeypatch.undo()
+    assert [f.last_seen_ns for f in maps.flows()] == [now] and maps.rflow_count() == 1
