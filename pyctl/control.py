@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyctl import mapinfo
 from pyctl.endpoint import Endpoint
 from pyctl.maps import MapFullError, RouteMaps, Session, check_ufrag
 from pyctl.shared import BackendState, Family
@@ -384,7 +385,7 @@ class Controller:
             "%d flows live, %d backends",
             len(adopted),
             restored,
-            self.maps.flow_count(),
+            mapinfo.entries(self.maps.flow_map),
             len(self.store.backends()),
         )
 

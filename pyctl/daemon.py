@@ -22,7 +22,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pyctl import topology
+from pyctl import mapinfo, topology
 from pyctl.api import make_app
 from pyctl.control import Controller
 from pyctl.endpoint import Endpoint
@@ -114,7 +114,7 @@ def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
             "adopted pinned maps of instance %s: %d sessions, %d flows",
             cfg.instance,
             len(maps.sessions()),
-            maps.flow_count(),
+            mapinfo.entries(maps.flow_map),
         )
     for side, ifname in (("public", cfg.public), ("internal", cfg.internal)):
         mode = dp.attach(side, ifname, cfg.netns, cfg.xdp_mode)

@@ -12,7 +12,7 @@ import os
 from functools import cache
 from typing import Any
 
-HASH_LIKE = {"steer_vips", "steer_sessions", "steer_socks", "steer_flows", "steer_rflows"}
+from pyctl.mapscan import scan
 
 
 class _MapInfo(ctypes.Structure):
@@ -46,5 +46,5 @@ def capacity(table: Any) -> int:
 
 
 def entries(table: Any) -> int:
-    """How many keys a hash-like map holds (one syscall per key: not for hot paths)."""
-    return sum(1 for _ in table)
+    """How many keys a hash-like map holds (read whole, in batches)."""
+    return len(scan(table)[0])

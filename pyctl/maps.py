@@ -203,9 +203,6 @@ class RouteMaps:
         k_c, v_c = to_ctypes(keys, self.flow_map.Key), to_ctypes(leaves, self.flow_map.Leaf)
         return [_flow(k, v) for k, v in zip(k_c, v_c, strict=True)]
 
-    def flow_count(self) -> int:
-        return len(scan(self.flow_map)[0])
-
     def flow_backends(self) -> list[int]:
         """The backend id of every flow (for counts by backend)."""
         return [int(b) for b in scan(self.flow_map)[1]["backend_id"]]
@@ -230,9 +227,6 @@ class RouteMaps:
             n += _delete(self.flow_map, k)
             _delete(self.rflow_map, rkey)
         return n
-
-    def rflow_count(self) -> int:
-        return len(scan(self.rflow_map)[0])
 
     # -- counters
     def stats(self) -> dict[Reason, tuple[int, int]]:

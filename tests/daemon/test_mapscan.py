@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from pyctl import mapinfo
 from pyctl.endpoint import Endpoint
 from pyctl.loader import BuildOptions, DataPlane, unload
 from pyctl.maps import RouteMaps, Session
@@ -112,7 +113,7 @@ def test_expire_flows_takes_only_idle_ones_with_their_reverse_flows(empty: Route
         add_flow(maps, client(i), sock(i), now - (5 if i % 2 else 1) * 10**9)
     assert maps.expire_flows(idle_ns=3 * 10**9, now_ns=now) == 10
     assert sorted(f.sock.port for f in maps.flows()) == [sock(i).port for i in range(0, 20, 2)]
-    assert maps.rflow_count() == 10
+    assert mapinfo.entries(maps.rflow_map) == 10
     rkeys, _ = scan(maps.rflow_map)
     ports = sorted(int(np.uint16(p).byteswap()) for p in rkeys["sock"]["port"])
     assert ports == [sock(i).port for i in range(0, 20, 2)]
@@ -138,4 +139,4 @@ def test_expire_flows_spares_a_flow_refreshed_since_the_scan(
     monkeypatch.setattr("pyctl.maps.scan", lambda table: stale)
     assert maps.expire_flows(idle_ns=3 * 10**9, now_ns=now) == 0
     monkeypatch.undo()
-    assert [f.last_seen_ns for f in maps.flows()] == [now] and maps.rflow_count() == 1
+    assert [f.last_seen_ns for f in maps.flows()] == [now] and mapinfo.entries(maps.rflow_map) == 1

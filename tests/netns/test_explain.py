@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import pyctl.cli.explain  # noqa: F401  (registers the command)
+from pyctl import mapinfo
 from pyctl.cli.root import cli
 from pyctl.endpoint import Endpoint
 from pyctl.labnet import CLIENT4
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.netns
 def snapshot(relay: LiveRelay) -> tuple:
     # pass_not_ip moves on its own: the kernel's neighbour discovery on the live links
     stats = {r: v for r, v in relay.maps.stats().items() if r != Reason.PASS_NOT_IP}
-    return (stats, relay.maps.flows(), relay.maps.rflow_count(), relay.maps.sessions())
+    return (stats, relay.maps.flows(), mapinfo.entries(relay.maps.rflow_map), relay.maps.sessions())
 
 
 def explain(relay: LiveRelay, *args: str) -> list[dict]:
