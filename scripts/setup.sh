@@ -9,7 +9,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm ethtool
   iproute2 iputils-ping python3-venv python3-dev gcc make nftables netsniff-ng tcpdump
-  chromium redis-server vagrant strace espeak-ng)
+  chromium redis-server vagrant strace python3-nftables espeak-ng)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
