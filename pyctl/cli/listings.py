@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from pyctl.cli.params import BACKEND_ID
-from pyctl.cli.root import CliConfig, cli
+from pyctl.cli.root import CliConfig, cli, pinned_instances
 from pyctl.maps import RouteMaps, check_ufrag
 
 MAPS_ONLY = '#include "steer_maps.h"'
@@ -23,9 +23,9 @@ def open_maps(cfg: CliConfig) -> RouteMaps:
     from pyctl.loader import LoaderError, compile_bpf, is_pinned
 
     if not is_pinned(cfg.instance):
-        raise click.ClickException(
-            f"instance {cfg.instance!r} has no pinned maps (start `steerctl daemon` first)"
-        )
+        running = pinned_instances()
+        hint = f"running: {', '.join(running)}" if running else "start `steerctl daemon` first"
+        raise click.ClickException(f"instance {cfg.instance!r} has no pinned maps ({hint})")
     try:
         return RouteMaps(compile_bpf(cfg.build, text=MAPS_ONLY))
     except LoaderError as e:

@@ -1,5 +1,5 @@
-"""The VM lab: its Vagrantfile validates, and it provisions with the scripts the namespace
-lab runs (so those are exercised for real by the e2e tests and `make demo`)."""
+"""The VM lab: its Vagrantfile validates and provisions with the role scripts. That the
+namespace lab runs the same scripts is checked on the live lab (tests/e2e/test_lab_roles.py)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_vagrantfile_validates() -> None:
+    # --ignore-provider: a fresh Debian box has the vagrant package but no provider, and
+    # validating the Vagrantfile must not depend on one
     r = subprocess.run(
-        ["vagrant", "validate"], cwd=ROOT / "vagrant", capture_output=True, text=True, timeout=120
+        ["vagrant", "validate", "--ignore-provider"],
+        cwd=ROOT / "vagrant",
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Vagrantfile validated successfully" in r.stdout
 
 
-def test_vms_provision_with_the_lab_scripts() -> None:
+def vagrant_roles() -> set[str]:
     text = (ROOT / "vagrant" / "Vagrantfile").read_text()
     assert "/steer/scripts/setup.sh" in text
-    roles = set(re.findall(r'role_unit\("\w+", "(\w+)"', text))
+    return set(re.findall(r'role_unit\("\w+", "(\w+)"', text))
+
+
+def test_vms_provision_with_the_role_scripts() -> None:
+    roles = vagrant_roles()
     assert roles == {"relay", "transceiver"}
-    lab = (ROOT / "pyctl" / "lab.py").read_text()
     for role in roles:
         assert (ROOT / "scripts" / "roles" / f"{role}.sh").stat().st_mode & 0o111
-        assert f'"{role}"' in lab, f"the namespace lab does not start the {role} role"
