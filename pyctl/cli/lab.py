@@ -41,7 +41,11 @@ def up(prefix: str, transceivers: int, as_json: bool) -> None:
         lab_.up(progress=lambda s: click.echo(s, err=True))
     except (LabError, OSError) as e:
         raise click.ClickException(f"{e}\n(run `steerctl lab down` to clean up)") from None
-    click.echo(status_json(lab_) if as_json else f"WHIP: {' '.join(lab_.status()['whip'])}")
+    if as_json:
+        click.echo(status_json(lab_))
+    else:
+        click.echo(f"instance: {lab_.instance}  (steerctl --instance {lab_.instance} ...)")
+        click.echo(f"WHIP: {' '.join(lab_.status()['whip'])}")
 
 
 @lab.command()
