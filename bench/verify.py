@@ -3,7 +3,8 @@ everything is fast.
 
 A client socket sends a STUN Binding Request carrying the registered ufrag, then a few
 RTP-shaped packets, to the VIP; each must reach the transceiver socket with its payload
-intact, and the transceiver's answers must reach the client from the VIP.
+intact, and the transceiver's answers (a Binding Success Response first, as an ICE agent
+sends) must reach the client from the VIP.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ def binding_request(ufrag: str, txid: bytes = b"bench-txid01") -> bytes:
     attrs = struct.pack("!HH", 0x0006, len(username)) + username + b"\0" * (-len(username) % 4)
     attrs += struct.pack("!HHI", 0x0024, 4, 1853817087)
     return struct.pack("!HHI", 0x0001, len(attrs), 0x2112A442) + txid + attrs
+
+
+def binding_success(txid: bytes) -> bytes:
+    """The transceiver's Binding Success Response to `txid`: the only answer from which
+    steer learns a client's flow (DESIGN.md), so every relay is verified with it."""
+    xor_addr = struct.pack("!BBHI", 0, 1, c.CLIENT.port ^ 0x2112, int(c.CLIENT.ip) ^ 0x2112A442)
+    attrs = struct.pack("!HH", 0x0020, len(xor_addr)) + xor_addr
+    return struct.pack("!HHI", 0x0101, len(attrs), 0x2112A442) + txid + attrs
 
 
 def rtp_packet(seq: int, size: int = c.RTP_PAYLOAD_LEN) -> bytes:
@@ -65,7 +74,7 @@ def verify(net: BenchNet) -> Verdict:
                 return Verdict(False, f"{what} never reached the transceiver socket")
             if got != payload:
                 return Verdict(False, f"{what} reached the transceiver altered")
-            answer = b"answer:" + payload[:32]
+            answer = binding_success(payload[8:20]) if i == 0 else b"answer:" + payload[:32]
             trx.sendto(answer, via)
             try:
                 back, src = client.recvfrom(2048)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pyctl.endpoint import Endpoint
 from pyctl.netns import netns
+from tests.stun import BINDING_SUCCESS, Message
 
 
 def udp(ns: str, bind: Endpoint, rcvbuf: int = 8 << 20) -> socket.socket:
@@ -33,11 +34,13 @@ def addr(ep: Endpoint) -> tuple[str, int]:
 def establish(
     trx: socket.socket, client: socket.socket, client_ep: Endpoint, vip: Endpoint, tries: int = 20
 ) -> None:
-    """The transceiver answers first (DESIGN.md: a client's STUN creates no flow); then the
-    client's packet to the VIP must reach the transceiver socket. Retries cover the
-    kernel resolving the client's neighbour on the first return packet."""
+    """The transceiver answers first with a Binding Success Response, the one answer a flow
+    is learned from (DESIGN.md: a client's STUN creates no flow); then the client's packet to
+    the VIP must reach the transceiver socket. Retries cover the kernel resolving the
+    client's neighbour on the first return packet."""
+    answer = bytes(Message(msg_type=BINDING_SUCCESS, txid=b"establish-01"))
     for _ in range(tries):
-        trx.sendto(b"\x80hello-from-trx", addr(client_ep))
+        trx.sendto(answer, addr(client_ep))
         try:
             data, src = client.recvfrom(2048)
         except TimeoutError:

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 import pyctl.cli.explain  # noqa: F401  (registers the command)
 from pyctl import mapinfo
 from pyctl.cli.root import cli
-from pyctl.endpoint import Endpoint
 from pyctl.labnet import CLIENT4
 from pyctl.loader import Attachment
 from pyctl.shared import Reason
@@ -76,4 +75,3 @@ def test_explain_unknown_instance_is_a_clear_error() -> None:
     )
     assert res.exit_code == 1
     assert "no pinned maps" in res.output
-    assert Endpoint.parse("10.0.0.1:1")
