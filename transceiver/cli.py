@@ -13,6 +13,7 @@ import click
 
 from pyctl.clitypes import EndpointType, HostPortType
 from pyctl.endpoint import Endpoint
+from transceiver.app import BUNDLED, DEFAULT_APP, AppLoadError, resolve
 from transceiver.config import DEFAULT_API_SOCKET, TrxConfig
 from transceiver.service import run
 
@@ -80,6 +81,13 @@ ENV_PREFIX = "STEER_TRX"
     help="Advertise each session's own socket, not the VIP (no relay: development only).",
 )
 @click.option(
+    "--app",
+    envvar=["STEER_TRANSCEIVER_APP", f"{ENV_PREFIX}_APP"],
+    default=DEFAULT_APP,
+    show_default=True,
+    help=f"What runs each session: module:factory, or one of {', '.join(BUNDLED)}.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -98,13 +106,18 @@ def command(
     metrics: tuple[str, int] | None,
     cors_origin: str,
     direct: bool,
+    app: str,
     log_level: str,
 ) -> None:
-    """WebRTC transceiver behind the steer relay: WHIP in, echo out."""
+    """WebRTC transceiver behind the steer relay: WHIP in, an app (--app) per session."""
     if api_socket and api_url:
         raise click.UsageError("give --api-socket or --api-url, not both")
     if api_url is None and api_socket is None:
         api_socket = DEFAULT_API_SOCKET
+    try:
+        resolve(app)  # a typo fails here, before anything listens
+    except AppLoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="--app") from exc
     host, port = listen
     metrics_host, metrics_port = metrics if metrics else (None, None)
     try:
@@ -123,6 +136,7 @@ def command(
             metrics_port=metrics_port,
             cors_origin=cors_origin,
             direct=direct,
+            app=app,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -29,6 +29,7 @@ class TrxConfig:
     # advertise each session's own socket instead of the VIPs: for running with no relay
     # in front (development, baseline tests); registration still happens
     direct: bool = False
+    app: str = "echo"  # --app: module:factory, or a bundled app's name (transceiver/app.py)
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.bind_ip)  # raises ValueError with the address

@@ -21,6 +21,8 @@ END_REASONS = (
     "idle_timeout",  # no media or data for --idle-timeout seconds
     "shutdown",  # the process is stopping
     "error",  # an unexpected exception in the session's own code
+    "app_done",  # the app (--app) returned
+    "app_error",  # the app raised
 )
 # Why a session attempt failed: setup failures, and ends that count as failures.
 FAILURE_REASONS = (
@@ -31,6 +33,7 @@ FAILURE_REASONS = (
     "ice_failed",
     "dtls_failed",
     "error",
+    "app_error",
 )
 REGISTRY_OPS = ("register", "heartbeat", "deregister")
 

@@ -19,23 +19,19 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from pyctl.endpoint import Endpoint
-from transceiver import ice
+from transceiver import dtls, ice
+from transceiver.app import App, Message, Session, describe_error
 from transceiver.config import TrxConfig
-from transceiver.media import (
-    HandlerFactory,
-    MediaHandler,
-    OutboundAudioTrack,
-    SessionInfo,
-    drain,
-    message_callback,
-    pump_audio,
-)
+from transceiver.media import pump
 from transceiver.metrics import TrxMetrics
 from transceiver.registry import Registration, Registry, RegistryError
 from transceiver.sdp import OfferError, prepare_offer, rewrite_answer
 from transceiver.ufrag import make_password, make_ufrag
 
 log = logging.getLogger("steer.transceiver")
+dtls.install()  # aiortc offers ECDHE-RSA suites too, for RSA-certificate peers (dtls.py)
+
+APP_GRACE = 2.0  # s an app gets, once its session ended, to finish up before it is cancelled
 
 
 class SetupError(Exception):
@@ -55,7 +51,7 @@ class SessionEndpoint:
         config: TrxConfig,
         registry: Registry,
         metrics: TrxMetrics,
-        handler_factory: HandlerFactory,
+        app: App,
         on_end: Callable[[SessionEndpoint], None] = lambda s: None,
     ) -> None:
         loop = asyncio.get_running_loop()
@@ -77,11 +73,12 @@ class SessionEndpoint:
         self._live = False  # set up and answered: from here on, every end is counted
         self._ending = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._outbound: list[OutboundAudioTrack] = []
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.handler: MediaHandler = handler_factory(
-            SessionInfo(ufrag=self.ufrag, resource=resource, backend=config.backend)
+        self.app = app
+        self.session = Session(  # what the app sees of all this
+            ufrag=self.ufrag, resource=f"/whip/{resource}", client=self._client_endpoint
         )
+        self._app_task: asyncio.Task[None] | None = None
 
     # -- setup ------------------------------------------------------------------------
 
@@ -153,28 +150,32 @@ class SessionEndpoint:
         return self.answer
 
     def _wire_media(self) -> None:
-        """Outbound echo tracks and handlers; pumps start now but see frames only once
-        the transports are up."""
+        """The app's audio in and out on the first audio m-line; other tracks are only
+        drained. Pumps start now but see frames only once the transports are up."""
+        wired = False
         for t in self.pc.getTransceivers():
             track = t.receiver.track
-            if t.kind == "audio":
-                out = OutboundAudioTrack()
-                sender = self.pc.addTrack(out)
+            if t.kind == "audio" and not wired:
+                wired = True
+                sender = self.pc.addTrack(self.session.output.track)
                 assert sender is t.sender, "addTrack must reuse the offered transceiver"
-                self._outbound.append(out)
                 if track is not None:
-                    self._spawn(pump_audio(track, self.handler, out, self.touch))
+                    self._spawn(pump(track, self.session.audio, self.touch))
             elif track is not None:
-                self._spawn(drain(track, self.touch))
+                self._spawn(pump(track, None, self.touch))
 
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("iceconnectionstatechange", self._on_ice_state)
         self.pc.on("connectionstatechange", self._on_connection_state)
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        channel.on(
-            "message", message_callback(channel.label, self.handler, channel.send, self.touch)
-        )
+        self.session.add_channel(channel)
+
+        def on_message(data: str | bytes) -> None:
+            self.touch()
+            self.session.deliver(Message(channel.label, data))
+
+        channel.on("message", on_message)
 
     def _on_ice_state(self) -> None:
         if self.pc.iceConnectionState == "completed" and not self.connected.is_set():
@@ -185,6 +186,8 @@ class SessionEndpoint:
             remote = self.client_candidate()
             client = f"{remote[1]}:{remote[2]} ({remote[0]})" if remote else "?"
             log.info("session connected ufrag=%s client=%s setup=%.3fs", self.ufrag, client, setup)
+            if self._live and not self._ending:
+                self._app_task = asyncio.ensure_future(self._run_app())
 
     def _on_connection_state(self) -> None:
         if not self._live:
@@ -197,6 +200,27 @@ class SessionEndpoint:
             self._spawn(self.end("closed"))
 
     # -- life ---------------------------------------------------------------------------
+
+    async def _run_app(self) -> None:
+        """The app, for the session's life; its return or its exception ends the session
+        (one log line for the exception; the traceback at debug level)."""
+        try:
+            await self.app(self.session)
+        except Exception as exc:
+            log.error("app failed ufrag=%s: %s", self.ufrag, describe_error(exc))
+            log.debug("app traceback ufrag=%s", self.ufrag, exc_info=exc)
+            reason = "app_error"
+        else:
+            reason = "app_done"
+        if not self._ending:
+            self._spawn(self.end(reason))
+
+    def _client_endpoint(self) -> Endpoint | None:
+        remote = self.client_candidate()
+        try:
+            return Endpoint.of(remote[1], remote[2]) if remote else None
+        except ValueError:  # not an address (an mDNS name would be)
+            return None
 
     def touch(self) -> None:
         self._last_activity = asyncio.get_running_loop().time()
@@ -268,13 +292,15 @@ class SessionEndpoint:
             return
         self._ending = True
         self.end_reason = reason
+        self.session.finish(reason)  # the app sees the end at once, and finishes meanwhile
         try:
             await self._teardown()
+            await self._stop_app()
         finally:
             duration = asyncio.get_running_loop().time() - self._started
             self.metrics.sessions_active.dec()
             self.metrics.end(reason)
-            if reason in ("ice_failed", "dtls_failed", "error"):
+            if reason in ("ice_failed", "dtls_failed", "error", "app_error"):
                 self.metrics.fail(reason)
             elif reason == "idle_timeout" and not self.connected.is_set():
                 self.metrics.fail("setup_timeout")
@@ -284,15 +310,25 @@ class SessionEndpoint:
             self._on_end(self)
             self.ended.set()
 
+    async def _stop_app(self) -> None:
+        task = self._app_task
+        if task is None or task is asyncio.current_task():
+            return
+        done, _ = await asyncio.wait({task}, timeout=APP_GRACE)
+        if not done:
+            log.warning(
+                "app ufrag=%s still running %.1fs after the end: cancelled", self.ufrag, APP_GRACE
+            )
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _teardown(self) -> None:
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
-        for out in self._outbound:
-            out.stop()
-        with contextlib.suppress(Exception):
-            await self.handler.close()
+        self.session.finish(self.end_reason or "setup_failed")
         # close first: DTLS close_notify still needs the relay's NAT, i.e. the registration
         try:
             await self.pc.close()

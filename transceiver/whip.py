@@ -16,8 +16,8 @@ from importlib import resources
 
 from aiohttp import web
 
+from transceiver.app import DEFAULT_APP, App, load
 from transceiver.config import TrxConfig
-from transceiver.media import EchoHandler, HandlerFactory
 from transceiver.metrics import CONTENT_TYPE, TrxMetrics
 from transceiver.registry import Registry
 from transceiver.session import SessionEndpoint, SetupError
@@ -41,12 +41,12 @@ class WhipServer:
         registry: Registry,
         *,
         metrics: TrxMetrics | None = None,
-        handler_factory: HandlerFactory = EchoHandler,
+        app: App | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
         self.metrics = metrics or TrxMetrics()
-        self.handler_factory = handler_factory
+        self.session_app = app or load(DEFAULT_APP)  # what runs each session (--app)
         self.sessions: dict[str, SessionEndpoint] = {}
         self.closing = False
         self._setting_up: set[asyncio.Task[str]] = set()
@@ -104,7 +104,7 @@ class WhipServer:
             config=self.config,
             registry=self.registry,
             metrics=self.metrics,
-            handler_factory=self.handler_factory,
+            app=self.session_app,
             on_end=self._forget,
         )
         # a task, so that shutdown can wait for setups in flight

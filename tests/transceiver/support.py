@@ -21,20 +21,18 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from aiortc import (
-    RTCConfiguration,
-    RTCPeerConnection,
-)
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from av import AudioFrame
 
 from pyctl.endpoint import Endpoint
 from transceiver import ice
+from transceiver.app import App
 from transceiver.config import TrxConfig
-from transceiver.media import EchoHandler, HandlerFactory
 from transceiver.metrics import TrxMetrics
 from transceiver.registry import ControlApiRegistry
+from transceiver.session import SessionEndpoint
 from transceiver.whip import WhipServer
 
 VIP = Endpoint.parse("203.0.113.10:3478")
@@ -133,9 +131,7 @@ class Env:
 
 
 @contextlib.asynccontextmanager
-async def whip_env(
-    handler_factory: HandlerFactory = EchoHandler, **overrides: Any
-) -> AsyncIterator[Env]:
+async def whip_env(app: App | None = None, **overrides: Any) -> AsyncIterator[Env]:
     async with fake_api() as api:
         kwargs: dict[str, Any] = {
             "bind_ip": "127.0.0.1",
@@ -152,7 +148,7 @@ async def whip_env(
             config,
             ControlApiRegistry(socket_path=api.path),
             metrics=metrics,
-            handler_factory=handler_factory,
+            app=app,
         )
         http = TestClient(TestServer(server.app()))
         await http.start_server()
@@ -263,6 +259,23 @@ async def wait_for(predicate: Any, timeout: float = 10.0, step: float = 0.05) ->
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
         await asyncio.sleep(step)
+
+
+async def connect(env: Env, peer: Peer, *, hide_candidates: bool) -> tuple[SessionEndpoint, str]:
+    """POST the peer's offer, apply the answer pointed at the session socket (standing in
+    for the relay), wait for ICE; the session and its WHIP Location."""
+    offer = peer.pc.localDescription.sdp
+    if hide_candidates:
+        offer = strip_candidates(offer)
+    status, headers, answer = await post_offer(env.http, offer)
+    assert status == 201, answer
+    reg = env.api.registers[-1]
+    await peer.pc.setRemoteDescription(
+        RTCSessionDescription(direct_answer(answer, reg.body["sock"]), "answer")
+    )
+    session = env.server.sessions[headers["Location"].rsplit("/", 1)[-1]]
+    await asyncio.wait_for(session.connected.wait(), 10)
+    return session, headers["Location"]
 
 
 async def post_offer(http: TestClient, sdp: str) -> tuple[int, dict[str, str], str]:

@@ -14,9 +14,9 @@ import aioice.ice
 import numpy as np
 import pytest
 from aiortc import RTCSessionDescription
-from av import AudioFrame
 
 from tests.transceiver.support import (
+    connect,
     direct_answer,
     make_peer,
     post_offer,
@@ -25,25 +25,9 @@ from tests.transceiver.support import (
     whip_env,
 )
 from transceiver import ice
-from transceiver.media import EchoHandler, Message
 from transceiver.ufrag import UFRAG_LEN
 
 MESSAGES: list[str | bytes] = ["hello", b"\x00\x01\xfe\xff" * 64, "ünïcødé ✓", b"x" * 4000]
-
-
-async def _connect(env, peer, *, hide_candidates: bool):  # type: ignore[no-untyped-def]
-    offer = peer.pc.localDescription.sdp
-    if hide_candidates:
-        offer = strip_candidates(offer)
-    status, headers, answer = await post_offer(env.http, offer)
-    assert status == 201, answer
-    (reg,) = env.api.registers
-    await peer.pc.setRemoteDescription(
-        RTCSessionDescription(direct_answer(answer, reg.body["sock"]), "answer")
-    )
-    (session,) = env.server.sessions.values()
-    await asyncio.wait_for(session.connected.wait(), 10)
-    return session, headers["Location"]
 
 
 @pytest.mark.parametrize("hide_candidates", [True, False], ids=["prflx", "host"])
@@ -51,7 +35,7 @@ async def test_echo_audio_and_messages(hide_candidates: bool, stun_usernames: li
     async with whip_env() as env:
         peer = await make_peer()
         try:
-            session, location = await _connect(env, peer, hide_candidates=hide_candidates)
+            session, location = await connect(env, peer, hide_candidates=hide_candidates)
 
             # the checks that got the client in carried our long ufrag
             ours = [u for u in stun_usernames if u.startswith(session.ufrag + ":")]
@@ -111,7 +95,7 @@ async def test_ice_failure_deregisters(monkeypatch: pytest.MonkeyPatch) -> None:
     async with whip_env() as env:
         peer = await make_peer(audio=False)
         try:
-            session, _ = await _connect(env, peer, hide_candidates=True)
+            session, _ = await connect(env, peer, hide_candidates=True)
             # the client vanishes without a word: its socket closes, no DTLS alert
             conn = ice.connection_of(ice.ice_transports(peer.pc)[0])
             for protocol in conn._protocols:
@@ -129,51 +113,13 @@ async def test_peer_close_deregisters() -> None:
     async with whip_env() as env:
         peer = await make_peer(audio=False)
         try:
-            session, _ = await _connect(env, peer, hide_candidates=True)
+            session, _ = await connect(env, peer, hide_candidates=True)
             await asyncio.wait_for(peer.opened.wait(), 10)
         finally:
             await peer.close()  # no DELETE: only the DTLS close_notify tells the server
         await asyncio.wait_for(session.ended.wait(), 10)
         assert session.end_reason == "closed"
         assert [c.path for c in env.api.deregisters] == [f"/v1/sessions/{session.ufrag}"]
-
-
-class Shouting(EchoHandler):
-    """A handler of our own: upper-cases text, fails on one message and on the 10th
-    audio frame, to show what a broken handler does to a session."""
-
-    frames = 0
-
-    async def on_message(self, label: str, message: Message) -> Message | None:
-        if message == "boom":
-            raise RuntimeError("handler bug")
-        return f"{label}:{message}".upper() if isinstance(message, str) else None
-
-    async def on_audio(self, frame: AudioFrame) -> AudioFrame | None:
-        Shouting.frames += 1
-        if Shouting.frames == 10:
-            raise RuntimeError("audio handler bug")
-        return None
-
-
-async def test_custom_handler_and_its_failures() -> None:
-    async with whip_env(handler_factory=Shouting) as env:
-        peer = await make_peer()
-        try:
-            session, _ = await _connect(env, peer, hide_candidates=True)
-            await asyncio.wait_for(peer.opened.wait(), 10)
-            for m in ("hi", "boom", b"bytes-get-no-reply", "there"):
-                peer.channel.send(m)
-            # a failing message handler costs that message only
-            await wait_for(lambda: len(peer.echoed_messages) == 2)
-            assert peer.echoed_messages == ["CHAT:HI", "CHAT:THERE"]
-            # a failing audio handler ends the session, which deregisters
-            await asyncio.wait_for(session.ended.wait(), 10)
-            assert session.end_reason == "error"
-            assert [c.path for c in env.api.deregisters] == [f"/v1/sessions/{session.ufrag}"]
-            assert env.metrics.failures.labels("error")._value.get() == 1
-        finally:
-            await peer.close()
 
 
 async def test_dtls_failure_deregisters() -> None:
