@@ -31,8 +31,12 @@ class MonoResampler:
         self._resamplers: dict[tuple[str, str, int], AudioResampler] = {}
 
     def __call__(self, frame: AudioFrame) -> np.ndarray:
-        if frame.format.name == "s16" and frame.layout.name == "mono" and frame.sample_rate == RATE:
-            return frame.to_ndarray().reshape(-1).copy()
+        if frame.format.name == "s16" and frame.sample_rate == RATE:
+            if frame.layout.name == "mono":
+                return frame.to_ndarray().reshape(-1).copy()
+            if frame.layout.name == "stereo":  # what aiortc decodes; mono Opus comes as L = R
+                pcm = frame.to_ndarray().reshape(-1, 2).astype(np.int32)
+                return ((pcm[:, 0] + pcm[:, 1]) // 2).astype(np.int16)
         key = (frame.format.name, frame.layout.name, frame.sample_rate)
         resampler = self._resamplers.get(key)
         if resampler is None:  # one per input format: a resampler refuses a change
@@ -95,7 +99,7 @@ class AudioOutput:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._resample = MonoResampler()
         self._stopped = False
-        self.track: MediaStreamTrack = _OutputTrack(self)
+        self.track = _OutputTrack(self)  # what the session adds to its peer connection
 
     @property
     def buffered(self) -> float:
@@ -111,8 +115,8 @@ class AudioOutput:
         self._chunks.append(pcm)
         self._buffered += pcm.size
         self._written += pcm.size
-        while self._buffered > self._max:
-            self._drop(self._chunks[0].size)
+        if self._buffered > self._max:
+            self._drop(self._buffered - self._max)
 
     def clear(self) -> None:
         """Drop everything queued; ``drained()`` waiters return."""
