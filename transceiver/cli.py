@@ -88,6 +88,15 @@ ENV_PREFIX = "STEER_TRX"
     help=f"What runs each session: module:factory, or one of {', '.join(BUNDLED)}.",
 )
 @click.option(
+    "--ice-server",
+    "ice_servers",
+    envvar=f"{ENV_PREFIX}_ICE_SERVER",
+    multiple=True,
+    help="stun:/turn: URL announced to WHIP clients in a Link header; repeatable.",
+)
+@click.option("--ice-username", default=None, help="TURN username for --ice-server turn: URLs.")
+@click.option("--ice-credential", default=None, help="TURN password for --ice-server turn: URLs.")
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -107,6 +116,9 @@ def command(
     cors_origin: str,
     direct: bool,
     app: str,
+    ice_servers: tuple[str, ...],
+    ice_username: str | None,
+    ice_credential: str | None,
     log_level: str,
 ) -> None:
     """WebRTC transceiver behind the steer relay: WHIP in, an app (--app) per session."""
@@ -137,6 +149,9 @@ def command(
             cors_origin=cors_origin,
             direct=direct,
             app=app,
+            ice_servers=ice_servers,
+            ice_username=ice_username,
+            ice_credential=ice_credential,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from pyctl.endpoint import Endpoint
+from transceiver import iceservers
 from transceiver.ufrag import BACKEND_MAX, BACKEND_MIN
 
 DEFAULT_API_SOCKET = "/run/steer/default.sock"
@@ -30,6 +31,9 @@ class TrxConfig:
     # in front (development, baseline tests); registration still happens
     direct: bool = False
     app: str = "echo"  # --app: module:factory, or a bundled app's name (transceiver/app.py)
+    ice_servers: tuple[str, ...] = ()  # announced to WHIP clients (transceiver/iceservers.py)
+    ice_username: str | None = None
+    ice_credential: str | None = None
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.bind_ip)  # raises ValueError with the address
@@ -43,6 +47,7 @@ class TrxConfig:
             raise ValueError("--ttl must be at least 3 seconds")
         if self.idle_timeout <= 0:
             raise ValueError("--idle-timeout must be positive")
+        iceservers.validate(self.ice_servers, self.ice_username, self.ice_credential)
 
     def advertised(self, sock: Endpoint) -> tuple[Endpoint, ...]:
         return (sock,) if self.direct else self.vips

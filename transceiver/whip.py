@@ -1,6 +1,7 @@
 """WHIP signaling (RFC 9725) over aiohttp, plus the page, health and metrics routes.
 
-POST /whip (application/sdp offer) -> 201, Location: /whip/<id>, SDP answer.
+POST /whip (application/sdp offer) -> 201, Location: /whip/<id>, ETag (the ICE session:
+its ufrag), a Link per configured ICE server (transceiver/iceservers.py), SDP answer.
 DELETE /whip/<id> ends the session. PATCH (trickle ICE, ICE restart) is not supported:
 405, as RFC 9725 section 4.3.1 allows. Every response carries CORS headers so a page
 served from another origin can use the endpoint.
@@ -15,7 +16,9 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from aiohttp import web
+from multidict import CIMultiDict
 
+from transceiver import iceservers
 from transceiver.app import DEFAULT_APP, App, load
 from transceiver.config import TrxConfig
 from transceiver.metrics import CONTENT_TYPE, TrxMetrics
@@ -89,7 +92,8 @@ class WhipServer:
     async def post(self, request: web.Request) -> web.Response:
         if request.content_type != SDP:
             self.metrics.fail("bad_offer")
-            return _error(415, f"offer must be {SDP}, got {request.content_type or 'none'}")
+            got = request.content_type or "none"
+            return _error(415, f"offer must be {SDP}, got {got}", accept_post=SDP)
         if self.closing:
             return _error(503, "the transceiver is shutting down")
         try:
@@ -120,12 +124,13 @@ class WhipServer:
             self._setting_up.discard(task)
         if self.closing:  # shutdown began while we were setting up, and ended it
             return _error(503, "the transceiver is shutting down")
-        return web.Response(
-            status=201,
-            body=answer.encode(),
-            content_type=SDP,
-            headers={"Location": f"/whip/{resource}"},
-        )
+        headers = CIMultiDict({"Location": f"/whip/{resource}", "ETag": f'"{session.ufrag}"'})
+        config = self.config
+        for link in iceservers.links(
+            config.ice_servers, config.ice_username, config.ice_credential
+        ):
+            headers.add("Link", link)
+        return web.Response(status=201, body=answer.encode(), content_type=SDP, headers=headers)
 
     async def _create(self, session: SessionEndpoint, offer: str) -> str:
         answer = await session.setup(offer)
@@ -189,6 +194,10 @@ class WhipServer:
         await self.registry.close()
 
 
-def _error(status: int, message: str, *, allow: str | None = None) -> web.Response:
-    headers = {"Allow": allow} if allow else None
+def _error(
+    status: int, message: str, *, allow: str | None = None, accept_post: str | None = None
+) -> web.Response:
+    headers = {"Allow": allow} if allow else {}
+    if accept_post:
+        headers["Accept-Post"] = accept_post
     return web.Response(status=status, text=message + "\n", headers=headers)
