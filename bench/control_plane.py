@@ -71,12 +71,14 @@ EXTRA_IPS = range(100, 112)  # extra addresses on trx1: room for 720k unique soc
 
 def _sessions(prefix: str, n: int, first_ip: int) -> list[dict[str, Any]]:
     """`n` sessions with unique sockets on trx1's extra addresses (sockets must be unique,
-    not open; their IPs must resolve, or each registration waits for the neighbour)."""
+    not open; their IPs must resolve, or each registration waits for the neighbour). Each
+    address is registered as its own backend (id = last byte): a session's socket must be
+    on its backend's address."""
     return [
         {
             "ufrag": _ufrag(prefix, i),
             "sock": f"10.88.0.{first_ip + i // 60000}:{1 + i % 60000}",
-            "backend": 1,
+            "backend": first_ip + i // 60000,
         }
         for i in range(n)
     ]
@@ -146,6 +148,7 @@ def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
         topology.add_addrs(lab.net.trx(1), "eth0", [f"10.88.0.{i}/24" for i in EXTRA_IPS])
         for i in EXTRA_IPS:
             topology.run_in(lab.net.relay, ["ping", "-c1", "-W1", f"10.88.0.{i}"])
+            lab.api().add_backend(i, addr=f"10.88.0.{i}", name=f"bench{i}")
 
         async def go() -> dict[str, Any]:
             async with ApiClient(socket=lab.api_socket) as api:

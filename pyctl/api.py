@@ -1,15 +1,17 @@
 """The control API (docs/api.md) as an aiohttp application over a Controller.
 
-Handlers only translate HTTP to Controller calls. Middlewares turn ControlError and bad
-JSON into `{"error", "field"}` answers, require the bearer token on TCP listeners (the
-unix socket is guarded by its file mode), and time every request for the metrics.
+Handlers only translate HTTP to Controller calls, then wait for the session store's mirror
+(a registration the store could not keep is undone: 503). Middlewares turn ControlError
+and bad JSON into `{"error", "field"}` answers (every refusal counted by reason), find the
+caller from its bearer token (credentials.py: operator or one backend; with no credentials
+configured, only the unix socket is served, guarded by its file mode), and time every
+request for the metrics.
 Ufrags may contain "/" (an ICE character), so clients percent-encode them in paths and the
 routes accept anything up to the next fixed segment.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -19,13 +21,38 @@ from aiohttp import web
 
 from pyctl import views
 from pyctl.control import ControlError, Controller, bad, want_backend_id, want_ufrag
+from pyctl.credentials import OPERATOR, Credentials, Principal
 from pyctl.metrics import Metrics
 from pyctl.nexthop import NextHops
+from pyctl.store import SessionRecord, StoreUnavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CTL = web.AppKey("ctl", Controller)
 INSTANCE = web.AppKey("instance", str)
-TOKEN = web.AppKey("token", str)
+CREDS = web.AppKey("creds", Credentials)
+PRINCIPAL = web.RequestKey("principal", Principal)
+MAX_BODY = 4 << 20  # bytes: a full batch of MAX_BATCH sessions is ~1.2 MB
+# routes a backend credential may use (its own sessions only, checked by the Controller)
+BACKEND_ROUTES = {
+    ("POST", "/v1/sessions"),
+    ("POST", "/v1/sessions:batch"),
+    ("GET", "/v1/sessions"),
+    ("GET", "/v1/sessions/{ufrag}"),
+    ("POST", "/v1/sessions/{ufrag}/heartbeat"),
+    ("DELETE", "/v1/sessions/{ufrag}"),
+    ("GET", "/v1/vips"),
+}
+REFUSALS = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "bad_method",
+    409: "conflict",
+    413: "too_large",
+    422: "not_a_backend_socket",
+    503: "store_unavailable",
+    507: "map_full",
+}
 METRICS = web.AppKey("metrics", Metrics)
 NEXTHOPS = web.AppKey("nexthops", NextHops)
 
@@ -40,25 +67,67 @@ def error(status: int, message: str, field: str | None = None) -> web.Response:
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        resp = await handler(request)
     except ControlError as e:
-        return error(e.status, e.message, e.field)
+        resp = error(e.status, e.message, e.field)
+    except web.HTTPRequestEntityTooLarge:
+        resp = error(413, f"request body over {MAX_BODY} bytes", "body")
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return error(e.status, e.reason)
+        resp = error(e.status, e.reason)
+    m = request.app.get(METRICS)
+    if resp.status >= 400 and m is not None:
+        m.refusals.labels(REFUSALS.get(resp.status, "bad_request")).inc()
+    return resp
+
+
+def _route(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
 
 
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """TCP listeners need `Authorization: Bearer <token>`, except /healthz."""
+    """Every request but /healthz needs `Authorization: Bearer <token>` when credentials
+    are configured; without, the unix socket is the operator's and TCP is refused."""
+    if request.path == "/healthz":
+        return await handler(request)
+    creds = request.app.get(CREDS)
+    given = request.headers.get("Authorization", "")
     on_tcp = isinstance(request.transport and request.transport.get_extra_info("sockname"), tuple)
-    if on_tcp and request.path != "/healthz":
-        token = request.app.get(TOKEN, "")
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not token or not hmac.compare_digest(given.encode(), token.encode()):
-            return error(401, "missing or wrong bearer token")
+    who: Principal | None
+    if creds is None:
+        who = None if on_tcp else OPERATOR
+    else:
+        bearer = given.startswith("Bearer ")
+        who = creds.principal(given.removeprefix("Bearer ")) if bearer else None
+    if who is None:
+        raise ControlError(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+    if not who.operator and (request.method, _route(request)) not in BACKEND_ROUTES:
+        raise ControlError(403, f"{request.method} {_route(request)} needs the operator credential")
+    request[PRINCIPAL] = who
     return await handler(request)
+
+
+def _owner(request: web.Request) -> int | None:
+    """The backend a backend credential speaks for; None for the operator."""
+    who: Principal = request.get(PRINCIPAL, OPERATOR)
+    return who.backend
+
+
+async def _persist(request: web.Request, undo: list[SessionRecord] | None = None) -> None:
+    """Wait for the mirror to write what the call changed. Registrations it could not
+    keep are undone (503); other changes stand in memory and are written when it returns."""
+    ctl = request.app[CTL]
+    if ctl.mirror is None:
+        return
+    try:
+        await ctl.mirror.persist(ctl.store)
+    except StoreUnavailable as e:
+        if undo:
+            ctl.unregister(undo)
+            raise ControlError(503, str(e)) from None
 
 
 @web.middleware
@@ -72,9 +141,7 @@ async def timing(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         m = request.app.get(METRICS)
         if m is not None:
-            info = request.match_info.route.resource
-            route = info.canonical if info is not None else "unmatched"
-            m.api_latency.labels(request.method, route, str(status)).observe(
+            m.api_latency.labels(request.method, _route(request), str(status)).observe(
                 time.perf_counter() - start
             )
 
@@ -113,39 +180,46 @@ async def _resolve(request: web.Request, ips: set[str]) -> None:
 # -- sessions
 async def create_session(request: web.Request) -> web.Response:
     ctl = request.app[CTL]
-    rec = ctl.register(await body_of(request))
+    rec = ctl.register(await body_of(request), _owner(request))
+    await _persist(request, undo=[rec])
     await _resolve(request, ctl.nexthop_ips([rec]))
     return web.json_response({"session": views.record_view(rec)}, status=201)
 
 
 async def create_sessions(request: web.Request) -> web.Response:
     ctl = request.app[CTL]
-    recs = ctl.register_batch(await body_of(request))
+    recs = ctl.register_batch(await body_of(request), _owner(request))
+    await _persist(request, undo=recs)
     await _resolve(request, ctl.nexthop_ips(recs))
     return web.json_response({"created": len(recs)}, status=201)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
     ufrag = request.query.get("ufrag")
+    backend, owner = _query_backend(request), _owner(request)
+    if owner is not None and backend not in (None, owner):
+        raise ControlError(403, f"this credential sees only backend {owner}'s sessions")
     recs = request.app[CTL].sessions(
-        backend=_query_backend(request), ufrag=None if ufrag is None else want_ufrag(ufrag)
+        backend=owner or backend, ufrag=None if ufrag is None else want_ufrag(ufrag)
     )
     return web.json_response({"sessions": [views.record_view(r) for r in recs]})
 
 
 async def get_session(request: web.Request) -> web.Response:
-    rec = request.app[CTL].session(_path_ufrag(request))
+    rec = request.app[CTL].session(_path_ufrag(request), _owner(request))
     return web.json_response({"session": views.record_view(rec)})
 
 
 async def heartbeat(request: web.Request) -> web.Response:
     ufrag = _path_ufrag(request)
-    rec = request.app[CTL].heartbeat(ufrag, await body_of(request, optional=True))
+    rec = request.app[CTL].heartbeat(ufrag, await body_of(request, optional=True), _owner(request))
+    await _persist(request)
     return web.json_response({"session": views.record_view(rec)})
 
 
 async def delete_session(request: web.Request) -> web.Response:
-    rec, flows = request.app[CTL].end(_path_ufrag(request))
+    rec, flows = request.app[CTL].end(_path_ufrag(request), owner=_owner(request))
+    await _persist(request)
     return web.json_response({"session": views.record_view(rec), "flows_removed": flows})
 
 
@@ -160,6 +234,7 @@ def _backend_json(ctl: Controller, backend_id: int) -> dict[str, Any]:
 async def create_backend(request: web.Request) -> web.Response:
     ctl = request.app[CTL]
     rec = ctl.add_backend(await body_of(request))
+    await _persist(request)
     if rec.addr:
         await _resolve(request, {rec.addr})
     return web.json_response({"backend": _backend_json(ctl, rec.id)}, status=201)
@@ -178,11 +253,22 @@ async def put_backend(request: web.Request) -> web.Response:
     return web.json_response({"backend": _backend_json(ctl, backend_id)})
 
 
+async def backend_token(request: web.Request) -> web.Response:
+    """The token a backend's transceiver presents (operator only; derived, never stored)."""
+    backend_id = _path_backend(request)
+    request.app[CTL].backend_record(backend_id)
+    creds = request.app.get(CREDS)
+    if creds is None:
+        raise ControlError(409, "the daemon has no credentials: start it with --token-file")
+    return web.json_response({"id": backend_id, "token": creds.backend_token(backend_id)})
+
+
 async def delete_backend(request: web.Request) -> web.Response:
     ctl = request.app[CTL]
     backend_id = _path_backend(request)
     before = _backend_json(ctl, backend_id)
     _, n = ctl.delete_backend(backend_id)
+    await _persist(request)
     before["sessions"] = 0
     return web.json_response({"backend": before, "sessions_removed": n})
 
@@ -208,20 +294,24 @@ async def vips(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "instance": request.app[INSTANCE]})
+    """Never waits on the store: says what the mirror last saw."""
+    mirror = request.app[CTL].mirror
+    store = "memory" if mirror is None else ("ok" if mirror.up else "unavailable")
+    return web.json_response({"ok": True, "instance": request.app[INSTANCE], "store": store})
 
 
 def make_app(
     ctl: Controller,
     instance: str,
-    token: str = "",
+    creds: Credentials | None = None,
     metrics: Metrics | None = None,
     nexthops: NextHops | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[timing, errors, auth])
+    app = web.Application(middlewares=[timing, errors, auth], client_max_size=MAX_BODY)
     app[CTL] = ctl
     app[INSTANCE] = instance
-    app[TOKEN] = token
+    if creds is not None:
+        app[CREDS] = creds
     if metrics is not None:
         app[METRICS] = metrics
     if nexthops is not None:
@@ -237,6 +327,7 @@ def make_app(
     r.add_get("/v1/backends", list_backends)
     r.add_put("/v1/backends/{id}", put_backend)
     r.add_delete("/v1/backends/{id}", delete_backend)
+    r.add_get("/v1/backends/{id}/token", backend_token)
     r.add_get("/v1/flows", list_flows)
     r.add_get("/v1/stats", stats)
     r.add_get("/v1/vips", vips)

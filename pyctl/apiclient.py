@@ -1,6 +1,7 @@
 """A small client for the control API (docs/api.md), for the CLI and the transceiver.
 
-Async over aiohttp (a UnixConnector for the default socket, or TCP with a bearer token),
+Async over aiohttp (a UnixConnector for the default socket, or HTTP(S) over TCP; a bearer
+token on either when the daemon has credentials),
 with a synchronous wrapper for scripts and the CLI. Refusals raise ApiError carrying the
 status code and the API's own message and field.
 """
@@ -8,6 +9,7 @@ status code and the API's own message and field.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -35,8 +37,8 @@ def _u(ufrag: str) -> str:
 
 
 class ApiClient:
-    """`ApiClient(socket=PATH)` or `ApiClient(url="http://h:p", token=T)`; use as
-    `async with`."""
+    """`ApiClient(socket=PATH, token=T?)` or `ApiClient(url="https://h:p", token=T,
+    ca=PEM?)`; use as `async with`. `ca` trusts a self-signed certificate (the lab's)."""
 
     def __init__(
         self,
@@ -44,6 +46,7 @@ class ApiClient:
         url: str | None = None,
         token: str | None = None,
         timeout: float = 10.0,
+        ca: str | Path | None = None,
     ) -> None:
         if (socket is None) == (url is None):
             raise ValueError("give exactly one of socket= or url=")
@@ -51,6 +54,7 @@ class ApiClient:
         self._socket = str(socket) if socket else None
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ssl = ssl.create_default_context(cafile=str(ca)) if ca else None
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ApiClient:
@@ -68,7 +72,11 @@ class ApiClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            conn = aiohttp.UnixConnector(path=self._socket) if self._socket else None
+            conn: aiohttp.BaseConnector | None = None
+            if self._socket:
+                conn = aiohttp.UnixConnector(path=self._socket)
+            elif self._ssl is not None:
+                conn = aiohttp.TCPConnector(ssl=self._ssl)
             self._session = aiohttp.ClientSession(
                 connector=conn, headers=self._headers, timeout=self._timeout
             )
@@ -142,6 +150,9 @@ class ApiClient:
 
     async def del_backend(self, backend_id: int) -> dict[str, Any]:
         return dict(await self.request("DELETE", f"/v1/backends/{backend_id}"))
+
+    async def backend_token(self, backend_id: int) -> str:
+        return str((await self.request("GET", f"/v1/backends/{backend_id}/token"))["token"])
 
     async def backends(self) -> list[Any]:
         return list((await self.request("GET", "/v1/backends"))["backends"])

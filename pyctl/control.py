@@ -18,13 +18,15 @@ from pyctl import mapinfo
 from pyctl.endpoint import Endpoint
 from pyctl.maps import MapFullError, RouteMaps, Session, check_ufrag
 from pyctl.shared import BackendState, Family
-from pyctl.store import BackendRecord, SessionRecord, SessionStore
+from pyctl.store import BackendRecord, Loaded, MemoryStore, RedisMirror, SessionRecord
 from pyctl.views import STATES_BY_NAME
 
 log = logging.getLogger("steer.control")
 
 MAX_BACKEND_ID = 4095
 MAX_TTL_S = 7 * 24 * 3600.0
+MAX_BATCH = 10000  # sessions in one POST /v1/sessions:batch
+ADOPT_TTL_S = 120.0
 
 
 class ControlError(Exception):
@@ -102,13 +104,44 @@ def want_ip(v: Any, name: str = "addr") -> str:
 
 @dataclass
 class Controller:
+    """Sessions and backends: the pinned maps (routing) and the records (`store`, in
+    memory). Every change of a record is marked on the mirror, if any, which writes it to
+    Redis (the API waits for that on registrations; the rest catches up in the background)."""
+
     maps: RouteMaps
-    store: SessionStore
+    store: MemoryStore
     vips: list[Endpoint]
+    mirror: RedisMirror | None = None
+    adopt_ttl: float = ADOPT_TTL_S  # for sessions found in the maps with no record
     events: dict[str, int] = field(default_factory=dict)  # lifecycle counts, for metrics
 
     def _count(self, event: str, n: int = 1) -> None:
         self.events[event] = self.events.get(event, 0) + n
+
+    # -- records (every write is marked for the mirror)
+    def _put(self, recs: list[SessionRecord]) -> None:
+        self.store.put_many(recs)
+        if self.mirror is not None:
+            self.mirror.mark(sessions=[r.ufrag for r in recs])
+
+    def _forget(self, ufrags: list[str]) -> None:
+        for u in ufrags:
+            self.store.delete(u)
+        if self.mirror is not None:
+            self.mirror.mark(sessions=ufrags)
+
+    def _put_backend(self, rec: BackendRecord | None, backend_id: int) -> None:
+        if rec is None:
+            self.store.delete_backend(backend_id)
+        else:
+            self.store.put_backend(rec)
+        if self.mirror is not None:
+            self.mirror.mark(backends=[backend_id])
+
+    def check_writable(self) -> None:
+        """503 at once while the mirror cannot write: a write then changes nothing."""
+        if self.mirror is not None and not self.mirror.up:
+            raise ControlError(503, self.mirror.unavailable())
 
     # -- sessions
     def parse_session(self, body: Any, prefix: str = "") -> tuple[Session, float | None]:
@@ -134,25 +167,40 @@ class Controller:
                 raise bad(prefix + "vip", "the VIP and the socket must be the same IP family")
         return Session(ufrag, sock, vip, backend), ttl
 
-    def _check_admissible(self, s: Session, prefix: str = "") -> None:
-        """Refusals that depend on live state: collisions and backend policy."""
-        self._check_unique(s, prefix)
-        self._check_backend(s.backend_id, prefix)
-
     def _check_unique(self, s: Session, prefix: str) -> None:
         if self.maps.get_session(s.ufrag) is not None:
             raise ControlError(409, f"ufrag {s.ufrag!r} is live already", prefix + "ufrag")
         if self._sock_owner(s.sock) is not None:
             raise ControlError(409, f"socket {s.sock} belongs to a live session", prefix + "sock")
 
-    def _check_backend(self, backend_id: int, prefix: str) -> None:
-        known = {b.id for b in self.store.backends()}
-        if known and backend_id not in known:
-            raise ControlError(404, f"backend {backend_id} is not registered", prefix + "backend")
-        state = self.backend_state(backend_id)
+    def _check_backend(self, s: Session, owner: int | None, prefix: str) -> None:
+        """The session's backend is the caller's own (a backend credential), registered,
+        active, and the socket is on its registered address."""
+        b = s.backend_id
+        if owner is not None and b != owner:
+            raise ControlError(
+                403, f"this credential is backend {owner}'s, not backend {b}'s", prefix + "backend"
+            )
+        rec = self.store.get_backend(b)
+        if rec is None:
+            raise ControlError(
+                404,
+                f"backend {b} is not registered: register it first with its address, "
+                f'POST /v1/backends {{"id": {b}, "addr": "{s.sock.ip}"}} '
+                f"(steerctl backend add {b} --addr {s.sock.ip})",
+                prefix + "backend",
+            )
+        if rec.addr != str(s.sock.ip):
+            raise ControlError(
+                422,
+                f"socket {s.sock} is not on backend {b}'s registered address "
+                f"({rec.addr or 'none'}): a session's socket must be on its backend's "
+                "address; register a backend for that address first (POST /v1/backends)",
+                prefix + "sock",
+            )
+        state = self.backend_state(b)
         if state in (BackendState.DRAINING, BackendState.DOWN):
-            name = state.name.lower()
-            raise ControlError(409, f"backend {backend_id} is {name}", prefix + "backend")
+            raise ControlError(409, f"backend {b} is {state.name.lower()}", prefix + "backend")
 
     def _sock_owner(self, sock: Endpoint) -> Any:
         try:
@@ -164,19 +212,18 @@ class Controller:
         expires = None if ttl is None else now + ttl
         return SessionRecord(s.ufrag, str(s.sock), str(s.vip), s.backend_id, ttl, now, expires)
 
-    def register(self, body: Any) -> SessionRecord:
+    def register(self, body: Any, owner: int | None = None) -> SessionRecord:
+        """`owner`: the backend a backend credential speaks for (None: the operator)."""
         s, ttl = self.parse_session(body)
-        self._check_admissible(s)
+        self._check_unique(s, "")
+        self._check_backend(s, owner, "")
+        self.check_writable()
         rec = self._record(s, ttl, time.time())
         try:
             self.maps.add_session(s)
         except MapFullError as e:
             raise ControlError(507, f"no room for the session: {e}") from None
-        try:
-            self.store.put(rec)
-        except Exception as e:
-            self.maps.del_session(s.ufrag)
-            raise ControlError(503, f"session store: {e}") from None
+        self._put([rec])
         self._count("registered")
         log.info(
             "session %s registered: %s via %s, backend %d, ttl %s",
@@ -188,16 +235,22 @@ class Controller:
         )
         return rec
 
-    def register_batch(self, body: Any) -> list[SessionRecord]:
+    def register_batch(
+        self, body: Any, owner: int | None = None, max_items: int = MAX_BATCH
+    ) -> list[SessionRecord]:
         body = want_object(body)
         check_keys(body, {"sessions"})
         items = body.get("sessions")
         if not isinstance(items, list) or not items:
             raise bad("sessions", "expected a non-empty list")
+        if len(items) > max_items:
+            raise ControlError(
+                413, f"sessions: {len(items)} in one batch, at most {max_items}", "sessions"
+            )
         parsed = [self.parse_session(it, f"sessions[{i}].") for i, it in enumerate(items)]
         ufrags: set[str] = set()
         socks: set[Endpoint] = set()
-        backends: set[int] = set()  # admissible already: check each backend once
+        checked: set[tuple[int, Any]] = set()  # (backend, socket IP): check each pair once
         for i, (s, _) in enumerate(parsed):
             prefix = f"sessions[{i}]."
             if s.ufrag in ufrags:
@@ -207,9 +260,10 @@ class Controller:
             ufrags.add(s.ufrag)
             socks.add(s.sock)
             self._check_unique(s, prefix)
-            if s.backend_id not in backends:
-                self._check_backend(s.backend_id, prefix)
-                backends.add(s.backend_id)
+            if (s.backend_id, s.sock.ip) not in checked:
+                self._check_backend(s, owner, prefix)
+                checked.add((s.backend_id, s.sock.ip))
+        self.check_writable()
         now = time.time()
         recs = [self._record(s, ttl, now) for s, ttl in parsed]
         try:
@@ -220,14 +274,18 @@ class Controller:
             # Validated entries of new keys fail to insert only for want of room.
             self._unwrite([s for s, _ in parsed])
             raise ControlError(507, f"no room for {len(parsed)} sessions: {e}") from None
-        try:
-            self.store.put_many(recs)
-        except Exception as e:
-            self._unwrite([s for s, _ in parsed])
-            raise ControlError(503, f"session store: {e}") from None
+        self._put(recs)
         self._count("registered", len(recs))
         log.info("%d sessions registered in one batch", len(recs))
         return recs
+
+    def unregister(self, recs: list[SessionRecord]) -> None:
+        """Undo registrations the store could not keep (they have no flows yet)."""
+        parse = Endpoint.parse
+        self._unwrite([Session(r.ufrag, parse(r.sock), parse(r.vip), r.backend) for r in recs])
+        self._forget([r.ufrag for r in recs])
+        self._count("registered", -len(recs))
+        log.info("%d registrations undone: the session store did not answer", len(recs))
 
     def _unwrite(self, sessions: list[Session]) -> None:
         """Delete the session and socket keys of sessions that were new (no flows yet)."""
@@ -239,11 +297,24 @@ class Controller:
                 with contextlib.suppress(KeyError):
                     del table[key]
 
-    def session(self, ufrag: str) -> SessionRecord:
+    def session(self, ufrag: str, owner: int | None = None) -> SessionRecord:
+        """The record of a live session; one found only in the maps is adopted, so a
+        session that routes never answers 404."""
+        live = self.maps.get_session(ufrag)
         rec = self.store.get(ufrag)
-        if rec is None or self.maps.get_session(ufrag) is None:
+        if live is None:
             raise ControlError(404, f"no session {ufrag!r}", "ufrag")
+        if rec is None:
+            rec = self._adopt(live, time.time())
+            self._put([rec])
+        if owner is not None and rec.backend != owner:
+            raise ControlError(
+                403, f"session {ufrag!r} is backend {rec.backend}'s, not backend {owner}'s", "ufrag"
+            )
         return rec
+
+    def _adopt(self, s: Session, now: float) -> SessionRecord:
+        return self._record(s, self.adopt_ttl, now)
 
     def sessions(self, backend: int | None = None, ufrag: str | None = None) -> list[SessionRecord]:
         return [
@@ -252,20 +323,26 @@ class Controller:
             if (backend is None or r.backend == backend) and (ufrag is None or r.ufrag == ufrag)
         ]
 
-    def heartbeat(self, ufrag: str, body: Any) -> SessionRecord:
+    def heartbeat(self, ufrag: str, body: Any, owner: int | None = None) -> SessionRecord:
+        """Accepted while the store is down too: refusing it would end a session only
+        because the store failed (the mirror writes it when the store returns)."""
         body = want_object(body if body is not None else {})
         check_keys(body, {"ttl"})
         ttl = want_ttl(body.get("ttl"))
-        rec = self.session(ufrag).heartbeat(ttl)
-        self.store.put(rec)
+        rec = self.session(ufrag, owner).heartbeat(ttl)
+        self._put([rec])
         return rec
 
-    def end(self, ufrag: str, cause: str = "deleted") -> tuple[SessionRecord, int]:
+    def end(
+        self, ufrag: str, cause: str = "deleted", owner: int | None = None
+    ) -> tuple[SessionRecord, int]:
         """Remove a session, its socket index, flows and reverse flows; and its record."""
-        rec = self.session(ufrag)
+        rec = self.session(ufrag, owner)
+        if cause != "expired":
+            self.check_writable()
         gone = self.maps.del_session(ufrag)
         flows = gone[1] if gone else 0
-        self.store.delete(ufrag)
+        self._forget([ufrag])
         self._count(cause)
         how = "expired (no heartbeat)" if cause == "expired" else "ended"
         log.info("session %s %s: %d flows removed", ufrag, how, flows)
@@ -294,9 +371,10 @@ class Controller:
             raise bad("name", "expected a string of 1-64 characters")
         if self.store.get_backend(backend_id) or self.backend_state(backend_id) != 0:
             raise ControlError(409, f"backend {backend_id} exists", "id")
+        self.check_writable()
         rec = BackendRecord(backend_id, name, addr)
         self.maps.set_backend(backend_id, ip_endpoint(addr), BackendState.ACTIVE)
-        self.store.put_backend(rec)
+        self._put_backend(rec, backend_id)
         log.info("backend %d added (name %s, addr %s): active", backend_id, name, addr)
         return rec
 
@@ -318,18 +396,19 @@ class Controller:
 
     def delete_backend(self, backend_id: int) -> tuple[BackendRecord, int]:
         rec = self.backend_record(backend_id)
+        self.check_writable()
         ended = [r.ufrag for r in self.sessions(backend=backend_id)]
         for ufrag in ended:
             self.end(ufrag, "deleted")
         self.maps.set_backend(backend_id, None, BackendState.UNSET)
-        self.store.delete_backend(backend_id)
+        self._put_backend(None, backend_id)
         log.info("backend %d removed with %d sessions", backend_id, len(ended))
         return rec, len(ended)
 
     def backend_records(self) -> dict[int, BackendRecord]:
         return {b.id: b for b in self.store.backends()}
 
-    # -- expiry
+    # -- expiry: from the records in memory, never from a store read
     def expire_sessions(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
         gone = []
@@ -337,8 +416,8 @@ class Controller:
             if rec.expires_at is not None and rec.expires_at <= now:
                 try:
                     self.end(rec.ufrag, "expired")
-                except ControlError:  # in the store, not in the maps: drop the record
-                    self.store.delete(rec.ufrag)
+                except ControlError:  # a record with no session in the maps: drop it
+                    self._forget([rec.ufrag])
                 gone.append(rec.ufrag)
         return gone
 
@@ -350,16 +429,17 @@ class Controller:
         return n
 
     # -- start-up
-    def reconcile(self) -> None:
-        """Make the store and the maps agree after a start: map sessions missing from the
-        store are adopted (no TTL until their next heartbeat); store sessions missing from
-        the maps are written back (a Redis store outlives `unload`)."""
+    def reconcile(self, loaded: Loaded | None = None) -> None:
+        """Make the records and the maps agree after a start. Map sessions with no stored
+        record are adopted (TTL `adopt_ttl` until their next heartbeat); stored sessions
+        missing from the maps are written back (a Redis store outlives `unload`)."""
         now = time.time()
+        loaded = loaded or Loaded()
         in_maps = {s.ufrag: s for s in self.maps.sessions()}
-        stored = {r.ufrag: r for r in self.store.sessions()}
-        adopted = [self._record(s, None, now) for u, s in in_maps.items() if u not in stored]
-        self.store.put_many(adopted)
-        restored = 0
+        stored = {r.ufrag: r for r in loaded.sessions}
+        keep = [r for u, r in stored.items() if u in in_maps]
+        adopted = [self._adopt(s, now) for u, s in in_maps.items() if u not in stored]
+        restored = []
         for u, rec in stored.items():
             if u in in_maps:
                 continue
@@ -368,26 +448,37 @@ class Controller:
                 if self._sock_owner(s.sock) is not None:
                     raise ValueError(f"socket {s.sock} is taken")
                 self.maps.add_session(s)
-                restored += 1
+                restored.append(rec)
             except (ValueError, MapFullError) as e:
                 log.warning("stored session %s dropped: %s", u, e)
-                self.store.delete(u)
-        known = {b.id for b in self.store.backends()}
+        self._put(keep + adopted + restored)
+        for b_rec in loaded.backends:
+            self._put_backend(b_rec, b_rec.id)
         for b in self.maps.backends():
-            if b.id not in known:
+            if self.store.get_backend(b.id) is None:
                 addr = str(b.addr.ip) if b.addr else None
-                self.store.put_backend(BackendRecord(b.id, None, addr))
+                self._put_backend(BackendRecord(b.id, None, addr), b.id)
         for b_rec in self.store.backends():
             if self.backend_state(b_rec.id) == BackendState.UNSET:
                 self.maps.set_backend(b_rec.id, ip_endpoint(b_rec.addr), BackendState.ACTIVE)
         log.info(
-            "state: %d sessions adopted from the maps, %d restored from the store, "
+            "state: %d sessions adopted from the maps (ttl %gs), %d restored from the store, "
             "%d flows live, %d backends",
             len(adopted),
-            restored,
+            self.adopt_ttl,
+            len(restored),
             mapinfo.entries(self.maps.flow_map),
             len(self.store.backends()),
         )
+
+    def merge(self, loaded: Loaded) -> None:
+        """What a store held, when it answers after the daemon started without it: its
+        records win for sessions both know (they carry the real TTL); the rest as at start."""
+        theirs = {x.ufrag for x in loaded.sessions}
+        mine = [r for r in self.store.sessions() if r.ufrag not in theirs]
+        for r in self.store.sessions():  # in place: the API and the mirror hold this object
+            self.store.delete(r.ufrag)
+        self.reconcile(Loaded([*loaded.sessions, *mine], loaded.backends, loaded.skipped))
 
     def nexthop_ips(self, recs: list[SessionRecord]) -> set[str]:
         return {str(Endpoint.parse(r.sock).ip) for r in recs}

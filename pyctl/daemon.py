@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +25,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pyctl import mapinfo, topology
 from pyctl.api import make_app
-from pyctl.control import Controller
+from pyctl.control import ADOPT_TTL_S, Controller
+from pyctl.credentials import Credentials
 from pyctl.endpoint import Endpoint
 from pyctl.loader import RUN_DIR, Attachment, BuildOptions, DataPlane
 from pyctl.maps import RouteMaps
 from pyctl.metrics import Metrics
 from pyctl.nexthop import NextHops
-from pyctl.store import open_store
+from pyctl.store import MemoryStore, StoreUnavailable, open_mirror
 
 log = logging.getLogger("steer.daemon")
 
@@ -53,7 +55,10 @@ class DaemonConfig:
     api_socket: Path
     metrics: tuple[str, int] | None = None
     api_listen: tuple[str, int] | None = None
-    api_token: str = ""
+    api_token: str = ""  # the operator token (from a file or the environment)
+    api_cert: Path | None = None  # TLS on --api-listen
+    api_key: Path | None = None
+    adopt_ttl: float = ADOPT_TTL_S
     idle_timeout: float = 300.0
     store: str = "memory"
     xdp_mode: str = "auto"
@@ -97,10 +102,9 @@ def run(cfg: DaemonConfig) -> int:
             cfg.internal,
             cfg.store,
         )
+        mirror = open_mirror(cfg.store, cfg.instance)  # connects later: Redis may be down
         dp, maps = _setup_dataplane(cfg)
-        store = open_store(cfg.store, cfg.instance)
-        ctl = Controller(maps, store, list(cfg.vips))
-        ctl.reconcile()
+        ctl = Controller(maps, MemoryStore(), list(cfg.vips), mirror, cfg.adopt_ttl)
         return asyncio.run(_serve(cfg, ctl, Metrics(ctl, dp.adopted)))
     finally:
         lock.release()
@@ -171,20 +175,48 @@ async def _expiry_loop(cfg: DaemonConfig, ctl: Controller, hops: NextHops) -> No
             log.exception("expiry pass failed; retrying next tick")
 
 
+async def _start_store(ctl: Controller) -> None:
+    """Reconcile the maps with what the store holds; a store that does not answer is
+    reconciled when it does (the daemon starts from the pinned maps meanwhile)."""
+    if ctl.mirror is None:
+        ctl.reconcile()
+        return
+    try:
+        loaded = await ctl.mirror.load()
+    except StoreUnavailable as e:
+        log.warning("%s: starting from the pinned maps; reconciling when it answers", e)
+        ctl.mirror.needs_load = True
+        ctl.reconcile()
+        return
+    ctl.reconcile(loaded)
+
+
+def _tls(cfg: DaemonConfig) -> ssl.SSLContext | None:
+    if cfg.api_cert is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cfg.api_cert, cfg.api_key)
+    return ctx
+
+
 async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics) -> int:
     store = ctl.store
+    await _start_store(ctl)
+    sync = asyncio.create_task(ctl.mirror.run(store, ctl.merge)) if ctl.mirror else None
     hops = NextHops(cfg.netns)
     await hops.resolve(ctl.nexthop_ips(ctl.sessions()))
 
     runners: list[web.AppRunner] = []
-    api = web.AppRunner(make_app(ctl, cfg.instance, cfg.api_token, metrics, hops), access_log=None)
+    creds = Credentials(cfg.api_token) if cfg.api_token else None
+    api = web.AppRunner(make_app(ctl, cfg.instance, creds, metrics, hops), access_log=None)
     await api.setup()
     runners.append(api)
     await _serve_unix(api, cfg.api_socket)
     log.info("API on unix socket %s", cfg.api_socket)
     if cfg.api_listen:
-        await web.TCPSite(api, *cfg.api_listen, reuse_address=True).start()
-        log.info("API on tcp %s:%d (bearer token)", *cfg.api_listen)
+        tls = _tls(cfg)
+        await web.TCPSite(api, *cfg.api_listen, reuse_address=True, ssl_context=tls).start()
+        log.info("API on %s://%s:%d (bearer tokens)", "https" if tls else "http", *cfg.api_listen)
     if cfg.metrics:
         mr = web.AppRunner(_metrics_app(metrics), access_log=None)
         await mr.setup()
@@ -212,15 +244,18 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics) -> int:
     try:
         await stop.wait()
     finally:
-        expiry.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await expiry
+        for task in (expiry, sync):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for r in runners:
             await r.cleanup()
         with contextlib.suppress(FileNotFoundError):
             cfg.api_socket.unlink()
         hops.close()
-        store.close()
+        if ctl.mirror is not None:
+            await ctl.mirror.close()
         log.info("shutdown: instance %s stopped; data plane left running", cfg.instance)
     return EXIT_OK
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -78,6 +78,13 @@ METRICS = [
         "histogram",
         "Control API request latency, by method, route template and status code.",
         ("method", "route", "status"),
+    ),
+    Spec(
+        "steer_api_refusals_total",
+        "counter",
+        "Control API requests refused, by reason: unauthorized, forbidden, bad_request, "
+        "not_found, conflict, too_large, not_a_backend_socket, store_unavailable, map_full.",
+        ("reason",),
     ),
     Spec(
         "steer_daemon_adopted",
@@ -160,7 +167,7 @@ class MapCollector(Collector):
 
 
 class Metrics:
-    """The daemon's registry: the map collector plus the API latency histogram."""
+    """The daemon's registry: the map collector, the API latency histogram and refusals."""
 
     def __init__(self, ctl: Controller, adopted: bool) -> None:
         self.registry = CollectorRegistry()
@@ -173,6 +180,10 @@ class Metrics:
             unit="seconds",
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        spec = SPECS["steer_api_refusals_total"]
+        self.refusals = Counter(
+            spec.name.removesuffix("_total"), spec.help, list(spec.labels), registry=self.registry
         )
 
 

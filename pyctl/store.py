@@ -1,21 +1,24 @@
 """The session store: what the control plane knows about sessions and backends beyond what
 XDP needs (TTL, expiry, creation time, backend names).
 
-The BPF maps hold only routing state. This store holds the rest, in memory by default, or
-in Redis (`--store redis://…`) so that it outlives the daemon and can be shared. Either way
-the maps are the truth for routing: on start the daemon reconciles the two (daemon.py), so
-an empty memory store is rebuilt from the pinned maps.
-
-The Redis client is synchronous on purpose: every call is a sub-millisecond round trip to a
-local server, made between equally synchronous BPF map updates.
+The daemon keeps these records in memory (MemoryStore): the API reads them and expiry runs
+on them, so neither ever waits on a network store. With `--store redis://…` a RedisMirror
+copies them to Redis so that they outlive the daemon and the relay box: each write is
+mirrored within a short timeout, and while Redis is unreachable the changes wait in a
+pending set and a background loop reconciles both ways when it answers again (it also
+notices a Redis that restarted empty). The BPF maps stay the truth for routing; on start the
+daemon reconciles maps and records (control.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -47,25 +50,16 @@ class BackendRecord:
     addr: str | None = None  # IP the daemon resolves as a next hop
 
 
-class SessionStore(Protocol):
-    def get(self, ufrag: str) -> SessionRecord | None: ...
-    def put(self, rec: SessionRecord) -> None: ...
-    def put_many(self, recs: list[SessionRecord]) -> None: ...
-    def delete(self, ufrag: str) -> None: ...
-    def sessions(self) -> list[SessionRecord]: ...
-    def get_backend(self, backend_id: int) -> BackendRecord | None: ...
-    def put_backend(self, rec: BackendRecord) -> None: ...
-    def delete_backend(self, backend_id: int) -> None: ...
-    def backends(self) -> list[BackendRecord]: ...
-    def close(self) -> None: ...
-
-
 class MemoryStore:
-    """The default: dictionaries in the daemon; rebuilt from the maps after a restart."""
+    """The daemon's records: dictionaries, rebuilt from the maps (and a RedisMirror, if
+    any) after a restart."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, SessionRecord] = {}
         self._backends: dict[int, BackendRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
 
     def get(self, ufrag: str) -> SessionRecord | None:
         return self._sessions.get(ufrag)
@@ -98,57 +92,268 @@ class MemoryStore:
         pass
 
 
-class RedisStore:
-    """Sessions and backends as two Redis hashes under `steer:<instance>:`, JSON values."""
+log = logging.getLogger("steer.store")
+
+CALL_TIMEOUT_S = 0.4  # one Redis round trip; a write answers 503 well within 1 s
+BULK_TIMEOUT_S = 10.0  # loading or rewriting every record
+CHECK_EVERY_S = 2.0  # compare counts: notices a Redis that restarted empty
+RETRY_EVERY_S = 0.25  # while unreachable
+
+
+class StoreUnavailable(Exception):
+    pass
+
+
+def _session_of(raw: Any) -> SessionRecord:
+    rec = SessionRecord(**json.loads(raw))
+    num = (int, float)
+    ok = (
+        isinstance(rec.ufrag, str)
+        and isinstance(rec.sock, str)
+        and isinstance(rec.vip, str)
+        and isinstance(rec.backend, int)
+        and isinstance(rec.created, num)
+        and (rec.ttl is None or isinstance(rec.ttl, num))
+        and (rec.expires_at is None or isinstance(rec.expires_at, num))
+    )
+    if not ok:
+        raise ValueError("a field has the wrong type")
+    return rec
+
+
+def _backend_of(raw: Any) -> BackendRecord:
+    rec = BackendRecord(**json.loads(raw))
+    if not isinstance(rec.id, int) or not all(
+        v is None or isinstance(v, str) for v in (rec.name, rec.addr)
+    ):
+        raise ValueError("a field has the wrong type")
+    return rec
+
+
+def _dump(rec: SessionRecord | BackendRecord) -> str:
+    return json.dumps(asdict(rec))
+
+
+@dataclass
+class Loaded:
+    """What a store held: the records that parsed, and how many did not."""
+
+    sessions: list[SessionRecord] = field(default_factory=list)
+    backends: list[BackendRecord] = field(default_factory=list)
+    skipped: int = 0
+
+
+class RedisMirror:
+    """Sessions and backends as two Redis hashes under `steer:<instance>:`, JSON values,
+    written from the daemon's in-memory records. Never blocks the event loop: redis.asyncio
+    with short timeouts and no retries; `up` says whether the last call got an answer."""
 
     def __init__(self, url: str, instance: str) -> None:
-        import redis  # optional: only this store needs it
+        import redis.asyncio as aioredis  # optional: only this store needs it
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
-        self.client: Any = redis.Redis.from_url(url, socket_timeout=2.0)
-        self.client.ping()  # fail at start, not at the first registration
+        def client(timeout: float) -> Any:
+            return aioredis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+
+        self.url = url
+        self.client, self.bulk = client(CALL_TIMEOUT_S), client(BULK_TIMEOUT_S)
         self._sk = f"steer:{instance}:sessions"
         self._bk = f"steer:{instance}:backends"
+        self.up = False
+        self.since = time.monotonic()  # of the current state (up or down)
+        self.error = "not reached yet"
+        self.needs_load = False  # started without it: merge what it holds when it answers
+        self.pending_sessions: set[str] = set()
+        self.pending_backends: set[int] = set()
+        self._lock = asyncio.Lock()
 
-    def get(self, ufrag: str) -> SessionRecord | None:
-        raw = self.client.hget(self._sk, ufrag)
-        return SessionRecord(**json.loads(raw)) if raw else None
+    def describe(self) -> str:
+        return self.url.split("@")[-1]  # no password in logs or answers
 
-    def put(self, rec: SessionRecord) -> None:
-        self.client.hset(self._sk, rec.ufrag, json.dumps(asdict(rec)))
+    def unavailable(self) -> str:
+        return (
+            f"session store {self.describe()} unreachable for "
+            f"{time.monotonic() - self.since:.1f}s ({self.error}): nothing was changed, "
+            "retry later"
+        )
 
-    def put_many(self, recs: list[SessionRecord]) -> None:
-        if recs:
-            self.client.hset(self._sk, mapping={r.ufrag: json.dumps(asdict(r)) for r in recs})
+    async def _call(self, aw: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
+        try:
+            return await asyncio.wait_for(aw, timeout + 0.1)
+        except Exception as e:  # redis errors, timeouts, OSError: all mean "not now"
+            self._set_down(e)
+            raise StoreUnavailable(self.unavailable()) from None
 
-    def delete(self, ufrag: str) -> None:
-        self.client.hdel(self._sk, ufrag)
+    def _set_down(self, e: BaseException) -> None:
+        self.error = f"{type(e).__name__}: {e}".rstrip(": ")
+        if self.up:
+            self.up, self.since = False, time.monotonic()
+            log.warning(
+                "session store %s unreachable (%s): writes answer 503, heartbeats and "
+                "expiry go on in memory",
+                self.describe(),
+                self.error,
+            )
 
-    def sessions(self) -> list[SessionRecord]:
-        recs = [SessionRecord(**json.loads(v)) for v in self.client.hvals(self._sk)]
-        return sorted(recs, key=lambda r: r.ufrag)
+    def mark(self, sessions: Iterable[str] = (), backends: Iterable[int] = ()) -> None:
+        self.pending_sessions.update(sessions)
+        self.pending_backends.update(backends)
 
-    def get_backend(self, backend_id: int) -> BackendRecord | None:
-        raw = self.client.hget(self._bk, str(backend_id))
-        return BackendRecord(**json.loads(raw)) if raw else None
+    async def persist(
+        self, records: MemoryStore, sessions: Iterable[str] = (), backends: Iterable[int] = ()
+    ) -> None:
+        """Write these keys as the records now say (a missing record is a deletion).
+        StoreUnavailable if Redis does not answer in time; the keys stay pending."""
+        self.mark(sessions, backends)
+        async with self._lock:
+            if not self.up:
+                raise StoreUnavailable(self.unavailable())
+            await self._flush(records)
 
-    def put_backend(self, rec: BackendRecord) -> None:
-        self.client.hset(self._bk, str(rec.id), json.dumps(asdict(rec)))
+    async def _flush(self, records: MemoryStore) -> None:
+        """Write every pending key (callers hold the lock: concurrent writes go as one)."""
+        s, b = self.pending_sessions, self.pending_backends
+        if not s and not b:
+            return
+        self.pending_sessions, self.pending_backends = set(), set()
+        pipe = self.client.pipeline(transaction=False)
+        self._queue(pipe, self._sk, {u: records.get(u) for u in s})
+        self._queue(pipe, self._bk, {str(i): records.get_backend(i) for i in b})
+        try:
+            await self._call(pipe.execute())
+        except StoreUnavailable:
+            self.mark(s, b)
+            raise
 
-    def delete_backend(self, backend_id: int) -> None:
-        self.client.hdel(self._bk, str(backend_id))
+    @staticmethod
+    def _queue(pipe: Any, key: str, recs: dict[str, Any]) -> None:
+        puts = {k: _dump(r) for k, r in recs.items() if r is not None}
+        dels = [k for k, r in recs.items() if r is None]
+        if puts:
+            pipe.hset(key, mapping=puts)
+        if dels:
+            pipe.hdel(key, *dels)
 
-    def backends(self) -> list[BackendRecord]:
-        recs = [BackendRecord(**json.loads(v)) for v in self.client.hvals(self._bk)]
-        return sorted(recs, key=lambda r: r.id)
+    async def load(self) -> Loaded:
+        """Every record that parses; a malformed one is logged and skipped."""
+        sessions, backends = await self._call(self._get_all(), BULK_TIMEOUT_S)
+        out = Loaded()
+        parsers: list[tuple[str, dict[str, bytes], Any, list[Any]]] = [
+            ("session", sessions, _session_of, out.sessions),
+            ("backend", backends, _backend_of, out.backends),
+        ]
+        for what, raw_map, parse, dest in parsers:
+            for k, v in raw_map.items():
+                try:
+                    dest.append(parse(v))
+                except (ValueError, TypeError) as e:
+                    out.skipped += 1
+                    log.warning("stored %s %r skipped: malformed record (%s)", what, k, e)
+        self._set_up()
+        return out
 
-    def close(self) -> None:
-        self.client.close()
+    async def _get_all(self) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        pipe = self.bulk.pipeline(transaction=False)
+        pipe.hgetall(self._sk)
+        pipe.hgetall(self._bk)
+        s, b = await pipe.execute()
+        return {k.decode(): v for k, v in s.items()}, {k.decode(): v for k, v in b.items()}
+
+    def _set_up(self) -> None:
+        if not self.up:
+            self.up, self.since = True, time.monotonic()
+
+    async def resync(self, records: MemoryStore) -> tuple[int, int]:
+        """Make Redis hold exactly the records: (written, deleted)."""
+        sessions, backends = await self._call(self._get_all(), BULK_TIMEOUT_S)
+        pipe = self.bulk.pipeline(transaction=False)
+        written = deleted = 0
+        for key, stored, want in (
+            (self._sk, sessions, {r.ufrag: _dump(r) for r in records.sessions()}),
+            (self._bk, backends, {str(r.id): _dump(r) for r in records.backends()}),
+        ):
+            puts = {k: v for k, v in want.items() if stored.get(k, b"").decode() != v}
+            dels = [k for k in stored if k not in want]
+            written, deleted = written + len(puts), deleted + len(dels)
+            for i in range(0, len(dels), 10000):
+                pipe.hdel(key, *dels[i : i + 10000])
+            items = list(puts.items())
+            for i in range(0, len(items), 10000):
+                pipe.hset(key, mapping=dict(items[i : i + 10000]))
+        await self._call(pipe.execute(), BULK_TIMEOUT_S)
+        self.pending_sessions.clear()
+        self.pending_backends.clear()
+        return written, deleted
+
+    async def run(self, records: MemoryStore, merge: Any) -> None:
+        """Forever: write pending changes, watch Redis, reconcile when it comes back.
+        `merge(Loaded)` takes in what a store held when the daemon started without it."""
+        last_check = time.monotonic()
+        while True:
+            await asyncio.sleep(CHECK_EVERY_S / 4 if self.up else RETRY_EVERY_S)
+            try:
+                async with self._lock:
+                    if not self.up:
+                        await self._recover(records, merge)
+                        last_check = time.monotonic()
+                    elif self.pending_sessions or self.pending_backends:
+                        await self._flush(records)
+                    elif time.monotonic() - last_check > CHECK_EVERY_S:
+                        last_check = time.monotonic()
+                        await self._check(records)
+            except StoreUnavailable:
+                continue
+            except Exception:
+                log.exception("session store sync failed; retrying")
+
+    async def _recover(self, records: MemoryStore, merge: Any) -> None:
+        await self._call(self.client.ping())
+        down_for = time.monotonic() - self.since
+        if self.needs_load:
+            merge(await self.load())
+            self.needs_load = False
+        written, deleted = await self.resync(records)
+        self._set_up()
+        log.info(
+            "session store %s back after %.1fs: %d records written, %d deleted",
+            self.describe(),
+            down_for,
+            written,
+            deleted,
+        )
+
+    async def _check(self, records: MemoryStore) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hlen(self._sk)
+        pipe.hlen(self._bk)
+        n_s, n_b = await self._call(pipe.execute())
+        if (n_s, n_b) != (len(records), len(records.backends())):
+            written, deleted = await self.resync(records)
+            log.warning(
+                "session store %s disagreed (%d sessions, %d backends stored): %d records "
+                "written back, %d deleted",
+                self.describe(),
+                n_s,
+                n_b,
+                written,
+                deleted,
+            )
+
+    async def close(self) -> None:
+        for c in (self.client, self.bulk):
+            await c.aclose()
 
 
-def open_store(url: str, instance: str) -> SessionStore:
-    """`memory` (or empty) → MemoryStore; `redis://…`, `rediss://…`, `unix://…` → Redis."""
+def open_mirror(url: str, instance: str) -> RedisMirror | None:
+    """`memory` (or empty) → None; `redis://…`, `rediss://…`, `unix://…` → a RedisMirror."""
     if url in ("", "memory", "memory://"):
-        return MemoryStore()
+        return None
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisStore(url, instance)
+        return RedisMirror(url, instance)
     raise ValueError(f"store {url!r}: expected 'memory' or a redis://, rediss:// or unix:// URL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import click
 
 from pyctl.cli.params import ENDPOINT, HOST_PORT
 from pyctl.cli.root import CliConfig, cli
+from pyctl.credentials import CredentialError, Credentials, token_from
 from pyctl.endpoint import Endpoint
 from pyctl.loader import RUN_DIR, BuildOptions, LoaderError, unload
 
@@ -64,14 +66,39 @@ from pyctl.loader import RUN_DIR, BuildOptions, LoaderError, unload
     envvar="STEER_API_LISTEN",
     type=HOST_PORT,
     default=None,
-    help="Also serve the API on TCP HOST:PORT (needs --api-token).",
+    help="Also serve the API on TCP HOST:PORT (needs a token; TLS unless loopback).",
 )
 @click.option(
-    "--api-token",
-    envvar="STEER_API_TOKEN",
-    default="",
-    metavar="T",
-    help="Bearer token required on --api-listen.",
+    "--token-file",
+    envvar="STEER_API_TOKEN_FILE",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The operator token (first line of the file; or env STEER_API_TOKEN). With one, "
+    "every API call needs a bearer token: the operator's or a backend's.",
+)
+@click.option(
+    "--api-cert",
+    envvar="STEER_API_CERT",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TLS certificate (PEM) for --api-listen.",
+)
+@click.option(
+    "--api-key",
+    envvar="STEER_API_KEY",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TLS private key (PEM) for --api-cert.",
+)
+@click.option(
+    "--adopt-ttl",
+    envvar="STEER_ADOPT_TTL",
+    type=click.FloatRange(min=1),
+    default=120.0,
+    show_default=True,
+    metavar="S",
+    help="TTL of sessions found in the pinned maps with no stored record: they end unless "
+    "heartbeated within it.",
 )
 @click.option(
     "--idle-timeout",
@@ -131,7 +158,10 @@ def daemon(
     metrics: tuple[str, int] | None,
     api_socket: str | None,
     api_listen: tuple[str, int] | None,
-    api_token: str,
+    token_file: str | None,
+    api_cert: str | None,
+    api_key: str | None,
+    adopt_ttl: float,
     idle_timeout: float,
     store: str,
     xdp_mode: str,
@@ -144,8 +174,22 @@ def daemon(
     the data plane running; `steerctl unload` removes it."""
     from pyctl import daemon as d  # late: pulls in aiohttp and prometheus
 
+    try:
+        api_token = token_from(token_file, "STEER_API_TOKEN") or ""
+        if api_token:
+            Credentials(api_token)
+    except CredentialError as e:
+        raise click.BadParameter(str(e), param_hint="--token-file") from None
     if api_listen and not api_token:
-        raise click.BadParameter("--api-listen needs --api-token", param_hint="--api-token")
+        raise click.BadParameter(
+            "--api-listen needs a token: --token-file or STEER_API_TOKEN", param_hint="--token-file"
+        )
+    if api_listen and not api_cert and not _loopback(api_listen[0]):
+        raise click.BadParameter(
+            f"{api_listen[0]} is not a loopback address: serving the API there needs TLS "
+            "(--api-cert, --api-key)",
+            param_hint="--api-listen",
+        )
     if len(set(vips)) != len(vips):
         raise click.BadParameter("a VIP is given twice", param_hint="--vip")
     if not (
@@ -162,6 +206,9 @@ def daemon(
         metrics=metrics,
         api_listen=api_listen,
         api_token=api_token,
+        api_cert=Path(api_cert) if api_cert else None,
+        api_key=Path(api_key) if api_key else None,
+        adopt_ttl=adopt_ttl,
         idle_timeout=idle_timeout,
         store=store,
         xdp_mode=xdp_mode,
@@ -176,6 +223,15 @@ def daemon(
         click.echo(f"error: {type(e).__name__}: {e}", err=True)
         sys.exit(1)
     sys.exit(code)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @cli.command("unload")

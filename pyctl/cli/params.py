@@ -18,16 +18,23 @@ BACKEND_ID = click.IntRange(1, 4095)
 
 
 def api_client(ctx: click.Context) -> SyncApiClient:
-    """The daemon's API: STEER_API_URL (+ STEER_API_TOKEN) if set, else the unix socket
-    STEER_API_SOCKET or /run/steer/<instance>.sock."""
+    """The daemon's API: STEER_API_URL (https with a self-signed certificate: STEER_API_CA)
+    if set, else the unix socket STEER_API_SOCKET or /run/steer/<instance>.sock; the bearer
+    token from STEER_API_TOKEN_FILE or STEER_API_TOKEN."""
     import os
 
+    from pyctl.credentials import CredentialError, token_from
+
     cfg: CliConfig = ctx.find_object(CliConfig)  # type: ignore[assignment]
+    try:
+        token = token_from(None, "STEER_API_TOKEN")
+    except CredentialError as e:
+        raise click.UsageError(str(e)) from None
     url = os.environ.get("STEER_API_URL")
     if url:
-        return SyncApiClient(url=url, token=os.environ.get("STEER_API_TOKEN"))
+        return SyncApiClient(url=url, token=token, ca=os.environ.get("STEER_API_CA"))
     sock = os.environ.get("STEER_API_SOCKET") or str(RUN_DIR / f"{cfg.instance}.sock")
-    return SyncApiClient(socket=Path(sock))
+    return SyncApiClient(socket=Path(sock), token=token)
 
 
 def call_api(ctx: click.Context, method: str, *args: Any, **kwargs: Any) -> Any:

@@ -27,7 +27,7 @@ from pyctl.maps import RouteMaps
 STEERCTL = str(Path(sys.executable).with_name("steerctl"))
 TAG = f"{os.getpid() % 100000}"
 IDLE_TIMEOUT = 3.0
-TOKEN = "test-token-123"
+TOKEN = "test-token-1234567"  # the operator token of the shared daemon
 
 
 def free_port() -> int:
@@ -53,6 +53,7 @@ class Http:
 
     socket_path: str | None = None
     tcp: tuple[str, int] | None = None
+    token: str | None = None  # sent unless the call gives its own Authorization
 
     def call(
         self,
@@ -69,8 +70,11 @@ class Http:
             assert self.socket_path
             conn = UnixHTTPConnection(self.socket_path)
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        headers = dict(headers or {})
+        if self.token and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {self.token}"
         try:
-            conn.request(method, path, body=data, headers=headers or {})
+            conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
             text = resp.read()
         finally:
@@ -87,6 +91,7 @@ class Daemon:
     log_path: Path
     extra: list[str] = field(default_factory=list)
     metrics_port: int = 0
+    token: str | None = None  # the operator token, when the daemon has one
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,7 +100,7 @@ class Daemon:
 
     @property
     def http(self) -> Http:
-        return Http(self.socket_path)
+        return Http(self.socket_path, token=self.token)
 
     def argv(self) -> list[str]:
         argv = [
@@ -223,6 +228,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     try:
         net = make_lab(f"d{TAG}")
         tcp_port = free_port()
+        token_file = tmp_path_factory.mktemp("token") / "operator.token"
+        token_file.write_text(TOKEN + "\n")
         d = Daemon(
             net,
             instance,
@@ -232,10 +239,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 str(IDLE_TIMEOUT),
                 "--api-listen",
                 f"127.0.0.1:{tcp_port}",
-                "--api-token",
-                TOKEN,
+                "--token-file",
+                str(token_file),
             ],
             metrics_port=free_port(),
+            token=TOKEN,
         )
         daemons.append(d)
         d.start()

@@ -26,7 +26,15 @@ def state(env: Env) -> dict[str, Any]:
     return snap
 
 
+def add_backend(env: Env, backend: int, ip: Any) -> None:
+    """Register a backend at `ip` unless it is there already (a session's socket must be on
+    a registered backend's address)."""
+    status, body = env.http.call("POST", "/v1/backends", {"id": backend, "addr": str(ip)})
+    assert status in (201, 409), body
+
+
 def add_session(env: Env, ufrag: str, sock: Endpoint, backend: int = 1, **kw: Any) -> Any:
+    add_backend(env, backend, sock.ip)
     status, body = env.http.call(
         "POST", "/v1/sessions", {"ufrag": ufrag, "sock": str(sock), "backend": backend, **kw}
     )
@@ -35,7 +43,10 @@ def add_session(env: Env, ufrag: str, sock: Endpoint, backend: int = 1, **kw: An
 
 
 def test_health_and_vips(env: Env) -> None:
-    assert env.http.call("GET", "/healthz") == (200, {"ok": True, "instance": env.daemon.instance})
+    assert env.http.call("GET", "/healthz") == (
+        200,
+        {"ok": True, "instance": env.daemon.instance, "store": "memory"},
+    )
     assert env.http.call("GET", "/v1/vips") == (200, {"vips": [str(VIP4), str(VIP6)]})
     assert vips(env.maps) == sorted([str(VIP4), str(VIP6)])
 
@@ -153,6 +164,7 @@ def test_batch_is_all_or_nothing(clean: Env) -> None:
         for i in range(200)
     ]
     add_session(env, "exists1", env.trx_sock(1, 41300))
+    add_backend(env, 2, env.net.trx_ip4(2))
     before = state(env)
     bad = [dict(it) for it in items]
     bad[7]["sock"] = "nope"
@@ -352,6 +364,7 @@ def test_tcp_listener_needs_the_bearer_token(clean: Env) -> None:
     assert tcp.call("GET", "/healthz")[0] == 200
     assert tcp.call("GET", "/v1/sessions")[0] == 401
     assert tcp.call("GET", "/v1/sessions", headers={"Authorization": "Bearer wrong"})[0] == 401
+    add_backend(clean, 1, "10.88.0.11")
     before = state(clean)
     body = {"ufrag": "tcpsess1", "sock": "10.88.0.11:47000", "backend": 1}
     assert tcp.call("POST", "/v1/sessions", body)[0] == 401

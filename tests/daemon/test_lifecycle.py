@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pyctl.api import make_app
 from pyctl.control import Controller
+from pyctl.credentials import Credentials
 from pyctl.endpoint import Endpoint
 from pyctl.labnet import VIP4
 from pyctl.loader import BuildOptions, compile_bpf, unload
@@ -111,13 +112,15 @@ def small_maps() -> Iterator[RouteMaps]:
 
 def test_map_full_is_507_and_writes_nothing(small_maps: RouteMaps) -> None:
     ctl = Controller(small_maps, MemoryStore(), [VIP4])
+    ctl.add_backend({"id": 1, "addr": "10.88.0.11"})
 
     def sess(i: int) -> dict[str, Any]:
         return {"ufrag": f"full{i:04d}", "sock": f"10.88.0.11:{52000 + i}", "backend": 1}
 
     async def go() -> None:
-        app = make_app(ctl, "full", token="t")  # TestServer listens on TCP: token needed
-        headers = {"Authorization": "Bearer t"}
+        token = "t" * 16  # TestServer listens on TCP: a token is needed
+        app = make_app(ctl, "full", Credentials(token))
+        headers = {"Authorization": f"Bearer {token}"}
         async with TestClient(TestServer(app), headers=headers) as c:
             for i in range(3):
                 assert (await c.post("/v1/sessions", json=sess(i))).status == 201

@@ -1,106 +1,154 @@
-"""The session stores (memory and a real redis-server) and start-up reconciliation of a
-store with the pinned maps."""
+"""The session store: the in-memory records, the Redis mirror against a real redis-server,
+start-up reconciliation with the pinned maps, and a real daemon whose Redis is frozen
+(SIGSTOP), killed and restarted empty, or down when the daemon starts; and adopted
+sessions that end after their TTL with the memory store."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 from pyctl.control import Controller
-from pyctl.labnet import VIP4
+from pyctl.labnet import VIP4, LabNet
 from pyctl.loader import BuildOptions, compile_bpf, unload
 from pyctl.maps import RouteMaps
-from pyctl.store import (
-    BackendRecord,
-    MemoryStore,
-    RedisStore,
-    SessionRecord,
-    SessionStore,
-    open_store,
-)
+from pyctl.store import BackendRecord, MemoryStore, RedisMirror, SessionRecord, open_mirror
+from tests.daemon.conftest import Daemon, cleanup, make_lab
+from tests.daemon.traffic import addr, establish, udp
 
 REDIS = shutil.which("redis-server")
+TAG = os.getpid() % 100000
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert REDIS, "redis-server is installed by scripts/setup.sh"
-    d = tmp_path_factory.mktemp("redis")
-    sock = d / "redis.sock"
-    proc = subprocess.Popen(
-        [
-            REDIS,
-            "--port",
-            "0",
-            "--unixsocket",
-            str(sock),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(d),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+class RedisServer:
+    """A redis-server on a unix socket, with no persistence: a restart starts empty."""
+
+    def __init__(self, d: Path) -> None:
+        self.dir, self.sock = d, d / "redis.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.sock}"
+
+    def start(self) -> RedisServer:
+        assert REDIS, "redis-server is installed by scripts/setup.sh"
+        self.sock.unlink(missing_ok=True)
+        argv = [REDIS, "--port", "0", "--unixsocket", str(self.sock), "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(self.dir)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def client(self) -> Any:
+        return redis.Redis(unix_socket_path=str(self.sock), socket_timeout=2)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def hash(self, instance: str, what: str = "sessions") -> dict[str, Any]:
+        raw = self.client().hgetall(f"steer:{instance}:{what}")
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+
+@pytest.fixture
+def rds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     try:
-        for _ in range(100):
-            if sock.exists():
-                break
-            time.sleep(0.05)
-        yield f"unix://{sock}"
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.kill()
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[SessionStore]:
-    instance = f"st{os.getpid()}{request.node.name[-8:].strip('[]')}"
-    s = open_store(redis_url if request.param == "redis" else "memory", instance)
-    assert isinstance(s, RedisStore if request.param == "redis" else MemoryStore)
-    yield s
-    for r in s.sessions():
-        s.delete(r.ufrag)
-    for b in s.backends():
-        s.delete_backend(b.id)
-    s.close()
+# -- the records and the mirror, without a daemon
 
 
-def test_store_roundtrip(store: SessionStore) -> None:
+def test_record_ttl_and_memory_store() -> None:
     a = SessionRecord("aaaa", "10.0.0.1:1", str(VIP4), 1, created=1.0).heartbeat(30, now=100.0)
     b = SessionRecord("bbbb", "10.0.0.1:2", str(VIP4), 2, created=2.0)
     assert a.expires_at == 130.0 and a.expires_in(now=120.0) == 10.0
     assert b.expires_in() is None
+    store = MemoryStore()
     store.put(a)
     store.put_many([b])
-    assert store.get("aaaa") == a and store.sessions() == [a, b]
+    assert store.get("aaaa") == a and store.sessions() == [a, b] and len(store) == 2
     store.delete("aaaa")
     assert store.get("aaaa") is None and store.sessions() == [b]
     store.put_backend(BackendRecord(3, "trx3", "10.0.0.3"))
     assert store.get_backend(3) == BackendRecord(3, "trx3", "10.0.0.3")
-    assert store.backends() == [BackendRecord(3, "trx3", "10.0.0.3")]
     store.delete_backend(3)
     assert store.backends() == [] and store.get_backend(3) is None
 
 
+def test_mirror_writes_loads_and_skips_malformed_records(rds: RedisServer) -> None:
+    instance = f"mir{TAG}"
+    records = MemoryStore()
+    a = SessionRecord("aaaa", "10.0.0.1:1", str(VIP4), 1, 30.0, 1.0, 31.0)
+    b = SessionRecord("bbbb", "10.0.0.1:2", str(VIP4), 1)
+
+    async def go() -> Any:
+        mirror = open_mirror(rds.url, instance)
+        assert isinstance(mirror, RedisMirror)
+        try:
+            await mirror.load()  # reaches it: up
+            records.put_many([a, b])
+            records.put_backend(BackendRecord(1, "trx1", "10.0.0.1"))
+            await mirror.persist(records)  # nothing marked yet: nothing written
+            assert rds.hash(instance) == {}
+            mirror.mark(sessions=["aaaa", "bbbb"], backends=[1])
+            await mirror.persist(records)
+            assert rds.hash(instance) == {"aaaa": asdict(a), "bbbb": asdict(b)}
+            records.delete("bbbb")
+            await mirror.persist(records, sessions=["bbbb"])
+            assert set(rds.hash(instance)) == {"aaaa"}
+            c = rds.client()
+            c.hset(f"steer:{instance}:sessions", "junk", b"{not json")
+            c.hset(f"steer:{instance}:sessions", "wrong", json.dumps({"ufrag": 1}))
+            c.hset(f"steer:{instance}:backends", "7", json.dumps({"id": "seven"}))
+            return await mirror.load()
+        finally:
+            await mirror.close()
+
+    loaded = asyncio.run(go())
+    assert loaded.sessions == [a] and loaded.skipped == 3
+    assert loaded.backends == [BackendRecord(1, "trx1", "10.0.0.1")]
+
+
 def test_bad_store_urls_are_refused() -> None:
     with pytest.raises(ValueError, match="expected 'memory'"):
-        open_store("postgres://x", "i")
-    with pytest.raises(Exception, match=r"(?i)connect|No such file"):
-        open_store("unix:///nonexistent/redis.sock", "i")
+        open_mirror("postgres://x", "i")
+    assert open_mirror("memory", "i") is None
 
 
 @pytest.fixture
 def pinned() -> Iterator[RouteMaps]:
-    opts = BuildOptions(instance=f"recon{os.getpid()}")
+    opts = BuildOptions(instance=f"recon{TAG}")
     unload(opts.instance)
     try:
         yield RouteMaps(compile_bpf(opts, text='#include "steer_maps.h"'))
@@ -108,39 +156,39 @@ def pinned() -> Iterator[RouteMaps]:
         unload(opts.instance)
 
 
-def test_redis_store_restores_sessions_into_empty_maps(pinned: RouteMaps, redis_url: str) -> None:
-    """A Redis store outlives `unload` (or a new relay box): the daemon writes its sessions
-    back into fresh maps; the memory store instead rebuilds from the maps."""
-    store = open_store(redis_url, f"recon{os.getpid()}")
-    try:
-        ctl = Controller(pinned, store, [VIP4])
-        ctl.add_backend({"id": 2, "addr": "10.88.0.12", "name": "trx2"})
-        ctl.register({"ufrag": "keepme01", "sock": "10.88.0.12:7000", "backend": 2, "ttl": 60})
-        pinned.clear()  # what `steerctl unload` + a new daemon start look like to the maps
-        assert pinned.sessions() == [] and pinned.backends() == []
+def test_reconcile_restores_stored_sessions_and_adopts_with_a_ttl(pinned: RouteMaps) -> None:
+    """Records a store kept are written back into fresh maps; sessions found only in the
+    maps are adopted with the adoption TTL (they end unless heartbeated)."""
+    ctl = Controller(pinned, MemoryStore(), [VIP4])
+    ctl.add_backend({"id": 2, "addr": "10.88.0.12", "name": "trx2"})
+    ctl.register({"ufrag": "keepme01", "sock": "10.88.0.12:7000", "backend": 2, "ttl": 60})
+    kept = ctl.store.sessions(), ctl.store.backends()
+    pinned.clear()  # what `steerctl unload` + a new daemon start look like to the maps
+    assert pinned.sessions() == [] and pinned.backends() == []
 
-        Controller(pinned, store, [VIP4]).reconcile()
-        (s,) = pinned.sessions()
-        assert (s.ufrag, str(s.sock), s.backend_id) == ("keepme01", "10.88.0.12:7000", 2)
-        assert [(b.id, str(b.addr.ip) if b.addr else None) for b in pinned.backends()] == [
-            (2, "10.88.0.12")
-        ]
-        rec = store.get("keepme01")
-        assert rec is not None and rec.ttl == 60
+    from pyctl.store import Loaded
 
-        fresh = MemoryStore()
-        Controller(pinned, fresh, [VIP4]).reconcile()
-        assert [r.ufrag for r in fresh.sessions()] == ["keepme01"]
-        assert fresh.sessions()[0].ttl is None  # adopted without a TTL until a heartbeat
-        assert fresh.backends() == [BackendRecord(2, None, "10.88.0.12")]
-    finally:
-        for r in store.sessions():
-            store.delete(r.ufrag)
-        store.delete_backend(2)
-        store.close()
+    Controller(pinned, MemoryStore(), [VIP4]).reconcile(Loaded(*kept))
+    (s,) = pinned.sessions()
+    assert (s.ufrag, str(s.sock), s.backend_id) == ("keepme01", "10.88.0.12:7000", 2)
+    assert [(b.id, str(b.addr.ip) if b.addr else None) for b in pinned.backends()] == [
+        (2, "10.88.0.12")
+    ]
+
+    fresh = Controller(pinned, MemoryStore(), [VIP4], adopt_ttl=7.0)
+    fresh.reconcile()
+    (rec,) = fresh.store.sessions()
+    left = rec.expires_in()
+    assert rec.ufrag == "keepme01" and rec.ttl == 7.0 and left is not None and left <= 7.0
+    assert fresh.store.backends() == [BackendRecord(2, None, "10.88.0.12")]
+    # a store record that cannot be restored is dropped, not written back
+    bad = SessionRecord("badsock1", "10.88.0.12:7000", str(VIP4), 2)  # the socket is taken
+    other = Controller(pinned, MemoryStore(), [VIP4])
+    other.reconcile(Loaded([bad], []))
+    assert [r.ufrag for r in other.store.sessions()] == ["keepme01"]
 
 
-def test_daemon_with_redis_store_flag_parses(tmp_path: Path) -> None:
+def test_daemon_with_a_bad_store_flag_is_a_usage_error(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from pyctl.cli import cli
@@ -150,3 +198,176 @@ def test_daemon_with_redis_store_flag_parses(tmp_path: Path) -> None:
         ["daemon", "--public", "a", "--internal", "b", "--vip", str(VIP4), "--store", "mysql://x"],
     )
     assert r.exit_code == 2 and "--store" in r.output
+
+
+# -- a real daemon on a lab network
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[LabNet]:
+    n = make_lab(f"s{TAG}")
+    try:
+        yield n
+    finally:
+        n.down()
+
+
+@pytest.fixture
+def daemon(net: LabNet, tmp_path: Path) -> Iterator[Daemon]:
+    d = Daemon(net, f"sd{TAG}", tmp_path / "daemon.log", metrics_port=0)
+    cleanup(None, d.instance, [])
+    try:
+        yield d
+    finally:
+        cleanup(None, d.instance, [d])
+
+
+def timed(d: Daemon, method: str, path: str, body: Any = None) -> tuple[int, Any, float]:
+    t = time.monotonic()
+    status, ans = d.http.call(method, path, body)
+    return status, ans, time.monotonic() - t
+
+
+def session_body(net: LabNet, ufrag: str, port: int, ttl: float | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"ufrag": ufrag, "sock": f"{net.trx_ip4(1)}:{port}", "backend": 1}
+    if ttl is not None:
+        body["ttl"] = ttl
+    return body
+
+
+def wait_until(pred: Any, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if pred():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def test_redis_frozen_10s_during_registrations(
+    net: LabNet, daemon: Daemon, rds: RedisServer
+) -> None:
+    d = daemon
+    d.extra = ["--store", rds.url]
+    d.start()
+    assert d.http.call("POST", "/v1/backends", {"id": 1, "addr": net.trx_ip4(1)})[0] == 201
+    assert d.http.call("POST", "/v1/sessions", session_body(net, "steady01", 61000, 30))[0] == 201
+    assert d.http.call("POST", "/v1/sessions", session_body(net, "beating1", 61001, 3))[0] == 201
+    sock, client_ep = f"{net.trx_ip4(1)}:61000", "198.51.100.2:61000"
+    from pyctl.endpoint import Endpoint
+
+    trx = udp(net.trx(1), Endpoint.parse(sock))
+    client = udp(net.client, Endpoint.parse(client_ep))
+    establish(trx, client, Endpoint.parse(client_ep), VIP4)
+    wait_until(lambda: len(rds.hash(d.instance)) == 2, 5, "records in Redis")
+
+    rds.signal(signal.SIGSTOP)
+    refused: list[float] = []
+    health: list[float] = []
+    routed = 0
+    t0, i, last_beat = time.monotonic(), 0, 0.0
+    while time.monotonic() - t0 < 10:
+        frozen = session_body(net, f"frz{i:05d}", 20000 + i % 40000)
+        status, ans, took = timed(d, "POST", "/v1/sessions", frozen)
+        assert status == 503, ans
+        assert "unreachable" in ans["error"] and "retry" in ans["error"]
+        refused.append(took)
+        status, ans, took = timed(d, "GET", "/healthz")
+        assert status == 200 and ans["store"] == "unavailable"
+        health.append(took)
+        if time.monotonic() - last_beat > 1:  # heartbeats go on: expiry must not end it
+            last_beat = time.monotonic()
+            assert d.http.call("POST", "/v1/sessions/beating1/heartbeat")[0] == 200
+        assert d.http.call("GET", "/v1/sessions/steady01")[0] == 200
+        client.sendto(b"\x80frozen%d" % i, addr(VIP4))
+        assert trx.recvfrom(2048)[0] == b"\x80frozen%d" % i
+        routed += 1
+        i += 1
+    rds.signal(signal.SIGCONT)
+    refused.sort()
+    print(f"503 latency: max {refused[-1]:.3f}s, p50 {refused[len(refused) // 2]:.3f}s, n={i}")
+    print(f"/healthz while frozen: max {max(health):.3f}s")
+    assert refused[-1] < 1.0 and max(health) < 0.2 and routed == i and i > 20
+
+    took = wait_until(
+        lambda: d.http.call("POST", "/v1/sessions", session_body(net, "after001", 61002))[0] == 201,
+        5,
+        "a registration succeeds after SIGCONT",
+    )
+    print(f"recovered {took:.2f}s after SIGCONT")
+    assert d.http.call("GET", "/healthz")[1]["store"] == "ok"
+    live = {s.ufrag for s in RouteMaps_of(d).sessions()}
+    assert live == {"steady01", "beating1", "after001"}
+    wait_until(lambda: set(rds.hash(d.instance)) == live, 5, "Redis holds every live session")
+    assert rds.hash(d.instance)["beating1"]["ttl"] == 3
+    assert "session store" in d.log() and "back after" in d.log()
+
+
+def RouteMaps_of(d: Daemon) -> RouteMaps:
+    from tests.daemon.conftest import maps_view
+
+    return maps_view(d.instance)
+
+
+def test_redis_restarted_empty_and_daemon_started_without_redis(
+    net: LabNet, daemon: Daemon, rds: RedisServer
+) -> None:
+    d = daemon
+    d.extra = ["--store", rds.url]
+    d.start()
+    assert d.http.call("POST", "/v1/backends", {"id": 1, "addr": net.trx_ip4(1)})[0] == 201
+    body = {"sessions": [session_body(net, f"emp{i:05d}", 63000 + i, 30) for i in range(50)]}
+    assert d.http.call("POST", "/v1/sessions:batch", body)[0] == 201
+    wait_until(lambda: len(rds.hash(d.instance)) == 50, 5, "records in Redis")
+
+    rds.kill()
+    rds.start()  # empty: no persistence
+    assert rds.hash(d.instance) == {}
+    t0 = time.monotonic()
+    beats = []
+    while len(rds.hash(d.instance)) < 50:  # heartbeats never 404 meanwhile
+        beats.append(d.http.call("POST", "/v1/sessions/emp00007/heartbeat")[0])
+        assert time.monotonic() - t0 < 10, "the daemon did not write its state back"
+        time.sleep(0.1)
+    print(f"written back {time.monotonic() - t0:.2f}s after Redis restarted empty")
+    assert set(beats) <= {200}
+    assert rds.hash(d.instance, "backends")["1"]["addr"] == net.trx_ip4(1)
+    assert rds.hash(d.instance)["emp00007"]["ttl"] == 30
+
+    # Redis down when the daemon starts: it starts from the pinned maps, reconciles later
+    rds.kill()
+    d.stop()
+    d.extra = ["--store", rds.url, "--adopt-ttl", "60"]
+    d.start()
+    assert d.http.call("GET", "/healthz")[1]["store"] == "unavailable"
+    status, ans = d.http.call("GET", "/v1/sessions/emp00003")
+    assert status == 200 and ans["session"]["ttl"] == 60  # adopted
+    assert d.http.call("POST", "/v1/sessions/emp00003/heartbeat", {"ttl": 30})[0] == 200
+    rds.start()
+    wait_until(lambda: len(rds.hash(d.instance)) == 50, 10, "reconciled after Redis came up")
+    assert d.http.call("GET", "/healthz")[1]["store"] == "ok"
+    assert len(RouteMaps_of(d).sessions()) == 50
+
+
+def test_memory_store_restart_with_a_dead_transceiver_ends_its_sessions(
+    net: LabNet, daemon: Daemon
+) -> None:
+    d = daemon
+    d.extra = ["--adopt-ttl", "3"]
+    d.start()
+    assert d.http.call("POST", "/v1/backends", {"id": 1, "addr": net.trx_ip4(1)})[0] == 201
+    assert d.http.call("POST", "/v1/sessions", session_body(net, "orphan01", 64000, 30))[0] == 201
+    assert d.http.call("POST", "/v1/sessions", session_body(net, "alive001", 64001, 30))[0] == 201
+    d.stop()  # the transceiver of orphan01 dies while no daemon runs
+    d.start()
+    status, ans = d.http.call("GET", "/v1/sessions/orphan01")
+    assert status == 200 and ans["session"]["ttl"] == 3
+    t0 = time.monotonic()
+    while d.http.call("GET", "/v1/sessions/orphan01")[0] == 200:
+        assert d.http.call("POST", "/v1/sessions/alive001/heartbeat")[0] == 200
+        assert time.monotonic() - t0 < 6, "the adopted session never ended"
+        time.sleep(0.2)
+    took = time.monotonic() - t0
+    assert 1.5 < took < 6
+    assert [s.ufrag for s in RouteMaps_of(d).sessions()] == ["alive001"]
+    assert "session orphan01 expired" in d.log()
