@@ -9,7 +9,9 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm ethtool
   iproute2 iputils-ping python3-venv python3-dev gcc make nftables netsniff-ng tcpdump
-  chromium redis-server vagrant strace python3-nftables espeak-ng)
+  chromium redis-server vagrant strace python3-nftables espeak-ng
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base gstreamer1.0-nice
+  gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-gi python3-gst-1.0)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,0 +1,105 @@
+"""The interop matrix: each WebRTC stack people run, through the lab's VIP, audio both ways
+and a data channel, judged by what came back (echoed RTP, the tone's frequency, messages)
+and by the WHIP headers it saw (RFC 9725)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyctl.demo import run_clients
+from pyctl.lab import Lab
+from tests.e2e.browser import chromium
+from tests.e2e.conftest import reason_counts
+
+pytestmark = pytest.mark.e2e
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SECONDS = 2.0
+
+
+def _relay_moved(lab: Lab, before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in reason_counts(lab).items()}
+
+
+def _check_whip(res: dict[str, Any]) -> None:
+    headers = {k.lower(): v for k, v in res["headers"].items()}
+    assert res["status"] == 201
+    assert headers["content-type"] == "application/sdp"
+    assert headers["location"].startswith("/whip/")
+    assert headers["etag"].startswith('"') and headers["etag"].endswith('"')
+    assert res["delete_status"] == 200
+
+
+def _check_echo(res: dict[str, Any], tone_hz: float, seconds: float) -> None:
+    # 50 packets/s of Opus: at least half of the session came back
+    assert res["rtp_received"] >= 25 * seconds, res
+    assert abs(res["echo_hz"] - tone_hz) < 15, res
+    assert res["messages_echoed"] == res["messages_sent"] >= 10, res
+
+
+def test_aiortc(lab: Lab) -> None:
+    before = reason_counts(lab)
+    (res,) = run_clients(lab, sessions=1, seconds=SECONDS)
+    assert res["ok"], res
+    assert res["remote"] == str(lab.net.vips[0])
+    _check_echo(res, res["tone_hz"], SECONDS)
+    assert _relay_moved(lab, before)["fwd_return"] >= res["rtp_received"]
+
+
+def test_chromium(lab: Lab) -> None:
+    before = reason_counts(lab)
+    whip = lab.whip_url(1)
+    script = (HERE / "chromium_client.js").read_text()
+    with chromium(lab.net.client, whip.removesuffix("/whip") + "/", media=False) as b:
+        # evaluating while the page still loads would lose the context mid-session
+        assert b.wait_for("location.protocol === 'http:' && document.readyState === 'complete'")
+        res = b.evaluate(f"({script})({json.dumps(whip)}, 660, {SECONDS})", timeout=40)
+    _check_whip(res)
+    assert res["remote"] == str(lab.net.vips[0])
+    _check_echo(res, 660, SECONDS)
+    assert res["echo_db"] > -60, res  # a tone, not noise
+    assert _relay_moved(lab, before)["fwd_return"] >= res["rtp_received"]
+
+
+@pytest.mark.parametrize("dtls_role", ["server", "client"])
+def test_gstreamer_webrtcbin(lab: Lab, dtls_role: str) -> None:
+    """webrtcbin as DTLS server holds an RSA certificate: before transceiver/dtls.py the
+    transceiver's ClientHello shared no cipher with it (issue 15)."""
+    before = reason_counts(lab)
+    proc = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab.net.client,
+            sys.executable,
+            "-m",
+            "tests.interop.gst_whip",
+            lab.whip_url(1),
+            "--seconds",
+            str(SECONDS),
+            "--hz",
+            "523",
+            "--dtls-role",
+            dtls_role,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, proc.stderr[-2000:]
+    res = json.loads(lines[-1])
+    assert res["ok"], (res, proc.stderr[-2000:])
+    _check_whip(res)
+    _check_echo(res, 523, SECONDS)
+    assert res["echo_rms"] > 1000, res
+    assert _relay_moved(lab, before)["fwd_return"] >= res["rtp_received"]
