@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pyctl import mapinfo, topology
+from pyctl import firewall, mapinfo, topology
 from pyctl.api import make_app
 from pyctl.control import ADOPT_TTL_S, Controller
 from pyctl.credentials import Credentials
@@ -62,6 +62,7 @@ class DaemonConfig:
     idle_timeout: float = 300.0
     store: str = "memory"
     xdp_mode: str = "auto"
+    forward_tcp: tuple[int, ...] = ()  # TCP ports the firewall lets clients reach inside
     tick: float = field(default=1.0)  # how often expiry runs
 
     @property
@@ -111,6 +112,14 @@ def run(cfg: DaemonConfig) -> int:
 
 
 def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
+    # the wall first: forwarding is never on without it (pyctl/firewall.py)
+    wall = firewall.Wall(
+        cfg.instance, cfg.netns, cfg.public, cfg.internal, cfg.forward_tcp, cfg.vips
+    )
+    try:
+        wall.install()
+    except (firewall.FirewallError, OSError, ImportError) as e:
+        raise DaemonError(f"firewall table {wall.table}: {e}") from e
     dp = DataPlane(cfg.build)
     maps = RouteMaps(dp.bpf)
     if dp.adopted:

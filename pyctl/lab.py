@@ -128,6 +128,8 @@ class Lab:
             "STEER_VIP": vips,
             "STEER_METRICS": self.metrics,
             "STEER_API_SOCKET": str(self.api_socket),
+            # clients reach WHIP through the relay: the firewall lets only that TCP port in
+            "STEER_FORWARD_TCP": str(WHIP_PORT),
         }
         self._start("daemon", "relay", relay_env)
         self._wait("the daemon", self._api_ready, "daemon")

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import click
 
+from pyctl import firewall
 from pyctl.cli.params import ENDPOINT, HOST_PORT
 from pyctl.cli.root import CliConfig, cli
 from pyctl.credentials import CredentialError, Credentials, token_from
 from pyctl.endpoint import Endpoint
-from pyctl.loader import RUN_DIR, BuildOptions, LoaderError, unload
+from pyctl.loader import RUN_DIR, Attachment, BuildOptions, LoaderError, unload
 
 
 @cli.command()
@@ -126,6 +127,16 @@ from pyctl.loader import RUN_DIR, BuildOptions, LoaderError, unload
     help="XDP attach mode.",
 )
 @click.option(
+    "--forward-tcp",
+    envvar="STEER_FORWARD_TCP",
+    multiple=True,
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="A TCP port on the internal side that clients may reach through the relay's "
+    "kernel forwarding (e.g. WHIP signaling in the lab); the firewall drops everything "
+    "else forwarded to or from the public interface. Repeat for more.",
+)
+@click.option(
     "--max-sessions",
     envvar="STEER_MAX_SESSIONS",
     type=click.IntRange(1, 1 << 24),
@@ -168,6 +179,7 @@ def daemon(
     max_sessions: int,
     max_flows: int,
     log_level: str,
+    forward_tcp: tuple[int, ...],
 ) -> None:
     """Run the control daemon in the foreground: attach the XDP programs to IFs in NS,
     serve the control API and metrics, expire sessions and idle flows. Exiting leaves
@@ -212,6 +224,7 @@ def daemon(
         idle_timeout=idle_timeout,
         store=store,
         xdp_mode=xdp_mode,
+        forward_tcp=tuple(sorted(set(forward_tcp))),
     )
     d.setup_logging(log_level.upper())
     try:
@@ -250,6 +263,13 @@ def unload_cmd(cfg: CliConfig) -> None:
             ) from None
         finally:
             os.close(fd)
+    att = Attachment.load(cfg.instance)  # unload forgets where it was attached
     done = unload(cfg.instance)
+    ns = att.netns if att else None
+    try:
+        if firewall.remove(cfg.instance, ns):
+            done.append(f"removed firewall table inet {firewall.table_name(cfg.instance)}")
+    except firewall.FirewallError as e:
+        done.append(f"could not remove the firewall table: {e}")
     for line in done or [f"instance {cfg.instance!r}: nothing attached or pinned"]:
         click.echo(line)

@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -78,18 +79,18 @@ class LiveRelay:
         return {r: v[0] for r, v in self.maps.stats().items()}
 
 
-@pytest.fixture(scope="module", params=["native", "generic"])
-def live(request: pytest.FixtureRequest) -> Iterator[LiveRelay]:
-    tag = f"n{os.getpid() % 10000}{request.param[0]}"
+@contextmanager
+def live_relay(tag: str, mode: str, opts: BuildOptions | None = None) -> Iterator[LiveRelay]:
+    """The lab network `tag` with the data plane attached in `mode`, torn down on exit."""
     net = LabNet(prefix=tag, transceivers=2)
-    instance = f"live-{tag}"
+    opts = opts or BuildOptions(instance=f"live-{tag}")
     net.down()
-    unload(instance)
+    unload(opts.instance)
     try:
         net.up()
-        dp = DataPlane(BuildOptions(instance=instance))
-        assert dp.attach("public", "pub", net.relay, mode=request.param) == request.param
-        assert dp.attach("internal", "int", net.relay, mode=request.param) == request.param
+        dp = DataPlane(opts)
+        assert dp.attach("public", "pub", net.relay, mode=mode) == mode
+        assert dp.attach("internal", "int", net.relay, mode=mode) == mode
         maps = RouteMaps(dp.bpf)
         for vip in net.vips:
             maps.add_vip(vip)
@@ -100,10 +101,16 @@ def live(request: pytest.FixtureRequest) -> Iterator[LiveRelay]:
         hosts = [CLIENT4, CLIENT6] + [ip for i in (1, 2) for ip in (net.trx_ip4(i), net.trx_ip6(i))]
         for ip in hosts:
             topology.run_in(net.relay, ["ping", "-c1", "-W1", ip])
-        yield LiveRelay(net, dp, maps, request.param)
+        yield LiveRelay(net, dp, maps, mode)
     finally:
         net.down()
-        unload(instance)
+        unload(opts.instance)
+
+
+@pytest.fixture(scope="module", params=["native", "generic"])
+def live(request: pytest.FixtureRequest) -> Iterator[LiveRelay]:
+    with live_relay(f"n{os.getpid() % 10000}{request.param[0]}", request.param) as relay:
+        yield relay
 
 
 @pytest.fixture
