@@ -51,7 +51,14 @@ struct steer_pkt {
 	__u32 payload_off;     /* UDP payload, from data */
 	__u32 payload_len;     /* from the UDP length field, never past data_end */
 	__u32 len;             /* frame length, for the byte counters */
-	__u8 family;           /* enum steer_family */
+	__u32 vlan_bytes;      /* 4 per VLAN tag: stripped from what the relay forwards */
+	__be16 l3_proto;       /* the ethertype inside the tags */
+	__u8 family;           /* enum steer_family: set as soon as the fixed IP header is
+				* there, so a packet that is not steerable UDP can still be
+				* routed (and stopped from crossing) */
+	__u8 l4;               /* IP protocol / last IPv6 next header seen */
+	__u8 frag;             /* an IPv4 fragment or an IPv6 fragment header */
+	__u8 opts;             /* IPv4 header with options */
 };
 
 static __always_inline int is_vlan(__be16 proto)
@@ -65,7 +72,14 @@ static __always_inline void *parse_ipv4(struct steer_pkt *pkt, void *pos, __u32 
 	struct iphdr *ip = pos;
 	__u32 hlen, tot;
 
-	if ((void *)(ip + 1) > pkt->data_end || ip->version != 4 || ip->ihl < 5)
+	if ((void *)(ip + 1) > pkt->data_end || ip->version != 4)
+		goto malformed;
+	pkt->ip4 = ip;
+	pkt->family = STEER_FAMILY_V4;
+	pkt->l4 = ip->protocol;
+	pkt->frag = !!(ip->frag_off & htons(0x3fff)); /* MF or a fragment offset */
+	pkt->opts = ip->ihl != 5;
+	if (ip->ihl < 5)
 		goto malformed;
 	hlen = ip->ihl * 4;
 	if (pos + hlen > pkt->data_end)
@@ -74,15 +88,13 @@ static __always_inline void *parse_ipv4(struct steer_pkt *pkt, void *pos, __u32 
 		*reason = STEER_R_PASS_NOT_IP;
 		return NULL;
 	}
-	if (ip->frag_off & htons(0x3fff)) { /* MF or a fragment offset */
+	if (pkt->frag) {
 		*reason = STEER_R_PASS_FRAGMENT;
 		return NULL;
 	}
 	tot = ntohs(ip->tot_len);
 	if (tot < hlen + sizeof(struct udphdr) || pos + tot > pkt->data_end)
 		goto malformed;
-	pkt->ip4 = ip;
-	pkt->family = STEER_FAMILY_V4;
 	return pos + hlen;
 malformed:
 	*reason = STEER_R_PASS_MALFORMED;
@@ -100,9 +112,12 @@ static __always_inline void *parse_ipv6(struct steer_pkt *pkt, void *pos, __u32 
 
 	if ((void *)(ip6 + 1) > pkt->data_end || ip6->version != 6)
 		goto malformed;
+	pkt->ip6 = ip6;
+	pkt->family = STEER_FAMILY_V6;
+	next = ip6->nexthdr;
+	pkt->l4 = next;
 	if ((void *)(ip6 + 1) + ntohs(ip6->payload_len) > pkt->data_end)
 		goto malformed;
-	next = ip6->nexthdr;
 	pos = ip6 + 1;
 	for (i = 0; i < STEER_MAX_IPV6_EXT; i++) {
 		if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING && next != IPPROTO_DSTOPTS)
@@ -111,9 +126,11 @@ static __always_inline void *parse_ipv6(struct steer_pkt *pkt, void *pos, __u32 
 		if ((void *)(ext + 1) > pkt->data_end)
 			goto malformed;
 		next = ext->nexthdr;
+		pkt->l4 = next;
 		pos += (ext->hdrlen + 1) * 8;
 	}
 	if (next == IPPROTO_FRAGMENT) {
+		pkt->frag = 1;
 		*reason = STEER_R_PASS_FRAGMENT;
 		return NULL;
 	}
@@ -121,8 +138,6 @@ static __always_inline void *parse_ipv6(struct steer_pkt *pkt, void *pos, __u32 
 		*reason = STEER_R_PASS_NOT_IP;
 		return NULL;
 	}
-	pkt->ip6 = ip6;
-	pkt->family = STEER_FAMILY_V6;
 	return pos;
 malformed:
 	*reason = STEER_R_PASS_MALFORMED;
@@ -130,7 +145,8 @@ malformed:
 }
 
 /* Ethernet (up to STEER_MAX_VLAN 802.1Q/802.1ad tags), IPv4 or IPv6, UDP. Returns
- * STEER_CONTINUE with pkt filled in, or XDP_PASS with *reason set. */
+ * STEER_CONTINUE with pkt filled in, or XDP_PASS with *reason set (and pkt->family set
+ * when the packet has a routable IP header). */
 static __always_inline int parse_packet(struct xdp_md *ctx, struct steer_pkt *pkt,
 					__u32 *reason)
 {
@@ -159,7 +175,9 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct steer_pkt *pk
 			goto malformed;
 		proto = vh->proto;
 		pos = vh + 1;
+		pkt->vlan_bytes += sizeof(*vh);
 	}
+	pkt->l3_proto = proto;
 	l3 = pos;
 	if (proto == htons(ETH_P_IP))
 		pos = parse_ipv4(pkt, pos, reason);

@@ -1,11 +1,13 @@
 /* steer.bpf.c — the relay's XDP programs.
  *
- * steer_public runs on the public interface: packets from clients to a VIP are steered to
- * the transceiver socket that owns their session, by learned flow or, for the first STUN
- * Binding Request, by the server ufrag in its USERNAME. steer_internal runs on the
- * internal interface: packets from a registered session socket are NATed to come from the
- * VIP and establish the client's flow. Both leave through one `out:` that counts the
- * reason. Maps: steer_maps.h; types: steer_shared.h.
+ * steer_public runs on the public interface: a client's STUN Binding Request is steered by
+ * the server ufrag in its USERNAME (flow or no flow), a client's answer to a transceiver's
+ * own check by its transaction id, everything else by the learned flow. steer_internal
+ * runs on the internal interface: packets from a registered session socket are NATed to
+ * come from the VIP; only a Binding Success Response (the transceiver checked
+ * MESSAGE-INTEGRITY) creates or re-points the client's flow. Nothing else crosses between
+ * the sides in either direction. Both leave through one `out:` that counts the reason.
+ * Maps: steer_maps.h; types: steer_shared.h.
  */
 #include <uapi/linux/bpf.h>
 #include "steer_maps.h"
@@ -26,6 +28,13 @@
 #define RFC7983_IS_STUN(b) ((b) <= 3)
 #define RFC7983_IS_DTLS(b) ((b) >= 20 && (b) <= 63)
 #define RFC7983_IS_RTP(b) ((b) >= 128 && (b) <= 191)
+
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
+
+/* What a transceiver's UDP payload is, as far as flows are concerned. */
+enum steer_kind { KIND_OTHER = 0, KIND_SUCCESS = 1, KIND_REQUEST = 2 };
 
 static __always_inline void count(__u32 reason, __u32 bytes)
 {
@@ -58,39 +67,63 @@ static __always_inline __u32 config_ifindex(int public_side)
 	return public_side ? cfg->public_ifindex : cfg->internal_ifindex;
 }
 
-/* First packet of a client with no flow: route a Binding Request by its ufrag. */
-static __always_inline int steer_new_client(struct xdp_md *ctx, struct steer_pkt *pkt,
-					    __u32 *reason)
+/* The first payload byte, or 0xff (unclassifiable) when there is none. */
+static __always_inline __u32 first_byte(struct steer_pkt *pkt)
+{
+	__u8 *first = pkt->data + payload_off(pkt);
+
+	if (!pkt->payload_len || (void *)(first + 1) > pkt->data_end)
+		return 0xff;
+	return *first;
+}
+
+/* A packet steer does not translate, headed for `other_side`: dropped if the kernel would
+ * route it there (nothing crosses un-NATed, in any protocol), else left to the kernel with
+ * the reason it already has. */
+static __always_inline int guard_cross(struct xdp_md *ctx, struct steer_pkt *pkt, __u32 other_side,
+				 __u32 *reason)
+{
+	struct bpf_fib_lookup fib;
+	long rc;
+
+	if (!other_side || dst_link_scoped(pkt))
+		return XDP_PASS;
+	rc = fib_egress(ctx, pkt, &fib);
+	if (!fib_has_egress(rc) || fib.ifindex != other_side)
+		return XDP_PASS;
+	if (pkt->frag)
+		*reason = STEER_R_DROP_CROSS_FRAGMENT;
+	else if (pkt->l4 == IPPROTO_ICMP || pkt->l4 == IPPROTO_ICMPV6)
+		*reason = STEER_R_DROP_CROSS_ICMP;
+	else if (pkt->payload_off)
+		*reason = STEER_R_DROP_CROSS_UNNATED; /* well-formed UDP */
+	else
+		*reason = STEER_R_DROP_CROSS_OTHER;
+	return XDP_DROP;
+}
+
+/* Steer a client's packet to a session socket: backend state, IP options, rewrite, route. */
+static __always_inline int steer_to(struct xdp_md *ctx, struct steer_pkt *pkt,
+				    const struct steer_addr *sock, __u32 backend_id,
+				    __u32 ok_reason, __u32 *reason)
+{
+	if (backend_down(backend_id)) {
+		*reason = STEER_R_DROP_BACKEND_DOWN;
+		return XDP_DROP;
+	}
+	rewrite_endpoint(pkt, STEER_DST, sock);
+	*reason = ok_reason;
+	return forward(ctx, pkt, reason);
+}
+
+/* A client's Binding Request: routed by its ufrag, whatever flow its address has. */
+static __always_inline int stun_request(struct xdp_md *ctx, struct steer_pkt *pkt,
+					const struct steer_stun_hdr *h, __u32 *reason)
 {
 	struct steer_ufrag ufrag = {};
-	struct steer_scratch *sc;
 	struct steer_session *s;
-	__u32 zero = 0;
-	__u8 *first;
 
-	first = pkt->data + payload_off(pkt);
-	if (!pkt->payload_len || (void *)(first + 1) > pkt->data_end) {
-		*reason = STEER_R_DROP_UNCLASSIFIED;
-		return XDP_DROP;
-	}
-	if (RFC7983_IS_DTLS(*first)) {
-		*reason = STEER_R_DROP_DTLS_NO_FLOW;
-		return XDP_DROP;
-	}
-	if (RFC7983_IS_RTP(*first)) {
-		*reason = STEER_R_DROP_RTP_NO_FLOW;
-		return XDP_DROP;
-	}
-	if (!RFC7983_IS_STUN(*first)) {
-		*reason = STEER_R_DROP_UNCLASSIFIED;
-		return XDP_DROP;
-	}
-	sc = steer_scratch.lookup(&zero);
-	if (!sc) {
-		*reason = STEER_R_DROP_STUN_MALFORMED;
-		return XDP_DROP;
-	}
-	*reason = stun_server_ufrag(ctx, pkt, sc, &ufrag);
+	*reason = stun_server_ufrag(ctx, pkt, h, &ufrag);
 	if (*reason)
 		return XDP_DROP;
 	s = steer_sessions.lookup(&ufrag);
@@ -102,52 +135,99 @@ static __always_inline int steer_new_client(struct xdp_md *ctx, struct steer_pkt
 		*reason = STEER_R_DROP_FAMILY_MISMATCH;
 		return XDP_DROP;
 	}
-	if (backend_down(s->backend_id)) {
-		*reason = STEER_R_DROP_BACKEND_DOWN;
-		return XDP_DROP;
-	}
 	/* no state: XDP cannot verify MESSAGE-INTEGRITY, the transceiver's answer will */
-	rewrite_endpoint(pkt, STEER_DST, &s->sock);
-	*reason = STEER_R_FWD_STUN;
-	return forward(ctx, pkt, reason);
+	return steer_to(ctx, pkt, &s->sock, s->backend_id, STEER_R_FWD_STUN, reason);
 }
 
-/* UDP to a non-VIP destination from a client: drop it if the kernel would route it to
- * the internal side, so nothing ever crosses un-NATed; otherwise leave it to the kernel. */
-static __always_inline int guard_public(struct xdp_md *ctx, struct steer_pkt *pkt,
-					__u32 *reason)
+/* A client's Binding response: to the session socket whose check it answers, if a live
+ * session socket sent one with this transaction id to this address from this VIP. */
+static __always_inline int stun_answer(struct xdp_md *ctx, struct steer_pkt *pkt,
+				       const struct steer_flow_key *fk,
+				       const struct steer_stun_hdr *h, __u32 *reason)
 {
-	struct bpf_fib_lookup fib;
-	long rc = fib_route(ctx, pkt, &fib);
-	__u32 internal = config_ifindex(0);
+	struct steer_pending_key pk = { .client = fk->client };
+	struct steer_pending *p;
 
-	if (fib_has_egress(rc) && internal && fib.ifindex == internal) {
-		*reason = STEER_R_DROP_CROSS_UNNATED;
-		return XDP_DROP;
+	__builtin_memcpy(pk.txid, h->txid, sizeof(pk.txid));
+	p = steer_pending.lookup(&pk);
+	if (!p || !addr_eq(&p->vip, &fk->vip) || !steer_socks.lookup(&p->sock))
+		return STEER_CONTINUE;
+	return steer_to(ctx, pkt, &p->sock, p->backend_id, STEER_R_FWD_STUN_ANSWER, reason);
+}
+
+/* STUN to a VIP. Binding Requests and answers to a transceiver's checks are decided here;
+ * anything else continues to the flow lookup, with *stun_reason what it gets if the
+ * address has no flow. */
+static __always_inline int steer_stun(struct xdp_md *ctx, struct steer_pkt *pkt,
+				      const struct steer_flow_key *fk, __u32 *reason,
+				      __u32 *stun_reason)
+{
+	struct steer_stun_hdr h;
+	__u16 type;
+
+	if (stun_header(ctx, pkt, &h)) {
+		*stun_reason = STEER_R_DROP_STUN_MALFORMED;
+		return STEER_CONTINUE;
 	}
-	*reason = STEER_R_PASS_NOT_STEERED;
-	return XDP_PASS;
+	*stun_reason = STEER_R_DROP_STUN_NOT_REQUEST;
+	type = ntohs(h.type);
+	if (type == STUN_BINDING_REQUEST)
+		return stun_request(ctx, pkt, &h, reason);
+	if (type == STUN_BINDING_SUCCESS || type == STUN_BINDING_ERROR)
+		return stun_answer(ctx, pkt, fk, &h, reason);
+	return STEER_CONTINUE;
+}
+
+/* No flow, to a VIP: what the first byte says it is decides the drop reason. */
+static __always_inline __u32 no_flow_reason(__u32 b, __u32 stun_reason)
+{
+	if (RFC7983_IS_STUN(b))
+		return stun_reason;
+	if (RFC7983_IS_DTLS(b))
+		return STEER_R_DROP_DTLS_NO_FLOW;
+	if (RFC7983_IS_RTP(b))
+		return STEER_R_DROP_RTP_NO_FLOW;
+	return STEER_R_DROP_UNCLASSIFIED;
 }
 
 int steer_public(struct xdp_md *ctx)
 {
 	struct steer_pkt pkt = {};
 	struct bpf_fib_lookup fib;
-	struct steer_flow_key fk;
+	struct steer_flow_key fk __attribute__((aligned(8)));
 	struct steer_flow *flow;
-	__u32 reason = STEER_R_UNUSED_0;
+	__u32 reason = STEER_R_UNUSED_0, stun_reason = STEER_R_DROP_UNCLASSIFIED, b;
 	__u64 now;
 	long rc;
 	int action;
 
 	action = parse_packet(ctx, &pkt, &reason);
-	if (action != STEER_CONTINUE)
+	if (action != STEER_CONTINUE) {
+		if (pkt.family)
+			action = guard_cross(ctx, &pkt, config_ifindex(0), &reason);
 		goto out;
+	}
 
 	pkt_addr(&pkt, STEER_SRC, &fk.client);
 	pkt_addr(&pkt, STEER_DST, &fk.vip);
+	b = first_byte(&pkt);
+	if (RFC7983_IS_STUN(b) && steer_vips.lookup(&fk.vip)) {
+		if (pkt.opts) {
+			reason = STEER_R_DROP_IP_OPTIONS;
+			action = XDP_DROP;
+			goto out;
+		}
+		action = steer_stun(ctx, &pkt, &fk, &reason, &stun_reason);
+		if (action != STEER_CONTINUE)
+			goto out;
+	}
 	flow = steer_flows.lookup(&fk);
 	if (flow) {
+		if (pkt.opts) {
+			reason = STEER_R_DROP_IP_OPTIONS;
+			action = XDP_DROP;
+			goto out;
+		}
 		if (backend_down(flow->backend_id)) {
 			reason = STEER_R_DROP_BACKEND_DOWN;
 			action = XDP_DROP;
@@ -172,36 +252,147 @@ int steer_public(struct xdp_md *ctx)
 		goto out;
 	}
 	if (!steer_vips.lookup(&fk.vip)) {
-		action = guard_public(ctx, &pkt, &reason);
+		reason = STEER_R_PASS_NOT_STEERED;
+		action = guard_cross(ctx, &pkt, config_ifindex(0), &reason);
 		goto out;
 	}
-	action = steer_new_client(ctx, &pkt, &reason);
+	reason = pkt.opts ? STEER_R_DROP_IP_OPTIONS : no_flow_reason(b, stun_reason);
+	action = XDP_DROP;
 out:
 	count(reason, pkt.len);
 	return action;
 }
 
-/* A transceiver's packet on its way to the public side: NAT its source to the VIP and
- * (re)establish the flow that the client's DTLS/SRTP/RTCP will follow. UDP that is not
- * headed for the public side is none of the relay's business; UDP that is, but not from a
- * session socket, would leave with a transceiver's address, so it is dropped. */
+/* STUN class of a transceiver's payload: a Binding Success Response or Request with a
+ * well-formed header (its transaction id in *h), or anything else. */
+static __always_inline int stun_kind(struct xdp_md *ctx, struct steer_pkt *pkt,
+				     struct steer_stun_hdr *h)
+{
+	if (!RFC7983_IS_STUN(first_byte(pkt)) || stun_header(ctx, pkt, h))
+		return KIND_OTHER;
+	if (h->type == htons(STUN_BINDING_SUCCESS))
+		return KIND_SUCCESS;
+	if (h->type == htons(STUN_BINDING_REQUEST))
+		return KIND_REQUEST;
+	return KIND_OTHER;
+}
+
+/* One packet from the relay-wide budget for returns to clients without a flow (GCRA). */
+static __always_inline int budget_take(__u64 now)
+{
+	__u32 zero = 0;
+	struct steer_budget *b = steer_budget.lookup(&zero);
+	__u64 tat;
+
+	if (!b)
+		return 1;
+	tat = b->tat > now ? b->tat : now;
+	if (tat - now > STEER_NOFLOW_BURST_NS)
+		return 0;
+	if (STEER_WRITES)
+		b->tat = tat + STEER_NOFLOW_INTERVAL_NS;
+	return 1;
+}
+
+/* The socket's ring of learned clients, created empty with its first flow. */
+static __always_inline struct steer_sock_flows *sock_ring(struct steer_addr *sock,
+							  const struct steer_addr *vip)
+{
+	struct steer_sock_flows *ring = steer_sockflows.lookup(sock);
+	__u32 zero = 0;
+
+	if (ring || !STEER_WRITES)
+		return ring;
+	ring = steer_zero_ring.lookup(&zero);
+	if (!ring)
+		return 0;
+	steer_sockflows.update(sock, ring);
+	ring = steer_sockflows.lookup(sock);
+	if (ring)
+		ring->vip = *vip;
+	return ring;
+}
+
+/* A Binding Success Response from `rk->sock` to the client: create or re-point the
+ * client's flow to it. A socket at its cap first loses its own oldest flow. Returns the
+ * reason: learned, or learned with an eviction. */
+static __always_inline __u32 learn_flow(struct steer_tmp *t, struct steer_flow_key *fk,
+					struct steer_rflow_key *rk, __u32 backend_id,
+					__u64 now, __u32 len)
+{
+	struct steer_sock_flows *ring = sock_ring(&rk->sock, &fk->vip);
+	struct steer_flow *of;
+	__u32 reason = STEER_R_FWD_RETURN_LEARNED;
+	__u64 idx;
+	__u32 slot;
+
+	if (ring) {
+		if (STEER_WRITES)
+			idx = __sync_fetch_and_add(&ring->next, 1);
+		else
+			idx = ring->next;
+		slot = idx % STEER_SESSION_FLOW_CAP;
+		if (slot >= STEER_SESSION_FLOW_CAP)
+			return reason; /* cannot happen; for the verifier */
+		if (idx >= STEER_SESSION_FLOW_CAP) {
+			t->old.client = ring->client[slot];
+			t->old.vip = ring->vip;
+			of = steer_flows.lookup(&t->old);
+			if (of && addr_eq(&of->sock, &rk->sock) &&
+			    !addr_eq(&t->old.client, &fk->client)) {
+				reason = STEER_R_FWD_RETURN_EVICTED;
+				t->rold.sock = rk->sock;
+				t->rold.client = t->old.client;
+				if (STEER_WRITES) {
+					steer_flows.delete(&t->old);
+					steer_rflows.delete(&t->rold);
+				}
+			}
+		}
+		if (STEER_WRITES)
+			ring->client[slot] = fk->client;
+	}
+	if (STEER_WRITES) {
+		__builtin_memset(&t->flow, 0, sizeof(t->flow));
+		t->flow.sock = rk->sock;
+		t->flow.backend_id = backend_id;
+		t->flow.created_ns = now;
+		t->flow.last_seen_ns = now;
+		t->flow.rpackets = 1;
+		t->flow.rbytes = len;
+		steer_flows.update(fk, &t->flow);
+	}
+	return reason;
+}
+
+/* A transceiver's packet on its way to the public side: NAT its source to the VIP. A
+ * Binding Success Response also creates or re-points the client's flow; a Binding Request
+ * is remembered so the client's answer finds its way back. Packets to a client without a
+ * flow of this socket come out of a relay-wide budget. UDP that is not headed for the
+ * public side is none of the relay's business; anything else that is, but not from a
+ * session socket or not UDP, would leave with a transceiver's address, so it is dropped. */
 int steer_internal(struct xdp_md *ctx)
 {
 	struct steer_pkt pkt = {};
 	struct bpf_fib_lookup fib;
-	struct steer_rflow_key rk;
-	struct steer_flow_key fk;
+	struct steer_rflow_key rk __attribute__((aligned(8)));
+	struct steer_flow_key fk __attribute__((aligned(8)));
+	struct steer_stun_hdr h;
 	struct steer_rflow *rf;
 	struct steer_session *s;
 	struct steer_flow *flow;
-	__u32 reason = STEER_R_UNUSED_0, backend_id, public_if;
+	struct steer_tmp *t;
+	__u32 reason = STEER_R_UNUSED_0, backend_id, public_if, zero = 0;
 	__u64 now;
 	long rc;
-	int action;
+	int action, kind;
 
 	action = parse_packet(ctx, &pkt, &reason);
-	if (action != STEER_CONTINUE)
+	if (action != STEER_CONTINUE) {
+		if (pkt.family)
+			action = guard_cross(ctx, &pkt, config_ifindex(1), &reason);
 		goto out;
+	}
 
 	pkt_addr(&pkt, STEER_SRC, &rk.sock);
 	pkt_addr(&pkt, STEER_DST, &rk.client);
@@ -213,8 +404,9 @@ int steer_internal(struct xdp_md *ctx)
 		fk.vip = rf->vip;
 		backend_id = rf->backend_id;
 	} else {
-		/* the route does not depend on the source we are about to rewrite */
-		rc = fib_route(ctx, &pkt, &fib);
+		/* the route does not depend on the source we are about to rewrite; its size
+		 * does not matter either: a rewritten packet too big for the route is dropped */
+		rc = fib_egress(ctx, &pkt, &fib);
 		public_if = config_ifindex(1);
 		if (!fib_has_egress(rc)) {
 			reason = STEER_R_PASS_FIB_FAILED;
@@ -243,11 +435,6 @@ int steer_internal(struct xdp_md *ctx)
 				action = XDP_DROP;
 				goto out;
 			}
-			struct steer_rflow nrf = { .vip = s->vip, .backend_id = s->backend_id };
-
-			nexthop_store(&nrf.nh, &fib, rc, now);
-			if (STEER_WRITES)
-				steer_rflows.update(&rk, &nrf);
 			fk.vip = s->vip;
 			backend_id = s->backend_id;
 		}
@@ -257,32 +444,61 @@ int steer_internal(struct xdp_md *ctx)
 		action = XDP_DROP;
 		goto out;
 	}
+	if (pkt.opts) {
+		reason = STEER_R_DROP_IP_OPTIONS;
+		action = XDP_DROP;
+		goto out;
+	}
 
 	fk.client = rk.client;
+	kind = stun_kind(ctx, &pkt, &h);
 	flow = steer_flows.lookup(&fk);
-	if (flow) {
-		/* a client address belongs to the session that answered it first, until that
-		 * session ends (the daemon purges its flows) or the flow expires */
-		if (STEER_WRITES && addr_eq(&flow->sock, &rk.sock)) {
+	if (flow && addr_eq(&flow->sock, &rk.sock)) {
+		reason = STEER_R_FWD_RETURN;
+		if (STEER_WRITES) {
 			flow->last_seen_ns = now;
 			flow->rpackets++;
 			flow->rbytes += pkt.len;
 		}
+	} else if (kind == KIND_SUCCESS) {
+		/* the transceiver checked MESSAGE-INTEGRITY: the client is who it says */
+		reason = STEER_R_FWD_RETURN_LEARNED;
+		t = steer_tmp.lookup(&zero);
+		if (t)
+			reason = learn_flow(t, &fk, &rk, backend_id, now, pkt.len);
 	} else {
-		struct steer_flow nf = {
-			.sock = rk.sock,
-			.backend_id = backend_id,
-			.created_ns = now,
-			.last_seen_ns = now,
-			.rpackets = 1,
-			.rbytes = pkt.len,
-		};
-
-		if (STEER_WRITES)
-			steer_flows.update(&fk, &nf);
+		if (!budget_take(now)) {
+			reason = STEER_R_DROP_NO_FLOW_BUDGET;
+			action = XDP_DROP;
+			goto out;
+		}
+		reason = STEER_R_FWD_RETURN_NO_FLOW;
+	}
+	if (!rf && reason != STEER_R_FWD_RETURN_NO_FLOW && STEER_WRITES) {
+		/* the socket has this client's flow now: remember the way back */
+		t = steer_tmp.lookup(&zero);
+		if (t) {
+			__builtin_memset(&t->rflow, 0, sizeof(t->rflow));
+			t->rflow.vip = fk.vip;
+			t->rflow.backend_id = backend_id;
+			nexthop_store(&t->rflow.nh, &fib, rc, now);
+			steer_rflows.update(&rk, &t->rflow);
+		}
+	}
+	if (kind == KIND_REQUEST && STEER_WRITES) {
+		t = steer_tmp.lookup(&zero);
+		if (t) {
+			__builtin_memset(&t->pk, 0, sizeof(t->pk));
+			t->pk.client = rk.client;
+			__builtin_memcpy(t->pk.txid, h.txid, sizeof(t->pk.txid));
+			__builtin_memset(&t->p, 0, sizeof(t->p));
+			t->p.sock = rk.sock;
+			t->p.vip = fk.vip;
+			t->p.backend_id = backend_id;
+			steer_pending.update(&t->pk, &t->p);
+		}
 	}
 	rewrite_endpoint(&pkt, STEER_SRC, &fk.vip);
-	reason = STEER_R_FWD_RETURN;
 	action = fib_send(ctx, &pkt, &fib, rc, &reason);
 out:
 	count(reason, pkt.len);

@@ -22,11 +22,20 @@
 #ifndef STEER_MAX_FLOWS
 #define STEER_MAX_FLOWS 1048576
 #endif
-/* The longest STUN message the classifier reads; longer ones count as malformed. A Binding
- * Request is a few hundred bytes. */
-#ifndef STEER_STUN_MAX_LEN
-#define STEER_STUN_MAX_LEN 1280
+/* Transceiver Binding Requests whose answers are awaited; LRU, so the oldest go first. */
+#ifndef STEER_MAX_PENDING
+#define STEER_MAX_PENDING 65536
 #endif
+/* The per-relay budget for return packets to clients without a flow (the amplification
+ * path): STEER_NOFLOW_PPS packets per second, bursts of STEER_NOFLOW_BURST. */
+#ifndef STEER_NOFLOW_PPS
+#define STEER_NOFLOW_PPS 20000
+#endif
+#ifndef STEER_NOFLOW_BURST
+#define STEER_NOFLOW_BURST 2000
+#endif
+#define STEER_NOFLOW_INTERVAL_NS (1000000000ULL / STEER_NOFLOW_PPS)
+#define STEER_NOFLOW_BURST_NS (STEER_NOFLOW_BURST * STEER_NOFLOW_INTERVAL_NS)
 #ifndef STEER_MAX_BACKENDS
 #define STEER_MAX_BACKENDS 4096
 #endif
@@ -47,14 +56,30 @@ BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_session, steer_socks,
 BPF_TABLE_PINNED("array", __u32, struct steer_backend, steer_backends,
 		 STEER_MAX_BACKENDS, STEER_PIN_DIR "/steer_backends");
 
-/* client ip:port + VIP ip:port -> transceiver socket, timestamps, counters. XDP (return
- * path creates, both directions refresh); the daemon expires idle ones. */
+/* client ip:port + VIP ip:port -> transceiver socket, timestamps, counters. XDP: created
+ * or re-pointed only by a session socket's Binding Success Response, refreshed both ways;
+ * the daemon expires idle ones and purges a session's. */
 BPF_TABLE_PINNED("lru_hash", struct steer_flow_key, struct steer_flow, steer_flows,
 		 STEER_MAX_FLOWS, STEER_PIN_DIR "/steer_flows");
 
-/* transceiver socket + client ip:port -> VIP the client used. XDP and daemon. */
+/* transceiver socket + client ip:port -> VIP the client used, cached next hop. XDP, with
+ * the flow; the daemon purges them before flows. */
 BPF_TABLE_PINNED("lru_hash", struct steer_rflow_key, struct steer_rflow, steer_rflows,
 		 STEER_MAX_FLOWS, STEER_PIN_DIR "/steer_rflows");
+
+/* session socket -> the clients it holds flows for (the per-session cap). XDP creates it
+ * with the socket's first flow; the daemon deletes it when the session ends. */
+BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_sock_flows, steer_sockflows,
+		 STEER_MAX_SESSIONS, STEER_PIN_DIR "/steer_sockflows", BPF_F_NO_PREALLOC);
+
+/* client ip:port + transaction id -> the session socket whose Binding Request it answers.
+ * XDP (return path). */
+BPF_TABLE_PINNED("lru_hash", struct steer_pending_key, struct steer_pending, steer_pending,
+		 STEER_MAX_PENDING, STEER_PIN_DIR "/steer_pending");
+
+/* [0] -> the no-flow return budget. XDP. */
+BPF_TABLE_PINNED("array", __u32, struct steer_budget, steer_budget, 1,
+		 STEER_PIN_DIR "/steer_budget");
 
 /* enum steer_reason -> packets, bytes; per CPU. XDP. */
 BPF_TABLE_PINNED("percpu_array", __u32, struct steer_counter, steer_stats,
@@ -70,15 +95,20 @@ BPF_TABLE_PINNED("array", __u32, struct steer_config, steer_config, 1,
 BPF_PERCPU_ARRAY(steer_explain_stats, struct steer_counter, STEER_R__MAX);
 #endif
 
-/* [0] -> scratch copy of a STUN message being classified; per CPU. XDP. Not pinned: it
- * holds no state between packets. Offsets into it are masked with STEER_SCRATCH_MASK
- * (>= STEER_STUN_MAX_LEN) for the verifier; the tail leaves room for a ufrag window. */
-#define STEER_SCRATCH_MASK 0x7ff
-struct steer_scratch {
-	__u32 uoff;  /* USERNAME value offset, see stun.h */
-	__u32 alen;
-	__u8 b[STEER_SCRATCH_MASK + 1 + 4 + STEER_UFRAG_MAX + 4];
+/* [0] -> an all-zero steer_sock_flows, the initial value of a new socket's ring (too big
+ * for the stack). Never written. */
+BPF_ARRAY(steer_zero_ring, struct steer_sock_flows, 1);
+
+/* [0] -> room for the keys and values the rare paths (learning a flow, remembering a
+ * check) build, which would not fit in the 512-byte stack beside the rest; per CPU. */
+struct steer_tmp {
+	struct steer_flow flow;
+	struct steer_rflow rflow;
+	struct steer_flow_key old;
+	struct steer_rflow_key rold;
+	struct steer_pending_key pk;
+	struct steer_pending p;
 };
-BPF_PERCPU_ARRAY(steer_scratch, struct steer_scratch, 1);
+BPF_PERCPU_ARRAY(steer_tmp, struct steer_tmp, 1);
 
 #endif /* STEER_MAPS_H */

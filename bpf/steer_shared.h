@@ -101,6 +101,44 @@ struct steer_rflow {
 	struct steer_nexthop nh;  /* towards the client */
 };
 
+/* steer_pending key: a Binding Request a session socket sent to a client (its transaction
+ * id), so the client's answer reaches that socket even when the client has no flow. Made
+ * only from what a transceiver sent, never from what a client sent. 32 bytes. */
+struct steer_pending_key {
+	struct steer_addr client;
+	__u8 txid[12];
+};
+
+struct steer_pending {
+	struct steer_addr sock;
+	struct steer_addr vip;     /* the answer must come back to the VIP the check left from */
+	__u32 backend_id;
+	__u32 pad;
+};
+
+/* The most flows one session socket may hold; when it has this many, learning another one
+ * evicts the socket's own oldest. A -D cflag (BuildOptions.session_flow_cap). */
+#ifndef STEER_SESSION_FLOW_CAP
+#define STEER_SESSION_FLOW_CAP 64
+#endif
+
+/* steer_sockflows value: the clients a session socket was given flows for, a ring in
+ * learning order. slot = next % STEER_SESSION_FLOW_CAP; once next reaches the cap, the slot
+ * about to be reused holds the socket's oldest flow. */
+struct steer_sock_flows {
+	__u64 next;
+	struct steer_addr vip;
+	__u32 pad;
+	struct steer_addr client[STEER_SESSION_FLOW_CAP];
+};
+
+/* steer_budget[0]: the relay-wide budget for return packets to clients without a flow of
+ * their socket (the amplification path), as GCRA: `tat` is the theoretical arrival time
+ * of the next packet; one is allowed while tat is at most a burst ahead of now. */
+struct steer_budget {
+	__u64 tat;
+};
+
 /* steer_stats value, per CPU, indexed by enum steer_reason. */
 struct steer_counter {
 	__u64 packets;
@@ -135,7 +173,17 @@ enum steer_reason {
 	STEER_R_DROP_FAMILY_MISMATCH = 15,  /* session socket and packet are different families */
 	STEER_R_PASS_FIB_FAILED = 16,       /* rewritten, but no route/neighbour: kernel forwards */
 	STEER_R_DROP_CROSS_UNNATED = 17,    /* UDP the kernel would route across the sides raw */
-	STEER_R__MAX = 18,
+	STEER_R_FWD_STUN_ANSWER = 18,       /* a client's answer to a transceiver's own check */
+	STEER_R_DROP_CROSS_FRAGMENT = 19,   /* an IP fragment the kernel would route across */
+	STEER_R_DROP_CROSS_ICMP = 20,       /* ICMP/ICMPv6 the kernel would route across raw */
+	STEER_R_DROP_CROSS_OTHER = 21,      /* TCP, other protocols, malformed UDP, across */
+	STEER_R_DROP_TTL_EXCEEDED = 22,     /* TTL / hop limit <= 1: a router does not forward */
+	STEER_R_DROP_IP_OPTIONS = 23,       /* IPv4 options on a packet the relay would steer */
+	STEER_R_DROP_NO_FLOW_BUDGET = 24,   /* return to a client without a flow, over budget */
+	STEER_R_FWD_RETURN_LEARNED = 25,    /* a Binding Success Response: flow created/re-pointed */
+	STEER_R_FWD_RETURN_EVICTED = 26,    /* the same, and the session's oldest flow went (cap) */
+	STEER_R_FWD_RETURN_NO_FLOW = 27,    /* return to a client without a flow, within budget */
+	STEER_R__MAX = 28,
 };
 
 #endif /* STEER_SHARED_H */

@@ -31,6 +31,9 @@ PINNED_MAPS = (
     "steer_backends",
     "steer_flows",
     "steer_rflows",
+    "steer_sockflows",
+    "steer_pending",
+    "steer_budget",
     "steer_stats",
     "steer_config",
 )
@@ -54,6 +57,9 @@ class BuildOptions:
     max_flows: int = 1 << 20
     max_vips: int = 64
     max_backends: int = 4096
+    session_flow_cap: int = 64  # flows one session socket may hold (oldest evicted)
+    noflow_pps: int = 20000  # return packets/s to clients without a flow (relay-wide)
+    noflow_burst: int = 2000
     explain: bool = False  # compile out every map write (steerctl explain)
 
     def __post_init__(self) -> None:
@@ -72,6 +78,9 @@ class BuildOptions:
             f"-DSTEER_MAX_FLOWS={self.max_flows}",
             f"-DSTEER_MAX_VIPS={self.max_vips}",
             f"-DSTEER_MAX_BACKENDS={self.max_backends}",
+            f"-DSTEER_SESSION_FLOW_CAP={self.session_flow_cap}",
+            f"-DSTEER_NOFLOW_PPS={self.noflow_pps}",
+            f"-DSTEER_NOFLOW_BURST={self.noflow_burst}",
             *(["-DSTEER_EXPLAIN"] if self.explain else []),
         ]
 

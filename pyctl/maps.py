@@ -79,6 +79,9 @@ class RouteMaps:
         self.backend_map = bpf[b"steer_backends"]
         self.flow_map = bpf[b"steer_flows"]
         self.rflow_map = bpf[b"steer_rflows"]
+        self.ring_map = bpf[b"steer_sockflows"]
+        self.pending_map = bpf[b"steer_pending"]
+        self.budget_map = bpf[b"steer_budget"]
         self.stats_map = bpf[b"steer_stats"]
 
     # -- VIPs
@@ -167,13 +170,33 @@ class RouteMaps:
         return sorted((_session(v) for v in leaves), key=lambda s: s.ufrag)
 
     def purge_socks(self, socks: set[Endpoint]) -> int:
-        """Delete the flows and reverse flows that lead to any of `socks`."""
+        """Delete the reverse flows, flows, flow rings and pending checks of any of `socks`
+        (whose sessions are already gone from steer_sessions/steer_socks); return the
+        number of flows removed.
+
+        Reverse flows go first: with neither a reverse flow nor a steer_socks entry, the
+        data plane cannot NAT another packet of these sockets, so no flow can be learned
+        behind the flow walk (a flow needs the socket's Binding Success Response)."""
         raw = [bytes(s.fill(self.sock_map.Key())) for s in socks]
-        keys, leaves = scan(self.flow_map)
-        n = self._delete_keys(self.flow_map, keys[addr_in(leaves["sock"], raw)])
         rkeys, _ = scan(self.rflow_map)
         self._delete_keys(self.rflow_map, rkeys[addr_in(rkeys["sock"], raw)])
+        keys, leaves = scan(self.flow_map)
+        n = self._delete_keys(self.flow_map, keys[addr_in(leaves["sock"], raw)])
+        for s in socks:
+            _delete(self.ring_map, s.fill(self.ring_map.Key()))
+        pkeys, pleaves = scan(self.pending_map)
+        self._delete_keys(self.pending_map, pkeys[addr_in(pleaves["sock"], raw)])
         return n
+
+    def purge_orphan_rings(self) -> int:
+        """Delete the flow rings of sockets no session owns any more (a packet in flight
+        while its session ended can leave one behind)."""
+        keys, _ = scan(self.ring_map)
+        if not len(keys):
+            return 0
+        live = set(_raw(scan(self.sock_map)[0]))
+        dead = np.array([r not in live for r in _raw(keys)], dtype=bool)
+        return self._delete_keys(self.ring_map, keys[dead])
 
     @staticmethod
     def _delete_keys(table: Any, keys: np.ndarray) -> int:
@@ -224,8 +247,9 @@ class RouteMaps:
             rkey = self.rflow_map.Key()
             _copy(rkey.sock, flow.sock)
             _copy(rkey.client, k.client)
-            n += _delete(self.flow_map, k)
             _delete(self.rflow_map, rkey)
+            n += _delete(self.flow_map, k)
+        self.purge_orphan_rings()
         return n
 
     # -- counters
@@ -239,8 +263,17 @@ class RouteMaps:
 
     def clear(self) -> None:
         """Empty every map (tests)."""
-        for m in (self.vip_map, self.session_map, self.sock_map, self.flow_map, self.rflow_map):
+        for m in (
+            self.vip_map,
+            self.session_map,
+            self.sock_map,
+            self.flow_map,
+            self.rflow_map,
+            self.ring_map,
+            self.pending_map,
+        ):
             m.clear()
+        self.budget_map[self.budget_map.Key(0)] = self.budget_map.Leaf()
         for i in range(len(self.backend_map)):
             self.backend_map[self.backend_map.Key(i)] = self.backend_map.Leaf()
         self.stats_map.clear()
@@ -249,6 +282,12 @@ class RouteMaps:
 def _copy(dst: Any, src: Any) -> None:
     """Copy a struct between bcc's per-map ctypes classes of the same C struct."""
     ctypes.memmove(ctypes.addressof(dst), ctypes.addressof(src), ctypes.sizeof(dst))
+
+
+def _raw(rows: np.ndarray) -> list[bytes]:
+    """Each record's bytes, e.g. to compare keys of different maps as set members."""
+    flat = np.ascontiguousarray(rows).view(f"V{rows.dtype.itemsize}").ravel()
+    return [bytes(v) for v in flat]
 
 
 def _delete(table: Any, key: Any) -> int:

@@ -16,7 +16,15 @@ STATE_NAMES: dict[BackendState, str] = {
     s: s.name.lower() for s in BackendState if s != BackendState.UNSET
 }
 STATES_BY_NAME = {v: k for k, v in STATE_NAMES.items()}
-MAP_NAMES = ("steer_vips", "steer_sessions", "steer_socks", "steer_flows", "steer_rflows")
+MAP_NAMES = (
+    "steer_vips",
+    "steer_sessions",
+    "steer_socks",
+    "steer_flows",
+    "steer_rflows",
+    "steer_sockflows",
+    "steer_pending",
+)
 
 
 def session_view(s: Session, rec: SessionRecord | None, now: float | None = None) -> dict[str, Any]:
@@ -129,6 +137,8 @@ def map_usage(maps: RouteMaps) -> dict[str, dict[str, int]]:
         "steer_socks": maps.sock_map,
         "steer_flows": maps.flow_map,
         "steer_rflows": maps.rflow_map,
+        "steer_sockflows": maps.ring_map,
+        "steer_pending": maps.pending_map,
     }
     return {
         name: {"entries": mapinfo.entries(t), "capacity": mapinfo.capacity(t)}

@@ -5,21 +5,36 @@ cilium's scapy packet definitions). Multi-packet flows use `setup` on purpose.""
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from scapy.layers.inet import ICMP, IP, TCP, IPOption_NOP, IPOption_Router_Alert
-from scapy.layers.inet6 import IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, IPOption_Router_Alert
+from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+)
 from scapy.layers.l2 import ARP, Ether
-from scapy.packet import Packet
+from scapy.packet import Packet, Raw
 
+from pyctl import mapinfo
 from pyctl.endpoint import Endpoint
 from pyctl.maps import Session
 from pyctl.shared import BackendState, Reason, XdpAction
 from tests import stun
-from tests.bpf import env
-from tests.bpf.frames import client_to_vip, natted_to_client, steered_to, trx_to_client
+from tests.bpf import env, model
+from tests.bpf.frames import (
+    client_to_vip,
+    natted_to_client,
+    steered_to,
+    trx_to_client,
+    udp_frame,
+)
 
 if TYPE_CHECKING:
     from tests.bpf.conftest import Replay
@@ -60,34 +75,105 @@ def backend(state: BackendState, backend_id: int = 1) -> Setup:
     def setup(r: Replay) -> None:
         r.maps.set_backend(backend_id, None, state)
 
+    def in_model(st: model.State) -> None:
+        st.backends = {**st.backends, backend_id: state}
+
+    setup.model = in_model  # type: ignore[attr-defined]
+    return setup
+
+
+def success(txid: bytes = b"answer-txid1") -> bytes:
+    """A transceiver's Binding Success Response (what authenticates a client)."""
+    return bytes(stun.Message([], msg_type=stun.BINDING_SUCCESS, txid=txid))
+
+
+def error_response(txid: bytes = b"answer-txid1") -> bytes:
+    """A 401: what a check with a live ufrag but no valid MESSAGE-INTEGRITY gets."""
+    body = stun.attr(stun.ERROR_CODE, b"\0\0\x04\x01Unauthorized")
+    return bytes(stun.Message([body], msg_type=stun.BINDING_ERROR, txid=txid))
+
+
+def sent(
+    side: str, frame: Packet | bytes, reason: Reason, action: XdpAction = XdpAction.REDIRECT
+) -> Setup:
+    """A frame run before the case (the model replays it too)."""
+    raw = bytes(frame)
+
+    def setup(r: Replay) -> None:
+        v = r.run(side, raw)
+        assert (v.action, v.reason) == (action, reason), f"setup got {v.reason.name}"
+
+    setup.frame = raw  # type: ignore[attr-defined]
+    setup.side = side  # type: ignore[attr-defined]
     return setup
 
 
 def answered(trx: Endpoint = env.TRX1, client: Endpoint = env.CLIENT4) -> Setup:
-    """The transceiver answers the client once: that is what establishes a flow."""
+    """The transceiver answers the client's check: that is what establishes a flow."""
+    return sent("internal", trx_to_client(trx, success(), client), Reason.FWD_RETURN_LEARNED)
 
-    frame = bytes(trx_to_client(trx, b"\x01\x01\x00\x00", client))
 
-    def setup(r: Replay) -> None:
-        v = r.run("internal", frame)
-        assert v.reason == Reason.FWD_RETURN
-
-    setup.frame = frame  # type: ignore[attr-defined]  # the model replays it
-    return setup
+def checked(
+    trx: Endpoint = env.TRX1, client: Endpoint = env.CLIENT4, txid: bytes = b"trx-check-01"
+) -> Setup:
+    """The transceiver sends its own check to a client that has no flow."""
+    msg = stun.binding_request(b"cli1:" + UFRAG, txid=txid)
+    return sent("internal", trx_to_client(trx, msg, client), Reason.FWD_RETURN_NO_FLOW)
 
 
 def session(ufrag: str, sock: Endpoint, vip: Endpoint, backend_id: int = 1) -> Setup:
     def setup(r: Replay) -> None:
         r.maps.add_session(Session(ufrag, sock, vip, backend_id))
 
+    def in_model(st: model.State) -> None:
+        rec = model.SessionRec(sock, vip, backend_id)
+        st.sessions = {**st.sessions, ufrag.encode(): rec}
+        st.socks = {**st.socks, sock: rec}
+
+    setup.model = in_model  # type: ignore[attr-defined]
     return setup
+
+
+def ended(ufrag: str) -> Setup:
+    """The session ends (the daemon's purge)."""
+
+    def setup(r: Replay) -> None:
+        assert r.maps.del_session(ufrag) is not None
+
+    return setup
+
+
+def budget_spent(r: Replay) -> None:
+    """The no-flow return budget is used up for the next minutes."""
+    leaf = r.maps.budget_map.Leaf()
+    leaf.tat = time.monotonic_ns() + 600 * 10**9
+    r.maps.budget_map[r.maps.budget_map.Key(0)] = leaf
+
+
+def _budget_spent_model(st: model.State) -> None:
+    st.budget = 0
+
+
+budget_spent.model = _budget_spent_model  # type: ignore[attr-defined]
 
 
 Check = Callable[["Replay"], None]
 
 
 def no_flows(r: Replay) -> None:
-    assert r.maps.flows() == [], "a client's packet must not create a flow"
+    assert r.maps.flows() == [], "only a Binding Success Response may create a flow"
+
+
+def no_pending(r: Replay) -> None:
+    assert mapinfo.entries(r.maps.pending_map) == 0, "a client's packet must not create state"
+
+
+def pending_to(sock: Endpoint, client: Endpoint = env.CLIENT4) -> Check:
+    def check(r: Replay) -> None:
+        ((k, v),) = r.maps.pending_map.items()
+        assert (Endpoint.from_c(k.client), Endpoint.from_c(v.sock)) == (client, sock)
+
+    return check
 
 
 def flow_counts(packets: int, rpackets: int) -> Check:
@@ -141,19 +227,20 @@ def passed(
     return Case(name, side, frame, XdpAction.PASS, reason, **kw)  # type: ignore[arg-type]
 
 
-def routed(name: str, payload: bytes, trx: Endpoint = env.TRX1, **kw: object) -> Case:
+def routed(name: str, payload: bytes, trx: Endpoint = env.TRX1, **kw: Any) -> Case:
     """A Binding Request that must reach `trx` unchanged but for the destination."""
     frame_kw = {k: kw.pop(k) for k in ("vlans", "ip_opts", "ext", "client") if k in kw}
     return fwd(
         name,
         client_to_vip(payload, **frame_kw),
         steered_to(trx, payload, **frame_kw),
-        checks=[no_flows],
+        checks=[no_flows, no_pending],
         **kw,
     )
 
 
 UNKNOWN_ATTR = stun.attr(0xC001, b"pad!")
+BIG_ATTR = stun.attr(0xC002, b"\x5a" * 1335)  # SPED / post-quantum sized, USERNAME after
 LIE_PAST_END = stun.Message([stun.attr(stun.USERNAME, UFRAG + b":c", length=200)])
 
 STUN_CASES = [
@@ -172,13 +259,26 @@ STUN_CASES = [
     routed("stun_ufrag_32_chars", req(TRX2_UFRAG + b":client"), trx=env.TRX2),
     routed("stun_username_padding_honoured", req(UFRAG + b":abc")),  # 19 bytes + 1 pad
     routed("stun_username_is_32nd_attribute", req(before=[UNKNOWN_ATTR] * 31)),
+    routed("stun_username_is_64th_attribute", req(before=[UNKNOWN_ATTR] * 63)),
+    routed(
+        "stun_1400_bytes_username_last",
+        req(before=[BIG_ATTR], after=[], integrity_key=None, fingerprint=False),
+    ),
+    routed(
+        "stun_username_after_63_attributes_of_16_bytes",
+        req(before=[stun.attr(0xC003, b"q" * 16)] * 63, after=[], fingerprint=False),
+    ),
     routed(
         "stun_trailing_bytes_after_message",
         bytes(stun.Message([stun.attr(stun.USERNAME, UFRAG + b":c")], trailing=b"tail")),
     ),
     routed("stun_vlan_tagged", req(), vlans=(100,)),
     routed("stun_qinq_tagged", req(), vlans=(100, 200)),
-    routed("stun_ipv4_options", req(), ip_opts=[IPOption_Router_Alert(), IPOption_NOP()] * 2),
+    drop(
+        "stun_ipv4_options",
+        client_to_vip(req(), ip_opts=[IPOption_Router_Alert(), IPOption_NOP()] * 2),
+        Reason.DROP_IP_OPTIONS,
+    ),
     routed("stun_ipv6", req(V6_UFRAG + b":c"), trx=env.TRX1_6, client=env.CLIENT6),
     routed(
         "stun_ipv6_extension_headers",
@@ -194,8 +294,8 @@ STUN_CASES = [
         steered_to(env.TRX1, req(), udp_chksum=0),
     ),
     drop(
-        "stun_username_is_33rd_attribute",
-        client_to_vip(req(before=[UNKNOWN_ATTR] * 32)),
+        "stun_username_is_65th_attribute",
+        client_to_vip(req(before=[UNKNOWN_ATTR] * 64)),
         Reason.DROP_STUN_MALFORMED,
     ),
     drop(
@@ -300,10 +400,119 @@ FLOW_CASES = [
         Reason.FWD_FLOW,
         setup=[answered()],
     ),
-    fwd(
-        "stun_on_established_flow_follows_flow",
+    drop(
+        "stun_on_established_flow_still_goes_by_ufrag",
         client_to_vip(req(b"nosuchufrag00001:c")),
-        steered_to(env.TRX1, req(b"nosuchufrag00001:c")),
+        Reason.DROP_STUN_UNKNOWN_UFRAG,
+        setup=[answered()],
+    ),
+    fwd(
+        "stun_from_address_flowed_to_another_session_reaches_its_own",
+        client_to_vip(req(TRX2_UFRAG + b":c")),
+        steered_to(env.TRX2, req(TRX2_UFRAG + b":c")),
+        setup=[answered()],
+        checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX1)],
+    ),
+    fwd(
+        "stun_indication_on_established_flow_follows_flow",
+        client_to_vip(bytes(stun.Message([], msg_type=stun.BINDING_INDICATION))),
+        steered_to(env.TRX1, bytes(stun.Message([], msg_type=stun.BINDING_INDICATION))),
+        Reason.FWD_FLOW,
+        setup=[answered()],
+    ),
+    drop(
+        "dtls_after_a_401_is_dropped",
+        client_to_vip(DTLS),
+        Reason.DROP_DTLS_NO_FLOW,
+        setup=[
+            sent("internal", trx_to_client(env.TRX1, error_response()), Reason.FWD_RETURN_NO_FLOW)
+        ],
+        checks=[no_flows],
+    ),
+    drop(
+        "srtp_after_transceiver_data_is_dropped",
+        client_to_vip(SRTP),
+        Reason.DROP_RTP_NO_FLOW,
+        setup=[sent("internal", trx_to_client(env.TRX1, SRTP), Reason.FWD_RETURN_NO_FLOW)],
+    ),
+    fwd(
+        "client_answer_to_transceiver_check",
+        client_to_vip(success(b"trx-check-01")),
+        steered_to(env.TRX1, success(b"trx-check-01")),
+        Reason.FWD_STUN_ANSWER,
+        setup=[checked()],
+        checks=[no_flows, pending_to(env.TRX1)],
+    ),
+    fwd(
+        "client_error_answer_to_transceiver_check",
+        client_to_vip(error_response(b"trx-check-01")),
+        steered_to(env.TRX1, error_response(b"trx-check-01")),
+        Reason.FWD_STUN_ANSWER,
+        setup=[checked()],
+        checks=[no_flows],
+    ),
+    fwd(
+        "client_answer_goes_by_txid_over_its_flow",
+        client_to_vip(success(b"trx-check-02")),
+        steered_to(env.TRX2, success(b"trx-check-02")),
+        Reason.FWD_STUN_ANSWER,
+        setup=[answered(), checked(env.TRX2, txid=b"trx-check-02")],
+    ),
+    drop(
+        "client_answer_with_unknown_txid",
+        client_to_vip(success(b"trx-check-99")),
+        Reason.DROP_STUN_NOT_REQUEST,
+        setup=[checked()],
+    ),
+    drop(
+        "client_answer_to_another_vip",
+        client_to_vip(success(b"trx-check-01"), vip=env.VIP4B),
+        Reason.DROP_STUN_NOT_REQUEST,
+        setup=[checked()],
+    ),
+    drop(
+        "client_answer_after_session_ended",
+        client_to_vip(success(b"trx-check-01")),
+        Reason.DROP_STUN_NOT_REQUEST,
+        setup=[checked(), ended(UFRAG.decode())],
+    ),
+    drop(
+        "client_success_response_creates_nothing",
+        client_to_vip(success()),
+        Reason.DROP_STUN_NOT_REQUEST,
+        checks=[no_flows, no_pending],
+    ),
+    drop(
+        "flow_ipv4_options",
+        client_to_vip(SRTP, ip_opts=[IPOption_NOP()] * 4),
+        Reason.DROP_IP_OPTIONS,
+        setup=[answered()],
+    ),
+    drop(
+        "flow_ttl_1_is_not_forwarded",
+        client_to_vip(SRTP, ttl=1),
+        Reason.DROP_TTL_EXCEEDED,
+        setup=[answered()],
+        out=client_to_vip(SRTP, ttl=1, vip=env.TRX1),
+    ),
+    fwd(
+        "flow_ttl_2_leaves_with_1",
+        client_to_vip(SRTP, ttl=2),
+        steered_to(env.TRX1, SRTP, ttl=2),
+        Reason.FWD_FLOW,
+        setup=[answered()],
+    ),
+    drop(
+        "flow_ipv6_hop_limit_1",
+        client_to_vip(SRTP, client=env.CLIENT6, ttl=1),
+        Reason.DROP_TTL_EXCEEDED,
+        setup=[answered(env.TRX1_6, env.CLIENT6)],
+        out=client_to_vip(SRTP, client=env.CLIENT6, ttl=1, vip=env.TRX1_6),
+    ),
+    fwd(
+        "flow_vlan_tag_is_stripped",
+        client_to_vip(SRTP, vlans=(100, 200)),
+        steered_to(env.TRX1, SRTP),
         Reason.FWD_FLOW,
         setup=[answered()],
     ),
@@ -340,61 +549,173 @@ FLOW_CASES = [
     drop("first_byte_outside_rfc7983", client_to_vip(b"\x70hello"), Reason.DROP_UNCLASSIFIED),
 ]
 
-RETURN_CASES = [
-    Case(
-        "return_transceiver_sends_first",
+
+def ret(name: str, trx: Endpoint, payload: bytes, reason: Reason, **kw: Any) -> Case:
+    """A transceiver's packet NATed back to the client from the session's VIP."""
+    client = kw.pop("client", env.CLIENT4)
+    vip = kw.pop("vip", env.VIP4 if client.ip.version == 4 else env.VIP6)
+    frame_kw = {k: kw.pop(k) for k in ("vlans", "udp_chksum", "ttl") if k in kw}
+    return Case(
+        name,
         "internal",
-        trx_to_client(env.TRX1, b"\x00\x01ok"),
+        trx_to_client(trx, payload, client, **frame_kw),
         XdpAction.REDIRECT,
-        Reason.FWD_RETURN,
-        natted_to_client(env.VIP4, b"\x00\x01ok"),
+        reason,
+        natted_to_client(vip, payload, client, **frame_kw),
+        **kw,
+    )
+
+
+def _icmp_unreachable(trx: Endpoint) -> Packet:
+    """What a transceiver's kernel sends when a client's packet finds its socket closed."""
+    inner = IP(src=str(env.CLIENT4.ip), dst=str(trx.ip)) / UDP(
+        sport=env.CLIENT4.port, dport=trx.port
+    )
+    return (
+        Ether(src=env.TRX_MACS[str(trx.ip)], dst=env.INT_MAC)
+        / IP(src=str(trx.ip), dst=str(env.CLIENT4.ip))
+        / ICMP(type=3, code=3)
+        / inner
+        / Raw(SRTP)
+    )
+
+
+RETURN_CASES = [
+    ret(
+        "return_binding_success_learns_flow",
+        env.TRX1,
+        success(),
+        Reason.FWD_RETURN_LEARNED,
         checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX1), flow_counts(0, 1)],
     ),
-    Case(
-        "return_ipv6",
-        "internal",
-        trx_to_client(env.TRX1_6, SRTP, env.CLIENT6),
-        XdpAction.REDIRECT,
-        Reason.FWD_RETURN,
-        natted_to_client(env.VIP6, SRTP, env.CLIENT6),
+    ret(
+        "return_binding_success_ipv6",
+        env.TRX1_6,
+        success(),
+        Reason.FWD_RETURN_LEARNED,
+        client=env.CLIENT6,
         checks=[flow_is(env.CLIENT6, env.VIP6, env.TRX1_6)],
     ),
-    Case(
+    ret(
+        "return_binding_error_learns_nothing",
+        env.TRX1,
+        error_response(),
+        Reason.FWD_RETURN_NO_FLOW,
+        checks=[no_flows],
+    ),
+    ret("return_data_learns_nothing", env.TRX1, DTLS, Reason.FWD_RETURN_NO_FLOW, checks=[no_flows]),
+    ret(
+        "return_success_with_wrong_cookie_learns_nothing",
+        env.TRX1,
+        bytes(stun.Message([], msg_type=stun.BINDING_SUCCESS, cookie=1)),
+        Reason.FWD_RETURN_NO_FLOW,
+        checks=[no_flows],
+    ),
+    ret(
+        "return_success_longer_than_datagram_learns_nothing",
+        env.TRX1,
+        bytes(stun.Message([], msg_type=stun.BINDING_SUCCESS, length=64)),
+        Reason.FWD_RETURN_NO_FLOW,
+        checks=[no_flows],
+    ),
+    ret(
+        "return_transceiver_check_is_remembered",
+        env.TRX1,
+        stun.binding_request(b"cli1:" + UFRAG, txid=b"trx-check-01"),
+        Reason.FWD_RETURN_NO_FLOW,
+        checks=[no_flows, pending_to(env.TRX1)],
+    ),
+    ret(
         "return_refreshes_flow",
-        "internal",
-        trx_to_client(env.TRX1, SRTP),
-        XdpAction.REDIRECT,
+        env.TRX1,
+        SRTP,
         Reason.FWD_RETURN,
-        natted_to_client(env.VIP4, SRTP),
         setup=[answered()],
         checks=[flow_counts(0, 2)],
     ),
-    Case(
+    ret(
+        "return_success_repoints_flow_to_the_answering_session",
+        env.TRX2,
+        success(),
+        Reason.FWD_RETURN_LEARNED,
+        setup=[answered()],
+        checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX2, 2)],
+    ),
+    ret(
         "return_from_session_on_second_vip",
-        "internal",
-        trx_to_client(env.TRX2, SRTP),
-        XdpAction.REDIRECT,
-        Reason.FWD_RETURN,
-        natted_to_client(env.VIP4B, SRTP),
+        env.TRX2,
+        SRTP,
+        Reason.FWD_RETURN_NO_FLOW,
+        vip=env.VIP4B,
         setup=[session("secondvipufrag01", env.TRX2, env.VIP4B, 2)],
     ),
-    Case(
+    ret(
         "return_udp_checksum_zero_stays_zero",
-        "internal",
-        trx_to_client(env.TRX1, SRTP, udp_chksum=0),
-        XdpAction.REDIRECT,
+        env.TRX1,
+        SRTP,
         Reason.FWD_RETURN,
-        natted_to_client(env.VIP4, SRTP, udp_chksum=0),
+        udp_chksum=0,
+        setup=[answered()],
     ),
-    Case(
+    ret(
         "return_does_not_steal_another_sessions_flow",
-        "internal",
-        trx_to_client(env.TRX2, SRTP),
-        XdpAction.REDIRECT,
-        Reason.FWD_RETURN,
-        natted_to_client(env.VIP4, SRTP),
+        env.TRX2,
+        SRTP,
+        Reason.FWD_RETURN_NO_FLOW,
         setup=[answered()],
         checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX1)],
+    ),
+    ret(
+        "return_on_flow_is_not_budgeted",
+        env.TRX1,
+        SRTP,
+        Reason.FWD_RETURN,
+        setup=[answered(), budget_spent],
+    ),
+    ret(
+        "return_success_is_not_budgeted",
+        env.TRX1,
+        success(),
+        Reason.FWD_RETURN_LEARNED,
+        setup=[budget_spent],
+    ),
+    ret(
+        "return_vlan_tag_is_stripped",
+        env.TRX1,
+        SRTP,
+        Reason.FWD_RETURN,
+        vlans=(7,),
+        setup=[answered()],
+    ),
+    drop(
+        "return_without_flow_over_budget",
+        trx_to_client(env.TRX1, error_response()),
+        Reason.DROP_NO_FLOW_BUDGET,
+        side="internal",
+        setup=[budget_spent],
+        checks=[no_flows],
+    ),
+    drop(
+        "return_ttl_1_is_not_forwarded",
+        trx_to_client(env.TRX1, SRTP, ttl=1),
+        Reason.DROP_TTL_EXCEEDED,
+        side="internal",
+        setup=[answered()],
+        out=udp_frame(
+            env.VIP4,
+            env.CLIENT4,
+            SRTP,
+            src_mac=env.TRX_MACS["10.88.0.11"],
+            dst_mac=env.INT_MAC,
+            ttl=1,
+        ),
+    ),
+    drop(
+        "return_ipv4_options",
+        trx_to_client(env.TRX1, SRTP, ip_opts=[IPOption_NOP()] * 4),
+        Reason.DROP_IP_OPTIONS,
+        side="internal",
+        setup=[answered()],
     ),
     drop(
         "return_unregistered_socket_never_leaves_raw",
@@ -422,15 +743,60 @@ RETURN_CASES = [
         side="internal",
         setup=[session("mismatchufrag001", env.TRX1, env.VIP6)],
     ),
-    passed(
-        "return_tcp_not_steered",
+    drop(
+        "return_icmp_port_unreachable_never_leaves",
+        _icmp_unreachable(env.TRX1),
+        Reason.DROP_CROSS_ICMP,
+        side="internal",
+        setup=[answered()],
+    ),
+    drop(
+        "return_icmpv6_never_leaves",
+        Ether(src=env.TRX_MACS["fd00:88::b"], dst=env.INT_MAC)
+        / IPv6(src=str(env.TRX1_6.ip), dst=str(env.CLIENT6.ip))
+        / ICMPv6DestUnreach(code=4)
+        / Raw(b"\0" * 48),
+        Reason.DROP_CROSS_ICMP,
+        side="internal",
+    ),
+    drop(
+        "return_tcp_never_leaves",
         Ether(src=env.TRX_MACS["10.88.0.11"], dst=env.INT_MAC)
         / IP(src="10.88.0.11", dst=str(env.CLIENT4.ip))
         / TCP(sport=8080, dport=5555),
+        Reason.DROP_CROSS_OTHER,
+        side="internal",
+    ),
+    drop(
+        "return_fragment_never_leaves",
+        Ether(src=env.TRX_MACS["10.88.0.11"], dst=env.INT_MAC)
+        / IP(src=str(env.TRX1.ip), dst=str(env.CLIENT4.ip), flags="MF")
+        / UDP(sport=env.TRX1.port, dport=env.CLIENT4.port)
+        / Raw(SRTP),
+        Reason.DROP_CROSS_FRAGMENT,
+        side="internal",
+        setup=[answered()],
+    ),
+    passed(
+        "icmp_between_transceivers_is_not_steered",
+        Ether(src=env.TRX_MACS["10.88.0.11"], dst=env.INT_MAC)
+        / IP(src=str(env.TRX1.ip), dst=str(env.TRX2.ip))
+        / ICMP(),
         Reason.PASS_NOT_IP,
         side="internal",
     ),
 ]
+
+
+def _to_trx(l3: Packet) -> Packet:
+    return Ether(src=env.GW_MAC, dst=env.PUB_MAC) / l3
+
+
+def _lie(frame: Packet, offset: int, value: bytes) -> bytes:
+    raw = bytearray(bytes(frame))
+    raw[offset : offset + len(value)] = value
+    return bytes(raw)
+
 
 OTHER_CASES = [
     passed(
@@ -447,6 +813,86 @@ OTHER_CASES = [
         "udp_from_public_straight_to_transceiver",
         client_to_vip(SRTP, vip=env.TRX1),
         Reason.DROP_CROSS_UNNATED,
+    ),
+    drop(
+        "udp_bigger_than_mtu_to_transceiver",
+        client_to_vip(b"\x80" * 1600, vip=env.TRX1),
+        Reason.DROP_CROSS_UNNATED,
+    ),
+    drop(
+        "udp_to_transceiver_not_yet_resolved",
+        client_to_vip(SRTP, vip=DEAD_SOCK),
+        Reason.DROP_CROSS_UNNATED,
+    ),
+    drop(
+        "ipv4_fragment_to_transceiver",
+        _to_trx(
+            IP(src=str(env.CLIENT4.ip), dst=str(env.TRX1.ip), flags="MF")
+            / UDP(dport=40001)
+            / Raw(SRTP)
+        ),
+        Reason.DROP_CROSS_FRAGMENT,
+    ),
+    drop(
+        "ipv4_later_fragment_to_transceiver",
+        _to_trx(IP(src=str(env.CLIENT4.ip), dst=str(env.TRX1.ip), frag=3, proto=17) / Raw(SRTP)),
+        Reason.DROP_CROSS_FRAGMENT,
+    ),
+    drop(
+        "ipv6_fragment_to_transceiver",
+        _to_trx(
+            IPv6(src=str(env.CLIENT6.ip), dst=str(env.TRX1_6.ip))
+            / IPv6ExtHdrFragment(m=1)
+            / UDP(dport=40001)
+            / Raw(SRTP)
+        ),
+        Reason.DROP_CROSS_FRAGMENT,
+    ),
+    drop(
+        "tcp_to_transceiver",
+        _to_trx(IP(src=str(env.CLIENT4.ip), dst=str(env.TRX1.ip)) / TCP(dport=8080, flags="S")),
+        Reason.DROP_CROSS_OTHER,
+    ),
+    drop(
+        "icmp_to_transceiver",
+        _to_trx(IP(src=str(env.CLIENT4.ip), dst=str(env.TRX1.ip)) / ICMP()),
+        Reason.DROP_CROSS_ICMP,
+    ),
+    drop(
+        "icmpv6_to_transceiver",
+        _to_trx(IPv6(src=str(env.CLIENT6.ip), dst=str(env.TRX1_6.ip)) / ICMPv6EchoRequest()),
+        Reason.DROP_CROSS_ICMP,
+    ),
+    drop(
+        "ipv6_extension_header_soup_to_transceiver",
+        _to_trx(
+            IPv6(src=str(env.CLIENT6.ip), dst=str(env.TRX1_6.ip))
+            / IPv6ExtHdrHopByHop()
+            / IPv6ExtHdrDestOpt()
+            / IPv6ExtHdrDestOpt()
+            / IPv6ExtHdrDestOpt()
+            / IPv6ExtHdrDestOpt()
+            / UDP(dport=40001)
+            / Raw(SRTP)
+        ),
+        Reason.DROP_CROSS_OTHER,
+    ),
+    drop(
+        "malformed_udp_to_transceiver",
+        _lie(client_to_vip(SRTP, vip=env.TRX1), 38, struct.pack("!H", 900)),
+        Reason.DROP_CROSS_OTHER,
+    ),
+    drop(
+        "udp_with_ipv4_options_to_transceiver",
+        client_to_vip(SRTP, vip=env.TRX1, ip_opts=[IPOption_NOP()] * 4),
+        Reason.DROP_CROSS_UNNATED,
+    ),
+    passed(
+        "ipv4_fragment_to_the_internet_is_the_kernels",
+        _to_trx(
+            IP(src=str(env.CLIENT4.ip), dst="192.0.2.99", flags="MF") / UDP(dport=53) / Raw(SRTP)
+        ),
+        Reason.PASS_FRAGMENT,
     ),
     passed(
         "tcp_to_vip",
@@ -483,12 +929,6 @@ OTHER_CASES = [
         Reason.PASS_FRAGMENT,
     ),
 ]
-
-
-def _lie(frame: Packet, offset: int, value: bytes) -> bytes:
-    raw = bytearray(bytes(frame))
-    raw[offset : offset + len(value)] = value
-    return bytes(raw)
 
 
 _V4 = client_to_vip(req())  # Ether(14) IP(20) UDP(8)

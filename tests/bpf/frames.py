@@ -14,11 +14,13 @@ from pyctl.endpoint import Endpoint
 from tests.bpf import env
 
 
-def _l3(src: Endpoint, dst: Endpoint, ip_opts: Any = None, ext: Any = None) -> Packet:
+def _l3(
+    src: Endpoint, dst: Endpoint, ip_opts: Any = None, ext: Any = None, ttl: int = 64
+) -> Packet:
     if src.ip.version == 4:
         kw = {"options": ip_opts} if ip_opts else {}
-        return IP(src=str(src.ip), dst=str(dst.ip), id=7, ttl=64, tos=0x10, **kw)
-    l3 = IPv6(src=str(src.ip), dst=str(dst.ip), hlim=64, tc=0x10, fl=0x12345)
+        return IP(src=str(src.ip), dst=str(dst.ip), id=7, ttl=ttl, tos=0x10, **kw)
+    l3 = IPv6(src=str(src.ip), dst=str(dst.ip), hlim=ttl, tc=0x10, fl=0x12345)
     return l3 / ext if ext is not None else l3
 
 
@@ -40,11 +42,12 @@ def udp_frame(
     ip_opts: Any = None,
     ext: Any = None,
     udp_chksum: int | None = None,
+    ttl: int = 64,
 ) -> Packet:
     udp = UDP(sport=src.port, dport=dst.port)
     if udp_chksum is not None:
         udp.chksum = udp_chksum
-    return _l2(src_mac, dst_mac, vlans) / _l3(src, dst, ip_opts, ext) / udp / Raw(payload)
+    return _l2(src_mac, dst_mac, vlans) / _l3(src, dst, ip_opts, ext, ttl) / udp / Raw(payload)
 
 
 def client_to_vip(
@@ -54,10 +57,24 @@ def client_to_vip(
     return udp_frame(client, vip, payload, src_mac=env.GW_MAC, dst_mac=env.PUB_MAC, **kw)
 
 
+def _forwarded(kw: dict[str, Any]) -> dict[str, Any]:
+    """What forwarding does to a frame: one hop less, VLAN tags stripped."""
+    kw = dict(kw)
+    kw.pop("vlans", None)
+    kw["ttl"] = kw.get("ttl", 64) - 1
+    return kw
+
+
 def steered_to(trx: Endpoint, payload: bytes, client: Endpoint = env.CLIENT4, **kw: Any) -> Packet:
-    """What the relay emits on the internal side: same client source, transceiver dest."""
+    """What the relay emits on the internal side: same client source, transceiver dest,
+    TTL / hop limit one less, untagged."""
     return udp_frame(
-        client, trx, payload, src_mac=env.INT_MAC, dst_mac=env.TRX_MACS[str(trx.ip)], **kw
+        client,
+        trx,
+        payload,
+        src_mac=env.INT_MAC,
+        dst_mac=env.TRX_MACS[str(trx.ip)],
+        **_forwarded(kw),
     )
 
 
@@ -77,8 +94,11 @@ def trx_to_client(
 def natted_to_client(
     vip: Endpoint, payload: bytes, client: Endpoint = env.CLIENT4, **kw: Any
 ) -> Packet:
-    """What the relay emits on the public side: from the VIP, towards the gateway."""
-    return udp_frame(vip, client, payload, src_mac=env.PUB_MAC, dst_mac=env.GW_MAC, **kw)
+    """What the relay emits on the public side: from the VIP, towards the gateway, TTL /
+    hop limit one less, untagged."""
+    return udp_frame(
+        vip, client, payload, src_mac=env.PUB_MAC, dst_mac=env.GW_MAC, **_forwarded(kw)
+    )
 
 
 def checksums_valid(frame: bytes) -> bool:

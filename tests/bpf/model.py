@@ -20,9 +20,13 @@ from tests.bpf import env
 MAX_VLAN = 2
 MAX_IPV6_EXT = 4
 MAX_PAYLOAD_OFF = 1024
-STUN_MAX_ATTRS = 32
-STUN_MAX_LEN = 1280
+STUN_MAX_ATTRS = 64
 UFRAG_MIN, UFRAG_MAX = 4, 32
+SESSION_FLOW_CAP = 64  # BuildOptions.session_flow_cap
+NOFLOW_BURST = 2000  # BuildOptions.noflow_burst: GCRA allows burst + 1 packets at once
+MTU = 1500  # every interface of the replay namespace
+STUN_REQUEST, STUN_SUCCESS, STUN_ERROR = 0x0001, 0x0101, 0x0111
+ICMP4, ICMP6 = 1, 58
 
 
 class Unmodelled(Exception):
@@ -37,6 +41,15 @@ class SessionRec:
 
 
 @dataclass
+class Ring:
+    """steer_sockflows: the clients a socket was given flows for, in learning order."""
+
+    vip: Endpoint
+    next: int = 0
+    clients: list[Endpoint | None] = field(default_factory=lambda: [None] * SESSION_FLOW_CAP)
+
+
+@dataclass
 class State:
     vips: set[Endpoint] = field(default_factory=set)
     sessions: dict[bytes, SessionRec] = field(default_factory=dict)
@@ -44,9 +57,28 @@ class State:
     backends: dict[int, BackendState] = field(default_factory=dict)
     flows: dict[tuple[Endpoint, Endpoint], tuple[Endpoint, int]] = field(default_factory=dict)
     rflows: dict[tuple[Endpoint, Endpoint], tuple[Endpoint, int]] = field(default_factory=dict)
+    # (client, txid) -> (sock, vip, backend): the transceivers' own checks
+    pending: dict[tuple[Endpoint, bytes], tuple[Endpoint, Endpoint, int]] = field(
+        default_factory=dict
+    )
+    rings: dict[Endpoint, Ring] = field(default_factory=dict)
+    budget: int = NOFLOW_BURST + 1  # no-flow returns left (time does not refill it here)
 
     def down(self, backend_id: int) -> bool:
         return self.backends.get(backend_id) == BackendState.DOWN
+
+    def copy(self) -> State:
+        return State(
+            vips=self.vips,
+            sessions=self.sessions,
+            socks=self.socks,
+            backends=self.backends,
+            flows=dict(self.flows),
+            rflows=dict(self.rflows),
+            pending=dict(self.pending),
+            rings={k: Ring(r.vip, r.next, list(r.clients)) for k, r in self.rings.items()},
+            budget=self.budget,
+        )
 
 
 @dataclass
@@ -57,6 +89,12 @@ class Pkt:
     udp: int
     payload_off: int
     payload_len: int
+    vlan_bytes: int = 0
+    l3_proto: int = 0
+    l4: int = 0
+    frag: bool = False
+    opts: bool = False
+    reason: Reason | None = None  # parsed only up to IP: the pass reason
 
     def addr(self, dst: bool) -> Endpoint:
         f = self.frame
@@ -69,83 +107,118 @@ class Pkt:
         port = struct.unpack_from("!H", f, self.udp + (2 if dst else 0))[0]
         return Endpoint(ip, port)
 
+    def dst_ip(self) -> IPAddress:
+        f = self.frame
+        if self.family == 4:
+            return ipaddress.IPv4Address(bytes(f[self.l3 + 16 : self.l3 + 20]))
+        return ipaddress.IPv6Address(bytes(f[self.l3 + 24 : self.l3 + 40]))
+
+    def src_ip(self) -> IPAddress:
+        f = self.frame
+        if self.family == 4:
+            return ipaddress.IPv4Address(bytes(f[self.l3 + 12 : self.l3 + 16]))
+        return ipaddress.IPv6Address(bytes(f[self.l3 + 8 : self.l3 + 24]))
+
+    def payload(self) -> bytes:
+        return bytes(self.frame[self.payload_off : self.payload_off + self.payload_len])
+
 
 def be16(b: bytes | bytearray, o: int) -> int:
     return int(struct.unpack_from("!H", b, o)[0])
 
 
 def parse(frame: bytes) -> Pkt | Reason:
+    """parse.h: a Pkt (reason None when it is steerable UDP, else the pass reason with
+    the IP header known), or a Reason alone when there is no routable IP header."""
     n = len(frame)
     if n < 14:
         return Reason.PASS_MALFORMED
     proto, pos = be16(frame, 12), 14
+    vb = 0
     for _ in range(MAX_VLAN):
         if proto not in (0x8100, 0x88A8):
             break
         if pos + 4 > n:
             return Reason.PASS_MALFORMED
-        proto, pos = be16(frame, pos + 2), pos + 4
+        proto, pos, vb = be16(frame, pos + 2), pos + 4, vb + 4
     l3 = pos
+    pkt = Pkt(bytearray(frame), 0, l3, 0, 0, 0, vb, proto)
+
+    def stop(reason: Reason) -> Pkt:
+        pkt.reason = reason
+        return pkt
+
     if proto == 0x0800:
-        if pos + 20 > n or frame[pos] >> 4 != 4 or frame[pos] & 0xF < 5:
+        if pos + 20 > n or frame[pos] >> 4 != 4:
             return Reason.PASS_MALFORMED
+        pkt.family, pkt.l4 = 4, frame[pos + 9]
+        pkt.frag = bool(be16(frame, pos + 6) & 0x3FFF)
+        pkt.opts = frame[pos] & 0xF != 5
+        if frame[pos] & 0xF < 5:
+            return stop(Reason.PASS_MALFORMED)
         hlen = (frame[pos] & 0xF) * 4
         if pos + hlen > n:
-            return Reason.PASS_MALFORMED
+            return stop(Reason.PASS_MALFORMED)
         if frame[pos + 9] != 17:
-            return Reason.PASS_NOT_IP
-        if be16(frame, pos + 6) & 0x3FFF:
-            return Reason.PASS_FRAGMENT
+            return stop(Reason.PASS_NOT_IP)
+        if pkt.frag:
+            return stop(Reason.PASS_FRAGMENT)
         tot = be16(frame, pos + 2)
         if tot < hlen + 8 or pos + tot > n:
-            return Reason.PASS_MALFORMED
-        family, total, pos = 4, tot, pos + hlen
+            return stop(Reason.PASS_MALFORMED)
+        total, pos = tot, pos + hlen
         used = hlen
     elif proto == 0x86DD:
         if pos + 40 > n or frame[pos] >> 4 != 6:
             return Reason.PASS_MALFORMED
+        pkt.family = 6
+        nxt = pkt.l4 = frame[pos + 6]
         plen = be16(frame, pos + 4)
         if pos + 40 + plen > n:
-            return Reason.PASS_MALFORMED
-        nxt, pos = frame[pos + 6], pos + 40
+            return stop(Reason.PASS_MALFORMED)
+        pos += 40
         for _ in range(MAX_IPV6_EXT):
             if nxt not in (0, 43, 60):
                 break
             if pos + 2 > n:
-                return Reason.PASS_MALFORMED
+                return stop(Reason.PASS_MALFORMED)
             nxt, pos = frame[pos], pos + (frame[pos + 1] + 1) * 8
+            pkt.l4 = nxt
         if nxt == 44:
-            return Reason.PASS_FRAGMENT
+            pkt.frag = True
+            return stop(Reason.PASS_FRAGMENT)
         if nxt != 17:
-            return Reason.PASS_NOT_IP
-        family, total = 6, plen
+            return stop(Reason.PASS_NOT_IP)
+        total = plen
         used = pos - l3 - 40
     else:
         return Reason.PASS_NOT_IP
     if pos + 8 > n:
-        return Reason.PASS_MALFORMED
+        return stop(Reason.PASS_MALFORMED)
     ulen = be16(frame, pos + 4)
     if used > total or ulen < 8 or ulen > total - used:
-        return Reason.PASS_MALFORMED
+        return stop(Reason.PASS_MALFORMED)
+    pkt.udp, pkt.payload_off, pkt.payload_len = pos, pos + 8, ulen - 8
     if pos + 8 > MAX_PAYLOAD_OFF:
-        return Reason.PASS_MALFORMED
-    return Pkt(bytearray(frame), family, l3, pos, pos + 8, ulen - 8)
+        return stop(Reason.PASS_MALFORMED)  # payload_off is set, as in the C
+    return pkt
 
 
-def stun_ufrag(p: bytes) -> Reason | bytes:
-    """stun.h: the server ufrag of a Binding Request, or the drop reason."""
+def stun_header(p: bytes) -> tuple[int, bytes, int] | None:
+    """stun.h stun_header(): (type, txid, message end) of a well-formed header, or None."""
     if len(p) < 20:
-        return Reason.DROP_STUN_MALFORMED
-    msg_end = 20 + be16(p, 2)
-    if p[4:8] != b"\x21\x12\xa4\x42" or msg_end & 3 or msg_end > len(p) or msg_end > STUN_MAX_LEN:
-        return Reason.DROP_STUN_MALFORMED
-    if be16(p, 0) != 0x0001:
-        return Reason.DROP_STUN_NOT_REQUEST
-    if msg_end == 20:
-        return Reason.DROP_STUN_MALFORMED
+        return None
+    length = be16(p, 2)
+    if p[4:8] != b"\x21\x12\xa4\x42" or length & 3 or 20 + length > len(p):
+        return None
+    return be16(p, 0), bytes(p[8:20]), 20 + length
+
+
+def stun_ufrag(p: bytes, msg_end: int) -> Reason | bytes:
+    """stun.h stun_server_ufrag(): the server ufrag of a Binding Request, or the reason."""
     off, uoff, alen = 20, 0, 0
     for _ in range(STUN_MAX_ATTRS):
-        if off + 4 > msg_end or off > STUN_MAX_LEN:
+        if off + 4 > msg_end:
             return Reason.DROP_STUN_MALFORMED
         alen = be16(p, off + 2)
         if off + 4 + alen > msg_end:
@@ -154,7 +227,7 @@ def stun_ufrag(p: bytes) -> Reason | bytes:
             uoff = off + 4
             break
         off += 4 + ((alen + 3) & ~3)
-    if not uoff or uoff > STUN_MAX_LEN:
+    if not uoff or not alen:
         return Reason.DROP_STUN_MALFORMED
     value = p[uoff : uoff + min(alen, UFRAG_MAX + 1)]
     colon = value.find(b":")
@@ -199,7 +272,7 @@ def rewrite(pkt: Pkt, dst: bool, to: Endpoint) -> None:
 
 
 # -- routing in the replay namespace
-SUCCESS, NO_NEIGH, NOT_FWDED = "success", "no_neigh", "not_fwded"
+SUCCESS, NO_NEIGH, NOT_FWDED, FRAG_NEEDED = "success", "no_neigh", "not_fwded", "frag_needed"
 
 
 EDGES = {n.network_address for n in (env.INT_NET4, env.PUB_NET4)} | {
@@ -235,18 +308,194 @@ def route(ip: IPAddress, src: IPAddress) -> tuple[str, str | None, str | None]:
     return SUCCESS, "pub", env.GW_MAC
 
 
+def route_sized(pkt: Pkt, ip: IPAddress, src: IPAddress) -> tuple[str, str | None, str | None]:
+    """fib_route(): the route, or FRAG_NEEDED when the IP length field (IPv6: the payload
+    length, as rewrite.h passes it) exceeds the egress MTU."""
+    r = route(ip, src)
+    f, o = pkt.frame, pkt.l3
+    size = be16(f, o + 2) if pkt.family == 4 else be16(f, o + 4)
+    if r[0] in (SUCCESS, NO_NEIGH) and size > MTU:
+        return FRAG_NEEDED, None, None
+    return r
+
+
 SMAC = {"pub": env.PUB_MAC, "int": env.INT_MAC}
 
 
 def send(
     pkt: Pkt, side_if: str, r: tuple[str, str | None, str | None], reason: Reason
 ) -> tuple[XdpAction, Reason, bytes]:
+    """rewrite.h fib_send(): TTL / hop limit, MACs, VLAN tags stripped, TX or redirect."""
     rc, egress, mac = r
     if rc != SUCCESS or egress is None or mac is None:
         return XdpAction.PASS, Reason.PASS_FIB_FAILED, bytes(pkt.frame)
-    pkt.frame[0:6] = bytes.fromhex(mac.replace(":", ""))
-    pkt.frame[6:12] = bytes.fromhex(SMAC[egress].replace(":", ""))
-    return (XdpAction.TX if egress == side_if else XdpAction.REDIRECT), reason, bytes(pkt.frame)
+    f, o = pkt.frame, pkt.l3
+    if pkt.family == 4:
+        if f[o + 8] <= 1:
+            return XdpAction.DROP, Reason.DROP_TTL_EXCEEDED, bytes(f)
+        old = bytes(f[o + 8 : o + 10])
+        f[o + 8] -= 1
+        struct.pack_into(
+            "!H", f, o + 10, _csum_update(be16(f, o + 10), old, bytes(f[o + 8 : o + 10]))
+        )
+    else:
+        if f[o + 7] <= 1:
+            return XdpAction.DROP, Reason.DROP_TTL_EXCEEDED, bytes(f)
+        f[o + 7] -= 1
+    eth = bytes.fromhex(mac.replace(":", "")) + bytes.fromhex(SMAC[egress].replace(":", ""))
+    out = eth + struct.pack("!H", pkt.l3_proto) + bytes(f[14 + pkt.vlan_bytes :])
+    return (XdpAction.TX if egress == side_if else XdpAction.REDIRECT), reason, out
+
+
+def link_scoped(ip: IPAddress) -> bool:
+    """rewrite.h dst_link_scoped()."""
+    if ip.version == 4:
+        return ip.packed[0] & 0xF0 == 0xE0 or ip.packed == b"\xff" * 4
+    return ip.packed[0] == 0xFF or (ip.packed[0] == 0xFE and ip.packed[1] & 0xC0 == 0x80)
+
+
+def guard(pkt: Pkt, other: str, reason: Reason) -> tuple[XdpAction, Reason, bytes]:
+    """steer.bpf.c guard_cross(): dropped if routed to the other side, else passed."""
+    frame = bytes(pkt.frame)
+    if link_scoped(pkt.dst_ip()):
+        return XdpAction.PASS, reason, frame
+    rc, egress, _ = route(pkt.dst_ip(), pkt.src_ip())
+    if rc not in (SUCCESS, NO_NEIGH) or egress != other:
+        return XdpAction.PASS, reason, frame
+    if pkt.frag:
+        return XdpAction.DROP, Reason.DROP_CROSS_FRAGMENT, frame
+    if pkt.l4 in (ICMP4, ICMP6):
+        return XdpAction.DROP, Reason.DROP_CROSS_ICMP, frame
+    if pkt.payload_off:
+        return XdpAction.DROP, Reason.DROP_CROSS_UNNATED, frame
+    return XdpAction.DROP, Reason.DROP_CROSS_OTHER, frame
+
+
+def no_flow_reason(b: int, stun_reason: Reason) -> Reason:
+    if b <= 3:
+        return stun_reason
+    if 20 <= b <= 63:
+        return Reason.DROP_DTLS_NO_FLOW
+    if 128 <= b <= 191:
+        return Reason.DROP_RTP_NO_FLOW
+    return Reason.DROP_UNCLASSIFIED
+
+
+def steer_to(
+    pkt: Pkt, st: State, sock: Endpoint, backend_id: int, reason: Reason
+) -> tuple[XdpAction, Reason, bytes]:
+    if st.down(backend_id):
+        return XdpAction.DROP, Reason.DROP_BACKEND_DOWN, bytes(pkt.frame)
+    src_ip = pkt.src_ip()
+    rewrite(pkt, True, sock)
+    return send(pkt, "pub", route_sized(pkt, sock.ip, src_ip), reason)
+
+
+def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
+    frame = bytes(pkt.frame)
+    src, dst = pkt.addr(False), pkt.addr(True)
+    payload = pkt.payload()
+    b = payload[0] if payload else 0xFF
+    stun_reason = Reason.DROP_UNCLASSIFIED
+    if b <= 3 and dst in st.vips:
+        if pkt.opts:
+            return XdpAction.DROP, Reason.DROP_IP_OPTIONS, frame
+        hdr = stun_header(payload)
+        stun_reason = Reason.DROP_STUN_MALFORMED
+        if hdr is not None:
+            stun_reason = Reason.DROP_STUN_NOT_REQUEST
+            mtype, txid, msg_end = hdr
+            if mtype == STUN_REQUEST:
+                ufrag = stun_ufrag(payload, msg_end)
+                if isinstance(ufrag, Reason):
+                    return XdpAction.DROP, ufrag, frame
+                s = st.sessions.get(ufrag)
+                if s is None:
+                    return XdpAction.DROP, Reason.DROP_STUN_UNKNOWN_UFRAG, frame
+                if s.sock.ip.version != pkt.family:
+                    return XdpAction.DROP, Reason.DROP_FAMILY_MISMATCH, frame
+                return steer_to(pkt, st, s.sock, s.backend_id, Reason.FWD_STUN)
+            if mtype in (STUN_SUCCESS, STUN_ERROR):
+                p = st.pending.get((src, txid))
+                if p is not None and p[1] == dst and p[0] in st.socks:
+                    return steer_to(pkt, st, p[0], p[2], Reason.FWD_STUN_ANSWER)
+    flow = st.flows.get((src, dst))
+    if flow:
+        if pkt.opts:
+            return XdpAction.DROP, Reason.DROP_IP_OPTIONS, frame
+        sock, backend_id = flow
+        if st.down(backend_id):
+            return XdpAction.DROP, Reason.DROP_BACKEND_DOWN, frame
+        rewrite(pkt, True, sock)
+        return send(pkt, "pub", route_sized(pkt, sock.ip, src.ip), Reason.FWD_FLOW)
+    if dst not in st.vips:
+        return guard(pkt, "int", Reason.PASS_NOT_STEERED)
+    if pkt.opts:
+        return XdpAction.DROP, Reason.DROP_IP_OPTIONS, frame
+    return XdpAction.DROP, no_flow_reason(b, stun_reason), frame
+
+
+def learn(st: State, client: Endpoint, vip: Endpoint, sock: Endpoint, backend_id: int) -> Reason:
+    """steer.bpf.c learn_flow(): the per-socket ring, the cap, the new flow."""
+    reason = Reason.FWD_RETURN_LEARNED
+    ring = st.rings.setdefault(sock, Ring(vip))
+    idx = ring.next
+    ring.next += 1
+    slot = idx % SESSION_FLOW_CAP
+    if idx >= SESSION_FLOW_CAP:
+        old = ring.clients[slot]
+        if old is not None:
+            of = st.flows.get((old, ring.vip))
+            if of is not None and of[0] == sock and old != client:
+                reason = Reason.FWD_RETURN_EVICTED
+                del st.flows[(old, ring.vip)]
+                st.rflows.pop((sock, old), None)
+    ring.clients[slot] = client
+    st.flows[(client, vip)] = (sock, backend_id)
+    return reason
+
+
+def internal(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
+    frame = bytes(pkt.frame)
+    src, dst = pkt.addr(False), pkt.addr(True)
+    r = route(dst.ip, src.ip)
+    rf = st.rflows.get((src, dst))
+    if rf:
+        vip, backend_id = rf
+    else:
+        if r[0] not in (SUCCESS, NO_NEIGH):
+            return XdpAction.PASS, Reason.PASS_FIB_FAILED, frame
+        if r[1] != "pub":
+            return XdpAction.PASS, Reason.PASS_NOT_STEERED, frame
+        s = st.socks.get(src)
+        if s is None:
+            return XdpAction.DROP, Reason.DROP_CROSS_UNNATED, frame
+        if s.vip.ip.version != pkt.family:
+            return XdpAction.DROP, Reason.DROP_FAMILY_MISMATCH, frame
+        vip, backend_id = s.vip, s.backend_id
+    if st.down(backend_id):
+        return XdpAction.DROP, Reason.DROP_BACKEND_DOWN, frame
+    if pkt.opts:
+        return XdpAction.DROP, Reason.DROP_IP_OPTIONS, frame
+    payload = pkt.payload()
+    hdr = stun_header(payload) if payload and payload[0] <= 3 else None
+    kind = hdr[0] if hdr is not None else None
+    flow = st.flows.get((dst, vip))
+    if flow and flow[0] == src:
+        reason = Reason.FWD_RETURN
+    elif kind == STUN_SUCCESS:
+        reason = learn(st, dst, vip, src, backend_id)
+    else:
+        if st.budget <= 0:
+            return XdpAction.DROP, Reason.DROP_NO_FLOW_BUDGET, frame
+        st.budget -= 1
+        reason = Reason.FWD_RETURN_NO_FLOW
+    if not rf and reason != Reason.FWD_RETURN_NO_FLOW:
+        st.rflows[(src, dst)] = (vip, backend_id)
+    if kind == STUN_REQUEST and hdr is not None:
+        st.pending[(dst, hdr[1])] = (src, vip, backend_id)
+    rewrite(pkt, False, vip)
+    return send(pkt, "int", r, reason)
 
 
 def run(side: str, frame: bytes, st: State, now: int = 0) -> tuple[XdpAction, Reason, bytes]:
@@ -254,63 +503,6 @@ def run(side: str, frame: bytes, st: State, now: int = 0) -> tuple[XdpAction, Re
     pkt = parse(frame)
     if isinstance(pkt, Reason):
         return XdpAction.PASS, pkt, frame
-    src, dst = pkt.addr(False), pkt.addr(True)
-    family_of = {4: 4, 6: 6}
-    if side == "public":
-        flow = st.flows.get((src, dst))
-        if flow:
-            sock, backend_id = flow
-            if st.down(backend_id):
-                return XdpAction.DROP, Reason.DROP_BACKEND_DOWN, frame
-            rewrite(pkt, True, sock)
-            return send(pkt, "pub", route(sock.ip, src.ip), Reason.FWD_FLOW)
-        if dst not in st.vips:
-            rc, egress, _ = route(dst.ip, src.ip)
-            if rc in (SUCCESS, NO_NEIGH) and egress == "int":
-                return XdpAction.DROP, Reason.DROP_CROSS_UNNATED, frame
-            return XdpAction.PASS, Reason.PASS_NOT_STEERED, frame
-        payload = bytes(pkt.frame[pkt.payload_off : pkt.payload_off + pkt.payload_len])
-        if not payload:
-            return XdpAction.DROP, Reason.DROP_UNCLASSIFIED, frame
-        b = payload[0]
-        if 20 <= b <= 63:
-            return XdpAction.DROP, Reason.DROP_DTLS_NO_FLOW, frame
-        if 128 <= b <= 191:
-            return XdpAction.DROP, Reason.DROP_RTP_NO_FLOW, frame
-        if b > 3:
-            return XdpAction.DROP, Reason.DROP_UNCLASSIFIED, frame
-        ufrag = stun_ufrag(payload)
-        if isinstance(ufrag, Reason):
-            return XdpAction.DROP, ufrag, frame
-        s = st.sessions.get(ufrag)
-        if s is None:
-            return XdpAction.DROP, Reason.DROP_STUN_UNKNOWN_UFRAG, frame
-        if family_of[s.sock.ip.version] != pkt.family:
-            return XdpAction.DROP, Reason.DROP_FAMILY_MISMATCH, frame
-        if st.down(s.backend_id):
-            return XdpAction.DROP, Reason.DROP_BACKEND_DOWN, frame
-        rewrite(pkt, True, s.sock)
-        return send(pkt, "pub", route(s.sock.ip, src.ip), Reason.FWD_STUN)
-
-    r = route(dst.ip, src.ip)
-    if r[0] not in (SUCCESS, NO_NEIGH):
-        return XdpAction.PASS, Reason.PASS_FIB_FAILED, frame
-    if r[1] != "pub":
-        return XdpAction.PASS, Reason.PASS_NOT_STEERED, frame
-    rf = st.rflows.get((src, dst))
-    if rf:
-        vip, backend_id = rf
-    else:
-        s = st.socks.get(src)
-        if s is None:
-            return XdpAction.DROP, Reason.DROP_CROSS_UNNATED, frame
-        if s.vip.ip.version != src.ip.version:
-            return XdpAction.DROP, Reason.DROP_FAMILY_MISMATCH, frame
-        st.rflows[(src, dst)] = (s.vip, s.backend_id)
-        vip, backend_id = s.vip, s.backend_id
-    if st.down(backend_id):
-        return XdpAction.DROP, Reason.DROP_BACKEND_DOWN, frame
-    if (dst, vip) not in st.flows:
-        st.flows[(dst, vip)] = (src, backend_id)
-    rewrite(pkt, False, vip)
-    return send(pkt, "int", r, Reason.FWD_RETURN)
+    if pkt.reason is not None:
+        return guard(pkt, "int" if side == "public" else "pub", pkt.reason)
+    return public(pkt, st) if side == "public" else internal(pkt, st)

@@ -46,7 +46,7 @@ def test_explain_first_stun_and_return_without_side_effects(relay: LiveRelay) ->
     assert r["after"]["dst"] == str(sock) and r["after"]["src"] == f"{CLIENT4}:50500"
     assert r["routed"] is True
     (r,) = explain(relay, "--from", str(sock), "--to", f"{CLIENT4}:50500", "--payload", "rtp")
-    assert (r["side"], r["action"], r["reason"]) == ("internal", "REDIRECT", "fwd_return")
+    assert (r["side"], r["action"], r["reason"]) == ("internal", "REDIRECT", "fwd_return_no_flow")
     assert r["after"]["src"] == str(vip)
     (r,) = explain(relay, "--from", f"{CLIENT4}:50500", "--to", str(vip), "--payload", "dtls")
     assert r["reason"] == "drop_dtls_no_flow", "explaining the return must not create a flow"

@@ -67,7 +67,7 @@ def test_session_end_to_end(relay: LiveRelay, v6: bool) -> None:
 
     after = relay.counters()
     assert after[Reason.FWD_STUN] - before[Reason.FWD_STUN] == 1
-    assert after[Reason.FWD_RETURN] - before[Reason.FWD_RETURN] == 1
+    assert after[Reason.FWD_RETURN_LEARNED] - before[Reason.FWD_RETURN_LEARNED] == 1
     assert after[Reason.FWD_FLOW] - before[Reason.FWD_FLOW] == 3
     assert after[Reason.PASS_FIB_FAILED] == before[Reason.PASS_FIB_FAILED]
     (flow,) = relay.maps.flows()
