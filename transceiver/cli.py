@@ -12,6 +12,7 @@ import sys
 import click
 
 from pyctl.clitypes import EndpointType, HostPortType
+from pyctl.credentials import CredentialError, token_from
 from pyctl.endpoint import Endpoint
 from transceiver.app import BUNDLED, DEFAULT_APP, AppLoadError, resolve
 from transceiver.config import DEFAULT_API_SOCKET, TrxConfig
@@ -48,7 +49,12 @@ ENV_PREFIX = "STEER_TRX"
     "--api-socket", default=None, help=f"Control API unix socket [default: {DEFAULT_API_SOCKET}]."
 )
 @click.option("--api-url", default=None, help="Control API over TCP, e.g. http://10.0.0.1:9000.")
-@click.option("--api-token", default=None, help="Bearer token for --api-url.")
+@click.option(
+    "--api-token-file",
+    default=None,
+    help="File holding the bearer token for the control API: this transceiver's backend "
+    "token (`steerctl backend token ID`). Or env STEER_TRX_API_TOKEN; never on argv.",
+)
 @click.option(
     "--ttl",
     type=click.IntRange(3, 86400),
@@ -71,9 +77,38 @@ ENV_PREFIX = "STEER_TRX"
 )
 @click.option(
     "--cors-origin",
-    default="*",
+    "cors_origins",
+    multiple=True,
+    help="An origin whose pages may call WHIP (repeat; '*' = any). Default: none, CORS closed.",
+)
+@click.option(
+    "--whip-token-file",
+    default=None,
+    help="File holding the bearer token WHIP clients must send (or env STEER_WHIP_TOKEN). "
+    "Default: none needed.",
+)
+@click.option(
+    "--max-sessions",
+    type=click.IntRange(1, 100000),
+    default=100,
     show_default=True,
-    help="Access-Control-Allow-Origin for the WHIP endpoint.",
+    help="Live sessions at most; more offers get 503 with Retry-After.",
+)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(0, 100000),
+    default=60,
+    show_default=True,
+    help="Offers per minute from one source address (0: unlimited); more get 429.",
+)
+@click.option(
+    "--internal-net",
+    "internal_nets",
+    multiple=True,
+    default=("auto",),
+    show_default=True,
+    help="CIDR whose remote candidates are never probed (repeat). 'auto': this host's own "
+    "networks and special ranges; 'none': filter none (tests).",
 )
 @click.option(
     "--direct",
@@ -109,11 +144,15 @@ def command(
     backend_id: int,
     api_socket: str | None,
     api_url: str | None,
-    api_token: str | None,
+    api_token_file: str | None,
     ttl: int,
     idle_timeout: float,
     metrics: tuple[str, int] | None,
-    cors_origin: str,
+    cors_origins: tuple[str, ...],
+    whip_token_file: str | None,
+    max_sessions: int,
+    rate_limit: int,
+    internal_nets: tuple[str, ...],
     direct: bool,
     app: str,
     ice_servers: tuple[str, ...],
@@ -130,6 +169,11 @@ def command(
         resolve(app)  # a typo fails here, before anything listens
     except AppLoadError as exc:
         raise click.BadParameter(str(exc), param_hint="--app") from exc
+    try:
+        api_token = token_from(api_token_file, f"{ENV_PREFIX}_API_TOKEN")
+        whip_token = token_from(whip_token_file, "STEER_WHIP_TOKEN")
+    except CredentialError as exc:
+        raise click.UsageError(str(exc)) from exc
     host, port = listen
     metrics_host, metrics_port = metrics if metrics else (None, None)
     try:
@@ -146,7 +190,11 @@ def command(
             idle_timeout=idle_timeout,
             metrics_host=metrics_host,
             metrics_port=metrics_port,
-            cors_origin=cors_origin,
+            cors_origins=cors_origins,
+            whip_token=whip_token,
+            max_sessions=max_sessions,
+            rate_limit=rate_limit,
+            internal_nets=tuple(n for n in internal_nets if n != "none"),
             direct=direct,
             app=app,
             ice_servers=ice_servers,

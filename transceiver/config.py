@@ -26,7 +26,12 @@ class TrxConfig:
     idle_timeout: float = 30.0
     metrics_host: str | None = None  # a second listener for /metrics only
     metrics_port: int | None = None
-    cors_origin: str = "*"
+    # WHIP hardening (transceiver/guard.py)
+    whip_token: str | None = None  # bearer token POST/DELETE/PATCH need; None: none needed
+    cors_origins: tuple[str, ...] = ()  # pages allowed to call WHIP; "*" = any; () = none
+    max_sessions: int = 100
+    rate_limit: int = 60  # offers per minute per source address; 0 = unlimited
+    internal_nets: tuple[str, ...] = ("auto",)  # remote candidates never probed
     # advertise each session's own socket instead of the VIPs: for running with no relay
     # in front (development, baseline tests); registration still happens
     direct: bool = False
@@ -47,6 +52,13 @@ class TrxConfig:
             raise ValueError("--ttl must be at least 3 seconds")
         if self.idle_timeout <= 0:
             raise ValueError("--idle-timeout must be positive")
+        if self.max_sessions < 1:
+            raise ValueError("--max-sessions must be at least 1")
+        if self.rate_limit < 0:
+            raise ValueError("--rate-limit must be 0 (off) or more")
+        for net in self.internal_nets:
+            if net != "auto":
+                ipaddress.ip_network(net, strict=False)  # raises ValueError naming it
         iceservers.validate(self.ice_servers, self.ice_username, self.ice_credential)
 
     def advertised(self, sock: Endpoint) -> tuple[Endpoint, ...]:

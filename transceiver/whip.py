@@ -3,8 +3,9 @@
 POST /whip (application/sdp offer) -> 201, Location: /whip/<id>, ETag (the ICE session:
 its ufrag), a Link per configured ICE server (transceiver/iceservers.py), SDP answer.
 DELETE /whip/<id> ends the session. PATCH (trickle ICE, ICE restart) is not supported:
-405, as RFC 9725 section 4.3.1 allows. Every response carries CORS headers so a page
-served from another origin can use the endpoint.
+405, as RFC 9725 section 4.3.1 allows. transceiver/guard.py checks the bearer token, the
+session cap, the rate and size of offers, answers CORS for configured origins, and removes
+internal candidates from offers before aioice sees them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from transceiver import iceservers
 from transceiver.app import DEFAULT_APP, App, load
 from transceiver.config import TrxConfig
+from transceiver.guard import Guard
 from transceiver.metrics import CONTENT_TYPE, TrxMetrics
 from transceiver.registry import Registry
 from transceiver.session import SessionEndpoint, SetupError
@@ -28,11 +29,8 @@ from transceiver.session import SessionEndpoint, SetupError
 log = logging.getLogger("steer.transceiver")
 
 SDP = "application/sdp"
-ALLOW_METHODS = "GET, POST, DELETE, PATCH, OPTIONS"
 STATIC_FILES = {"/": "whip.html", "/whip.html": "whip.html", "/whip.js": "whip.js"}
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript"}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class WhipServer:
@@ -53,9 +51,10 @@ class WhipServer:
         self.sessions: dict[str, SessionEndpoint] = {}
         self.closing = False
         self._setting_up: set[asyncio.Task[str]] = set()
+        self.guard = Guard(config, lambda: len(self.sessions) + len(self._setting_up), self.metrics)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._cors])
+        app = web.Application(middlewares=[self.guard.middleware])
         app.router.add_post("/whip", self.post)
         app.router.add_route("OPTIONS", "/whip", self.options)
         app.router.add_delete("/whip/{resource}", self.delete)
@@ -67,25 +66,6 @@ class WhipServer:
             app.router.add_get(path, self.static)
         app.on_shutdown.append(lambda _app: self.shutdown())
         return app
-
-    @web.middleware
-    async def _cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            resp = await handler(request)
-        except web.HTTPException as exc:
-            exc.headers.update(self._cors_headers())
-            raise
-        resp.headers.update(self._cors_headers())
-        return resp
-
-    def _cors_headers(self) -> dict[str, str]:
-        return {
-            "Access-Control-Allow-Origin": self.config.cors_origin,
-            "Access-Control-Allow-Methods": ALLOW_METHODS,
-            "Access-Control-Allow-Headers": "Content-Type, Authorization, If-Match",
-            "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Post",
-            "Access-Control-Max-Age": "600",
-        }
 
     # -- WHIP ---------------------------------------------------------------------------
 
@@ -101,6 +81,7 @@ class WhipServer:
         except UnicodeDecodeError:
             self.metrics.fail("bad_offer")
             return _error(400, "bad offer: not UTF-8 text")
+        offer = self.guard.filter_offer(offer)
 
         resource = secrets.token_urlsafe(12)
         session = SessionEndpoint(

@@ -140,6 +140,8 @@ async def whip_env(app: App | None = None, **overrides: Any) -> AsyncIterator[En
             "api_socket": api.path,
             "ttl": 30,
             "idle_timeout": 30.0,
+            "cors_origins": ("*",),  # as the lab: open for development
+            "internal_nets": (),  # the test peers' candidates are on 127.0.0.1
         }
         kwargs.update(overrides)
         config = TrxConfig(**kwargs)

@@ -51,12 +51,11 @@ def test_options_build_the_config(captured: list[TrxConfig]) -> None:
             "2.5",
             "--api-url",
             "http://10.0.0.1:9100",
-            "--api-token",
-            "t",
             "--metrics",
             "127.0.0.1:9101",
             "--direct",
-        ]
+        ],
+        env={"STEER_TRX_API_TOKEN": "t"},  # tokens never on argv
     )
     assert result.exit_code == 0, result.output
     (c,) = captured
