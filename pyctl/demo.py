@@ -1,9 +1,10 @@
 """`steerctl demo` (= `make demo`): real WebRTC sessions through one VIP, end to end.
 
-Brings the lab up, runs aiortc client sessions (pyctl/democlient.py) from the client
-namespace spread over the transceivers, each sending a tone and data-channel messages
-for a few seconds, checks the echoes, prints a summary and the relay's own counters, and
-takes the lab down. Exits non-zero if any session failed.
+Brings the lab up with every transceiver running one app (``--app``: echo or speak),
+runs aiortc client sessions (pyctl/democlient.py) from the client namespace spread over
+the transceivers, checks what came back (echo: the messages and the tone; speak: a
+spoken reply, its level and duration), prints a summary and the relay's own counters,
+and takes the lab down. Exits non-zero if any session failed.
 """
 
 from __future__ import annotations
@@ -35,14 +36,20 @@ def client_cmd(lab: Lab, args: list[str]) -> list[str]:
 
 
 def run_clients(
-    lab: Lab, sessions: int, seconds: float, hide_candidates: bool = False
+    lab: Lab,
+    sessions: int,
+    seconds: float,
+    hide_candidates: bool = False,
+    app: str = "echo",
+    urls: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run `sessions` client sessions, round-robin over the transceivers, in the client
-    namespace; one result dict per session."""
-    urls = [lab.whip_url(1 + i % lab.transceivers) for i in range(sessions)]
+    """Run `sessions` client sessions, round-robin over the transceivers (or over `urls`),
+    in the client namespace, expecting `app`; one result dict per session."""
+    urls = urls or [lab.whip_url(1 + i % lab.transceivers) for i in range(sessions)]
+    urls = [urls[i % len(urls)] for i in range(sessions)]
     hide = ["--hide-candidates"] if hide_candidates else []
     proc = subprocess.run(
-        client_cmd(lab, ["--seconds", str(seconds), *hide, *urls]),
+        client_cmd(lab, ["--seconds", str(seconds), "--app", app, *hide, *urls]),
         capture_output=True,
         text=True,
         timeout=120 + seconds,
@@ -53,50 +60,93 @@ def run_clients(
     return results
 
 
-def summarize(lab: Lab, results: list[dict[str, Any]]) -> tuple[str, bool]:
-    ok_all = True
-    rows = []
+def verdicts(lab: Lab, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each client result with its transceiver and a verdict: `ok` only if the client was
+    satisfied, through the VIP, by the transceiver its ufrag names."""
     vips = {str(v) for v in lab.net.vips}
+    trx = {lab.whip_url(i): i for i in range(1, lab.transceivers + 1)}
+    out = []
     for r in results:
-        asked = 1 + r["index"] % lab.transceivers  # the transceiver whose WHIP it used
+        asked = trx.get(r["whip"], 0)  # the transceiver whose WHIP it used
         owner = backend_of(r["ufrag"]) if r["ufrag"] else 0  # the one its ufrag names
-        via_vip = r["remote"] in vips
-        ok = r["ok"] and via_vip and owner == asked
-        ok_all &= ok
-        rows.append(
-            [
-                str(r["index"]),
-                r["ufrag"] or "-",
-                f"trx{asked}",
-                r["remote"] or "-",
-                f"{r['rtp_sent']}/{r['rtp_received']}",
-                f"{r['messages_echoed']}/{r['messages_sent']}",
-                f"{r['tone_hz']:.0f}/{r['echo_hz']:.0f}",
-                f"{r['setup_ms']:.0f}",
-                f"{r['echo_rtt_ms']:.1f}",
-                "ok" if ok else f"FAILED: {r['error'] or 'wrong transceiver or not via the VIP'}",
-            ]
+        error = r["error"]
+        if r["ok"] and r["remote"] not in vips:
+            error = f"nominated remote {r['remote'] or '-'} is not the VIP"
+        elif r["ok"] and owner != asked:
+            error = f"the ufrag names backend {owner}, the offer went to trx{asked}"
+        out.append(
+            {
+                "ufrag": r["ufrag"],
+                "transceiver": f"trx{asked}",
+                "result": "ok" if not error else "failed",
+                **{k: v for k, v in r.items() if k != "ufrag"},
+                "ok": not error,
+                "error": error,
+            }
         )
-    header = [
-        "#",
-        "server ufrag",
-        "transceiver",
-        "remote (VIP)",
-        "rtp out/in",
-        "msgs echoed",
-        "tone/echo Hz",
-        "setup ms",
-        "echo rtt ms",
-        "result",
+    return out
+
+
+def _echo_row(r: dict[str, Any]) -> list[str]:
+    return [
+        f"{r['rtp_sent']}/{r['rtp_received']}",
+        f"{r['messages_echoed']}/{r['messages_sent']}",
+        f"{r['tone_hz']:.0f}/{r['echo_hz']:.0f}",
+        f"{r['setup_ms']:.0f}",
+        f"{r['echo_rtt_ms']:.1f}",
     ]
-    return table(rows, header), ok_all
 
 
-def relay_counters(lab: Lab) -> str:
+def _speak_row(r: dict[str, Any]) -> list[str]:
+    reply = r["reply"]
+    return [
+        f"{r['setup_ms']:.0f}",
+        f"{reply.get('synth_ms', 0):.0f}",
+        f"{reply.get('send_ms', 0):.0f}",
+        f"{reply.get('audio_ms', 0) / 1000:.2f}",
+        f"{r['spoken_s']:.2f}",
+        f"{r['level_dbfs']:.1f}",
+        f"{r['first_audio_ms']:.0f}",
+    ]
+
+
+COLUMNS = {
+    "echo": (
+        ["rtp out/in", "msgs echoed", "tone/echo Hz", "setup ms", "echo rtt ms"],
+        _echo_row,
+    ),
+    "speak": (
+        ["setup ms", "synth ms", "send ms", "speech s", "heard s", "level dBFS", "1st audio ms"],
+        _speak_row,
+    ),
+}
+
+
+def summarize(rows: list[dict[str, Any]], app: str = "echo") -> str:
+    header, cells = COLUMNS[app]
+    lines = [
+        [
+            str(r["index"]),
+            r["ufrag"] or "-",
+            r["transceiver"],
+            r["remote"] or "-",
+            *cells(r),
+            "ok" if r["result"] == "ok" else f"FAILED: {r['error']}",
+        ]
+        for r in rows
+    ]
+    return table(lines, ["#", "server ufrag", "transceiver", "remote (VIP)", *header, "result"])
+
+
+def relay_counters(lab: Lab) -> dict[str, dict[str, int]]:
     maps = RouteMaps(
         compile_bpf(BuildOptions(instance=lab.instance), text='#include "steer_maps.h"')
     )
-    rows = [[r.label, str(p), str(b)] for r, (p, b) in maps.stats().items() if p]
+    return {r.label: {"packets": p, "bytes": b} for r, (p, b) in maps.stats().items() if p}
+
+
+def counters_table(counters: dict[str, dict[str, int]]) -> str:
+    rows = [[k, str(v["packets"]), str(v["bytes"])] for k, v in counters.items()]
     return table(rows, ["reason", "packets", "bytes"])
 
 
@@ -105,23 +155,33 @@ def run_demo(
     transceivers: int = 2,
     seconds: float = 4.0,
     progress: Callable[[str], None] = print,
-) -> bool:
-    lab = Lab(transceivers=transceivers)
+    app: str = "echo",
+) -> dict[str, Any]:
+    """Lab up with every transceiver running `app`, the sessions, lab down; the report
+    (`ok` only if every session passed)."""
+    lab = Lab(transceivers=transceivers, app=app)
     progress("[1/4] clearing leftovers of an earlier lab")
     lab.down(progress=lambda s: None)
     try:
-        progress("[2/4] lab up")
+        progress(f"[2/4] lab up (transceivers run --app {app})")
         lab.up(progress=lambda s: progress(f"      {s}"))
-        progress(f"[3/4] {sessions} WebRTC sessions through {lab.net.vips[0]} for {seconds:.0f}s")
-        results = run_clients(lab, sessions, seconds)
-        summary, ok = summarize(lab, results)
-        progress("\n" + summary)
-        progress("\nrelay counters (XDP, per reason):\n" + relay_counters(lab))
-        return ok
+        what = "a spoken reply each" if app == "speak" else f"{seconds:.0f}s"
+        progress(f"[3/4] {sessions} WebRTC sessions through {lab.net.vips[0]}, {what}")
+        rows = verdicts(lab, run_clients(lab, sessions, seconds, app=app))
+        counters = relay_counters(lab)
+        progress("\n" + summarize(rows, app))
+        progress("\nrelay counters (XDP, per reason):\n" + counters_table(counters))
     finally:
         progress("\n[4/4] lab down")
         lab.down(progress=lambda s: progress(f"      {s}"))
+    return {
+        "app": app,
+        "vip": str(lab.net.vips[0]),
+        "ok": all(r["result"] == "ok" for r in rows),
+        "sessions": rows,
+        "relay": counters,
+    }
 
 
 def main() -> None:
-    sys.exit(0 if run_demo() else 1)
+    sys.exit(0 if run_demo()["ok"] else 1)

@@ -1,10 +1,15 @@
 """A WebRTC client for the demo and the end-to-end tests: real aiortc sessions over WHIP.
 
-Each session sends a generated tone (Opus) and timestamped data-channel messages, and
-checks what comes back: the echoed messages byte for byte (and their round-trip time),
-and the echoed audio by its dominant frequency. Run inside the client namespace:
+Each session sends a generated tone (Opus) and checks what comes back, for the app the
+transceivers run:
+- ``--app echo`` (default): timestamped data-channel messages come back byte for byte
+  (and their round-trip time), the audio by its dominant frequency;
+- ``--app speak``: after half a second of listening, one text message; the answer must be
+  speech (its level and duration, measured here) and a JSON reply with the app's
+  synthesis and send times.
+Run inside the client namespace:
 
-    ip netns exec steer-client .venv/bin/python -m pyctl.democlient --json URL [URL ...]
+    ip netns exec steer-client .venv/bin/python -m pyctl.democlient [--app speak] URL [URL ...]
 
 It prints one JSON object per session; the caller (steerctl demo, tests) reads them.
 """
@@ -29,6 +34,8 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 
 RATE = 48000
 FRAME = 960  # 20 ms
+APPS = ("echo", "speak")
+VOICED_DBFS = -40.0  # a 20 ms frame louder than this counts as speech
 
 
 class ToneTrack(MediaStreamTrack):
@@ -59,6 +66,12 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+def dbfs(samples: np.ndarray) -> float:
+    """RMS level of int16-scaled samples, in dB below full scale (-120 for silence)."""
+    rms = float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
+    return round(20 * np.log10(rms / 32768), 1) if rms > 0 else -120.0
+
+
 def dominant_hz(samples: np.ndarray) -> float:
     if samples.size < RATE // 4:
         return 0.0
@@ -82,16 +95,24 @@ class SessionResult:
     messages_echoed: int = 0
     echo_rtt_ms: float = 0.0
     remote: str = ""  # the nominated pair's remote address: must be the VIP
+    app: str = "echo"
+    # speak: the app's reply, and what this client heard
+    reply: dict[str, Any] = field(default_factory=dict)
+    quiet_dbfs: float = 0.0  # level before asking: silence
+    level_dbfs: float = 0.0  # level of the voiced frames of the answer
+    spoken_s: float = 0.0  # voiced time of the answer
+    first_audio_ms: float = 0.0  # from sending the text to the first voiced frame
     rtts: list[float] = field(default_factory=list, repr=False)
 
 
-async def _consume(track: MediaStreamTrack, sink: list[np.ndarray]) -> None:
+async def _consume(track: MediaStreamTrack, sink: list[tuple[float, np.ndarray]]) -> None:
+    """(arrival time, first channel) of every received frame."""
     try:
         while True:
             frame = await track.recv()
             assert isinstance(frame, av.AudioFrame)
             pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
-            sink.append(pcm.astype(np.float64))
+            sink.append((time.monotonic(), pcm.astype(np.float64)))
     except Exception:  # the track ends when the connection closes
         return
 
@@ -120,14 +141,17 @@ def hide_candidates(sdp: str) -> str:
     return "".join(ln + "\r\n" for ln in sdp.splitlines() if not ln.startswith("a=candidate:"))
 
 
-async def run_session(index: int, whip: str, seconds: float, hide: bool = False) -> SessionResult:
-    res = SessionResult(index, whip, tone_hz=440.0 + 110.0 * (index % 6))
+async def run_session(
+    index: int, whip: str, seconds: float, hide: bool = False, app: str = "echo"
+) -> SessionResult:
+    res = SessionResult(index, whip, tone_hz=440.0 + 110.0 * (index % 6), app=app)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: the network is closed
-    received: list[np.ndarray] = []
+    received: list[tuple[float, np.ndarray]] = []
     consumers: list[asyncio.Task[None]] = []
     pc.addTrack(ToneTrack(res.tone_hz))
-    channel = pc.createDataChannel("echo")
+    channel = pc.createDataChannel(app)
     sent: dict[str, float] = {}
+    replies: list[str] = []
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
@@ -135,6 +159,9 @@ async def run_session(index: int, whip: str, seconds: float, hide: bool = False)
 
     @channel.on("message")
     def on_message(message: Any) -> None:
+        if app == "speak":
+            replies.append(message)
+            return
         t = sent.pop(message, None) if isinstance(message, str) else None
         if t is not None:
             res.messages_echoed += 1
@@ -165,36 +192,20 @@ async def run_session(index: int, whip: str, seconds: float, hide: bool = False)
             res.setup_ms = (time.monotonic() - started) * 1000
             while channel.readyState != "open" and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                msg = f"steer-demo {index} {res.messages_sent}"
-                sent[msg] = time.monotonic()
-                channel.send(msg)
-                res.messages_sent += 1
-                await asyncio.sleep(0.1)
-            # let the last echoes arrive (generous: 20 sessions share two cores in tests)
-            settle = time.monotonic() + 5
-            while sent and time.monotonic() < settle:
-                await asyncio.sleep(0.05)
+            if app == "speak":
+                await _ask(res, channel, received, replies)
+            else:
+                await _echo(res, channel, sent, seconds)
             for s in (await pc.getStats()).values():
                 if s.type == "outbound-rtp" and s.kind == "audio":
                     res.rtp_sent = s.packetsSent
                 elif s.type == "inbound-rtp" and s.kind == "audio":
                     res.rtp_received = s.packetsReceived
             res.remote = _nominated_remote(pc)
-            if received:
-                res.echo_hz = dominant_hz(np.concatenate(received[-50:]))
-            res.echo_rtt_ms = statistics.median(res.rtts) if res.rtts else 0.0
-            res.ok = (
-                res.messages_echoed == res.messages_sent > 0
-                and res.rtp_received > 0
-                and abs(res.echo_hz - res.tone_hz) < 15
-            )
-            if not res.ok:
-                res.error = (
-                    f"echoed {res.messages_echoed}/{res.messages_sent} messages, "
-                    f"{res.rtp_received} RTP, tone {res.echo_hz:.0f} Hz"
-                )
+            if app == "speak":
+                _check_speech(res)
+            else:
+                _check_echo(res, received)
             async with http.delete(location) as r:
                 if r.status not in (200, 204):
                     res.ok, res.error = False, f"WHIP DELETE answered {r.status}"
@@ -207,8 +218,87 @@ async def run_session(index: int, whip: str, seconds: float, hide: bool = False)
     return res
 
 
-async def run_sessions(urls: list[str], seconds: float, hide: bool = False) -> list[SessionResult]:
-    runs = (run_session(i, u, seconds, hide) for i, u in enumerate(urls))
+async def _echo(res: SessionResult, channel: Any, sent: dict[str, float], seconds: float) -> None:
+    """Timestamped messages every 100 ms for ``seconds``, then wait for their echoes."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        msg = f"steer-demo {res.index} {res.messages_sent}"
+        sent[msg] = time.monotonic()
+        channel.send(msg)
+        res.messages_sent += 1
+        await asyncio.sleep(0.1)
+    # let the last echoes arrive (generous: 20 sessions share two cores in tests)
+    settle = time.monotonic() + 5
+    while sent and time.monotonic() < settle:
+        await asyncio.sleep(0.05)
+
+
+def _check_echo(res: SessionResult, received: list[tuple[float, np.ndarray]]) -> None:
+    if received:
+        res.echo_hz = dominant_hz(np.concatenate([pcm for _, pcm in received[-50:]]))
+    res.echo_rtt_ms = statistics.median(res.rtts) if res.rtts else 0.0
+    res.ok = (
+        res.messages_echoed == res.messages_sent > 0
+        and res.rtp_received > 0
+        and abs(res.echo_hz - res.tone_hz) < 15
+    )
+    if not res.ok:
+        res.error = (
+            f"echoed {res.messages_echoed}/{res.messages_sent} messages, "
+            f"{res.rtp_received} RTP, tone {res.echo_hz:.0f} Hz"
+        )
+
+
+async def _ask(
+    res: SessionResult,
+    channel: Any,
+    received: list[tuple[float, np.ndarray]],
+    replies: list[str],
+) -> None:
+    """Listen for half a second, say one sentence, wait for the spoken answer's reply
+    message (the app sends it once the speech is out), and measure what was heard."""
+    await asyncio.sleep(0.5)
+    quiet = [pcm for _, pcm in received]
+    asked = time.monotonic()
+    channel.send(f"Hello from steer session {res.index}.")
+    res.messages_sent = 1
+    deadline = asked + 20
+    while not replies and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)  # the last frames of speech trail the reply on the wire
+    if not replies:
+        raise RuntimeError("no reply from the speak app within 20 s")
+    res.messages_echoed = 1
+    res.reply = json.loads(replies[0])
+    res.quiet_dbfs = dbfs(np.concatenate(quiet)) if quiet else -120.0
+    voiced = [(t, pcm) for t, pcm in received if t >= asked and dbfs(pcm) > VOICED_DBFS]
+    if voiced:
+        res.level_dbfs = dbfs(np.concatenate([pcm for _, pcm in voiced]))
+        res.spoken_s = round(sum(pcm.size for _, pcm in voiced) / RATE, 2)
+        res.first_audio_ms = round((voiced[0][0] - asked) * 1000, 1)
+
+
+def _check_speech(res: SessionResult) -> None:
+    """ok: a reply without error, and speech heard for at least half of its length."""
+    audio_s = float(res.reply.get("audio_ms", 0)) / 1000
+    res.ok = (
+        "error" not in res.reply
+        and audio_s > 0
+        and res.spoken_s >= 0.5 * audio_s
+        and res.level_dbfs > -30
+        and res.quiet_dbfs < VOICED_DBFS
+    )
+    if not res.ok:
+        res.error = (
+            f"reply {res.reply}, heard {res.spoken_s:.2f}s at {res.level_dbfs:.1f} dBFS "
+            f"(before asking {res.quiet_dbfs:.1f} dBFS)"
+        )
+
+
+async def run_sessions(
+    urls: list[str], seconds: float, hide: bool = False, app: str = "echo"
+) -> list[SessionResult]:
+    runs = (run_session(i, u, seconds, hide, app) for i, u in enumerate(urls))
     return list(await asyncio.gather(*runs))
 
 
@@ -221,8 +311,9 @@ def main() -> None:
         action="store_true",
         help="send offers without candidates (the client must check first)",
     )
+    ap.add_argument("--app", choices=APPS, default="echo", help="what the transceivers run")
     args = ap.parse_args()
-    results = asyncio.run(run_sessions(args.urls, args.seconds, args.hide_candidates))
+    results = asyncio.run(run_sessions(args.urls, args.seconds, args.hide_candidates, args.app))
     for r in results:
         d = asdict(r)
         d.pop("rtts")

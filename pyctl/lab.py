@@ -41,6 +41,7 @@ class Lab:
     transceivers: int = 2
     metrics: str = "127.0.0.1:9477"
     ttl: int = 30  # transceivers' registration TTL (heartbeats every ttl/3)
+    app: str = "echo"  # what every transceiver runs per session (steer-transceiver --app)
 
     @property
     def net(self) -> LabNet:
@@ -149,6 +150,7 @@ class Lab:
                 "STEER_TRX_BACKEND_ID": str(i),
                 "STEER_TRX_TTL": str(self.ttl),
                 "STEER_TRX_API_SOCKET": str(self.api_socket),
+                "STEER_TRANSCEIVER_APP": self.app,
             }
             self._start(f"trx{i}", "transceiver", trx_env, ns=net.trx(i))
         for i in range(1, self.transceivers + 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -92,9 +93,25 @@ def exec_(prefix: str, transceivers: int, role: str, argv: tuple[str, ...]) -> N
 @click.option("--sessions", type=click.IntRange(1, 50), default=4, show_default=True)
 @TRANSCEIVERS
 @click.option("--seconds", type=click.FloatRange(1, 120), default=4.0, show_default=True)
-def demo(sessions: int, transceivers: int, seconds: float) -> None:
+@click.option(
+    "--app",
+    type=click.Choice(["echo", "speak"]),
+    default="echo",
+    show_default=True,
+    help="What the transceivers run: echo (audio and messages back) or speak (a spoken reply).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object on stdout; progress on stderr."
+)
+def demo(sessions: int, transceivers: int, seconds: float, app: str, as_json: bool) -> None:
     """Lab up, real WebRTC sessions through one VIP, a summary, lab down."""
     from pyctl.demo import run_demo
 
-    if not run_demo(sessions, transceivers, seconds, progress=click.echo):
+    progress = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    report = run_demo(sessions, transceivers, seconds, progress=progress, app=app)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        if not report["ok"]:
+            sys.exit(1)
+    elif not report["ok"]:
         raise click.ClickException("some sessions failed (see the table above)")
