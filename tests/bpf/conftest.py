@@ -4,6 +4,7 @@ instance) attached in a replay namespace, and a runner that resets the maps per 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -44,8 +45,10 @@ class Replay:
         return Verdict(res.action, r, res.data)
 
 
-@pytest.fixture(scope="session")
-def replay() -> Iterator[Replay]:
+@contextmanager
+def open_replay() -> Iterator[Replay]:
+    """The replay namespace with the data plane attached (production flags, its own pin
+    instance); everything removed on exit. Used by the fixture and by bench/fuzz.py."""
     env.teardown()
     unload(env.INSTANCE)
     try:
@@ -57,3 +60,9 @@ def replay() -> Iterator[Replay]:
     finally:
         env.teardown()
         unload(env.INSTANCE)
+
+
+@pytest.fixture(scope="session")
+def replay() -> Iterator[Replay]:
+    with open_replay() as r:
+        yield r

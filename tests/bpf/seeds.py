@@ -1,0 +1,195 @@
+"""Frames and map state shared by the differential test and the fuzzer (bench/fuzz.py):
+seed frames of every class on both sides, byte mutations, and the per-run state (a flow,
+transceiver checks pending) set up the same way in the kernel and in the model."""
+
+from __future__ import annotations
+
+import time
+
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet, Raw
+
+from pyctl.endpoint import Endpoint
+from pyctl.maps import Session
+from pyctl.shared import BackendState
+from tests import stun
+from tests.bpf import env, model
+from tests.bpf.cases import (
+    BIG_ATTR,
+    DEAD_SOCK,
+    DTLS,
+    RTCP,
+    SRTP,
+    TRX2_UFRAG,
+    UFRAG,
+    UNKNOWN_ATTR,
+    V6_UFRAG,
+    base,
+    error_response,
+    req,
+    success,
+)
+from tests.bpf.conftest import Replay
+from tests.bpf.frames import client_to_vip, trx_to_client
+
+MISMATCH_SOCK = Endpoint.parse("10.88.0.12:40099")  # a v4 socket registered with a v6 VIP
+ANSWER_TXID = b"trx-check-02"
+
+
+def _trx(l3: Packet) -> bytes:
+    return bytes(Ether(src=env.TRX_MACS["10.88.0.11"], dst=env.INT_MAC) / l3)
+
+
+def _pub(l3: Packet) -> bytes:
+    return bytes(Ether(src=env.GW_MAC, dst=env.PUB_MAC) / l3)
+
+
+SEEDS: list[tuple[str, bytes]] = [
+    ("public", bytes(client_to_vip(req()))),
+    ("public", bytes(client_to_vip(req(TRX2_UFRAG + b":c"), vlans=(7,)))),
+    (
+        "public",
+        bytes(
+            client_to_vip(
+                req(V6_UFRAG + b":c"),
+                client=env.CLIENT6,
+                ext=IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt(),
+            )
+        ),
+    ),
+    ("public", bytes(client_to_vip(req(b"nosuchufrag00001:c")))),
+    ("public", bytes(client_to_vip(req(before=[UNKNOWN_ATTR] * 62)))),
+    ("public", bytes(client_to_vip(req(before=[BIG_ATTR], after=[], fingerprint=False)))),
+    (
+        "public",
+        bytes(client_to_vip(req(b"abcd:x", after=[], integrity_key=None, fingerprint=False))),
+    ),
+    ("public", bytes(client_to_vip(req(), ip_opts=[IPOption_NOP()] * 4))),
+    ("public", bytes(client_to_vip(success(ANSWER_TXID)))),
+    ("public", bytes(client_to_vip(error_response(ANSWER_TXID), client=env.CLIENT6))),
+    ("public", bytes(client_to_vip(DTLS))),
+    ("public", bytes(client_to_vip(SRTP, vlans=(1, 2)))),
+    ("public", bytes(client_to_vip(SRTP, ttl=1))),
+    ("public", bytes(client_to_vip(RTCP, client=env.CLIENT6))),
+    ("public", bytes(client_to_vip(SRTP, vip=env.TRX1))),
+    ("public", bytes(client_to_vip(SRTP, vip=DEAD_SOCK))),
+    ("public", _pub(IP(src=str(env.CLIENT4.ip), dst=str(env.VIP4.ip)) / TCP(dport=3478))),
+    ("public", _pub(IP(src=str(env.CLIENT4.ip), dst=str(env.TRX1.ip)) / ICMP())),
+    (
+        "public",
+        _pub(
+            IP(src=str(env.CLIENT4.ip), dst=str(env.TRX1.ip), flags="MF")
+            / UDP(dport=40001)
+            / Raw(SRTP)
+        ),
+    ),
+    (
+        "public",
+        _pub(
+            IPv6(src=str(env.CLIENT6.ip), dst=str(env.TRX1_6.ip))
+            / IPv6ExtHdrHopByHop()
+            / IPv6ExtHdrDestOpt()
+            / IPv6ExtHdrFragment(m=1)
+            / UDP(dport=40001)
+            / Raw(SRTP)
+        ),
+    ),
+    ("internal", bytes(trx_to_client(env.TRX1, SRTP))),
+    ("internal", bytes(trx_to_client(env.TRX1, success()))),
+    ("internal", bytes(trx_to_client(env.TRX2, success(), ttl=2))),
+    ("internal", bytes(trx_to_client(env.TRX1_6, error_response(), client=env.CLIENT6))),
+    ("internal", bytes(trx_to_client(env.TRX1, stun.binding_request(b"cli1:" + UFRAG)))),
+    ("internal", bytes(trx_to_client(env.TRX1_6, DTLS, env.CLIENT6))),
+    ("internal", bytes(trx_to_client(env.TRX2, SRTP, client=env.TRX1))),
+    ("internal", bytes(trx_to_client(MISMATCH_SOCK, success()))),
+    ("internal", bytes(trx_to_client(env.TRX1, SRTP, ip_opts=[IPOption_NOP()] * 4))),
+    ("internal", _trx(IP(src=str(env.TRX1.ip), dst=str(env.CLIENT4.ip)) / ICMP(type=3, code=3))),
+    ("internal", _trx(IP(src=str(env.TRX1.ip), dst=str(env.CLIENT4.ip)) / TCP(sport=8080))),
+]
+
+BACKEND_STATES = [BackendState.ACTIVE, BackendState.DRAINING, BackendState.DOWN]
+
+
+def mutate(frame: bytes, muts: list[tuple]) -> bytes:
+    b = bytearray(frame)
+    for m in muts:
+        if not b:
+            break
+        kind, pos = m[0], m[1] % len(b)
+        if kind == "flip":
+            b[pos] ^= m[2]
+        elif kind == "truncate":
+            del b[max(14, m[1] % (len(b) + 1)) :]
+        elif kind == "set16":
+            b[pos : pos + 2] = m[2].to_bytes(2, "big")
+        else:
+            b[pos:pos] = m[2]
+    return bytes(b)
+
+
+def model_state(replay: Replay) -> model.State:
+    """The model's copy of what the kernel maps hold now (sessions, VIPs, backends)."""
+    s = model.State(vips=set(replay.maps.vips()))
+    for sess in replay.maps.sessions():
+        rec = model.SessionRec(sess.sock, sess.vip, sess.backend_id)
+        s.sessions[sess.ufrag.encode()] = rec
+        s.socks[sess.sock] = rec
+    s.backends = {b.id: b.state for b in replay.maps.backends()}
+    return s
+
+
+# The per-example state: CLIENT4 flowed to TRX1 (answered), TRX2's own check pending at
+# CLIENT4 and CLIENT6; then the example's backend state and budget.
+ESTABLISH = [
+    bytes(trx_to_client(env.TRX1, success())),
+    bytes(trx_to_client(env.TRX2, stun.binding_request(b"c:" + TRX2_UFRAG, txid=ANSWER_TXID))),
+    bytes(
+        trx_to_client(
+            env.TRX1_6, stun.binding_request(b"c:" + V6_UFRAG, txid=ANSWER_TXID), env.CLIENT6
+        )
+    ),
+]
+
+
+def reset_kernel(replay: Replay, backend1: BackendState, budget_spent: bool) -> None:
+    for m in (replay.maps.flow_map, replay.maps.rflow_map, replay.maps.ring_map):
+        m.clear()
+    replay.maps.pending_map.clear()
+    replay.maps.set_backend(1, None, BackendState.ACTIVE)
+    replay.maps.budget_map[replay.maps.budget_map.Key(0)] = replay.maps.budget_map.Leaf()
+    for frame in ESTABLISH:
+        replay.run("internal", frame)
+    replay.maps.set_backend(1, None, backend1)
+    if budget_spent:
+        leaf = replay.maps.budget_map.Leaf()
+        leaf.tat = time.monotonic_ns() + 600 * 10**9
+        replay.maps.budget_map[replay.maps.budget_map.Key(0)] = leaf
+
+
+def kernel_flows(replay: Replay) -> dict:
+    return {(f.client, f.vip): (f.sock, f.backend_id) for f in replay.maps.flows()}
+
+
+def kernel_pending(replay: Replay) -> set:
+    return {
+        (Endpoint.from_c(k.client), bytes(k.txid), Endpoint.from_c(v.sock))
+        for k, v in replay.maps.pending_map.items()
+    }
+
+
+def model_pending(state: model.State) -> set:
+    return {(c, txid, v[0]) for (c, txid), v in state.pending.items()}
+
+
+def baseline(replay: Replay) -> model.State:
+    """base() plus a v4 socket registered with a v6 VIP, in the kernel; the model's copy
+    with the ESTABLISH frames applied."""
+    replay.maps.clear()
+    base(replay)
+    replay.maps.add_session(Session("mismatchufrag001", MISMATCH_SOCK, env.VIP6, 2))
+    st = model_state(replay)
+    for frame in ESTABLISH:
+        model.run("internal", frame, st)
+    return st

@@ -1,0 +1,131 @@
+"""Bounded state through BPF_PROG_TEST_RUN: the per-session flow cap evicts only the
+session's own oldest flow, a session's end leaves nothing behind it, and the explain build
+reports the new verdicts without writing anything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pyctl import mapinfo
+from pyctl.endpoint import Endpoint
+from pyctl.loader import BuildOptions, DataPlane
+from pyctl.netns import netns
+from pyctl.shared import Reason, XdpAction
+from pyctl.testrun import run_xdp
+from tests import stun
+from tests.bpf import env, model
+from tests.bpf.cases import SRTP, UFRAG, base, success
+from tests.bpf.conftest import Replay
+from tests.bpf.frames import trx_to_client
+
+pytestmark = pytest.mark.bpf
+
+CAP = model.SESSION_FLOW_CAP
+
+
+def client(i: int) -> Endpoint:
+    return Endpoint.parse(f"192.0.2.{100 + i // 1000}:{20000 + i % 1000}")
+
+
+def answer(r: Replay, trx: Endpoint, c: Endpoint) -> Reason:
+    v = r.run("internal", bytes(trx_to_client(trx, success(), c)))
+    assert v.action == XdpAction.REDIRECT
+    return v.reason
+
+
+def flows_of(r: Replay, sock: Endpoint) -> set[Endpoint]:
+    return {f.client for f in r.maps.flows() if f.sock == sock}
+
+
+def test_flow_cap_evicts_the_sessions_own_oldest(replay: Replay) -> None:
+    """300 answered addresses for one session: it keeps its 64 newest, every eviction is
+    its own, and another session's flow is untouched."""
+    replay.maps.clear()
+    base(replay)
+    other = client(9999)
+    assert answer(replay, env.TRX2, other) == Reason.FWD_RETURN_LEARNED
+    reasons = [answer(replay, env.TRX1, client(i)) for i in range(300)]
+    assert reasons[:CAP] == [Reason.FWD_RETURN_LEARNED] * CAP
+    assert reasons[CAP:] == [Reason.FWD_RETURN_EVICTED] * (300 - CAP)
+    assert flows_of(replay, env.TRX1) == {client(i) for i in range(300 - CAP, 300)}
+    assert flows_of(replay, env.TRX2) == {other}
+    assert mapinfo.entries(replay.maps.rflow_map) == CAP + 1, "evicted flows keep no rflow"
+    # the newest client's traffic still flows; the oldest one's is budgeted like a stranger's
+    v = replay.run("internal", bytes(trx_to_client(env.TRX1, SRTP, client(299))))
+    assert v.reason == Reason.FWD_RETURN
+    v = replay.run("internal", bytes(trx_to_client(env.TRX1, SRTP, client(0))))
+    assert v.reason == Reason.FWD_RETURN_NO_FLOW
+
+
+def test_flow_repointed_away_is_not_evicted_by_its_old_session(replay: Replay) -> None:
+    replay.maps.clear()
+    base(replay)
+    moved = client(0)
+    assert answer(replay, env.TRX1, moved) == Reason.FWD_RETURN_LEARNED
+    assert answer(replay, env.TRX2, moved) == Reason.FWD_RETURN_LEARNED  # re-pointed
+    for i in range(1, CAP + 1):  # TRX1's ring wraps over the slot that held `moved`
+        answer(replay, env.TRX1, client(i))
+    assert flows_of(replay, env.TRX2) == {moved}
+    assert len(flows_of(replay, env.TRX1)) == CAP
+
+
+def test_session_end_leaves_no_state_behind(replay: Replay) -> None:
+    """del_session: rflows, flows, the flow ring and pending checks of the socket go, and
+    a late Binding Success Response from it can learn nothing."""
+    replay.maps.clear()
+    base(replay)
+    answer(replay, env.TRX1, env.CLIENT4)
+    check = stun.binding_request(b"cli1:" + UFRAG, txid=b"late-check-1")
+    assert replay.run("internal", bytes(trx_to_client(env.TRX1, check, client(5)))).reason == (
+        Reason.FWD_RETURN_NO_FLOW
+    )
+    for ufrag in (UFRAG.decode(), "abcd"):  # both sessions of the socket
+        replay.maps.del_session(ufrag)
+    for m in (replay.maps.flow_map, replay.maps.rflow_map, replay.maps.ring_map):
+        assert mapinfo.entries(m) == 0
+    assert mapinfo.entries(replay.maps.pending_map) == 0
+    v = replay.run("internal", bytes(trx_to_client(env.TRX1, success(), env.CLIENT4)))
+    assert (v.action, v.reason) == (XdpAction.DROP, Reason.DROP_CROSS_UNNATED)
+    assert replay.maps.flows() == []
+
+
+def test_orphan_rings_are_swept(replay: Replay) -> None:
+    replay.maps.clear()
+    base(replay)
+    answer(replay, env.TRX1, env.CLIENT4)
+    replay.maps.session_map.clear()
+    replay.maps.sock_map.clear()  # as if the session ended while a packet was in flight
+    assert mapinfo.entries(replay.maps.ring_map) == 1
+    replay.maps.expire_flows(idle_ns=10**15)
+    assert mapinfo.entries(replay.maps.ring_map) == 0
+
+
+@pytest.fixture(scope="module")
+def explainer(replay: Replay) -> Iterator[DataPlane]:
+    yield DataPlane(BuildOptions(instance=env.INSTANCE, explain=True))
+
+
+def test_explain_build_reports_new_verdicts_and_writes_nothing(
+    replay: Replay, explainer: DataPlane
+) -> None:
+    replay.maps.clear()
+    base(replay)
+    reasons = explainer.bpf[b"steer_explain_stats"]
+
+    def explain(frame: bytes) -> Reason:
+        reasons.clear()
+        with netns(env.NS):
+            run_xdp(explainer.prog_fd("internal"), frame, replay.ifindex["internal"])
+        (r,) = [r for r in Reason if sum(c.packets for c in reasons[reasons.Key(r)])]
+        return r
+
+    assert explain(bytes(trx_to_client(env.TRX1, success()))) == Reason.FWD_RETURN_LEARNED
+    check = stun.binding_request(b"cli1:" + UFRAG)
+    assert explain(bytes(trx_to_client(env.TRX1, check))) == Reason.FWD_RETURN_NO_FLOW
+    for m in (replay.maps.flow_map, replay.maps.rflow_map, replay.maps.ring_map):
+        assert mapinfo.entries(m) == 0
+    assert mapinfo.entries(replay.maps.pending_map) == 0
+    budget = replay.maps.budget_map[replay.maps.budget_map.Key(0)]
+    assert budget.tat == 0, "explaining must not spend the budget"
