@@ -182,6 +182,24 @@ def _reading(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _fuzz(r: dict[str, Any]) -> list[str]:
+    """bench/fuzz.py: the kernel program against its reference model."""
+    f = r.get("fuzz")
+    if not f:
+        return []
+    return [
+        "## Fuzzing: kernel against model",
+        "",
+        f"{f['frames']:,} generated and mutated frames (`bench/fuzz.py`: both sides, every "
+        "protocol, fragments, options, extension-header chains, truncations, lying STUN) "
+        f"through the XDP programs and `tests/bpf/model.py`: {f['compared']:,} compared "
+        f"({f['unmodelled']:,} to destinations whose routing the model leaves out), "
+        f"**{f['mismatches']} mismatches** in verdict, reason, output bytes or learned state; "
+        f"{f['frames_per_s']:,} frames/s.",
+        "",
+    ]
+
+
 def _control_plane(r: dict[str, Any]) -> list[str]:
     """bench/control_plane.py: the daemon's API under registration load."""
     cp = r.get("control_plane")
@@ -270,7 +288,15 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *[
             f"| {k} | {_fmt(r['xdp_ns_per_packet'].get(k))} | "
             f"{_fmt(r['xdp_ns_per_packet_cold'].get(k))} |"
-            for k in ("established", "first_stun", "return", "drop_unknown", "bare_redirect")
+            for k in (
+                "established",
+                "first_stun",
+                "first_stun_100B",
+                "first_stun_1400B",
+                "return",
+                "drop_unknown",
+                "bare_redirect",
+            )
         ],
         "",
         "| program | instructions (xlated) | JIT bytes | calls | verifier steps |",
@@ -296,6 +322,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         ],
         "",
         *_control_plane(r),
+        *_fuzz(r),
         "## Method",
         "",
         "```",

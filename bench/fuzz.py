@@ -145,7 +145,7 @@ def _ipv6_other(rng: random.Random, side: str) -> bytes:
 
 
 def _mutate(rng: random.Random, frame: bytes) -> bytes:
-    muts = []
+    muts: list[tuple[Any, ...]] = []
     for _ in range(rng.randrange(1, 4)):
         k = rng.random()
         if k < 0.35:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import control_plane, docs, latency, report, topology, xdp_cost
+from bench import control_plane, docs, fuzz, latency, report, topology, xdp_cost
 from bench.build import ping_binary, relay_binary
 from bench.livegen import LiveGenerator
 from bench.relays import BareXdpRelay, NftRelay, Relay, SteerRelay, compiled_relay, python_relay
@@ -405,6 +405,8 @@ def run(smoke: bool) -> int:
         machine["loadavg_end"] = os.getloadavg()
         result = bench.result(stamp, smoke, machine, xdp)
         result["control_plane"] = control
+        say("fuzz: the data plane against its reference model (own replay namespace)")
+        result["fuzz"] = fuzz.run(20_000 if smoke else fuzz.FULL, say)
         json_path = out_dir / f"{stamp}.json"
         report.write_json(result, json_path)
         md_path = out_dir / "benchmarks.md" if smoke else docs.DOCS
@@ -418,6 +420,9 @@ def run(smoke: bool) -> int:
         ok = all(result["verified"].values())
         if not ok:
             say("some relay did not forward correctly: see 'verification' in the results")
+        if result["fuzz"]["mismatches"]:
+            say("the data plane and its model disagree: see 'fuzz' in the results")
+            ok = False
         return 0 if ok else 1
     finally:
         if bench is not None:
