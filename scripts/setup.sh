@@ -57,5 +57,18 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp || requirements.lock -nt $stamp ]
   .venv/bin/pip install -q --no-deps -e .
   touch "$stamp"
 fi
+
+# WebRTC stacks from the npm registry for the interop tests (tests/interop/node, pinned by
+# its package-lock.json), installed into that folder only
+node_dir=tests/interop/node
+if ! command -v npm >/dev/null; then
+  say "apt: installing nodejs npm (for $node_dir)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [[ ! -f $node_dir/node_modules/.package-lock.json ||
+  $node_dir/package-lock.json -nt $node_dir/node_modules/.package-lock.json ]]; then
+  say "npm: installing the interop clients into $node_dir"
+  npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error >/dev/null
+fi
 .venv/bin/steerctl --help >/dev/null
 say "ready: .venv/bin/steerctl"

@@ -10,12 +10,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pyctl.demo import run_clients
+from pyctl.democlient import RATE, dominant_hz
 from pyctl.lab import Lab
+from tests.certs import write_pem
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
+from tests.interop import opus
 
 pytestmark = pytest.mark.e2e
 
@@ -102,4 +106,32 @@ def test_gstreamer_webrtcbin(lab: Lab, dtls_role: str) -> None:
     _check_whip(res)
     _check_echo(res, 523, SECONDS)
     assert res["echo_rms"] > 1000, res
+    assert _relay_moved(lab, before)["fwd_return"] >= res["rtp_received"]
+
+
+@pytest.mark.parametrize("cert", ["ecdsa", "rsa"])
+def test_werift(lab: Lab, tmp_path: Path, cert: str) -> None:
+    """werift has no codecs: it sends Opus packets encoded here and hands back the echoed
+    ones. With an RSA certificate it is, like webrtcbin, an RSA DTLS server."""
+    before = reason_counts(lab)
+    opus.write_framed(tmp_path / "tone.opus", opus.encode_tone(392, 1.0))
+    extra = [str(a) for a in write_pem(tmp_path, "werift")] if cert == "rsa" else []
+    argv = [
+        "ip", "netns", "exec", lab.net.client, "node", str(HERE / "node" / "werift_whip.js"),
+        lab.whip_url(1), "--seconds", str(SECONDS), "--opus-in", str(tmp_path / "tone.opus"),
+        "--opus-out", str(tmp_path / "echo.opus"),
+    ]  # fmt: skip
+    if extra:
+        argv += ["--cert", extra[0], "--key", extra[1]]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, proc.stderr[-2000:]
+    res = json.loads(lines[-1])
+    assert res["ok"], (res, proc.stderr[-2000:])
+    assert res["dtls_cert"] == cert
+    pcm = opus.decode(opus.read_framed(tmp_path / "echo.opus"))[-RATE:]
+    res["echo_hz"] = dominant_hz(pcm)
+    assert np.sqrt(np.mean(pcm**2)) > 0.05, "the echo must carry the tone"
+    _check_whip(res)
+    _check_echo(res, 392, SECONDS)
     assert _relay_moved(lab, before)["fwd_return"] >= res["rtp_received"]

@@ -10,15 +10,12 @@ with ours it can.
 from __future__ import annotations
 
 import contextlib
-import datetime
 
 import pytest
 from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCCertificate
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
 from OpenSSL import SSL
 
+from tests.certs import self_signed_rsa
 from transceiver import dtls
 
 ECDHE_RSA_AES128_GCM = 0xC02F
@@ -26,19 +23,7 @@ ECDHE_ECDSA_AES128_GCM = 0xC02B  # the suite RFC 8827 makes mandatory
 
 
 def _gst_like_server() -> SSL.Connection:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "webrtcbin")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert, key = self_signed_rsa("webrtcbin")
     ctx = SSL.Context(SSL.DTLS_METHOD)
     ctx.use_certificate(cert)
     ctx.use_privatekey(key)
