@@ -1,6 +1,7 @@
 // A WHIP session from headless Chromium with a WebAudio tone and a data channel; the test
 // evaluates this function in a page of the transceiver's origin and reads what came back.
-async (whip, hz, seconds) => {
+async (whip, hz, seconds, token) => {
+  const auth = token ? { Authorization: `Bearer ${token}` } : {};
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const out = { status: 0, headers: {}, rtp_received: 0, echo_hz: 0, echo_db: -200,
                 messages_sent: 0, messages_echoed: 0, remote: null, delete_status: 0 };
@@ -29,7 +30,7 @@ async (whip, hz, seconds) => {
   await pc.setLocalDescription(await pc.createOffer());
   const deadline = Date.now() + 3000;
   while (pc.iceGatheringState !== "complete" && Date.now() < deadline) await sleep(20);
-  const resp = await fetch(whip, { method: "POST", headers: { "Content-Type": "application/sdp" },
+  const resp = await fetch(whip, { method: "POST", headers: { "Content-Type": "application/sdp", ...auth },
                                    body: pc.localDescription.sdp });
   out.status = resp.status;
   resp.headers.forEach((v, k) => { out.headers[k] = v; });
@@ -58,7 +59,7 @@ async (whip, hz, seconds) => {
       if (remote) out.remote = `${remote.address}:${remote.port}`;
     }
   });
-  out.delete_status = (await fetch(new URL(out.headers.location, whip), { method: "DELETE" })).status;
+  out.delete_status = (await fetch(new URL(out.headers.location, whip), { method: "DELETE", headers: auth })).status;
   pc.close();
   ctx.close();
   return out;

@@ -41,8 +41,12 @@ RECV = (
 
 
 class Client:
-    def __init__(self, url: str, hz: float, seconds: float, dtls_role: str) -> None:
+    def __init__(
+        self, url: str, hz: float, seconds: float, dtls_role: str, token: str | None
+    ) -> None:
         self.url, self.seconds, self.dtls_role = url, seconds, dtls_role
+        # RFC 9725 section 4.5: a bearer token, on every request
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.loop = GLib.MainLoop()
         self.pipe = Gst.parse_launch(SEND.format(hz=hz))
         self.w = self.pipe.get_by_name("w")
@@ -99,7 +103,7 @@ class Client:
         if self.dtls_role == "client":
             sdp = sdp.replace("a=setup:actpass", "a=setup:active")
         req = urllib.request.Request(
-            self.url, data=sdp.encode(), headers={"Content-Type": "application/sdp"}
+            self.url, data=sdp.encode(), headers={"Content-Type": "application/sdp", **self.auth}
         )
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
@@ -177,7 +181,7 @@ class Client:
         self.pipe.set_state(Gst.State.PLAYING)
         self.loop.run()
         if self.location is not None:
-            req = urllib.request.Request(self.location, method="DELETE")
+            req = urllib.request.Request(self.location, method="DELETE", headers=self.auth)
             try:
                 with urllib.request.urlopen(req, timeout=5) as r:
                     self.res["delete_status"] = r.status
@@ -201,9 +205,11 @@ def main() -> None:
     ap.add_argument("--hz", type=float, default=523.0)
     ap.add_argument("--dtls-role", choices=["server", "client"], default="server")
     ap.add_argument("--timeout", type=float, default=20.0)
+    ap.add_argument("--token", default=None, help="WHIP bearer token")
     args = ap.parse_args()
     Gst.init(None)
-    res = Client(args.url, args.hz, args.seconds, args.dtls_role).run(args.timeout)
+    client = Client(args.url, args.hz, args.seconds, args.dtls_role, args.token)
+    res = client.run(args.timeout)
     print(json.dumps(res), flush=True)
     sys.exit(0 if res["ok"] else 1)
 

@@ -28,6 +28,12 @@ ROOT = HERE.parent.parent
 SECONDS = 2.0
 
 
+def _token(lab: Lab) -> str | None:
+    """The lab's WHIP bearer token (RFC 9725 section 4.5), once labs have one."""
+    token: str | None = getattr(lab, "whip_token", None)
+    return token
+
+
 def _relay_moved(lab: Lab, before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in reason_counts(lab).items()}
 
@@ -64,7 +70,9 @@ def test_chromium(lab: Lab) -> None:
     with chromium(lab.net.client, whip.removesuffix("/whip") + "/", media=False) as b:
         # evaluating while the page still loads would lose the context mid-session
         assert b.wait_for("location.protocol === 'http:' && document.readyState === 'complete'")
-        res = b.evaluate(f"({script})({json.dumps(whip)}, 660, {SECONDS})", timeout=40)
+        res = b.evaluate(
+            f"({script})({json.dumps(whip)}, 660, {SECONDS}, {json.dumps(_token(lab))})", timeout=40
+        )
     _check_whip(res)
     assert res["remote"] == str(lab.net.vips[0])
     _check_echo(res, 660, SECONDS)
@@ -77,23 +85,13 @@ def test_gstreamer_webrtcbin(lab: Lab, dtls_role: str) -> None:
     """webrtcbin as DTLS server holds an RSA certificate: before transceiver/dtls.py the
     transceiver's ClientHello shared no cipher with it (issue 15)."""
     before = reason_counts(lab)
+    argv = [
+        "ip", "netns", "exec", lab.net.client, sys.executable, "-m", "tests.interop.gst_whip",
+        lab.whip_url(1), "--seconds", str(SECONDS), "--hz", "523", "--dtls-role", dtls_role,
+    ]  # fmt: skip
+    token = _token(lab)
     proc = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            lab.net.client,
-            sys.executable,
-            "-m",
-            "tests.interop.gst_whip",
-            lab.whip_url(1),
-            "--seconds",
-            str(SECONDS),
-            "--hz",
-            "523",
-            "--dtls-role",
-            dtls_role,
-        ],
+        argv + (["--token", token] if token else []),
         capture_output=True,
         text=True,
         timeout=60,
@@ -123,6 +121,9 @@ def test_werift(lab: Lab, tmp_path: Path, cert: str) -> None:
     ]  # fmt: skip
     if extra:
         argv += ["--cert", extra[0], "--key", extra[1]]
+    token = _token(lab)
+    if token:
+        argv += ["--token", token]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert lines, proc.stderr[-2000:]

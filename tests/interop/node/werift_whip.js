@@ -3,6 +3,7 @@
 // as a 2-byte big-endian length and the bytes), writes the echoed payloads it receives in
 // the same framing (--opus-out) for the test to decode, and prints one JSON line.
 //   node werift_whip.js URL --opus-in F --opus-out F [--seconds S] [--cert PEM --key PEM]
+//                       [--token T]
 "use strict";
 const fs = require("fs");
 const { RTCPeerConnection, RTCRtpCodecParameters, MediaStreamTrack, RtpPacket, RtpHeader } =
@@ -13,6 +14,7 @@ const args = Object.fromEntries(
 );
 const url = process.argv[2];
 const seconds = Number(args["--seconds"] || 2);
+const auth = args["--token"] ? { Authorization: `Bearer ${args["--token"]}` } : {};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function readPackets(file) {
@@ -55,7 +57,7 @@ async function main() {
   await pc.setLocalDescription(await pc.createOffer());
   const gathered = Date.now() + 5000;
   while (pc.iceGatheringState !== "complete" && Date.now() < gathered) await sleep(20);
-  const resp = await fetch(url, { method: "POST", headers: { "Content-Type": "application/sdp" },
+  const resp = await fetch(url, { method: "POST", headers: { "Content-Type": "application/sdp", ...auth },
                                   body: pc.localDescription.sdp });
   out.status = resp.status;
   resp.headers.forEach((v, k) => { out.headers[k] = v; });
@@ -85,7 +87,7 @@ async function main() {
   const framed = echoed.map((p) => { const n = Buffer.alloc(2); n.writeUInt16BE(p.length); return [n, p]; });
   fs.writeFileSync(args["--opus-out"], Buffer.concat(framed.flat()));
   const location = new URL(out.headers.location, url);
-  out.delete_status = (await fetch(location, { method: "DELETE" })).status;
+  out.delete_status = (await fetch(location, { method: "DELETE", headers: auth })).status;
   await pc.close();
   out.ok = out.rtp_received > 0 && out.messages_echoed === out.messages_sent && out.messages_sent > 0;
   return out;
