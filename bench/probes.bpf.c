@@ -65,3 +65,34 @@ int bench_gen(struct xdp_md *ctx)
 	__builtin_memcpy(data, hdr->b, GEN_HDR_LEN);
 	return XDP_TX;
 }
+
+/* The flood generator: bench_gen's frame, each time from a random source address in
+ * 198.18.0.0/15 (RFC 2544's benchmarking range) and a random port, with the IPv4 header
+ * checksum recomputed. The frame's UDP checksum is 0 (none, as IPv4 allows). */
+int bench_gen_flood(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	struct udphdr *udp = (void *)(ip + 1);
+	struct gen_hdr *hdr;
+	__u32 zero = 0, r, sum = 0;
+	__u16 *w = (__u16 *)ip;
+	int i;
+
+	hdr = bench_gen_hdr.lookup(&zero);
+	if (!hdr || data + GEN_HDR_LEN > data_end)
+		return XDP_ABORTED;
+	__builtin_memcpy(data, hdr->b, GEN_HDR_LEN);
+	r = bpf_get_prandom_u32();
+	ip->saddr = htonl(0xC6120000 | (r & 0x1FFFF));
+	udp->source = htons(1024 + (r >> 17) % 60000);
+	ip->check = 0;
+#pragma unroll
+	for (i = 0; i < 10; i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip->check = ~sum;
+	return XDP_TX;
+}

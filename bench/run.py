@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import control_plane, docs, fuzz, latency, report, topology, xdp_cost
+from bench import control_plane, docs, flood, fuzz, latency, report, topology, xdp_cost
 from bench.build import ping_binary, relay_binary
 from bench.livegen import LiveGenerator
 from bench.relays import BareXdpRelay, NftRelay, Relay, SteerRelay, compiled_relay, python_relay
@@ -407,6 +407,8 @@ def run(smoke: bool) -> int:
         result["control_plane"] = control
         say("fuzz: the data plane against its reference model (own replay namespace)")
         result["fuzz"] = fuzz.run(20_000 if smoke else fuzz.FULL, say)
+        say("flood: Binding Requests from random sources while sessions carry traffic")
+        result["flood"] = flood.run(smoke, say)
         json_path = out_dir / f"{stamp}.json"
         report.write_json(result, json_path)
         md_path = out_dir / "benchmarks.md" if smoke else docs.DOCS
@@ -420,6 +422,9 @@ def run(smoke: bool) -> int:
         ok = all(result["verified"].values())
         if not ok:
             say("some relay did not forward correctly: see 'verification' in the results")
+        if result["flood"]["established_lost_by_relay"]:
+            say("the relay lost established packets under the flood: see 'flood'")
+            ok = False
         if result["fuzz"]["mismatches"]:
             say("the data plane and its model disagree: see 'fuzz' in the results")
             ok = False

@@ -41,6 +41,7 @@ class Sink:
         self.fd = int(self.bpf.load_func("bench_sink", BPF.XDP).fd)
         self.pass_fd = int(self.bpf.load_func("bench_pass", BPF.XDP).fd)
         self.gen_fd = int(self.bpf.load_func("bench_gen", BPF.XDP).fd)
+        self.flood_fd = int(self.bpf.load_func("bench_gen_flood", BPF.XDP).fd)
 
     def set_generator_frame(self, frame: bytes) -> None:
         """The headers bench_gen restores in every frame it sends (see probes.bpf.c)."""
