@@ -32,7 +32,8 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def client_cmd(lab: Lab, args: list[str]) -> list[str]:
     """The client role (scripts/roles/client.sh) in the lab's client namespace."""
-    return ["ip", "netns", "exec", lab.net.client, str(ROLES / "client.sh"), *args]
+    token = ["env", f"STEER_WHIP_TOKEN_FILE={lab.secrets.whip_file}"]  # the path, not the token
+    return ["ip", "netns", "exec", lab.net.client, *token, str(ROLES / "client.sh"), *args]
 
 
 def run_clients(

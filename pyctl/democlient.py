@@ -32,6 +32,8 @@ import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from pyctl.credentials import token_from
+
 RATE = 48000
 FRAME = 960  # 20 ms
 APPS = ("echo", "speak")
@@ -117,6 +119,12 @@ async def _consume(track: MediaStreamTrack, sink: list[tuple[float, np.ndarray]]
         return
 
 
+def _whip_auth() -> dict[str, str]:
+    """The WHIP bearer token's header, from STEER_WHIP_TOKEN(_FILE) when set."""
+    token = token_from(None, "STEER_WHIP_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _answer_ufrag(sdp: str) -> str:
     for line in sdp.splitlines():
         if line.startswith("a=ice-ufrag:"):
@@ -176,7 +184,7 @@ async def run_session(
             async with http.post(
                 whip,
                 data=hide_candidates(offer) if hide else offer,
-                headers={"Content-Type": "application/sdp"},
+                headers={"Content-Type": "application/sdp", **_whip_auth()},
             ) as r:
                 body = await r.text()
                 if r.status != 201:
@@ -206,7 +214,7 @@ async def run_session(
                 _check_speech(res)
             else:
                 _check_echo(res, received)
-            async with http.delete(location) as r:
+            async with http.delete(location, headers=_whip_auth()) as r:
                 if r.status not in (200, 204):
                     res.ok, res.error = False, f"WHIP DELETE answered {r.status}"
     except Exception as e:

@@ -23,6 +23,7 @@ from typing import Any
 from pyctl import topology
 from pyctl.apiclient import ApiError, SyncApiClient
 from pyctl.labnet import LabNet
+from pyctl.labsecrets import LabSecrets
 from pyctl.loader import RUN_DIR, unload
 from pyctl.netns import netns
 
@@ -41,6 +42,7 @@ class Lab:
     transceivers: int = 2
     metrics: str = "127.0.0.1:9477"
     ttl: int = 30  # transceivers' registration TTL (heartbeats every ttl/3)
+    store: str = "memory"  # the daemon's --store
     app: str = "echo"  # what every transceiver runs per session (steer-transceiver --app)
 
     @property
@@ -62,8 +64,23 @@ class Lab:
     def whip_url(self, i: int) -> str:
         return f"http://{self.net.trx_ip4(i)}:{WHIP_PORT}/whip"
 
+    @property
+    def secrets(self) -> LabSecrets:
+        """Tokens and the API's TLS pair (pyctl/labsecrets.py)."""
+        return LabSecrets(self.run_dir)
+
+    @property
+    def api_listen(self) -> str:
+        """The daemon's TCP API (TLS): the metrics port + 100, so labs do not collide."""
+        host, port = self.metrics.rsplit(":", 1)
+        return f"{host}:{int(port) + 100}"
+
+    @property
+    def whip_token(self) -> str | None:
+        return self.secrets.whip
+
     def api(self) -> SyncApiClient:
-        return SyncApiClient(socket=self.api_socket)
+        return SyncApiClient(socket=self.api_socket, token=self.secrets.operator)
 
     # -- processes
     def _start(self, name: str, role: str, env: dict[str, str], ns: str | None = None) -> int:
@@ -119,6 +136,7 @@ class Lab:
         net = self.net
         progress(f"network: {len(net.namespaces)} namespaces ({', '.join(net.namespaces)})")
         net.up()
+        secrets = self.secrets.ensure(self.transceivers)
         progress(f"daemon: instance {self.instance}, VIPs {', '.join(map(str, net.vips))}")
         vips = " ".join(str(v) for v in net.vips)
         relay_env = {
@@ -129,6 +147,11 @@ class Lab:
             "STEER_VIP": vips,
             "STEER_METRICS": self.metrics,
             "STEER_API_SOCKET": str(self.api_socket),
+            "STEER_API_TOKEN_FILE": str(secrets.operator_file),
+            "STEER_API_LISTEN": self.api_listen,
+            "STEER_API_CERT": str(secrets.cert),
+            "STEER_API_KEY": str(secrets.key),
+            "STEER_STORE": self.store,
             # clients reach WHIP through the relay: the firewall lets only that TCP port in
             "STEER_FORWARD_TCP": str(WHIP_PORT),
         }
@@ -150,6 +173,9 @@ class Lab:
                 "STEER_TRX_BACKEND_ID": str(i),
                 "STEER_TRX_TTL": str(self.ttl),
                 "STEER_TRX_API_SOCKET": str(self.api_socket),
+                "STEER_TRX_API_TOKEN_FILE": str(secrets.backend_file(i)),
+                "STEER_TRX_WHIP_TOKEN_FILE": str(secrets.whip_file),
+                "STEER_TRX_CORS_ORIGIN": "*",  # open for development, Authorization allowed
                 "STEER_TRANSCEIVER_APP": self.app,
             }
             self._start(f"trx{i}", "transceiver", trx_env, ns=net.trx(i))
@@ -194,6 +220,7 @@ class Lab:
         for f in self.run_dir.glob("*.pid"):
             f.unlink()
         self.api_socket.unlink(missing_ok=True)
+        self.secrets.remove()
 
     def status(self) -> dict[str, Any]:
         net = self.net
@@ -209,6 +236,9 @@ class Lab:
             },
             "logs": str(self.run_dir),
             "metrics": f"http://{self.metrics}/metrics",
+            "whip_token": self.whip_token,
+            "api_url": f"https://{self.api_listen}",
+            "api_ca": str(self.secrets.cert),
         }
         out["namespaces"] = net.describe()["namespaces"]
         return out

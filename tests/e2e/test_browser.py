@@ -19,6 +19,7 @@ def test_chromium_session_through_the_vip(lab: Lab, source: str) -> None:
     mDNS .local candidates, so its own Binding Request must be routed by ufrag."""
     before = reason_counts(lab)
     page = lab.whip_url(1).removesuffix("/whip") + f"/?autostart&source={source}"
+    page += f"&token={lab.whip_token}"
     with chromium(lab.net.client, page, media=source == "mic") as b:
         state = b.wait_for(
             "window.steer && window.steer.state === 'connected' && 'connected'"

@@ -5,6 +5,8 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
+  // ?token=T: the WHIP bearer token (RFC 9725 section 4.5), sent on POST and DELETE
+  const auth = params.get("token") ? { Authorization: `Bearer ${params.get("token")}` } : {};
 
   const steer = {
     state: "new",          // new | connecting | connected | failed | closed | error
@@ -91,7 +93,7 @@
       await gathered(pc);
       const resp = await fetch(endpoint, {
         method: "POST",
-        headers: { "Content-Type": "application/sdp" },
+        headers: { "Content-Type": "application/sdp", ...auth },
         body: pc.localDescription.sdp,
       });
       const body = await resp.text();
@@ -108,7 +110,7 @@
 
   async function stop() {
     if (steer.resource) {
-      await fetch(steer.resource, { method: "DELETE" }).catch(() => {});
+      await fetch(steer.resource, { method: "DELETE", headers: auth }).catch(() => {});
       steer.resource = null;
     }
     if (steer.pc) steer.pc.close();
