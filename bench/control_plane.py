@@ -96,7 +96,11 @@ def _import(lab: Lab, sessions: list[dict[str, Any]]) -> float:
             check=True,
             capture_output=True,
             text=True,
-            env={"STEER_API_SOCKET": str(lab.api_socket), "PATH": "/usr/bin:/bin"},
+            env={
+                "STEER_API_SOCKET": str(lab.api_socket),
+                "STEER_API_TOKEN_FILE": str(lab.secrets.operator_file),
+                "PATH": "/usr/bin:/bin",
+            },
         )
         return len(sessions) / (time.perf_counter() - t)
     finally:
@@ -151,7 +155,7 @@ def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
             lab.api().add_backend(i, addr=f"10.88.0.{i}", name=f"bench{i}")
 
         async def go() -> dict[str, Any]:
-            async with ApiClient(socket=lab.api_socket) as api:
+            async with ApiClient(socket=lab.api_socket, token=lab.secrets.operator) as api:
                 say(f"control plane: {n_single} single registrations")
                 singles = await _singles(api, _sessions("sgl", n_single, 100))
                 say(f"control plane: {n_batch} batched registrations")
