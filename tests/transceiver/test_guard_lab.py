@@ -15,11 +15,15 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 from click.testing import CliRunner
-from scapy.all import IP, UDP, IPv6, rdpcap
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.utils import rdpcap
 
+from pyctl.apiclient import ApiError, SyncApiClient
 from pyctl.cli import cli
 from pyctl.lab import Lab
 from pyctl.netns import netns
@@ -141,3 +145,31 @@ def test_internal_candidates_are_never_probed(lab: Lab, tmp_path: Path) -> None:
     assert not seen & internal, f"probed internal addresses: {seen & internal}"
     assert seen <= allowed | {ipaddress.ip_address(str(v.ip)) for v in lab.net.vips}, seen
     assert len(seen & allowed) >= 1
+
+
+def test_the_lab_api_speaks_tls_with_its_own_pair(lab: Lab) -> None:
+    status = lab.status()
+    assert status["api_url"].startswith("https://127.0.0.1:")
+    token = lab.secrets.operator
+    api = SyncApiClient(url=status["api_url"], token=token, ca=status["api_ca"])
+    assert api.health()["ok"] and [b["id"] for b in api.backends()] == [1]
+    with pytest.raises(ApiError) as e:
+        SyncApiClient(url=status["api_url"], token="wrong" * 4, ca=status["api_ca"]).backends()
+    assert e.value.status == 401
+    plain = status["api_url"].replace("https://", "http://")
+    with pytest.raises(aiohttp.ClientError):  # no plain HTTP on the TLS port
+        SyncApiClient(url=plain, token=token).backends()
+    with pytest.raises(aiohttp.ClientError):  # nor TLS a client cannot verify
+        SyncApiClient(url=status["api_url"], token=token).backends()
+
+
+def test_a_public_listener_without_tls_is_refused() -> None:
+    r = CliRunner().invoke(
+        cli,
+        [
+            *("daemon", "--public", "p", "--internal", "i", "--vip", "203.0.113.10:3478"),
+            *("--api-listen", "0.0.0.0:8470"),
+        ],
+        env={"STEER_API_TOKEN": "x" * 20},
+    )
+    assert r.exit_code == 2 and "needs TLS" in r.output
