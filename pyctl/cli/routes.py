@@ -160,3 +160,12 @@ def backend_del(ctx: click.Context, backend_id: int) -> None:
     """Remove backend ID and end all its sessions."""
     ans = call_api(ctx, "del_backend", backend_id)
     click.echo(f"backend {backend_id} removed, {ans['sessions_removed']} sessions ended")
+
+
+@backend.command("token")
+@click.argument("backend_id", metavar="ID", type=BACKEND_ID)
+@click.pass_context
+def backend_token(ctx: click.Context, backend_id: int) -> None:
+    """Print backend ID's API token (needs the operator token): its transceiver presents it
+    to register, heartbeat and end its own sessions only. Keep it in a 0600 file."""
+    click.echo(call_api(ctx, "backend_token", backend_id))

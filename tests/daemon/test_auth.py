@@ -153,3 +153,17 @@ def test_body_and_batch_limits_are_413_and_counted(clean: Env) -> None:
     after = refusals(env)
     assert after["too_large"] - before_refusals.get("too_large", 0) == 2
     assert after["unauthorized"] - before_refusals.get("unauthorized", 0) == 1
+
+
+def test_steerctl_backend_token(clean: Env) -> None:
+    from click.testing import CliRunner
+
+    from pyctl.cli import cli
+
+    add_backend(clean, 4, clean.net.trx_ip4(2))
+    run = CliRunner().invoke
+    args = ["--instance", clean.daemon.instance, "backend", "token", "4"]
+    r = run(cli, args, env={"STEER_API_TOKEN": TOKEN})
+    assert r.exit_code == 0 and r.output.strip() == backend_token(TOKEN, 4)
+    r = run(cli, args, env={"STEER_API_TOKEN": backend_token(TOKEN, 4)})
+    assert r.exit_code == 1 and "operator" in r.stderr
