@@ -106,7 +106,8 @@ def run(cfg: DaemonConfig) -> int:
         mirror = open_mirror(cfg.store, cfg.instance)  # connects later: Redis may be down
         dp, maps = _setup_dataplane(cfg)
         ctl = Controller(maps, MemoryStore(), list(cfg.vips), mirror, cfg.adopt_ttl)
-        return asyncio.run(_serve(cfg, ctl, Metrics(ctl, dp.adopted)))
+        metrics = Metrics(ctl, dp.adopted, wall=(cfg.instance, cfg.netns))
+        return asyncio.run(_serve(cfg, ctl, metrics))
     finally:
         lock.release()
 

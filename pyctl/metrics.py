@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pyctl import firewall
 from pyctl.shared import BackendState, Reason
 from pyctl.views import map_usage
 
@@ -85,6 +86,19 @@ METRICS = [
         "Control API requests refused, by reason: unauthorized, forbidden, bad_request, "
         "not_found, conflict, too_large, not_a_backend_socket, store_unavailable, map_full.",
         ("reason",),
+    ),
+    Spec(
+        "steer_firewall_packets_total",
+        "counter",
+        "Packets the instance's nftables table (the second wall) counted, by named counter: "
+        "from_public, to_public and public_to_relay dropped; vip_return let through.",
+        ("counter",),
+    ),
+    Spec(
+        "steer_firewall_bytes_total",
+        "counter",
+        "Bytes the instance's nftables table counted, by named counter.",
+        ("counter",),
     ),
     Spec(
         "steer_daemon_adopted",
@@ -166,12 +180,33 @@ class MapCollector(Collector):
         yield fam
 
 
-class Metrics:
-    """The daemon's registry: the map collector, the API latency histogram and refusals."""
+class WallCollector(Collector):
+    """The firewall table's named counters, read (in its namespace) at scrape time."""
 
-    def __init__(self, ctl: Controller, adopted: bool) -> None:
+    def __init__(self, instance: str, netns: str | None) -> None:
+        self.instance, self.netns = instance, netns
+
+    def collect(self) -> Iterator[Metric]:
+        packets = _family("steer_firewall_packets_total")
+        nbytes = _family("steer_firewall_bytes_total")
+        for name, (p, b) in sorted(firewall.counters(self.instance, self.netns).items()):
+            packets.add_metric([name], p)
+            nbytes.add_metric([name], b)
+        yield packets
+        yield nbytes
+
+
+class Metrics:
+    """The daemon's registry: the map collector, the firewall's counters (when the daemon
+    has a table), the API latency histogram and refusals."""
+
+    def __init__(
+        self, ctl: Controller, adopted: bool, wall: tuple[str, str | None] | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(MapCollector(ctl, adopted))
+        if wall is not None:
+            self.registry.register(WallCollector(*wall))
         spec = SPECS["steer_api_request_duration_seconds"]
         self.api_latency = Histogram(
             spec.name.removesuffix("_seconds"),

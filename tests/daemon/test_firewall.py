@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
@@ -27,7 +29,7 @@ from pyctl.endpoint import Endpoint
 from pyctl.labnet import CLIENT4, RELAY_INT4, RELAY_PUB4, LabNet
 from pyctl.loader import XDP_MODES, detach
 from pyctl.netns import netns
-from tests.daemon.conftest import Daemon, cleanup, make_lab
+from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab
 from tests.netns.conftest import sniffer, udp_socket
 from tests.netns.packets import frames_until, internal_addrs, src_of
 
@@ -208,7 +210,13 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     cleanup(None, instance, [])
     try:
         lab = make_lab(f"fw{os.getpid() % 100000}")
-        d = Daemon(lab, instance, tmp_path / "daemon.log", extra=["--forward-tcp", "8080"])
+        d = Daemon(
+            lab,
+            instance,
+            tmp_path / "daemon.log",
+            extra=["--forward-tcp", "8080"],
+            metrics_port=free_port(),
+        )
         yield d
     finally:
         cleanup(lab, instance, [d] if d else [])
@@ -229,6 +237,19 @@ def rules(instance: str, ns: str) -> list[dict]:
     ]
 
 
+def scraped(d: Daemon, counter: str) -> float:
+    url = f"http://127.0.0.1:{d.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "steer_firewall_packets_total" and sample.labels == {
+                "counter": counter
+            }:
+                return float(sample.value)
+    raise AssertionError(f"no steer_firewall_packets_total{{counter={counter!r}}}")
+
+
 def test_the_daemon_owns_the_table(daemon: Daemon) -> None:
     ns, instance = daemon.net.relay, daemon.instance
     assert not firewall.exists(instance, ns)
@@ -243,6 +264,7 @@ def test_the_daemon_owns_the_table(daemon: Daemon) -> None:
     assert topology.run_in(daemon.net.client, ["ping", "-c1", "-W1", RELAY_INT4], check=False)
     counted = firewall.counters(instance, ns)["public_to_relay"]
     assert counted[0] >= 1
+    assert scraped(daemon, "public_to_relay") == counted[0]
     assert daemon.signal(signal.SIGTERM) == 0
     assert firewall.exists(instance, ns), "the wall must outlive the daemon, as XDP does"
     daemon.start()
