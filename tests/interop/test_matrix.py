@@ -108,19 +108,21 @@ def test_gstreamer_webrtcbin(lab: Lab, dtls_role: str) -> None:
 
 
 @pytest.mark.parametrize("cert", ["ecdsa", "rsa"])
-def test_werift(lab: Lab, tmp_path: Path, cert: str) -> None:
-    """werift has no codecs: it sends Opus packets encoded here and hands back the echoed
-    ones. With an RSA certificate it is, like webrtcbin, an RSA DTLS server."""
+@pytest.mark.parametrize("script", ["werift_whip.js", "datachannel_whip.js"])
+def test_node_client(lab: Lab, tmp_path: Path, script: str, cert: str) -> None:
+    """werift (TypeScript) and libdatachannel (C++, via node-datachannel) have no codecs:
+    they send Opus packets encoded here and hand back the echoed ones. With an RSA
+    certificate each is, like webrtcbin, an RSA DTLS server."""
     before = reason_counts(lab)
     opus.write_framed(tmp_path / "tone.opus", opus.encode_tone(392, 1.0))
-    extra = [str(a) for a in write_pem(tmp_path, "werift")] if cert == "rsa" else []
     argv = [
-        "ip", "netns", "exec", lab.net.client, "node", str(HERE / "node" / "werift_whip.js"),
+        "ip", "netns", "exec", lab.net.client, "node", str(HERE / "node" / script),
         lab.whip_url(1), "--seconds", str(SECONDS), "--opus-in", str(tmp_path / "tone.opus"),
         "--opus-out", str(tmp_path / "echo.opus"),
     ]  # fmt: skip
-    if extra:
-        argv += ["--cert", extra[0], "--key", extra[1]]
+    if cert == "rsa":
+        crt, key = write_pem(tmp_path, "client")
+        argv += ["--cert", str(crt), "--key", str(key)]
     token = _token(lab)
     if token:
         argv += ["--token", token]
