@@ -6,7 +6,9 @@ Runs on its own namespace lab (prefix `cpb`) with the real daemon and its API:
   (POST /v1/sessions:batch) and through `steerctl session import` (JSON lines);
 - registration-to-routable: POST a session, and the moment the 201 arrives send the
   client's Binding Request to the VIP; the time until the transceiver socket has it,
-  p50/p99 (it includes the packet's own trip through the namespaces, ~tens of µs).
+  p50/p99 (it includes the packet's own trip through the namespaces, ~tens of µs);
+- API latency p50/p99 with a Redis store healthy, slow (SIGSTOP) and down (killed), on a
+  second lab (`store_latency`, keys `api_store_<phase>_*`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pyctl import topology
-from pyctl.apiclient import ApiClient
+from pyctl.apiclient import ApiClient, ApiError
 from pyctl.lab import BIN, Lab
 from pyctl.netns import netns
 
@@ -140,6 +143,109 @@ async def _routable(lab: Lab, api: ApiClient, rounds: int) -> dict[str, float]:
     }
 
 
+class _Redis:
+    """A redis-server on a unix socket, no persistence: the store the daemon mirrors to."""
+
+    def __init__(self, d: Path) -> None:
+        self.dir, self.sock = d, d / "redis.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> _Redis:
+        self.sock.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                *("redis-server", "--port", "0", "--unixsocket", str(self.sock)),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.dir)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not self.sock.exists():
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+async def _store_phase(lab: Lab, api: ApiClient, seconds: float, tag: str) -> dict[str, Any]:
+    """For `seconds`: register a session (and end it), heartbeat a standing one, ask
+    /healthz, one call after another; each call's latency, whatever it answered."""
+    took: list[float] = []
+    refused = 0
+    i = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        body = {"ufrag": _ufrag(tag, i), "sock": f"{lab.net.trx_ip4(1)}:{20000 + i % 40000}"}
+        calls: list[tuple[str, str, Any]] = [
+            ("POST", "/v1/sessions", {**body, "backend": 1}),
+            ("DELETE", f"/v1/sessions/{body['ufrag']}", None),
+            ("POST", "/v1/sessions/stand0001/heartbeat", None),
+            ("GET", "/healthz", None),
+        ]
+        for method, path, payload in calls:
+            t = time.perf_counter()
+            try:
+                await api.request(method, path, payload)
+            except ApiError as e:
+                refused += e.status == 503
+            took.append((time.perf_counter() - t) * 1000)
+        i += 1
+    return {
+        "p50_ms": statistics.median(took),
+        "p99_ms": _pct(took, 0.99),
+        "max_ms": max(took),
+        "calls": len(took),
+        "refused_503": refused,
+    }
+
+
+def store_latency(seconds: float = 3.0, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """API latency p50/p99 with the Redis store healthy, slow (SIGSTOPped) and down
+    (killed): the daemon's records live in memory, so only writes that need the store
+    wait, at most its 0.4 s timeout once, then answer 503 at once."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="cps") as d:
+        redis = _Redis(Path(d)).start()
+        store = f"unix://{redis.sock}"
+        lab = Lab(prefix="cps", transceivers=1, metrics="127.0.0.1:9482", store=store)
+        lab.down(progress=lambda s: None)
+        try:
+            say("control plane: lab up with a Redis store")
+            lab.up(progress=lambda s: None)
+
+            async def go() -> None:
+                async with ApiClient(socket=lab.api_socket, token=lab.secrets.operator) as api:
+                    sock = f"{lab.net.trx_ip4(1)}:19999"
+                    await api.add_session("stand0001", sock, 1, ttl=60)
+                    for phase in ("healthy", "slow", "down"):
+                        assert redis.proc is not None
+                        if phase == "slow":
+                            redis.proc.send_signal(signal.SIGSTOP)
+                        elif phase == "down":
+                            redis.stop()
+                        say(f"control plane: API latency, store {phase}")
+                        r = await _store_phase(lab, api, seconds, phase[:3])
+                        for k, v in r.items():
+                            out[f"api_store_{phase}_{k}"] = v
+                        if phase == "slow":
+                            redis.proc.send_signal(signal.SIGCONT)
+                        while (await api.health())["store"] != "ok" and phase != "down":
+                            await asyncio.sleep(0.05)
+
+            asyncio.run(go())
+        finally:
+            lab.down(progress=lambda s: None)
+            redis.stop()
+    return out
+
+
 def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
     n_single, n_batch, n_import, rounds = (
         (200, 2000, 2000, 20) if smoke else (20000, 200000, 100000, 500)
@@ -167,6 +273,7 @@ def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
         out = asyncio.run(go())
         say(f"control plane: steerctl session import of {n_import}")
         out["import_per_s"] = _import(lab, _sessions("imp", n_import, 106))
-        return out
     finally:
         lab.down(progress=lambda s: None)
+    out.update(store_latency(2.0 if smoke else 5.0, say))
+    return out
