@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Role: transceiver. Runs steer-transceiver in the foreground, configured from the
 # environment (STEER_TRX_LISTEN, STEER_TRX_BIND_IP, STEER_TRX_VIP, STEER_TRX_BACKEND_ID,
-# STEER_TRX_API_SOCKET or STEER_TRX_API_URL + STEER_TRX_API_TOKEN, ...). Used by the
+# STEER_TRX_API_SOCKET or STEER_TRX_API_URL, STEER_TRX_API_TOKEN_FILE, ...). Used by the
 # namespace lab and the Vagrant transceiver VMs alike.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
