@@ -145,6 +145,7 @@ def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
     log.info("VIPs: %s", ", ".join(str(v) for v in cfg.vips))
     if cfg.netns:
         topology.set_forwarding(cfg.netns, True)  # bpf_fib_lookup needs forwarding on
+        topology.router_hygiene(cfg.netns, (cfg.public, cfg.internal))
     return dp, maps
 
 

@@ -122,3 +122,14 @@ def set_forwarding(ns: str, on: bool) -> None:
     v = "1" if on else "0"
     sysctl(ns, "net.ipv4.ip_forward", v)
     sysctl(ns, "net.ipv6.conf.all.forwarding", v)
+
+
+def router_hygiene(ns: str, ifnames: Iterable[str]) -> None:
+    """What a relay that forwards only because bpf_fib_lookup needs it should not do as a
+    router: send ICMP redirects (they describe its routing to whoever asks; the effective
+    setting is `all` OR the interface's), or accept redirects and source routes."""
+    for scope in ("all", "default", *ifnames):
+        sysctl(ns, f"net.ipv4.conf.{scope}.send_redirects", "0")
+    for family in ("ipv4", "ipv6"):
+        sysctl(ns, f"net.{family}.conf.all.accept_redirects", "0")
+        sysctl(ns, f"net.{family}.conf.all.accept_source_route", "0")

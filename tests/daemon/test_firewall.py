@@ -258,6 +258,8 @@ def test_the_daemon_owns_the_table(daemon: Daemon) -> None:
     installed = rules(instance, ns)
     assert len(installed) == 7  # signaling (2), VIP returns (v4, v6), 2 forward drops, input
     assert "created" in daemon.log()
+    for key in ("net.ipv4.conf.all.send_redirects", "net.ipv4.conf.pub.send_redirects"):
+        assert topology.run_in(ns, ["sysctl", "-n", key]).stdout.strip() == "0", key
     assert unload(instance).startswith("1 "), "unload must refuse while the daemon runs"
     assert firewall.exists(instance, ns)
     # traffic through the wall, then a restart: the table stays, counters and all
