@@ -21,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, cast
 
 from aiortc import RTCDataChannel
@@ -152,7 +155,7 @@ def resolve(spec: str) -> AppFactory:
         names = ", ".join(BUNDLED)
         raise AppLoadError(f"--app {spec!r}: expected module:factory or one of {names}")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except ImportError as exc:
         raise AppLoadError(f"--app {spec!r}: cannot import {module_name}: {exc}") from exc
     factory: Any = module
@@ -163,6 +166,20 @@ def resolve(spec: str) -> AppFactory:
     if not callable(factory):
         raise AppLoadError(f"--app {spec!r}: {attr} is not callable")
     return cast(AppFactory, factory)
+
+
+def _import(name: str) -> ModuleType:
+    """Import ``name``, also from the working directory (as uvicorn does): a console script
+    has its own bin directory on sys.path, not the directory it was started in. Appended,
+    so an app module cannot shadow an installed one."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if exc.name != name.partition(".")[0] or cwd in sys.path:
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(name)
 
 
 def load(spec: str) -> App:

@@ -108,7 +108,10 @@ def demo(sessions: int, transceivers: int, seconds: float, app: str, as_json: bo
     from pyctl.demo import run_demo
 
     progress = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    report = run_demo(sessions, transceivers, seconds, progress=progress, app=app)
+    try:
+        report = run_demo(sessions, transceivers, seconds, progress=progress, app=app)
+    except (LabError, OSError, RuntimeError) as e:  # the lab or the client failed: no report
+        raise click.ClickException(str(e)) from None
     if as_json:
         click.echo(json.dumps(report, indent=2))
         if not report["ok"]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -157,3 +159,40 @@ async def test_record_writes_the_audio_and_stats(
     assert stats["frames"] >= 40 and stats["dropped_frames"] == 0
     # a sine at half full scale is -9 dBFS; aiortc's encoder upmixes mono to stereo at -3 dB
     assert -11 > stats["rms_dbfs"] > -13
+
+
+# -- the example in docs/transceiver.md ---------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "transceiver.md"
+
+
+@pytest.fixture
+def parrot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The documented parrot.py, written to a fresh working directory."""
+    text = DOCS.read_text()
+    start = text.index('```python\n"""parrot.py') + len("```python\n")
+    (tmp_path / "parrot.py").write_text(text[start : text.index("```", start)])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield "parrot:create_app"
+    sys.modules.pop("parrot", None)
+
+
+async def test_the_documented_example_runs_as_written(parrot: str) -> None:
+    app = load(parrot)  # found in the working directory, as the docs say
+    async with whip_env(app=app) as env:
+        peer = await make_peer()
+        try:
+            trx, _ = await connect(env, peer, hide_candidates=True)
+            await asyncio.wait_for(peer.opened.wait(), 10)
+            await wait_for(lambda: level(peer.echoed_frames) > 0)  # the hello beep
+            peer.channel.send("polly")
+            await wait_for(lambda: len(peer.echoed_messages) == 1)
+            peer.channel.send("bye")
+            await asyncio.wait_for(trx.ended.wait(), 10)
+        finally:
+            await peer.close()
+    (reply,) = peer.echoed_messages
+    assert isinstance(reply, str) and reply.startswith("call 1: polly (") and "s heard)" in reply
+    assert float(reply.split("(")[1].split("s")[0]) > 0, "it heard the client's tone"
+    assert trx.end_reason == "app_done"
