@@ -1,5 +1,7 @@
-"""The speak app through the relay: aiortc clients (the demo's) and headless Chromium ask
-a transceiver running ``--app speak`` a question over the data channel and hear speech."""
+"""The bundled apps through the relay. speak: aiortc clients (the demo's) and headless
+Chromium ask a transceiver running ``--app speak`` a question over the data channel and
+hear speech. record: a transceiver running ``--app record`` keeps the client's tone and
+the client's address as the relay saw it."""
 
 from __future__ import annotations
 
@@ -9,18 +11,22 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from pyctl.demo import run_clients, verdicts
 from pyctl.lab import Lab
+from pyctl.labnet import CLIENT4
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
 from transceiver.ufrag import backend_of
 
 pytestmark = pytest.mark.e2e
 
-SPEAKER = 2  # trx2 runs --app speak for this module; trx1 keeps echoing
+SPEAKER = 2  # trx2 runs --app speak (then record) in this module; trx1 keeps echoing
 
 
 def _gone(pid: int) -> bool:
@@ -148,3 +154,31 @@ def test_chromium_hears_the_answer_to_its_message(lab: Lab, speaker: str) -> Non
     assert out["before"] < 1e-5, out
     assert out["after"] > 1e-3 and out["after"] > 100 * out["before"], out
     assert lab.api().sessions(backend=SPEAKER) == []
+
+
+@pytest.fixture
+def recorder(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("STEER_RECORD_DIR", str(tmp_path))  # the lab passes its environment on
+    _restart(lab, SPEAKER, "record")
+    try:
+        yield tmp_path
+    finally:
+        _restart(lab, SPEAKER, "speak")  # as the module's fixture left it
+
+
+def test_record_keeps_the_call_and_the_client_address(
+    lab: Lab, speaker: str, recorder: Path
+) -> None:
+    # the demo client expects echoes, which a recorder does not send: only its file counts
+    (r,) = run_clients(lab, sessions=1, seconds=2, urls=[speaker])
+    assert r["ufrag"] and "echoed 0/" in r["error"], r
+    stats = json.loads((recorder / f"{r['ufrag']}.json").read_text())
+    with av.open(stats["file"]) as container:
+        stream = container.streams.audio[0]
+        pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(stream)])
+    assert stream.codec_context.name == "opus" and stream.rate == 48000
+    assert 1.5 < pcm.size / 48000 < 10 and abs(stats["seconds"] - pcm.size / 48000) < 0.05
+    spectrum = np.abs(np.fft.rfft(pcm[-24000:] * np.hanning(24000)))
+    assert abs(np.argmax(spectrum[1:]) + 1 - r["tone_hz"] / 2) <= 2  # 2 Hz bins: the tone
+    # the client's own address: the relay rewrote only the destination
+    assert stats["client"].startswith(f"{CLIENT4}:") and stats["end_reason"] == "delete"
