@@ -71,6 +71,8 @@ def status(prefix: str, transceivers: int, as_json: bool) -> None:
     click.echo(f"lab {prefix}: {'up' if st['up'] else 'down'}")
     click.echo(f"VIPs:  {', '.join(st['vips'])}")
     click.echo(f"WHIP:  {' '.join(st['whip'])}")
+    click.echo(f"WHIP token: {st['whip_token'] or '-'}")
+    click.echo(f"API:   {st['api_url']} (CA {st['api_ca']})")
     for name, pid in st["processes"].items():
         click.echo(f"{name:<8} {'pid ' + str(pid) if pid else 'not running'}")
     click.echo(f"logs:  {st['logs']}")

@@ -72,6 +72,9 @@ class RedisServer:
             self.proc.wait(10)
             self.proc = None
 
+    def hash_raw(self, instance: str) -> set[str]:
+        return {k.decode() for k in self.client().hkeys(f"steer:{instance}:sessions")}
+
     def hash(self, instance: str, what: str = "sessions") -> dict[str, Any]:
         raw = self.client().hgetall(f"steer:{instance}:{what}")
         return {k.decode(): json.loads(v) for k, v in raw.items()}
@@ -347,6 +350,14 @@ def test_redis_restarted_empty_and_daemon_started_without_redis(
     wait_until(lambda: len(rds.hash(d.instance)) == 50, 10, "reconciled after Redis came up")
     assert d.http.call("GET", "/healthz")[1]["store"] == "ok"
     assert len(RouteMaps_of(d).sessions()) == 50
+
+    # a malformed record does not keep the next daemon from starting
+    rds.client().hset(f"steer:{d.instance}:sessions", "garbage1", b"{nope")
+    d.stop()
+    d.start()
+    assert "stored session 'garbage1' skipped: malformed record" in d.log()
+    assert d.http.call("GET", "/v1/sessions/emp00003")[1]["session"]["ttl"] == 30
+    wait_until(lambda: "garbage1" not in rds.hash_raw(d.instance), 5, "the bad record is gone")
 
 
 def test_memory_store_restart_with_a_dead_transceiver_ends_its_sessions(
