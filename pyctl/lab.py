@@ -22,7 +22,7 @@ from typing import Any
 
 from pyctl import topology
 from pyctl.apiclient import ApiError, SyncApiClient
-from pyctl.labnet import LabNet
+from pyctl.labnet import RELAY_INT4, RELAY_PUB4, LabNet
 from pyctl.labsecrets import LabSecrets
 from pyctl.loader import RUN_DIR, unload
 from pyctl.netns import netns
@@ -62,7 +62,9 @@ class Lab:
         return RUN_DIR / f"{self.instance}.sock"
 
     def whip_url(self, i: int) -> str:
-        return f"http://{self.net.trx_ip4(i)}:{WHIP_PORT}/whip"
+        """Transceiver i's WHIP endpoint as clients reach it: through the ingress on the
+        relay's public address (pyctl/labingress.py), port WHIP_PORT + i."""
+        return f"http://{RELAY_PUB4}:{WHIP_PORT + i}/whip"
 
     @property
     def secrets(self) -> LabSecrets:
@@ -152,8 +154,6 @@ class Lab:
             "STEER_API_CERT": str(secrets.cert),
             "STEER_API_KEY": str(secrets.key),
             "STEER_STORE": self.store,
-            # clients reach WHIP through the relay: the firewall lets only that TCP port in
-            "STEER_FORWARD_TCP": str(WHIP_PORT),
         }
         self._start("daemon", "relay", relay_env)
         self._wait("the daemon", self._api_ready, "daemon")
@@ -164,6 +164,12 @@ class Lab:
             except ApiError as e:
                 if e.status != 409:  # already there: an adopted lab
                     raise
+        routes = [
+            f"{RELAY_PUB4}:{WHIP_PORT + i}={net.trx_ip4(i)}:{WHIP_PORT}"
+            for i in range(1, self.transceivers + 1)
+        ]
+        progress(f"ingress: WHIP through {RELAY_PUB4}:{WHIP_PORT + 1}..")
+        self._start("ingress", "ingress", {"STEER_INGRESS_ROUTES": " ".join(routes)}, net.relay)
         for i in range(1, self.transceivers + 1):
             progress(f"transceiver trx{i}: {self.whip_url(i)}")
             trx_env = {
@@ -176,6 +182,7 @@ class Lab:
                 "STEER_TRX_API_TOKEN_FILE": str(secrets.backend_file(i)),
                 "STEER_TRX_WHIP_TOKEN_FILE": str(secrets.whip_file),
                 "STEER_TRX_CORS_ORIGIN": "*",  # open for development, Authorization allowed
+                "STEER_TRX_FORWARDED_ALLOW_IPS": RELAY_INT4,  # the ingress, as trx see it
                 "STEER_TRANSCEIVER_APP": self.app,
             }
             self._start(f"trx{i}", "transceiver", trx_env, ns=net.trx(i))
@@ -200,7 +207,7 @@ class Lab:
             return False
 
     def down(self, progress: Any = print) -> None:
-        names = ["daemon"] + [p.stem for p in self.run_dir.glob("trx*.pid")]
+        names = ["daemon", "ingress"] + [p.stem for p in self.run_dir.glob("trx*.pid")]
         for name in sorted(set(names), reverse=True):  # transceivers first: they deregister
             pid = self._alive(name)
             if pid is None:
@@ -232,7 +239,8 @@ class Lab:
             "up": net.exists(),
             "processes": {
                 n: self._alive(n)
-                for n in ["daemon"] + [f"trx{i}" for i in range(1, self.transceivers + 1)]
+                for n in ["daemon", "ingress"]
+                + [f"trx{i}" for i in range(1, self.transceivers + 1)]
             },
             "logs": str(self.run_dir),
             "metrics": f"http://{self.metrics}/metrics",

@@ -102,6 +102,12 @@ ENV_PREFIX = "STEER_TRX"
     help="Offers per minute from one source address (0: unlimited); more get 429.",
 )
 @click.option(
+    "--forwarded-allow-ips",
+    multiple=True,
+    help="Address of a WHIP ingress (reverse proxy) whose X-Forwarded-For names the client, "
+    "for the rate limit and logs (repeat). Nobody else's header is believed.",
+)
+@click.option(
     "--internal-net",
     "internal_nets",
     multiple=True,
@@ -152,6 +158,7 @@ def command(
     whip_token_file: str | None,
     max_sessions: int,
     rate_limit: int,
+    forwarded_allow_ips: tuple[str, ...],
     internal_nets: tuple[str, ...],
     direct: bool,
     app: str,
@@ -194,6 +201,7 @@ def command(
             whip_token=whip_token,
             max_sessions=max_sessions,
             rate_limit=rate_limit,
+            forwarded_allow_ips=forwarded_allow_ips,
             internal_nets=tuple(n for n in internal_nets if n != "none"),
             direct=direct,
             app=app,

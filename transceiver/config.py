@@ -32,6 +32,9 @@ class TrxConfig:
     max_sessions: int = 100
     rate_limit: int = 60  # offers per minute per source address; 0 = unlimited
     internal_nets: tuple[str, ...] = ("auto",)  # remote candidates never probed
+    # peers whose X-Forwarded-For names the real client (a WHIP ingress), as uvicorn's
+    # --forwarded-allow-ips; nobody else's header is believed
+    forwarded_allow_ips: tuple[str, ...] = ()
     # advertise each session's own socket instead of the VIPs: for running with no relay
     # in front (development, baseline tests); registration still happens
     direct: bool = False
@@ -56,6 +59,8 @@ class TrxConfig:
             raise ValueError("--max-sessions must be at least 1")
         if self.rate_limit < 0:
             raise ValueError("--rate-limit must be 0 (off) or more")
+        for ip in self.forwarded_allow_ips:
+            ipaddress.ip_address(ip)  # raises ValueError with the address
         for net in self.internal_nets:
             if net != "auto":
                 ipaddress.ip_network(net, strict=False)  # raises ValueError naming it

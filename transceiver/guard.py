@@ -194,15 +194,26 @@ class Guard:
                 **{"Retry-After": str(RETRY_AFTER_S)},
             )
         if self.rate is not None:
-            wait = self.rate.take(request.remote or "?")
+            source = self.source(request)
+            wait = self.rate.take(source)
             if wait:
                 return self._refuse(
                     "rate_limited",
                     429,
-                    f"too many offers from {request.remote}",
+                    f"too many offers from {source}",
                     **{"Retry-After": str(max(1, round(wait)))},
                 )
         return None
+
+    def source(self, request: web.Request) -> str:
+        """Who sent the request: the peer, or, when the peer is a trusted ingress, the
+        client its X-Forwarded-For appended last (earlier entries are the client's to forge)."""
+        peer = request.remote or "?"
+        if peer not in self.config.forwarded_allow_ips:
+            return peer
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        return last or peer
 
     def filter_offer(self, sdp: str) -> str:
         sdp, dropped = self.filter(sdp)

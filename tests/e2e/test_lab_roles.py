@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pyctl.lab import Lab
+from pyctl.lab import WHIP_PORT, Lab
+from pyctl.labnet import RELAY_PUB4
 from tests.unit.test_vagrant import vagrant_roles
 
 pytestmark = pytest.mark.e2e
@@ -17,7 +18,15 @@ ROOT = Path(__file__).resolve().parents[2]
 EXECS = {
     "relay": lambda lab: [str(ROOT / ".venv/bin/steerctl"), "--instance", lab.instance, "daemon"],
     "transceiver": lambda lab: [str(ROOT / ".venv/bin/steer-transceiver")],
+    "ingress": lambda lab: ["-m", "pyctl.labingress", *lab_routes(lab)],
 }
+
+
+def lab_routes(lab: Lab) -> list[str]:
+    return [
+        f"{RELAY_PUB4}:{WHIP_PORT + i}={lab.net.trx_ip4(i)}:{WHIP_PORT}"
+        for i in range(1, lab.transceivers + 1)
+    ]
 
 
 def argv_of(pid: int) -> list[str]:
@@ -28,8 +37,9 @@ def argv_of(pid: int) -> list[str]:
 
 def test_every_lab_process_runs_through_a_vagrant_role_script(lab: Lab) -> None:
     procs = lab.status()["processes"]
-    roles = {"daemon": "relay"} | {n: "transceiver" for n in procs if n.startswith("trx")}
-    assert set(procs) == set(roles) and len(roles) == 1 + lab.transceivers
+    roles = {"daemon": "relay", "ingress": "ingress"}
+    roles |= {n: "transceiver" for n in procs if n.startswith("trx")}
+    assert set(procs) == set(roles) and len(roles) == 2 + lab.transceivers
     for name, role in roles.items():
         assert procs[name], f"{name} is not running"
         script = (ROOT / "scripts" / "roles" / f"{role}.sh").read_text()

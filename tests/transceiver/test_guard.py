@@ -111,3 +111,18 @@ def test_candidate_filter_keeps_a_few_public_ones() -> None:
     ips = [ipaddress.ip_address(ln.split()[4]) for ln in kept]
     assert ips == [ipaddress.ip_address(f"198.51.100.{i}") for i in range(MAX_CANDIDATES)]
     assert out.startswith("v=0\r\nm=audio 9")
+
+
+async def test_rate_limit_sees_the_client_behind_a_trusted_ingress_only() -> None:
+    # the test client connects from 127.0.0.1: trusted as an ingress here
+    async with whip_env(rate_limit=1, forwarded_allow_ips=("127.0.0.1",)) as env:
+        for client in ("198.51.100.2", "198.51.100.3"):  # one bucket each
+            resp = await post(env, "v=0\r\n", None, **{"X-Forwarded-For": client})
+            assert resp.status != 429, client
+        # a client's own entry before the ingress's does not buy a fresh bucket
+        resp = await post(env, "v=0\r\n", None, **{"X-Forwarded-For": "1.2.3.4, 198.51.100.2"})
+        assert resp.status == 429 and "198.51.100.2" in await resp.text()
+    async with whip_env(rate_limit=1) as env:  # not trusted: the header is ignored
+        for client in ("198.51.100.2", "198.51.100.3"):
+            resp = await post(env, "v=0\r\n", None, **{"X-Forwarded-For": client})
+        assert resp.status == 429 and "127.0.0.1" in await resp.text()

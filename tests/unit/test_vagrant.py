@@ -36,6 +36,6 @@ def vagrant_roles() -> set[str]:
 
 def test_vms_provision_with_the_role_scripts() -> None:
     roles = vagrant_roles()
-    assert roles == {"relay", "transceiver"}
+    assert roles == {"relay", "ingress", "transceiver"}
     for role in roles:
         assert (ROOT / "scripts" / "roles" / f"{role}.sh").stat().st_mode & 0o111
