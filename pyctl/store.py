@@ -211,6 +211,8 @@ class RedisMirror:
         """Write these keys as the records now say (a missing record is a deletion).
         StoreUnavailable if Redis does not answer in time; the keys stay pending."""
         self.mark(sessions, backends)
+        if not self.up:  # at once: not behind a reconnection attempt holding the lock
+            raise StoreUnavailable(self.unavailable())
         async with self._lock:
             if not self.up:
                 raise StoreUnavailable(self.unavailable())
@@ -298,6 +300,8 @@ class RedisMirror:
         while True:
             await asyncio.sleep(CHECK_EVERY_S / 4 if self.up else RETRY_EVERY_S)
             try:
+                if not self.up:
+                    await self._call(self.client.ping())  # outside the lock: writes fail fast
                 async with self._lock:
                     if not self.up:
                         await self._recover(records, merge)
@@ -313,7 +317,6 @@ class RedisMirror:
                 log.exception("session store sync failed; retrying")
 
     async def _recover(self, records: MemoryStore, merge: Any) -> None:
-        await self._call(self.client.ping())
         down_for = time.monotonic() - self.since
         if self.needs_load:
             merge(await self.load())
