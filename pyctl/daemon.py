@@ -62,7 +62,6 @@ class DaemonConfig:
     idle_timeout: float = 300.0
     store: str = "memory"
     xdp_mode: str = "auto"
-    forward_tcp: tuple[int, ...] = ()  # TCP ports the firewall lets clients reach inside
     tick: float = field(default=1.0)  # how often expiry runs
 
     @property
@@ -114,9 +113,7 @@ def run(cfg: DaemonConfig) -> int:
 
 def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
     # the wall first: forwarding is never on without it (pyctl/firewall.py)
-    wall = firewall.Wall(
-        cfg.instance, cfg.netns, cfg.public, cfg.internal, cfg.forward_tcp, cfg.vips
-    )
+    wall = firewall.Wall(cfg.instance, cfg.netns, cfg.public, cfg.internal, vips=cfg.vips)
     try:
         wall.install()
     except (firewall.FirewallError, OSError, ImportError) as e:

@@ -13,8 +13,6 @@ segment or an ICMP error the program lets through) is not a leak:
     packet XDP has already NATed but passed to the kernel because bpf_fib_lookup had no
     neighbour for the client yet (PASS_FIB_FAILED); forwarding it makes the kernel
     resolve the neighbour, and it carries no internal address;
-  - TCP to the ports of `forward_tcp` and those connections' replies (e.g. WHIP
-    signaling in the lab, where clients reach the transceivers' HTTP through the relay).
   Nothing from the public side is let in on the kernel's path: a rewritten client packet
   that XDP passes for want of a transceiver neighbour is dropped, which is why the
   daemon resolves transceiver next hops before it answers a registration;
@@ -84,7 +82,6 @@ class Wall:
     netns: str | None
     public: str
     internal: str
-    forward_tcp: tuple[int, ...] = ()
     vips: tuple[Endpoint, ...] = ()
 
     @property
@@ -113,28 +110,6 @@ class Wall:
         ]
         from_pub = _match(_meta("iifname"), self.public)
         to_pub = _match(_meta("oifname"), self.public)
-        for port in self.forward_tcp:
-            cmds.append(
-                self._rule(
-                    "forward",
-                    from_pub,
-                    _match(_meta("oifname"), self.internal),
-                    _match(_tcp("dport"), port),
-                    _match({"ct": {"key": "state"}}, ["new", "established"], "in"),
-                    {"accept": None},
-                )
-            )
-            cmds.append(
-                self._rule(
-                    "forward",
-                    _match(_meta("iifname"), self.internal),
-                    to_pub,
-                    _match(_tcp("sport"), port),
-                    _match({"ct": {"key": "state"}}, ["established"], "in"),
-                    _match({"ct": {"key": "direction"}}, "reply"),
-                    {"accept": None},
-                )
-            )
         for version, proto in ((4, "ip"), (6, "ip6")):
             vips = [v for v in self.vips if v.ip.version == version]
             if vips:
@@ -177,13 +152,12 @@ class Wall:
         adopted = exists(self.instance, self.netns)
         _nft(self.netns, self.commands())
         log.info(
-            "firewall: table %s %s in netns %s (%s): nothing forwarded to or from %s%s",
+            "firewall: table %s %s in netns %s (%s): nothing forwarded to or from %s",
             FAMILY,
             self.table,
             self.netns or "-",
             "adopted" if adopted else "created",
             self.public,
-            f" except tcp ports {list(self.forward_tcp)}" if self.forward_tcp else "",
         )
         return adopted
 

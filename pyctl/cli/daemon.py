@@ -127,16 +127,6 @@ from pyctl.loader import RUN_DIR, Attachment, BuildOptions, LoaderError, unload
     help="XDP attach mode.",
 )
 @click.option(
-    "--forward-tcp",
-    envvar="STEER_FORWARD_TCP",
-    multiple=True,
-    type=click.IntRange(1, 65535),
-    metavar="PORT",
-    help="A TCP port on the internal side that clients may reach through the relay's "
-    "kernel forwarding (e.g. WHIP signaling in the lab); the firewall drops everything "
-    "else forwarded to or from the public interface. Repeat for more.",
-)
-@click.option(
     "--max-sessions",
     envvar="STEER_MAX_SESSIONS",
     type=click.IntRange(1, 1 << 24),
@@ -179,7 +169,6 @@ def daemon(
     max_sessions: int,
     max_flows: int,
     log_level: str,
-    forward_tcp: tuple[int, ...],
 ) -> None:
     """Run the control daemon in the foreground: attach the XDP programs to IFs in NS,
     serve the control API and metrics, expire sessions and idle flows. Exiting leaves
@@ -224,7 +213,6 @@ def daemon(
         idle_timeout=idle_timeout,
         store=store,
         xdp_mode=xdp_mode,
-        forward_tcp=tuple(sorted(set(forward_tcp))),
     )
     d.setup_logging(log_level.upper())
     try:

@@ -35,7 +35,6 @@ from tests.netns.packets import frames_until, internal_addrs, src_of
 
 pytestmark = pytest.mark.netns
 
-SIGNALING = 8080
 PASS_ALL = "int pass_all(struct xdp_md *ctx) { return XDP_PASS; }"
 
 
@@ -71,7 +70,7 @@ def xdp(request: pytest.FixtureRequest, net: LabNet) -> Iterator[str]:
 
 @pytest.fixture
 def wall(net: LabNet) -> Iterator[firewall.Wall]:
-    w = firewall.Wall(f"wall{os.getpid() % 100000}", net.relay, "pub", "int", (SIGNALING,))
+    w = firewall.Wall(f"wall{os.getpid() % 100000}", net.relay, "pub", "int")
     firewall.remove(w.instance, w.netns)
     yield w
     firewall.remove(w.instance, w.netns)
@@ -100,9 +99,12 @@ def connect_later(ns: str, dst: tuple[str, int]) -> socket.socket:
     return s
 
 
-def signaling(f: bytes) -> bool:
-    pkt = Ether(f)
-    return TCP in pkt and SIGNALING in (pkt[TCP].sport, pkt[TCP].dport)
+def marker_from_relay(net: LabNet, dst: tuple[str, int], marker: bytes) -> None:
+    """The relay's own datagram (its output is not the wall's business): it leaves after
+    everything the attack made the relay forward, so it ends a sniff."""
+    src = RELAY_INT4 if dst[0] != CLIENT4 else RELAY_PUB4
+    with udp_socket(net.relay, Endpoint.parse(f"{src}:{dst[1]}")) as s:
+        s.sendto(marker, dst)
 
 
 def syn_to(port: int) -> Callable[[bytes], bool]:
@@ -114,20 +116,18 @@ def syn_to(port: int) -> Callable[[bytes], bool]:
 
 
 def attack_inward(net: LabNet, port: int) -> list[bytes]:
-    """Fragments and a TCP SYN from the client to trx1's internal address, then a
-    signaling SYN as the marker: what trx1 received from the client, signaling aside."""
+    """Fragments and a TCP SYN from the client to trx1's internal address, then a marker
+    from the relay: what trx1 received from the client."""
     trx_ip = net.trx_ip4(1)
-    sig = listener(net.trx(1), trx_ip, SIGNALING)
     sniff = sniffer(net.trx(1), "eth0")
     client = udp_socket(net.client, Endpoint.parse(f"{CLIENT4}:{port}"))
-    client.sendto(b"F" * 3000, (trx_ip, port))  # > MTU: sent as three fragments
-    socks = [sig, sniff, client, connect_later(net.client, (trx_ip, port + 1))]
-    socks.append(connect_later(net.client, (trx_ip, SIGNALING)))
+    socks = [sniff, client]
     try:
-        frames = frames_until(sniff, syn_to(SIGNALING))
-        conn, _ = sig.accept()
-        conn.close()
-        return [f for f in frames if src_of(f) == CLIENT4 and not signaling(f)]
+        client.sendto(b"F" * 3000, (trx_ip, port))  # > MTU: sent as three fragments
+        socks.append(connect_later(net.client, (trx_ip, port + 1)))
+        marker_from_relay(net, (trx_ip, port + 2), b"marker-in")
+        frames = frames_until(sniff, b"marker-in")
+        return [f for f in frames if src_of(f) == CLIENT4]
     finally:
         for s in socks:
             s.close()
@@ -135,25 +135,20 @@ def attack_inward(net: LabNet, port: int) -> list[bytes]:
 
 def attack_outward(net: LabNet, port: int) -> list[bytes]:
     """From trx1 to the client: a TCP SYN, UDP from a socket no session owns, an ICMP
-    echo; then data on an accepted signaling connection as the marker. Returns every
-    frame the client received apart from that connection's."""
+    echo; then a marker from the relay. Returns every frame the client received but that."""
     trx_ip = net.trx_ip4(1)
-    sig = listener(net.trx(1), trx_ip, SIGNALING)
     client_listener = listener(net.client, CLIENT4, port)
     sniff = sniffer(net.client, "eth0")
-    caller = tcp_socket(net.client)
-    caller.connect((trx_ip, SIGNALING))
-    conn, _ = sig.accept()
-    socks = [sig, client_listener, sniff, caller, conn]
+    socks = [client_listener, sniff]
     try:
         socks.append(connect_later(net.trx(1), (CLIENT4, port)))
         rogue = udp_socket(net.trx(1), Endpoint.parse(f"{trx_ip}:{port}"))
         socks.append(rogue)
         rogue.sendto(b"rogue-udp", (CLIENT4, port))
         topology.run_in(net.trx(1), ["ping", "-c1", "-W0.2", CLIENT4], check=False)
-        conn.sendall(b"marker-out")
+        marker_from_relay(net, (CLIENT4, port + 1), b"marker-out")
         frames = frames_until(sniff, b"marker-out")
-        return [f for f in frames if not signaling(f)]
+        return [f for f in frames if b"marker-out" not in f]
     finally:
         for s in socks:
             s.close()
@@ -166,8 +161,7 @@ def test_wall_alone_keeps_the_public_side_out(net: LabNet, xdp: str, wall: firew
     before = firewall.counters(wall.instance, net.relay)["from_public"][0]
     assert attack_inward(net, 55020) == [], "something crossed the wall"
     dropped = firewall.counters(wall.instance, net.relay)["from_public"][0] - before
-    # conntrack (the signaling rule's) reassembles fragments before the forward hook
-    assert dropped >= 2, dropped  # the datagram and the SYN
+    assert dropped >= 2, dropped  # the datagram (its fragments) and the SYN
 
 
 def test_wall_alone_keeps_internal_addresses_in(net: LabNet, xdp: str, wall: firewall.Wall) -> None:
@@ -214,7 +208,6 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
             lab,
             instance,
             tmp_path / "daemon.log",
-            extra=["--forward-tcp", "8080"],
             metrics_port=free_port(),
         )
         yield d
@@ -256,7 +249,7 @@ def test_the_daemon_owns_the_table(daemon: Daemon) -> None:
     daemon.start()
     assert firewall.exists(instance, ns)
     installed = rules(instance, ns)
-    assert len(installed) == 7  # signaling (2), VIP returns (v4, v6), 2 forward drops, input
+    assert len(installed) == 5  # VIP returns (v4, v6), 2 forward drops, input
     assert "created" in daemon.log()
     for key in ("net.ipv4.conf.all.send_redirects", "net.ipv4.conf.pub.send_redirects"):
         assert topology.run_in(ns, ["sysctl", "-n", key]).stdout.strip() == "0", key
