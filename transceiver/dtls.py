@@ -13,6 +13,14 @@ ClientHello still fits one unfragmented record. Forward secrecy and AEAD-first o
 kept; plain-RSA key exchange is not added. As the DTLS *server* nothing changes: our own
 certificate is ECDSA, so OpenSSL can only pick an ECDSA suite.
 
+Fingerprints: aiortc signals its certificate three times (``a=fingerprint`` sha-256,
+sha-384 and sha-512). libdatachannel (0.23, via node-datachannel 0.33.4) failed about half
+its handshakes with ``certificate verify failed`` (alert ``unknown_ca``) whenever ICE
+connected before its answer was applied, which the transceiver's own early checks make
+common: it then digests our certificate with sha-256 and compares with the last (sha-512)
+line. ``sha256_fingerprint_only`` answers with the sha-256 line alone, as browsers do
+(RFC 8827 requires sha-256 support of every endpoint); 6 of 6 handshakes then worked.
+
 Contribution shape: upstream this is a one-line change of the ``set_cipher_list`` argument
 in ``aiortc/rtcdtlstransport.py`` (proposed as aiortc#1392 for exactly this webrtcbin
 failure). ``install()`` wraps that method instead of copying it, and becomes a no-op once
@@ -64,3 +72,17 @@ def install() -> None:
 
     setattr(create, _MARK, True)
     RTCCertificate._create_ssl_context = create  # type: ignore[method-assign]
+
+
+def sha256_fingerprint_only(sdp: str) -> str:
+    """``sdp`` without its sha-384/sha-512 ``a=fingerprint`` lines (see the module doc);
+    unchanged when it has no sha-256 line to keep."""
+    lines = sdp.split("\r\n")
+    if not any(ln.startswith("a=fingerprint:sha-256 ") for ln in lines):
+        return sdp
+    kept = [
+        ln
+        for ln in lines
+        if not ln.startswith("a=fingerprint:") or ln.startswith("a=fingerprint:sha-256 ")
+    ]
+    return "\r\n".join(kept)

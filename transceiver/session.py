@@ -132,8 +132,8 @@ class SessionEndpoint:
         self._registered = True
 
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        self.answer = rewrite_answer(
-            self.pc.localDescription.sdp, self.config.advertised(self.sock)
+        self.answer = dtls.sha256_fingerprint_only(
+            rewrite_answer(self.pc.localDescription.sdp, self.config.advertised(self.sock))
         )
         self._live = True
         self.metrics.sessions_total.inc()

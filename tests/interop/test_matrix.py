@@ -28,12 +28,6 @@ ROOT = HERE.parent.parent
 SECONDS = 2.0
 
 
-def _token(lab: Lab) -> str | None:
-    """The lab's WHIP bearer token (RFC 9725 section 4.5), once labs have one."""
-    token: str | None = getattr(lab, "whip_token", None)
-    return token
-
-
 def _relay_moved(lab: Lab, before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in reason_counts(lab).items()}
 
@@ -70,9 +64,8 @@ def test_chromium(lab: Lab) -> None:
     with chromium(lab.net.client, whip.removesuffix("/whip") + "/", media=False) as b:
         # evaluating while the page still loads would lose the context mid-session
         assert b.wait_for("location.protocol === 'http:' && document.readyState === 'complete'")
-        res = b.evaluate(
-            f"({script})({json.dumps(whip)}, 660, {SECONDS}, {json.dumps(_token(lab))})", timeout=40
-        )
+        call_args = json.dumps([whip, 660, SECONDS, lab.whip_token])[1:-1]
+        res = b.evaluate(f"({script})({call_args})", timeout=40)
     _check_whip(res)
     assert res["remote"] == str(lab.net.vips[0])
     _check_echo(res, 660, SECONDS)
@@ -89,7 +82,7 @@ def test_gstreamer_webrtcbin(lab: Lab, dtls_role: str) -> None:
         "ip", "netns", "exec", lab.net.client, sys.executable, "-m", "tests.interop.gst_whip",
         lab.whip_url(1), "--seconds", str(SECONDS), "--hz", "523", "--dtls-role", dtls_role,
     ]  # fmt: skip
-    token = _token(lab)
+    token = lab.whip_token
     proc = subprocess.run(
         argv + (["--token", token] if token else []),
         capture_output=True,
@@ -123,7 +116,7 @@ def test_node_client(lab: Lab, tmp_path: Path, script: str, cert: str) -> None:
     if cert == "rsa":
         crt, key = write_pem(tmp_path, "client")
         argv += ["--cert", str(crt), "--key", str(key)]
-    token = _token(lab)
+    token = lab.whip_token
     if token:
         argv += ["--token", token]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)

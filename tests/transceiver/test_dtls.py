@@ -132,3 +132,17 @@ def test_install_is_idempotent_and_checks_internals(monkeypatch: pytest.MonkeyPa
     monkeypatch.delattr(RTCCertificate, "_create_ssl_context")
     with pytest.raises(RuntimeError, match="_create_ssl_context"):
         dtls.check_internals()
+
+
+def test_answer_keeps_only_the_sha256_fingerprint() -> None:
+    sdp = (
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        "a=fingerprint:sha-256 AA:BB\r\na=fingerprint:sha-384 CC:DD\r\n"
+        "a=fingerprint:sha-512 EE:FF\r\na=setup:active\r\n"
+    )
+    assert dtls.sha256_fingerprint_only(sdp) == (
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=fingerprint:sha-256 AA:BB\r\na=setup:active\r\n"
+    )
+    # no sha-256 line: nothing to choose, the answer stays as it is
+    only512 = "v=0\r\na=fingerprint:sha-512 EE:FF\r\n"
+    assert dtls.sha256_fingerprint_only(only512) == only512

@@ -32,6 +32,10 @@ async def test_201_carries_location_etag_and_sdp() -> None:
         (ufrag,) = answer_ufrags(answer)
         assert resp.headers["ETag"] == f'"{ufrag}"'
         assert "Link" not in resp.headers  # no ICE server configured, none announced
+        # one fingerprint per section, sha-256 as browsers send: libdatachannel checked a
+        # sha-512 one against a sha-256 digest when ICE beat its answer (transceiver/dtls.py)
+        fingerprints = [ln for ln in answer.splitlines() if ln.startswith("a=fingerprint:")]
+        assert len(fingerprints) == 1 and fingerprints[0].startswith("a=fingerprint:sha-256 ")
 
 
 async def test_ice_servers_are_announced_as_link_headers() -> None:
