@@ -50,6 +50,11 @@ ENV_PREFIX = "STEER_TRX"
 )
 @click.option("--api-url", default=None, help="Control API over TCP, e.g. http://10.0.0.1:9000.")
 @click.option(
+    "--api-ca",
+    default=None,
+    help="PEM certificate to trust for an https --api-url (e.g. the lab's self-signed one).",
+)
+@click.option(
     "--api-token-file",
     default=None,
     help="File holding the bearer token for the control API: this transceiver's backend "
@@ -150,6 +155,7 @@ def command(
     backend_id: int,
     api_socket: str | None,
     api_url: str | None,
+    api_ca: str | None,
     api_token_file: str | None,
     ttl: int,
     idle_timeout: float,
@@ -192,6 +198,7 @@ def command(
             listen_port=port,
             api_socket=api_socket,
             api_url=api_url,
+            api_ca=api_ca,
             api_token=api_token,
             ttl=ttl,
             idle_timeout=idle_timeout,

@@ -22,6 +22,7 @@ class TrxConfig:
     api_socket: str | None = DEFAULT_API_SOCKET
     api_url: str | None = None
     api_token: str | None = None
+    api_ca: str | None = None  # PEM to trust for an https --api-url
     ttl: int = 30  # registration TTL; heartbeats go every ttl/3
     idle_timeout: float = 30.0
     metrics_host: str | None = None  # a second listener for /metrics only

@@ -6,6 +6,7 @@ deployments can swap the transport (unix socket, or TCP with a bearer token).
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -55,7 +56,9 @@ class ControlApiRegistry:
         url: str | None = None,
         token: str | None = None,
         timeout: float = 3.0,
+        ca: str | None = None,
     ) -> None:
+        """`ca`: a PEM file to trust for an https `url` (a self-signed daemon certificate)."""
         if (socket_path is None) == (url is None):
             raise ValueError("give exactly one of socket_path and url")
         # the host part is ignored over a unix socket but must still form a valid URL
@@ -63,6 +66,7 @@ class ControlApiRegistry:
         self._socket_path = socket_path
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ssl = ssl.create_default_context(cafile=ca) if ca else None
         self._session: aiohttp.ClientSession | None = None
 
     def describe(self) -> str:
@@ -71,7 +75,11 @@ class ControlApiRegistry:
     def _client(self) -> aiohttp.ClientSession:
         # created lazily: a ClientSession must be made inside the running loop
         if self._session is None or self._session.closed:
-            connector = aiohttp.UnixConnector(path=self._socket_path) if self._socket_path else None
+            connector: aiohttp.BaseConnector | None = None
+            if self._socket_path:
+                connector = aiohttp.UnixConnector(path=self._socket_path)
+            elif self._ssl is not None:
+                connector = aiohttp.TCPConnector(ssl=self._ssl)
             self._session = aiohttp.ClientSession(
                 connector=connector, headers=self._headers, timeout=self._timeout
             )

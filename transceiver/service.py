@@ -30,7 +30,10 @@ EXIT_FORCED = 3  # a second signal cut the graceful shutdown short
 
 def make_registry(config: TrxConfig) -> ControlApiRegistry:
     return ControlApiRegistry(
-        socket_path=config.api_socket, url=config.api_url, token=config.api_token
+        socket_path=config.api_socket,
+        url=config.api_url,
+        token=config.api_token,
+        ca=config.api_ca,
     )
 
 

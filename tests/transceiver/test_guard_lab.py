@@ -5,6 +5,7 @@ sniffed with tcpdump) and at most a few others."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
@@ -28,6 +29,7 @@ from pyctl.cli import cli
 from pyctl.lab import Lab
 from pyctl.netns import netns
 from transceiver.guard import MAX_CANDIDATES
+from transceiver.registry import ControlApiRegistry, Registration
 
 pytestmark = pytest.mark.e2e
 PREFIX = f"g{os.getpid() % 10000}"
@@ -50,7 +52,6 @@ def lab() -> Iterator[Lab]:
 
 def offer_with(candidates: list[str]) -> str:
     """A real aiortc offer whose candidates are replaced by `candidates`."""
-    import asyncio
 
     async def make() -> str:
         pc = RTCPeerConnection()
@@ -161,6 +162,24 @@ def test_the_lab_api_speaks_tls_with_its_own_pair(lab: Lab) -> None:
         SyncApiClient(url=plain, token=token).backends()
     with pytest.raises(aiohttp.ClientError):  # nor TLS a client cannot verify
         SyncApiClient(url=status["api_url"], token=token).backends()
+
+    # a transceiver's registry over TLS, with its backend token
+    async def register() -> None:
+        reg = ControlApiRegistry(
+            url=status["api_url"],
+            token=lab.secrets.backend_file(1).read_text().strip(),
+            ca=status["api_ca"],
+        )
+        try:
+            sock = f"{lab.net.trx_ip4(1)}:45999"
+            await reg.register(Registration("tls0001x", sock, 1, ttl=30))
+            await reg.heartbeat("tls0001x", 30)
+            await reg.deregister("tls0001x")
+        finally:
+            await reg.close()
+
+    asyncio.run(register())
+    assert api.sessions(ufrag="tls0001x") == []
 
 
 def test_a_public_listener_without_tls_is_refused() -> None:
