@@ -20,6 +20,7 @@ from tests.certs import write_pem
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
 from tests.interop import opus
+from tests.interop.conftest import ICE_SERVER
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +39,7 @@ def _check_whip(res: dict[str, Any]) -> None:
     assert headers["content-type"] == "application/sdp"
     assert headers["location"].startswith("/whip/")
     assert headers["etag"].startswith('"') and headers["etag"].endswith('"')
+    assert headers["link"] == f'<{ICE_SERVER}>; rel="ice-server"'
     assert res["delete_status"] == 200
 
 
