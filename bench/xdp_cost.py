@@ -175,20 +175,24 @@ def mirror(maps: RouteMaps, cls: str) -> None:
     """Entries that make the frame `cls` leaves behind take the same path again: the
     established flow also from the transceiver address, the transceiver address as a
     VIP for first STUN, and for the return path the VIP as a session socket whose flow
-    it owns. Only in the measuring instance, never in one that forwards."""
+    it owns (and the transceiver as its VIP). Only in the measuring instance, never in
+    one that forwards."""
     if cls == "established":
         _flow(maps, c.CLIENT, c.VIP, c.TRX)
         _flow(maps, c.CLIENT, c.TRX, c.TRX)
     elif cls.startswith("first_stun"):
         maps.add_vip(c.TRX)
     elif cls == "return":
-        rkey = maps.rflow_map.Key()
-        c.VIP.fill(rkey.sock)
-        c.CLIENT.fill(rkey.client)
-        rleaf = maps.rflow_map.Leaf(backend_id=c.BACKEND_ID)
-        c.VIP.fill(rleaf.vip)
-        maps.rflow_map[rkey] = rleaf
-        _flow(maps, c.CLIENT, c.VIP, c.VIP)
+        # the source alternates TRX -> VIP -> TRX: each is the other's "VIP", and each
+        # owns the flow its packets go out on (only a flow's own socket is not budgeted)
+        for sock, vip in ((c.TRX, c.VIP), (c.VIP, c.TRX)):
+            rkey = maps.rflow_map.Key()
+            sock.fill(rkey.sock)
+            c.CLIENT.fill(rkey.client)
+            rleaf = maps.rflow_map.Leaf(backend_id=c.BACKEND_ID)
+            vip.fill(rleaf.vip)
+            maps.rflow_map[rkey] = rleaf
+            _flow(maps, c.CLIENT, vip, sock)
 
 
 def steer_costs(timer: Timer, dp: DataPlane, cold: bool = True) -> dict[str, dict[str, float]]:
