@@ -182,6 +182,7 @@ class Lab:
                 "STEER_TRX_API_TOKEN_FILE": str(secrets.backend_file(i)),
                 "STEER_TRX_WHIP_TOKEN_FILE": str(secrets.whip_file),
                 "STEER_TRX_CORS_ORIGIN": "*",  # open for development, Authorization allowed
+                "STEER_TRX_RATE_LIMIT": "600",  # test suites offer from one client address
                 "STEER_TRX_FORWARDED_ALLOW_IPS": RELAY_INT4,  # the ingress, as trx see it
                 "STEER_TRANSCEIVER_APP": self.app,
             }
