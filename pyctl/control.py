@@ -11,7 +11,7 @@ import contextlib
 import ipaddress
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pyctl import mapinfo
@@ -114,6 +114,8 @@ class Controller:
     mirror: RedisMirror | None = None
     adopt_ttl: float = ADOPT_TTL_S  # for sessions found in the maps with no record
     events: dict[str, int] = field(default_factory=dict)  # lifecycle counts, for metrics
+    # ended while the store was never read (started without it): not restored from it later
+    ended_unloaded: set[str] = field(default_factory=set)
 
     def _count(self, event: str, n: int = 1) -> None:
         self.events[event] = self.events.get(event, 0) + n
@@ -129,6 +131,8 @@ class Controller:
             self.store.delete(u)
         if self.mirror is not None:
             self.mirror.mark(sessions=ufrags)
+            if self.mirror.needs_load:
+                self.ended_unloaded.update(ufrags)
 
     def _put_backend(self, rec: BackendRecord | None, backend_id: int) -> None:
         if rec is None:
@@ -473,12 +477,22 @@ class Controller:
 
     def merge(self, loaded: Loaded) -> None:
         """What a store held, when it answers after the daemon started without it: its
-        records win for sessions both know (they carry the real TTL); the rest as at start."""
-        theirs = {x.ufrag for x in loaded.sessions}
-        mine = [r for r in self.store.sessions() if r.ufrag not in theirs]
-        for r in self.store.sessions():  # in place: the API and the mirror hold this object
-            self.store.delete(r.ufrag)
-        self.reconcile(Loaded([*loaded.sessions, *mine], loaded.backends, loaded.skipped))
+        records win for sessions both know (they carry the real TTL and creation time),
+        expiring no sooner than a heartbeat received meanwhile said; sessions that ended
+        meanwhile stay ended; the rest as at start."""
+        mine = {r.ufrag: r for r in self.store.sessions()}
+        theirs = []
+        for r in loaded.sessions:
+            if r.ufrag in self.ended_unloaded:
+                continue
+            m = mine.pop(r.ufrag, None)
+            if m is not None and m.expires_at is not None and r.expires_at is not None:
+                r = replace(r, expires_at=max(r.expires_at, m.expires_at))
+            theirs.append(r)
+        for u in [r.ufrag for r in self.store.sessions()]:  # in place: others hold it
+            self.store.delete(u)
+        self.reconcile(Loaded([*theirs, *mine.values()], loaded.backends, loaded.skipped))
+        self.ended_unloaded.clear()
 
     def nexthop_ips(self, recs: list[SessionRecord]) -> set[str]:
         return {str(Endpoint.parse(r.sock).ip) for r in recs}

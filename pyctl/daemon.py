@@ -197,6 +197,8 @@ async def _start_store(ctl: Controller) -> None:
         ctl.reconcile()
         return
     ctl.reconcile(loaded)
+    with contextlib.suppress(StoreUnavailable):  # else the background loop catches up
+        await ctl.mirror.resync(ctl.store)  # one bulk write, not every record as pending
 
 
 def _tls(cfg: DaemonConfig) -> ssl.SSLContext | None:

@@ -244,6 +244,7 @@ class RedisMirror:
 
     async def load(self) -> Loaded:
         """Every record that parses; a malformed one is logged and skipped."""
+        await self._call(self.client.ping())  # a frozen Redis fails in 0.4 s, not 10
         sessions, backends = await self._call(self._get_all(), BULK_TIMEOUT_S)
         out = Loaded()
         parsers: list[tuple[str, dict[str, bytes], Any, list[Any]]] = [

@@ -337,26 +337,37 @@ def test_redis_restarted_empty_and_daemon_started_without_redis(
     assert rds.hash(d.instance, "backends")["1"]["addr"] == net.trx_ip4(1)
     assert rds.hash(d.instance)["emp00007"]["ttl"] == 30
 
-    # Redis down when the daemon starts: it starts from the pinned maps, reconciles later
-    rds.kill()
+    # Redis frozen when the daemon starts: it starts from the pinned maps, adopting their
+    # sessions; one ends meanwhile (no heartbeat); then Redis answers: its records win for
+    # the others (their TTL), the ended one is not restored from it
+    rds.signal(signal.SIGSTOP)
     d.stop()
-    d.extra = ["--store", rds.url, "--adopt-ttl", "60"]
+    d.extra = ["--store", rds.url, "--adopt-ttl", "3"]
+    t0 = time.monotonic()
     d.start()
+    print(f"daemon up {time.monotonic() - t0:.2f}s after start with Redis frozen")
     assert d.http.call("GET", "/healthz")[1]["store"] == "unavailable"
     status, ans = d.http.call("GET", "/v1/sessions/emp00003")
-    assert status == 200 and ans["session"]["ttl"] == 60  # adopted
-    assert d.http.call("POST", "/v1/sessions/emp00003/heartbeat", {"ttl": 30})[0] == 200
-    rds.start()
-    wait_until(lambda: len(rds.hash(d.instance)) == 50, 10, "reconciled after Redis came up")
-    assert d.http.call("GET", "/healthz")[1]["store"] == "ok"
-    assert len(RouteMaps_of(d).sessions()) == 50
+    assert status == 200 and ans["session"]["ttl"] == 3  # adopted
+    deadline = time.monotonic() + 8
+    while RouteMaps_of(d).get_session("emp00049") is not None:
+        for i in range(49):
+            assert d.http.call("POST", f"/v1/sessions/emp{i:05d}/heartbeat")[0] == 200
+        assert time.monotonic() < deadline, "emp00049 was never expired"
+        time.sleep(0.5)
+    rds.signal(signal.SIGCONT)
+    wait_until(lambda: d.http.call("GET", "/healthz")[1]["store"] == "ok", 5, "store back")
+    want = {f"emp{i:05d}" for i in range(49)}
+    wait_until(lambda: set(rds.hash(d.instance)) == want, 5, "Redis holds the 49 live ones")
+    assert {s.ufrag for s in RouteMaps_of(d).sessions()} == want
+    assert d.http.call("GET", "/v1/sessions/emp00003")[1]["session"]["ttl"] == 30
 
     # a malformed record does not keep the next daemon from starting
     rds.client().hset(f"steer:{d.instance}:sessions", "garbage1", b"{nope")
     d.stop()
     d.start()
     assert "stored session 'garbage1' skipped: malformed record" in d.log()
-    assert d.http.call("GET", "/v1/sessions/emp00003")[1]["session"]["ttl"] == 30
+    assert d.http.call("GET", "/v1/sessions/emp00005")[1]["session"]["ttl"] == 30
     wait_until(lambda: "garbage1" not in rds.hash_raw(d.instance), 5, "the bad record is gone")
 
 
