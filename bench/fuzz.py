@@ -195,11 +195,27 @@ def _mismatch(out: Outcome, side: str, frame: bytes, what: str) -> None:
         out.examples.append({"side": side, "frame": frame.hex(), "what": what})
 
 
+def _fill_ring(rng: random.Random) -> list[tuple[str, bytes]]:
+    """Binding Success Responses from one socket to more clients than the per-session
+    cap, shuffled into a batch so that evictions meet everything else."""
+    success = struct.pack("!HHI", 0x0101, 0, 0x2112A442) + b"fuzz-ring-tx"
+    sock = rng.choice([env.TRX1, env.TRX2])
+    n = model.SESSION_FLOW_CAP + rng.randrange(1, 40)
+    return [
+        ("internal", udp_frame(sock, Endpoint.parse(f"192.0.2.{1 + i % 200}:{7000 + i}"), success))
+        for i in range(n)
+    ]
+
+
 def run_batch(
     replay: Replay, base_state: model.State, batch: list[tuple[str, bytes]], out: Outcome, k: int
 ) -> None:
     backend1 = [BackendState.ACTIVE, BackendState.DRAINING, BackendState.DOWN][k % 3]
     spent = k % 7 == 6
+    if k % 5 == 4:
+        rng = random.Random(k)
+        batch = [*batch, *_fill_ring(rng)]
+        rng.shuffle(batch)
     seeds.reset_kernel(replay, backend1, spent)
     state = base_state.copy()
     state.backends = {**base_state.backends, 1: backend1}

@@ -17,7 +17,7 @@ FRAMES = int(os.environ.get("STEER_FUZZ_FRAMES", "20000"))
 
 def test_fuzz_slice_kernel_matches_model(replay: Replay) -> None:
     out = fuzz(replay, FRAMES, seed=7)
-    assert out.frames == FRAMES
-    assert out.compared >= 0.95 * FRAMES, f"only {out.compared} frames were comparable"
+    assert out.frames >= FRAMES
+    assert out.compared >= 0.95 * out.frames, f"only {out.compared} frames were comparable"
     assert out.mismatches == 0, out.examples[:3]
-    assert len(out.by_reason) >= 20, f"too few verdicts exercised: {sorted(out.by_reason)}"
+    assert len(out.by_reason) >= 25, f"too few verdicts exercised: {sorted(out.by_reason)}"
