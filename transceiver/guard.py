@@ -181,10 +181,10 @@ class Guard:
 
     def _admit(self, request: web.Request) -> web.Response | None:
         size = request.content_length
-        if size is None or size > MAX_SDP_BYTES:
-            return self._refuse(
-                "too_large", 413, f"an offer must have a Content-Length of at most {MAX_SDP_BYTES}"
-            )
+        if size is None:  # chunked: its size is known only after reading it
+            return self._refuse("too_large", 411, "an offer needs a Content-Length")
+        if size > MAX_SDP_BYTES:
+            return self._refuse("too_large", 413, f"an offer is at most {MAX_SDP_BYTES} bytes")
         cap = self.config.max_sessions
         if self.live() >= cap:
             return self._refuse(

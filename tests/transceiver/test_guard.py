@@ -65,7 +65,14 @@ async def test_rate_limit_per_source_and_offer_size() -> None:
     async with whip_env(rate_limit=2) as env:
         big = "v=0\r\n" + "a=x-padding:" + "p" * (40 * 1024) + "\r\n"
         resp = await post(env, big, None)
-        assert resp.status == 413
+        assert resp.status == 413 and "32768 bytes" in await resp.text()
+
+        async def chunks() -> Any:
+            yield b"v=0\r\n"
+
+        headers = {"Content-Type": "application/sdp"}
+        resp = await env.http.post("/whip", data=chunks(), headers=headers)
+        assert resp.status == 411
         assert env.api.calls == []
         # the bucket holds 2: the third offer within the minute is refused before parsing
         statuses = [(await post(env, "v=0\r\n", None)).status for _ in range(3)]
