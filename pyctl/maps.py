@@ -65,6 +65,11 @@ class Flow:
         return ((now_ns or time.monotonic_ns()) - self.created_ns) / 1e9
 
 
+# Below this many flow rings, the orphan sweep looks each one's socket up instead of
+# reading the whole session map.
+RING_LOOKUPS = 4096
+
+
 class MapFullError(RuntimeError):
     """A map has no room for another entry."""
 
@@ -194,8 +199,12 @@ class RouteMaps:
         keys, _ = scan(self.ring_map)
         if not len(keys):
             return 0
-        live = set(_raw(scan(self.sock_map)[0]))
-        dead = np.array([r not in live for r in _raw(keys)], dtype=bool)
+        if len(keys) <= RING_LOOKUPS:  # a few rings: ask for each, do not read every session
+            rings = to_ctypes(keys, self.ring_map.Key)
+            dead = np.array([not _has(self.sock_map, k) for k in rings], dtype=bool)
+        else:
+            live = set(_raw(scan(self.sock_map)[0]))
+            dead = np.array([r not in live for r in _raw(keys)], dtype=bool)
         return self._delete_keys(self.ring_map, keys[dead])
 
     @staticmethod
@@ -282,6 +291,14 @@ class RouteMaps:
 def _copy(dst: Any, src: Any) -> None:
     """Copy a struct between bcc's per-map ctypes classes of the same C struct."""
     ctypes.memmove(ctypes.addressof(dst), ctypes.addressof(src), ctypes.sizeof(dst))
+
+
+def _has(table: Any, key: Any) -> bool:
+    try:
+        table[key]
+        return True
+    except KeyError:
+        return False
 
 
 def _raw(rows: np.ndarray) -> list[bytes]:
