@@ -175,13 +175,16 @@ class RouteMaps:
         return sorted((_session(v) for v in leaves), key=lambda s: s.ufrag)
 
     def purge_socks(self, socks: set[Endpoint]) -> int:
-        """Delete the reverse flows, flows, flow rings and pending checks of any of `socks`
-        (whose sessions are already gone from steer_sessions/steer_socks); return the
-        number of flows removed.
+        """Delete the reverse flows, flows and flow rings of any of `socks` (whose sessions
+        are already gone from steer_sessions/steer_socks); return the number of flows
+        removed.
 
         Reverse flows go first: with neither a reverse flow nor a steer_socks entry, the
         data plane cannot NAT another packet of these sockets, so no flow can be learned
-        behind the flow walk (a flow needs the socket's Binding Success Response)."""
+        behind the flow walk (a flow needs the socket's Binding Success Response). Their
+        pending checks stay for the LRU to age out: the data plane ignores a pending check
+        whose socket is not registered, and reading the whole map would cost every session
+        end ~40 ms."""
         raw = [bytes(s.fill(self.sock_map.Key())) for s in socks]
         rkeys, _ = scan(self.rflow_map)
         self._delete_keys(self.rflow_map, rkeys[addr_in(rkeys["sock"], raw)])
@@ -189,8 +192,6 @@ class RouteMaps:
         n = self._delete_keys(self.flow_map, keys[addr_in(leaves["sock"], raw)])
         for s in socks:
             _delete(self.ring_map, s.fill(self.ring_map.Key()))
-        pkeys, pleaves = scan(self.pending_map)
-        self._delete_keys(self.pending_map, pkeys[addr_in(pleaves["sock"], raw)])
         return n
 
     def purge_orphan_rings(self) -> int:

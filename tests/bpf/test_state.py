@@ -18,7 +18,7 @@ from tests import stun
 from tests.bpf import env, model
 from tests.bpf.cases import SRTP, UFRAG, base, success
 from tests.bpf.conftest import Replay
-from tests.bpf.frames import trx_to_client
+from tests.bpf.frames import client_to_vip, trx_to_client
 
 pytestmark = pytest.mark.bpf
 
@@ -72,8 +72,8 @@ def test_flow_repointed_away_is_not_evicted_by_its_old_session(replay: Replay) -
 
 
 def test_session_end_leaves_no_state_behind(replay: Replay) -> None:
-    """del_session: rflows, flows, the flow ring and pending checks of the socket go, and
-    a late Binding Success Response from it can learn nothing."""
+    """del_session: rflows, flows and the flow ring of the socket go; a late Binding
+    Success Response from it can learn nothing, and its pending check routes nothing."""
     replay.maps.clear()
     base(replay)
     answer(replay, env.TRX1, env.CLIENT4)
@@ -85,10 +85,11 @@ def test_session_end_leaves_no_state_behind(replay: Replay) -> None:
         replay.maps.del_session(ufrag)
     for m in (replay.maps.flow_map, replay.maps.rflow_map, replay.maps.ring_map):
         assert mapinfo.entries(m) == 0
-    assert mapinfo.entries(replay.maps.pending_map) == 0
     v = replay.run("internal", bytes(trx_to_client(env.TRX1, success(), env.CLIENT4)))
     assert (v.action, v.reason) == (XdpAction.DROP, Reason.DROP_CROSS_UNNATED)
     assert replay.maps.flows() == []
+    v = replay.run("public", bytes(client_to_vip(success(b"late-check-1"), client=client(5))))
+    assert (v.action, v.reason) == (XdpAction.DROP, Reason.DROP_STUN_NOT_REQUEST)
 
 
 def test_orphan_rings_are_swept(replay: Replay) -> None:
