@@ -11,7 +11,8 @@ APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm e
   iproute2 iputils-ping python3-venv python3-dev gcc make nftables netsniff-ng tcpdump
   chromium redis-server vagrant strace python3-nftables espeak-ng
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base gstreamer1.0-nice
-  gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-gi python3-gst-1.0)
+  gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-gi python3-gst-1.0
+  golang-go golang-github-pion-webrtc.v3-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -69,6 +70,20 @@ if [[ ! -f $node_dir/node_modules/.package-lock.json ||
   $node_dir/package-lock.json -nt $node_dir/node_modules/.package-lock.json ]]; then
   say "npm: installing the interop clients into $node_dir"
   npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+# pion (Go) for the interop tests, built offline from Debian's sources in GOPATH mode (the
+# go.mod beside main.go makes Go resolve pion's /v3 import paths there)
+pion_dir=tests/interop/pion
+if [[ ! -x $pion_dir/pion-whip || $pion_dir/main.go -nt $pion_dir/pion-whip ]]; then
+  say "go: building the pion interop client into $pion_dir"
+  gopath=$(mktemp -d)
+  mkdir -p "$gopath/src"
+  ln -s "$PWD/$pion_dir" "$gopath/src/pionwhip"
+  pion_version=$(dpkg-query -W -f='${Version}' golang-github-pion-webrtc.v3-dev)
+  pion_out=$PWD/$pion_dir/pion-whip
+  (cd "$gopath/src/pionwhip" && GO111MODULE=off GOPATH="$gopath:/usr/share/gocode" \
+    GOCACHE="$gopath/cache" go build -ldflags "-X main.version=$pion_version" -o "$pion_out" .)
+  rm -rf "$gopath"
 fi
 .venv/bin/steerctl --help >/dev/null
 say "ready: .venv/bin/steerctl"

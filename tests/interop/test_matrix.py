@@ -27,6 +27,12 @@ pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SECONDS = 2.0
+# clients built on a bare WebRTC stack, and how to run each (scripts/setup.sh installs them)
+RTP_CLIENTS = {
+    "werift": ["node", str(HERE / "node" / "werift_whip.js")],
+    "libdatachannel": ["node", str(HERE / "node" / "datachannel_whip.js")],
+    "pion": [str(HERE / "pion" / "pion-whip")],
+}
 
 
 def _relay_moved(lab: Lab, before: dict[str, int]) -> dict[str, int]:
@@ -103,16 +109,16 @@ def test_gstreamer_webrtcbin(lab: Lab, dtls_role: str) -> None:
 
 
 @pytest.mark.parametrize("cert", ["ecdsa", "rsa"])
-@pytest.mark.parametrize("script", ["werift_whip.js", "datachannel_whip.js"])
-def test_node_client(lab: Lab, tmp_path: Path, script: str, cert: str) -> None:
-    """werift (TypeScript) and libdatachannel (C++, via node-datachannel) have no codecs:
-    they send Opus packets encoded here and hand back the echoed ones. With an RSA
-    certificate each is, like webrtcbin, an RSA DTLS server."""
+@pytest.mark.parametrize("client", RTP_CLIENTS)
+def test_rtp_client(lab: Lab, tmp_path: Path, client: str, cert: str) -> None:
+    """werift (TypeScript), libdatachannel (C++, via node-datachannel) and pion (Go) are
+    used here without codecs: they send Opus packets encoded here and hand back the echoed
+    ones. With an RSA certificate each is, like webrtcbin, an RSA DTLS server."""
     before = reason_counts(lab)
     opus.write_framed(tmp_path / "tone.opus", opus.encode_tone(392, 1.0))
     argv = [
-        "ip", "netns", "exec", lab.net.client, "node", str(HERE / "node" / script),
-        lab.whip_url(1), "--seconds", str(SECONDS), "--opus-in", str(tmp_path / "tone.opus"),
+        "ip", "netns", "exec", lab.net.client, *RTP_CLIENTS[client], lab.whip_url(1),
+        "--seconds", str(SECONDS), "--opus-in", str(tmp_path / "tone.opus"),
         "--opus-out", str(tmp_path / "echo.opus"),
     ]  # fmt: skip
     if cert == "rsa":

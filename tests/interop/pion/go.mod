@@ -1,0 +1,3 @@
+module pionwhip
+
+go 1.19
