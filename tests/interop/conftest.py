@@ -16,7 +16,7 @@ ICE_SERVER = "stun:stun.example.net:3478"
 
 @pytest.fixture(scope="package")
 def lab() -> Iterator[Lab]:
-    lab_ = Lab(prefix=f"iop{os.getpid() % 10000}", transceivers=1, metrics="127.0.0.1:9481")
+    lab_ = Lab(prefix=f"iop{os.getpid() % 10000}", transceivers=1, metrics="127.0.0.1:9491")
     lab_.down(progress=lambda s: None)
     try:
         with pytest.MonkeyPatch.context() as env:  # the transceivers inherit it
