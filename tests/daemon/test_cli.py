@@ -171,6 +171,8 @@ def test_listings_match_the_api(clean: Env) -> None:
     assert cli_json("backends")["backends"] == [
         {k: v for k, v in b.items() if k != "name"} for b in api_b
     ]
+    for pair in pairs:  # the listings above take seconds: keep both flows from idling out
+        establish(*pair, VIP4)
     st = cli_json("stats")
     api_st = env.http.call("GET", "/v1/stats")[1]
     assert st["maps"] == api_st["maps"] and st["maps"]["steer_flows"]["entries"] == 2
