@@ -111,4 +111,23 @@ struct steer_tmp {
 };
 BPF_PERCPU_ARRAY(steer_tmp, struct steer_tmp, 1);
 
+/* [0] -> the coarse clock as last read on this CPU, and the jiffy it was read in. The
+ * per-packet paths read jiffies (an inlined load) and call the clock helper only when the
+ * jiffy has moved: the same CLOCK_MONOTONIC value at jiffy resolution, without a helper
+ * call per packet. Per CPU, not pinned: a fresh program starts with an empty one. */
+struct steer_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+BPF_PERCPU_ARRAY(steer_clock, struct steer_clock, 1);
+
+/* session socket -> its current path: the client address it last sent a Binding Success
+ * Response to (steer.bpf.c, mobility). XDP; the daemon deletes it when the session ends. */
+BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_path, steer_paths,
+		 STEER_MAX_SESSIONS, STEER_PIN_DIR "/steer_paths", BPF_F_NO_PREALLOC);
+
+/* key id (0-15) -> a SipHash key sealed ufrags may name (seal.h). Daemon (steerctl key). */
+BPF_TABLE_PINNED("array", __u32, struct steer_seal_key, steer_seal_keys, 16,
+		 STEER_PIN_DIR "/steer_seal_keys");
+
 #endif /* STEER_MAPS_H */
