@@ -14,7 +14,6 @@
 #include "parse.h"
 #include "stun.h"
 #include "rewrite.h"
-#include "seal.h"
 
 /* `steerctl explain` compiles with -DSTEER_EXPLAIN: the same program against the same
  * pinned maps, with every map write compiled out (counters go to a private map), so
@@ -137,46 +136,6 @@ static __always_inline int steer_to(struct xdp_md *ctx, struct steer_pkt *pkt,
 	return forward(ctx, pkt, reason);
 }
 
-/* A Binding Request whose ufrag no session here registered: routed by the ufrag alone if
- * it is sealed (seal.h) with a valid key, to port `port` of backend `backend`'s address.
- * Creates no state, like any client STUN. Forged or stale: dropped at one SipHash. */
-static __always_inline int stun_sealed(struct xdp_md *ctx, struct steer_pkt *pkt,
-				       const struct steer_ufrag *ufrag, __u32 *reason)
-{
-	struct steer_seal_key *k;
-	struct steer_backend *b;
-	struct steer_addr sock;
-	__u64 word, mac;
-	__u32 kid, backend_id;
-
-	*reason = STEER_R_DROP_STUN_UNKNOWN_UFRAG;
-	if (seal_decode(ufrag, &word, &mac))
-		return XDP_DROP;
-	kid = (word >> 32) & 0xf;
-	k = steer_seal_keys.lookup(&kid);
-	if (!k || !k->valid) {
-		*reason = STEER_R_DROP_SEAL_STALE_KEY;
-		return XDP_DROP;
-	}
-	if (siphash24_u64(k->k0, k->k1, word) != mac) {
-		*reason = STEER_R_DROP_SEAL_BAD_MAC;
-		return XDP_DROP;
-	}
-	backend_id = word >> 52;
-	b = steer_backends.lookup(&backend_id);
-	if (!b || !b->addr.family) {
-		*reason = STEER_R_DROP_SEAL_NO_BACKEND;
-		return XDP_DROP;
-	}
-	if (b->addr.family != pkt->family) {
-		*reason = STEER_R_DROP_FAMILY_MISMATCH;
-		return XDP_DROP;
-	}
-	sock = b->addr;
-	sock.port = htons((word >> 36) & 0xffff);
-	return steer_to(ctx, pkt, &sock, backend_id, STEER_R_FWD_STUN_SEALED, reason);
-}
-
 /* A client's Binding Request: routed by its ufrag, whatever flow its address has. */
 static __always_inline int stun_request(struct xdp_md *ctx, struct steer_pkt *pkt,
 					const struct steer_stun_hdr *h, __u32 *reason)
@@ -188,8 +147,10 @@ static __always_inline int stun_request(struct xdp_md *ctx, struct steer_pkt *pk
 	if (*reason)
 		return XDP_DROP;
 	s = steer_sessions.lookup(&ufrag);
-	if (!s)
-		return stun_sealed(ctx, pkt, &ufrag, reason);
+	if (!s) {
+		*reason = STEER_R_DROP_STUN_UNKNOWN_UFRAG;
+		return XDP_DROP;
+	}
 	if (s->sock.family != pkt->family) {
 		*reason = STEER_R_DROP_FAMILY_MISMATCH;
 		return XDP_DROP;
@@ -424,79 +385,6 @@ static __always_inline __u32 learn_flow(struct steer_tmp *t, struct steer_flow_k
 	return reason;
 }
 
-/* Mobility: a session's return traffic follows its client to a new address.
- *
- * When a client's NAT rebinds or the client changes networks, the client's next check
- * arrives from a new address; the transceiver answers it with a Binding Success Response
- * (it checked MESSAGE-INTEGRITY), which makes the new address the socket's *current path*
- * (steer_paths) and marks the return flows to the socket's other addresses of that family
- * STEER_RFLOW_STALE. An unmodified transceiver (aioice, controlled) keeps sending to the
- * pair it nominated, i.e. to the old address; every packet to a stale address except a
- * Binding Success Response goes to the current path instead (counted FWD_RETURN_MOVED).
- * A Binding Success Response to an old address makes it current again (the client checked
- * from there, so it is alive). Nothing but a Binding Success Response moves a path.
- * docs/architecture.md has the state machine; tests/bpf/model.py mirrors it. (Here, not in
- * a header: bcc rewrites map calls only in the main file.)
- */
-
-/* A Binding Success Response from rk->sock to rk->client (VIP `vip`): that address is the
- * socket's current path; the previous one, if another address of the same family, is
- * stale. `rf`: the return flow to rk->client, if there is one. */
-static __always_inline void path_authenticated(const struct steer_rflow_key *rk,
-					       const struct steer_addr *vip,
-					       struct steer_rflow *rf, __u64 now)
-{
-	struct steer_rflow_key old __attribute__((aligned(8)));
-	struct steer_path *p = steer_paths.lookup(&rk->sock);
-	struct steer_path np = {};
-	struct steer_rflow *orf;
-
-	if (rf)
-		rf->flags &= ~STEER_RFLOW_STALE;
-	if (p && !addr_eq(&p->client, &rk->client)) {
-		if (p->client.family == rk->client.family) {
-			old.sock = rk->sock;
-			old.client = p->client;
-			orf = steer_rflows.lookup(&old);
-			if (orf)
-				orf->flags |= STEER_RFLOW_STALE;
-		}
-	} else if (p) {
-		p->authed_ns = now;
-		return;
-	}
-	np.client = rk->client;
-	np.vip = *vip;
-	np.authed_ns = now;
-	steer_paths.update(&rk->sock, &np);
-}
-
-/* A packet from rk->sock to rk->client, whose return flow `rf` is stale: if
- * the socket's current path is another address of the same family and the packet is not
- * a Binding Success Response, rewrite its destination to the current path and return 1
- * (rk->client is then the current address); else 0. */
-static __always_inline int path_follow(struct xdp_md *ctx, struct steer_pkt *pkt,
-				       struct steer_rflow_key *rk, const struct steer_rflow *rf,
-				       int success, __u64 now)
-{
-	struct steer_flow_key fk __attribute__((aligned(8)));
-	struct steer_path *p = steer_paths.lookup(&rk->sock);
-	struct steer_flow *f;
-
-	if (!p || success || p->client.family != pkt->family || addr_eq(&p->client, &rk->client))
-		return 0;
-	/* the transceiver still uses the old address: keep its flow from idling out, so
-	 * the stale mark lives as long as the transceiver's use of it */
-	fk.client = rk->client;
-	fk.vip = rf->vip;
-	f = steer_flows.lookup(&fk);
-	if (f && STEER_WRITES)
-		f->last_seen_ns = now;
-	rewrite_endpoint(pkt, STEER_DST, &p->client);
-	rk->client = p->client;
-	return 1;
-}
-
 /* A transceiver's packet on its way to the public side: NAT its source to the VIP. A
  * Binding Success Response also creates or re-points the client's flow; a Binding Request
  * is remembered so the client's answer finds its way back. Packets to a client without a
@@ -517,7 +405,7 @@ int steer_internal(struct xdp_md *ctx)
 	__u32 reason = STEER_R_UNUSED_0, backend_id, public_if, zero = 0;
 	__u64 now;
 	long rc;
-	int action, kind, moved;
+	int action, kind;
 
 	action = parse_packet(ctx, &pkt, &reason);
 	if (action != STEER_CONTINUE) {
@@ -530,11 +418,6 @@ int steer_internal(struct xdp_md *ctx)
 	pkt_addr(&pkt, STEER_DST, &rk.client);
 	now = coarse_now();
 	rf = steer_rflows.lookup(&rk);
-	/* the client moved since: to its current address (steer.bpf.c, "Mobility") */
-	moved = rf && (rf->flags & STEER_RFLOW_STALE) &&
-		path_follow(ctx, &pkt, &rk, rf, stun_kind(ctx, &pkt, &h) == KIND_SUCCESS, now);
-	if (moved)
-		rf = steer_rflows.lookup(&rk);
 	if (rf && nexthop_fresh(&rf->nh, now)) {
 		/* an established return flow, routed out of the public side within the TTL */
 		rc = nexthop_load(&rf->nh, &fib);
@@ -589,8 +472,6 @@ int steer_internal(struct xdp_md *ctx)
 
 	fk.client = rk.client;
 	kind = stun_kind(ctx, &pkt, &h);
-	if (kind == KIND_SUCCESS && STEER_WRITES)
-		path_authenticated(&rk, &fk.vip, rf, now);
 	flow = steer_flows.lookup(&fk);
 	if (flow && addr_eq(&flow->sock, &rk.sock)) {
 		reason = STEER_R_FWD_RETURN;
@@ -613,8 +494,6 @@ int steer_internal(struct xdp_md *ctx)
 		}
 		reason = STEER_R_FWD_RETURN_NO_FLOW;
 	}
-	if (moved && reason == STEER_R_FWD_RETURN)
-		reason = STEER_R_FWD_RETURN_MOVED;
 	if (!rf && reason != STEER_R_FWD_RETURN_NO_FLOW && STEER_WRITES) {
 		/* the socket has this client's flow now: remember the way back */
 		t = steer_tmp.lookup(&zero);
