@@ -49,6 +49,10 @@ def build() -> tuple[int, int]:
     t.create_netns(NS)
     t.add_veth("pub", NS, "pubx", NS, PUB_MAC, "02:5e:10:00:00:11")
     t.add_veth("int", NS, "intx", NS, INT_MAC, "02:5e:10:00:00:12")
+    for peer in ("pubx", "intx"):
+        # the peers stand for the wire and must stay silent: a frame of their own (IPv6
+        # DAD, MLD, router solicitation) would run the programs while a replay counts
+        t.sysctl(NS, f"net.ipv6.conf.{peer}.disable_ipv6", "1")
     t.add_addrs(NS, "pub", [f"{PUB4}/24", f"{PUB6}/64"])
     t.add_addrs(NS, "int", [f"{INT4}/24", f"{INT6}/64"])
     t.add_neigh(NS, "pub", GW4, GW_MAC)
