@@ -385,6 +385,79 @@ static __always_inline __u32 learn_flow(struct steer_tmp *t, struct steer_flow_k
 	return reason;
 }
 
+/* Mobility: a session's return traffic follows its client to a new address.
+ *
+ * When a client's NAT rebinds or the client changes networks, the client's next check
+ * arrives from a new address; the transceiver answers it with a Binding Success Response
+ * (it checked MESSAGE-INTEGRITY), which makes the new address the socket's *current path*
+ * (steer_paths) and marks the return flows to the socket's other addresses of that family
+ * STEER_RFLOW_STALE. An unmodified transceiver (aioice, controlled) keeps sending to the
+ * pair it nominated, i.e. to the old address; every packet to a stale address except a
+ * Binding Success Response goes to the current path instead (counted FWD_RETURN_MOVED).
+ * A Binding Success Response to an old address makes it current again (the client checked
+ * from there, so it is alive). Nothing but a Binding Success Response moves a path.
+ * docs/architecture.md has the state machine; tests/bpf/model.py mirrors it. (Here, not in
+ * a header: bcc rewrites map calls only in the main file.)
+ */
+
+/* A Binding Success Response from rk->sock to rk->client (VIP `vip`): that address is the
+ * socket's current path; the previous one, if another address of the same family, is
+ * stale. `rf`: the return flow to rk->client, if there is one. */
+static __always_inline void path_authenticated(struct steer_rflow_key *rk,
+					       const struct steer_addr *vip,
+					       struct steer_rflow *rf, __u64 now)
+{
+	struct steer_rflow_key old __attribute__((aligned(8)));
+	struct steer_path *p = steer_paths.lookup(&rk->sock);
+	struct steer_path np = {};
+	struct steer_rflow *orf;
+
+	if (rf)
+		rf->flags &= ~STEER_RFLOW_STALE;
+	if (p && !addr_eq(&p->client, &rk->client)) {
+		if (p->client.family == rk->client.family) {
+			old.sock = rk->sock;
+			old.client = p->client;
+			orf = steer_rflows.lookup(&old);
+			if (orf)
+				orf->flags |= STEER_RFLOW_STALE;
+		}
+	} else if (p) {
+		p->authed_ns = now;
+		return;
+	}
+	np.client = rk->client;
+	np.vip = *vip;
+	np.authed_ns = now;
+	steer_paths.update(&rk->sock, &np);
+}
+
+/* A packet from rk->sock to rk->client, whose return flow `rf` is stale: if
+ * the socket's current path is another address of the same family and the packet is not
+ * a Binding Success Response, rewrite its destination to the current path and return 1
+ * (rk->client is then the current address); else 0. */
+static __always_inline int path_follow(struct xdp_md *ctx, struct steer_pkt *pkt,
+				       struct steer_rflow_key *rk, const struct steer_rflow *rf,
+				       int success, __u64 now)
+{
+	struct steer_flow_key fk __attribute__((aligned(8)));
+	struct steer_path *p = steer_paths.lookup(&rk->sock);
+	struct steer_flow *f;
+
+	if (!p || success || p->client.family != pkt->family || addr_eq(&p->client, &rk->client))
+		return 0;
+	/* the transceiver still uses the old address: keep its flow from idling out, so
+	 * the stale mark lives as long as the transceiver's use of it */
+	fk.client = rk->client;
+	fk.vip = rf->vip;
+	f = steer_flows.lookup(&fk);
+	if (f && STEER_WRITES)
+		f->last_seen_ns = now;
+	rewrite_endpoint(pkt, STEER_DST, &p->client);
+	rk->client = p->client;
+	return 1;
+}
+
 /* A transceiver's packet on its way to the public side: NAT its source to the VIP. A
  * Binding Success Response also creates or re-points the client's flow; a Binding Request
  * is remembered so the client's answer finds its way back. Packets to a client without a
@@ -405,7 +478,7 @@ int steer_internal(struct xdp_md *ctx)
 	__u32 reason = STEER_R_UNUSED_0, backend_id, public_if, zero = 0;
 	__u64 now;
 	long rc;
-	int action, kind;
+	int action, kind, moved;
 
 	action = parse_packet(ctx, &pkt, &reason);
 	if (action != STEER_CONTINUE) {
@@ -418,6 +491,11 @@ int steer_internal(struct xdp_md *ctx)
 	pkt_addr(&pkt, STEER_DST, &rk.client);
 	now = coarse_now();
 	rf = steer_rflows.lookup(&rk);
+	/* the client moved since: to its current address (steer.bpf.c, "Mobility") */
+	moved = rf && (rf->flags & STEER_RFLOW_STALE) &&
+		path_follow(ctx, &pkt, &rk, rf, stun_kind(ctx, &pkt, &h) == KIND_SUCCESS, now);
+	if (moved)
+		rf = steer_rflows.lookup(&rk);
 	if (rf && nexthop_fresh(&rf->nh, now)) {
 		/* an established return flow, routed out of the public side within the TTL */
 		rc = nexthop_load(&rf->nh, &fib);
@@ -472,6 +550,8 @@ int steer_internal(struct xdp_md *ctx)
 
 	fk.client = rk.client;
 	kind = stun_kind(ctx, &pkt, &h);
+	if (kind == KIND_SUCCESS && STEER_WRITES)
+		path_authenticated(&rk, &fk.vip, rf, now);
 	flow = steer_flows.lookup(&fk);
 	if (flow && addr_eq(&flow->sock, &rk.sock)) {
 		reason = STEER_R_FWD_RETURN;
@@ -494,6 +574,8 @@ int steer_internal(struct xdp_md *ctx)
 		}
 		reason = STEER_R_FWD_RETURN_NO_FLOW;
 	}
+	if (moved && reason == STEER_R_FWD_RETURN)
+		reason = STEER_R_FWD_RETURN_MOVED;
 	if (!rf && reason != STEER_R_FWD_RETURN_NO_FLOW && STEER_WRITES) {
 		/* the socket has this client's flow now: remember the way back */
 		t = steer_tmp.lookup(&zero);

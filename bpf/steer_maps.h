@@ -121,4 +121,9 @@ struct steer_clock {
 };
 BPF_PERCPU_ARRAY(steer_clock, struct steer_clock, 1);
 
+/* session socket -> its current path: the client address it last sent a Binding Success
+ * Response to (steer.bpf.c, mobility). XDP; the daemon deletes it when the session ends. */
+BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_path, steer_paths,
+		 STEER_MAX_SESSIONS, STEER_PIN_DIR "/steer_paths", BPF_F_NO_PREALLOC);
+
 #endif /* STEER_MAPS_H */

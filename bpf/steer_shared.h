@@ -97,9 +97,24 @@ struct steer_rflow_key {
 struct steer_rflow {
 	struct steer_addr vip;
 	__u32 backend_id;
-	__u32 pad;
+	__u32 flags;              /* STEER_RFLOW_* */
 	struct steer_nexthop nh;  /* towards the client */
 };
+
+/* steer_rflow.flags: the socket has since authenticated another address of its client
+ * (NAT rebinding, a network change): its packets to this one go to the socket's current
+ * path (steer_paths) instead. Set and cleared only by Binding Success Responses. */
+#define STEER_RFLOW_STALE 1
+
+/* steer_paths value, keyed by session socket: the client address the socket most
+ * recently sent a Binding Success Response to (so the transceiver checked
+ * MESSAGE-INTEGRITY from there), the VIP that client used, and when. steer.bpf.c (mobility). */
+struct steer_path {
+	struct steer_addr client;
+	struct steer_addr vip;
+	__u64 authed_ns;
+};
+
 
 /* steer_pending key: a Binding Request a session socket sent to a client (its transaction
  * id), so the client's answer reaches that socket even when the client has no flow. Made
@@ -183,7 +198,8 @@ enum steer_reason {
 	STEER_R_FWD_RETURN_LEARNED = 25,    /* a Binding Success Response: flow created/re-pointed */
 	STEER_R_FWD_RETURN_EVICTED = 26,    /* the same, and the session's oldest flow went (cap) */
 	STEER_R_FWD_RETURN_NO_FLOW = 27,    /* return to a client without a flow, within budget */
-	STEER_R__MAX = 28,
+	STEER_R_FWD_RETURN_MOVED = 28,      /* to a client's stale address: sent to its current one */
+	STEER_R__MAX = 29,
 };
 
 #endif /* STEER_SHARED_H */

@@ -97,6 +97,8 @@ class SessionResult:
     messages_echoed: int = 0
     echo_rtt_ms: float = 0.0
     remote: str = ""  # the nominated pair's remote address: must be the VIP
+    ssrc_out: int = 0  # the audio SSRC this client sends (media gaps are found by SSRC)
+    ssrc_in: int = 0  # the audio SSRC it receives
     app: str = "echo"
     # speak: the app's reply, and what this client heard
     reply: dict[str, Any] = field(default_factory=dict)
@@ -206,9 +208,9 @@ async def run_session(
                 await _echo(res, channel, sent, seconds)
             for s in (await pc.getStats()).values():
                 if s.type == "outbound-rtp" and s.kind == "audio":
-                    res.rtp_sent = s.packetsSent
+                    res.rtp_sent, res.ssrc_out = s.packetsSent, s.ssrc
                 elif s.type == "inbound-rtp" and s.kind == "audio":
-                    res.rtp_received = s.packetsReceived
+                    res.rtp_received, res.ssrc_in = s.packetsReceived, s.ssrc
             res.remote = _nominated_remote(pc)
             if app == "speak":
                 _check_speech(res)

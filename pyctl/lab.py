@@ -22,6 +22,7 @@ from typing import Any
 
 from pyctl import topology
 from pyctl.apiclient import ApiError, SyncApiClient
+from pyctl.labnat import LabNat
 from pyctl.labnet import RELAY_INT4, RELAY_PUB4, LabNet
 from pyctl.labsecrets import LabSecrets
 from pyctl.loader import RUN_DIR, unload
@@ -44,10 +45,15 @@ class Lab:
     ttl: int = 30  # transceivers' registration TTL (heartbeats every ttl/3)
     store: str = "memory"  # the daemon's --store
     app: str = "echo"  # what every transceiver runs per session (steer-transceiver --app)
+    nat: bool = False  # a NAT namespace between the client and the relay (pyctl/labnat.py)
 
     @property
     def net(self) -> LabNet:
         return LabNet(self.prefix, self.transceivers)
+
+    @property
+    def nat_box(self) -> LabNat:
+        return LabNat(self.net)
 
     @property
     def instance(self) -> str:
@@ -138,6 +144,9 @@ class Lab:
         net = self.net
         progress(f"network: {len(net.namespaces)} namespaces ({', '.join(net.namespaces)})")
         net.up()
+        if self.nat:
+            progress(f"nat: {self.nat_box.ns} masquerades the client (random ports)")
+            self.nat_box.up()
         secrets = self.secrets.ensure(self.transceivers)
         progress(f"daemon: instance {self.instance}, VIPs {', '.join(map(str, net.vips))}")
         vips = " ".join(str(v) for v in net.vips)
@@ -224,6 +233,7 @@ class Lab:
         for line in unload(self.instance):
             progress(line)
         progress(f"removing namespaces of {self.prefix}")
+        self.nat_box.down()
         self.net.down()
         for f in self.run_dir.glob("*.pid"):
             f.unlink()
@@ -250,10 +260,13 @@ class Lab:
             "api_ca": str(self.secrets.cert),
         }
         out["namespaces"] = net.describe()["namespaces"]
+        if self.nat_box.exists():
+            out["nat"] = self.nat_box.describe()
         return out
 
     def exec(self, role: str, argv: list[str]) -> int:
         roles = {"client": self.net.client, "relay": self.net.relay, "fabric": self.net.fabric}
+        roles |= {"nat": self.nat_box.ns} if self.nat_box.exists() else {}
         roles |= {f"trx{i}": self.net.trx(i) for i in range(1, self.transceivers + 1)}
         if role not in roles:
             raise LabError(f"no role {role!r}; roles: {', '.join(roles)}")

@@ -85,6 +85,7 @@ class RouteMaps:
         self.flow_map = bpf[b"steer_flows"]
         self.rflow_map = bpf[b"steer_rflows"]
         self.ring_map = bpf[b"steer_sockflows"]
+        self.path_map = bpf[b"steer_paths"]
         self.pending_map = bpf[b"steer_pending"]
         self.budget_map = bpf[b"steer_budget"]
         self.stats_map = bpf[b"steer_stats"]
@@ -192,6 +193,7 @@ class RouteMaps:
         n = self._delete_keys(self.flow_map, keys[addr_in(leaves["sock"], raw)])
         for s in socks:
             _delete(self.ring_map, s.fill(self.ring_map.Key()))
+            _delete(self.path_map, s.fill(self.path_map.Key()))  # steer.bpf.c, "Mobility"
         return n
 
     def purge_orphan_rings(self) -> int:
@@ -281,6 +283,7 @@ class RouteMaps:
             self.rflow_map,
             self.ring_map,
             self.pending_map,
+            self.path_map,
         ):
             m.clear()
         self.budget_map[self.budget_map.Key(0)] = self.budget_map.Leaf()

@@ -59,6 +59,7 @@ class Reason(enum.IntEnum):
     FWD_RETURN_LEARNED = 25
     FWD_RETURN_EVICTED = 26
     FWD_RETURN_NO_FLOW = 27
+    FWD_RETURN_MOVED = 28
 
     @property
     def label(self) -> str:

@@ -9,6 +9,7 @@ import click
 
 from pyctl.cli.root import cli
 from pyctl.lab import Lab, LabError, status_json
+from pyctl.labnat import LabNat
 
 PREFIX = click.option(
     "--prefix",
@@ -34,10 +35,11 @@ def lab() -> None:
 @lab.command()
 @PREFIX
 @TRANSCEIVERS
+@click.option("--nat", is_flag=True, help="Put the client behind a NAT (random source ports).")
 @click.option("--json", "as_json", is_flag=True)
-def up(prefix: str, transceivers: int, as_json: bool) -> None:
+def up(prefix: str, transceivers: int, nat: bool, as_json: bool) -> None:
     """Build the lab and start the daemon and the transceivers in the background."""
-    lab_ = Lab(prefix, transceivers)
+    lab_ = Lab(prefix, transceivers, nat=nat)
     try:
         lab_.up(progress=lambda s: click.echo(s, err=True))
     except (LabError, OSError) as e:
@@ -76,6 +78,46 @@ def status(prefix: str, transceivers: int, as_json: bool) -> None:
     for name, pid in st["processes"].items():
         click.echo(f"{name:<8} {'pid ' + str(pid) if pid else 'not running'}")
     click.echo(f"logs:  {st['logs']}")
+
+
+def _nat(prefix: str) -> LabNat:
+    box = Lab(prefix).nat_box
+    if not box.exists():
+        raise click.UsageError(f"lab {prefix} has no NAT (steerctl lab up --nat)")
+    return box
+
+
+@lab.command()
+@PREFIX
+@click.option("--json", "as_json", is_flag=True)
+def rebind(prefix: str, as_json: bool) -> None:
+    """NAT rebinding: every current client mapping gets a new source port now."""
+    box = _nat(prefix)
+    before = box.mappings()
+    n = box.rebind()
+    out = {"mappings_dropped": n, "before": before}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{n} mappings dropped; the client's next packets get new ports")
+    for m in before:
+        click.echo(f"  {m['client']:<22} was {m['public']:<22} -> {m['remote']}")
+
+
+@lab.command()
+@PREFIX
+@click.argument("role", type=click.Choice(["client"]))
+@click.option("--json", "as_json", is_flag=True)
+def move(prefix: str, role: str, as_json: bool) -> None:
+    """A network change: the client gets an address on another subnet and loses the old."""
+    box = _nat(prefix)
+    old = box.client_address()
+    public = box.move()
+    out = {"role": role, "old": old, "new": box.client_address(), "public": public}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(f"client {old} -> {out['new']} (seen by the relay as {public})")
 
 
 @lab.command(name="exec", context_settings={"ignore_unknown_options": True})

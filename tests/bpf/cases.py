@@ -956,4 +956,122 @@ LENGTH_LIE_CASES = [
     passed("ipv4_version_field_wrong", _lie(_V4, 14, b"\x65"), Reason.PASS_MALFORMED),
 ]
 
-CASES: list[Case] = STUN_CASES + FLOW_CASES + RETURN_CASES + OTHER_CASES + LENGTH_LIE_CASES
+# -- mobility (steer.bpf.c, "Mobility"): the NAT rebinds (new port) or the client moves
+REBOUND = Endpoint(env.CLIENT4.ip, 50001)
+MOVED = Endpoint.parse("192.0.2.8:41000")
+
+
+def reanswered(client: Endpoint = env.CLIENT4) -> Setup:
+    """The transceiver answers a check from an address that has its flow already."""
+    return sent("internal", trx_to_client(env.TRX1, success(), client), Reason.FWD_RETURN)
+
+
+def path_is(sock: Endpoint, client: Endpoint) -> Check:
+    def check(r: Replay) -> None:
+        p = r.maps.path_map[sock.fill(r.maps.path_map.Key())]
+        assert Endpoint.from_c(p.client) == client and p.authed_ns > 0
+
+    return check
+
+
+def _moved(name: str, payload: bytes, old: Endpoint, new: Endpoint, **kw: Any) -> Case:
+    """A transceiver's packet to `old` that must leave towards `new`, the current path."""
+    return Case(
+        name,
+        "internal",
+        trx_to_client(env.TRX1, payload, old),
+        XdpAction.REDIRECT,
+        Reason.FWD_RETURN_MOVED,
+        natted_to_client(env.VIP4, payload, new),
+        **kw,
+    )
+
+
+MOBILITY_CASES = [
+    _moved(
+        "rebound_client_gets_srtp_sent_to_old_port",
+        SRTP,
+        env.CLIENT4,
+        REBOUND,
+        setup=[answered(), answered(client=REBOUND)],
+        checks=[path_is(env.TRX1, REBOUND)],
+    ),
+    _moved(
+        "moved_client_gets_dtls_sent_to_old_address",
+        DTLS,
+        env.CLIENT4,
+        MOVED,
+        setup=[answered(), answered(client=MOVED)],
+    ),
+    _moved(
+        "transceiver_check_to_old_port_reaches_new_one_and_its_answer_comes_back",
+        stun.binding_request(b"cli1:" + UFRAG, txid=b"consent-0001"),
+        env.CLIENT4,
+        REBOUND,
+        setup=[answered(), answered(client=REBOUND)],
+        checks=[pending_to(env.TRX1, REBOUND)],
+    ),
+    _moved(
+        "stale_through_two_moves_goes_to_the_latest",
+        SRTP,
+        env.CLIENT4,
+        MOVED,
+        setup=[answered(), answered(client=REBOUND), answered(client=MOVED)],
+    ),
+    ret(
+        "success_to_old_address_goes_there_and_makes_it_current",
+        env.TRX1,
+        success(),
+        Reason.FWD_RETURN,
+        setup=[answered(), answered(client=REBOUND)],
+        checks=[path_is(env.TRX1, env.CLIENT4)],
+    ),
+    ret(
+        "old_address_reauthenticated_keeps_its_media",
+        env.TRX1,
+        SRTP,
+        Reason.FWD_RETURN,
+        setup=[answered(), answered(client=REBOUND), reanswered()],
+    ),
+    _moved(
+        "new_address_stale_after_old_reauthenticated",
+        SRTP,
+        REBOUND,
+        env.CLIENT4,
+        setup=[answered(), answered(client=REBOUND), reanswered()],
+    ),
+    ret(
+        "unauthenticated_new_address_moves_nothing",
+        env.TRX1,
+        SRTP,
+        Reason.FWD_RETURN,
+        setup=[
+            answered(),
+            sent("public", client_to_vip(req(), client=REBOUND), Reason.FWD_STUN),
+            sent(
+                "public",
+                client_to_vip(SRTP, client=REBOUND),
+                Reason.DROP_RTP_NO_FLOW,
+                XdpAction.DROP,
+            ),
+            sent(
+                "internal",
+                trx_to_client(env.TRX1, error_response(), REBOUND),
+                Reason.FWD_RETURN_NO_FLOW,
+            ),
+        ],
+        checks=[path_is(env.TRX1, env.CLIENT4)],
+    ),
+    ret(
+        "other_sessions_answer_moves_nothing_here",
+        env.TRX1,
+        SRTP,
+        Reason.FWD_RETURN,
+        setup=[answered(), answered(trx=env.TRX2, client=REBOUND)],
+        checks=[path_is(env.TRX1, env.CLIENT4), path_is(env.TRX2, REBOUND)],
+    ),
+]
+
+CASES: list[Case] = (
+    STUN_CASES + FLOW_CASES + RETURN_CASES + OTHER_CASES + LENGTH_LIE_CASES + MOBILITY_CASES
+)

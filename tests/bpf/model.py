@@ -63,6 +63,9 @@ class State:
     )
     rings: dict[Endpoint, Ring] = field(default_factory=dict)
     budget: int = NOFLOW_BURST + 1  # no-flow returns left (time does not refill it here)
+    # steer.bpf.c "Mobility": sock -> its current path (client); rflows marked STEER_RFLOW_STALE
+    paths: dict[Endpoint, Endpoint] = field(default_factory=dict)
+    stale: set[tuple[Endpoint, Endpoint]] = field(default_factory=set)
 
     def down(self, backend_id: int) -> bool:
         return self.backends.get(backend_id) == BackendState.DOWN
@@ -78,6 +81,8 @@ class State:
             pending=dict(self.pending),
             rings={k: Ring(r.vip, r.next, list(r.clients)) for k, r in self.rings.items()},
             budget=self.budget,
+            paths=dict(self.paths),
+            stale=set(self.stale),
         )
 
 
@@ -450,6 +455,7 @@ def learn(st: State, client: Endpoint, vip: Endpoint, sock: Endpoint, backend_id
                 reason = Reason.FWD_RETURN_EVICTED
                 del st.flows[(old, ring.vip)]
                 st.rflows.pop((sock, old), None)
+                st.stale.discard((sock, old))
     ring.clients[slot] = client
     st.flows[(client, vip)] = (sock, backend_id)
     return reason
@@ -458,6 +464,15 @@ def learn(st: State, client: Endpoint, vip: Endpoint, sock: Endpoint, backend_id
 def internal(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
     frame = bytes(pkt.frame)
     src, dst = pkt.addr(False), pkt.addr(True)
+    moved = False
+    if (src, dst) in st.rflows and (src, dst) in st.stale:  # steer.bpf.c path_follow()
+        p = st.paths.get(src)
+        head = pkt.payload()
+        hdr0 = stun_header(head) if head and head[0] <= 3 else None
+        success = hdr0 is not None and hdr0[0] == STUN_SUCCESS
+        if p is not None and not success and p.ip.version == pkt.family and p != dst:
+            rewrite(pkt, True, p)
+            dst, moved, frame = p, True, bytes(pkt.frame)
     r = route(dst.ip, src.ip)
     rf = st.rflows.get((src, dst))
     if rf:
@@ -480,6 +495,13 @@ def internal(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
     payload = pkt.payload()
     hdr = stun_header(payload) if payload and payload[0] <= 3 else None
     kind = hdr[0] if hdr is not None else None
+    if kind == STUN_SUCCESS:  # steer.bpf.c path_authenticated()
+        st.stale.discard((src, dst))
+        p = st.paths.get(src)
+        if p != dst:
+            if p is not None and p.ip.version == dst.ip.version and (src, p) in st.rflows:
+                st.stale.add((src, p))
+            st.paths[src] = dst
     flow = st.flows.get((dst, vip))
     if flow and flow[0] == src:
         reason = Reason.FWD_RETURN
@@ -490,8 +512,11 @@ def internal(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
             return XdpAction.DROP, Reason.DROP_NO_FLOW_BUDGET, frame
         st.budget -= 1
         reason = Reason.FWD_RETURN_NO_FLOW
+    if moved and reason == Reason.FWD_RETURN:
+        reason = Reason.FWD_RETURN_MOVED
     if not rf and reason != Reason.FWD_RETURN_NO_FLOW:
         st.rflows[(src, dst)] = (vip, backend_id)
+        st.stale.discard((src, dst))
     if kind == STUN_REQUEST and hdr is not None:
         st.pending[(dst, hdr[1])] = (src, vip, backend_id)
     rewrite(pkt, False, vip)

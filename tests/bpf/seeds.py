@@ -20,6 +20,7 @@ from tests.bpf.cases import (
     BIG_ATTR,
     DEAD_SOCK,
     DTLS,
+    REBOUND,
     RTCP,
     SRTP,
     TRX2_UFRAG,
@@ -97,6 +98,8 @@ SEEDS: list[tuple[str, bytes]] = [
         ),
     ),
     ("internal", bytes(trx_to_client(env.TRX1, SRTP))),
+    ("internal", bytes(trx_to_client(env.TRX1, SRTP, REBOUND))),  # stale: moved to CLIENT4
+    ("internal", bytes(trx_to_client(env.TRX1, success(), REBOUND))),
     ("internal", bytes(trx_to_client(env.TRX1, success()))),
     ("internal", bytes(trx_to_client(env.TRX2, success(), ttl=2))),
     ("internal", bytes(trx_to_client(env.TRX1_6, error_response(), client=env.CLIENT6))),
@@ -140,9 +143,12 @@ def model_state(replay: Replay) -> model.State:
     return s
 
 
-# The per-example state: CLIENT4 flowed to TRX1 (answered), TRX2's own check pending at
-# CLIENT4 and CLIENT6; then the example's backend state and budget.
+# The per-example state: CLIENT4 flowed to TRX1 (answered), then REBOUND (the client's NAT
+# rebound), then CLIENT4 again (so REBOUND's return flow is stale), TRX2's own check
+# pending at CLIENT4 and CLIENT6; then the example's backend state and budget.
 ESTABLISH = [
+    bytes(trx_to_client(env.TRX1, success())),
+    bytes(trx_to_client(env.TRX1, success(), REBOUND)),
     bytes(trx_to_client(env.TRX1, success())),
     bytes(trx_to_client(env.TRX2, stun.binding_request(b"c:" + TRX2_UFRAG, txid=ANSWER_TXID))),
     bytes(
@@ -154,7 +160,8 @@ ESTABLISH = [
 
 
 def reset_kernel(replay: Replay, backend1: BackendState, budget_spent: bool) -> None:
-    for m in (replay.maps.flow_map, replay.maps.rflow_map, replay.maps.ring_map):
+    maps = replay.maps
+    for m in (maps.flow_map, maps.rflow_map, maps.ring_map, maps.path_map):
         m.clear()
     replay.maps.pending_map.clear()
     replay.maps.set_backend(1, None, BackendState.ACTIVE)
@@ -177,6 +184,21 @@ def kernel_pending(replay: Replay) -> set:
         (Endpoint.from_c(k.client), bytes(k.txid), Endpoint.from_c(v.sock))
         for k, v in replay.maps.pending_map.items()
     }
+
+
+def kernel_paths(replay: Replay) -> dict:
+    """Each socket's current path, and the return flows marked stale."""
+    paths = {Endpoint.from_c(k): Endpoint.from_c(v.client) for k, v in replay.maps.path_map.items()}
+    stale = {
+        (Endpoint.from_c(k.sock), Endpoint.from_c(k.client))
+        for k, v in replay.maps.rflow_map.items()
+        if v.flags & 1  # STEER_RFLOW_STALE
+    }
+    return {"paths": paths, "stale": stale}
+
+
+def model_paths(state: model.State) -> dict:
+    return {"paths": state.paths, "stale": state.stale & set(state.rflows)}
 
 
 def model_pending(state: model.State) -> set:
