@@ -14,6 +14,7 @@
 #include "parse.h"
 #include "stun.h"
 #include "rewrite.h"
+#include "seal.h"
 
 /* `steerctl explain` compiles with -DSTEER_EXPLAIN: the same program against the same
  * pinned maps, with every map write compiled out (counters go to a private map), so
@@ -136,21 +137,59 @@ static __always_inline int steer_to(struct xdp_md *ctx, struct steer_pkt *pkt,
 	return forward(ctx, pkt, reason);
 }
 
+/* A Binding Request whose ufrag no session here registered: routed by the ufrag alone if
+ * it is sealed (seal.h) with a valid key, to port `port` of backend `backend`'s address.
+ * Creates no state, like any client STUN. Forged or stale: dropped at one SipHash. */
+static __always_inline int stun_sealed(struct xdp_md *ctx, struct steer_pkt *pkt,
+				       const struct steer_ufrag *ufrag, __u32 *reason)
+{
+	struct steer_seal_key *k;
+	struct steer_backend *b;
+	struct steer_addr sock;
+	__u64 word, mac;
+	__u32 kid, backend_id;
+
+	*reason = STEER_R_DROP_STUN_UNKNOWN_UFRAG;
+	if (seal_decode(ufrag, &word, &mac))
+		return XDP_DROP;
+	kid = (word >> 32) & 0xf;
+	k = steer_seal_keys.lookup(&kid);
+	if (!k || !k->valid) {
+		*reason = STEER_R_DROP_SEAL_STALE_KEY;
+		return XDP_DROP;
+	}
+	if (siphash24_u64(k->k0, k->k1, word) != mac) {
+		*reason = STEER_R_DROP_SEAL_BAD_MAC;
+		return XDP_DROP;
+	}
+	backend_id = word >> 52;
+	b = steer_backends.lookup(&backend_id);
+	if (!b || !b->addr.family) {
+		*reason = STEER_R_DROP_SEAL_NO_BACKEND;
+		return XDP_DROP;
+	}
+	if (b->addr.family != pkt->family) {
+		*reason = STEER_R_DROP_FAMILY_MISMATCH;
+		return XDP_DROP;
+	}
+	sock = b->addr;
+	sock.port = htons((word >> 36) & 0xffff);
+	return steer_to(ctx, pkt, &sock, backend_id, STEER_R_FWD_STUN_SEALED, reason);
+}
+
 /* A client's Binding Request: routed by its ufrag, whatever flow its address has. */
 static __always_inline int stun_request(struct xdp_md *ctx, struct steer_pkt *pkt,
 					const struct steer_stun_hdr *h, __u32 *reason)
 {
-	struct steer_ufrag ufrag = {};
+	struct steer_ufrag ufrag __attribute__((aligned(8))) = {}; /* seal_decode() */
 	struct steer_session *s;
 
 	*reason = stun_server_ufrag(ctx, pkt, h, &ufrag);
 	if (*reason)
 		return XDP_DROP;
 	s = steer_sessions.lookup(&ufrag);
-	if (!s) {
-		*reason = STEER_R_DROP_STUN_UNKNOWN_UFRAG;
-		return XDP_DROP;
-	}
+	if (!s)
+		return stun_sealed(ctx, pkt, &ufrag, reason);
 	if (s->sock.family != pkt->family) {
 		*reason = STEER_R_DROP_FAMILY_MISMATCH;
 		return XDP_DROP;

@@ -126,4 +126,8 @@ BPF_PERCPU_ARRAY(steer_clock, struct steer_clock, 1);
 BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_path, steer_paths,
 		 STEER_MAX_SESSIONS, STEER_PIN_DIR "/steer_paths", BPF_F_NO_PREALLOC);
 
+/* key id (0-15) -> a SipHash key sealed ufrags may name (seal.h). Daemon (steerctl key). */
+BPF_TABLE_PINNED("array", __u32, struct steer_seal_key, steer_seal_keys, 16,
+		 STEER_PIN_DIR "/steer_seal_keys");
+
 #endif /* STEER_MAPS_H */

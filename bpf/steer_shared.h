@@ -154,6 +154,15 @@ struct steer_budget {
 	__u64 tat;
 };
 
+/* steer_seal_keys value, indexed by key id (0-15): a SipHash-2-4 key sealed ufrags may
+ * name (seal.h). `valid` 0: the id is unused or retired, its ufrags are dropped. */
+struct steer_seal_key {
+	__u64 k0;      /* key bytes 0-7, little-endian */
+	__u64 k1;      /* key bytes 8-15 */
+	__u32 valid;
+	__u32 pad;
+};
+
 /* steer_stats value, per CPU, indexed by enum steer_reason. */
 struct steer_counter {
 	__u64 packets;
@@ -199,7 +208,11 @@ enum steer_reason {
 	STEER_R_FWD_RETURN_EVICTED = 26,    /* the same, and the session's oldest flow went (cap) */
 	STEER_R_FWD_RETURN_NO_FLOW = 27,    /* return to a client without a flow, within budget */
 	STEER_R_FWD_RETURN_MOVED = 28,      /* to a client's stale address: sent to its current one */
-	STEER_R__MAX = 29,
+	STEER_R_FWD_STUN_SEALED = 29,       /* Binding Request routed by its sealed ufrag (seal.h) */
+	STEER_R_DROP_SEAL_BAD_MAC = 30,     /* sealed ufrag whose MAC does not check out: forged */
+	STEER_R_DROP_SEAL_STALE_KEY = 31,   /* sealed ufrag naming a key id not (or no longer) valid */
+	STEER_R_DROP_SEAL_NO_BACKEND = 32,  /* sealed ufrag of a backend with no address here */
+	STEER_R__MAX = 33,
 };
 
 #endif /* STEER_SHARED_H */

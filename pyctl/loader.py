@@ -36,6 +36,7 @@ PINNED_MAPS = (
     "steer_budget",
     "steer_stats",
     "steer_config",
+    "steer_seal_keys",
 )
 PROGRAMS = {"public": "steer_public", "internal": "steer_internal"}
 

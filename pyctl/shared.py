@@ -60,6 +60,10 @@ class Reason(enum.IntEnum):
     FWD_RETURN_EVICTED = 26
     FWD_RETURN_NO_FLOW = 27
     FWD_RETURN_MOVED = 28
+    FWD_STUN_SEALED = 29
+    DROP_SEAL_BAD_MAC = 30
+    DROP_SEAL_STALE_KEY = 31
+    DROP_SEAL_NO_BACKEND = 32
 
     @property
     def label(self) -> str:

@@ -13,6 +13,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
+from pyctl import seal
 from pyctl.endpoint import Endpoint, IPAddress
 from pyctl.shared import BackendState, Reason, XdpAction
 from tests.bpf import env
@@ -66,6 +67,9 @@ class State:
     # steer.bpf.c "Mobility": sock -> its current path (client); rflows marked STEER_RFLOW_STALE
     paths: dict[Endpoint, Endpoint] = field(default_factory=dict)
     stale: set[tuple[Endpoint, Endpoint]] = field(default_factory=set)
+    # sealed ufrags (seal.h): steer_seal_keys (valid ones) and steer_backends' addresses
+    seal_keys: dict[int, bytes] = field(default_factory=dict)
+    backend_addrs: dict[int, IPAddress] = field(default_factory=dict)
 
     def down(self, backend_id: int) -> bool:
         return self.backends.get(backend_id) == BackendState.DOWN
@@ -83,6 +87,8 @@ class State:
             budget=self.budget,
             paths=dict(self.paths),
             stale=set(self.stale),
+            seal_keys=self.seal_keys,
+            backend_addrs=self.backend_addrs,
         )
 
 
@@ -396,6 +402,26 @@ def steer_to(
     return send(pkt, "pub", route_sized(pkt, sock.ip, src_ip), reason)
 
 
+def sealed(pkt: Pkt, st: State, ufrag: bytes) -> tuple[XdpAction, Reason, bytes]:
+    """steer.bpf.c stun_sealed(): a ufrag no session registered, routed if sealed."""
+    frame = bytes(pkt.frame)
+    got = seal.unseal(ufrag.decode("latin-1"))
+    if got is None:
+        return XdpAction.DROP, Reason.DROP_STUN_UNKNOWN_UFRAG, frame
+    fields, tag = got
+    key = st.seal_keys.get(fields.key_id)
+    if key is None:
+        return XdpAction.DROP, Reason.DROP_SEAL_STALE_KEY, frame
+    if seal.mac(key, fields.word) != tag:
+        return XdpAction.DROP, Reason.DROP_SEAL_BAD_MAC, frame
+    ip = st.backend_addrs.get(fields.backend)
+    if ip is None:
+        return XdpAction.DROP, Reason.DROP_SEAL_NO_BACKEND, frame
+    if ip.version != pkt.family:
+        return XdpAction.DROP, Reason.DROP_FAMILY_MISMATCH, frame
+    return steer_to(pkt, st, Endpoint(ip, fields.port), fields.backend, Reason.FWD_STUN_SEALED)
+
+
 def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
     frame = bytes(pkt.frame)
     src, dst = pkt.addr(False), pkt.addr(True)
@@ -416,7 +442,7 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
                     return XdpAction.DROP, ufrag, frame
                 s = st.sessions.get(ufrag)
                 if s is None:
-                    return XdpAction.DROP, Reason.DROP_STUN_UNKNOWN_UFRAG, frame
+                    return sealed(pkt, st, ufrag)
                 if s.sock.ip.version != pkt.family:
                     return XdpAction.DROP, Reason.DROP_FAMILY_MISMATCH, frame
                 return steer_to(pkt, st, s.sock, s.backend_id, Reason.FWD_STUN)

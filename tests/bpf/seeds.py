@@ -11,6 +11,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
+from pyctl import seal
 from pyctl.endpoint import Endpoint
 from pyctl.maps import Session
 from pyctl.shared import BackendState
@@ -47,7 +48,13 @@ def _pub(l3: Packet) -> bytes:
     return bytes(Ether(src=env.GW_MAC, dst=env.PUB_MAC) / l3)
 
 
+# sealed ufrags (seal.h): backend 2 (TRX2's address) under key id 1; mutations exercise the
+# charset, the length, the key id and the MAC
+SEAL_KEY = seal.SealKey(1, bytes(range(16)))
+SEALED = seal.seal(SEAL_KEY.key, 1, 2, env.TRX2.port, nonce=0x5EA1).encode()
+
 SEEDS: list[tuple[str, bytes]] = [
+    ("public", bytes(client_to_vip(req(SEALED + b":c")))),
     ("public", bytes(client_to_vip(req()))),
     ("public", bytes(client_to_vip(req(TRX2_UFRAG + b":c"), vlans=(7,)))),
     (
@@ -140,6 +147,8 @@ def model_state(replay: Replay) -> model.State:
         s.sessions[sess.ufrag.encode()] = rec
         s.socks[sess.sock] = rec
     s.backends = {b.id: b.state for b in replay.maps.backends()}
+    s.backend_addrs = {b.id: b.addr.ip for b in replay.maps.backends() if b.addr}
+    s.seal_keys = {k.id: k.key for k in seal.valid_keys(replay.dp.table("steer_seal_keys"))}
     return s
 
 
@@ -211,6 +220,8 @@ def baseline(replay: Replay) -> model.State:
     replay.maps.clear()
     base(replay)
     replay.maps.add_session(Session("mismatchufrag001", MISMATCH_SOCK, env.VIP6, 2))
+    replay.maps.set_backend(2, Endpoint(env.TRX2.ip, 0), BackendState.ACTIVE)
+    seal.install_key(replay.dp.table("steer_seal_keys"), SEAL_KEY)
     st = model_state(replay)
     for frame in ESTABLISH:
         model.run("internal", frame, st)

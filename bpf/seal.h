@@ -1,0 +1,105 @@
+/* seal.h — sealed ufrags: decode one, and SipHash-2-4 of its 64-bit word.
+ *
+ * A sealed ufrag is 26 base32hex characters ("0-9a-v", first one 0-7) holding 128 bits:
+ * word = backend:12 | port:16 | key id:4 | nonce:32, then mac = SipHash-2-4(key, word as 8
+ * little-endian bytes). pyctl/seal.py is the reference (and mints them for tests);
+ * transceiver/ufrag.py mints them in production; tests/bpf/model.py mirrors this file.
+ * Map lookups stay in steer.bpf.c (bcc rewrites them only in the main file): here only
+ * arithmetic, branch-free, eight characters at a time.
+ */
+#ifndef STEER_SEAL_H
+#define STEER_SEAL_H
+
+#include "steer_shared.h"
+
+#define SEAL_LEN 26
+
+#define SIP_ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIP_ROUND(v0, v1, v2, v3)                                                   \
+	do {                                                                        \
+		v0 += v1; v1 = SIP_ROTL(v1, 13); v1 ^= v0; v0 = SIP_ROTL(v0, 32);   \
+		v2 += v3; v3 = SIP_ROTL(v3, 16); v3 ^= v2;                          \
+		v0 += v3; v3 = SIP_ROTL(v3, 21); v3 ^= v0;                          \
+		v2 += v1; v1 = SIP_ROTL(v1, 17); v1 ^= v2; v2 = SIP_ROTL(v2, 32);   \
+	} while (0)
+
+/* SipHash-2-4 of one 8-byte message whose little-endian value is `m`. */
+static __always_inline __u64 siphash24_u64(__u64 k0, __u64 k1, __u64 m)
+{
+	__u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+	__u64 v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+	__u64 b = 8ULL << 56; /* the final block of an 8-byte message: its length only */
+
+	v3 ^= m;
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	v0 ^= m;
+	v3 ^= b;
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+#define SEAL_REP(b) (0x0101010101010101ULL * (b))
+#define SEAL_HIGH SEAL_REP(0x80)
+
+/* Per byte of x (each below 0x80): 0x80 where the byte is >= lo, else 0. */
+#define SEAL_GE(x, lo) (((x) + SEAL_REP(0x80 - (lo))) & SEAL_HIGH)
+/* ... where the byte is > hi. */
+#define SEAL_GT(x, hi) (((x) + SEAL_REP(0x7f - (hi))) & SEAL_HIGH)
+
+/* Eight characters (little-endian in x) checked against "0-9a-v" where `care` has 0x80,
+ * and turned into their 5-bit values in place; returns 0x80s where a byte is invalid. */
+static __always_inline __u64 seal_chars(__u64 *x, __u64 care)
+{
+	__u64 v = *x, digit, letter, bad;
+
+	bad = v & SEAL_HIGH; /* non-ASCII; the sums below would carry across bytes */
+	digit = SEAL_GE(v, '0') & ~SEAL_GT(v, '9');
+	letter = SEAL_GE(v, 'a') & ~SEAL_GT(v, 'v');
+	bad |= ~(digit | letter) & care;
+	*x = v - SEAL_REP('0') - (letter >> 7) * ('a' - '0' - 10);
+	return bad;
+}
+
+/* Eight 5-bit values, the first in the lowest byte, packed into 40 bits, first highest. */
+static __always_inline __u64 seal_pack(__u64 x)
+{
+	x = __builtin_bswap64(x);
+	x = ((x & 0x1f001f001f001f00ULL) >> 3) | (x & 0x001f001f001f001fULL);
+	x = ((x & 0x03ff000003ff0000ULL) >> 6) | (x & 0x000003ff000003ffULL);
+	return ((x & 0x000fffff00000000ULL) >> 12) | (x & 0x00000000000fffffULL);
+}
+
+/* 0 and *word, *mac filled if `u` is shaped like a sealed ufrag (exactly SEAL_LEN
+ * characters of "0-9a-v", the first 0-7), else -1. Nothing is verified here. Straight
+ * line, eight characters at a time (no loop: the verifier walks this once per path, and
+ * many parser paths reach it). `u` must be 8-byte aligned. */
+static __always_inline int seal_decode(const struct steer_ufrag *u, __u64 *word, __u64 *mac)
+{
+	const __u64 *w = (const __u64 *)u->s;
+	__u64 x0 = w[0], x1 = w[1], x2 = w[2], x3 = w[3], c0, c1, c2, c3, bad;
+
+	if ((__u8)u->s[0] > '7' || u->s[SEAL_LEN] != 0)
+		return -1;
+	bad = seal_chars(&x0, SEAL_HIGH) | seal_chars(&x1, SEAL_HIGH) |
+	      seal_chars(&x2, SEAL_HIGH) | seal_chars(&x3, 0x8080);
+	if (bad)
+		return -1;
+	c0 = seal_pack(x0);
+	c1 = seal_pack(x1);
+	c2 = seal_pack(x2);
+	c3 = ((x3 & 0x1f) << 5) | ((x3 >> 8) & 0x1f);
+	/* the 130 bits: c0 << 90 | c1 << 50 | c2 << 10 | c3, top two zero ('0'-'7' first) */
+	*word = (c0 << 26) | (c1 >> 14);
+	*mac = (c1 << 50) | (c2 << 10) | c3;
+	return 0;
+}
+
+#endif /* STEER_SEAL_H */
