@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pyctl import views
+from pyctl import sealkeys, views
 from pyctl.control import ControlError, Controller, bad, want_backend_id, want_ufrag
 from pyctl.credentials import OPERATOR, Credentials, Principal
 from pyctl.metrics import Metrics
@@ -332,4 +332,5 @@ def make_app(
     r.add_get("/v1/stats", stats)
     r.add_get("/v1/vips", vips)
     r.add_get("/healthz", healthz)
+    sealkeys.add_routes(r, CTL, body_of)
     return app

@@ -12,7 +12,9 @@ DEFAULT_INSTANCE = "default"
 # Commands that only read or edit a running instance: without --instance they use the one
 # instance that exists. Commands that create or tear down one (daemon, unload, lab, demo)
 # never guess.
-READERS = frozenset({"sessions", "flows", "backends", "stats", "explain", "session", "backend"})
+READERS = frozenset(
+    {"sessions", "flows", "backends", "stats", "explain", "session", "backend", "key"}
+)
 
 
 @dataclass(frozen=True)
