@@ -78,6 +78,17 @@ static __always_inline int backend_down(__u32 id)
 	return b && b->state == STEER_BACKEND_DOWN;
 }
 
+/* The per-session flow cap in force: the daemon's setting, within the ring's size. */
+static __always_inline __u32 config_flow_cap(void)
+{
+	__u32 zero = 0;
+	struct steer_config *cfg = steer_config.lookup(&zero);
+
+	if (!cfg || !cfg->session_flow_cap || cfg->session_flow_cap > STEER_SESSION_FLOW_CAP)
+		return STEER_SESSION_FLOW_CAP;
+	return cfg->session_flow_cap;
+}
+
 static __always_inline __u32 config_ifindex(int public_side)
 {
 	__u32 zero = 0;
@@ -382,19 +393,22 @@ static __always_inline __u32 learn_flow(struct steer_tmp *t, struct steer_flow_k
 	struct steer_sock_flows *ring = sock_ring(&rk->sock, &fk->vip);
 	struct steer_flow *of;
 	__u32 reason = STEER_R_FWD_RETURN_LEARNED;
+	__u32 slot, old, cap = config_flow_cap();
 	__u64 idx;
-	__u32 slot;
 
 	if (ring) {
 		if (STEER_WRITES)
 			idx = __sync_fetch_and_add(&ring->next, 1);
 		else
 			idx = ring->next;
+		/* the ring keeps the last STEER_SESSION_FLOW_CAP clients; the oldest of the
+		 * last `cap` was learned `cap` slots ago */
 		slot = idx % STEER_SESSION_FLOW_CAP;
-		if (slot >= STEER_SESSION_FLOW_CAP)
+		old = (idx - cap) % STEER_SESSION_FLOW_CAP;
+		if (slot >= STEER_SESSION_FLOW_CAP || old >= STEER_SESSION_FLOW_CAP)
 			return reason; /* cannot happen; for the verifier */
-		if (idx >= STEER_SESSION_FLOW_CAP) {
-			t->old.client = ring->client[slot];
+		if (idx >= cap) {
+			t->old.client = ring->client[old];
 			t->old.vip = ring->vip;
 			of = steer_flows.lookup(&t->old);
 			if (of && addr_eq(&of->sock, &rk->sock) &&

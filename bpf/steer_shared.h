@@ -132,7 +132,8 @@ struct steer_pending {
 };
 
 /* The most flows one session socket may hold; when it has this many, learning another one
- * evicts the socket's own oldest. A -D cflag (BuildOptions.session_flow_cap). */
+ * evicts the socket's own oldest. A -D cflag (BuildOptions.session_flow_cap) that sizes the
+ * ring; steer_config.session_flow_cap lowers it at run time. */
 #ifndef STEER_SESSION_FLOW_CAP
 #define STEER_SESSION_FLOW_CAP 64
 #endif
@@ -174,7 +175,8 @@ struct steer_config {
 	__u32 public_ifindex;
 	__u32 internal_ifindex;
 	__u32 flags;
-	__u32 pad;
+	__u32 session_flow_cap;  /* 1..STEER_SESSION_FLOW_CAP (steerctl daemon --session-flow-cap);
+				  * 0: STEER_SESSION_FLOW_CAP */
 };
 
 /* Why a packet got its verdict. Values are part of the metrics API: never renumber. */

@@ -172,6 +172,18 @@ class DataPlane:
             leaf.internal_ifindex = ifindex
         cfg[key] = leaf
 
+    def set_session_flow_cap(self, cap: int) -> None:
+        """The per-session flow cap in force (1..BuildOptions.session_flow_cap), at run time."""
+        if not 1 <= cap <= self.opts.session_flow_cap:
+            raise LoaderError(
+                f"session flow cap {cap}: must be 1-{self.opts.session_flow_cap} (the ring size)"
+            )
+        cfg = self.table("steer_config")
+        key = cfg.Key(0)
+        leaf = cfg[key]
+        leaf.session_flow_cap = cap
+        cfg[key] = leaf
+
 
 def _set_xdp(ipr: Any, index: int, fd: int, flags: int, strict: bool = False) -> None:
     attrs = [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", flags)]

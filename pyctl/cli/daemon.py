@@ -143,6 +143,32 @@ from pyctl.loader import RUN_DIR, Attachment, BuildOptions, LoaderError, unload
     help="Flow map capacity (only when the maps are created).",
 )
 @click.option(
+    "--session-flow-cap",
+    envvar="STEER_SESSION_FLOW_CAP",
+    type=click.IntRange(1, 64),
+    default=64,
+    show_default=True,
+    help="Client flows one session may hold (at most 64); learning another evicts the "
+    "session's own oldest, never another session's.",
+)
+@click.option(
+    "--noflow-pps",
+    envvar="STEER_NOFLOW_PPS",
+    type=click.IntRange(1, 10_000_000),
+    default=20000,
+    show_default=True,
+    help="Relay-wide budget for transceiver packets to clients with no flow (checks, "
+    "answers): the amplification path. Over it they are dropped (drop_no_flow_budget).",
+)
+@click.option(
+    "--noflow-burst",
+    envvar="STEER_NOFLOW_BURST",
+    type=click.IntRange(1, 1_000_000),
+    default=2000,
+    show_default=True,
+    help="Burst allowed above --noflow-pps.",
+)
+@click.option(
     "--log-level",
     envvar="STEER_LOG_LEVEL",
     default="INFO",
@@ -168,6 +194,9 @@ def daemon(
     xdp_mode: str,
     max_sessions: int,
     max_flows: int,
+    session_flow_cap: int,
+    noflow_pps: int,
+    noflow_burst: int,
     log_level: str,
 ) -> None:
     """Run the control daemon in the foreground: attach the XDP programs to IFs in NS,
@@ -198,7 +227,13 @@ def daemon(
     ):
         raise click.BadParameter(f"{store!r}: use memory or redis://…", param_hint="--store")
     config = d.DaemonConfig(
-        build=BuildOptions(instance=cfg.instance, max_sessions=max_sessions, max_flows=max_flows),
+        build=BuildOptions(
+            instance=cfg.instance,
+            max_sessions=max_sessions,
+            max_flows=max_flows,
+            noflow_pps=noflow_pps,
+            noflow_burst=noflow_burst,
+        ),
         netns=netns,
         public=public,
         internal=internal,
@@ -213,6 +248,7 @@ def daemon(
         idle_timeout=idle_timeout,
         store=store,
         xdp_mode=xdp_mode,
+        session_flow_cap=session_flow_cap,
     )
     d.setup_logging(log_level.upper())
     try:
