@@ -87,6 +87,13 @@ ENV_PREFIX = "STEER_TRX"
     help="An origin whose pages may call WHIP (repeat; '*' = any). Default: none, CORS closed.",
 )
 @click.option(
+    "--whip-token",
+    envvar="STEER_WHIP_TOKEN",
+    default=None,
+    help="The bearer token WHIP clients must send (RFC 9725 section 4.5). Prefer the "
+    "environment STEER_WHIP_TOKEN or --whip-token-file: every user can read a command line.",
+)
+@click.option(
     "--whip-token-file",
     default=None,
     help="File holding the bearer token WHIP clients must send (or env STEER_WHIP_TOKEN). "
@@ -161,6 +168,7 @@ def command(
     idle_timeout: float,
     metrics: tuple[str, int] | None,
     cors_origins: tuple[str, ...],
+    whip_token: str | None,
     whip_token_file: str | None,
     max_sessions: int,
     rate_limit: int,
@@ -184,7 +192,9 @@ def command(
         raise click.BadParameter(str(exc), param_hint="--app") from exc
     try:
         api_token = token_from(api_token_file, f"{ENV_PREFIX}_API_TOKEN")
-        whip_token = token_from(whip_token_file, "STEER_WHIP_TOKEN")
+        if whip_token and whip_token_file:
+            raise CredentialError("give --whip-token or --whip-token-file, not both")
+        whip_token = whip_token or token_from(whip_token_file, "STEER_WHIP_TOKEN")
     except CredentialError as exc:
         raise click.UsageError(str(exc)) from exc
     host, port = listen

@@ -153,3 +153,16 @@ async def test_process_ready_line_and_sigterm_deregisters() -> None:
         assert api.sessions == {}
         assert f"session created ufrag={ufrag} sock={reg.body['sock']}" in stderr
         assert f"session ended ufrag={ufrag} reason=shutdown" in stderr
+
+
+def test_whip_token_from_the_flag_the_environment_or_a_file(
+    captured: list[TrxConfig], tmp_path: Path
+) -> None:
+    assert invoke([*BASE, "--whip-token", "flag-token"]).exit_code == 0
+    assert invoke(BASE, env={"STEER_WHIP_TOKEN": "env-token"}).exit_code == 0
+    f = tmp_path / "whip.token"
+    f.write_text("file-token\n")
+    assert invoke([*BASE, "--whip-token-file", str(f)]).exit_code == 0
+    assert [c.whip_token for c in captured] == ["flag-token", "env-token", "file-token"]
+    both = invoke([*BASE, "--whip-token", "x", "--whip-token-file", str(f)])
+    assert both.exit_code == 2 and "not both" in both.output
