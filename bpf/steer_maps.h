@@ -130,4 +130,13 @@ BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_path, steer_paths,
 BPF_TABLE_PINNED("array", __u32, struct steer_seal_key, steer_seal_keys, 16,
 		 STEER_PIN_DIR "/steer_seal_keys");
 
+/* SSRC -> the session socket whose authenticated flow carried it (connection hints). XDP
+ * (a sample of flow packets); LRU; the daemon deletes a session's with it. */
+BPF_TABLE_PINNED("lru_hash", __u32, struct steer_ssrc_owner, steer_ssrcs,
+		 STEER_MAX_FLOWS, STEER_PIN_DIR "/steer_ssrcs");
+
+/* session socket -> the SSRCs it learned, a ring (the per-session bound). XDP; daemon. */
+BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_ssrc_ring, steer_ssrc_rings,
+		 STEER_MAX_SESSIONS, STEER_PIN_DIR "/steer_ssrc_rings", BPF_F_NO_PREALLOC);
+
 #endif /* STEER_MAPS_H */

@@ -86,6 +86,8 @@ class RouteMaps:
         self.rflow_map = bpf[b"steer_rflows"]
         self.ring_map = bpf[b"steer_sockflows"]
         self.path_map = bpf[b"steer_paths"]
+        self.ssrc_map = bpf[b"steer_ssrcs"]
+        self.ssrc_ring_map = bpf[b"steer_ssrc_rings"]
         self.pending_map = bpf[b"steer_pending"]
         self.budget_map = bpf[b"steer_budget"]
         self.stats_map = bpf[b"steer_stats"]
@@ -194,7 +196,26 @@ class RouteMaps:
         for s in socks:
             _delete(self.ring_map, s.fill(self.ring_map.Key()))
             _delete(self.path_map, s.fill(self.path_map.Key()))  # steer.bpf.c, "Mobility"
+            self._purge_ssrcs(s)
         return n
+
+    def _purge_ssrcs(self, sock: Endpoint) -> None:
+        """The socket's connection hints (steer.bpf.c, "Connection hints"): the SSRCs its
+        ring names that it still owns, then the ring."""
+        key = sock.fill(self.ssrc_ring_map.Key())
+        try:
+            ring = self.ssrc_ring_map[key]
+        except KeyError:
+            return
+        raw = bytes(key)
+        for ssrc in list(ring.ssrc)[: min(int(ring.next), len(ring.ssrc))]:
+            k = self.ssrc_map.Key(ssrc)
+            try:
+                if bytes(self.ssrc_map[k].sock) == raw:
+                    _delete(self.ssrc_map, k)
+            except KeyError:
+                pass
+        _delete(self.ssrc_ring_map, key)
 
     def purge_orphan_rings(self) -> int:
         """Delete the flow rings of sockets no session owns any more (a packet in flight
@@ -284,6 +305,8 @@ class RouteMaps:
             self.ring_map,
             self.pending_map,
             self.path_map,
+            self.ssrc_map,
+            self.ssrc_ring_map,
         ):
             m.clear()
         self.budget_map[self.budget_map.Key(0)] = self.budget_map.Leaf()

@@ -64,6 +64,7 @@ class Reason(enum.IntEnum):
     DROP_SEAL_BAD_MAC = 30
     DROP_SEAL_STALE_KEY = 31
     DROP_SEAL_NO_BACKEND = 32
+    FWD_RTP_HINT = 33
 
     @property
     def label(self) -> str:

@@ -1072,6 +1072,151 @@ MOBILITY_CASES = [
     ),
 ]
 
+
+# -- connection hints (steer.bpf.c, "Connection hints"): SSRCs learned on a flow
+HINT_SSRC = 0x5EED0001
+THIRD = Endpoint.parse("192.0.2.9:42000")
+
+
+def rtp(ssrc: int = HINT_SSRC, pt: int = 0x6F) -> bytes:
+    return bytes([0x80, pt, 0, 1]) + b"\0\0\0\1" + ssrc.to_bytes(4, "big") + b"srtp-payload"
+
+
+def rtcp(ssrc: int = HINT_SSRC) -> bytes:
+    """An SRTCP receiver report: the sender's SSRC at byte 4."""
+    return bytes([0x81, 201, 0, 7]) + ssrc.to_bytes(4, "big") + b"\0" * 24 + b"\x80\0\0\1"
+
+
+def learned(ssrc: int = HINT_SSRC, client: Endpoint = env.CLIENT4) -> Setup:
+    """The client's RTP on its flow (the flow's first packet: one the relay samples)."""
+    return sent("public", client_to_vip(rtp(ssrc), client=client), Reason.FWD_FLOW)
+
+
+def ssrc_owner(ssrc: int, sock: Endpoint | None) -> Check:
+    def check(r: Replay) -> None:
+        key = r.maps.ssrc_map.Key(int.from_bytes(ssrc.to_bytes(4, "big"), "little"))
+        try:
+            got = Endpoint.from_c(r.maps.ssrc_map[key].sock)
+        except KeyError:
+            got = None
+        assert got == sock, f"SSRC {ssrc:#x} owned by {got}, expected {sock}"
+
+    return check
+
+
+def _hinted(name: str, payload: bytes, client: Endpoint = REBOUND, **kw: Any) -> Case:
+    return fwd(
+        name,
+        client_to_vip(payload, client=client),
+        steered_to(env.TRX1, payload, client=client),
+        Reason.FWD_RTP_HINT,
+        **kw,
+    )
+
+
+def _many_learned(n: int) -> list[Setup]:
+    """n SSRCs learned by TRX1: one in every SSRC_SAMPLE flow packets is looked at."""
+    out = [answered()]
+    for i in range(n * model.SSRC_SAMPLE):
+        ssrc = HINT_SSRC + i // model.SSRC_SAMPLE
+        out.append(sent("public", client_to_vip(rtp(ssrc)), Reason.FWD_FLOW))
+    return out
+
+
+def _not_flowed(r: Replay) -> None:
+    assert {f.client for f in r.maps.flows()} == {env.CLIENT4}, "a hint must create no flow"
+
+
+HINT_CASES = [
+    _hinted(
+        "rtp_from_rebound_address_goes_by_its_ssrc",
+        rtp(),
+        setup=[answered(), learned()],
+        checks=[_not_flowed, no_pending, ssrc_owner(HINT_SSRC, env.TRX1)],
+    ),
+    _hinted(
+        "rtcp_from_rebound_address_goes_by_its_sender_ssrc", rtcp(), setup=[answered(), learned()]
+    ),
+    _hinted(
+        "rtp_from_moved_address_goes_by_its_ssrc",
+        rtp(),
+        client=MOVED,
+        setup=[answered(), learned()],
+    ),
+    drop(
+        "rtp_with_unknown_ssrc_dropped",
+        client_to_vip(rtp(0x0BAD0001), client=REBOUND),
+        Reason.DROP_RTP_NO_FLOW,
+        setup=[answered(), learned()],
+    ),
+    drop(
+        "rtp_truncated_before_ssrc_dropped",
+        client_to_vip(rtp()[:11], client=REBOUND),
+        Reason.DROP_RTP_NO_FLOW,
+        setup=[answered(), learned()],
+    ),
+    drop(
+        "rtcp_truncated_before_sender_ssrc_dropped",
+        client_to_vip(rtcp()[:7], client=REBOUND),
+        Reason.DROP_RTP_NO_FLOW,
+        setup=[answered(), learned()],
+    ),
+    drop(
+        "ssrc_never_learned_from_a_packet_without_flow",
+        client_to_vip(rtp(), client=THIRD),
+        Reason.DROP_RTP_NO_FLOW,
+        setup=[
+            answered(),
+            sent(
+                "public",
+                client_to_vip(rtp(), client=REBOUND),
+                Reason.DROP_RTP_NO_FLOW,
+                XdpAction.DROP,
+            ),
+        ],
+        checks=[ssrc_owner(HINT_SSRC, None)],
+    ),
+    drop(
+        "ssrc_of_an_ended_session_routes_nothing",
+        client_to_vip(rtp(), client=REBOUND),
+        Reason.DROP_RTP_NO_FLOW,
+        setup=[answered(), learned(), ended(UFRAG.decode())],
+    ),
+    drop(
+        "dtls_from_rebound_address_gets_no_ssrc_hint",
+        client_to_vip(DTLS, client=REBOUND),
+        Reason.DROP_DTLS_NO_FLOW,
+        setup=[answered(), learned()],
+    ),
+    _hinted(
+        "another_session_cannot_take_a_live_sessions_ssrc",
+        rtp(),
+        client=THIRD,
+        setup=[
+            answered(),
+            learned(),
+            answered(trx=env.TRX2, client=REBOUND),
+            learned(client=REBOUND),  # TRX2's flow carries TRX1's SSRC: first owner keeps it
+        ],
+        checks=[ssrc_owner(HINT_SSRC, env.TRX1)],
+    ),
+    _hinted(
+        "a_sessions_ssrcs_are_bounded_its_newest_kept",
+        rtp(HINT_SSRC + model.SESSION_SSRC_CAP),
+        setup=_many_learned(model.SESSION_SSRC_CAP + 1),
+        checks=[
+            ssrc_owner(HINT_SSRC, None),  # the oldest went
+            ssrc_owner(HINT_SSRC + 1, env.TRX1),
+        ],
+    ),
+]
+
 CASES: list[Case] = (
-    STUN_CASES + FLOW_CASES + RETURN_CASES + OTHER_CASES + LENGTH_LIE_CASES + MOBILITY_CASES
+    STUN_CASES
+    + FLOW_CASES
+    + RETURN_CASES
+    + OTHER_CASES
+    + LENGTH_LIE_CASES
+    + MOBILITY_CASES
+    + HINT_CASES
 )

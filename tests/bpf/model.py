@@ -24,6 +24,7 @@ MAX_PAYLOAD_OFF = 1024
 STUN_MAX_ATTRS = 64
 UFRAG_MIN, UFRAG_MAX = 4, 32
 SESSION_FLOW_CAP = 64  # BuildOptions.session_flow_cap
+SESSION_SSRC_CAP, SSRC_SAMPLE = 8, 16  # steer_shared.h: connection hints
 NOFLOW_BURST = 2000  # BuildOptions.noflow_burst: GCRA allows burst + 1 packets at once
 MTU = 1500  # every interface of the replay namespace
 STUN_REQUEST, STUN_SUCCESS, STUN_ERROR = 0x0001, 0x0101, 0x0111
@@ -67,6 +68,10 @@ class State:
     # steer.bpf.c "Mobility": sock -> its current path (client); rflows marked STEER_RFLOW_STALE
     paths: dict[Endpoint, Endpoint] = field(default_factory=dict)
     stale: set[tuple[Endpoint, Endpoint]] = field(default_factory=set)
+    # steer.bpf.c "Connection hints": SSRC (wire order) -> (sock, backend); sock -> ring
+    ssrcs: dict[int, tuple[Endpoint, int]] = field(default_factory=dict)
+    ssrc_rings: dict[Endpoint, list[int]] = field(default_factory=dict)  # [next, ssrc...]
+    flow_packets: dict[tuple[Endpoint, Endpoint], int] = field(default_factory=dict)
     # sealed ufrags (seal.h): steer_seal_keys (valid ones) and steer_backends' addresses
     seal_keys: dict[int, bytes] = field(default_factory=dict)
     backend_addrs: dict[int, IPAddress] = field(default_factory=dict)
@@ -87,6 +92,9 @@ class State:
             budget=self.budget,
             paths=dict(self.paths),
             stale=set(self.stale),
+            ssrcs=dict(self.ssrcs),
+            ssrc_rings={k: list(v) for k, v in self.ssrc_rings.items()},
+            flow_packets=dict(self.flow_packets),
             seal_keys=self.seal_keys,
             backend_addrs=self.backend_addrs,
         )
@@ -457,13 +465,49 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
         sock, backend_id = flow
         if st.down(backend_id):
             return XdpAction.DROP, Reason.DROP_BACKEND_DOWN, frame
+        n = st.flow_packets[(src, dst)] = st.flow_packets.get((src, dst), 0) + 1
+        if 128 <= b <= 191 and n & (SSRC_SAMPLE - 1) == 1:
+            ssrc_learn(st, payload, sock, backend_id)
         rewrite(pkt, True, sock)
         return send(pkt, "pub", route_sized(pkt, sock.ip, src.ip), Reason.FWD_FLOW)
     if dst not in st.vips:
         return guard(pkt, "int", Reason.PASS_NOT_STEERED)
+    if not pkt.opts and 128 <= b <= 191:  # steer.bpf.c ssrc_hint()
+        ssrc = rtp_ssrc(payload)
+        owner = st.ssrcs.get(ssrc) if ssrc is not None else None
+        if owner is not None and owner[0] in st.socks and owner[0].ip.version == pkt.family:
+            return steer_to(pkt, st, owner[0], st.socks[owner[0]].backend_id, Reason.FWD_RTP_HINT)
     if pkt.opts:
         return XdpAction.DROP, Reason.DROP_IP_OPTIONS, frame
     return XdpAction.DROP, no_flow_reason(b, stun_reason), frame
+
+
+def rtp_ssrc(p: bytes) -> int | None:
+    """steer.bpf.c rtp_ssrc(): RTP's SSRC, or an RTCP packet's sender SSRC (wire order)."""
+    if len(p) < 8:
+        return None
+    if 192 <= p[1] <= 223:
+        return int.from_bytes(p[4:8], "big")
+    return int.from_bytes(p[8:12], "big") if len(p) >= 12 else None
+
+
+def ssrc_learn(st: State, payload: bytes, sock: Endpoint, backend_id: int) -> None:
+    """steer.bpf.c ssrc_learn(): first owner keeps an SSRC; a ring bounds each socket's."""
+    ssrc = rtp_ssrc(payload)
+    if ssrc is None:
+        return
+    o = st.ssrcs.get(ssrc)
+    if o is not None and (o[0] == sock or o[0] in st.socks):
+        return
+    ring = st.ssrc_rings.setdefault(sock, [0] + [0] * SESSION_SSRC_CAP)
+    slot = ring[0] & (SESSION_SSRC_CAP - 1)
+    if ring[0] >= SESSION_SSRC_CAP:
+        old = ring[1 + slot]
+        if st.ssrcs.get(old, (None, 0))[0] == sock:
+            del st.ssrcs[old]
+    ring[1 + slot] = ssrc
+    ring[0] += 1
+    st.ssrcs[ssrc] = (sock, backend_id)
 
 
 def learn(st: State, client: Endpoint, vip: Endpoint, sock: Endpoint, backend_id: int) -> Reason:
@@ -484,6 +528,7 @@ def learn(st: State, client: Endpoint, vip: Endpoint, sock: Endpoint, backend_id
                 st.stale.discard((sock, old))
     ring.clients[slot] = client
     st.flows[(client, vip)] = (sock, backend_id)
+    st.flow_packets[(client, vip)] = 0
     return reason
 
 

@@ -24,6 +24,7 @@ from tests.bpf.cases import (
     REBOUND,
     RTCP,
     SRTP,
+    THIRD,
     TRX2_UFRAG,
     UFRAG,
     UNKNOWN_ATTR,
@@ -31,6 +32,8 @@ from tests.bpf.cases import (
     base,
     error_response,
     req,
+    rtcp,
+    rtp,
     success,
 )
 from tests.bpf.conftest import Replay
@@ -106,6 +109,9 @@ SEEDS: list[tuple[str, bytes]] = [
     ),
     ("internal", bytes(trx_to_client(env.TRX1, SRTP))),
     ("internal", bytes(trx_to_client(env.TRX1, SRTP, REBOUND))),  # stale: moved to CLIENT4
+    ("public", bytes(client_to_vip(rtp(), client=THIRD))),  # by its SSRC (hint)
+    ("public", bytes(client_to_vip(rtcp(), client=THIRD))),
+    ("public", bytes(client_to_vip(rtp(0x0BAD0001)))),  # on CLIENT4's flow
     ("internal", bytes(trx_to_client(env.TRX1, success(), REBOUND))),
     ("internal", bytes(trx_to_client(env.TRX1, success()))),
     ("internal", bytes(trx_to_client(env.TRX2, success(), ttl=2))),
@@ -170,13 +176,22 @@ ESTABLISH = [
 
 def reset_kernel(replay: Replay, backend1: BackendState, budget_spent: bool) -> None:
     maps = replay.maps
-    for m in (maps.flow_map, maps.rflow_map, maps.ring_map, maps.path_map):
+    for m in (
+        maps.flow_map,
+        maps.rflow_map,
+        maps.ring_map,
+        maps.path_map,
+        maps.ssrc_map,
+        maps.ssrc_ring_map,
+    ):
         m.clear()
     replay.maps.pending_map.clear()
     replay.maps.set_backend(1, None, BackendState.ACTIVE)
     replay.maps.budget_map[replay.maps.budget_map.Key(0)] = replay.maps.budget_map.Leaf()
     for frame in ESTABLISH:
         replay.run("internal", frame)
+    for frame in ESTABLISH_PUBLIC:
+        replay.run("public", frame)
     replay.maps.set_backend(1, None, backend1)
     if budget_spent:
         leaf = replay.maps.budget_map.Leaf()
@@ -193,6 +208,22 @@ def kernel_pending(replay: Replay) -> set:
         (Endpoint.from_c(k.client), bytes(k.txid), Endpoint.from_c(v.sock))
         for k, v in replay.maps.pending_map.items()
     }
+
+
+# ...and CLIENT4's RTP on its flow: TRX1 owns its SSRC (connection hints)
+ESTABLISH_PUBLIC = [bytes(client_to_vip(rtp()))]
+
+
+def kernel_ssrcs(replay: Replay) -> dict:
+    """SSRC (wire order) -> owning socket, as the connection-hint map holds them."""
+    return {
+        int.from_bytes(k.value.to_bytes(4, "little"), "big"): Endpoint.from_c(v.sock)
+        for k, v in replay.maps.ssrc_map.items()
+    }
+
+
+def model_ssrcs(state: model.State) -> dict:
+    return {ssrc: owner[0] for ssrc, owner in state.ssrcs.items()}
 
 
 def kernel_paths(replay: Replay) -> dict:
@@ -225,4 +256,6 @@ def baseline(replay: Replay) -> model.State:
     st = model_state(replay)
     for frame in ESTABLISH:
         model.run("internal", frame, st)
+    for frame in ESTABLISH_PUBLIC:
+        model.run("public", frame, st)
     return st

@@ -84,6 +84,7 @@ def test_kernel_matches_model(replay: Replay, baseline: model.State) -> None:
         assert kernel_flows(replay) == state.flows
         assert kernel_pending(replay) == model_pending(state)
         assert seeds.kernel_paths(replay) == seeds.model_paths(state)
+        assert seeds.kernel_ssrcs(replay) == seeds.model_ssrcs(state)
         compared.append(1)
 
     one()
