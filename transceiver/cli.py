@@ -61,6 +61,13 @@ ENV_PREFIX = "STEER_TRX"
     "token (`steerctl backend token ID`). Or env STEER_TRX_API_TOKEN; never on argv.",
 )
 @click.option(
+    "--seal-key-file",
+    default=None,
+    help="Mint sealed ufrags with the key in this file (`steerctl key gen`; mode 0600): "
+    "every relay holding the key routes the session's first check with no shared state. "
+    "Read per session, so replacing the file rotates the key.",
+)
+@click.option(
     "--ttl",
     type=click.IntRange(3, 86400),
     default=30,
@@ -164,6 +171,7 @@ def command(
     api_url: str | None,
     api_ca: str | None,
     api_token_file: str | None,
+    seal_key_file: str | None,
     ttl: int,
     idle_timeout: float,
     metrics: tuple[str, int] | None,
@@ -225,6 +233,7 @@ def command(
             ice_servers=ice_servers,
             ice_username=ice_username,
             ice_credential=ice_credential,
+            seal_key_file=seal_key_file,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

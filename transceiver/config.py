@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from pyctl import seal
 from pyctl.endpoint import Endpoint
 from transceiver import iceservers
 from transceiver.ufrag import BACKEND_MAX, BACKEND_MIN
@@ -43,6 +44,9 @@ class TrxConfig:
     ice_servers: tuple[str, ...] = ()  # announced to WHIP clients (transceiver/iceservers.py)
     ice_username: str | None = None
     ice_credential: str | None = None
+    # --seal-key-file: mint sealed ufrags (pyctl/seal.py) with the key in this file, read
+    # per session so a rotation needs no restart; None: plain random ufrags
+    seal_key_file: str | None = None
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.bind_ip)  # raises ValueError with the address
@@ -66,6 +70,8 @@ class TrxConfig:
             if net != "auto":
                 ipaddress.ip_network(net, strict=False)  # raises ValueError naming it
         iceservers.validate(self.ice_servers, self.ice_username, self.ice_credential)
+        if self.seal_key_file is not None:
+            seal.read_key_file(self.seal_key_file)  # KeyFileError (a ValueError) says why
 
     def advertised(self, sock: Endpoint) -> tuple[Endpoint, ...]:
         return (sock,) if self.direct else self.vips

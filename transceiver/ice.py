@@ -74,6 +74,13 @@ def set_credentials(conn: Connection, ufrag: str, password: str) -> None:
     conn._local_password = password
 
 
+def seal_ufrag(conn: Connection, ufrag: str) -> None:
+    """Replace our ufrag after gathering, with one sealed over the socket just bound
+    (pyctl/seal.py); only before the answer leaves, so no check has used the old one."""
+    validate_username(ufrag)
+    conn._local_username = ufrag
+
+
 async def gather_host(conn: Connection, bind_ip: str) -> Endpoint:
     """Gather exactly one host candidate, a UDP socket on ``bind_ip``, and return its
     address. Marks gathering done, so aiortc's own gather() becomes a no-op."""

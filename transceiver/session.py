@@ -18,6 +18,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from pyctl import seal
 from pyctl.endpoint import Endpoint
 from transceiver import dtls, ice
 from transceiver.app import App, Message, Session, describe_error
@@ -97,6 +98,16 @@ class SessionEndpoint:
             await self._teardown()
             raise SetupError(500, "setup_error", f"session setup failed: {exc}") from exc
 
+    def _seal(self, conn: Any, sock: Endpoint) -> None:
+        """A sealed ufrag for this socket: any relay routes it with the key alone."""
+        try:
+            key = seal.read_key_file(self.config.seal_key_file or "")
+        except seal.KeyFileError as exc:
+            raise SetupError(503, "setup_error", f"seal key unavailable: {exc}") from exc
+        self.ufrag = seal.seal(key.key, key.id, self.config.backend, sock.port)
+        self.session.ufrag = self.ufrag
+        ice.seal_ufrag(conn, self.ufrag)
+
     async def _setup(self, offer: str) -> str:
         try:
             text = prepare_offer(offer)
@@ -115,6 +126,8 @@ class SessionEndpoint:
         conn = ice.connection_of(transports[0])
         ice.set_credentials(conn, self.ufrag, self.password)
         self.sock = await ice.gather_host(conn, self.config.bind_ip)
+        if self.config.seal_key_file is not None:
+            self._seal(conn, self.sock)
 
         vip = self.config.vip_for(self.sock)
         reg = Registration(

@@ -17,6 +17,8 @@ import re
 import secrets
 import string
 
+from pyctl import seal
+
 ICE_ALPHABET = string.ascii_letters + string.digits + "+/"  # RFC 8445 section 15.4
 UFRAG_ALPHABET = string.ascii_letters + string.digits
 ICE_CHARS = re.compile(r"^[A-Za-z0-9+/]+$")
@@ -46,7 +48,11 @@ def make_password() -> str:
 
 
 def backend_of(ufrag: str) -> int:
-    """The backend id carried by a ufrag made by :func:`make_ufrag`."""
+    """The backend id carried by a ufrag made by :func:`make_ufrag`, or by a sealed one
+    (pyctl/seal.py: the backend is in its word, readable without the key)."""
+    sealed = seal.unseal(ufrag)
+    if sealed is not None and BACKEND_MIN <= sealed[0].backend <= BACKEND_MAX:
+        return sealed[0].backend
     prefix = ufrag[:PREFIX_LEN]
     if (
         len(ufrag) != UFRAG_LEN
