@@ -1,4 +1,5 @@
-"""`python -m bench` (about 10 minutes) or `python -m bench --smoke` (under 3, for CI)."""
+"""`python -m bench` (the full run; docs/benchmarks.md says how long the last one took) or
+`python -m bench --smoke` (tiny counts, for CI)."""
 
 from __future__ import annotations
 

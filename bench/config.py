@@ -31,12 +31,26 @@ TRX_MAC = labnet.mac(4, 1, 1)
 # An RTP-shaped payload (version 2, PT 111) of a typical Opus packet.
 RTP_PAYLOAD_LEN = 160
 
-RELAYS = ("steer", "bare_xdp", "userspace_compiled", "userspace_python", "nftables")
+RELAYS = (
+    "steer",
+    "bare_xdp",
+    "userspace_compiled",
+    "userspace_c_gro",
+    "userspace_python",
+    "nftables",
+    "nftables_flowtable",
+    "coturn",
+)
+# udp_ping speaks plain UDP to the VIP: no latency through a TURN server
+NO_LATENCY = ("coturn",)
+# Client ports of the flows userspace_c_gro is offered (trafgen cycles through them), so
+# that SO_REUSEPORT spreads them over its workers; the first is the flow under test.
+GRO_FLOWS = 4
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How much to measure. The full plan fits in ~10 minutes on a 2-core machine."""
+    """How much to measure (the full plan: `duration_s` in the results says how long)."""
 
     rounds: int  # passes over all relays; the order rotates each pass
     step_s: float  # one offered-load step
@@ -45,6 +59,11 @@ class Plan:
     # its --rate sends each second's packets in one burst, which measures buffers, not rate
     ladder_gaps_us: tuple[int, ...]
     live_frames: int  # frames per live-frames generator run
+    # fixed offered loads (live-frames generator, paced): CPU per packet where relays keep
+    # up; the first is below every relay's knee, the headline cpu_ns_per_packet
+    fixed_pps: tuple[int, ...]
+    fixed_s: float  # one fixed-load window
+    profile_s: float  # perf record of steer forwarding (bench/profile.py)
     pings: int  # latency samples per relay
     latency_chunks: int  # pings are taken in this many turns, the relays interleaved
     ping_rate: int  # pings per second
@@ -67,10 +86,13 @@ class Plan:
 
 FULL = Plan(
     rounds=3,
-    step_s=2.0,
-    full_s=4.0,
-    ladder_gaps_us=(100, 20, 5, 1),
+    step_s=1.5,
+    full_s=3.0,
+    ladder_gaps_us=(20, 1),
     live_frames=3_000_000,
+    fixed_pps=(50_000, 250_000, 1_000_000),
+    fixed_s=2.0,
+    profile_s=5.0,
     pings=20_000,
     latency_chunks=5,
     ping_rate=4_000,
@@ -86,6 +108,9 @@ SMOKE = Plan(
     full_s=1.0,
     ladder_gaps_us=(100,),
     live_frames=100_000,
+    fixed_pps=(50_000,),
+    fixed_s=0.3,
+    profile_s=1.0,
     pings=300,
     latency_chunks=1,
     ping_rate=1_000,

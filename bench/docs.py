@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
+from bench import report
 from bench.report import LABELS, _fmt
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -28,13 +29,70 @@ def _x(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}×"
 
 
+def _verified(r: dict[str, Any], n: str) -> str:
+    if n in (r.get("unavailable") or {}):
+        return "not available here"
+    return "yes" if r["verified"].get(n) else "**no**"
+
+
+def _unavailable(r: dict[str, Any]) -> list[str]:
+    u = r.get("unavailable") or {}
+    if not u:
+        return []
+    return [
+        "",
+        "Not run on this machine: "
+        + "; ".join(f"**{LABELS.get(n, n)}**: {why}" for n, why in u.items())
+        + ".",
+    ]
+
+
+def _low(r: dict[str, Any]) -> int:
+    """The lowest fixed offered load: the headline cpu_ns_per_packet is taken there."""
+    return min((int(k) for k in r.get("cpu_ns_per_packet_fixed_load") or {}), default=0)
+
+
+def _sp(sp: dict[str, Any] | None, unit: float = 1.0, spec: str = ".0f") -> str:
+    """median (min–max over rounds) of a spread entry."""
+    if not sp:
+        return "-"
+    med, lo, hi = (format(sp[k] / unit, spec) for k in ("median", "min", "max"))
+    return med if sp["n"] < 2 else f"{med} ({lo}–{hi})"
+
+
+def _cpu(r: dict[str, Any]) -> list[str]:
+    """Machine CPU per packet at each fixed load and at saturation, with the spread."""
+    sp = r.get("spread") or {}
+    fixed = r.get("cpu_ns_per_packet_fixed_load") or {}
+    levels = sorted(fixed, key=int)
+    loads = r.get("fixed_load") or {}
+    head = (
+        "| relay | "
+        + " | ".join(f"at {int(p) / 1e3:,.0f} kpps offered (ns; loss)" for p in levels)
+        + " | at saturation, trafgen full load, trafgen included (ns) |"
+    )
+    rows = [head, "|---|" + "---:|" * (len(levels) + 1)]
+    for n in c.RELAYS:
+        cells = []
+        for p in levels:
+            ld = (loads.get(p) or {}).get(n) or {}
+            cell = _sp((sp.get("cpu_ns_per_packet_fixed_load") or {}).get(p, {}).get(n))
+            loss = ld.get("loss")
+            cells.append(
+                f"{cell}; {_fmt(loss and loss * 100, '.1f')} %" if loss is not None else cell
+            )
+        wide = _sp((sp.get("cpu_ns_per_packet_systemwide") or {}).get(n))
+        rows.append(f"| {LABELS[n]} | " + " | ".join(cells) + f" | {wide} |")
+    return rows
+
+
 def _table(r: dict[str, Any]) -> list[str]:
     q = r["ratios"]
     rows = [
         "| relay | verified | delivered, trafgen full load (kpps) | steer × | delivered, "
-        "live-frames generator (kpps) | steer × | highest no-loss rate (kpps) | steer × | CPU "
-        "per forwarded packet (ns) | steer × | added RTT p50 / p99 / p99.9 (µs) | steer × "
-        "(whole p99 RTT) |",
+        "live-frames generator (kpps) | steer × | highest no-loss rate (kpps) | steer × | "
+        f"machine CPU per packet at {_low(r) / 1e3:.0f} kpps (ns) | steer × | added RTT p50 / "
+        "p99 / p99.9 (µs) | steer × (whole p99 RTT) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in c.RELAYS:
@@ -42,7 +100,7 @@ def _table(r: dict[str, Any]) -> list[str]:
         pps, nl = r["relay_pps"].get(n), r["no_loss_pps"].get(n)
         live = r["relay_pps_live"].get(n)
         rows.append(
-            f"| {LABELS[n]} | {'yes' if r['verified'].get(n) else '**no**'} "
+            f"| {LABELS[n]} | {_verified(r, n)} "
             f"| {_fmt(pps and pps / 1e3)} | {_x(q[n]['rate_full'])} "
             f"| {_fmt(live and live / 1e3)} | {_x(q[n]['rate_live'])} "
             f"| {_fmt(nl and nl / 1e3)} | {_x(q[n]['rate_no_loss'])} "
@@ -51,6 +109,21 @@ def _table(r: dict[str, Any]) -> list[str]:
             f"{_fmt(rtt.get('p999'), '.1f')} | {_x(q[n]['p99'])} |"
         )
     return rows
+
+
+def _paced_max(r: dict[str, Any]) -> float:
+    """The highest rate trafgen's paced (--gap) steps offered in this run."""
+    return max(
+        (p["offered_pps"] for v in r["load_curves"].values() for p in v if p.get("gap_us")),
+        default=0.0,
+    )
+
+
+def _paced_min(r: dict[str, Any]) -> float:
+    return min(
+        (p["offered_pps"] for v in r["load_curves"].values() for p in v if p.get("gap_us")),
+        default=0.0,
+    )
 
 
 def _reading(r: dict[str, Any]) -> list[str]:
@@ -99,9 +172,9 @@ def _reading(r: dict[str, Any]) -> list[str]:
             "- **No-loss rates** of "
             + ", ".join(f"{LABELS[n]} ({nl[n] / 1e3:.0f} kpps)" for n in capped)
             + " are lower bounds: trafgen paces only with one sendto per packet (--gap), "
-            "which tops out near 55 kpps here, and these relays lose at full load, so "
-            "their true no-loss rate lies between their highest paced step and their "
-            "full-load rate."
+            f"which reached at most {_paced_max(r) / 1e3:.0f} kpps in this run, and these "
+            "relays lose at full load, so their true no-loss rate lies between their highest "
+            "paced step and their full-load rate."
         )
     cpu = r["cpu_ns_per_packet"]
     if cpu.get("steer"):
@@ -122,8 +195,15 @@ def _reading(r: dict[str, Any]) -> list[str]:
         if even:
             parts.append("about as much as " + ", ".join(LABELS[n] for n in even))
         out.append(
-            f"- **CPU**: steer spends {cpu['steer']:.0f} ns of CPU per forwarded "
-            f"packet, from the client's veth to the fabric: {'; '.join(parts)}."
+            f"- **CPU** (machine busy time at {_low(r) / 1e3:.0f} kpps offered, where every "
+            f"relay delivers what it is offered): steer spends {cpu['steer']:.0f} ns per "
+            f"forwarded packet, from the client's veth to the fabric: {'; '.join(parts)}."
+        )
+    at, vs_bare = report.cpu_vs_bare(r)
+    if vs_bare is not None and at is not None:
+        out.append(
+            f"- **steer against bare XDP at the same delivered rate** ({int(at) / 1e3:,.0f} "
+            f"kpps): {vs_bare:.2f}× bare's machine CPU per packet."
         )
     a = r["added_rtt_us"]
     if a.get("steer"):
@@ -141,8 +221,13 @@ def _reading(r: dict[str, Any]) -> list[str]:
         sp, bp = size["steer_public"], size["bare_public"]
         out.append(
             f"- **In XDP**, an established-flow packet costs steer {x['established']:.0f} ns "
-            f"against {x['bare_redirect']:.0f} ns for the bare program "
-            f"({x['established'] / x['bare_redirect']:.1f}×). steer_public is "
+            f"against {_fmt(x.get('floor_lookup'))} ns for floor_lookup (the bare rewrite and "
+            "redirect plus one hash lookup with steer's 40-byte key: the least a relay that "
+            f"routes by flow can do; {_x(report._ratio(x['established'], x.get('floor_lookup')))}) "
+            f"and {x['bare_redirect']:.0f} ns for the bare program "
+            f"({x['established'] / x['bare_redirect']:.1f}×; a figure this small is close "
+            "to the harness's resolution, so floor_lookup is the fairer yardstick). "
+            "steer_public is "
             f"{sp['xlated_insns']} instructions with {sp['calls']} calls (helpers and map "
             f"lookups) against {bp['xlated_insns']} and {bp['calls']}: the bare program, "
             "with every address a constant, looks nothing up, reads no clock and counts "
@@ -174,12 +259,41 @@ def _reading(r: dict[str, Any]) -> list[str]:
         out.append(
             f"- **Scaling**: established-flow cost goes {ns[0]:.0f} → {ns[-1]:.0f} ns from "
             f"{int(sizes[0]):,} to {int(sizes[-1]):,} sessions and flows ({trend}). The test "
-            "run hits the same entry over and over, so it stays in cache; a million live flows "
-            "taking turns would add cache misses this does not show. The four maps hold "
+            "run hits the same entry over and over, so it stays in cache. The four maps hold "
             f"{mem:,.0f} MiB at the largest size (the LRU flow maps are preallocated at their "
             "full 2^20 entries; sessions grow as they are added)."
         )
+    rnd = r.get("xdp_ns_per_packet_random_1m") or {}
+    if rnd.get("established") is not None:
+        out.append(
+            f"- **Random access over {rnd['flows']:,} live flows** (each packet a random "
+            "flow: the cache-miss regime; `bench/rand.bpf.c` rewrites the template's "
+            "address and tail-calls the program, its own cost subtracted): established "
+            f"{rnd['established']:.0f} ns, return {_fmt(rnd.get('return'))} ns, floor_lookup "
+            f"{_fmt(rnd.get('floor_lookup'))} ns, bare {_fmt(rnd.get('bare_redirect'))} ns: "
+            f"steer {_x(report._ratio(rnd['established'], rnd.get('floor_lookup')))} the "
+            "floor."
+        )
     return out
+
+
+def _profile(r: dict[str, Any]) -> list[str]:
+    """bench/profile.py: where steer's forwarding spends its CPU (perf, cpu-clock)."""
+    p = r.get("profile")
+    if not p or not p.get("top"):
+        return []
+    return [
+        "## Profile",
+        "",
+        f"`perf record -F 999 -a -g` (event cpu-clock: no hardware counters here) for "
+        f"{p['seconds']:.0f} s while the live-frames generator sends through steer "
+        f"({p['samples']:,} samples). Share of all samples by symbol (self):",
+        "",
+        "| symbol | share |",
+        "|---|---:|",
+        *[f"| `{sym}` | {share:.1%} |" for sym, share in p["top"]],
+        "",
+    ]
 
 
 def _fuzz(r: dict[str, Any]) -> list[str]:
@@ -266,7 +380,7 @@ def _control_plane(r: dict[str, Any]) -> list[str]:
         "namespace, so that the session's first packet takes the XDP path. The daemon "
         "remembers valid next hops until the kernel reports a link, neighbour or route "
         "change (pyctl/nexthop.py), so only the first session of a transceiver, or the "
-        "first after a change, pays the netlink query (~2 ms from Python). Single "
+        "first after a change, pays the netlink query. Single "
         "registrations are bounded by the API's HTTP and JSON handling in one Python "
         "process; batches check each distinct backend and next hop once.",
         "",
@@ -286,11 +400,13 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         f"<!-- generated by `python -m bench` from bench/results/{r['timestamp']}.json; "
         "edit bench/docs.py, not this file -->",
         "",
-        "`make bench` (or `.venv/bin/python -m bench`, as root, ~10 minutes) runs five relays "
+        "`make bench` (or `.venv/bin/python -m bench`, as root; this run took "
+        f"{_fmt((r.get('duration_s') or 0) / 60)} minutes) runs {len(c.RELAYS)} relays "
         "for the same flow, interleaved in rounds in one invocation so that machine noise falls "
-        "on all of them alike, and rewrites this page. `python -m bench --smoke` is the same "
-        "with tiny counts (part of `make test`). Ratios measured in one run are the claim; "
-        "absolute numbers describe this machine.",
+        "on all of them alike, and rewrites this page from that run, whatever its ratios. "
+        "`python -m bench --smoke` is the same with tiny counts (part of `make test`). Ratios "
+        "measured in one run are the claim; absolute numbers describe this machine. Figures "
+        f"with a range are the median ({r['plan']['rounds']} rounds) and min–max.",
         "",
         "## Results",
         "",
@@ -302,6 +418,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "latency, whole p99 round trips: an added latency can be below zero).",
         "",
         *_table(r),
+        *_unavailable(r),
         "",
         f"![delivered vs offered]({rel[0]})",
         f"![latency CDF]({rel[1]})",
@@ -310,9 +427,17 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "",
         *_reading(r),
         "",
-        "Aims set for steer in issue 4:",
+        "Aims set for steer (issues 4 and 13):",
         "",
         *aims,
+        "",
+        "## CPU per packet",
+        "",
+        "Machine busy time per forwarded packet (see Method): at fixed offered loads from the "
+        "paced live-frames generator, and at saturation. A relay that loses more than 0.1 % "
+        "at a load has no figure there.",
+        "",
+        *_cpu(r),
         "",
         "## XDP cost per packet",
         "",
@@ -320,11 +445,14 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "*warm*: one run with a large repeat count (a busy relay's steady state); *cold*: the "
         "median of many single runs (each after a system call has been through the caches).",
         "",
-        "| packet class | warm (ns) | cold (ns) |",
-        "|---|---:|---:|",
+        "| packet class | warm (ns) | cold (ns) | random flow of "
+        f"{(r.get('xdp_ns_per_packet_random_1m') or {}).get('flows', 0):,} (ns) |",
+        "|---|---:|---:|---:|",
         *[
-            f"| {k} | {_fmt(r['xdp_ns_per_packet'].get(k))} | "
-            f"{_fmt(r['xdp_ns_per_packet_cold'].get(k))} |"
+            f"| {k} | "
+            f"{_sp((r.get('spread') or {}).get('xdp_ns_per_packet', {}).get(k))} | "
+            f"{_fmt(r['xdp_ns_per_packet_cold'].get(k))} | "
+            f"{_sp((r.get('spread') or {}).get('xdp_ns_per_packet_random_1m', {}).get(k))} |"
             for k in (
                 "established",
                 "first_stun",
@@ -332,6 +460,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
                 "first_stun_1400B",
                 "return",
                 "drop_unknown",
+                "floor_lookup",
                 "bare_redirect",
             )
         ],
@@ -358,6 +487,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
             for n, v in r["sessions_scaling"].items()
         ],
         "",
+        *_profile(r),
         *_control_plane(r),
         *_fuzz(r),
         *_flood(r),
@@ -376,39 +506,67 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "verification.",
         "- **bare XDP** (`bench/baselines/bare_xdp.bpf.c`): rewrite and redirect of exactly this "
         "flow with every address, MAC and interface a compile-time constant: no map, no FIB "
-        "lookup, no STUN. The floor for any XDP relay here.",
+        "lookup, no STUN. The floor for any XDP relay here. `floor_lookup` "
+        "(`bench/baselines/floor_xdp.bpf.c`, timed with BPF_PROG_TEST_RUN) adds one hash "
+        "lookup with steer's 40-byte flow key, which gives the destination: the floor for a "
+        "relay that routes by flow.",
         "- **userspace C** (`bench/baselines/udp_relay.c`, gcc -O2): one worker per core on the "
         "VIP with SO_REUSEPORT, recvmmsg/sendmmsg batches of 64, in-memory flow table, STUN "
         "USERNAME ufrag routing of a new client, a connected upstream socket per flow, replies "
         "sent from the VIP socket; 4 MiB socket buffers.",
+        "- **userspace C, GRO** (the same program with `--gro`): UDP_GRO on its sockets (the "
+        "kernel hands over a run of a flow's datagrams as one buffer) and UDP_SEGMENT on the "
+        "way out, each worker pinned to its own core, offered "
+        f"{c.GRO_FLOWS} flows by trafgen (client ports {c.CLIENT.port}–"
+        f"{c.CLIENT.port + c.GRO_FLOWS - 1}) so that SO_REUSEPORT spreads them; the "
+        "live-frames generator sends its one flow.",
         "- **userspace Python** (`bench/baselines/udp_relay.py`): the same relay on asyncio.",
         "- **nftables**: DNAT of VIP:port to the transceiver socket with conntrack, which "
         "un-NATs the replies to come from the VIP. It forwards by port and cannot route by ufrag.",
+        "- **nftables flowtable**: the same, plus a software flowtable on both relay "
+        "interfaces (`flow add @ft` in the forward chain): once conntrack has seen the reply, "
+        "the flow's packets are NATed and forwarded from the ingress hook, past the IP stack.",
+        "- **coturn** (Debian's turnserver, `bench/turn.py`): TURN on the VIP, authentication "
+        "off (it costs only the two control requests); the flow's client socket allocates a "
+        "relayed address and binds a channel to the transceiver socket, and the generators "
+        "send ChannelData (a 4-byte header, then the same RTP payload) that coturn relays "
+        "from the relay's internal address. No latency figure: udp_ping speaks plain UDP.",
         "",
         "Each relay is **verified before it is timed** (every round): a STUN Binding Request with "
         "the registered ufrag and three RTP-shaped packets must reach the transceiver socket "
         "byte for byte, and the answers must reach the client from the VIP. A relay that fails "
         "is not timed and the run exits non-zero.",
         "",
-        "- **Rate**: trafgen (one process, one core) in the client namespace sends a 214-byte "
-        "RTP-shaped frame of the established flow, built with scapy (trafgen's own headers had "
-        "bad checksums here). Paced steps "
+        "- **Rate**: trafgen (one process, one core) in the client namespace sends a "
+        f"{_fmt(r.get('frame_bytes'))}-byte RTP-shaped frame of the established flow, built "
+        "with scapy (trafgen's own headers had bad checksums here). Paced steps "
         f"(trafgen --gap {', '.join(str(g) for g in r['plan']['ladder_gaps_us'])} µs, one "
-        "sendto per packet, about 8 to 55 kpps here; trafgen's --rate sends each second's "
+        f"sendto per packet, {_paced_min(r) / 1e3:.0f} to {_paced_max(r) / 1e3:.0f} kpps in "
+        "this run; trafgen's --rate sends each second's "
         "packets in one burst, which measures buffer depth, not rate), climbing "
         "until a step loses over 1 %), then full load. Offered = the client veth's transmit "
-        "counter; delivered = an XDP counter on the transceiver's veth that drops what it counts "
-        "(so the socket path, ~1.4 Mpps, is not the limit). Counted over a steady window "
-        'after a warm-up. "No loss" is under 0.1 % lost.',
-        "- **CPU per forwarded packet**: during the trafgen full-load window, the machine's "
-        "interrupt and softirq time (/proc/stat: where XDP, forwarding and veth delivery run, "
-        "whatever task they interrupt) plus the CPU time of the benchmark's own process "
-        "groups (trafgen, a userspace relay's workers), less what the generator costs per "
-        "offered packet (a baseline run that drops at the relay's ingress), over the packets "
-        "delivered. Counting processes by group leaves out other tenants of this shared "
-        "machine; the system-wide figure (all busy time less a background sampled just "
-        "before) is in the JSON as `cpu_ns_per_packet_systemwide`. Both include the counting "
-        "program, the same for every relay.",
+        "counter; delivered = an XDP counter on "
+        f"`{r['delivered_counted_at']}`, where the relay's internal link enters the fabric, "
+        "that drops what it counts (so the transceiver's socket path is not the limit). "
+        'Counted over a steady window after a warm-up. "No loss" is under 0.1 % lost.',
+        "- **Fixed loads**: the live-frames generator paced to "
+        + ", ".join(f"{p / 1e3:,.0f}" for p in r["plan"].get("fixed_pps", ()))
+        + " kpps (one test run of frames per millisecond) for "
+        f"{r['plan'].get('fixed_s', 0)} s each, with the machine's CPU measured as below.",
+        "- **CPU per forwarded packet**: one source, the busy time of the whole machine from "
+        "/proc/stat deltas (all CPUs, every state but idle and iowait: XDP, softirqs, "
+        "kthreads, the generator, a userspace relay's workers), never summed with per-process "
+        "times that overlap it. Over a window: busy time, less the background sampled just "
+        "before with nothing running, less what the generator alone costs per offered packet "
+        "at the same load (a baseline run each round whose frames an XDP program drops at "
+        "the relay's door), over the packets delivered. `cpu_ns_per_packet` is taken at the "
+        "lowest fixed load, where every relay delivers what it is offered (so it is not the "
+        "rate in disguise); `cpu_ns_per_packet_systemwide` at saturation (trafgen's full "
+        "load), where trafgen spins on its core whatever it manages to send, so the figure is "
+        "the machine's whole busy time per delivered packet, trafgen included. The counting "
+        "program at the fabric runs on XDP frames for the XDP relays "
+        "(redirected frames reach it without an skb) and on skbs, converted for XDP by the "
+        "veth, for the others: its cost is part of every figure and not the same for all.",
         "- **Latency**: `bench/udp_ping.c`, one ping in flight at "
         f"{r['plan']['ping_rate']}/s, {r['plan']['pings']} per relay, from the flow's client "
         "socket to an echo on the transceiver socket; *added* is each percentile minus the "

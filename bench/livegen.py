@@ -3,8 +3,10 @@ in live-frames mode (the mechanism behind xdp-trafficgen) on the client's veth.
 
 trafgen from one core offers a few hundred kpps here, which every in-kernel relay
 forwards without loss, so its full-load column cannot separate them. This pushes the
-same frame ~10x faster; the delivered rate is then what each relay can carry. It runs
-only at full blast, in the calling thread (one core), for a fixed number of frames.
+same frame ~10x faster; the delivered rate is then what each relay can carry. It runs in
+the calling thread (one core): at full blast for a fixed number of frames, or paced at a
+fixed offered rate (CPU per packet where every relay keeps up, so not the rate in
+disguise).
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import ctypes
 import os
 import time
 
-from bench.topology import BenchNet
-from bench.traffic import LoadResult
+from bench.topology import BenchNet, hold_in_dispatcher
+from bench.traffic import DRAIN_S, WARMUP_S, LoadResult, cpu_busy_ns, idle_background
 from bench.xdp_progs import Sink
 from pyctl.netns import netns
 from pyctl.testrun import _TestRunOpts, _XdpMd
 
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 BATCH = 64
+SLOT_S = 0.001  # a paced run sends one test run of frames per millisecond
 
 _libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
 _libbpf.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
@@ -32,8 +35,10 @@ class LiveGenerator:
         self.net, self.frame, self.gen_fd, self.counter = net, frame, gen_fd, counter
         counter.set_generator_frame(frame)
         self.ifindex = net.ifindex(net.client, "eth0")
+        hold_in_dispatcher(net.client, gen_fd)
 
-    def run(self, frames: int) -> LoadResult:
+    def _send(self, frames: int) -> None:
+        """`frames` live frames in one test run (the caller is in the client namespace)."""
         data = ctypes.create_string_buffer(self.frame, len(self.frame))
         ctx = _XdpMd(data=0, data_end=len(self.frame), ingress_ifindex=self.ifindex)
         opts = _TestRunOpts(
@@ -46,15 +51,61 @@ class LiveGenerator:
             flags=BPF_F_TEST_XDP_LIVE_FRAMES,
             batch_size=BATCH,
         )
-        d0, t0 = self.counter.count(), time.monotonic()
-        with netns(self.net.client):
-            rc = _libbpf.bpf_prog_test_run_opts(self.gen_fd, ctypes.byref(opts))
-        # counted as the generator stops: what is still queued then does not count
-        delivered, t1 = self.counter.count() - d0, time.monotonic()
+        rc = _libbpf.bpf_prog_test_run_opts(self.gen_fd, ctypes.byref(opts))
         if rc != 0:
             err = ctypes.get_errno() or -rc
             raise OSError(err, f"live-frames test run: {os.strerror(err)}")
+
+    def run(self, frames: int) -> LoadResult:
+        self.counter.set_generator_frame(self.frame)  # generators may share a counter
+        d0, t0 = self.counter.count(), time.monotonic()
+        with netns(self.net.client):
+            self._send(frames)
+        # counted as the generator stops: what is still queued then does not count
+        delivered, t1 = self.counter.count() - d0, time.monotonic()
         dt = t1 - t0
         return LoadResult(
-            frames / dt, delivered / dt, 0.0, 0.0, frames, delivered, dt, None, frames, delivered
+            frames / dt, delivered / dt, 0.0, frames, delivered, dt, None, frames, delivered
+        )
+
+    def paced(self, pps: int, seconds: float, background_s: float = 0.5) -> LoadResult:
+        """A fixed offered load: pps frames per second in slots of SLOT_S (one test run
+        each), for `seconds` after a warm-up. busy_ns is the whole machine's busy time in
+        the window (/proc/stat, one source) less the background sampled just before."""
+        self.counter.set_generator_frame(self.frame)
+        per_slot = max(1, round(pps * SLOT_S))
+        background = idle_background(background_s)
+        with netns(self.net.client):
+            t_next = time.monotonic()
+
+            def slots(until: float) -> int:
+                nonlocal t_next
+                sent = 0
+                while t_next < until:
+                    self._send(per_slot)
+                    sent += per_slot
+                    t_next += SLOT_S
+                    pause = t_next - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
+                return sent
+
+            first = self.counter.count()
+            slots(time.monotonic() + WARMUP_S)
+            b0, d0, t0 = cpu_busy_ns(), self.counter.count(), time.monotonic()
+            offered = slots(t0 + seconds)
+            b1, d1, t1 = cpu_busy_ns(), self.counter.count(), time.monotonic()
+            sent_total = offered + round(WARMUP_S / SLOT_S) * per_slot
+        time.sleep(DRAIN_S)
+        dt = t1 - t0
+        return LoadResult(
+            offered / dt,
+            (d1 - d0) / dt,
+            max(0.0, b1 - b0 - background * dt),
+            offered,
+            d1 - d0,
+            dt,
+            None,
+            sent_total,
+            self.counter.count() - first,
         )

@@ -1,9 +1,10 @@
 /* probes.bpf.c — the benchmark's measuring points, not relays.
  *
  * bench_sink counts UDP to TARGET_IP:TARGET_PORT (a -D cflag, network byte order) and,
- * while bench_mode[0] is 1, drops it: on the transceiver's veth it counts what a relay
- * delivered without the socket path (~1.4 Mpps here) becoming the limit; on the relay's
- * public veth, in drop mode, it is the "relay that does nothing" CPU baseline.
+ * while bench_mode[0] is 1, drops it: on fabric/int-br (where the relay's internal link
+ * enters the fabric) it counts what a relay delivered without the transceiver's socket
+ * path becoming the limit; on the relay's public veth, in drop mode, it is the "relay that
+ * does nothing" CPU baseline.
  */
 #include <uapi/linux/bpf.h>
 #include <linux/if_ether.h>

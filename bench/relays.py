@@ -1,4 +1,4 @@
-"""The five relays under test, each with start() / stop() on the bench topology.
+"""The relays under test, each with start() / stop() on the bench topology.
 
 Only one relay runs at a time; stop() returns the relay namespace to plain routing
 (no XDP, no VIP address, no nft table, no conntrack entries), so the next relay cannot
@@ -26,6 +26,10 @@ from pyctl.maps import RouteMaps, Session
 from pyctl.netns import netns
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+class Unavailable(RuntimeError):
+    """This machine cannot run the relay (a kernel feature or package is missing)."""
 
 
 class Relay(Protocol):
@@ -142,11 +146,14 @@ class UserspaceRelay:
         t.run_in(self.net.relay, ["ip", "addr", "del", f"{c.VIP.ip}/32", "dev", "lo"], check=False)
 
 
-def compiled_relay(net: BenchNet, binary: Path) -> UserspaceRelay:
+def compiled_relay(net: BenchNet, binary: Path, gro: bool = False) -> UserspaceRelay:
+    """gro: UDP_GRO in, UDP_SEGMENT out, each worker pinned to its own core (--gro)."""
     workers = str(os.cpu_count() or 1)
     backend = f"{c.UFRAG}={c.TRX}"
     argv = [str(binary), str(c.VIP.ip), str(c.VIP.port), workers, backend]
-    return UserspaceRelay("userspace_compiled", net, argv)
+    if gro:
+        argv.insert(1, "--gro")
+    return UserspaceRelay("userspace_c_gro" if gro else "userspace_compiled", net, argv)
 
 
 def python_relay(net: BenchNet) -> UserspaceRelay:
@@ -175,27 +182,56 @@ table ip {NFT_TABLE} {{
 """
 
 
+# The same, with the software flowtable fast path: once conntrack has seen the reply, a
+# flow's packets are forwarded (NAT included) from the ingress hook, past the IP stack.
+NFT_FLOWTABLE_RULES = f"""
+table ip {NFT_TABLE} {{
+    flowtable ft {{
+        hook ingress priority filter; devices = {{ pub, int }};
+    }}
+    chain prerouting {{
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr {c.VIP.ip} udp dport {c.VIP.port} dnat to {c.TRX.ip}:{c.TRX.port}
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+    }}
+    chain forward {{
+        type filter hook forward priority filter; policy accept;
+        meta l4proto udp flow add @ft
+    }}
+}}
+"""
+
+
 class NftRelay:
     """Kernel DNAT with conntrack: replies are un-NATed to come from the VIP. It forwards
-    by port, so it cannot tell sessions apart by ufrag; that is the price of its speed."""
+    by port, so it cannot tell sessions apart by ufrag; that is the price of its speed.
+    flowtable: with the software flowtable fast path (nftables_flowtable)."""
 
-    name = "nftables"
-
-    def __init__(self, net: BenchNet) -> None:
-        self.net = net
+    def __init__(self, net: BenchNet, flowtable: bool = False) -> None:
+        self.net, self.flowtable = net, flowtable
+        self.name = "nftables_flowtable" if flowtable else "nftables"
 
     @property
     def pgids(self) -> frozenset[int]:
         return frozenset()
 
     def start(self) -> None:
-        subprocess.run(
+        r = subprocess.run(
             ["ip", "netns", "exec", self.net.relay, "nft", "-f", "-"],
-            input=NFT_RULES,
+            input=NFT_FLOWTABLE_RULES if self.flowtable else NFT_RULES,
             text=True,
-            check=True,
             capture_output=True,
         )
+        if r.returncode and self.flowtable and "flowtable ft" in r.stderr:
+            # nft says "No such file or directory" when the kernel has no flowtable type
+            raise Unavailable(
+                "the kernel refuses a flowtable (built without CONFIG_NF_FLOW_TABLE?): "
+                + r.stderr.strip().splitlines()[0]
+            )
+        if r.returncode:
+            raise RuntimeError(f"nft: {r.stderr.strip()}")
 
     def stop(self) -> None:
         t.run_in(self.net.relay, ["nft", "delete", "table", "ip", NFT_TABLE], check=False)

@@ -23,8 +23,11 @@ LABELS = {
     "steer": "steer (XDP)",
     "bare_xdp": "bare XDP",
     "userspace_compiled": "userspace C",
+    "userspace_c_gro": "userspace C, GRO",
     "userspace_python": "userspace Python",
     "nftables": "nftables",
+    "nftables_flowtable": "nftables flowtable",
+    "coturn": "coturn (TURN)",
     "direct": "direct (no relay)",
 }
 
@@ -52,14 +55,31 @@ def ratios(r: dict[str, Any]) -> dict[str, dict[str, float | None]]:
             "rate_live": _ratio(r["relay_pps_live"].get(steer), r["relay_pps_live"].get(name)),
             "rate_no_loss": _ratio(r["no_loss_pps"].get(steer), r["no_loss_pps"].get(name)),
             "cpu": _ratio(r["cpu_ns_per_packet"].get(name), r["cpu_ns_per_packet"].get(steer)),
+            "cpu_saturation": _ratio(
+                r["cpu_ns_per_packet_systemwide"].get(name),
+                r["cpu_ns_per_packet_systemwide"].get(steer),
+            ),
             "p99": _ratio(rtt.get("p99"), srtt.get("p99")),
         }
     return out
 
 
+def cpu_vs_bare(r: dict[str, Any]) -> tuple[str | None, float | None]:
+    """steer's machine CPU per packet over bare's at the highest fixed load both carried
+    without loss (the same delivered rate), and that load."""
+    fixed = r.get("cpu_ns_per_packet_fixed_load") or {}
+    for pps in sorted(fixed, key=int, reverse=True):
+        v = _ratio(fixed[pps].get("steer"), fixed[pps].get("bare_xdp"))
+        if v is not None:
+            return pps, v
+    return None, None
+
+
 def aims(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     q = r["ratios"]
     x = r["xdp_ns_per_packet"]
+    floor = _ratio(x.get("established"), x.get("floor_lookup"))
+    at, wide = cpu_vs_bare(r)
     p99 = {n: (r["added_rtt_us"].get(n) or {}).get("p99") for n in c.RELAYS}
     est = _ratio(x.get("established"), x.get("bare_redirect"))
     userspace_p99 = [p99[n] for n in ("userspace_compiled", "userspace_python")]
@@ -82,6 +102,14 @@ def aims(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
             and all(v is not None and p99["steer"] < v for v in userspace_p99),
         },
         "established <= 1.5x bare XDP": {"value": est, "met": est is not None and est <= 1.5},
+        "established <= 1.25x floor_lookup (test run ns)": {
+            "value": floor,
+            "met": floor is not None and floor <= 1.25,
+        },
+        f"machine CPU per packet <= 1.2x bare at the same delivered rate ({at} pps)": {
+            "value": wide,
+            "met": wide is not None and wide <= 1.2,
+        },
     }
 
 
@@ -96,7 +124,8 @@ def table(r: dict[str, Any]) -> str:
     lines = [
         "full = trafgen at full load; live = live-frames generator; no-loss = highest rate "
         "under 0.1 % loss;",
-        "cpu = CPU per forwarded packet; +rtt = added round trip in us over the direct route",
+        "cpu = machine busy ns per forwarded packet at the lowest fixed load (all relays keep",
+        "up); +rtt = added round trip in us over the direct route",
         "(< 0: faster than the kernel forwarding it); steer x > 1 means steer is better (its",
         "rate / theirs, their cost / steer's; for latency, their whole p99 round trip / steer's).",
         "",
@@ -120,8 +149,21 @@ def table(r: dict[str, Any]) -> str:
     x = r["xdp_ns_per_packet"]
     xc = r["xdp_ns_per_packet_cold"]
     lines += ["", "XDP cost per packet, BPF_PROG_TEST_RUN (ns, harness subtracted): warm / cold"]
-    for k in ("established", "first_stun", "return", "drop_unknown", "bare_redirect"):
+    for k in (
+        "established",
+        "first_stun",
+        "return",
+        "drop_unknown",
+        "floor_lookup",
+        "bare_redirect",
+    ):
         lines.append(f"  {k:<14} {_fmt(x.get(k)):>6} / {_fmt(xc.get(k))}")
+    xr = r.get("xdp_ns_per_packet_random_1m") or {}
+    if xr:
+        lines.append(
+            f"random access over {xr.get('flows', 0):,} flows: "
+            + ", ".join(f"{k} {_fmt(v)}" for k, v in xr.items() if k != "flows")
+        )
     lines += [
         "",
         "sessions scaling, warm ns/packet (established, first_stun, return, drop_unknown)",

@@ -21,7 +21,7 @@ from pyctl.loader import unload
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 PID_DIR = Path("/run/steer-bench")
-OUR_TOOLS = (b"udp_relay", b"udp_ping", b"trafgen")
+OUR_TOOLS = (b"udp_relay", b"udp_ping", b"trafgen", b"turnserver")
 
 
 class BenchNet:
@@ -67,6 +67,19 @@ def xdp_attach(ns: str, ifname: str, fd: int) -> None:
         index = ipr.link_lookup(ifname=ifname)[0]
         _set_xdp(ipr, index, -1, XDP_FLAGS_SKB_MODE)
         _set_xdp(ipr, index, fd, XDP_FLAGS_DRV_MODE, strict=True)
+
+
+def hold_in_dispatcher(ns: str, fd: int) -> None:
+    """Keep an XDP program in the kernel's XDP dispatcher while the namespace lives, by
+    attaching it (generic mode) to a veth of its own (no dummy driver here). Every
+    BPF_PROG_TEST_RUN of a program the dispatcher does not hold adds and removes it, and
+    each change waits for an RCU grace period (milliseconds, far more on a loaded
+    machine): a test run of a held program costs only itself."""
+    with IPRoute(netns=ns) as ipr:
+        name = f"xh{len(ipr.get_links())}"
+        ipr.link("add", ifname=name, kind="veth", peer=f"{name}p")
+        index = ipr.link_lookup(ifname=name)[0]
+        _set_xdp(ipr, index, fd, XDP_FLAGS_SKB_MODE, strict=True)
 
 
 def xdp_detach(ns: str, ifname: str) -> None:

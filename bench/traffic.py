@@ -1,4 +1,4 @@
-"""Offered load with trafgen, delivered load at the transceiver, CPU from /proc/stat.
+"""Offered load with trafgen, delivered load at the fabric, CPU from /proc/stat.
 
 The frame is built with scapy (trafgen's own ip/udp headers came out with bad checksums
 here, which the kernel drops and XDP does not: unfair) and handed to trafgen as raw
@@ -30,19 +30,25 @@ DRAIN_S = 0.2  # after trafgen stops, for what is still queued in a relay
 TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
 
 
-def rtp_frame() -> bytes:
+def rtp_frame(port: int = c.CLIENT.port) -> bytes:
     """client:port -> VIP, the established flow, as the client's NIC would send it."""
     pkt = (
         Ether(src=c.CLIENT_MAC, dst=c.PUB_MAC)
         / IP(src=str(c.CLIENT.ip), dst=str(c.VIP.ip), ttl=64, id=1)
-        / UDP(sport=c.CLIENT.port, dport=c.VIP.port)
+        / UDP(sport=port, dport=c.VIP.port)
         / Raw(rtp_packet(7))
     )
     return bytes(pkt)
 
 
-def write_trafgen_conf(path: Path, frame: bytes) -> Path:
-    path.write_text("{ " + ", ".join(f"0x{b:02x}" for b in frame) + " }\n")
+def rtp_frames(n: int) -> list[bytes]:
+    """The flow under test and n - 1 more from the next client ports."""
+    return [rtp_frame(c.CLIENT.port + i) for i in range(n)]
+
+
+def write_trafgen_conf(path: Path, *frames: bytes) -> Path:
+    """trafgen sends the packets of its configuration in turn."""
+    path.write_text("".join("{ " + ", ".join(f"0x{b:02x}" for b in f) + " }\n" for f in frames))
     return path
 
 
@@ -54,34 +60,21 @@ def cpu_busy_ns() -> float:
     return (sum(fields[:8]) - idle) * TICK_NS
 
 
-def our_cpu_ns(pgids: set[int]) -> float:
-    """CPU spent on the benchmark's packets so far: every interrupt and softirq on the
-    machine (where XDP, forwarding and veth delivery run, whichever task they interrupt)
-    plus the processes of our process groups (trafgen, a userspace relay). The machine
-    is shared; other tenants' processes are left out this way, their softirqs are not."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    ticks = fields[5] + fields[6]  # irq, softirq
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                # after the ")" that ends the command: state ppid pgrp ... utime(12) stime(13)
-                rest = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(rest[2]) in pgids:
-            ticks += int(rest[11]) + int(rest[12])
-    return ticks * TICK_NS
+def idle_background(seconds: float) -> float:
+    """The machine's busy ns per second with no load of ours (other tenants, daemons):
+    subtracted pro rata from a window's busy time. 0 for seconds <= 0."""
+    if seconds <= 0:
+        return 0.0
+    b0, t0 = cpu_busy_ns(), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_busy_ns() - b0) / (time.monotonic() - t0)
 
 
 @dataclass(frozen=True)
 class LoadResult:
     offered_pps: float
     delivered_pps: float
-    busy_ns: float  # CPU, all cores, in the window, less the background (see run)
-    our_ns: float  # CPU of our processes and of all softirqs in the window (our_cpu_ns)
+    busy_ns: float  # CPU, all cores (/proc/stat), in the window, less the background
     offered: int
     delivered: int
     seconds: float
@@ -121,16 +114,11 @@ class Generator:
         seconds: float,
         gap_us: int | None = None,
         background_s: float = 0.0,
-        pgids: frozenset[int] = frozenset(),
     ) -> LoadResult:
         """Offer load for `seconds` after a warm-up. With background_s, first sample the
         machine's busy time with no load for that long and subtract it pro rata: other
-        work on the machine is not the relay's. `pgids`: the relay's process groups."""
-        background = 0.0
-        if background_s:
-            b0, t0 = cpu_busy_ns(), time.monotonic()
-            time.sleep(background_s)
-            background = (cpu_busy_ns() - b0) / (time.monotonic() - t0)
+        work on the machine is not the relay's."""
+        background = idle_background(background_s)
         argv = [
             "ip",
             "netns",
@@ -160,12 +148,11 @@ class Generator:
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"trafgen exited: {err.strip()}")
             # rates and CPU over a steady window; loss over everything trafgen sent
-            ours = {proc.pid, *pgids}
-            b0, u0 = cpu_busy_ns(), our_cpu_ns(ours)
+            b0 = cpu_busy_ns()
             o0, d0, t0 = self._offered(), self.counter.count(), time.monotonic()
             time.sleep(seconds)
             o1, d1, t1 = self._offered(), self.counter.count(), time.monotonic()
-            b1, u1 = cpu_busy_ns(), our_cpu_ns(ours)
+            b1 = cpu_busy_ns()
         finally:
             os.killpg(proc.pid, signal.SIGINT)
             try:
@@ -183,7 +170,6 @@ class Generator:
             (o1 - o0) / dt,
             (d1 - d0) / dt,
             busy,
-            u1 - u0,
             o1 - o0,
             d1 - d0,
             dt,

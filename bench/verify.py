@@ -88,3 +88,29 @@ def verify(net: BenchNet) -> Verdict:
     finally:
         client.close()
         trx.close()
+
+
+def open_flows(net: BenchNet, n: int) -> Verdict:
+    """Flows from the n - 1 client ports after the one verify() used, each opened with a
+    Binding Request that must reach the transceiver socket (a relay that learns flows from
+    STUN, as the userspace relays do)."""
+    trx = _udp(net.trx, (str(c.TRX.ip), c.TRX.port))
+    vip = (str(c.VIP.ip), c.VIP.port)
+    try:
+        for i in range(1, n):
+            client = _udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port + i))
+            try:
+                client.sendto(binding_request(c.UFRAG), vip)
+                try:
+                    trx.recvfrom(2048)
+                except TimeoutError:
+                    return Verdict(False, f"the Binding Request of flow {i + 1} never arrived")
+            finally:
+                client.close()
+        return Verdict(
+            True,
+            f"STUN + {RTP_PACKETS} RTP packets forwarded, answers from the "
+            f"VIP; {n - 1} more flows opened",
+        )
+    finally:
+        trx.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,9 +16,9 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from bench import config as c
-from bench.topology import BenchNet
+from bench.topology import BenchNet, hold_in_dispatcher
 from bench.verify import binding_request, rtp_packet
-from bench.xdp_progs import BareXdp, Breakdown
+from bench.xdp_progs import BareXdp, Breakdown, FloorXdp, Randomizer
 from pyctl.endpoint import Endpoint
 from pyctl.loader import BuildOptions, DataPlane
 from pyctl.maps import RouteMaps, Session
@@ -97,7 +98,9 @@ class Timer:
     """
 
     def __init__(self, net: BenchNet, repeat: int, cold_runs: int, pass_fd: int) -> None:
-        self.net, self.repeat, self.cold_runs = net, repeat, cold_runs
+        self.net, self.repeat, self.cold_runs, self.pass_fd = net, repeat, cold_runs, pass_fd
+        self.held: set[int] = set()
+        self.hold(pass_fd)
         self.ifindex = {
             "public": net.ifindex(net.relay, "pub"),
             "internal": net.ifindex(net.relay, "int"),
@@ -109,7 +112,14 @@ class Timer:
             "warm": self.warm_ns(pass_fd, "public", probe, XdpAction.PASS),
         }
 
+    def hold(self, fd: int) -> None:
+        """See topology.hold_in_dispatcher: once per program timed."""
+        if fd not in self.held:
+            hold_in_dispatcher(self.net.relay, fd)
+            self.held.add(fd)
+
     def _check(self, fd: int, side: str, frame: bytes, want: XdpAction) -> bytes:
+        self.hold(fd)
         once = run_xdp(fd, frame, self.ifindex[side])
         if once.action != want:
             raise AssertionError(f"verdict {once.action.name}, expected {want.name}")
@@ -336,9 +346,16 @@ def _put_ip4(rows: np.ndarray, offset: int, first: int, count: int, base: int) -
     rows[:, offset : offset + 4] = ips.view(np.uint8).reshape(count, 4)
 
 
-def fill(maps: RouteMaps, first: int, count: int) -> None:
+def fill(
+    maps: RouteMaps,
+    first: int,
+    count: int,
+    nexthops: tuple[bytes, bytes] | None = None,
+) -> None:
     """Add sessions, socket index entries, flows and reverse flows [first, first+count),
-    each one batched update: distinct ufrags, sockets in 10.128/9, clients in 100.64/10."""
+    each one batched update: distinct ufrags, sockets in 10.128/9, clients in 100.64/10.
+    `nexthops`: (flow, reverse flow) next hops to cache in them (struct steer_nexthop
+    bytes); then only the flows and reverse flows are written."""
     sm, xm, fm, rm = maps.session_map, maps.sock_map, maps.flow_map, maps.rflow_map
     sess = maps.session_leaf(Session("tmpl", Endpoint.parse("10.128.0.0:40000"), c.VIP, 2))
     sock_off = sm.Leaf.sock.offset
@@ -350,9 +367,10 @@ def fill(maps: RouteMaps, first: int, count: int) -> None:
     s_leaves = _rows(sess, count)
     s_leaves[:, :32] = s_keys
     _put_ip4(s_leaves, sock_off, first, count, 0x0A800000)
-    sm.items_update_batch(_array(sm.Key, s_keys), _array(sm.Leaf, s_leaves))
-    x_keys = np.ascontiguousarray(s_leaves[:, sock_off : sock_off + ctypes.sizeof(xm.Key)])
-    xm.items_update_batch(_array(xm.Key, x_keys), _array(xm.Leaf, s_leaves))
+    if nexthops is None:
+        sm.items_update_batch(_array(sm.Key, s_keys), _array(sm.Leaf, s_leaves))
+        x_keys = np.ascontiguousarray(s_leaves[:, sock_off : sock_off + ctypes.sizeof(xm.Key)])
+        xm.items_update_batch(_array(xm.Key, x_keys), _array(xm.Leaf, s_leaves))
 
     client_tmpl = Endpoint.parse("100.64.0.0:50000")
     fk = fm.Key()
@@ -364,6 +382,9 @@ def fill(maps: RouteMaps, first: int, count: int) -> None:
     Endpoint.parse("10.128.0.0:40000").fill(fl.sock)
     f_leaves = _rows(fl, count)
     _put_ip4(f_leaves, 0, first, count, 0x0A800000)
+    if nexthops:
+        off = fm.Leaf.nh.offset
+        f_leaves[:, off : off + len(nexthops[0])] = np.frombuffer(nexthops[0], dtype=np.uint8)
     fm.items_update_batch(_array(fm.Key, f_keys), _array(fm.Leaf, f_leaves))
 
     rk = rm.Key()
@@ -374,7 +395,11 @@ def fill(maps: RouteMaps, first: int, count: int) -> None:
     r_keys[:, rk_client : rk_client + 20] = f_keys[:, :20]
     rl = rm.Leaf(backend_id=2)
     c.VIP.fill(rl.vip)
-    rm.items_update_batch(_array(rm.Key, r_keys), _array(rm.Leaf, _rows(rl, count)))
+    r_leaves = _rows(rl, count)
+    if nexthops:
+        off = rm.Leaf.nh.offset
+        r_leaves[:, off : off + len(nexthops[1])] = np.frombuffer(nexthops[1], dtype=np.uint8)
+    rm.items_update_batch(_array(rm.Key, r_keys), _array(rm.Leaf, r_leaves))
 
 
 def memlock(table: Any) -> int:
@@ -407,6 +432,121 @@ def scaling(
             },
         }
     return out
+
+
+def floor_costs(timer: Timer, pub_ifindex: int, int_ifindex: int) -> dict[str, float]:
+    """floor_public, like bare_costs: the transceiver address as its "VIP" and one flow
+    (client, transceiver) -> transceiver, so every repeat takes the same path."""
+    floor = FloorXdp(pub_ifindex, int_ifindex, vip=c.TRX)
+    floor.add(c.CLIENT, c.TRX, c.TRX)
+    frame = _frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+    fd = floor.fd("public")
+    return {
+        "warm": timer.warm_ns(fd, "public", frame, XdpAction.REDIRECT),
+        "cold": timer.cold_ns(fd, "public", frame, XdpAction.REDIRECT),
+    }
+
+
+# -- random access over many flows
+RANDOM_CLIENTS = Endpoint.parse("100.64.0.0:50000")  # fill()'s clients and sockets
+RANDOM_SOCKS = Endpoint.parse("10.128.0.0:40000")
+RANDOM_REPEAT = 200_000  # per warm measurement: done well within the next-hop TTL (1 s)
+CLOCK_MONOTONIC_COARSE = 6  # what bpf_ktime_get_coarse_ns() reads
+
+
+def _nexthop(ifindex: int, dmac: str, smac: str) -> bytes:
+    """struct steer_nexthop, checked now: fresh for STEER_NEXTHOP_TTL_NS."""
+    now = time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE)
+    macs = bytes.fromhex(dmac.replace(":", "")) + bytes.fromhex(smac.replace(":", ""))
+    return struct.pack("=QI", now, ifindex) + macs
+
+
+def random_costs(
+    timer: Timer, dp: DataPlane, n: int, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Warm ns/packet when every packet belongs to a random one of `n` live flows (the
+    cache-miss regime), after scaling() has filled `n` sessions and flows. Each program is
+    entered through rand.bpf.c, whose own cost (the same prologue in front of a program
+    that only returns) is subtracted. steer's flows get a freshly cached next hop first,
+    as a live flow has; a run that fell back to the FIB would change the verdict (no route
+    to the filled addresses) and fail the reason check."""
+    maps, rnd = RouteMaps(dp.bpf), Randomizer()
+    pub, prv = timer.ifindex["public"], timer.ifindex["internal"]
+    floor = FloorXdp(pub, prv)
+    floor.fill(RANDOM_CLIENTS, c.VIP, c.TRX, n)
+    bare = BareXdp(pub, prv, vip=c.TRX)
+    est = _frame(RANDOM_CLIENTS, c.VIP, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+    ret = _frame(RANDOM_SOCKS, RANDOM_CLIENTS, rtp_packet(2), c.TRX_MAC, c.INT_MAC)
+    bare_frame = _frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+
+    def timed(
+        fd: int,
+        which: str,
+        side: str,
+        frame: bytes,
+        want: XdpAction,
+        k: int,
+        src: Endpoint,
+        dst: Endpoint,
+    ) -> float:
+        rnd.aim(timer.pass_fd, frame, k, src, dst)
+        base = timer.warm_ns(rnd.fds[which], side, frame, XdpAction.PASS)
+        rnd.aim(fd, frame, k, src, dst)
+        return max(0.0, timer.warm_ns(rnd.fds[which], side, frame, want) - base)
+
+    def steer(cls: str, which: str, side: str, frame: bytes) -> float:
+        fill(
+            maps,
+            0,
+            n,
+            (_nexthop(prv, c.TRX_MAC, c.INT_MAC), _nexthop(pub, c.CLIENT_MAC, c.PUB_MAC)),
+        )
+        reason = CLASS_REASON[cls]
+        before = maps.stats()[reason][0]
+        ns = timed(
+            dp.prog_fd(side),
+            which,
+            side,
+            frame,
+            XdpAction.REDIRECT,
+            n,
+            RANDOM_CLIENTS if which == "src" else RANDOM_SOCKS,
+            RANDOM_CLIENTS,
+        )
+        if maps.stats()[reason][0] - before != 1 + timer.warm_runs:
+            raise AssertionError(f"random {cls}: not every run took the {reason.label} path")
+        return ns
+
+    progress(f"random access over {n:,} flows (rand.bpf.c tail-calling each program)")
+    saved, timer.repeat = timer.repeat, min(timer.repeat, RANDOM_REPEAT)
+    try:
+        return {
+            "flows": n,
+            "established": steer("established", "src", "public", est),
+            "return": steer("return", "both", "internal", ret),
+            "floor_lookup": timed(
+                floor.fd("public"),
+                "src",
+                "public",
+                est,
+                XdpAction.REDIRECT,
+                n,
+                RANDOM_CLIENTS,
+                RANDOM_CLIENTS,
+            ),
+            "bare_redirect": timed(
+                bare.fd("public"),
+                "src",
+                "public",
+                bare_frame,
+                XdpAction.REDIRECT,
+                1,
+                c.CLIENT,
+                c.CLIENT,
+            ),
+        }
+    finally:
+        timer.repeat = saved
 
 
 def breakdown(timer: Timer) -> dict[str, float]:

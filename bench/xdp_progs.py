@@ -9,6 +9,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from bcc import BPF
 
 from bench import config as c
@@ -63,10 +64,14 @@ class BareXdp:
     """bare_public / bare_internal compiled for the benchmark's one flow. `vip` other than
     the VIP builds a timing copy (see xdp_cost.Timer)."""
 
+    SRC = "bare_xdp.bpf.c"
+    FUNCS: tuple[str, ...] = ("bare_public", "bare_internal")
+
     def __init__(self, pub_ifindex: int, int_ifindex: int, vip: Endpoint = c.VIP) -> None:
         self.bpf = BPF(
-            src_file=str(HERE / "baselines" / "bare_xdp.bpf.c"),
+            src_file=str(HERE / "baselines" / self.SRC),
             cflags=[
+                f"-I{HERE / 'baselines'}",
                 f"-DVIP_IP={_be32(vip)}",
                 f"-DVIP_PORT={_be16(vip.port)}",
                 f"-DCLIENT_IP={_be32(c.CLIENT)}",
@@ -82,11 +87,67 @@ class BareXdp:
             ],
         )
         self.fns: dict[str, Any] = {
-            side: self.bpf.load_func(f"bare_{side}", BPF.XDP) for side in ("public", "internal")
+            f.split("_", 1)[1]: self.bpf.load_func(f, BPF.XDP) for f in self.FUNCS
         }
 
     def fd(self, side: str) -> int:
         return int(self.fns[side].fd)
+
+
+class FloorXdp(BareXdp):
+    """floor_public (baselines/floor_xdp.bpf.c): bare's rewrite and redirect plus one hash
+    lookup with steer's 40-byte flow key. Its flows are added with add() / fill()."""
+
+    SRC = "floor_xdp.bpf.c"
+    FUNCS = ("floor_public",)
+
+    def _key(self, client: Endpoint, vip: Endpoint) -> Any:
+        flows = self.bpf["floor_flows"]
+        k = flows.Key()
+        for addr, ep in ((k.client, client), (k.vip, vip)):
+            ctypes.memmove(addr.ip, ep.ip.packed, 4)
+            addr.port = socket.htons(ep.port)
+            addr.family = 4
+        return k
+
+    def add(self, client: Endpoint, vip: Endpoint, to: Endpoint) -> None:
+        flows = self.bpf["floor_flows"]
+        leaf = flows.Leaf()
+        leaf.ip = struct.unpack("=I", to.ip.packed)[0]
+        leaf.port = socket.htons(to.port)
+        flows[self._key(client, vip)] = leaf
+
+    def fill(self, client_base: Endpoint, vip: Endpoint, to: Endpoint, n: int) -> None:
+        """n flows from consecutive client addresses (client_base's port) to `to`."""
+        flows = self.bpf["floor_flows"]
+        key = np.frombuffer(bytes(self._key(client_base, vip)), dtype=np.uint8)
+        keys = np.ascontiguousarray(np.tile(key, (n, 1)))
+        ips = (np.arange(n, dtype=np.uint64) + int(client_base.ip)).astype(">u4")
+        keys[:, 0:4] = ips.view(np.uint8).reshape(n, 4)
+        leaf = flows.Leaf(ip=struct.unpack("=I", to.ip.packed)[0], port=socket.htons(to.port))
+        leaves = np.ascontiguousarray(np.tile(np.frombuffer(bytes(leaf), dtype=np.uint8), (n, 1)))
+        flows.items_update_batch(
+            (flows.Key * n).from_buffer(keys), (flows.Leaf * n).from_buffer(leaves)
+        )
+
+
+class Randomizer:
+    """rand.bpf.c: a template frame with a random one of `n` consecutive addresses as its
+    source (rand_src) or source and destination (rand_both), then a tail call into the
+    program under test."""
+
+    def __init__(self) -> None:
+        self.bpf = BPF(src_file=str(HERE / "rand.bpf.c"))
+        self.fds = {f: int(self.bpf.load_func(f"rand_{f}", BPF.XDP).fd) for f in ("src", "both")}
+
+    def aim(self, target_fd: int, frame: bytes, n: int, src: Endpoint, dst: Endpoint) -> None:
+        tmpl = self.bpf["rand_tmpl"]
+        leaf = tmpl.Leaf()
+        ctypes.memmove(ctypes.addressof(leaf), frame, ctypes.sizeof(leaf))
+        tmpl[tmpl.Key(0)] = leaf
+        conf = self.bpf["rand_conf"]
+        conf[conf.Key(0)] = conf.Leaf(n=n, src_base=int(src.ip), dst_base=int(dst.ip))
+        self.bpf["rand_target"][0] = target_fd
 
 
 class Breakdown:

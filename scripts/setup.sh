@@ -12,7 +12,7 @@ APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm e
   chromium redis-server vagrant strace python3-nftables espeak-ng
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base gstreamer1.0-nice
   gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-gi python3-gst-1.0
-  golang-go golang-github-pion-webrtc.v3-dev)
+  golang-go golang-github-pion-webrtc.v3-dev coturn linux-perf)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

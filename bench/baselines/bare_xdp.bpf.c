@@ -40,9 +40,11 @@ static __always_inline int relay(struct xdp_md *ctx, __be32 match_src, __be16 ma
 	__be16 *port;
 	__u16 c;
 
+	/* match_src 0: any source (floor_xdp.bpf.c, which has looked the flow up already) */
 	if ((void *)(udp + 1) > data_end || eth->h_proto != htons(ETH_P_IP) || ip->ihl != 5 ||
-	    ip->protocol != IPPROTO_UDP || ip->saddr != match_src || ip->daddr != match_dst ||
-	    udp->source != match_sport || udp->dest != match_dport)
+	    ip->protocol != IPPROTO_UDP || (match_src && ip->saddr != match_src) ||
+	    ip->daddr != match_dst || (match_src && udp->source != match_sport) ||
+	    udp->dest != match_dport)
 		return XDP_PASS;
 	addr = rewrite_dst ? &ip->daddr : &ip->saddr;
 	port = rewrite_dst ? &udp->dest : &udp->source;

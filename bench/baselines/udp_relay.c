@@ -8,11 +8,16 @@
  * upstream) and remembers client <-> upstream in memory. Whatever the backend sends on
  * an upstream goes back to its client from the VIP socket (return-path NAT).
  *
- * usage: udp_relay VIP_IP VIP_PORT WORKERS UFRAG=IP:PORT...   (prints "ready" when bound)
+ * --gro (userspace_c_gro): the strongest form of the same relay. UDP_GRO on every socket,
+ * so the kernel hands over runs of a flow's datagrams as one buffer (with their segment
+ * size), which leaves again as one send with UDP_SEGMENT; worker i pinned to core i.
+ *
+ * usage: udp_relay [--gro] VIP_IP VIP_PORT WORKERS UFRAG=IP:PORT...   (prints "ready")
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
@@ -25,8 +30,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+
 #define BATCH 64
 #define MTU 2048
+#define GRO_BUF 65536 /* a coalesced run of datagrams */
 #define MAX_FLOWS 65536 /* open-addressed, power of two */
 #define MAX_FDS 65536
 #define MAX_BACKENDS 64
@@ -51,7 +67,55 @@ static struct sockaddr_in fd_client[MAX_FDS]; /* upstream fd -> its client */
 static struct mmsghdr msgs[BATCH], out[BATCH];
 static struct iovec iov[BATCH], oiov[BATCH];
 static struct sockaddr_in names[BATCH];
-static char bufs[BATCH][MTU];
+static char *bufs; /* BATCH buffers of bufsz */
+static size_t bufsz = MTU;
+static int gro;
+/* per message: the segment size UDP_GRO reports on receive, UDP_SEGMENT asks on send */
+static char ctrl[BATCH][CMSG_SPACE(sizeof(int))], octrl[BATCH][CMSG_SPACE(sizeof(uint16_t))];
+#define BUF(i) (bufs + (size_t)(i) * bufsz)
+
+/* The segment size of received message i (0: one datagram). */
+static int gso_size(int i)
+{
+	struct msghdr *h = &msgs[i].msg_hdr;
+	struct cmsghdr *cm;
+
+	for (cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm))
+		if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO)
+			return *(int *)CMSG_DATA(cm);
+	return 0;
+}
+
+/* Out message k carries received message i: as one send of its segments under --gro. */
+static void out_msg(int k, int i, void *name, socklen_t namelen)
+{
+	int seg = gro ? gso_size(i) : 0;
+
+	oiov[k].iov_base = BUF(i);
+	oiov[k].iov_len = msgs[i].msg_len;
+	out[k].msg_hdr = (struct msghdr){ .msg_name = name, .msg_namelen = namelen,
+					  .msg_iov = &oiov[k], .msg_iovlen = 1 };
+	if (seg && (int)msgs[i].msg_len > seg) {
+		struct cmsghdr *cm;
+
+		out[k].msg_hdr.msg_control = octrl[k];
+		out[k].msg_hdr.msg_controllen = sizeof(octrl[k]);
+		cm = CMSG_FIRSTHDR(&out[k].msg_hdr);
+		cm->cmsg_level = SOL_UDP;
+		cm->cmsg_type = UDP_SEGMENT;
+		cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+		*(uint16_t *)CMSG_DATA(cm) = (uint16_t)seg;
+	}
+}
+
+static void rearm(void)
+{
+	for (int i = 0; i < BATCH; i++) { /* recvmmsg shrinks them to what it wrote */
+		msgs[i].msg_hdr.msg_namelen = sizeof(names[i]);
+		if (gro)
+			msgs[i].msg_hdr.msg_controllen = sizeof(ctrl[i]);
+	}
+}
 
 static void big_buffers(int fd)
 {
@@ -59,6 +123,11 @@ static void big_buffers(int fd)
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size));
+	if (gro) {
+		int one = 1;
+
+		setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+	}
 }
 
 static struct flow *flow_slot(uint32_t ip, uint16_t port)
@@ -159,7 +228,7 @@ static void from_clients(int ep, int vip_fd)
 		if (!f)
 			continue;
 		if (!f->ip) {
-			fd = new_upstream(ep, (uint8_t *)bufs[i], msgs[i].msg_len, c);
+			fd = new_upstream(ep, (uint8_t *)BUF(i), msgs[i].msg_len, c);
 			if (fd < 0)
 				continue;
 			f->ip = c->sin_addr.s_addr;
@@ -171,9 +240,7 @@ static void from_clients(int ep, int vip_fd)
 			k = 0;
 		}
 		cur = f->up_fd;
-		oiov[k].iov_base = bufs[i];
-		oiov[k].iov_len = msgs[i].msg_len;
-		out[k].msg_hdr = (struct msghdr){ .msg_iov = &oiov[k], .msg_iovlen = 1 };
+		out_msg(k, i, NULL, 0);
 		k++;
 	}
 	if (k)
@@ -185,23 +252,29 @@ static void from_backend(int vip_fd, int up_fd)
 {
 	int n = recvmmsg(up_fd, msgs, BATCH, MSG_DONTWAIT, NULL);
 
-	for (int i = 0; i < n; i++) {
-		oiov[i].iov_base = bufs[i];
-		oiov[i].iov_len = msgs[i].msg_len;
-		out[i].msg_hdr = (struct msghdr){ .msg_name = &fd_client[up_fd],
-						  .msg_namelen = sizeof(struct sockaddr_in),
-						  .msg_iov = &oiov[i], .msg_iovlen = 1 };
-	}
+	for (int i = 0; i < n; i++)
+		out_msg(i, i, &fd_client[up_fd], sizeof(struct sockaddr_in));
 	if (n > 0)
 		send_batch(vip_fd, out, n);
 }
 
-static int worker(const struct sockaddr_in *vip, int ready_fd)
+static int worker(const struct sockaddr_in *vip, int ready_fd, int index)
 {
 	struct epoll_event ev = { .events = EPOLLIN }, evs[64];
 	int one = 1, vip_fd, ep, n;
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (gro) {
+		cpu_set_t cpus;
+
+		CPU_ZERO(&cpus);
+		CPU_SET(index % sysconf(_SC_NPROCESSORS_ONLN), &cpus);
+		sched_setaffinity(0, sizeof(cpus), &cpus);
+		bufsz = GRO_BUF;
+	}
+	bufs = malloc(BATCH * bufsz);
+	if (!bufs)
+		return 1;
 	vip_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
 	setsockopt(vip_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	big_buffers(vip_fd);
@@ -213,11 +286,14 @@ static int worker(const struct sockaddr_in *vip, int ready_fd)
 		return 1;
 	close(ready_fd);
 	for (int i = 0; i < BATCH; i++) {
-		iov[i] = (struct iovec){ .iov_base = bufs[i], .iov_len = MTU };
+		iov[i] = (struct iovec){ .iov_base = BUF(i), .iov_len = bufsz };
 		msgs[i].msg_hdr = (struct msghdr){ .msg_name = &names[i],
 						   .msg_namelen = sizeof(names[i]),
 						   .msg_iov = &iov[i], .msg_iovlen = 1 };
+		if (gro)
+			msgs[i].msg_hdr.msg_control = ctrl[i];
 	}
+	rearm();
 	ep = epoll_create1(0);
 	ev.data.fd = vip_fd;
 	epoll_ctl(ep, EPOLL_CTL_ADD, vip_fd, &ev);
@@ -229,8 +305,7 @@ static int worker(const struct sockaddr_in *vip, int ready_fd)
 			else
 				from_backend(vip_fd, evs[i].data.fd);
 		}
-		for (int i = 0; i < BATCH; i++) /* recvmmsg shrinks it to what it wrote */
-			msgs[i].msg_hdr.msg_namelen = sizeof(names[i]);
+		rearm();
 	}
 }
 
@@ -239,8 +314,14 @@ int main(int argc, char **argv)
 	struct sockaddr_in vip = { .sin_family = AF_INET };
 	int workers;
 
+	if (argc > 1 && !strcmp(argv[1], "--gro")) {
+		gro = 1;
+		argv++;
+		argc--;
+	}
 	if (argc < 5) {
-		fprintf(stderr, "usage: %s VIP_IP VIP_PORT WORKERS UFRAG=IP:PORT...\n", argv[0]);
+		fprintf(stderr, "usage: %s [--gro] VIP_IP VIP_PORT WORKERS UFRAG=IP:PORT...\n",
+			argv[0]);
 		return 2;
 	}
 	inet_pton(AF_INET, argv[1], &vip.sin_addr);
@@ -267,7 +348,7 @@ int main(int argc, char **argv)
 		return 1;
 	for (int i = 0; i < workers; i++)
 		if (fork() == 0)
-			return worker(&vip, ready[1]);
+			return worker(&vip, ready[1], i);
 	close(ready[1]);
 	for (int i = 0; i < workers; i++) /* one byte from each worker once it is bound */
 		if (read(ready[0], &c, 1) != 1)

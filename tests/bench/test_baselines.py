@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import relays, topology
+from bench import config as c
+from bench import relays, topology, turn
 from bench.build import relay_binary
 from bench.topology import BenchNet
-from bench.verify import binding_request, rtp_packet, verify
+from bench.verify import _udp, binding_request, open_flows, rtp_packet, verify
 
 pytestmark = pytest.mark.netns
 
@@ -37,13 +38,19 @@ BASELINES: dict[str, Callable[[BenchNet, Path], relays.Relay]] = {
     "userspace_compiled": lambda net, build: relays.compiled_relay(net, relay_binary(build)),
     "userspace_python": lambda net, _: relays.python_relay(net),
     "nftables": lambda net, _: relays.NftRelay(net),
+    "userspace_c_gro": lambda net, build: relays.compiled_relay(net, relay_binary(build), gro=True),
+    "nftables_flowtable": lambda net, _: relays.NftRelay(net, flowtable=True),
 }
 
 
 @pytest.mark.parametrize("name", list(BASELINES))
 def test_baseline_forwards(net: BenchNet, tmp_path: Path, name: str) -> None:
     relay = BASELINES[name](net, tmp_path)
-    relay.start()
+    try:
+        relay.start()
+    except relays.Unavailable as e:
+        relay.stop()
+        pytest.skip(f"{name}: {e}")
     try:
         # twice: the second pass runs over the flow the first one created
         for _ in range(2):
@@ -64,3 +71,44 @@ def test_probe_payloads_are_what_a_relay_classifies() -> None:
     stun, rtp = binding_request("abcd"), rtp_packet(3)
     assert stun[0] <= 3 and stun[4:8] == b"\x21\x12\xa4\x42"  # RFC 7983: STUN
     assert 128 <= rtp[0] <= 191  # RFC 7983: RTP/RTCP
+
+
+def test_gro_relay_opens_and_forwards_several_flows(net: BenchNet, tmp_path: Path) -> None:
+    """userspace_c_gro is offered GRO_FLOWS flows (so SO_REUSEPORT spreads them): each one
+    is opened by a Binding Request and then carries RTP to the transceiver intact."""
+    relay = relays.compiled_relay(net, relay_binary(tmp_path), gro=True)
+    relay.start()
+    try:
+        assert verify(net).ok
+        v = open_flows(net, c.GRO_FLOWS)
+        assert v.ok, v.detail
+        trx = _udp(net.trx, (str(c.TRX.ip), c.TRX.port))
+        try:
+            for i in range(c.GRO_FLOWS):
+                client = _udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port + i))
+                try:
+                    client.sendto(rtp_packet(100 + i), (str(c.VIP.ip), c.VIP.port))
+                    assert trx.recvfrom(2048)[0] == rtp_packet(100 + i)
+                finally:
+                    client.close()
+        finally:
+            trx.close()
+    finally:
+        relay.stop()
+
+
+def test_coturn_relays_channel_data(net: BenchNet) -> None:
+    """coturn allocates, binds the channel to the transceiver socket, and relays
+    ChannelData both ways byte for byte (bench/turn.py's own check, run before timing)."""
+    relay = turn.CoturnRelay(net)
+    try:
+        relay.start()
+    except relays.Unavailable as e:
+        relay.stop()
+        pytest.skip(str(e))
+    try:
+        v = relay.channel()
+        assert v.ok, v.detail
+        assert turn.channel_frame()[42:46] == b"\x40\x00\x00\xa0"  # channel, 160 bytes
+    finally:
+        relay.stop()
