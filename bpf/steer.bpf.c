@@ -248,6 +248,87 @@ static __always_inline int steer_stun(struct xdp_md *ctx, struct steer_pkt *pkt,
 	return STEER_CONTINUE;
 }
 
+/* Connection hints: SRTP/SRTCP. The relay learns the SSRCs a client sends on an
+ * authenticated flow (a flow exists only after the transceiver's Binding Success
+ * Response), never from a packet that arrived on no flow, at most STEER_SESSION_SSRC_CAP
+ * per session socket (its own oldest goes first), first come first served between live
+ * sessions. RTP/RTCP from an address with no flow whose SSRC a live session owns goes to
+ * that session's socket (fwd_rtp_hint), creating nothing: the SRTP authentication tag is
+ * the transceiver's to check, as a ufrag's MESSAGE-INTEGRITY is. tests/bpf/model.py
+ * mirrors this. */
+
+/* 0 and *ssrc (as on the wire) for RTP (RFC 3550: SSRC at byte 8) or RTCP (payload type
+ * 192..223 in byte 1: the sender's SSRC at byte 4); -1 if too short. */
+static __always_inline int rtp_ssrc(struct xdp_md *ctx, const struct steer_pkt *pkt, __u32 *ssrc)
+{
+	__u8 h[8];
+	__u32 off = 4;
+
+	if (pkt->payload_len < 8 || bpf_xdp_load_bytes(ctx, pkt->payload_off, h, sizeof(h)))
+		return -1;
+	if (h[1] < 192 || h[1] > 223) {
+		if (pkt->payload_len < 12)
+			return -1;
+		off = 8;
+	}
+	return bpf_xdp_load_bytes(ctx, pkt->payload_off + off, ssrc, sizeof(*ssrc)) ? -1 : 0;
+}
+
+/* A client's RTP/RTCP on its authenticated flow: remember its SSRC for the flow's socket. */
+static __always_inline void ssrc_learn(struct xdp_md *ctx, const struct steer_pkt *pkt,
+				       const struct steer_flow *flow)
+{
+	struct steer_ssrc_owner owner = {}, *o;
+	struct steer_ssrc_ring zero = {}, *ring;
+	__u32 ssrc, old, slot;
+
+	if (rtp_ssrc(ctx, pkt, &ssrc))
+		return;
+	o = steer_ssrcs.lookup(&ssrc);
+	if (o && (addr_eq(&o->sock, &flow->sock) || steer_socks.lookup(&o->sock)))
+		return; /* known here, or a live session's: the first owner keeps it */
+	owner.sock = flow->sock;
+	owner.backend_id = flow->backend_id;
+	ring = steer_ssrc_rings.lookup(&owner.sock);
+	if (!ring) {
+		steer_ssrc_rings.update(&owner.sock, &zero);
+		ring = steer_ssrc_rings.lookup(&owner.sock);
+		if (!ring)
+			return;
+	}
+	slot = ring->next & (STEER_SESSION_SSRC_CAP - 1);
+	if (ring->next >= STEER_SESSION_SSRC_CAP) {
+		old = ring->ssrc[slot];
+		o = steer_ssrcs.lookup(&old);
+		if (o && addr_eq(&o->sock, &owner.sock))
+			steer_ssrcs.delete(&old);
+	}
+	ring->ssrc[slot] = ssrc;
+	ring->next++;
+	steer_ssrcs.update(&ssrc, &owner);
+}
+
+/* RTP/RTCP to a VIP from an address with no flow: to the live session that owns its
+ * SSRC, or STEER_CONTINUE. */
+static __always_inline int ssrc_hint(struct xdp_md *ctx, struct steer_pkt *pkt, __u32 *reason)
+{
+	struct steer_ssrc_owner *o;
+	struct steer_session *s;
+	struct steer_addr sock;
+	__u32 ssrc;
+
+	if (rtp_ssrc(ctx, pkt, &ssrc))
+		return STEER_CONTINUE;
+	o = steer_ssrcs.lookup(&ssrc);
+	if (!o)
+		return STEER_CONTINUE;
+	sock = o->sock;
+	s = steer_socks.lookup(&sock);
+	if (!s || sock.family != pkt->family)
+		return STEER_CONTINUE;
+	return steer_to(ctx, pkt, &sock, s->backend_id, STEER_R_FWD_RTP_HINT, reason);
+}
+
 /* No flow, to a VIP: what the first byte says it is decides the drop reason. */
 static __always_inline __u32 no_flow_reason(__u32 b, __u32 stun_reason)
 {
@@ -309,6 +390,8 @@ int steer_public(struct xdp_md *ctx)
 			flow->packets++;
 			flow->bytes += pkt.len;
 		}
+		if (STEER_WRITES && RFC7983_IS_RTP(b) && (flow->packets & (STEER_SSRC_SAMPLE - 1)) == 1)
+			ssrc_learn(ctx, &pkt, flow); /* connection hints */
 		rewrite_endpoint(&pkt, STEER_DST, &flow->sock);
 		if (nexthop_fresh(&flow->nh, now)) {
 			rc = nexthop_load(&flow->nh, &fib);
@@ -325,6 +408,11 @@ int steer_public(struct xdp_md *ctx)
 		reason = STEER_R_PASS_NOT_STEERED;
 		action = guard_cross(ctx, &pkt, config_ifindex(0), &reason);
 		goto out;
+	}
+	if (!pkt.opts && RFC7983_IS_RTP(b)) {
+		action = ssrc_hint(ctx, &pkt, &reason); /* connection hints */
+		if (action != STEER_CONTINUE)
+			goto out;
 	}
 	reason = pkt.opts ? STEER_R_DROP_IP_OPTIONS : no_flow_reason(b, stun_reason);
 	action = XDP_DROP;

@@ -115,6 +115,26 @@ struct steer_path {
 	__u64 authed_ns;
 };
 
+/* SRTP/SRTCP connection hints: the SSRCs a client sent on an authenticated flow, so its
+ * RTP/RTCP from an address with no flow (a NAT rebinding) still reaches its session.
+ * steer_ssrcs: SSRC (as on the wire) -> owner; steer_ssrc_rings: socket -> the last
+ * STEER_SESSION_SSRC_CAP SSRCs it learned (the per-session bound; a power of 2). One
+ * flow packet in STEER_SSRC_SAMPLE is looked at. steer.bpf.c, "Connection hints". */
+#ifndef STEER_SESSION_SSRC_CAP
+#define STEER_SESSION_SSRC_CAP 8
+#endif
+#define STEER_SSRC_SAMPLE 16
+
+struct steer_ssrc_owner {
+	struct steer_addr sock;
+	__u32 backend_id;
+	__u32 pad;
+};
+
+struct steer_ssrc_ring {
+	__u32 next;
+	__u32 ssrc[STEER_SESSION_SSRC_CAP];
+};
 
 /* steer_pending key: a Binding Request a session socket sent to a client (its transaction
  * id), so the client's answer reaches that socket even when the client has no flow. Made
@@ -214,7 +234,8 @@ enum steer_reason {
 	STEER_R_DROP_SEAL_BAD_MAC = 30,     /* sealed ufrag whose MAC does not check out: forged */
 	STEER_R_DROP_SEAL_STALE_KEY = 31,   /* sealed ufrag naming a key id not (or no longer) valid */
 	STEER_R_DROP_SEAL_NO_BACKEND = 32,  /* sealed ufrag of a backend with no address here */
-	STEER_R__MAX = 33,
+	STEER_R_FWD_RTP_HINT = 33,          /* RTP/RTCP with no flow, to the session owning its SSRC */
+	STEER_R__MAX = 34,
 };
 
 #endif /* STEER_SHARED_H */
