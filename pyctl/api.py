@@ -12,8 +12,11 @@ routes accept anything up to the next fixed segment.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +25,9 @@ from aiohttp import web
 from pyctl import sealkeys, views
 from pyctl.control import ControlError, Controller, bad, want_backend_id, want_ufrag
 from pyctl.credentials import OPERATOR, Credentials, Principal
+from pyctl.endpoint import Endpoint
+from pyctl.mapscan import Cursor
+from pyctl.mapwork import MapWorker
 from pyctl.metrics import Metrics
 from pyctl.nexthop import NextHops
 from pyctl.store import SessionRecord, StoreUnavailable
@@ -55,6 +61,7 @@ REFUSALS = {
 }
 METRICS = web.AppKey("metrics", Metrics)
 NEXTHOPS = web.AppKey("nexthops", NextHops)
+WORK = web.AppKey("work", MapWorker)
 
 
 def error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -195,14 +202,37 @@ async def create_sessions(request: web.Request) -> web.Response:
 
 
 async def list_sessions(request: web.Request) -> web.Response:
+    """A page of sessions by ufrag: `limit` (default and most: views.PAGE), `after` (the
+    last ufrag of the page before; the answer's `next`)."""
     ufrag = request.query.get("ufrag")
     backend, owner = _query_backend(request), _owner(request)
     if owner is not None and backend not in (None, owner):
         raise ControlError(403, f"this credential sees only backend {owner}'s sessions")
-    recs = request.app[CTL].sessions(
-        backend=owner or backend, ufrag=None if ufrag is None else want_ufrag(ufrag)
-    )
-    return web.json_response({"sessions": [views.record_view(r) for r in recs]})
+    limit = _query_limit(request)
+    after = request.query.get("after")
+    want = None if ufrag is None else want_ufrag(ufrag)
+    backend = owner or backend
+    recs = request.app[CTL].store.records()  # a copy: paged in a thread
+
+    def page() -> list[SessionRecord]:
+        picked = sorted(
+            (
+                r
+                for r in recs
+                if (backend is None or r.backend == backend)
+                and (want is None or r.ufrag == want)
+                and (after is None or r.ufrag > after)
+            ),
+            key=lambda r: r.ufrag,
+        )
+        return picked[: limit + 1]
+
+    got = await asyncio.to_thread(page)
+    more = len(got) > limit
+    body: dict[str, Any] = {"sessions": [views.record_view(r) for r in got[:limit]]}
+    if more:  # only when there is a next page: small answers keep their old shape
+        body["next"] = got[limit - 1].ufrag
+    return web.json_response(body)
 
 
 async def get_session(request: web.Request) -> web.Response:
@@ -218,14 +248,21 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 
 async def delete_session(request: web.Request) -> web.Response:
-    rec, flows = request.app[CTL].end(_path_ufrag(request), owner=_owner(request))
+    rec, gone = request.app[CTL].close(_path_ufrag(request), owner=_owner(request))
+    flows = await _purge(request, gone)
     await _persist(request)
     return web.json_response({"session": views.record_view(rec), "flows_removed": flows})
 
 
 # -- backends
+def _backends(ctl: Controller) -> list[dict[str, Any]]:
+    """The backends view, its session counts from the records (no walk of the maps)."""
+    counts = Counter(r.backend for r in ctl.store.records())
+    return views.backends_view(ctl.maps, ctl.backend_records(), dict(counts))
+
+
 def _backend_json(ctl: Controller, backend_id: int) -> dict[str, Any]:
-    for b in views.backends_view(ctl.maps, ctl.backend_records()):
+    for b in _backends(ctl):
         if b["id"] == backend_id:
             return b
     raise ControlError(404, f"no backend {backend_id}", "id")
@@ -242,7 +279,7 @@ async def create_backend(request: web.Request) -> web.Response:
 
 async def list_backends(request: web.Request) -> web.Response:
     ctl = request.app[CTL]
-    return web.json_response({"backends": views.backends_view(ctl.maps, ctl.backend_records())})
+    return web.json_response({"backends": _backends(ctl)})
 
 
 async def put_backend(request: web.Request) -> web.Response:
@@ -267,7 +304,8 @@ async def delete_backend(request: web.Request) -> web.Response:
     ctl = request.app[CTL]
     backend_id = _path_backend(request)
     before = _backend_json(ctl, backend_id)
-    _, n = ctl.delete_backend(backend_id)
+    _, n, gone = ctl.close_backend(backend_id)
+    await _purge(request, gone)  # every session's flows in one pass of the worker
     await _persist(request)
     before["sessions"] = 0
     return web.json_response({"backend": before, "sessions_removed": n})
@@ -275,18 +313,68 @@ async def delete_backend(request: web.Request) -> web.Response:
 
 # -- flows, stats, health
 async def list_flows(request: web.Request) -> web.Response:
+    """A page of flows, read in a thread: `limit` (default and most: views.PAGE), `after`
+    (the answer's `next`: where the map walk resumes)."""
     ufrag = request.query.get("ufrag")
-    flows = views.flows_view(
+    after = request.query.get("after")
+    try:
+        start = None if after is None else Cursor.decode(after)
+    except ValueError:
+        raise bad("after", "expected the `next` of an earlier answer") from None
+    client = request.query.get("client")
+    if client is not None and not _client_ok(client):
+        raise bad("client", "expected IP or IP:PORT")
+    pages = views.flow_pages(
         request.app[CTL].maps,
         backend=_query_backend(request),
         ufrag=None if ufrag is None else want_ufrag(ufrag),
-        client=request.query.get("client"),
+        client=client,
+        limit=_query_limit(request),
+        after=start,
     )
-    return web.json_response({"flows": flows})
+    flows, nxt = await asyncio.to_thread(next, pages)
+    body: dict[str, Any] = {"flows": flows}
+    if nxt is not None:
+        body["next"] = nxt.encode()
+    return web.json_response(body)
+
+
+def _client_ok(text: str) -> bool:
+    try:
+        Endpoint.parse(text)
+        return True
+    except ValueError:
+        pass
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def _query_limit(request: web.Request) -> int:
+    v = request.query.get("limit")
+    if v is None:
+        return views.PAGE
+    if not v.isdigit() or not 1 <= int(v) <= views.PAGE:
+        raise bad("limit", f"expected an integer 1-{views.PAGE}")
+    return int(v)
+
+
+async def _purge(request: web.Request, socks: set[Endpoint]) -> int:
+    """Remove the flows of ended sessions' sockets (the map worker's job, when there is
+    one: the event loop never walks a map); how many went."""
+    work = request.app.get(WORK)
+    if work is None:
+        return request.app[CTL].maps.purge_socks(socks)
+    return await work.purge(socks)
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response(views.stats_view(request.app[CTL].maps))
+    """Counters now; map occupancy from a walk of the map worker begun after the call."""
+    work = request.app.get(WORK)
+    usage = None if work is None else (await work.fresh()).usage
+    return web.json_response(views.stats_view(request.app[CTL].maps, usage))
 
 
 async def vips(request: web.Request) -> web.Response:
@@ -306,6 +394,7 @@ def make_app(
     creds: Credentials | None = None,
     metrics: Metrics | None = None,
     nexthops: NextHops | None = None,
+    work: MapWorker | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[timing, errors, auth], client_max_size=MAX_BODY)
     app[CTL] = ctl
@@ -316,6 +405,8 @@ def make_app(
         app[METRICS] = metrics
     if nexthops is not None:
         app[NEXTHOPS] = nexthops
+    if work is not None:
+        app[WORK] = work
     r = app.router
     r.add_post("/v1/sessions:batch", create_sessions)
     r.add_post("/v1/sessions", create_session)

@@ -7,7 +7,6 @@ at fault, so the API layer stays a thin translation of HTTP to these calls.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import time
@@ -174,7 +173,7 @@ class Controller:
     def _check_unique(self, s: Session, prefix: str) -> None:
         if self.maps.get_session(s.ufrag) is not None:
             raise ControlError(409, f"ufrag {s.ufrag!r} is live already", prefix + "ufrag")
-        if self._sock_owner(s.sock) is not None:
+        if self.maps.sock_owner(s.sock) is not None:
             raise ControlError(409, f"socket {s.sock} belongs to a live session", prefix + "sock")
 
     def _check_backend(self, s: Session, owner: int | None, prefix: str) -> None:
@@ -205,12 +204,6 @@ class Controller:
         state = self.backend_state(b)
         if state in (BackendState.DRAINING, BackendState.DOWN):
             raise ControlError(409, f"backend {b} is {state.name.lower()}", prefix + "backend")
-
-    def _sock_owner(self, sock: Endpoint) -> Any:
-        try:
-            return self.maps.sock_map[sock.fill(self.maps.sock_map.Key())]
-        except KeyError:
-            return None
 
     def _record(self, s: Session, ttl: float | None, now: float) -> SessionRecord:
         expires = None if ttl is None else now + ttl
@@ -276,7 +269,7 @@ class Controller:
             # RouteMaps.add_sessions' own rollback can itself fail (a delete batch stops at
             # the first key the failed update never wrote), so remove what is left here.
             # Validated entries of new keys fail to insert only for want of room.
-            self._unwrite([s for s, _ in parsed])
+            self.maps.remove_sessions([s for s, _ in parsed])
             raise ControlError(507, f"no room for {len(parsed)} sessions: {e}") from None
         self._put(recs)
         self._count("registered", len(recs))
@@ -286,20 +279,12 @@ class Controller:
     def unregister(self, recs: list[SessionRecord]) -> None:
         """Undo registrations the store could not keep (they have no flows yet)."""
         parse = Endpoint.parse
-        self._unwrite([Session(r.ufrag, parse(r.sock), parse(r.vip), r.backend) for r in recs])
+        self.maps.remove_sessions(
+            [Session(r.ufrag, parse(r.sock), parse(r.vip), r.backend) for r in recs]
+        )
         self._forget([r.ufrag for r in recs])
         self._count("registered", -len(recs))
         log.info("%d registrations undone: the session store did not answer", len(recs))
-
-    def _unwrite(self, sessions: list[Session]) -> None:
-        """Delete the session and socket keys of sessions that were new (no flows yet)."""
-        for s in sessions:
-            for table, key in (
-                (self.maps.session_map, self.maps._ufrag_key(s.ufrag)),
-                (self.maps.sock_map, s.sock.fill(self.maps.sock_map.Key())),
-            ):
-                with contextlib.suppress(KeyError):
-                    del table[key]
 
     def session(self, ufrag: str, owner: int | None = None) -> SessionRecord:
         """The record of a live session; one found only in the maps is adopted, so a
@@ -341,21 +326,32 @@ class Controller:
         self, ufrag: str, cause: str = "deleted", owner: int | None = None
     ) -> tuple[SessionRecord, int]:
         """Remove a session, its socket index, flows and reverse flows; and its record."""
+        rec, gone = self.close(ufrag, cause, owner)
+        return rec, self.maps.purge_socks(gone)
+
+    def close(
+        self, ufrag: str, cause: str = "deleted", owner: int | None = None
+    ) -> tuple[SessionRecord, set[Endpoint]]:
+        """End a session in the routing maps and the records; return its record and the
+        socket whose flows are left to purge (`maps.purge_socks`, in the daemon a worker
+        thread's job). From here on nothing new routes to it."""
         rec = self.session(ufrag, owner)
         if cause != "expired":
             self.check_writable()
-        gone = self.maps.del_session(ufrag)
-        flows = gone[1] if gone else 0
-        self._forget([ufrag])
-        self._count(cause)
+        gone = self._close([ufrag], cause)
         how = "expired (no heartbeat)" if cause == "expired" else "ended"
-        log.info("session %s %s: %d flows removed", ufrag, how, flows)
-        return rec, flows
+        log.info("session %s %s", ufrag, how)
+        return rec, gone
+
+    def _close(self, ufrags: list[str], cause: str) -> set[Endpoint]:
+        dropped = self.maps.drop_sessions(ufrags)
+        self._forget(ufrags)
+        self._count(cause, len(ufrags))
+        return {s.sock for s in dropped}
 
     # -- backends
     def backend_state(self, backend_id: int) -> BackendState:
-        m = self.maps.backend_map
-        return BackendState(m[m.Key(backend_id)].state)
+        return self.maps.backend_state(backend_id)
 
     def backend_record(self, backend_id: int) -> BackendRecord:
         rec = self.store.get_backend(backend_id)
@@ -389,41 +385,43 @@ class Controller:
         if state is None:
             raise bad("state", "expected one of active, draining, down")
         rec = self.backend_record(backend_id)
-        old = self.backend_state(backend_id)
-        m = self.maps.backend_map
-        leaf = m[m.Key(backend_id)]
-        leaf.state = state
-        m[m.Key(backend_id)] = leaf
+        old = self.maps.set_backend_state(backend_id, state)
         if old != state:
             log.info("backend %d: %s -> %s", backend_id, old.name.lower(), state.name.lower())
         return rec
 
     def delete_backend(self, backend_id: int) -> tuple[BackendRecord, int]:
+        rec, ended, gone = self.close_backend(backend_id)
+        self.maps.purge_socks(gone)
+        return rec, ended
+
+    def close_backend(self, backend_id: int) -> tuple[BackendRecord, int, set[Endpoint]]:
+        """Remove a backend and end its sessions; return its record, how many sessions
+        ended, and their sockets, whose flows are left to purge (as `close`)."""
         rec = self.backend_record(backend_id)
         self.check_writable()
         ended = [r.ufrag for r in self.sessions(backend=backend_id)]
-        for ufrag in ended:
-            self.end(ufrag, "deleted")
+        gone = self._close(ended, "deleted")
         self.maps.set_backend(backend_id, None, BackendState.UNSET)
         self._put_backend(None, backend_id)
         log.info("backend %d removed with %d sessions", backend_id, len(ended))
-        return rec, len(ended)
+        return rec, len(ended), gone
 
     def backend_records(self) -> dict[int, BackendRecord]:
         return {b.id: b for b in self.store.backends()}
 
     # -- expiry: from the records in memory, never from a store read
-    def expire_sessions(self, now: float | None = None) -> list[str]:
+    def expire_sessions(self, now: float | None = None) -> set[Endpoint]:
+        """End the sessions whose TTL ran out; return their sockets, whose flows are left
+        to purge (as `close`). Costs what expired, not what is live in the maps."""
         now = time.time() if now is None else now
-        gone = []
-        for rec in self.store.sessions():
-            if rec.expires_at is not None and rec.expires_at <= now:
-                try:
-                    self.end(rec.ufrag, "expired")
-                except ControlError:  # a record with no session in the maps: drop it
-                    self._forget([rec.ufrag])
-                gone.append(rec.ufrag)
-        return gone
+        gone = self.store.due(now)
+        if not gone:
+            return set()
+        socks = self._close(gone, "expired")  # a record with no session in the maps: dropped
+        for u in gone:
+            log.info("session %s expired (no heartbeat)", u)
+        return socks
 
     def expire_flows(self, idle_s: float, now_ns: int | None = None) -> int:
         n = self.maps.expire_flows(int(idle_s * 1e9), now_ns)
@@ -449,7 +447,7 @@ class Controller:
                 continue
             try:
                 s = Session(u, Endpoint.parse(rec.sock), Endpoint.parse(rec.vip), rec.backend)
-                if self._sock_owner(s.sock) is not None:
+                if self.maps.sock_owner(s.sock) is not None:
                     raise ValueError(f"socket {s.sock} is taken")
                 self.maps.add_session(s)
                 restored.append(rec)

@@ -28,8 +28,9 @@ from pyctl.api import make_app
 from pyctl.control import ADOPT_TTL_S, Controller
 from pyctl.credentials import Credentials
 from pyctl.endpoint import Endpoint
-from pyctl.loader import RUN_DIR, Attachment, BuildOptions, DataPlane, LoaderError
+from pyctl.loader import RUN_DIR, Attachment, BuildOptions, DataPlane
 from pyctl.maps import RouteMaps
+from pyctl.mapwork import MapWorker, Snapshot
 from pyctl.metrics import Metrics
 from pyctl.nexthop import NextHops
 from pyctl.store import MemoryStore, StoreUnavailable, open_mirror
@@ -39,6 +40,7 @@ log = logging.getLogger("steer.daemon")
 EXIT_OK = 0
 EXIT_FORCED = 130
 NEXTHOP_REFRESH_S = 30.0
+SHUTDOWN_S = 0.3  # what in-flight requests get at exit: SIGTERM is honoured within a second
 
 
 class DaemonError(RuntimeError):
@@ -62,7 +64,6 @@ class DaemonConfig:
     idle_timeout: float = 300.0
     store: str = "memory"
     xdp_mode: str = "auto"
-    session_flow_cap: int = 64  # flows per session (1..build.session_flow_cap), run time
     tick: float = field(default=1.0)  # how often expiry runs
 
     @property
@@ -106,8 +107,9 @@ def run(cfg: DaemonConfig) -> int:
         mirror = open_mirror(cfg.store, cfg.instance)  # connects later: Redis may be down
         dp, maps = _setup_dataplane(cfg)
         ctl = Controller(maps, MemoryStore(), list(cfg.vips), mirror, cfg.adopt_ttl)
-        metrics = Metrics(ctl, dp.adopted, wall=(cfg.instance, cfg.netns))
-        return asyncio.run(_serve(cfg, ctl, metrics))
+        work = MapWorker(maps, cfg.idle_timeout, cfg.tick)
+        metrics = Metrics(ctl, dp.adopted, (cfg.instance, cfg.netns), lambda: _last(work))
+        return asyncio.run(_serve(cfg, ctl, metrics, work))
     finally:
         lock.release()
 
@@ -120,18 +122,12 @@ def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
     except (firewall.FirewallError, OSError, ImportError) as e:
         raise DaemonError(f"firewall table {wall.table}: {e}") from e
     dp = DataPlane(cfg.build)
-    try:
-        dp.set_session_flow_cap(cfg.session_flow_cap)
-    except LoaderError as e:
-        raise DaemonError(str(e)) from e
-    log.info("per-session flow cap: %d", cfg.session_flow_cap)
     maps = RouteMaps(dp.bpf)
     if dp.adopted:
         log.info(
-            "adopted pinned maps of instance %s: %d sessions, %d flows",
+            "adopted pinned maps of instance %s: %d sessions",
             cfg.instance,
-            len(maps.sessions()),
-            mapinfo.entries(maps.flow_map),
+            mapinfo.entries(maps.session_map),
         )
     for side, ifname in (("public", cfg.public), ("internal", cfg.internal)):
         mode = dp.attach(side, ifname, cfg.netns, cfg.xdp_mode)
@@ -162,9 +158,17 @@ async def _serve_unix(runner: web.AppRunner, path: Path) -> web.UnixSite:
     return site
 
 
-def _metrics_app(metrics: Metrics) -> web.Application:
+def _last(work: MapWorker) -> Snapshot:
+    if work.snapshot is None:
+        raise RuntimeError("no snapshot of the maps yet")
+    return work.snapshot
+
+
+def _metrics_app(metrics: Metrics, work: MapWorker) -> web.Application:
     async def handler(request: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
+        await work.fresh()  # walked in the map worker, begun after this scrape arrived
+        # in a thread too: the firewall's counters come from nft
+        body = await asyncio.to_thread(generate_latest, metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
@@ -172,13 +176,15 @@ def _metrics_app(metrics: Metrics) -> web.Application:
     return app
 
 
-async def _expiry_loop(cfg: DaemonConfig, ctl: Controller, hops: NextHops) -> None:
+async def _expiry_loop(cfg: DaemonConfig, ctl: Controller, hops: NextHops, work: MapWorker) -> None:
+    """Sessions whose TTL ran out, every tick (idle flows: the map worker's sweep)."""
     last_refresh = time.monotonic()
     while True:
         await asyncio.sleep(cfg.tick)
         try:
-            ctl.expire_sessions()  # logs each expiry
-            ctl.expire_flows(cfg.idle_timeout)
+            gone = ctl.expire_sessions()  # costs what expired; logs it
+            if gone:
+                work.purge_soon(gone)  # their flows, in the map worker
             if time.monotonic() - last_refresh > NEXTHOP_REFRESH_S:
                 # keep transceiver neighbour entries alive: XDP traffic never confirms them
                 last_refresh = time.monotonic()
@@ -215,7 +221,7 @@ def _tls(cfg: DaemonConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics) -> int:
+async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: MapWorker) -> int:
     store = ctl.store
     await _start_store(ctl)
     sync = asyncio.create_task(ctl.mirror.run(store, ctl.merge)) if ctl.mirror else None
@@ -224,7 +230,9 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics) -> int:
 
     runners: list[web.AppRunner] = []
     creds = Credentials(cfg.api_token) if cfg.api_token else None
-    api = web.AppRunner(make_app(ctl, cfg.instance, creds, metrics, hops), access_log=None)
+    work.start()
+    app = make_app(ctl, cfg.instance, creds, metrics, hops, work)
+    api = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_S)
     await api.setup()
     runners.append(api)
     await _serve_unix(api, cfg.api_socket)
@@ -234,7 +242,9 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics) -> int:
         await web.TCPSite(api, *cfg.api_listen, reuse_address=True, ssl_context=tls).start()
         log.info("API on %s://%s:%d (bearer tokens)", "https" if tls else "http", *cfg.api_listen)
     if cfg.metrics:
-        mr = web.AppRunner(_metrics_app(metrics), access_log=None)
+        mr = web.AppRunner(
+            _metrics_app(metrics, work), access_log=None, shutdown_timeout=SHUTDOWN_S
+        )
         await mr.setup()
         runners.append(mr)
         await web.TCPSite(mr, *cfg.metrics, reuse_address=True).start()
@@ -254,12 +264,13 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
-    expiry = asyncio.create_task(_expiry_loop(cfg, ctl, hops))
+    expiry = asyncio.create_task(_expiry_loop(cfg, ctl, hops, work))
     _notify_ready()
     log.info("ready: %d sessions, %d backends", len(ctl.sessions()), len(store.backends()))
     try:
         await stop.wait()
     finally:
+        work.stop()  # between two batches of any walk; what waits on it is refused
         for task in (expiry, sync):
             if task is not None:
                 task.cancel()

@@ -12,7 +12,7 @@ import os
 from functools import cache
 from typing import Any
 
-from pyctl.mapscan import scan
+from pyctl.mapscan import chunks
 
 
 class _MapInfo(ctypes.Structure):
@@ -46,5 +46,5 @@ def capacity(table: Any) -> int:
 
 
 def entries(table: Any) -> int:
-    """How many keys a hash-like map holds (read whole, in batches)."""
-    return len(scan(table)[0])
+    """How many keys a hash-like map holds (read in batches, one in memory at a time)."""
+    return sum(len(keys) for keys, _, _ in chunks(table))

@@ -10,7 +10,7 @@ backend states, map names, API routes (templates, not paths), lifecycle events.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pyctl import firewall
+from pyctl.mapwork import Snapshot, take_snapshot
 from pyctl.shared import BackendState, Reason
-from pyctl.views import map_usage
 
 if TYPE_CHECKING:
     from pyctl.control import Controller
@@ -125,34 +125,36 @@ def _family(name: str, **kw: Any) -> Any:
 
 
 class MapCollector(Collector):
-    """Reads the maps and the controller's event counts at scrape time."""
+    """The maps as the last snapshot saw them (the daemon's map worker takes one per
+    scrape, off the event loop), and the controller's event counts."""
 
-    def __init__(self, ctl: Controller, adopted: bool) -> None:
+    def __init__(
+        self, ctl: Controller, adopted: bool, snapshot: Callable[[], Snapshot] | None = None
+    ) -> None:
         self.ctl = ctl
         self.adopted = adopted
+        self.snapshot = snapshot or (lambda: take_snapshot(ctl.maps))
 
     def collect(self) -> Iterator[Metric]:
-        maps = self.ctl.maps
+        snap = self.snapshot()
         packets, nbytes = _family("steer_packets_total"), _family("steer_bytes_total")
-        for r, (p, b) in maps.stats().items():
+        for r, (p, b) in snap.stats.items():
             if r != Reason.UNUSED_0:
                 packets.add_metric([r.label], p)
                 nbytes.add_metric([r.label], b)
         yield packets
         yield nbytes
 
-        states = {b.id: STATE_LABELS[b.state] for b in maps.backends()}
-        yield from self._by_backend(
-            "steer_sessions", [s.backend_id for s in maps.sessions()], states
-        )
-        yield from self._by_backend("steer_flows", maps.flow_backends(), states)
+        states = {b.id: STATE_LABELS[b.state] for b in snap.backends}
+        yield from self._by_backend("steer_sessions", snap.sessions, states)
+        yield from self._by_backend("steer_flows", snap.census.flows, states)
         backends = _family("steer_backends")
         for state in ("active", "draining", "down"):
             backends.add_metric([state], sum(1 for s in states.values() if s == state))
         yield backends
 
         entries, capacity = _family("steer_map_entries"), _family("steer_map_capacity")
-        for name, use in map_usage(maps).items():
+        for name, use in snap.usage.items():
             entries.add_metric([name], use["entries"])
             capacity.add_metric([name], use["capacity"])
         yield entries
@@ -165,15 +167,14 @@ class MapCollector(Collector):
         yield events
         exp = _family("steer_expirations_total")
         exp.add_metric(["session_ttl"], ev.get("expired", 0))
-        exp.add_metric(["flow_idle"], ev.get("flow_idle", 0))
+        exp.add_metric(["flow_idle"], ev.get("flow_idle", 0) + snap.expired_total)
         yield exp
         yield _family("steer_daemon_adopted", value=1 if self.adopted else 0)
 
     @staticmethod
-    def _by_backend(name: str, ids: list[int], states: dict[int, str]) -> Iterator[Metric]:
+    def _by_backend(name: str, found: dict[int, int], states: dict[int, str]) -> Iterator[Metric]:
         counts: dict[int, int] = dict.fromkeys(states, 0)
-        for i in ids:
-            counts[i] = counts.get(i, 0) + 1
+        counts.update(found)
         fam = _family(name)
         for i, n in sorted(counts.items()):
             fam.add_metric([str(i), states.get(i, "active")], n)
@@ -201,10 +202,14 @@ class Metrics:
     has a table), the API latency histogram and refusals."""
 
     def __init__(
-        self, ctl: Controller, adopted: bool, wall: tuple[str, str | None] | None = None
+        self,
+        ctl: Controller,
+        adopted: bool,
+        wall: tuple[str, str | None] | None = None,
+        snapshot: Callable[[], Snapshot] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(MapCollector(ctl, adopted))
+        self.registry.register(MapCollector(ctl, adopted, snapshot))
         if wall is not None:
             self.registry.register(WallCollector(*wall))
         spec = SPECS["steer_api_request_duration_seconds"]

@@ -13,6 +13,7 @@ daemon reconciles maps and records (control.py).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import time
@@ -57,6 +58,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._sessions: dict[str, SessionRecord] = {}
         self._backends: dict[int, BackendRecord] = {}
+        # (expires_at, ufrag), stale entries skipped when popped: expiry costs what is due
+        self._expiry: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -65,16 +68,38 @@ class MemoryStore:
         return self._sessions.get(ufrag)
 
     def put(self, rec: SessionRecord) -> None:
-        self._sessions[rec.ufrag] = rec
+        self.put_many([rec])
 
     def put_many(self, recs: list[SessionRecord]) -> None:
         self._sessions.update((r.ufrag, r) for r in recs)
+        for r in recs:
+            if r.expires_at is not None:
+                heapq.heappush(self._expiry, (r.expires_at, r.ufrag))
+        if len(self._expiry) > 2 * len(self._sessions) + 1024:  # heartbeats left stale ones
+            self._expiry = [
+                (r.expires_at, r.ufrag) for r in self._sessions.values() if r.expires_at is not None
+            ]
+            heapq.heapify(self._expiry)
+
+    def due(self, now: float) -> list[str]:
+        """The sessions whose expiry is at or before `now` (they stay until deleted)."""
+        out = []
+        while self._expiry and self._expiry[0][0] <= now:
+            at, ufrag = heapq.heappop(self._expiry)
+            rec = self._sessions.get(ufrag)
+            if rec is not None and rec.expires_at == at:
+                out.append(ufrag)
+        return out
 
     def delete(self, ufrag: str) -> None:
         self._sessions.pop(ufrag, None)
 
     def sessions(self) -> list[SessionRecord]:
         return sorted(self._sessions.values(), key=lambda r: r.ufrag)
+
+    def records(self) -> list[SessionRecord]:
+        """Every session record, unsorted (a copy: cheap enough for the event loop)."""
+        return list(self._sessions.values())
 
     def get_backend(self, backend_id: int) -> BackendRecord | None:
         return self._backends.get(backend_id)

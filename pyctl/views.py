@@ -4,11 +4,13 @@ CLI listings so both print the same shapes (docs/api.md: S, F, B) from the same 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pyctl import mapinfo
+from pyctl import mapwork
 from pyctl.endpoint import Endpoint
 from pyctl.maps import Flow, RouteMaps, Session
+from pyctl.mapscan import Cursor
 from pyctl.shared import BackendState, Reason
 from pyctl.store import BackendRecord, SessionRecord
 
@@ -16,15 +18,7 @@ STATE_NAMES: dict[BackendState, str] = {
     s: s.name.lower() for s in BackendState if s != BackendState.UNSET
 }
 STATES_BY_NAME = {v: k for k, v in STATE_NAMES.items()}
-MAP_NAMES = (
-    "steer_vips",
-    "steer_sessions",
-    "steer_socks",
-    "steer_flows",
-    "steer_rflows",
-    "steer_sockflows",
-    "steer_pending",
-)
+PAGE = 10000  # rows in one page of a listing (API: the default and the most of ?limit=)
 
 
 def session_view(s: Session, rec: SessionRecord | None, now: float | None = None) -> dict[str, Any]:
@@ -52,7 +46,7 @@ def record_view(rec: SessionRecord, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def flow_view(f: Flow, ufrag_by_sock: dict[Endpoint, str], now_ns: int) -> dict[str, Any]:
+def flow_view(f: Flow, ufrag_by_sock: Mapping[Endpoint, str | None], now_ns: int) -> dict[str, Any]:
     return {
         "client": str(f.client),
         "vip": str(f.vip),
@@ -74,25 +68,104 @@ def flows_view(
     ufrag: str | None = None,
     client: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Every flow, joined with its session's ufrag, filtered; sorted by client."""
-    by_sock = {s.sock: s.ufrag for s in maps.sessions()}
+    """Every flow, joined with its session's ufrag, filtered; sorted by client. For a
+    map of any size use `flow_pages`."""
+    rows = [r for page, _ in flow_pages(maps, backend, ufrag, client, limit=None) for r in page]
+    return sorted(rows, key=_flow_order)
+
+
+def flow_pages(
+    maps: RouteMaps,
+    backend: int | None = None,
+    ufrag: str | None = None,
+    client: str | None = None,
+    limit: int | None = PAGE,
+    after: Cursor | None = None,
+) -> Iterator[tuple[list[dict[str, Any]], Cursor | None]]:
+    """Flows a page of `limit` at a time (None: one page of all), each page sorted by
+    client, with the cursor the next page starts at (None after the last). Filters are
+    applied in the map read (maps.iter_flows): a ufrag reads only its socket's flows."""
+    sock = None
+    if ufrag is not None:
+        s = maps.get_session(ufrag)
+        if s is None:
+            yield [], None
+            return
+        sock = s.sock
+    owners: dict[Endpoint, str | None] = {}
     now = time.monotonic_ns()
-    out = []
-    for f in maps.flows():
-        v = flow_view(f, by_sock, now)
-        if backend is not None and f.backend_id != backend:
-            continue
-        if ufrag is not None and v["ufrag"] != ufrag:
-            continue
-        if client is not None and not _client_matches(f.client, client):
-            continue
-        out.append(v)
-    return sorted(out, key=lambda v: (v["client"], v["vip"]))
+    page: list[dict[str, Any]] = []
+    at: Cursor | None = None
+    for f, at in maps.iter_flows(backend, sock, client, after):
+        if f.sock not in owners:
+            if len(owners) > 4 * PAGE:
+                owners.clear()
+            owner = maps.sock_owner(f.sock)
+            owners[f.sock] = owner.ufrag if owner else None
+        page.append(flow_view(f, owners, now))
+        if limit is not None and len(page) >= limit:
+            yield sorted(page, key=_flow_order), at
+            page = []
+    yield sorted(page, key=_flow_order), None
 
 
-def _client_matches(ep: Endpoint, text: str) -> bool:
-    """`client=` filters by IP:PORT, or by IP alone."""
-    return text in (str(ep), str(ep.ip))
+def _flow_order(v: dict[str, Any]) -> tuple[str, str]:
+    return v["client"], v["vip"]
+
+
+def session_pages(
+    maps: RouteMaps,
+    backend: int | None = None,
+    ufrag: str | None = None,
+    client: str | None = None,
+    limit: int = PAGE,
+) -> Iterator[list[dict[str, Any]]]:
+    """Sessions from the maps with their flows' clients and counters, a page at a time,
+    each sorted by ufrag: a session's flows are read from its socket's ring, so this costs
+    the sessions and their own flows, never sessions x flows."""
+    if ufrag is not None or client is not None:
+        picked = _sessions_of(maps, ufrag, client)
+        yield sorted(
+            (_session_row(maps, s) for s in picked if backend in (None, s.backend_id)),
+            key=lambda r: r["ufrag"],
+        )
+        return
+    page: list[dict[str, Any]] = []
+    for s in maps.iter_sessions(backend):
+        page.append(_session_row(maps, s))
+        if len(page) >= limit:
+            yield sorted(page, key=lambda r: r["ufrag"])
+            page = []
+    yield sorted(page, key=lambda r: r["ufrag"])
+
+
+def _sessions_of(maps: RouteMaps, ufrag: str | None, client: str | None) -> list[Session]:
+    if ufrag is not None:
+        s = maps.get_session(ufrag)
+        return [s] if s is not None and (client is None or _has_client(maps, s, client)) else []
+    out: dict[str, Session] = {}
+    for f, _ in maps.iter_flows(client=client):
+        owner = maps.sock_owner(f.sock)
+        if owner is not None:
+            out[owner.ufrag] = owner
+    return list(out.values())
+
+
+def _has_client(maps: RouteMaps, s: Session, client: str) -> bool:
+    return any(True for _ in maps.iter_flows(sock=s.sock, client=client))
+
+
+def _session_row(maps: RouteMaps, s: Session) -> dict[str, Any]:
+    now = time.monotonic_ns()
+    mine = [f for f, _ in maps.iter_flows(sock=s.sock)]
+    v = session_view(s, None)
+    v["clients"] = [str(f.client) for f in mine]
+    v["packets"] = sum(f.packets + f.rpackets for f in mine)
+    v["bytes"] = sum(f.bytes + f.rbytes for f in mine)
+    v["idle"] = min((round(f.idle_s(now), 3) for f in mine), default=None)
+    v["age"] = max((round(f.age_s(now), 3) for f in mine), default=None)
+    v["client"] = ", ".join(v["clients"]) or None
+    return v
 
 
 def backend_view(
@@ -111,39 +184,25 @@ def backend_view(
     }
 
 
-def backends_view(maps: RouteMaps, recs: dict[int, BackendRecord]) -> list[dict[str, Any]]:
-    per_backend: dict[int, int] = {}
-    for s in maps.sessions():
-        per_backend[s.backend_id] = per_backend.get(s.backend_id, 0) + 1
+def backends_view(
+    maps: RouteMaps, recs: dict[int, BackendRecord], sessions: dict[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """`sessions`: the count by backend id (default: counted in the session map)."""
+    per_backend = maps.session_counts() if sessions is None else sessions
     return [
         backend_view(b.id, b.state, b.addr, recs.get(b.id), per_backend.get(b.id, 0))
         for b in sorted(maps.backends(), key=lambda b: b.id)
     ]
 
 
-def stats_view(maps: RouteMaps) -> dict[str, Any]:
+def stats_view(maps: RouteMaps, usage: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+    """`usage`: the maps' occupancy (mapwork.usage; default: counted now)."""
     reasons = {
         r.label: {"packets": p, "bytes": b}
         for r, (p, b) in maps.stats().items()
         if r != Reason.UNUSED_0
     }
-    return {"reasons": reasons, "maps": map_usage(maps)}
-
-
-def map_usage(maps: RouteMaps) -> dict[str, dict[str, int]]:
-    tables = {
-        "steer_vips": maps.vip_map,
-        "steer_sessions": maps.session_map,
-        "steer_socks": maps.sock_map,
-        "steer_flows": maps.flow_map,
-        "steer_rflows": maps.rflow_map,
-        "steer_sockflows": maps.ring_map,
-        "steer_pending": maps.pending_map,
-    }
-    return {
-        name: {"entries": mapinfo.entries(t), "capacity": mapinfo.capacity(t)}
-        for name, t in tables.items()
-    }
+    return {"reasons": reasons, "maps": mapwork.usage(maps) if usage is None else usage}
 
 
 def _round(v: float | None) -> float | None:

@@ -3,9 +3,10 @@ while the daemon is down. Tables for people, `--json` for programs, `--watch` to
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any
 
@@ -13,6 +14,7 @@ import click
 
 from pyctl.cli.params import BACKEND_ID
 from pyctl.cli.root import CliConfig, cli, pinned_instances
+from pyctl.endpoint import Endpoint
 from pyctl.maps import RouteMaps, check_ufrag
 
 MAPS_ONLY = '#include "steer_maps.h"'
@@ -89,82 +91,157 @@ def listing(fn: Callable[..., tuple[Any, str]]) -> Callable[..., None]:
     return cmd
 
 
+Pages = Iterator[list[dict[str, Any]]]
+
+
+def streamed(name: str, columns: list[tuple[str, str]]) -> Callable[..., Callable[..., None]]:
+    """A listing of a map of any size (`fn(maps, **filters)` yields pages of rows): printed
+    page by page, so memory stays that of one page; `--limit` stops after N rows. With
+    --watch, the first page (or the limit) is refreshed."""
+
+    def wrap(fn: Callable[..., Pages]) -> Callable[..., None]:
+        @click.option(
+            "--limit", type=click.IntRange(min=1), default=None, help="Stop after N rows."
+        )
+        @wraps(fn)
+        def pages(maps: RouteMaps, limit: int | None, **filters: Any) -> Pages:
+            left = limit
+            for page in fn(maps, **filters):
+                if left is not None:
+                    page, left = page[:left], left - len(page[:left])
+                yield page
+                if left == 0:
+                    return
+
+        def first(maps: RouteMaps, **filters: Any) -> tuple[Any, str]:
+            rows = next(pages(maps, **filters))
+            return {name: rows}, table(rows, columns)
+
+        watched = listing(first)
+
+        @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+        @click.option("--watch", is_flag=True, help="Refresh the view until interrupted.")
+        @click.option(
+            "--interval",
+            type=click.FloatRange(min=0.1),
+            default=1.0,
+            show_default=True,
+            help="Seconds between refreshes with --watch.",
+        )
+        @click.pass_context
+        @wraps(pages)
+        def cmd(
+            ctx: click.Context, as_json: bool, watch: bool, interval: float, **filters: Any
+        ) -> None:
+            if watch:
+                ctx.invoke(watched, as_json=as_json, watch=True, interval=interval, **filters)
+                return
+            maps = open_maps(ctx.obj)
+            if as_json:
+                _echo_json(name, pages(maps, **filters))
+            else:
+                _echo_table(pages(maps, **filters), columns)
+
+        return cmd
+
+    return wrap
+
+
+def _echo_json(name: str, pages: Pages) -> None:
+    click.echo(f'{{"{name}": [', nl=False)
+    sep = "\n"
+    for page in pages:
+        for row in page:
+            click.echo(sep + "  " + json.dumps(row), nl=False)
+            sep = ",\n"
+    click.echo("\n]}")
+
+
+def _echo_table(pages: Pages, columns: list[tuple[str, str]]) -> None:
+    """Column widths from the first page (later rows may push theirs wider)."""
+    widths: list[int] | None = None
+    for page in pages:
+        cells = [[_cell(r.get(k)) for _, k in columns] for r in page]
+        if widths is None:
+            head = [h for h, _ in columns]
+            widths = [max(len(c[i]) for c in [head, *cells]) for i in range(len(columns))]
+            cells.insert(0, head)
+        for row in cells:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(v: Any) -> str:
+    return "-" if v is None else _fmt(v)
+
+
 FILTER_BACKEND = click.option("--backend", type=BACKEND_ID, default=None, help="Only backend ID.")
 FILTER_UFRAG = click.option("--ufrag", callback=_ufrag, default=None, help="Only this session.")
-FILTER_CLIENT = click.option("--client", default=None, help="Only this client, IP or IP:PORT.")
+
+
+def _client(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        Endpoint.parse(value)
+    except ValueError:
+        try:
+            ipaddress.ip_address(value.strip("[]"))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is neither IP nor IP:PORT") from None
+    return value
+
+
+FILTER_CLIENT = click.option(
+    "--client", callback=_client, default=None, help="Only this client, IP or IP:PORT."
+)
+SESSION_COLUMNS = [
+    ("UFRAG", "ufrag"),
+    ("TRANSCEIVER", "sock"),
+    ("VIP", "vip"),
+    ("BACKEND", "backend"),
+    ("CLIENT", "client"),
+    ("AGE", "age"),
+    ("IDLE", "idle"),
+    ("PACKETS", "packets"),
+    ("BYTES", "bytes"),
+]
+FLOW_COLUMNS = [
+    ("CLIENT", "client"),
+    ("VIP", "vip"),
+    ("TRANSCEIVER", "sock"),
+    ("UFRAG", "ufrag"),
+    ("BACKEND", "backend"),
+    ("AGE", "age"),
+    ("IDLE", "idle"),
+    ("PKTS_IN", "packets"),
+    ("BYTES_IN", "bytes"),
+    ("PKTS_OUT", "rpackets"),
+    ("BYTES_OUT", "rbytes"),
+]
 
 
 @cli.command()
 @FILTER_BACKEND
 @FILTER_UFRAG
 @FILTER_CLIENT
-@listing
-def sessions(
-    maps: RouteMaps, backend: int | None, ufrag: str | None, client: str | None
-) -> tuple[Any, str]:
+@streamed("sessions", SESSION_COLUMNS)
+def sessions(maps: RouteMaps, backend: int | None, ufrag: str | None, client: str | None) -> Pages:
     """Registered sessions with their flows' clients and counters."""
-    from pyctl.views import flows_view, session_view
+    from pyctl.views import session_pages
 
-    flows = flows_view(maps)
-    rows = []
-    for s in maps.sessions():
-        v = session_view(s, None)
-        mine = [f for f in flows if f["ufrag"] == s.ufrag]
-        if backend is not None and s.backend_id != backend:
-            continue
-        if ufrag is not None and s.ufrag != ufrag:
-            continue
-        if client is not None and not any(
-            client in (f["client"], f["client"].rpartition(":")[0].strip("[]")) for f in mine
-        ):
-            continue
-        v["clients"] = [f["client"] for f in mine]
-        v["packets"] = sum(f["packets"] + f["rpackets"] for f in mine)
-        v["bytes"] = sum(f["bytes"] + f["rbytes"] for f in mine)
-        v["idle"] = min((f["idle"] for f in mine), default=None)
-        v["age"] = max((f["age"] for f in mine), default=None)
-        v["client"] = ", ".join(v["clients"]) or None
-        rows.append(v)
-    cols = [
-        ("UFRAG", "ufrag"),
-        ("TRANSCEIVER", "sock"),
-        ("VIP", "vip"),
-        ("BACKEND", "backend"),
-        ("CLIENT", "client"),
-        ("AGE", "age"),
-        ("IDLE", "idle"),
-        ("PACKETS", "packets"),
-        ("BYTES", "bytes"),
-    ]
-    return {"sessions": rows}, table(rows, cols)
+    return session_pages(maps, backend, ufrag, client)
 
 
 @cli.command()
 @FILTER_BACKEND
 @FILTER_UFRAG
 @FILTER_CLIENT
-@listing
-def flows(
-    maps: RouteMaps, backend: int | None, ufrag: str | None, client: str | None
-) -> tuple[Any, str]:
+@streamed("flows", FLOW_COLUMNS)
+def flows(maps: RouteMaps, backend: int | None, ufrag: str | None, client: str | None) -> Pages:
     """Learned client flows: client, VIP, transceiver, age, idle and counters."""
-    from pyctl.views import flows_view
+    from pyctl.views import flow_pages
 
-    rows = flows_view(maps, backend=backend, ufrag=ufrag, client=client)
-    cols = [
-        ("CLIENT", "client"),
-        ("VIP", "vip"),
-        ("TRANSCEIVER", "sock"),
-        ("UFRAG", "ufrag"),
-        ("BACKEND", "backend"),
-        ("AGE", "age"),
-        ("IDLE", "idle"),
-        ("PKTS_IN", "packets"),
-        ("BYTES_IN", "bytes"),
-        ("PKTS_OUT", "rpackets"),
-        ("BYTES_OUT", "rbytes"),
-    ]
-    return {"flows": rows}, table(rows, cols)
+    return (page for page, _ in flow_pages(maps, backend, ufrag, client))
 
 
 @cli.command()

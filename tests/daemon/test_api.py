@@ -405,3 +405,28 @@ def test_ipv6_session_carries_traffic(clean: Env) -> None:
     establish(trx, client, client_ep, VIP6)
     assert env.http.call("GET", "/v1/flows?ufrag=sixsix01")[1]["flows"][0]["vip"] == str(VIP6)
     assert trx.family == socket.AF_INET6
+
+
+def test_listings_page_with_limit_and_after(clean: Env) -> None:
+    env = clean
+    for i in range(3):
+        add_session(env, f"page{i:04d}", env.trx_sock(1, 46000 + i))
+        trx, client_ep = udp(env.net.trx(1), env.trx_sock(1, 46000 + i)), env.client_ep(46000 + i)
+        establish(trx, udp(env.net.client, client_ep), client_ep, VIP4)
+    got: list[str] = []
+    after = ""
+    for _ in range(5):
+        status, body = env.http.call("GET", f"/v1/flows?limit=2{after}")
+        assert status == 200 and len(body["flows"]) <= 2
+        got += [f["client"] for f in body["flows"]]
+        if "next" not in body:
+            break
+        after = f"&after={body['next']}"
+    assert sorted(got) == sorted(str(env.client_ep(46000 + i)) for i in range(3))
+    status, body = env.http.call("GET", "/v1/sessions?limit=2")
+    assert status == 200 and [s["ufrag"] for s in body["sessions"]] == ["page0000", "page0001"]
+    status, body = env.http.call("GET", f"/v1/sessions?limit=2&after={body['next']}")
+    assert [s["ufrag"] for s in body["sessions"]] == ["page0002"] and "next" not in body
+    for bad_query in ("limit=0", "limit=x", "after=nope", "client=not-an-ip"):
+        status, body = env.http.call("GET", f"/v1/flows?{bad_query}")
+        assert status == 400 and body["field"] in ("limit", "after", "client"), bad_query

@@ -14,7 +14,7 @@ from pyctl import mapinfo
 from pyctl.endpoint import Endpoint
 from pyctl.loader import BuildOptions, DataPlane, unload
 from pyctl.maps import RouteMaps, Session
-from pyctl.mapscan import addr_in, scan, to_ctypes
+from pyctl.mapscan import Cursor, addr_in, chunks, scan, to_ctypes
 from pyctl.shared import BackendState
 
 INSTANCE = f"scan-{os.getpid()}"
@@ -44,19 +44,21 @@ def client(i: int) -> Endpoint:
     return Endpoint.parse(f"198.51.100.{1 + i % 250}:{50000 + i}")
 
 
-def add_flow(maps: RouteMaps, c: Endpoint, s: Endpoint, last_seen_ns: int) -> None:
-    key, leaf = maps.flow_map.Key(), maps.flow_map.Leaf()
+def add_flow(
+    maps: RouteMaps, c: Endpoint, s: Endpoint, last_seen_ns: int, backend: int = 1
+) -> None:
+    """A flow as the data plane learns it (flow, reverse flow, the socket's ring)."""
+    keys, leaves = maps.flow_records(1)
+    key, leaf = to_ctypes(keys, maps.flow_map.Key)[0], to_ctypes(leaves, maps.flow_map.Leaf)[0]
     c.fill(key.client)
     VIP.fill(key.vip)
     s.fill(leaf.sock)
-    leaf.backend_id = 1
+    leaf.backend_id = backend
     leaf.last_seen_ns = last_seen_ns
-    maps.flow_map[key] = leaf
-    rkey, rleaf = maps.rflow_map.Key(), maps.rflow_map.Leaf()
-    s.fill(rkey.sock)
-    c.fill(rkey.client)
-    VIP.fill(rleaf.vip)
-    maps.rflow_map[rkey] = rleaf
+    maps.add_flows(
+        np.frombuffer(bytes(key), keys.dtype).copy(),
+        np.frombuffer(bytes(leaf), leaves.dtype).copy(),
+    )
 
 
 def test_scan_sees_every_entry_once_across_chunks(empty: RouteMaps) -> None:
@@ -134,9 +136,91 @@ def test_expire_flows_spares_a_flow_refreshed_since_the_scan(
     maps = empty
     now = 1_000_000_000_000
     add_flow(maps, client(1), sock(1), now - 10**10)
-    stale = scan(maps.flow_map)  # what the walk saw: idle for 10 s
+    stale = list(chunks(maps.flow_map))  # what the walk saw: idle for 10 s
     add_flow(maps, client(1), sock(1), now)  # then a packet refreshed it
-    monkeypatch.setattr("pyctl.maps.scan", lambda table: stale)
+    monkeypatch.setattr("pyctl.maps.chunks", lambda table, start=None: iter(stale))
     assert maps.expire_flows(idle_ns=3 * 10**9, now_ns=now) == 0
     monkeypatch.undo()
     assert [f.last_seen_ns for f in maps.flows()] == [now] and mapinfo.entries(maps.rflow_map) == 1
+
+
+def test_a_walk_resumes_at_its_cursor_with_nothing_lost_or_repeated(empty: RouteMaps) -> None:
+    maps = empty
+    maps.add_sessions([Session(f"curs{i:04d}", sock(i), VIP, 1) for i in range(100)])
+    seen: list[bytes] = []
+    at: Cursor | None = None
+    for _ in range(100):  # 7 at a time, each read starting again from a cursor
+        took = 0
+        for keys, _, first in chunks(maps.session_map, chunk=16, start=at):
+            n = min(7, len(keys))
+            seen += [k.tobytes() for k in keys[:n]]
+            at, took = Cursor(first.token, first.skip + n), n
+            break
+        if not took:
+            break
+        assert at is not None
+        at = Cursor.decode(at.encode())  # as an API client hands it back
+    assert sorted(seen) == sorted(bytes(k) for k in maps.session_map)
+
+
+def test_end_sessions_removes_their_flows_without_walking_the_flow_map(
+    empty: RouteMaps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    maps = empty
+    maps.add_sessions([Session(f"ends{i:04d}", sock(i), VIP, 1) for i in range(10)])
+    for i in range(30):
+        add_flow(maps, client(i), sock(i % 10), 1)  # three clients per socket
+    walked: list[str] = []
+    real = chunks
+
+    def spy(table: object, *a: object, **kw: object) -> object:
+        walked.append(str(getattr(table, "name", table)))
+        return real(table, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("pyctl.maps.chunks", spy)
+    monkeypatch.setattr("pyctl.maps.scan", lambda *a, **kw: pytest.fail("scanned a map"))
+    assert maps.end_sessions({"ends0002", "ends0007", "nosuch00"}) == {"ends0002": 3, "ends0007": 3}
+    assert walked == []
+    monkeypatch.undo()
+    left = maps.flows()
+    assert len(left) == 24 and {str(f.sock) for f in left}.isdisjoint({str(sock(2)), str(sock(7))})
+    assert mapinfo.entries(maps.rflow_map) == 24 and mapinfo.entries(maps.ring_map) == 8
+    assert maps.sock_owner(sock(2)) is None and maps.sock_owner(sock(3)) is not None
+
+
+def test_end_sessions_spares_a_flow_re_pointed_to_another_socket(empty: RouteMaps) -> None:
+    maps = empty
+    maps.add_sessions([Session("movd0001", sock(1), VIP, 1), Session("movd0002", sock(2), VIP, 1)])
+    add_flow(maps, client(1), sock(1), 1)
+    add_flow(maps, client(1), sock(2), 2)  # the client's flow now belongs to socket 2
+    assert maps.end_sessions({"movd0001"}) == {"movd0001": 0}
+    assert [str(f.sock) for f in maps.flows()] == [str(sock(2))]
+
+
+def test_flow_listing_filters_in_the_read(empty: RouteMaps) -> None:
+    maps = empty
+    maps.add_vip(VIP)
+    maps.add_sessions([Session(f"list{i:04d}", sock(i), VIP, 1 + i % 2) for i in range(10)])
+    for i in range(40):
+        add_flow(maps, client(i), sock(i % 10), 1, backend=1 + i % 2)
+    assert sorted(str(f.client) for f, _ in maps.iter_flows(sock=sock(3))) == sorted(
+        str(client(i)) for i in (3, 13, 23, 33)
+    )
+    assert {f.backend_id for f, _ in maps.iter_flows(backend=2)} == {2}
+    assert len(list(maps.iter_flows(backend=2))) == 20
+    assert [str(f.client) for f, _ in maps.iter_flows(client=str(client(5)))] == [str(client(5))]
+    by_ip = [f for f, _ in maps.iter_flows(client=str(client(5).ip))]
+    assert len(by_ip) == 1 and by_ip[0].client == client(5)
+    # pages: each resumes where the last stopped
+    got, at = [], None
+    while True:
+        page = []
+        for f, nxt in maps.iter_flows(start=at):
+            page.append(str(f.client))
+            at = nxt
+            if len(page) == 6:
+                break
+        got += page
+        if len(page) < 6:
+            break
+    assert sorted(got) == sorted(str(client(i)) for i in range(40))
