@@ -111,14 +111,20 @@ def _speak_row(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _rebind_row(r: dict[str, Any]) -> list[str]:
+    return [*_echo_row(r), f"{r['gap_up_ms']:.0f}", f"{r['gap_down_ms']:.0f}"]
+
+
+COLUMNS_ECHO = ["rtp out/in", "msgs echoed", "tone/echo Hz", "setup ms", "echo rtt ms"]
 COLUMNS = {
-    "echo": (
-        ["rtp out/in", "msgs echoed", "tone/echo Hz", "setup ms", "echo rtt ms"],
-        _echo_row,
-    ),
+    "echo": (COLUMNS_ECHO, _echo_row),
     "speak": (
         ["setup ms", "synth ms", "send ms", "speech s", "heard s", "level dBFS", "1st audio ms"],
         _speak_row,
+    ),
+    "rebind": (
+        [*COLUMNS_ECHO, "gap up ms", "gap down ms"],
+        _rebind_row,
     ),
 }
 
@@ -157,10 +163,13 @@ def run_demo(
     seconds: float = 4.0,
     progress: Callable[[str], None] = print,
     app: str = "echo",
+    rebind: bool = False,
 ) -> dict[str, Any]:
     """Lab up with every transceiver running `app`, the sessions, lab down; the report
-    (`ok` only if every session passed)."""
-    lab = Lab(transceivers=transceivers, app=app)
+    (`ok` only if every session passed). `rebind`: the client behind the lab's NAT, whose
+    mappings all change mid-call (pyctl/mobility.py); each session then reports its
+    longest media gap each way and is `ok` only if media resumed both ways."""
+    lab = Lab(transceivers=transceivers, app=app, nat=rebind)
     progress("[1/4] clearing leftovers of an earlier lab")
     lab.down(progress=lambda s: None)
     try:
@@ -168,15 +177,22 @@ def run_demo(
         lab.up(progress=lambda s: progress(f"      {s}"))
         what = "a spoken reply each" if app == "speak" else f"{seconds:.0f}s"
         progress(f"[3/4] {sessions} WebRTC sessions through {lab.net.vips[0]}, {what}")
-        rows = verdicts(lab, run_clients(lab, sessions, seconds, app=app))
+        if rebind:
+            from pyctl.mobility import run_event  # it imports this module
+
+            events = run_event(lab, sessions, lab.nat_box.rebind, progress=progress)
+            rows = verdicts(lab, events)
+        else:
+            rows = verdicts(lab, run_clients(lab, sessions, seconds, app=app))
         counters = relay_counters(lab)
-        progress("\n" + summarize(rows, app))
+        progress("\n" + summarize(rows, "rebind" if rebind else app))
         progress("\nrelay counters (XDP, per reason):\n" + counters_table(counters))
     finally:
         progress("\n[4/4] lab down")
         lab.down(progress=lambda s: progress(f"      {s}"))
     return {
         "app": app,
+        "rebind": rebind,
         "vip": str(lab.net.vips[0]),
         "ok": all(r["result"] == "ok" for r in rows),
         "sessions": rows,

@@ -39,11 +39,14 @@ def run_event(
     progress: Callable[[str], None] = print,
     urls: list[str] | None = None,
     direct: bool = False,
+    count: int = 1,
+    window: float = WINDOW_S,
 ) -> list[dict[str, Any]]:
-    """`sessions` calls through the lab; `event()` once all carry audio; one dict per
-    session with the client's result and gap_up_ms / gap_down_ms. `direct`: the URLs are
-    not the lab's transceivers (bench/mobility.py's direct baseline), the upstream is
-    sniffed on the relay's public interface instead."""
+    """`sessions` calls through the lab; `event()` `count` times, `window` seconds apart,
+    once all carry audio; one dict per session with the client's result, the gaps after
+    each event (gaps_up_ms, gaps_down_ms) and the longest (gap_up_ms, gap_down_ms).
+    `direct`: the URLs are not the lab's transceivers (bench/mobility.py's direct
+    baseline): upstream is sniffed on the relay's public interface instead."""
     urls = urls or [lab.whip_url(1 + i % lab.transceivers) for i in range(sessions)]
     urls = [urls[i % len(urls)] for i in range(sessions)]
     if direct:
@@ -51,19 +54,22 @@ def run_event(
     else:
         up = [Sniffer(lab.net.trx(i), "eth0") for i in range(1, lab.transceivers + 1)]
     down = Sniffer(lab.net.client, "eth0")
-    seconds = LEAD_S + WINDOW_S + 6.0  # set-up, the lead, the window, a margin
+    seconds = LEAD_S + count * window + 6.0  # set-up, the lead, the windows, a margin
     proc = subprocess.Popen(
         client_cmd(lab, ["--seconds", str(seconds), *urls]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    times: list[float] = []
     try:
         if not _wait_media(up, sessions, time.monotonic() + 30):
             raise RuntimeError("the sessions' audio never reached the other side")
         time.sleep(LEAD_S)
-        t0 = time.monotonic()
-        progress(f"event at +{LEAD_S:.0f}s of audio: {event()}")
+        for k in range(count):
+            times.append(time.monotonic())
+            progress(f"event {k + 1}/{count}: {event()}")
+            time.sleep(max(0.0, times[-1] + window - time.monotonic()))
         out, err = proc.communicate(timeout=120 + seconds)
     finally:
         if proc.poll() is None:
@@ -73,19 +79,25 @@ def run_event(
     results = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
     if len(results) != sessions:
         raise RuntimeError(f"the client failed:\n{err[-2000:]}")
-    t1 = t0 + WINDOW_S
     rows = []
     for r in results:
-        gap_up = min(s.gap_ms(r["ssrc_out"], t0, t1) for s in up)
-        gap_down = down.gap_ms(r["ssrc_in"], t0, t1)
-        resumed = any(s.resumed(r["ssrc_out"], t1) for s in up) and down.resumed(r["ssrc_in"], t1)
+        gaps_up, gaps_down, resumed = [], [], True
+        for t0 in times:
+            t1 = t0 + window
+            gaps_up.append(min(s.gap_ms(r["ssrc_out"], t0, t1) for s in up))
+            gaps_down.append(down.gap_ms(r["ssrc_in"], t0, t1))
+            resumed = resumed and any(s.resumed(r["ssrc_out"], t1) for s in up)
+            resumed = resumed and down.resumed(r["ssrc_in"], t1)
         rows.append(
             {
                 **r,
-                "gap_up_ms": gap_up,
-                "gap_down_ms": gap_down,
+                "gap_up_ms": max(gaps_up),
+                "gap_down_ms": max(gaps_down),
+                "gaps_up_ms": gaps_up,
+                "gaps_down_ms": gaps_down,
                 "resumed": resumed,
                 "ok": bool(r["ok"] and resumed and r["ssrc_out"] and r["ssrc_in"]),
+                "error": r["error"] or ("" if resumed else "media did not resume both ways"),
             }
         )
     return rows

@@ -145,15 +145,26 @@ def exec_(prefix: str, transceivers: int, role: str, argv: tuple[str, ...]) -> N
     help="What the transceivers run: echo (audio and messages back) or speak (a spoken reply).",
 )
 @click.option(
+    "--rebind",
+    is_flag=True,
+    help="Client behind a NAT whose mappings all change mid-call; report media gaps (echo).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="One JSON object on stdout; progress on stderr."
 )
-def demo(sessions: int, transceivers: int, seconds: float, app: str, as_json: bool) -> None:
+def demo(
+    sessions: int, transceivers: int, seconds: float, app: str, rebind: bool, as_json: bool
+) -> None:
     """Lab up, real WebRTC sessions through one VIP, a summary, lab down."""
     from pyctl.demo import run_demo
 
+    if rebind and app != "echo":
+        raise click.UsageError("--rebind measures the echo app's media")
     progress = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     try:
-        report = run_demo(sessions, transceivers, seconds, progress=progress, app=app)
+        report = run_demo(
+            sessions, transceivers, seconds, progress=progress, app=app, rebind=rebind
+        )
     except (LabError, OSError, RuntimeError) as e:  # the lab or the client failed: no report
         raise click.ClickException(str(e)) from None
     if as_json:
