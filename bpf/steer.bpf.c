@@ -314,10 +314,12 @@ static __always_inline int ssrc_hint(struct xdp_md *ctx, struct steer_pkt *pkt, 
 {
 	struct steer_ssrc_owner *o;
 	struct steer_session *s;
+	struct steer_config *cfg;
 	struct steer_addr sock;
-	__u32 ssrc;
+	__u32 ssrc, zero = 0;
 
-	if (rtp_ssrc(ctx, pkt, &ssrc))
+	cfg = steer_config.lookup(&zero);
+	if ((cfg && (cfg->flags & STEER_CONFIG_NO_HINTS)) || rtp_ssrc(ctx, pkt, &ssrc))
 		return STEER_CONTINUE;
 	o = steer_ssrcs.lookup(&ssrc);
 	if (!o)

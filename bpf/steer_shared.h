@@ -124,6 +124,9 @@ struct steer_path {
 #define STEER_SESSION_SSRC_CAP 8
 #endif
 #define STEER_SSRC_SAMPLE 16
+/* steer_config.flags: connection hints not used (learning goes on); bench/mobility.py
+ * compares with and without. */
+#define STEER_CONFIG_NO_HINTS 1
 
 struct steer_ssrc_owner {
 	struct steer_addr sock;
@@ -194,7 +197,7 @@ struct steer_counter {
 struct steer_config {
 	__u32 public_ifindex;
 	__u32 internal_ifindex;
-	__u32 flags;
+	__u32 flags;              /* STEER_CONFIG_* */
 	__u32 session_flow_cap;  /* 1..STEER_SESSION_FLOW_CAP (steerctl daemon --session-flow-cap);
 				  * 0: STEER_SESSION_FLOW_CAP */
 };

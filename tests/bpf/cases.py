@@ -1127,7 +1127,29 @@ def _not_flowed(r: Replay) -> None:
     assert {f.client for f in r.maps.flows()} == {env.CLIENT4}, "a hint must create no flow"
 
 
+def hints_off(r: Replay) -> None:
+    """steer_config.flags STEER_CONFIG_NO_HINTS (what bench/mobility.py compares)."""
+    cfg = r.dp.table("steer_config")
+    leaf = cfg[cfg.Key(0)]
+    leaf.flags |= 1
+    cfg[cfg.Key(0)] = leaf
+
+
+def _hints_back_on(r: Replay) -> None:
+    cfg = r.dp.table("steer_config")
+    leaf = cfg[cfg.Key(0)]
+    leaf.flags &= ~1
+    cfg[cfg.Key(0)] = leaf
+
+
 HINT_CASES = [
+    drop(
+        "rtp_hint_not_used_when_hints_are_off",
+        client_to_vip(rtp(), client=REBOUND),
+        Reason.DROP_RTP_NO_FLOW,
+        setup=[answered(), learned(), hints_off],
+        checks=[ssrc_owner(HINT_SSRC, env.TRX1), _hints_back_on],
+    ),
     _hinted(
         "rtp_from_rebound_address_goes_by_its_ssrc",
         rtp(),
