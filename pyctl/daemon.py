@@ -28,7 +28,7 @@ from pyctl.api import make_app
 from pyctl.control import ADOPT_TTL_S, Controller
 from pyctl.credentials import Credentials
 from pyctl.endpoint import Endpoint
-from pyctl.loader import RUN_DIR, Attachment, BuildOptions, DataPlane
+from pyctl.loader import RUN_DIR, Attachment, BuildOptions, DataPlane, LoaderError
 from pyctl.maps import RouteMaps
 from pyctl.mapwork import MapWorker, Snapshot
 from pyctl.metrics import Metrics
@@ -64,6 +64,7 @@ class DaemonConfig:
     idle_timeout: float = 300.0
     store: str = "memory"
     xdp_mode: str = "auto"
+    session_flow_cap: int = 64  # flows per session (1..build.session_flow_cap), run time
     tick: float = field(default=1.0)  # how often expiry runs
 
     @property
@@ -122,6 +123,11 @@ def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
     except (firewall.FirewallError, OSError, ImportError) as e:
         raise DaemonError(f"firewall table {wall.table}: {e}") from e
     dp = DataPlane(cfg.build)
+    try:
+        dp.set_session_flow_cap(cfg.session_flow_cap)
+    except LoaderError as e:
+        raise DaemonError(str(e)) from e
+    log.info("per-session flow cap: %d", cfg.session_flow_cap)
     maps = RouteMaps(dp.bpf)
     if dp.adopted:
         log.info(

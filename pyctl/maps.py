@@ -98,6 +98,8 @@ class RouteMaps:
         self.rflow_map = bpf[b"steer_rflows"]
         self.ring_map = bpf[b"steer_sockflows"]
         self.path_map = bpf[b"steer_paths"]
+        self.ssrc_map = bpf[b"steer_ssrcs"]
+        self.ssrc_ring_map = bpf[b"steer_ssrc_rings"]
         self.pending_map = bpf[b"steer_pending"]
         self.budget_map = bpf[b"steer_budget"]
         self.stats_map = bpf[b"steer_stats"]
@@ -250,7 +252,26 @@ class RouteMaps:
                     n += self._drop_flow(sock, c, ring.vip)
             _delete(self.ring_map, rkey)
             _delete(self.path_map, sock.fill(self.path_map.Key()))  # steer.bpf.c, "Mobility"
+            self._purge_ssrcs(sock)
         return n
+
+    def _purge_ssrcs(self, sock: Endpoint) -> None:
+        """The socket's connection hints (steer.bpf.c, "Connection hints"): the SSRCs its
+        ring names that it still owns, then the ring."""
+        key = sock.fill(self.ssrc_ring_map.Key())
+        try:
+            ring = self.ssrc_ring_map[key]
+        except KeyError:
+            return
+        raw = bytes(key)
+        for ssrc in list(ring.ssrc)[: min(int(ring.next), len(ring.ssrc))]:
+            k = self.ssrc_map.Key(ssrc)
+            try:
+                if bytes(self.ssrc_map[k].sock) == raw:
+                    _delete(self.ssrc_map, k)
+            except KeyError:
+                pass
+        _delete(self.ssrc_ring_map, key)
 
     def _drop_flow(self, sock: Endpoint | Any, client: Any, vip: Any) -> int:
         """Delete the reverse flow (sock, client) and the flow (client, vip) if it still
@@ -479,6 +500,8 @@ class RouteMaps:
             self.ring_map,
             self.pending_map,
             self.path_map,
+            self.ssrc_map,
+            self.ssrc_ring_map,
         ):
             m.clear()
         self.budget_map[self.budget_map.Key(0)] = self.budget_map.Leaf()
