@@ -115,6 +115,9 @@ class Controller:
     events: dict[str, int] = field(default_factory=dict)  # lifecycle counts, for metrics
     # ended while the store was never read (started without it): not restored from it later
     ended_unloaded: set[str] = field(default_factory=set)
+    # called with (records put, ufrags forgotten) on every change of the records: the
+    # fleet (pyctl/fleet.py) publishes this relay's sessions to the other relays
+    listeners: list[Any] = field(default_factory=list)
 
     def _count(self, event: str, n: int = 1) -> None:
         self.events[event] = self.events.get(event, 0) + n
@@ -122,12 +125,16 @@ class Controller:
     # -- records (every write is marked for the mirror)
     def _put(self, recs: list[SessionRecord]) -> None:
         self.store.put_many(recs)
+        for f in self.listeners:
+            f(recs, [])
         if self.mirror is not None:
             self.mirror.mark(sessions=[r.ufrag for r in recs])
 
     def _forget(self, ufrags: list[str]) -> None:
         for u in ufrags:
             self.store.delete(u)
+        for f in self.listeners:
+            f([], ufrags)
         if self.mirror is not None:
             self.mirror.mark(sessions=ufrags)
             if self.mirror.needs_load:

@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pyctl import firewall, mapinfo, topology
+from pyctl import firewall, fleet, mapinfo, topology
 from pyctl.api import make_app
 from pyctl.control import ADOPT_TTL_S, Controller
 from pyctl.credentials import Credentials
@@ -63,6 +63,7 @@ class DaemonConfig:
     adopt_ttl: float = ADOPT_TTL_S
     idle_timeout: float = 300.0
     store: str = "memory"
+    fleet: bool = False  # share sessions with the relays on the same Redis (pyctl/fleet.py)
     xdp_mode: str = "auto"
     session_flow_cap: int = 64  # flows per session (1..build.session_flow_cap), run time
     tick: float = field(default=1.0)  # how often expiry runs
@@ -231,6 +232,8 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
     store = ctl.store
     await _start_store(ctl)
     sync = asyncio.create_task(ctl.mirror.run(store, ctl.merge)) if ctl.mirror else None
+    if cfg.fleet and ctl.mirror is not None:
+        fleet.start(ctl, cfg.store, cfg.instance, cfg.netns)  # cancelled with the loop at exit
     hops = NextHops(cfg.netns)
     await hops.resolve(ctl.nexthop_ips(ctl.sessions()))
 

@@ -119,6 +119,13 @@ from pyctl.loader import RUN_DIR, Attachment, BuildOptions, LoaderError, unload
     help="Session store: memory, or redis://HOST:PORT/DB.",
 )
 @click.option(
+    "--fleet",
+    envvar="STEER_FLEET",
+    is_flag=True,
+    help="Share sessions with every relay using the same Redis --store: this relay's "
+    "sessions are published to them, theirs installed here (docs/fleet.md).",
+)
+@click.option(
     "--xdp-mode",
     envvar="STEER_XDP_MODE",
     default="auto",
@@ -191,6 +198,7 @@ def daemon(
     adopt_ttl: float,
     idle_timeout: float,
     store: str,
+    fleet: bool,
     xdp_mode: str,
     max_sessions: int,
     max_flows: int,
@@ -226,6 +234,10 @@ def daemon(
         store in ("memory", "memory://") or store.startswith(("redis://", "rediss://", "unix://"))
     ):
         raise click.BadParameter(f"{store!r}: use memory or redis://…", param_hint="--store")
+    if fleet and store in ("memory", "memory://"):
+        raise click.BadParameter(
+            "--fleet shares sessions through a Redis --store", param_hint="--fleet"
+        )
     config = d.DaemonConfig(
         build=BuildOptions(
             instance=cfg.instance,
@@ -247,6 +259,7 @@ def daemon(
         adopt_ttl=adopt_ttl,
         idle_timeout=idle_timeout,
         store=store,
+        fleet=fleet,
         xdp_mode=xdp_mode,
         session_flow_cap=session_flow_cap,
     )

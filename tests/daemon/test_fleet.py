@@ -1,0 +1,114 @@
+"""Sessions shared between relays (`--store redis://… --fleet`): two relays, each its own
+lab network and daemon, one redis-server. A session registered on one relay is in the
+other's maps within a bound and routes a real Binding Request there; its end removes it
+there; a relay that starts later loads what the others hold."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyctl.endpoint import Endpoint
+from pyctl.labnet import CLIENT4, VIP4, LabNet
+from tests import stun
+from tests.daemon.conftest import Daemon, cleanup, make_lab, maps_view
+from tests.daemon.test_store import TAG, RedisServer
+from tests.daemon.traffic import addr, udp
+
+pytestmark = pytest.mark.netns
+
+LAG_BOUND_S = 1.0
+
+
+def wait_for(pred, timeout: float = 10.0) -> float:  # type: ignore[no-untyped-def]
+    """Seconds until pred() held; AssertionError after `timeout`."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(0.01)
+    raise AssertionError(f"not within {timeout}s")
+
+
+@pytest.fixture
+def relays(tmp_path: Path) -> Iterator[tuple[RedisServer, list[Daemon], list[LabNet]]]:
+    redis = RedisServer(tmp_path).start()
+    nets: list[LabNet] = []
+    daemons: list[Daemon] = []
+    names = [f"fa{TAG}", f"fb{TAG}"]
+    try:
+        for i, name in enumerate(names):
+            nets.append(make_lab(f"f{'ab'[i]}{TAG}"))
+            daemons.append(
+                Daemon(
+                    nets[i], name, tmp_path / f"{name}.log", extra=["--store", redis.url, "--fleet"]
+                )
+            )
+        yield redis, daemons, nets
+    finally:
+        for name, d, net in zip(names, daemons, nets, strict=False):
+            cleanup(net, name, [d])
+        redis.kill()
+
+
+def register(d: Daemon, ufrag: str, sock: Endpoint, backend: int = 1) -> None:
+    status, body = d.http.call("POST", "/v1/backends", {"id": backend, "addr": str(sock.ip)})
+    assert status in (201, 409), body
+    status, body = d.http.call(
+        "POST", "/v1/sessions", {"ufrag": ufrag, "sock": str(sock), "backend": backend}
+    )
+    assert status == 201, body
+
+
+def test_a_session_registered_once_routes_on_every_relay(
+    relays: tuple[RedisServer, list[Daemon], list[LabNet]],
+) -> None:
+    redis, (a, b), (net_a, net_b) = relays
+    a.start()
+    sock = Endpoint.parse(f"{net_a.trx_ip4(1)}:41001")
+    early = "fleetearly000001"
+    register(a, early, sock)
+    b.start()  # starts after: loads what A holds
+    maps_b = maps_view(b.instance)
+    assert maps_b.get_session(early) is not None, "a later relay loads the others' sessions"
+    ufrag = "fleetsession0001"
+    sock2 = Endpoint.parse(f"{net_a.trx_ip4(1)}:41002")
+    register(a, ufrag, sock2)
+    lag = wait_for(lambda: maps_b.get_session(ufrag) is not None)
+    print(f"fleet replication lag: {lag * 1000:.1f} ms")
+    assert lag < LAG_BOUND_S, lag
+    got = maps_b.get_session(ufrag)
+    assert got is not None and (got.sock, got.backend_id) == (sock2, 1)
+    # the same transceiver address exists in B's lab: B routes the client's first check
+    trx = udp(net_b.trx(1), sock2)
+    client = udp(net_b.client, Endpoint.parse(f"{CLIENT4}:42001"))
+    msg = stun.binding_request(ufrag.encode() + b":cli1")
+    for _ in range(20):  # the first packets may wait for B to resolve the next hop
+        client.sendto(msg, addr(VIP4))
+        trx.settimeout(0.3)
+        try:
+            data, _ = trx.recvfrom(2048)
+        except TimeoutError:
+            continue
+        assert data == msg
+        break
+    else:
+        raise AssertionError("B did not route A's session")
+    # B's own session reaches A; B's records and Redis hash hold only B's own
+    mine = "fleetfromb000001"
+    register(b, mine, Endpoint.parse(f"{net_b.trx_ip4(2)}:41003"), backend=2)
+    maps_a = maps_view(a.instance)
+    wait_for(lambda: maps_a.get_session(mine) is not None)
+    assert set(redis.hash(b.instance)) == {mine}
+    assert set(redis.hash(a.instance)) == {early, ufrag}
+    _, body = b.http.call("GET", "/v1/sessions")
+    assert [s["ufrag"] for s in body["sessions"]] == [mine]
+    # ends propagate
+    assert a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
+    wait_for(lambda: maps_b.get_session(ufrag) is None)
+    assert b.http.call("DELETE", f"/v1/sessions/{mine}")[0] == 200
+    wait_for(lambda: maps_a.get_session(mine) is None)
+    assert maps_b.get_session(early) is not None
