@@ -28,6 +28,7 @@ from bench import (
     flood,
     fuzz,
     latency,
+    mobility,
     profile,
     report,
     topology,
@@ -590,6 +591,8 @@ def run(smoke: bool) -> int:
         result["fuzz"] = fuzz.run(20_000 if smoke else fuzz.FULL, say)
         say("flood: Binding Requests from random sources while sessions carry traffic")
         result["flood"] = flood.run(smoke, say)
+        say("mobility: media gaps across NAT rebindings, hints on/off and direct (own lab)")
+        result["mobility"] = mobility.run(smoke, say)
         result["duration_s"] = say.elapsed()
         json_path = out_dir / f"{stamp}.json"
         report.write_json(result, json_path)
