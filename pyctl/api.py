@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pyctl import sealkeys, views
+from pyctl import fleetapi, sealkeys, views
 from pyctl.control import ControlError, Controller, bad, want_backend_id, want_ufrag
 from pyctl.credentials import OPERATOR, Credentials, Principal
 from pyctl.endpoint import Endpoint
@@ -424,4 +424,5 @@ def make_app(
     r.add_get("/v1/vips", vips)
     r.add_get("/healthz", healthz)
     sealkeys.add_routes(r, CTL, body_of)
+    fleetapi.add_routes(r, CTL)
     return app

@@ -201,3 +201,29 @@ class FleetSync:
 
 def start(ctl: Any, store_url: str, relay: str, netns: str | None) -> asyncio.Task[None]:
     return asyncio.create_task(FleetSync(ctl, store_url, relay, netns).run())
+
+
+def of(ctl: Any) -> FleetSync | None:
+    """The FleetSync a controller publishes through, if the daemon runs with --fleet."""
+    for f in ctl.listeners:
+        owner = getattr(f, "__self__", None)
+        if isinstance(owner, FleetSync):
+            return owner
+    return None
+
+
+async def where(sync: FleetSync, ufrag: str) -> dict[str, Any]:
+    """Which relay registered `ufrag` (its mirror hash holds it) and which relays were
+    told of it (every peer subscribed: the origin's peers)."""
+    origin = None
+    async for key in sync.client.scan_iter(match="steer:*:sessions", count=1000):
+        if key != CHANNEL.encode() and await sync.client.hexists(key, ufrag):
+            origin = key.decode().split(":", 2)[1]
+            break
+    relays = sorted({sync.relay, *sync.stats.peers})
+    return {
+        "ufrag": ufrag,
+        "origin": origin,
+        "known_here": sync.ctl.maps.get_session(ufrag) is not None,
+        "relays": relays if origin else [],
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 # each import registers its commands on the root group
 import pyctl.cli.daemon
 import pyctl.cli.explain
+import pyctl.cli.fleet
 import pyctl.cli.keys
 import pyctl.cli.lab
 import pyctl.cli.listings

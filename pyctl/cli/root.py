@@ -13,7 +13,7 @@ DEFAULT_INSTANCE = "default"
 # instance that exists. Commands that create or tear down one (daemon, unload, lab, demo)
 # never guess.
 READERS = frozenset(
-    {"sessions", "flows", "backends", "stats", "explain", "session", "backend", "key"}
+    {"sessions", "flows", "backends", "stats", "explain", "session", "backend", "key", "fleet"}
 )
 
 

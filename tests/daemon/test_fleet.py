@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pyctl.cli import cli
 from pyctl.endpoint import Endpoint
 from pyctl.labnet import CLIENT4, VIP4, LabNet
 from tests import stun
@@ -106,6 +108,22 @@ def test_a_session_registered_once_routes_on_every_relay(
     assert set(redis.hash(a.instance)) == {early, ufrag}
     _, body = b.http.call("GET", "/v1/sessions")
     assert [s["ufrag"] for s in body["sessions"]] == [mine]
+    # where each session lives, as either relay tells it
+    status, st = b.http.call("GET", "/v1/fleet")
+    assert status == 200 and st["peers"] == [a.instance] and st["foreign_sessions"] == 2
+    assert st["installed"] == 2 and st["lag_max_s"] < LAG_BOUND_S
+    status, w = b.http.call("GET", f"/v1/fleet/sessions/{ufrag}")
+    assert status == 200 and (w["origin"], w["known_here"]) == (a.instance, True)
+    assert w["relays"] == sorted([a.instance, b.instance])
+    assert b.http.call("GET", "/v1/fleet/sessions/nosuchsession01")[0] == 404
+    out = CliRunner().invoke(cli, ["--instance", b.instance, "fleet", "session", ufrag])
+    assert out.exit_code == 0 and out.output.splitlines()[1].split()[:3] == [
+        ufrag,
+        a.instance,
+        "yes",
+    ], out.output
+    out = CliRunner().invoke(cli, ["--instance", b.instance, "fleet", "status"])
+    assert out.exit_code == 0 and f"peers                {a.instance}" in out.output, out.output
     # ends propagate
     assert a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
     wait_for(lambda: maps_b.get_session(ufrag) is None)
