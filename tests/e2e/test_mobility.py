@@ -11,6 +11,7 @@ import pytest
 
 from pyctl.lab import Lab
 from pyctl.mobility import WINDOW_S, run_event
+from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
 
 pytestmark = pytest.mark.e2e
@@ -61,4 +62,34 @@ def test_aiortc_calls_resume_both_ways_after_rebinding(natlab: Lab) -> None:
         assert r["gap_up_ms"] < WINDOW_S * 1000 and r["gap_down_ms"] < WINDOW_S * 1000, r
     # the transceivers kept sending to the old mappings; the relay moved it
     assert moved["fwd_return_moved"] > 0
+    assert moved["fwd_rtp_hint"] > 0  # the clients' RTP from their new ports, by SSRC
     assert moved["fwd_return_learned"] >= 2  # each session's new address, by its answer
+
+
+def test_chromium_call_resumes_both_ways_after_rebinding(natlab: Lab) -> None:
+    """Headless Chromium (fake microphone) to an echo transceiver through the NAT: after
+    every mapping is dropped, what Chromium receives (its own audio, echoed) flows again,
+    which needs both directions, and the relay saw its new port only by authenticated
+    evidence (a learned flow, the moved return path)."""
+    page = natlab.whip_url(1).removesuffix("/whip") + "/?autostart&source=mic"
+    page += f"&token={natlab.whip_token}"
+    inbound = "window.steer.stats().then(s => s.inboundAudioPackets)"
+    with chromium(natlab.net.client, page) as b:
+        state = b.wait_for(
+            "window.steer && window.steer.state === 'connected' && 'connected'"
+            " || (window.steer && window.steer.state === 'error' && 'error')"
+        )
+        assert state == "connected", b.evaluate("window.steer.error")
+        assert b.wait_for(f"{inbound}.then(n => n > 50)"), b.evaluate("window.steer.stats()")
+        before = reason_counts(natlab)
+        ports = {f["client"] for f in natlab.api().flows(backend=1)}
+        natlab.nat_box.rebind()
+        settled = b.wait_for(f"new Promise(r => setTimeout(r, 500)).then(() => {inbound})")
+        resumed = b.wait_for(f"{inbound}.then(n => n > {settled} + 100 && n)", timeout=20)
+        assert resumed, f"no audio back after the rebinding: {settled} packets, then none"
+        moved = {k: v - before.get(k, 0) for k, v in reason_counts(natlab).items()}
+        now = {f["client"] for f in natlab.api().flows(backend=1)}
+        b.evaluate("window.steer.stop()")
+    assert now - ports, "the client's new port has its own (authenticated) flow"
+    assert moved.get("fwd_return_learned", 0) >= 1
+    assert moved.get("fwd_return_moved", 0) + moved.get("fwd_rtp_hint", 0) > 0
