@@ -19,6 +19,12 @@ def main() -> int:
         "that every relay forwards correctly",
     )
     ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="the full run's relays, rounds and XDP costs with shorter windows; the control "
+        "plane, fuzz and flood parts at their smoke sizes. Results and docs as a full run",
+    )
+    ap.add_argument(
         "--render",
         metavar="RESULT_JSON",
         type=Path,
@@ -28,7 +34,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.render:
         return render(args.render)
-    return run(smoke=args.smoke)
+    return run(smoke=args.smoke, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ through the VIP, so every relay forwards exactly the same packets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyctl import labnet
 from pyctl.endpoint import Endpoint
@@ -100,6 +100,17 @@ FULL = Plan(
     cold_runs=20_000,
     scale_sizes=(1_000, 100_000, 1_000_000),
     prefix=PREFIX,
+)
+
+# The full run's relays, rounds and test-run counts with shorter load windows and fewer
+# pings; run.py also runs the control plane, fuzz and flood parts at their smoke sizes.
+QUICK = replace(
+    FULL,
+    step_s=1.0,
+    full_s=2.0,
+    fixed_s=1.5,
+    pings=10_000,
+    scale_sizes=(1_000, 1_000_000),
 )
 
 SMOKE = Plan(

@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -534,6 +535,16 @@ class Bench:
         return r
 
 
+def _part(name: str, fn: Callable[[], dict[str, Any]], say: Progress) -> dict[str, Any]:
+    """A separate part of the run (its own lab or namespaces): a failure there is recorded
+    in the results, and the relay measurements already taken are still written."""
+    try:
+        return fn()
+    except Exception as e:  # any failure of a part is reported, not fatal
+        say(f"{name} failed: {type(e).__name__}: {e}")
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
 def _publish(result: dict[str, Any], json_path: Path, md_path: Path) -> list[Path]:
     """Plots next to the JSON, the page at md_path, the table on stdout."""
     pngs = report.plots(result, json_path.parent, json_path.stem)
@@ -553,15 +564,17 @@ def render(json_path: Path) -> int:
     return 0
 
 
-def run(smoke: bool) -> int:
-    plan = c.SMOKE if smoke else c.FULL
+def run(smoke: bool, quick: bool = False) -> int:
+    plan = c.SMOKE if smoke else c.QUICK if quick else c.FULL
+    small = smoke or quick  # the parts on their own labs at their smoke sizes
     say = Progress()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(tempfile.mkdtemp(prefix="steer-bench-smoke-")) if smoke else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix="steer-bench-build-"))
     machine = _machine()
-    say(f"{'smoke' if smoke else 'full'} run, {plan.rounds} round(s); results -> {out_dir}")
+    kind = "smoke" if smoke else "quick" if quick else "full"
+    say(f"{kind} run, {plan.rounds} round(s); results -> {out_dir}")
     lock = topology.run_lock(plan.prefix)
     if lock is None:
         say(f"another run with namespace prefix {plan.prefix!r} is in progress; not starting")
@@ -581,18 +594,19 @@ def run(smoke: bool) -> int:
         xdp = bench.xdp()
         prof = bench.profile()
         say("control plane: registrations and registration-to-routable (own lab)")
-        control = control_plane.run(smoke, say)
+        control = _part("control plane", lambda: control_plane.run(small, say), say)
         machine["loadavg_end"] = os.getloadavg()
         result = bench.result(stamp, smoke, machine, xdp)
+        result["run"] = kind
         result["control_plane"] = control
         result["profile"] = prof
         result["frame_bytes"] = len(rtp_frame())
         say("fuzz: the data plane against its reference model (own replay namespace)")
-        result["fuzz"] = fuzz.run(20_000 if smoke else fuzz.FULL, say)
+        result["fuzz"] = _part("fuzz", lambda: fuzz.run(20_000 if small else fuzz.FULL, say), say)
         say("flood: Binding Requests from random sources while sessions carry traffic")
-        result["flood"] = flood.run(smoke, say)
+        result["flood"] = _part("flood", lambda: flood.run(small, say), say)
         say("mobility: media gaps across NAT rebindings, hints on/off and direct (own lab)")
-        result["mobility"] = mobility.run(smoke, say)
+        result["mobility"] = _part("mobility", lambda: mobility.run(smoke, say), say)
         result["duration_s"] = say.elapsed()
         json_path = out_dir / f"{stamp}.json"
         report.write_json(result, json_path)
@@ -607,10 +621,14 @@ def run(smoke: bool) -> int:
         ok = all(v for n, v in result["verified"].items() if n not in result["unavailable"])
         if not ok:
             say("some relay did not forward correctly: see 'verification' in the results")
-        if result["flood"]["established_lost_by_relay"]:
+        for part in ("control_plane", "fuzz", "flood"):
+            if "error" in result[part]:
+                say(f"{part} failed: {result[part]['error']}")
+                ok = False
+        if result["flood"].get("established_lost_by_relay"):
             say("the relay lost established packets under the flood: see 'flood'")
             ok = False
-        if result["fuzz"]["mismatches"]:
+        if result["fuzz"].get("mismatches"):
             say("the data plane and its model disagree: see 'fuzz' in the results")
             ok = False
         return 0 if ok else 1
