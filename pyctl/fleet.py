@@ -184,6 +184,12 @@ class FleetSync:
             ips, self.unresolved = self.unresolved, set()
             await self.hops.resolve(ips)
 
+    @staticmethod
+    def idle_status() -> dict[str, Any]:
+        """What status() says of a relay running without --fleet (for the metrics)."""
+        zero = dict.fromkeys(("installed", "removed", "published", "refused"), 0)
+        return {"foreign_sessions": 0, "lag_last_s": 0.0, "lag_max_s": 0.0, **zero}
+
     def status(self) -> dict[str, Any]:
         s = self.stats
         return {

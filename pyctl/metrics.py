@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pyctl import firewall
+from pyctl import firewall, fleet
 from pyctl.mapwork import Snapshot, take_snapshot
 from pyctl.shared import BackendState, Reason
 
@@ -105,6 +105,24 @@ METRICS = [
         "gauge",
         "1 when this daemon adopted pinned maps from an earlier one, else 0.",
     ),
+    Spec(
+        "steer_fleet_sessions",
+        "gauge",
+        "Sessions of other relays installed here (steerctl daemon --fleet; 0 without).",
+    ),
+    Spec(
+        "steer_fleet_events_total",
+        "counter",
+        "Fleet session changes: installed/removed (other relays' sessions here), published "
+        "(this relay's), refused (ufrag or socket taken here).",
+        ("event",),
+    ),
+    Spec(
+        "steer_fleet_replication_lag_seconds",
+        "gauge",
+        "From a relay's publish to the session installed here: the last and the largest.",
+        ("which",),
+    ),
 ]
 SPECS = {s.name: s for s in METRICS}
 STATE_LABELS = {
@@ -170,6 +188,7 @@ class MapCollector(Collector):
         exp.add_metric(["flow_idle"], ev.get("flow_idle", 0) + snap.expired_total)
         yield exp
         yield _family("steer_daemon_adopted", value=1 if self.adopted else 0)
+        yield from _fleet(self.ctl)
 
     @staticmethod
     def _by_backend(name: str, found: dict[int, int], states: dict[int, str]) -> Iterator[Metric]:
@@ -179,6 +198,20 @@ class MapCollector(Collector):
         for i, n in sorted(counts.items()):
             fam.add_metric([str(i), states.get(i, "active")], n)
         yield fam
+
+
+def _fleet(ctl: Controller) -> Iterator[Metric]:
+    sync = fleet.of(ctl)
+    s = sync.status() if sync is not None else fleet.FleetSync.idle_status()
+    yield _family("steer_fleet_sessions", value=s["foreign_sessions"])
+    events = _family("steer_fleet_events_total")
+    for e in ("installed", "removed", "published", "refused"):
+        events.add_metric([e], s[e])
+    yield events
+    lag = _family("steer_fleet_replication_lag_seconds")
+    lag.add_metric(["last"], s["lag_last_s"])
+    lag.add_metric(["max"], s["lag_max_s"])
+    yield lag
 
 
 class WallCollector(Collector):

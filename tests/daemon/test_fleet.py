@@ -6,6 +6,7 @@ there; a relay that starts later loads what the others hold."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from pyctl.cli import cli
 from pyctl.endpoint import Endpoint
 from pyctl.labnet import CLIENT4, VIP4, LabNet
 from tests import stun
-from tests.daemon.conftest import Daemon, cleanup, make_lab, maps_view
+from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab, maps_view
 from tests.daemon.test_store import TAG, RedisServer
 from tests.daemon.traffic import addr, udp
 
@@ -46,7 +47,11 @@ def relays(tmp_path: Path) -> Iterator[tuple[RedisServer, list[Daemon], list[Lab
             nets.append(make_lab(f"f{'ab'[i]}{TAG}"))
             daemons.append(
                 Daemon(
-                    nets[i], name, tmp_path / f"{name}.log", extra=["--store", redis.url, "--fleet"]
+                    nets[i],
+                    name,
+                    tmp_path / f"{name}.log",
+                    extra=["--store", redis.url, "--fleet"],
+                    metrics_port=free_port(),
                 )
             )
         yield redis, daemons, nets
@@ -122,6 +127,11 @@ def test_a_session_registered_once_routes_on_every_relay(
         a.instance,
         "yes",
     ], out.output
+    url = f"http://127.0.0.1:{b.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        scraped = resp.read().decode()
+    assert "steer_fleet_sessions 2.0" in scraped
+    assert 'steer_fleet_events_total{event="installed"} 2.0' in scraped
     out = CliRunner().invoke(cli, ["--instance", b.instance, "fleet", "status"])
     assert out.exit_code == 0 and f"peers                {a.instance}" in out.output, out.output
     # ends propagate
