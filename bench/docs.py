@@ -286,8 +286,9 @@ def _profile(r: dict[str, Any]) -> list[str]:
         "## Profile",
         "",
         f"`perf record -F 999 -a -g` (event cpu-clock: no hardware counters here) for "
-        f"{p['seconds']:.0f} s while the live-frames generator sends through steer "
-        f"({p['samples']:,} samples). Share of all samples by symbol (self):",
+        f"{p['seconds']:.0f} s of the whole machine while the live-frames generator sends "
+        f"through steer ({p['samples']:,} samples; the generator's Python loop and anything "
+        "else running count too). Share of all samples by symbol (self):",
         "",
         "| symbol | share |",
         "|---|---:|",
@@ -391,7 +392,9 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
     m = r["machine"]
     rel = [os.path.relpath(p, docs_dir) for p in pngs]
     aims = [
-        f"- [{'x' if v['met'] else ' '}] {k} (this run: {_fmt(v['value'], '.2f')})"
+        f"- [{'x' if v['met'] else ' '}] {k} (this run: {_fmt(v['value'], '.2f')}"
+        + (f", at {int(v['at_pps']) / 1e3:,.0f} kpps" if v.get("at_pps") else "")
+        + ")"
         for k, v in r["aims"].items()
     ]
     lines = [

@@ -87,10 +87,13 @@ def run(seconds: float, load: Callable[[], Any], say: Callable[[str], None]) -> 
             capture_output=True,
             text=True,
         )
-        samples = re.search(r"# Samples: (\d+)", rep.stdout)
+        samples = re.search(r"# Samples: ([\d.]+)([KM]?)", rep.stdout)
+    count = 0
+    if samples:
+        count = round(float(samples.group(1)) * {"": 1, "K": 1e3, "M": 1e6}[samples.group(2)])
     return {
         "seconds": seconds,
         "event": "cpu-clock",
-        "samples": int(samples.group(1)) if samples else 0,
+        "samples": count,
         "top": top_symbols(rep.stdout),
     }
