@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pyctl.lab import Lab
@@ -31,7 +33,11 @@ def test_chromium_session_through_the_vip(lab: Lab, source: str) -> None:
         vip = lab.net.vips[0]
         assert (stats["remoteAddress"], stats["remotePort"]) == (str(vip.ip), vip.port)
         offer = b.evaluate("window.steer.pc.localDescription.sdp")
-        flows = lab.api().flows(backend=1)
+        # the browser's own audio may start after it hears ours: wait for 50 of its packets
+        deadline, flows = time.monotonic() + 10, lab.api().flows(backend=1)
+        while time.monotonic() < deadline and not (flows and flows[0]["packets"] > 50):
+            time.sleep(0.2)
+            flows = lab.api().flows(backend=1)
         assert [f["client"].split(":")[0] for f in flows] == [CLIENT4]
         assert flows[0]["vip"] == str(vip) and flows[0]["packets"] > 50
         b.evaluate("window.steer.stop()")
