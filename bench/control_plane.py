@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import signal
 import socket
@@ -26,8 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pyctl import topology
 from pyctl.apiclient import ApiClient, ApiError
+from pyctl.endpoint import Endpoint
 from pyctl.lab import BIN, Lab
 from pyctl.netns import netns
 
@@ -246,6 +250,191 @@ def store_latency(seconds: float = 3.0, say: Callable[[str], None] = print) -> d
     return out
 
 
+def _fill_flows(
+    lab: Lab, socks: list[str], per_sock: int, backend_of: dict[str, int], first: int = 0
+) -> int:
+    """`per_sock` flows for each session socket, written into the pinned maps through the
+    map layer (flow, reverse flow, ring) as the data plane would learn them; fresh, so
+    none idles out while measured."""
+    from pyctl.cli.listings import MAPS_ONLY
+    from pyctl.loader import BuildOptions, compile_bpf
+    from pyctl.maps import RouteMaps
+
+    maps = RouteMaps(compile_bpf(BuildOptions(instance=lab.instance), text=MAPS_ONLY))
+    vip = lab.net.vips[0]
+    n = len(socks) * per_sock
+    keys, leaves = maps.flow_records(n)
+    now = time.monotonic_ns()
+    i = np.arange(first, first + n)
+    client_ip = (100 << 24 | 64 << 16) + i // 50000  # 100.64.0.0/10: no lab address
+    keys["client"]["ip"][:, :4] = client_ip.astype(">u4").view(np.uint8).reshape(n, 4)
+    keys["client"]["port"] = (1024 + i % 50000).astype(">u2").view("<u2")
+    keys["client"]["family"] = int(vip.family)
+    vip_raw = np.frombuffer(bytes(vip.fill(maps.sock_map.Key())), keys["vip"].dtype)[0]
+    keys["vip"] = vip_raw
+    for j, text in enumerate(socks):
+        raw = np.frombuffer(
+            bytes(Endpoint.parse(text).fill(maps.sock_map.Key())), leaves["sock"].dtype
+        )[0]
+        leaves["sock"][j * per_sock : (j + 1) * per_sock] = raw
+        leaves["backend_id"][j * per_sock : (j + 1) * per_sock] = backend_of[text]
+    leaves["created_ns"] = now
+    leaves["last_seen_ns"] = now
+    maps.add_flows(keys, leaves)
+    return n
+
+
+async def _loaded(
+    lab: Lab, api: ApiClient, stand: list[str], seconds: float, metrics_url: str
+) -> dict[str, Any]:
+    """For `seconds`: a GET of a session every 20 ms, a heartbeat and a registration (ended
+    at once) beside it, /metrics scraped every 2 s; every API call's latency."""
+    import aiohttp
+
+    took: list[float] = []
+    by_kind: dict[str, list[float]] = {}
+    scrapes: list[float] = []
+    end = time.perf_counter() + seconds
+
+    async def timed(method: str, path: str, body: Any = None) -> None:
+        t = time.perf_counter()
+        await api.request(method, path, body)
+        ms = (time.perf_counter() - t) * 1000
+        took.append(ms)
+        kind = f"{method} {path.split('/')[2]}{'/heartbeat' if 'heartbeat' in path else ''}"
+        by_kind.setdefault(kind, []).append(ms)
+
+    async def getter() -> None:
+        i = 0
+        while time.perf_counter() < end:
+            await timed("GET", f"/v1/sessions/{stand[i % len(stand)]}")
+            i += 1
+            await asyncio.sleep(0.02)
+
+    async def writer() -> None:
+        i = 0
+        while time.perf_counter() < end:
+            await timed("POST", f"/v1/sessions/{stand[i % len(stand)]}/heartbeat")
+            u = _ufrag("ldw", i)
+            sock = f"{lab.net.trx_ip4(1)}:{30000 + i % 20000}"
+            await timed("POST", "/v1/sessions", {"ufrag": u, "sock": sock, "backend": 1})
+            await timed("DELETE", f"/v1/sessions/{u}")
+            i += 1
+            await asyncio.sleep(0.05)
+
+    async def scraper() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                async with http.get(metrics_url) as resp:
+                    assert resp.status == 200 and b"steer_flows" in await resp.read()
+                scrapes.append((time.perf_counter() - t) * 1000)
+                await asyncio.sleep(2.0)
+
+    await asyncio.gather(getter(), writer(), scraper())
+    return {
+        "p50": statistics.median(took),
+        "p99": _pct(took, 0.99),
+        "max": max(took),
+        "calls": len(took),
+        "p99_by_call": {k: _pct(v, 0.99) for k, v in by_kind.items()},
+        "scrape_ms_max": max(scrapes),
+        "scrapes": len(scrapes),
+    }
+
+
+def _exited(pid: int) -> bool:
+    """Whether our child `pid` has exited (reaped here)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
+
+
+def loaded_latency(
+    sessions: int = 100_000,
+    per_sock: int = 10,
+    seconds: float = 15.0,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """API latency while the maps hold `sessions` x `per_sock` flows (1 M by default),
+    250 sessions with flows expire mid-run, idle flows are swept and /metrics is scraped:
+    key `api_latency_1m_flows_ms`. Also the first page of flows, by API and by CLI."""
+    lab = Lab(prefix="cpl", transceivers=1, metrics="127.0.0.1:9487")
+    lab.down(progress=lambda s: None)
+    out: dict[str, Any] = {}
+    try:
+        say("control plane at 1 M flows: lab up")
+        lab.up(progress=lambda s: None)
+        ips = list(EXTRA_IPS)[: 2 + sessions // 60000]
+        topology.add_addrs(lab.net.trx(1), "eth0", [f"10.88.0.{i}/24" for i in ips])
+        for i in ips:
+            topology.run_in(lab.net.relay, ["ping", "-c1", "-W1", f"10.88.0.{i}"])
+            lab.api().add_backend(i, addr=f"10.88.0.{i}", name=f"bench{i}")
+        standing = _sessions("lds", sessions - 250, ips[0])
+        dying = _sessions("ldx", 250, ips[-1])
+
+        async def go() -> dict[str, Any]:
+            async with ApiClient(socket=lab.api_socket, token=lab.secrets.operator) as api:
+                say(f"control plane at 1 M flows: {sessions} sessions")
+                for i in range(0, len(standing), 10000):
+                    await api.add_sessions(standing[i : i + 10000])
+                socks = [s["sock"] for s in standing]
+                backend_of = {s["sock"]: s["backend"] for s in standing + dying}
+                say(f"control plane at 1 M flows: {sessions * per_sock} flows")
+                t = time.perf_counter()
+                n = await asyncio.to_thread(_fill_flows, lab, socks, per_sock, backend_of)
+                out["fill_s"] = time.perf_counter() - t
+                # these expire mid-run: an expiry pass of 250 sessions and their flows
+                await api.add_sessions([{**d, "ttl": seconds / 2} for d in dying])
+                socks = [s["sock"] for s in dying]
+                n += await asyncio.to_thread(_fill_flows, lab, socks, per_sock, backend_of, n)
+                out["flows"] = n
+                t = time.perf_counter()
+                page = await api.request("GET", "/v1/flows", params={"limit": 1000})
+                out["api_flows_first_page_ms"] = (time.perf_counter() - t) * 1000
+                assert len(page["flows"]) == 1000 and "next" in page
+                say(f"control plane at 1 M flows: {seconds:g} s of API calls, scrapes, expiry")
+                stand = [s["ufrag"] for s in standing[:1000]]
+                url = f"http://{lab.metrics}/metrics"
+                return await _loaded(lab, api, stand, seconds, url)
+
+        out["api_latency_1m_flows_ms"] = asyncio.run(go())
+        # SIGTERM while the map worker walks 1 M flows: how long until the daemon is gone
+        pid = lab._alive("daemon")
+        assert pid is not None
+        t = time.perf_counter()
+        os.kill(pid, signal.SIGTERM)
+        while not _exited(pid) and time.perf_counter() - t < 30:
+            time.sleep(0.01)
+        out["sigterm_exit_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        lab.up(progress=lambda s: None)  # the daemon again, adopting the maps
+        out["restart_adopt_s"] = time.perf_counter() - t
+        for args in (["flows", "--limit", "1000", "--json"], ["sessions", "--limit", "100"]):
+            t = time.perf_counter()
+            proc = subprocess.run(
+                [
+                    "/usr/bin/time",
+                    "-f",
+                    "%M",
+                    str(BIN / "steerctl"),
+                    "--instance",
+                    lab.instance,
+                    *args,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            key = f"cli_{args[0]}_first_page"
+            out[f"{key}_ms"] = (time.perf_counter() - t) * 1000
+            out[f"{key}_max_rss_kb"] = int(proc.stderr.strip().splitlines()[-1])
+    finally:
+        lab.down(progress=lambda s: None)
+    return out
+
+
 def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
     n_single, n_batch, n_import, rounds = (
         (200, 2000, 2000, 20) if smoke else (20000, 200000, 100000, 500)
@@ -276,4 +465,6 @@ def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
     finally:
         lab.down(progress=lambda s: None)
     out.update(store_latency(2.0 if smoke else 5.0, say))
+    loaded = loaded_latency(*((10_000, 10, 5.0) if smoke else (100_000, 10, 30.0)), say=say)
+    out.update(loaded)
     return out

@@ -277,6 +277,22 @@ def _reading(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _sizes(r: dict[str, Any]) -> list[str]:
+    """Warm test-run ns by frame size: XDP touches headers only, so this should be flat."""
+    by = r.get("xdp_ns_per_packet_by_frame_size")
+    if not by:
+        return []
+    return [
+        "By frame size (warm ns, established / floor_lookup): "
+        + ", ".join(
+            f"{int(k):,} B {_fmt(v['established'])} / {_fmt(v['floor_lookup'])}"
+            for k, v in by.items()
+        )
+        + ".",
+        "",
+    ]
+
+
 def _profile(r: dict[str, Any]) -> list[str]:
     """bench/profile.py: where steer's forwarding spends its CPU (perf, cpu-clock)."""
     p = r.get("profile")
@@ -471,6 +487,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
             )
         ],
         "",
+        *_sizes(r),
         "| program | instructions (xlated) | JIT bytes | calls | verifier steps |",
         "|---|---:|---:|---:|---:|",
         *[

@@ -391,6 +391,13 @@ class Bench:
                 f"  round {rnd + 1}: established {steer_ns['warm']['established']:.0f} ns, "
                 f"floor_lookup {floor_ns['warm']:.0f}, bare {bare_ns['warm']:.0f}"
             )
+        by_size = xdp_cost.size_costs(timer, mdp)
+        self.say(
+            "  by frame size: "
+            + ", ".join(
+                f"{k} B {v['established']:.0f}/{v['floor_lookup']:.0f}" for k, v in by_size.items()
+            )
+        )
         steps = xdp_cost.breakdown(timer)
         self.say("  alone: " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))
         bare = self.relays["bare_xdp"]
@@ -410,6 +417,7 @@ class Bench:
             "xdp_ns_per_packet": {k: _median(v) for k, v in warm.items()},
             "xdp_ns_per_packet_cold": {k: _median(v) for k, v in cold.items()},
             "xdp_ns_per_packet_random_1m": random_1m,
+            "xdp_ns_per_packet_by_frame_size": by_size,
             "xdp_harness_overhead_ns": timer.overhead_ns,
             "xdp_step_ns": steps,
             "xdp_prog_size": {

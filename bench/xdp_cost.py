@@ -447,6 +447,30 @@ def floor_costs(timer: Timer, pub_ifindex: int, int_ifindex: int) -> dict[str, f
     }
 
 
+FRAME_SIZES = (64, 202, 600, 1200)  # Ethernet frame bytes, no FCS; 202: the benchmark frame
+HEADERS = 14 + 20 + 8
+
+
+def size_costs(timer: Timer, dp: DataPlane) -> dict[str, dict[str, float]]:
+    """Warm ns of the established path and of floor_lookup for frames of FRAME_SIZES."""
+    pub, prv = timer.ifindex["public"], timer.ifindex["internal"]
+    floor = FloorXdp(pub, prv, vip=c.TRX)
+    floor.add(c.CLIENT, c.TRX, c.TRX)
+    maps = RouteMaps(dp.bpf)
+    mirror(maps, "established")
+    out: dict[str, dict[str, float]] = {}
+    for size in FRAME_SIZES:
+        payload = rtp_packet(1, size - HEADERS)
+        est = _frame(c.CLIENT, c.VIP, payload, c.CLIENT_MAC, c.PUB_MAC)
+        flo = _frame(c.CLIENT, c.TRX, payload, c.CLIENT_MAC, c.PUB_MAC)
+        assert len(est) == size
+        out[str(size)] = {
+            "established": timer.warm_ns(dp.prog_fd("public"), "public", est, XdpAction.REDIRECT),
+            "floor_lookup": timer.warm_ns(floor.fd("public"), "public", flo, XdpAction.REDIRECT),
+        }
+    return out
+
+
 # -- random access over many flows
 RANDOM_CLIENTS = Endpoint.parse("100.64.0.0:50000")  # fill()'s clients and sockets
 RANDOM_SOCKS = Endpoint.parse("10.128.0.0:40000")

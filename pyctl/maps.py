@@ -223,9 +223,9 @@ class RouteMaps:
             yield from (_session(v) for v in to_ctypes(leaves, self.session_map.Leaf))
             _yield()
 
-    def session_counts(self) -> dict[int, int]:
+    def session_counts(self, between: Callable[[], None] | None = None) -> dict[int, int]:
         """Sessions by backend id, without building a Session per entry."""
-        return _counts(self.session_map, "backend_id")
+        return _counts(self.session_map, "backend_id", between)
 
     def purge_socks(self, socks: set[Endpoint]) -> int:
         """Delete the reverse flows, flows, flow ring and path of each of `socks` (whose
@@ -405,10 +405,6 @@ class RouteMaps:
         except KeyError:
             return None
 
-    def flow_counts(self) -> dict[int, int]:
-        """Flows by backend id (for counts by backend), a batch in memory at a time."""
-        return _counts(self.flow_map, "backend_id")
-
     def add_flows(self, keys: np.ndarray, leaves: np.ndarray) -> None:
         """Write learned flows as the data plane would (flow, reverse flow, the socket's
         ring): for tests and benchmarks that need many flows without the traffic. `keys`
@@ -534,12 +530,12 @@ def _raw(rows: np.ndarray) -> list[bytes]:
     return [bytes(v) for v in flat]
 
 
-def _counts(table: Any, column: str) -> dict[int, int]:
+def _counts(table: Any, column: str, between: Callable[[], None] | None = None) -> dict[int, int]:
     out: dict[int, int] = {}
     for _, leaves, _ in chunks(table):
         for b, c in zip(*np.unique(leaves[column], return_counts=True), strict=True):
             out[int(b)] = out.get(int(b), 0) + int(c)
-        _yield()
+        (between or _yield)()
     return out
 
 

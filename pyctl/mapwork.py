@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pyctl import mapinfo
 from pyctl.endpoint import Endpoint
 from pyctl.maps import Backend, Census, RouteMaps
+from pyctl.mapscan import chunks
 from pyctl.shared import Reason
 
 log = logging.getLogger("steer.maps")
@@ -53,17 +54,23 @@ class Snapshot:
     expired_total: int = 0  # idle flows the worker expired since it started
 
 
-def usage(maps: RouteMaps, census: Census | None = None) -> dict[str, dict[str, int]]:
+def usage(
+    maps: RouteMaps, census: Census | None = None, between: Callable[[], None] | None = None
+) -> dict[str, dict[str, int]]:
     """Entries and capacity of each map in USAGE_MAPS (the flow count from `census` when
-    given: it was just walked)."""
+    given: it was just walked); `between` runs between two batches of each walk."""
     out = {}
     for name, attr in USAGE_MAPS.items():
         table = getattr(maps, attr)
-        n = census.flows_total if census is not None and name == "steer_flows" else None
-        out[name] = {
-            "entries": mapinfo.entries(table) if n is None else n,
-            "capacity": mapinfo.capacity(table),
-        }
+        if census is not None and name == "steer_flows":
+            n = census.flows_total
+        else:
+            n = 0
+            for keys, _, _ in chunks(table):
+                n += len(keys)
+                if between is not None:
+                    between()
+        out[name] = {"entries": n, "capacity": mapinfo.capacity(table)}
     return out
 
 
@@ -71,11 +78,12 @@ def take_snapshot(
     maps: RouteMaps, idle_ns: int | None = None, between: Callable[[], None] | None = None
 ) -> Snapshot:
     """Walk the maps once (and expire idle flows when `idle_ns` is given); `between` runs
-    between two batches of the flow walk."""
+    between two batches of every walk."""
     t = time.monotonic()
     census = maps.sweep(idle_ns if idle_ns is not None else 1 << 62, between=between)
+    sessions = maps.session_counts(between)
     snap = Snapshot(
-        t, census, maps.session_counts(), maps.backends(), usage(maps, census), maps.stats()
+        t, census, sessions, maps.backends(), usage(maps, census, between), maps.stats()
     )
     snap.took = time.monotonic() - t
     return snap

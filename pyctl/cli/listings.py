@@ -16,6 +16,7 @@ from pyctl.cli.params import BACKEND_ID
 from pyctl.cli.root import CliConfig, cli, pinned_instances
 from pyctl.endpoint import Endpoint
 from pyctl.maps import RouteMaps, check_ufrag
+from pyctl.views import PAGE
 
 MAPS_ONLY = '#include "steer_maps.h"'
 
@@ -106,7 +107,7 @@ def streamed(name: str, columns: list[tuple[str, str]]) -> Callable[..., Callabl
         @wraps(fn)
         def pages(maps: RouteMaps, limit: int | None, **filters: Any) -> Pages:
             left = limit
-            for page in fn(maps, **filters):
+            for page in fn(maps, page=min(limit or PAGE, PAGE), **filters):
                 if left is not None:
                     page, left = page[:left], left - len(page[:left])
                 yield page
@@ -225,11 +226,13 @@ FLOW_COLUMNS = [
 @FILTER_UFRAG
 @FILTER_CLIENT
 @streamed("sessions", SESSION_COLUMNS)
-def sessions(maps: RouteMaps, backend: int | None, ufrag: str | None, client: str | None) -> Pages:
+def sessions(
+    maps: RouteMaps, page: int, backend: int | None, ufrag: str | None, client: str | None
+) -> Pages:
     """Registered sessions with their flows' clients and counters."""
     from pyctl.views import session_pages
 
-    return session_pages(maps, backend, ufrag, client)
+    return session_pages(maps, backend, ufrag, client, limit=page)
 
 
 @cli.command()
@@ -237,11 +240,13 @@ def sessions(maps: RouteMaps, backend: int | None, ufrag: str | None, client: st
 @FILTER_UFRAG
 @FILTER_CLIENT
 @streamed("flows", FLOW_COLUMNS)
-def flows(maps: RouteMaps, backend: int | None, ufrag: str | None, client: str | None) -> Pages:
+def flows(
+    maps: RouteMaps, page: int, backend: int | None, ufrag: str | None, client: str | None
+) -> Pages:
     """Learned client flows: client, VIP, transceiver, age, idle and counters."""
     from pyctl.views import flow_pages
 
-    return (page for page, _ in flow_pages(maps, backend, ufrag, client))
+    return (rows for rows, _ in flow_pages(maps, backend, ufrag, client, limit=page))
 
 
 @cli.command()
