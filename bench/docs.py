@@ -514,6 +514,14 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *_control_plane(r),
         *_fuzz(r),
         *_flood(r),
+        "## Not measured here",
+        "",
+        "Bidirectional load at relay level (the return path is timed only in the test run), "
+        "1 vs 2 cores (RSS over veth queues), latency under load (p50/p99 against offered "
+        "load; latency is taken on an idle relay), and many live flows at relay level (the "
+        "random-access figures above are test runs). nftables with a flowtable needs a kernel "
+        "built with CONFIG_NF_FLOW_TABLE.",
+        "",
         "## Method",
         "",
         "```",
