@@ -331,6 +331,46 @@ static __always_inline int ssrc_hint(struct xdp_md *ctx, struct steer_pkt *pkt, 
 	return steer_to(ctx, pkt, &sock, s->backend_id, STEER_R_FWD_RTP_HINT, reason);
 }
 
+/* Connection hints: DTLS connection IDs (steer_shared.h STEER_CID_*). A tls12_cid record
+ * (content type 25) with no flow, from any address: to the socket its CID names if the
+ * check bits hold under a valid key, else dropped with a reason. Creates nothing; the
+ * record's own MAC is the transceiver's to check. */
+static __always_inline int dtls_cid(struct xdp_md *ctx, struct steer_pkt *pkt, __u32 *reason)
+{
+	struct steer_seal_key *k;
+	struct steer_backend *b;
+	struct steer_addr sock;
+	__u8 h[STEER_CID_HDR_LEN];
+	__u64 word = 0, mac = 0;
+	__u32 kid, backend_id, len;
+	int i;
+
+	*reason = STEER_R_DROP_DTLS_CID_MALFORMED;
+	if (pkt->payload_len < STEER_CID_HDR_LEN ||
+	    bpf_xdp_load_bytes(ctx, pkt->payload_off, h, sizeof(h)))
+		return XDP_DROP;
+	len = ((__u32)h[STEER_CID_HDR_LEN - 2] << 8) | h[STEER_CID_HDR_LEN - 1];
+	if (STEER_CID_HDR_LEN + len > pkt->payload_len)
+		return XDP_DROP;
+#pragma unroll
+	for (i = 0; i < 8; i++) {
+		word = (word << 8) | h[STEER_CID_OFF + i];
+		mac = (mac << 8) | h[STEER_CID_OFF + 8 + i];
+	}
+	*reason = STEER_R_DROP_DTLS_CID_FORGED;
+	kid = (word >> 32) & 0xf;
+	k = steer_seal_keys.lookup(&kid);
+	if (!k || !k->valid || siphash24_u64(k->k0, k->k1, word) != mac)
+		return XDP_DROP;
+	backend_id = word >> 52;
+	b = steer_backends.lookup(&backend_id);
+	if (!b || b->addr.family != pkt->family)
+		return XDP_DROP;
+	sock = b->addr;
+	sock.port = htons((word >> 36) & 0xffff);
+	return steer_to(ctx, pkt, &sock, backend_id, STEER_R_FWD_DTLS_CID, reason);
+}
+
 /* No flow, to a VIP: what the first byte says it is decides the drop reason. */
 static __always_inline __u32 no_flow_reason(__u32 b, __u32 stun_reason)
 {
@@ -415,6 +455,10 @@ int steer_public(struct xdp_md *ctx)
 		action = ssrc_hint(ctx, &pkt, &reason); /* connection hints */
 		if (action != STEER_CONTINUE)
 			goto out;
+	}
+	if (!pkt.opts && b == 25) {
+		action = dtls_cid(ctx, &pkt, &reason); /* connection hints: DTLS CIDs */
+		goto out;
 	}
 	reason = pkt.opts ? STEER_R_DROP_IP_OPTIONS : no_flow_reason(b, stun_reason);
 	action = XDP_DROP;

@@ -139,6 +139,17 @@ struct steer_ssrc_ring {
 	__u32 ssrc[STEER_SESSION_SSRC_CAP];
 };
 
+/* DTLS connection IDs as routing hints (RFC 9146 tls12_cid records, content type 25). The
+ * transceiver's DTLS server chooses the CID its clients must send: STEER_CID_LEN bytes,
+ * the same 128 bits as a sealed ufrag (seal.h) in binary, big-endian: word (backend:12 |
+ * port:16 | key id:4 | nonce:32), then SipHash-2-4(steer_seal_keys[key id], word as 8
+ * little-endian bytes). The relay routes such a record from any client address to port
+ * `port` of backend `backend`'s address, with no per-session state; the record header:
+ * type 25, version 2, epoch 2, sequence 6, CID STEER_CID_LEN, length 2. */
+#define STEER_CID_LEN 16
+#define STEER_CID_OFF 11   /* after type, version, epoch, sequence number */
+#define STEER_CID_HDR_LEN (STEER_CID_OFF + STEER_CID_LEN + 2)
+
 /* steer_pending key: a Binding Request a session socket sent to a client (its transaction
  * id), so the client's answer reaches that socket even when the client has no flow. Made
  * only from what a transceiver sent, never from what a client sent. 32 bytes. */
@@ -238,7 +249,10 @@ enum steer_reason {
 	STEER_R_DROP_SEAL_STALE_KEY = 31,   /* sealed ufrag naming a key id not (or no longer) valid */
 	STEER_R_DROP_SEAL_NO_BACKEND = 32,  /* sealed ufrag of a backend with no address here */
 	STEER_R_FWD_RTP_HINT = 33,          /* RTP/RTCP with no flow, to the session owning its SSRC */
-	STEER_R__MAX = 34,
+	STEER_R_FWD_DTLS_CID = 34,          /* DTLS record with a valid routing CID, any address */
+	STEER_R_DROP_DTLS_CID_MALFORMED = 35, /* CID record truncated or its length field lies */
+	STEER_R_DROP_DTLS_CID_FORGED = 36,  /* CID whose check bits, key id or backend fail */
+	STEER_R__MAX = 37,
 };
 
 #endif /* STEER_SHARED_H */

@@ -65,6 +65,9 @@ class Reason(enum.IntEnum):
     DROP_SEAL_STALE_KEY = 31
     DROP_SEAL_NO_BACKEND = 32
     FWD_RTP_HINT = 33
+    FWD_DTLS_CID = 34
+    DROP_DTLS_CID_MALFORMED = 35
+    DROP_DTLS_CID_FORGED = 36
 
     @property
     def label(self) -> str:

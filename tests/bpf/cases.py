@@ -22,7 +22,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
-from pyctl import mapinfo
+from pyctl import cid, mapinfo, seal
 from pyctl.endpoint import Endpoint
 from pyctl.maps import Session
 from pyctl.shared import BackendState, Reason, XdpAction
@@ -1233,6 +1233,93 @@ HINT_CASES = [
     ),
 ]
 
+# -- DTLS connection IDs (steer.bpf.c dtls_cid, pyctl/cid.py): routed from any address
+CID_KEY = seal.SealKey(13, bytes(range(100, 116)))
+TRX2_CID = cid.mint(CID_KEY, 2, env.TRX2.port, nonce=0xC1D)
+
+
+def cid_key(r: Replay) -> None:
+    """Key id 13 valid and backend 2 at TRX2's address, as a daemon with keys has them."""
+    seal.install_key(r.dp.table("steer_seal_keys"), CID_KEY)
+    r.maps.set_backend(2, Endpoint(env.TRX2.ip, 0), BackendState.ACTIVE)
+
+
+def _cid_key_model(st: model.State) -> None:
+    st.seal_keys = {**st.seal_keys, CID_KEY.id: CID_KEY.key}
+    st.backend_addrs = {**st.backend_addrs, 2: env.TRX2.ip}
+
+
+cid_key.model = _cid_key_model  # type: ignore[attr-defined]
+
+
+def _cid_flip(i: int) -> bytes:
+    b = bytearray(TRX2_CID)
+    b[i] ^= 1
+    return bytes(b)
+
+
+def _cid_drop(name: str, payload: bytes, reason: Reason) -> Case:
+    return drop(name, client_to_vip(payload, client=THIRD), reason, setup=[cid_key])
+
+
+CID_CASES = [
+    fwd(
+        "dtls_cid_record_routed_from_an_address_without_flow",
+        client_to_vip(cid.record(TRX2_CID), client=THIRD),
+        steered_to(env.TRX2, cid.record(TRX2_CID), client=THIRD),
+        Reason.FWD_DTLS_CID,
+        setup=[cid_key],
+        checks=[no_flows, no_pending],
+    ),
+    fwd(
+        "dtls_cid_record_routed_after_the_client_moved",
+        client_to_vip(cid.record(TRX2_CID, seq=99), client=MOVED),
+        steered_to(env.TRX2, cid.record(TRX2_CID, seq=99), client=MOVED),
+        Reason.FWD_DTLS_CID,
+        setup=[cid_key, answered(trx=env.TRX2, client=env.CLIENT4)],
+    ),
+    _cid_drop(
+        "dtls_cid_forged_check_bits",
+        cid.record(_cid_flip(15)),
+        Reason.DROP_DTLS_CID_FORGED,
+    ),
+    _cid_drop(
+        "dtls_cid_port_changed_without_its_check_bits",
+        cid.record(_cid_flip(3)),
+        Reason.DROP_DTLS_CID_FORGED,
+    ),
+    _cid_drop(
+        "dtls_cid_unknown_key_id",
+        cid.record(cid.mint(seal.SealKey(9, CID_KEY.key), 2, env.TRX2.port, nonce=1)),
+        Reason.DROP_DTLS_CID_FORGED,
+    ),
+    _cid_drop(
+        "dtls_cid_backend_without_address",
+        cid.record(cid.mint(CID_KEY, 7, 40007, nonce=1)),
+        Reason.DROP_DTLS_CID_FORGED,
+    ),
+    _cid_drop(
+        "dtls_cid_truncated_inside_the_cid",
+        cid.record(TRX2_CID)[: cid.CID_OFF + 9],
+        Reason.DROP_DTLS_CID_MALFORMED,
+    ),
+    _cid_drop(
+        "dtls_cid_length_field_beyond_datagram",
+        cid.record(TRX2_CID)[:-1],
+        Reason.DROP_DTLS_CID_MALFORMED,
+    ),
+    _cid_drop(
+        "dtls_cid_of_another_length_is_not_ours",
+        cid.record(TRX2_CID[:8]),
+        Reason.DROP_DTLS_CID_MALFORMED,  # read as 16 bytes: its "length" is body bytes
+    ),
+    _cid_drop(
+        "dtls_cid_of_another_length_with_a_plausible_length_is_forged",
+        cid.record(TRX2_CID[:8], body=b"\0" * 40),
+        Reason.DROP_DTLS_CID_FORGED,  # the check bits cannot hold
+    ),
+]
+
 CASES: list[Case] = (
     STUN_CASES
     + FLOW_CASES
@@ -1241,4 +1328,5 @@ CASES: list[Case] = (
     + LENGTH_LIE_CASES
     + MOBILITY_CASES
     + HINT_CASES
+    + CID_CASES
 )

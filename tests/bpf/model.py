@@ -13,7 +13,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from pyctl import seal
+from pyctl import cid, seal
 from pyctl.endpoint import Endpoint, IPAddress
 from pyctl.shared import BackendState, Reason, XdpAction
 from tests.bpf import env
@@ -297,6 +297,8 @@ SUCCESS, NO_NEIGH, NOT_FWDED, FRAG_NEEDED = "success", "no_neigh", "not_fwded", 
 EDGES = {n.network_address for n in (env.INT_NET4, env.PUB_NET4)} | {
     n.broadcast_address for n in (env.INT_NET4, env.PUB_NET4)
 }
+# IPv6 subnet-router anycast (RFC 4291 2.6.1): the kernel answers it locally
+EDGES |= {n.network_address for n in (env.INT_NET6, env.PUB_NET6)}
 
 
 def _odd(ip: IPAddress) -> bool:
@@ -477,9 +479,27 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
         owner = st.ssrcs.get(ssrc) if ssrc is not None else None
         if owner is not None and owner[0] in st.socks and owner[0].ip.version == pkt.family:
             return steer_to(pkt, st, owner[0], st.socks[owner[0]].backend_id, Reason.FWD_RTP_HINT)
+    if not pkt.opts and b == cid.CONTENT_TYPE:
+        return dtls_cid(pkt, st, payload)
     if pkt.opts:
         return XdpAction.DROP, Reason.DROP_IP_OPTIONS, frame
     return XdpAction.DROP, no_flow_reason(b, stun_reason), frame
+
+
+def dtls_cid(pkt: Pkt, st: State, payload: bytes) -> tuple[XdpAction, Reason, bytes]:
+    """steer.bpf.c dtls_cid(): a tls12_cid record routed by its CID (pyctl/cid.py)."""
+    frame = bytes(pkt.frame)
+    hdr = cid.CID_OFF + cid.CID_LEN + 2
+    if len(payload) < hdr or hdr + be16(payload, hdr - 2) > len(payload):
+        return XdpAction.DROP, Reason.DROP_DTLS_CID_MALFORMED, frame
+    got = cid.fields(payload[cid.CID_OFF : cid.CID_OFF + cid.CID_LEN])
+    assert got is not None
+    f, tag = got
+    key = st.seal_keys.get(f.key_id)
+    ip = st.backend_addrs.get(f.backend)
+    if key is None or seal.mac(key, f.word) != tag or ip is None or ip.version != pkt.family:
+        return XdpAction.DROP, Reason.DROP_DTLS_CID_FORGED, frame
+    return steer_to(pkt, st, Endpoint(ip, f.port), f.backend, Reason.FWD_DTLS_CID)
 
 
 def rtp_ssrc(p: bytes) -> int | None:

@@ -11,7 +11,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from pyctl import seal
+from pyctl import cid, seal
 from pyctl.endpoint import Endpoint
 from pyctl.maps import Session
 from pyctl.shared import BackendState
@@ -54,6 +54,7 @@ def _pub(l3: Packet) -> bytes:
 # sealed ufrags (seal.h): backend 2 (TRX2's address) under key id 1; mutations exercise the
 # charset, the length, the key id and the MAC
 SEAL_KEY = seal.SealKey(1, bytes(range(16)))
+CID = cid.mint(SEAL_KEY, 2, env.TRX2.port, nonce=0xC1D)
 SEALED = seal.seal(SEAL_KEY.key, 1, 2, env.TRX2.port, nonce=0x5EA1).encode()
 
 SEEDS: list[tuple[str, bytes]] = [
@@ -112,6 +113,7 @@ SEEDS: list[tuple[str, bytes]] = [
     ("public", bytes(client_to_vip(rtp(), client=THIRD))),  # by its SSRC (hint)
     ("public", bytes(client_to_vip(rtcp(), client=THIRD))),
     ("public", bytes(client_to_vip(rtp(0x0BAD0001)))),  # on CLIENT4's flow
+    ("public", bytes(client_to_vip(cid.record(CID), client=THIRD))),  # DTLS CID, any address
     ("internal", bytes(trx_to_client(env.TRX1, success(), REBOUND))),
     ("internal", bytes(trx_to_client(env.TRX1, success()))),
     ("internal", bytes(trx_to_client(env.TRX2, success(), ttl=2))),
