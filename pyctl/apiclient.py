@@ -17,8 +17,6 @@ from urllib.parse import quote
 
 import aiohttp
 
-DEFAULT_RUN_DIR = Path("/run/steer")
-
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, field: str | None = None) -> None:
@@ -28,12 +26,12 @@ class ApiError(Exception):
         self.field = field
 
 
-def socket_path(instance: str, run_dir: Path = DEFAULT_RUN_DIR) -> Path:
-    return run_dir / f"{instance}.sock"
+def quote_ufrag(ufrag: str) -> str:
+    """A ufrag as one path segment: ufrags may hold "/" and "+"."""
+    return quote(ufrag, safe="")
 
 
-def _u(ufrag: str) -> str:
-    return quote(ufrag, safe="")  # ufrags may hold "/" and "+"
+_u = quote_ufrag
 
 
 class ApiClient:

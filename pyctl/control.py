@@ -16,13 +16,13 @@ from typing import Any
 from pyctl import mapinfo
 from pyctl.endpoint import Endpoint
 from pyctl.maps import MapFullError, RouteMaps, Session, check_ufrag
-from pyctl.shared import BackendState, Family
+from pyctl.shared import BACKEND_ID_MAX, BackendState, Family
 from pyctl.store import BackendRecord, Loaded, MemoryStore, RedisMirror, SessionRecord
 from pyctl.views import STATES_BY_NAME
 
 log = logging.getLogger("steer.control")
 
-MAX_BACKEND_ID = 4095
+MAX_BACKEND_ID = BACKEND_ID_MAX
 MAX_TTL_S = 7 * 24 * 3600.0
 MAX_BATCH = 10000  # sessions in one POST /v1/sessions:batch
 ADOPT_TTL_S = 120.0

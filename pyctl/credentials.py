@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyctl.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
+
 MIN_TOKEN_LEN = 16
 _BACKEND = re.compile(r"b([0-9]{1,4})\.([0-9a-f]{40})")
 
@@ -70,7 +72,7 @@ class Credentials:
         m = _BACKEND.fullmatch(token)
         if m:
             backend_id = int(m.group(1))
-            ok = 1 <= backend_id <= 4095 and hmac.compare_digest(
+            ok = BACKEND_ID_MIN <= backend_id <= BACKEND_ID_MAX and hmac.compare_digest(
                 m.group(2), _mac(self._key, backend_id)
             )
             return Principal(backend_id) if ok else None

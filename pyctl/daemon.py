@@ -34,6 +34,7 @@ from pyctl.maps import RouteMaps
 from pyctl.mapwork import MapWorker, Snapshot
 from pyctl.metrics import Metrics
 from pyctl.nexthop import NextHops
+from pyctl.paths import api_socket
 from pyctl.store import MemoryStore, StoreUnavailable, open_mirror
 
 log = logging.getLogger("steer.daemon")
@@ -76,7 +77,7 @@ class DaemonConfig:
 
 
 def default_socket(instance: str) -> Path:
-    return RUN_DIR / f"{instance}.sock"
+    return api_socket(instance)
 
 
 class _InstanceLock:

@@ -18,12 +18,13 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from pyctl.shared import BPF_DIR
+from pyctl import paths
+from pyctl.shared import BACKEND_ID_MAX, BPF_DIR
 
 log = logging.getLogger("steer.loader")
 
 PIN_ROOT = Path(os.environ.get("STEER_PIN_ROOT", "/sys/fs/bpf/steer"))
-RUN_DIR = Path(os.environ.get("STEER_RUN_DIR", "/run/steer"))
+RUN_DIR = paths.RUN_DIR
 PINNED_MAPS = (
     "steer_vips",
     "steer_sessions",
@@ -57,7 +58,7 @@ class BuildOptions:
     max_sessions: int = 1 << 20
     max_flows: int = 1 << 20
     max_vips: int = 64
-    max_backends: int = 4096
+    max_backends: int = BACKEND_ID_MAX + 1
     session_flow_cap: int = 64  # flows one session socket may hold (oldest evicted)
     noflow_pps: int = 20000  # return packets/s to clients without a flow (relay-wide)
     noflow_burst: int = 2000

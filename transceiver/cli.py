@@ -14,6 +14,7 @@ import click
 from pyctl.clitypes import EndpointType, HostPortType
 from pyctl.credentials import CredentialError, token_from
 from pyctl.endpoint import Endpoint
+from pyctl.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
 from transceiver.app import BUNDLED, DEFAULT_APP, AppLoadError, resolve
 from transceiver.config import DEFAULT_API_SOCKET, TrxConfig
 from transceiver.service import run
@@ -41,9 +42,9 @@ ENV_PREFIX = "STEER_TRX"
 )
 @click.option(
     "--backend-id",
-    type=click.IntRange(1, 4095),
+    type=click.IntRange(BACKEND_ID_MIN, BACKEND_ID_MAX),
     required=True,
-    help="This transceiver's backend id (1-4095), carried in every ufrag.",
+    help=f"This transceiver's backend id ({BACKEND_ID_MIN}-{BACKEND_ID_MAX}), in every ufrag.",
 )
 @click.option(
     "--api-socket", default=None, help=f"Control API unix socket [default: {DEFAULT_API_SOCKET}]."

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from pyctl import seal
 from pyctl.endpoint import Endpoint
+from pyctl.paths import api_socket
 from transceiver import iceservers
 from transceiver.ufrag import BACKEND_MAX, BACKEND_MIN
 
-DEFAULT_API_SOCKET = "/run/steer/default.sock"
+DEFAULT_API_SOCKET = str(api_socket("default"))
 
 
 @dataclass(frozen=True)

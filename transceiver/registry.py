@@ -6,12 +6,12 @@ deployments can swap the transport (unix socket, or TCP with a bearer token).
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import aiohttp
+
+from pyctl.apiclient import ApiClient, ApiError, quote_ufrag
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ class Registry(Protocol):
 
 
 class ControlApiRegistry:
-    """Talks to ``steerctl daemon`` over its unix socket, or over TCP with a token."""
+    """Talks to ``steerctl daemon`` over its unix socket, or over TCP with a token, through
+    the control API's one client (pyctl/apiclient.py)."""
 
     def __init__(
         self,
@@ -61,37 +62,17 @@ class ControlApiRegistry:
         """`ca`: a PEM file to trust for an https `url` (a self-signed daemon certificate)."""
         if (socket_path is None) == (url is None):
             raise ValueError("give exactly one of socket_path and url")
-        # the host part is ignored over a unix socket but must still form a valid URL
-        self._base = (url or "http://steer").rstrip("/")
-        self._socket_path = socket_path
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._ssl = ssl.create_default_context(cafile=ca) if ca else None
-        self._session: aiohttp.ClientSession | None = None
+        self._where = f"unix:{socket_path}" if socket_path else str(url)
+        self._api = ApiClient(socket=socket_path, url=url, token=token, timeout=timeout, ca=ca)
 
     def describe(self) -> str:
-        return f"unix:{self._socket_path}" if self._socket_path else self._base
-
-    def _client(self) -> aiohttp.ClientSession:
-        # created lazily: a ClientSession must be made inside the running loop
-        if self._session is None or self._session.closed:
-            connector: aiohttp.BaseConnector | None = None
-            if self._socket_path:
-                connector = aiohttp.UnixConnector(path=self._socket_path)
-            elif self._ssl is not None:
-                connector = aiohttp.TCPConnector(ssl=self._ssl)
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=self._timeout
-            )
-        return self._session
+        return self._where
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
         try:
-            async with self._client().request(method, self._base + path, json=body) as resp:
-                if resp.status < 300:
-                    await resp.read()
-                    return
-                raise RegistryError(await _error_message(resp), resp.status)
+            await self._api.request(method, path, body)
+        except ApiError as exc:
+            raise RegistryError(f"{exc.status}: {exc.message}", exc.status) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise RegistryError(f"control API {self.describe()} unreachable: {exc!r}") from exc
 
@@ -100,28 +81,10 @@ class ControlApiRegistry:
 
     async def heartbeat(self, ufrag: str, ttl: int | None) -> None:
         body = {"ttl": ttl} if ttl is not None else {}
-        await self._call("POST", f"/v1/sessions/{_quote(ufrag)}/heartbeat", body)
+        await self._call("POST", f"/v1/sessions/{quote_ufrag(ufrag)}/heartbeat", body)
 
     async def deregister(self, ufrag: str) -> None:
-        await self._call("DELETE", f"/v1/sessions/{_quote(ufrag)}")
+        await self._call("DELETE", f"/v1/sessions/{quote_ufrag(ufrag)}")
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _quote(ufrag: str) -> str:
-    # ufrags may hold '/' and '+': both must be escaped in a path segment
-    return quote(ufrag, safe="")
-
-
-async def _error_message(resp: aiohttp.ClientResponse) -> str:
-    text = await resp.text()
-    try:
-        data = await resp.json(content_type=None)
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and "error" in data:
-        return f"{resp.status}: {data['error']}"
-    return f"{resp.status}: {text[:200]}"
+        await self._api.close()

@@ -18,13 +18,13 @@ import secrets
 import string
 
 from pyctl import seal
+from pyctl.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
 
 ICE_ALPHABET = string.ascii_letters + string.digits + "+/"  # RFC 8445 section 15.4
 UFRAG_ALPHABET = string.ascii_letters + string.digits
 ICE_CHARS = re.compile(r"^[A-Za-z0-9+/]+$")
 
-BACKEND_MIN = 1
-BACKEND_MAX = 4095  # the control API's range: exactly three hex digits
+BACKEND_MIN, BACKEND_MAX = BACKEND_ID_MIN, BACKEND_ID_MAX  # three hex digits
 PREFIX_LEN = 3
 RANDOM_LEN = 21  # 62**21 ~ 2**125
 UFRAG_LEN = PREFIX_LEN + RANDOM_LEN  # 24: >= 16, and within the relay's 32-byte key

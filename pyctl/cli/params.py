@@ -10,11 +10,12 @@ import click
 from pyctl.apiclient import ApiError, SyncApiClient
 from pyctl.cli.root import CliConfig
 from pyctl.clitypes import EndpointType, HostPortType
-from pyctl.loader import RUN_DIR
+from pyctl.paths import api_socket
+from pyctl.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
 
 ENDPOINT = EndpointType()
 HOST_PORT = HostPortType()
-BACKEND_ID = click.IntRange(1, 4095)
+BACKEND_ID = click.IntRange(BACKEND_ID_MIN, BACKEND_ID_MAX)
 
 
 def api_client(ctx: click.Context) -> SyncApiClient:
@@ -33,7 +34,7 @@ def api_client(ctx: click.Context) -> SyncApiClient:
     url = os.environ.get("STEER_API_URL")
     if url:
         return SyncApiClient(url=url, token=token, ca=os.environ.get("STEER_API_CA"))
-    sock = os.environ.get("STEER_API_SOCKET") or str(RUN_DIR / f"{cfg.instance}.sock")
+    sock = os.environ.get("STEER_API_SOCKET") or str(api_socket(cfg.instance))
     return SyncApiClient(socket=Path(sock), token=token)
 
 

@@ -23,6 +23,7 @@ from pyctl.endpoint import Endpoint
 from pyctl.labnet import CLIENT4, LabNet
 from pyctl.loader import PIN_ROOT, RUN_DIR, BuildOptions, compile_bpf, unload
 from pyctl.maps import RouteMaps
+from pyctl.paths import api_socket
 
 STEERCTL = str(Path(sys.executable).with_name("steerctl"))
 TAG = f"{os.getpid() % 100000}"
@@ -96,7 +97,7 @@ class Daemon:
 
     @property
     def socket_path(self) -> str:
-        return str(RUN_DIR / f"{self.instance}.sock")
+        return str(api_socket(self.instance))
 
     @property
     def http(self) -> Http:

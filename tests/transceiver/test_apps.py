@@ -162,8 +162,18 @@ async def test_app_exception_ends_its_session_only(caplog: pytest.LogCaptureFixt
             await a.close()
             await b.close()
     assert sa.end_reason == "app_error"
-    assert env.metrics.failures.labels("app_error")._value.get() == 1
-    assert env.metrics.ended.labels("app_error")._value.get() == 1
+    assert (
+        env.metrics.registry.get_sample_value(
+            "steer_trx_session_failures_total", {"reason": "app_error"}
+        )
+        == 1
+    )
+    assert (
+        env.metrics.registry.get_sample_value(
+            "steer_trx_sessions_ended_total", {"reason": "app_error"}
+        )
+        == 1
+    )
     assert f"/v1/sessions/{sa.ufrag}" in [c.path for c in env.api.deregisters]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is None  # one line, no traceback
@@ -191,7 +201,12 @@ async def test_app_return_hangs_up() -> None:
     assert trx.end_reason == "app_done"
     assert peer.echoed_messages == ["bye"]
     assert [c.path for c in env.api.deregisters] == [f"/v1/sessions/{trx.ufrag}"]
-    assert env.metrics.ended.labels("app_done")._value.get() == 1
+    assert (
+        env.metrics.registry.get_sample_value(
+            "steer_trx_sessions_ended_total", {"reason": "app_done"}
+        )
+        == 1
+    )
 
 
 async def test_app_that_ignores_the_end_is_cancelled(

@@ -83,7 +83,12 @@ async def test_idle_timeout_deregisters() -> None:
             assert [c.path for c in env.api.deregisters] == [f"/v1/sessions/{session.ufrag}"]
             assert env.api.sessions == {}
             assert env.server.sessions == {}
-            assert env.metrics.failures.labels("setup_timeout")._value.get() == 1
+            assert (
+                env.metrics.registry.get_sample_value(
+                    "steer_trx_session_failures_total", {"reason": "setup_timeout"}
+                )
+                == 1
+            )
         finally:
             await peer.close()
 
@@ -103,7 +108,12 @@ async def test_ice_failure_deregisters(monkeypatch: pytest.MonkeyPatch) -> None:
             await asyncio.wait_for(session.ended.wait(), 15)
             assert session.end_reason == "ice_failed"
             assert [c.path for c in env.api.deregisters] == [f"/v1/sessions/{session.ufrag}"]
-            assert env.metrics.failures.labels("ice_failed")._value.get() == 1
+            assert (
+                env.metrics.registry.get_sample_value(
+                    "steer_trx_session_failures_total", {"reason": "ice_failed"}
+                )
+                == 1
+            )
         finally:
             await peer.close()
         assert len(env.api.deregisters) == 1
@@ -148,6 +158,11 @@ async def test_dtls_failure_deregisters() -> None:
             assert session.connected.is_set()  # ICE worked; DTLS did not
             assert session.end_reason == "dtls_failed"
             assert [c.path for c in env.api.deregisters] == [f"/v1/sessions/{session.ufrag}"]
-            assert env.metrics.failures.labels("dtls_failed")._value.get() == 1
+            assert (
+                env.metrics.registry.get_sample_value(
+                    "steer_trx_session_failures_total", {"reason": "dtls_failed"}
+                )
+                == 1
+            )
         finally:
             await peer.close()

@@ -32,7 +32,12 @@ async def test_heartbeats_inside_ttl_and_reregisters_when_forgotten() -> None:
         await wait_for(lambda: len(env.api.registers) == 2, timeout=2.5)
         assert env.api.registers[1].body == reg.body
         assert ufrag in env.api.sessions
-        assert env.metrics.registry_errors.labels("heartbeat")._value.get() == 1
+        assert (
+            env.metrics.registry.get_sample_value(
+                "steer_trx_registry_errors_total", {"op": "heartbeat"}
+            )
+            == 1
+        )
 
 
 class Recorder:

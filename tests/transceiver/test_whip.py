@@ -127,7 +127,12 @@ async def test_unparseable_offer_is_400(body: bytes, message: str) -> None:
         assert resp.status == 400
         assert message in await resp.text()
         assert env.api.calls == [] and env.server.sessions == {}
-        assert env.metrics.failures.labels("bad_offer")._value.get() == 1
+        assert (
+            env.metrics.registry.get_sample_value(
+                "steer_trx_session_failures_total", {"reason": "bad_offer"}
+            )
+            == 1
+        )
 
 
 async def test_unbundled_offer_is_400() -> None:
@@ -234,8 +239,13 @@ async def test_registration_failure_is_503_and_leaves_nothing(
         assert pc.connectionState == "closed"  # type: ignore[attr-defined]
         assert env.server.sessions == {}
         assert env.api.sessions == {} and env.api.deregisters == []
-        assert env.metrics.failures.labels("registration")._value.get() == 1
-        assert env.metrics.sessions_active._value.get() == 0
+        assert (
+            env.metrics.registry.get_sample_value(
+                "steer_trx_session_failures_total", {"reason": "registration"}
+            )
+            == 1
+        )
+        assert env.metrics.registry.get_sample_value("steer_trx_sessions_active") == 0
 
 
 async def test_healthz_metrics_and_page() -> None:
@@ -278,8 +288,13 @@ async def test_healthz_metrics_and_page() -> None:
 
     # leaving the env shut the server down: the session ended and deregistered
     assert len(env.api.deregisters) == 1
-    assert env.metrics.ended.labels("shutdown")._value.get() == 1
-    assert env.metrics.sessions_active._value.get() == 0
+    assert (
+        env.metrics.registry.get_sample_value(
+            "steer_trx_sessions_ended_total", {"reason": "shutdown"}
+        )
+        == 1
+    )
+    assert env.metrics.registry.get_sample_value("steer_trx_sessions_active") == 0
 
 
 async def test_direct_mode_advertises_the_session_socket() -> None:
