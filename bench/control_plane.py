@@ -29,13 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from pyctl import topology
+from pyctl import stun, topology
 from pyctl.apiclient import ApiClient, ApiError
 from pyctl.endpoint import Endpoint
 from pyctl.lab import BIN, Lab
 from pyctl.netns import netns
-
-STUN_COOKIE = b"\x21\x12\xa4\x42"
 
 
 def _ufrag(prefix: str, i: int) -> str:
@@ -43,10 +41,7 @@ def _ufrag(prefix: str, i: int) -> str:
 
 
 def _binding_request(ufrag: str) -> bytes:
-    username = f"{ufrag}:bench".encode()
-    attr = len(username).to_bytes(2, "big")
-    body = b"\x00\x06" + attr + username + b"\0" * (-len(username) % 4)
-    return b"\x00\x01" + len(body).to_bytes(2, "big") + STUN_COOKIE + b"benchtxid123" + body
+    return stun.check(ufrag, "bench", b"benchtxid123")
 
 
 def _pct(xs: list[float], q: float) -> float:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from bench import config as c
 from bench.topology import BenchNet
+from pyctl import stun
 from pyctl.netns import netns
 
 RTP_PACKETS = 3
@@ -22,10 +23,7 @@ RTP_PACKETS = 3
 
 def binding_request(ufrag: str, txid: bytes = b"bench-txid01") -> bytes:
     """A Binding Request with USERNAME "<ufrag>:<client ufrag>" and PRIORITY."""
-    username = f"{ufrag}:cli1".encode()
-    attrs = struct.pack("!HH", 0x0006, len(username)) + username + b"\0" * (-len(username) % 4)
-    attrs += struct.pack("!HHI", 0x0024, 4, 1853817087)
-    return struct.pack("!HHI", 0x0001, len(attrs), 0x2112A442) + txid + attrs
+    return stun.check(ufrag, "cli1", txid, priority=True)
 
 
 def binding_success(txid: bytes) -> bytes:

@@ -18,9 +18,7 @@ import numpy as np
 
 from pyctl.endpoint import Endpoint
 from pyctl.mapscan import CHUNK, Cursor, chunks, scan, to_ctypes
-from pyctl.shared import UFRAG_MAX, UFRAG_MIN, BackendState, Reason
-
-ICE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/")
+from pyctl.shared import ICE_CHARS, UFRAG_MAX, UFRAG_MIN, BackendState, Reason
 
 
 def check_ufrag(ufrag: str) -> str:

@@ -15,6 +15,8 @@ SHARED_HEADER = BPF_DIR / "steer_shared.h"
 
 UFRAG_MIN = 4
 UFRAG_MAX = 32
+# RFC 8839 ice-char: what a ufrag may be made of
+ICE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/")
 # backend ids the control plane hands out: steer_backends has STEER_MAX_BACKENDS (4096)
 # slots, id 0 is never used, and a ufrag carries an id in three hex digits
 BACKEND_ID_MIN = 1

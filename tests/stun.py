@@ -1,85 +1,38 @@
-"""Building STUN messages (RFC 8489) byte by byte, including ones that lie.
+"""The STUN builder the tests use lives in pyctl/stun.py (explain and the benchmarks
+build their checks with it too)."""
 
-Tests need Binding Requests with the attributes in any order, with or without
-MESSAGE-INTEGRITY and FINGERPRINT, and with every field wrong on purpose; a small builder
-over struct does that more plainly than a full STUN stack.
-"""
+from pyctl.stun import (
+    BINDING_ERROR,
+    BINDING_INDICATION,
+    BINDING_REQUEST,
+    BINDING_SUCCESS,
+    ERROR_CODE,
+    FINGERPRINT,
+    ICE_CONTROLLING,
+    MAGIC_COOKIE,
+    MESSAGE_INTEGRITY,
+    PRIORITY,
+    USE_CANDIDATE,
+    USERNAME,
+    Message,
+    attr,
+    binding_request,
+)
 
-from __future__ import annotations
-
-import hashlib
-import hmac
-import struct
-import zlib
-from dataclasses import dataclass, field
-
-MAGIC_COOKIE = 0x2112A442
-BINDING_REQUEST = 0x0001
-BINDING_SUCCESS = 0x0101
-BINDING_ERROR = 0x0111
-BINDING_INDICATION = 0x0011
-USERNAME = 0x0006
-MESSAGE_INTEGRITY = 0x0008
-FINGERPRINT = 0x8028
-PRIORITY = 0x0024
-ICE_CONTROLLING = 0x802A
-USE_CANDIDATE = 0x0025
-ERROR_CODE = 0x0009
-
-
-def attr(atype: int, value: bytes, length: int | None = None) -> bytes:
-    """One attribute, padded to 4 bytes; `length` overrides the length field (to lie)."""
-    n = len(value) if length is None else length
-    pad = b"\0" * (-len(value) % 4)
-    return struct.pack("!HH", atype, n) + value + pad
-
-
-@dataclass
-class Message:
-    attrs: list[bytes] = field(default_factory=list)
-    msg_type: int = BINDING_REQUEST
-    txid: bytes = b"steer-txid12"
-    cookie: int = MAGIC_COOKIE
-    length: int | None = None  # override the header's length field
-    trailing: bytes = b""  # bytes after the message inside the datagram
-
-    def __bytes__(self) -> bytes:
-        body = b"".join(self.attrs)
-        n = len(body) if self.length is None else self.length
-        return struct.pack("!HHI", self.msg_type, n, self.cookie) + self.txid + body + self.trailing
-
-
-def binding_request(
-    username: bytes,
-    *,
-    before: list[bytes] | None = None,
-    after: list[bytes] | None = None,
-    integrity_key: bytes | None = b"server-pwd-0123456789",
-    fingerprint: bool = True,
-    txid: bytes = b"steer-txid12",
-) -> bytes:
-    """A Binding Request shaped like a browser's: USERNAME among PRIORITY and
-    ICE-CONTROLLING, then MESSAGE-INTEGRITY and FINGERPRINT computed for real."""
-    attrs = list(before or [])
-    attrs.append(attr(USERNAME, username))
-    attrs += (
-        after
-        if after is not None
-        else [
-            attr(PRIORITY, struct.pack("!I", 1853817087)),
-            attr(ICE_CONTROLLING, b"\x01\x02\x03\x04\x05\x06\x07\x08"),
-        ]
-    )
-    msg = Message(attrs=attrs, txid=txid)
-    if integrity_key is not None:
-        # the HMAC covers the header with a length that includes MESSAGE-INTEGRITY itself
-        msg.length = len(b"".join(attrs)) + 24
-        mac = hmac.new(integrity_key, bytes(msg), hashlib.sha1).digest()
-        attrs.append(attr(MESSAGE_INTEGRITY, mac))
-        msg.length = None
-    if fingerprint:
-        msg.length = len(b"".join(attrs)) + 8
-        crc = (zlib.crc32(bytes(msg)) ^ 0x5354554E) & 0xFFFFFFFF
-        attrs.append(attr(FINGERPRINT, struct.pack("!I", crc)))
-        msg.length = None
-    return bytes(msg)
+__all__ = [
+    "BINDING_ERROR",
+    "BINDING_INDICATION",
+    "BINDING_REQUEST",
+    "BINDING_SUCCESS",
+    "ERROR_CODE",
+    "FINGERPRINT",
+    "ICE_CONTROLLING",
+    "MAGIC_COOKIE",
+    "MESSAGE_INTEGRITY",
+    "PRIORITY",
+    "USERNAME",
+    "USE_CANDIDATE",
+    "Message",
+    "attr",
+    "binding_request",
+]

@@ -18,11 +18,10 @@ import secrets
 import string
 
 from pyctl import seal
-from pyctl.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
+from pyctl.shared import BACKEND_ID_MAX, BACKEND_ID_MIN, ICE_CHARS
 
-ICE_ALPHABET = string.ascii_letters + string.digits + "+/"  # RFC 8445 section 15.4
+ICE_ALPHABET = "".join(sorted(ICE_CHARS))  # RFC 8445 section 15.4
 UFRAG_ALPHABET = string.ascii_letters + string.digits
-ICE_CHARS = re.compile(r"^[A-Za-z0-9+/]+$")
 
 BACKEND_MIN, BACKEND_MAX = BACKEND_ID_MIN, BACKEND_ID_MAX  # three hex digits
 PREFIX_LEN = 3
@@ -56,7 +55,7 @@ def backend_of(ufrag: str) -> int:
     prefix = ufrag[:PREFIX_LEN]
     if (
         len(ufrag) != UFRAG_LEN
-        or not ICE_CHARS.match(ufrag)
+        or not set(ufrag) <= ICE_CHARS
         or not re.match(r"^[0-9a-f]{3}$", prefix)
     ):
         raise ValueError(f"{ufrag!r} is not a steer server ufrag")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import click
 
+from pyctl import stun
 from pyctl.cli.params import ENDPOINT
 from pyctl.cli.root import CliConfig, cli
 from pyctl.endpoint import Endpoint
@@ -23,9 +23,7 @@ CANNED = {
 
 
 def binding_request(ufrag: str) -> bytes:
-    username = f"{ufrag}:explain".encode()
-    attr = struct.pack("!HH", 6, len(username)) + username + bytes(-len(username) % 4)
-    return struct.pack("!HHI", 1, len(attr), 0x2112A442) + b"steerexplain" + attr
+    return stun.check(ufrag, "explain", b"steerexplain")
 
 
 def describe(e: Explanation) -> str:
