@@ -93,3 +93,24 @@ def test_chromium_call_resumes_both_ways_after_rebinding(natlab: Lab) -> None:
     assert now - ports, "the client's new port has its own (authenticated) flow"
     assert moved.get("fwd_return_learned", 0) >= 1
     assert moved.get("fwd_return_moved", 0) + moved.get("fwd_rtp_hint", 0) > 0
+
+
+def test_move_client_changes_the_address_the_relay_sees(natlab: Lab) -> None:
+    """`lab move client`: a new subnet behind the NAT, so a new public address; a call
+    made from there works and its flow has the new address."""
+    box = natlab.nat_box
+    old_public = box.public_address()
+    new_public = box.move()
+    try:
+        assert new_public != old_public and box.public_address() == new_public
+        seen: set[str] = set()
+
+        def flows() -> str:
+            seen.update(f["client"].split(":")[0] for f in natlab.api().flows())
+            return "looked"
+
+        (row,) = run_event(natlab, 1, flows)
+        assert row["ok"], row
+        assert seen == {new_public}, seen
+    finally:
+        box.move()  # back, for whatever runs next
