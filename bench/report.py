@@ -163,7 +163,7 @@ def table(r: dict[str, Any]) -> str:
     if xr:
         lines.append(
             f"random access over {xr.get('flows', 0):,} flows: "
-            + ", ".join(f"{k} {_fmt(v)}" for k, v in xr.items() if k != "flows")
+            + ", ".join(f"{k} {_fmt(v)}" for k, v in xr.items() if k not in ("flows", "error"))
         )
     lines += [
         "",
