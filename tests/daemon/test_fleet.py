@@ -1,7 +1,8 @@
 """Sessions shared between relays (`--store redis://… --fleet`): two relays, each its own
 lab network and daemon, one redis-server. A session registered on one relay is in the
 other's maps within a bound and routes a real Binding Request there; its end removes it
-there; a relay that starts later loads what the others hold."""
+there; a relay that starts later loads what the others hold. And sealed ufrags: routed,
+and a forged one dropped, by every relay holding the key."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from pyctl import seal
 from pyctl.cli import cli
 from pyctl.endpoint import Endpoint
 from pyctl.labnet import CLIENT4, VIP4, LabNet
+from pyctl.shared import Reason
 from tests import stun
 from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab, maps_view
 from tests.daemon.test_store import TAG, RedisServer
@@ -140,3 +143,45 @@ def test_a_session_registered_once_routes_on_every_relay(
     assert b.http.call("DELETE", f"/v1/sessions/{mine}")[0] == 200
     wait_for(lambda: maps_a.get_session(mine) is None)
     assert maps_b.get_session(early) is not None
+
+
+def test_sealed_ufrags_on_every_relay(
+    relays: tuple[RedisServer, list[Daemon], list[LabNet]],
+) -> None:
+    """With the key on every relay (docs/fleet.md), a sealed ufrag that no relay has
+    registered routes through each of them, and a forged one is dropped and counted by
+    each of them."""
+    _, daemons, nets = relays
+    key = seal.new_key(5)
+    sealed = seal.seal(key.key, key.id, 1, 41500)
+    fields, tag = seal.unseal(sealed) or (None, 0)
+    assert fields is not None
+    forged = seal.encode((fields.word << 64) | (tag ^ 0x8000))
+    for d, net in zip(daemons, nets, strict=True):
+        d.start()
+        assert d.http.call("POST", "/v1/keys", key.to_json())[0] == 201
+        assert d.http.call("POST", "/v1/backends", {"id": 1, "addr": net.trx_ip4(1)})[0] == 201
+    for d, net in zip(daemons, nets, strict=True):
+        maps = maps_view(d.instance)
+        trx = udp(net.trx(1), Endpoint.parse(f"{net.trx_ip4(1)}:41500"))
+        client = udp(net.client, Endpoint.parse(f"{CLIENT4}:42500"))
+        before = maps.stats()
+        client.sendto(stun.binding_request(forged.encode() + b":c"), addr(VIP4))
+        msg = stun.binding_request(sealed.encode() + b":c")
+        for _ in range(20):  # the first may wait for the relay to resolve the next hop
+            client.sendto(msg, addr(VIP4))
+            trx.settimeout(0.3)
+            try:
+                data, _ = trx.recvfrom(2048)
+            except TimeoutError:
+                continue
+            assert data == msg
+            break
+        else:
+            raise AssertionError(f"{d.instance} did not route the sealed ufrag")
+        after = maps.stats()
+        assert after[Reason.DROP_SEAL_BAD_MAC][0] - before[Reason.DROP_SEAL_BAD_MAC][0] == 1
+        assert after[Reason.FWD_STUN_SEALED][0] > before[Reason.FWD_STUN_SEALED][0]
+        assert maps.sessions() == [] and maps.flows() == []
+        trx.close()
+        client.close()
