@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pyctl import mapinfo
 from pyctl.endpoint import Endpoint
-from pyctl.maps import MapFullError, RouteMaps, Session, check_ufrag
+from pyctl.maps import MapFullError, Session, check_ufrag
+from pyctl.routes import Routes
 from pyctl.shared import BACKEND_ID_MAX, BackendState, Family
 from pyctl.store import BackendRecord, Loaded, MemoryStore, RedisMirror, SessionRecord
 from pyctl.views import STATES_BY_NAME
@@ -107,7 +107,7 @@ class Controller:
     memory). Every change of a record is marked on the mirror, if any, which writes it to
     Redis (the API waits for that on registrations; the rest catches up in the background)."""
 
-    maps: RouteMaps
+    maps: Routes
     store: MemoryStore
     vips: list[Endpoint]
     mirror: RedisMirror | None = None
@@ -430,13 +430,6 @@ class Controller:
             log.info("session %s expired (no heartbeat)", u)
         return socks
 
-    def expire_flows(self, idle_s: float, now_ns: int | None = None) -> int:
-        n = self.maps.expire_flows(int(idle_s * 1e9), now_ns)
-        if n:
-            self._count("flow_idle", n)
-            log.info("expired %d idle flows (idle > %gs)", n, idle_s)
-        return n
-
     # -- start-up
     def reconcile(self, loaded: Loaded | None = None) -> None:
         """Make the records and the maps agree after a start. Map sessions with no stored
@@ -472,11 +465,10 @@ class Controller:
                 self.maps.set_backend(b_rec.id, ip_endpoint(b_rec.addr), BackendState.ACTIVE)
         log.info(
             "state: %d sessions adopted from the maps (ttl %gs), %d restored from the store, "
-            "%d flows live, %d backends",
+            "%d backends (flows: counted by the map worker's first walk)",
             len(adopted),
             self.adopt_ttl,
             len(restored),
-            mapinfo.entries(self.maps.flow_map),
             len(self.store.backends()),
         )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,6 +24,7 @@ from pyctl.shared import BackendState, Reason
 
 if TYPE_CHECKING:
     from pyctl.control import Controller
+    from pyctl.maps import RouteMaps
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ class MapCollector(Collector):
     ) -> None:
         self.ctl = ctl
         self.adopted = adopted
-        self.snapshot = snapshot or (lambda: take_snapshot(ctl.maps))
+        # without a map worker (tests): walk the pinned maps at each scrape
+        self.snapshot = snapshot or (lambda: take_snapshot(cast("RouteMaps", ctl.maps)))
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot()

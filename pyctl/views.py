@@ -11,6 +11,7 @@ from pyctl import mapwork
 from pyctl.endpoint import Endpoint
 from pyctl.maps import Flow, RouteMaps, Session
 from pyctl.mapscan import Cursor
+from pyctl.routes import Routes
 from pyctl.shared import BackendState, Reason
 from pyctl.store import BackendRecord, SessionRecord
 
@@ -63,7 +64,7 @@ def flow_view(f: Flow, ufrag_by_sock: Mapping[Endpoint, str | None], now_ns: int
 
 
 def flows_view(
-    maps: RouteMaps,
+    maps: Routes,
     backend: int | None = None,
     ufrag: str | None = None,
     client: str | None = None,
@@ -75,7 +76,7 @@ def flows_view(
 
 
 def flow_pages(
-    maps: RouteMaps,
+    maps: Routes,
     backend: int | None = None,
     ufrag: str | None = None,
     client: str | None = None,
@@ -114,7 +115,7 @@ def _flow_order(v: dict[str, Any]) -> tuple[str, str]:
 
 
 def session_pages(
-    maps: RouteMaps,
+    maps: Routes,
     backend: int | None = None,
     ufrag: str | None = None,
     client: str | None = None,
@@ -139,7 +140,7 @@ def session_pages(
     yield sorted(page, key=lambda r: r["ufrag"])
 
 
-def _sessions_of(maps: RouteMaps, ufrag: str | None, client: str | None) -> list[Session]:
+def _sessions_of(maps: Routes, ufrag: str | None, client: str | None) -> list[Session]:
     if ufrag is not None:
         s = maps.get_session(ufrag)
         return [s] if s is not None and (client is None or _has_client(maps, s, client)) else []
@@ -151,11 +152,11 @@ def _sessions_of(maps: RouteMaps, ufrag: str | None, client: str | None) -> list
     return list(out.values())
 
 
-def _has_client(maps: RouteMaps, s: Session, client: str) -> bool:
+def _has_client(maps: Routes, s: Session, client: str) -> bool:
     return any(True for _ in maps.iter_flows(sock=s.sock, client=client))
 
 
-def _session_row(maps: RouteMaps, s: Session) -> dict[str, Any]:
+def _session_row(maps: Routes, s: Session) -> dict[str, Any]:
     now = time.monotonic_ns()
     mine = [f for f, _ in maps.iter_flows(sock=s.sock)]
     v = session_view(s, None)
@@ -185,7 +186,7 @@ def backend_view(
 
 
 def backends_view(
-    maps: RouteMaps, recs: dict[int, BackendRecord], sessions: dict[int, int] | None = None
+    maps: Routes, recs: dict[int, BackendRecord], sessions: dict[int, int] | None = None
 ) -> list[dict[str, Any]]:
     """`sessions`: the count by backend id (default: counted in the session map)."""
     per_backend = maps.session_counts() if sessions is None else sessions
@@ -195,14 +196,16 @@ def backends_view(
     ]
 
 
-def stats_view(maps: RouteMaps, usage: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+def stats_view(maps: Routes, usage: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
     """`usage`: the maps' occupancy (mapwork.usage; default: counted now)."""
     reasons = {
         r.label: {"packets": p, "bytes": b}
         for r, (p, b) in maps.stats().items()
         if r != Reason.UNUSED_0
     }
-    return {"reasons": reasons, "maps": mapwork.usage(maps) if usage is None else usage}
+    if usage is None:  # counted now: the pinned maps (others have no occupancy to show)
+        usage = mapwork.usage(maps) if isinstance(maps, RouteMaps) else {}
+    return {"reasons": reasons, "maps": usage}
 
 
 def _round(v: float | None) -> float | None:
