@@ -14,7 +14,6 @@ from bench.relays import Process
 from bench.topology import BenchNet
 
 TIMEOUT_US = 200_000
-QUANTILES = (0.5, 0.99, 0.999)
 CDF_POINTS = 200
 
 

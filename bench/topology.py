@@ -54,12 +54,6 @@ class BenchNet:
     def ifindex(self, ns: str, ifname: str) -> int:
         return t.ifindex(ns, ifname)
 
-    def link_stats(self, ns: str, ifname: str) -> dict[str, int]:
-        with IPRoute(netns=ns) as ipr:
-            link = ipr.get_links(ipr.link_lookup(ifname=ifname)[0])[0]
-            stats = link.get_attr("IFLA_STATS64")
-            return {k: int(stats[k]) for k in ("tx_packets", "tx_dropped", "rx_packets")}
-
 
 def xdp_attach(ns: str, ifname: str, fd: int) -> None:
     """Attach `fd` in native mode (what the relay runs in), replacing whatever is there."""

@@ -15,7 +15,6 @@ The live tests, the benchmarks, `steerctl lab` and the Vagrant provisioning all 
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from pyctl import topology as t
@@ -127,7 +126,3 @@ class LabNet:
                 },
             },
         }
-
-
-def is_vip(ip: str) -> bool:
-    return ipaddress.ip_address(ip) in (VIP4.ip, VIP6.ip)
