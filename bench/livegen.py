@@ -18,6 +18,7 @@ import time
 from bench.topology import BenchNet, hold_in_dispatcher
 from bench.traffic import DRAIN_S, WARMUP_S, LoadResult, cpu_busy_ns, idle_background
 from bench.xdp_progs import Sink
+from pyctl import libbpf
 from pyctl.netns import netns
 from pyctl.testrun import _TestRunOpts, _XdpMd
 
@@ -25,7 +26,7 @@ BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 BATCH = 64
 SLOT_S = 0.001  # a paced run sends one test run of frames per millisecond
 
-_libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
+_libbpf = libbpf.lib()
 _libbpf.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
 _libbpf.bpf_prog_test_run_opts.restype = ctypes.c_int
 

@@ -20,6 +20,7 @@ from bench import config as c
 from bench.topology import BenchNet, hold_in_dispatcher
 from bench.verify import binding_request, rtp_packet
 from bench.xdp_progs import BareXdp, Breakdown, FloorXdp, Randomizer
+from pyctl import libbpf
 from pyctl.endpoint import Endpoint
 from pyctl.loader import BuildOptions, DataPlane
 from pyctl.maps import RouteMaps, Session
@@ -315,7 +316,7 @@ class _ProgInfo(ctypes.Structure):
     ]
 
 
-_libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
+_libbpf = libbpf.lib()
 _libbpf.bpf_obj_get_info_by_fd.argtypes = [
     ctypes.c_int,
     ctypes.c_void_p,

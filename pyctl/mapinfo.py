@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import os
-from functools import cache
 from typing import Any
 
+from pyctl import libbpf
 from pyctl.mapscan import chunks
 
 
@@ -29,16 +29,13 @@ class _MapInfo(ctypes.Structure):
     ]
 
 
-@cache
-def _libbpf() -> Any:
-    return ctypes.CDLL("libbpf.so.1", use_errno=True)
-
-
 def capacity(table: Any) -> int:
     """max_entries of the map behind a bcc table, as the kernel created it."""
     info = _MapInfo()
     size = ctypes.c_uint32(ctypes.sizeof(info))
-    rc = _libbpf().bpf_obj_get_info_by_fd(int(table.map_fd), ctypes.byref(info), ctypes.byref(size))
+    rc = libbpf.lib().bpf_obj_get_info_by_fd(
+        int(table.map_fd), ctypes.byref(info), ctypes.byref(size)
+    )
     if rc != 0:
         err = ctypes.get_errno() or -rc
         raise OSError(err, f"bpf_obj_get_info_by_fd: {os.strerror(err)}")

@@ -14,9 +14,10 @@ import ctypes
 import os
 from dataclasses import dataclass
 
+from pyctl import libbpf
 from pyctl.shared import XdpAction
 
-_libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
+_libbpf = libbpf.lib()
 
 
 class _XdpMd(ctypes.Structure):
