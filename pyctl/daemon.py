@@ -148,8 +148,7 @@ def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
         log.info("attach: %s program on %s in netns %s (%s)", side, ifname, cfg.netns or "-", mode)
     Attachment(cfg.netns, cfg.public, cfg.internal).save(cfg.instance)
     # the flags are the VIP list: pinned VIPs not in them stop being answered
-    # not maps.vips(): it sorts, and IPv4 and IPv6 addresses do not compare
-    pinned = {Endpoint.from_c(k) for k in maps.vip_map}
+    pinned = set(maps.vips())
     for stale in pinned - set(cfg.vips):
         maps.del_vip(stale)
         log.info("VIP %s removed (not in --vip)", stale)

@@ -60,18 +60,29 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def view_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--json, --watch, --interval: how every listing is shown."""
+    for option in reversed(
+        [
+            click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
+            click.option("--watch", is_flag=True, help="Refresh the view until interrupted."),
+            click.option(
+                "--interval",
+                type=click.FloatRange(min=0.1),
+                default=1.0,
+                show_default=True,
+                help="Seconds between refreshes with --watch.",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
 def listing(fn: Callable[..., tuple[Any, str]]) -> Callable[..., None]:
     """Adds --json/--watch/--interval: `fn(maps, **filters)` returns (json, table text)."""
 
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-    @click.option("--watch", is_flag=True, help="Refresh the view until interrupted.")
-    @click.option(
-        "--interval",
-        type=click.FloatRange(min=0.1),
-        default=1.0,
-        show_default=True,
-        help="Seconds between refreshes with --watch.",
-    )
+    @view_options
     @click.pass_obj
     @wraps(fn)
     def cmd(cfg: CliConfig, as_json: bool, watch: bool, interval: float, **filters: Any) -> None:
@@ -120,15 +131,7 @@ def streamed(name: str, columns: list[tuple[str, str]]) -> Callable[..., Callabl
 
         watched = listing(first)
 
-        @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-        @click.option("--watch", is_flag=True, help="Refresh the view until interrupted.")
-        @click.option(
-            "--interval",
-            type=click.FloatRange(min=0.1),
-            default=1.0,
-            show_default=True,
-            help="Seconds between refreshes with --watch.",
-        )
+        @view_options
         @click.pass_context
         @wraps(pages)
         def cmd(
