@@ -68,7 +68,13 @@ def cpu_vs_bare(r: dict[str, Any]) -> tuple[str | None, float | None]:
     """steer's machine CPU per packet over bare's at the highest fixed load both carried
     without loss (the same delivered rate), and that load."""
     fixed = r.get("cpu_ns_per_packet_fixed_load") or {}
+    spreads = (r.get("spread") or {}).get("cpu_ns_per_packet_fixed_load") or {}
     for pps in sorted(fixed, key=int, reverse=True):
+        # a round at or below zero means the machine's other work swamped the relay's:
+        # no ratio is claimed from such a load
+        sp = spreads.get(pps) or {}
+        if any((sp.get(n) or {}).get("min", 1) <= 0 for n in ("steer", "bare_xdp")):
+            continue
         v = _ratio(fixed[pps].get("steer"), fixed[pps].get("bare_xdp"))
         if v is not None:
             return pps, v

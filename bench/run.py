@@ -577,6 +577,7 @@ def render(json_path: Path) -> int:
     result = json.loads(json_path.read_text())
     result["ratios"] = report.ratios(result)
     result["aims"] = report.aims(result)
+    report.write_json(result, json_path)  # the derived ratios and aims, recomputed
     _publish(result, json_path, docs.DOCS)
     return 0
 
