@@ -1,6 +1,6 @@
 """What every part of the benchmark agrees on: names, addresses, and how long to measure.
 
-The topology is the lab's (pyctl/labnet.py) under the `bench` prefix with one
+The topology is the lab's (pyctl/lab/net.py) under the `bench` prefix with one
 transceiver; the flow under test is one client socket talking to one session socket
 through the VIP, so every relay forwards exactly the same packets.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pyctl import labnet
-from pyctl.endpoint import Endpoint
+from pyctl.lab import net as labnet
+from steer_common.endpoint import Endpoint
 
 # The full run and the smoke run (part of `make test`) use different names, so that a
 # smoke run's cleanup never tears down a full run's namespaces and pins.

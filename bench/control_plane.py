@@ -29,11 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from pyctl import stun, topology
-from pyctl.apiclient import ApiClient, ApiError
-from pyctl.endpoint import Endpoint
-from pyctl.lab import BIN, Lab
-from pyctl.netns import netns
+from pyctl.dataplane import topology
+from pyctl.dataplane.netns import netns
+from pyctl.lab.lifecycle import BIN, Lab
+from pyctl.lab.redisserver import RedisServer
+from steer_common import stun
+from steer_common.apiclient import ApiClient, ApiError
+from steer_common.endpoint import Endpoint
 
 
 def _ufrag(prefix: str, i: int) -> str:
@@ -142,37 +144,6 @@ async def _routable(lab: Lab, api: ApiClient, rounds: int) -> dict[str, float]:
     }
 
 
-class _Redis:
-    """A redis-server on a unix socket, no persistence: the store the daemon mirrors to."""
-
-    def __init__(self, d: Path) -> None:
-        self.dir, self.sock = d, d / "redis.sock"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> _Redis:
-        self.sock.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                *("redis-server", "--port", "0", "--unixsocket", str(self.sock)),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.dir)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not self.sock.exists():
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
 async def _store_phase(lab: Lab, api: ApiClient, seconds: float, tag: str) -> dict[str, Any]:
     """For `seconds`: register a session (and end it), heartbeat a standing one, ask
     /healthz, one call after another; each call's latency, whatever it answered."""
@@ -211,7 +182,7 @@ def store_latency(seconds: float = 3.0, say: Callable[[str], None] = print) -> d
     wait, at most its 0.4 s timeout once, then answer 503 at once."""
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="cps") as d:
-        redis = _Redis(Path(d)).start()
+        redis = RedisServer(Path(d)).start()
         store = f"unix://{redis.sock}"
         lab = Lab(prefix="cps", transceivers=1, metrics="127.0.0.1:9482", store=store)
         lab.down(progress=lambda s: None)
@@ -228,7 +199,7 @@ def store_latency(seconds: float = 3.0, say: Callable[[str], None] = print) -> d
                         if phase == "slow":
                             redis.proc.send_signal(signal.SIGSTOP)
                         elif phase == "down":
-                            redis.stop()
+                            redis.kill()
                         say(f"control plane: API latency, store {phase}")
                         r = await _store_phase(lab, api, seconds, phase[:3])
                         for k, v in r.items():
@@ -241,7 +212,7 @@ def store_latency(seconds: float = 3.0, say: Callable[[str], None] = print) -> d
             asyncio.run(go())
         finally:
             lab.down(progress=lambda s: None)
-            redis.stop()
+            redis.kill()
     return out
 
 
@@ -252,8 +223,8 @@ def _fill_flows(
     map layer (flow, reverse flow, ring) as the data plane would learn them; fresh, so
     none idles out while measured."""
     from pyctl.cli.listings import MAPS_ONLY
-    from pyctl.loader import BuildOptions, compile_bpf
-    from pyctl.maps import RouteMaps
+    from pyctl.dataplane.loader import BuildOptions, compile_bpf
+    from pyctl.dataplane.maps import RouteMaps
 
     maps = RouteMaps(compile_bpf(BuildOptions(instance=lab.instance), text=MAPS_ONLY))
     vip = lab.net.vips[0]

@@ -398,7 +398,7 @@ def _control_plane(r: dict[str, Any]) -> list[str]:
         "A registration answers once the transceiver's next hop is known valid in the relay "
         "namespace, so that the session's first packet takes the XDP path. The daemon "
         "remembers valid next hops until the kernel reports a link, neighbour or route "
-        "change (pyctl/nexthop.py), so only the first session of a transceiver, or the "
+        "change (pyctl/daemon/nexthop.py), so only the first session of a transceiver, or the "
         "first after a change, pays the netlink query. Single "
         "registrations are bounded by the API's HTTP and JSON handling in one Python "
         "process; batches check each distinct backend and next hop once.",
@@ -531,7 +531,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "198.51.100.2:50000   VIP 203.0.113.10:3478                           10.88.0.11:40001",
         "```",
         "",
-        "The lab topology (`pyctl/labnet.py`) under the `bench` prefix, one transceiver, every "
+        "The lab topology (`pyctl/lab/net.py`) under the `bench` prefix, one transceiver, every "
         "neighbour pinned. The relays, one at a time:",
         "",
         "- **steer**: `bpf/` as the daemon loads it (native XDP on both relay interfaces), one "

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.daemon.conftest import Daemon, cleanup, make_lab
-from tests.daemon.test_store import RedisServer
+from tests.daemon.test_store import RedisServer  # with a redis client (commandstats)
 
 TAG = os.getpid() % 10000
 

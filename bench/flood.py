@@ -48,12 +48,12 @@ from bench.topology import BenchNet, xdp_attach, xdp_detach
 from bench.traffic import Generator, cpu_busy_ns
 from bench.verify import binding_request, binding_success, rtp_packet
 from bench.xdp_progs import Sink
-from pyctl import firewall
-from pyctl.endpoint import Endpoint
-from pyctl.loader import BuildOptions, DataPlane, unload
-from pyctl.maps import RouteMaps, Session
-from pyctl.netns import netns
-from pyctl.shared import Reason
+from pyctl.daemon import firewall
+from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
+from pyctl.dataplane.maps import RouteMaps, Session
+from pyctl.dataplane.netns import netns
+from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason
 
 VICTIM = Endpoint.parse(f"{c.TRX.ip}:42000")
 VICTIM_UFRAG = "floodVictimUfrag01"

@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyctl.endpoint import Endpoint
-from pyctl.frames import udp_frame
-from pyctl.netns import netns
-from pyctl.shared import BackendState, Reason
-from pyctl.testrun import run_xdp
+from pyctl.dataplane.frames import udp_frame
+from pyctl.dataplane.netns import netns
+from pyctl.dataplane.testrun import run_xdp
+from steer_common.endpoint import Endpoint
+from steer_common.shared import BackendState, Reason
 from tests.bpf import env, model, seeds
 from tests.bpf.cases import TRX2_UFRAG, UFRAG, V6_UFRAG
 from tests.bpf.conftest import Replay, open_replay

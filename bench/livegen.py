@@ -18,9 +18,9 @@ import time
 from bench.topology import BenchNet, hold_in_dispatcher
 from bench.traffic import DRAIN_S, WARMUP_S, LoadResult, cpu_busy_ns, idle_background
 from bench.xdp_progs import Sink
-from pyctl import libbpf
-from pyctl.netns import netns
-from pyctl.testrun import _TestRunOpts, _XdpMd
+from pyctl.dataplane import libbpf
+from pyctl.dataplane.netns import netns
+from pyctl.dataplane.testrun import _TestRunOpts, _XdpMd
 
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 BATCH = 64

@@ -1,10 +1,10 @@
 """Media gaps across NAT rebindings: steer with connection hints, without them, and a
 direct aiortc connection with no relay at all.
 
-An own lab built with `--nat` (pyctl/labnat.py), one aiortc echo call per mode, the NAT's
+An own lab built with `--nat` (pyctl/lab/nat.py), one aiortc echo call per mode, the NAT's
 mappings dropped every WINDOW_S seconds of the call (`steerctl lab rebind`), the longest
 silence of the audio after each rebinding measured on the wire each way
-(pyctl/mobility.py): upstream where it reaches the answerer, downstream at the client.
+(pyctl/lab/mobility.py): upstream where it reaches the answerer, downstream at the client.
 
 - `hints`: the relay as shipped: SSRC hints forward the client's RTP from its new port at
   once; the return path moves when the transceiver authenticates the new address.
@@ -28,10 +28,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pyctl.lab import Lab
-from pyctl.labnet import RELAY_PUB4
-from pyctl.loader import BuildOptions, compile_bpf
-from pyctl.mobility import run_event
+from pyctl.dataplane.loader import BuildOptions, compile_bpf
+from pyctl.lab.lifecycle import Lab
+from pyctl.lab.mobility import run_event
+from pyctl.lab.net import RELAY_PUB4
 
 WINDOW_S = 7.0  # aioice sends a consent check every 4-6 s: the downstream gap's bound
 DIRECT_PORT = 8099

@@ -20,10 +20,10 @@ from pyroute2 import NFCTSocket
 from bench import config as c
 from bench.topology import BenchNet, forget_pid, remember_pid, xdp_attach, xdp_detach
 from bench.xdp_progs import BareXdp
-from pyctl import topology as t
-from pyctl.loader import DataPlane
-from pyctl.maps import RouteMaps, Session
-from pyctl.netns import netns
+from pyctl.dataplane import topology as t
+from pyctl.dataplane.loader import DataPlane
+from pyctl.dataplane.maps import RouteMaps, Session
+from pyctl.dataplane.netns import netns
 
 REPO = Path(__file__).resolve().parent.parent
 

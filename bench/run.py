@@ -51,8 +51,8 @@ from bench.traffic import Generator, LoadResult, rtp_frame, rtp_frames, write_tr
 from bench.turn import CoturnRelay, channel_frame
 from bench.verify import open_flows, verify
 from bench.xdp_progs import Sink
-from pyctl.loader import BuildOptions, DataPlane
-from pyctl.shared import BPF_DIR
+from pyctl.dataplane.loader import BuildOptions, DataPlane
+from steer_common.shared import BPF_DIR
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

@@ -18,12 +18,12 @@ import json
 import statistics
 import sys
 
-from pyctl import seal
-from pyctl.control import ip_endpoint
-from pyctl.maps import Session
-from pyctl.netns import netns
-from pyctl.shared import BackendState, Reason
-from pyctl.testrun import run_xdp
+from pyctl.daemon.control import ip_endpoint
+from pyctl.dataplane.maps import Session
+from pyctl.dataplane.netns import netns
+from pyctl.dataplane.testrun import run_xdp
+from steer_common import seal
+from steer_common.shared import BackendState, Reason
 from tests import stun
 from tests.bpf import env
 from tests.bpf.conftest import Replay, open_replay

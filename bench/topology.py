@@ -14,9 +14,9 @@ from typing import IO, Any
 from pyroute2 import IPRoute
 
 from bench import config as c
-from pyctl import labnet
-from pyctl import topology as t
-from pyctl.loader import unload
+from pyctl.dataplane import topology as t
+from pyctl.dataplane.loader import unload
+from pyctl.lab import net as labnet
 
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2

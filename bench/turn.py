@@ -28,8 +28,8 @@ from bench import config as c
 from bench.relays import Unavailable
 from bench.topology import BenchNet, forget_pid, remember_pid
 from bench.verify import RTP_PACKETS, Verdict, _udp, rtp_packet
-from pyctl import labnet
-from pyctl import topology as t
+from pyctl.dataplane import topology as t
+from pyctl.lab import net as labnet
 
 MAGIC = 0x2112A442
 CHANNEL = 0x4000

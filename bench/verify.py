@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from bench import config as c
 from bench.topology import BenchNet
-from pyctl import stun
-from pyctl.netns import netns
+from pyctl.dataplane.netns import netns
+from steer_common import stun
 
 RTP_PACKETS = 3
 

@@ -20,13 +20,13 @@ from bench import config as c
 from bench.topology import BenchNet, hold_in_dispatcher
 from bench.verify import binding_request, rtp_packet
 from bench.xdp_progs import BareXdp, Breakdown, FloorXdp, Randomizer
-from pyctl import libbpf
-from pyctl.endpoint import Endpoint
-from pyctl.loader import BuildOptions, DataPlane
-from pyctl.maps import RouteMaps, Session
-from pyctl.netns import netns
-from pyctl.shared import Reason, XdpAction
-from pyctl.testrun import run_xdp
+from pyctl.dataplane import libbpf
+from pyctl.dataplane.loader import BuildOptions, DataPlane
+from pyctl.dataplane.maps import RouteMaps, Session
+from pyctl.dataplane.netns import netns
+from pyctl.dataplane.testrun import run_xdp
+from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason, XdpAction
 
 FIRST_STUN_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50001")
 UNKNOWN_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50002")

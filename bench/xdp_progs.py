@@ -13,7 +13,7 @@ import numpy as np
 from bcc import BPF
 
 from bench import config as c
-from pyctl.endpoint import Endpoint
+from steer_common.endpoint import Endpoint
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,7 +1,7 @@
-"""The STUN builder the tests use lives in pyctl/stun.py (explain and the benchmarks
+"""The STUN builder the tests use lives in steer_common/stun.py (explain and the benchmarks
 build their checks with it too)."""
 
-from pyctl.stun import (
+from steer_common.stun import (
     BINDING_ERROR,
     BINDING_INDICATION,
     BINDING_REQUEST,

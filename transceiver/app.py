@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from aiortc import RTCDataChannel
 
-from pyctl.endpoint import Endpoint
+from steer_common.endpoint import Endpoint
 from transceiver.media import AudioInput, AudioOutput
 
 log = logging.getLogger("steer.transceiver")

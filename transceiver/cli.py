@@ -11,10 +11,10 @@ import sys
 
 import click
 
-from pyctl.clitypes import EndpointType, HostPortType
-from pyctl.credentials import CredentialError, token_from
-from pyctl.endpoint import Endpoint
-from pyctl.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
+from steer_common.clitypes import EndpointType, HostPortType
+from steer_common.credentials import CredentialError, token_from
+from steer_common.endpoint import Endpoint
+from steer_common.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
 from transceiver.app import BUNDLED, DEFAULT_APP, AppLoadError, resolve
 from transceiver.config import DEFAULT_API_SOCKET, TrxConfig
 from transceiver.service import run

@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from pyctl import seal
-from pyctl.endpoint import Endpoint
-from pyctl.paths import api_socket
+from steer_common import seal
+from steer_common.endpoint import Endpoint
+from steer_common.paths import api_socket
+from steer_common.ufrag import BACKEND_MAX, BACKEND_MIN
 from transceiver import iceservers
-from transceiver.ufrag import BACKEND_MAX, BACKEND_MIN
 
 DEFAULT_API_SOCKET = str(api_socket("default"))
 
@@ -45,7 +45,7 @@ class TrxConfig:
     ice_servers: tuple[str, ...] = ()  # announced to WHIP clients (transceiver/iceservers.py)
     ice_username: str | None = None
     ice_credential: str | None = None
-    # --seal-key-file: mint sealed ufrags (pyctl/seal.py) with the key in this file, read
+    # --seal-key-file: mint sealed ufrags (steer_common/seal.py) with the key in this file, read
     # per session so a rotation needs no restart; None: plain random ufrags
     seal_key_file: str | None = None
 

@@ -25,7 +25,7 @@ from aioice.ice import validate_password, validate_username
 from aiortc import RTCPeerConnection
 from aiortc.rtcicetransport import RTCIceTransport
 
-from pyctl.endpoint import Endpoint
+from steer_common.endpoint import Endpoint
 
 _CONNECTION_FIELDS = (
     "_local_username",
@@ -76,7 +76,7 @@ def set_credentials(conn: Connection, ufrag: str, password: str) -> None:
 
 def seal_ufrag(conn: Connection, ufrag: str) -> None:
     """Replace our ufrag after gathering, with one sealed over the socket just bound
-    (pyctl/seal.py); only before the answer leaves, so no check has used the old one."""
+    (steer_common/seal.py); only before the answer leaves, so no check has used the old one."""
     validate_username(ufrag)
     conn._local_username = ufrag
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from pyctl.apiclient import ApiClient, ApiError, quote_ufrag
+from steer_common.apiclient import ApiClient, ApiError, quote_ufrag
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Registry(Protocol):
 
 class ControlApiRegistry:
     """Talks to ``steerctl daemon`` over its unix socket, or over TCP with a token, through
-    the control API's one client (pyctl/apiclient.py)."""
+    the control API's one client (steer_common/apiclient.py)."""
 
     def __init__(
         self,

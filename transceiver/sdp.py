@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyctl.endpoint import Endpoint
+from steer_common.endpoint import Endpoint
 
 HOST_TYPE_PREFERENCE = 126  # RFC 8445 section 5.1.2.2, for host candidates
 

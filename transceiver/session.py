@@ -18,8 +18,9 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from pyctl import seal
-from pyctl.endpoint import Endpoint
+from steer_common import seal
+from steer_common.endpoint import Endpoint
+from steer_common.ufrag import make_password, make_ufrag
 from transceiver import dtls, ice
 from transceiver.app import App, Message, Session, describe_error
 from transceiver.config import TrxConfig
@@ -27,7 +28,6 @@ from transceiver.media import pump
 from transceiver.metrics import TrxMetrics
 from transceiver.registry import Registration, Registry, RegistryError
 from transceiver.sdp import OfferError, prepare_offer, rewrite_answer
-from transceiver.ufrag import make_password, make_ufrag
 
 log = logging.getLogger("steer.transceiver")
 dtls.install()  # aiortc offers ECDHE-RSA suites too, for RSA-certificate peers (dtls.py)

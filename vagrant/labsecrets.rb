@@ -1,6 +1,6 @@
 # The VM lab's credentials, made on the host when the Vagrantfile loads (the namespace lab's
-# twin: pyctl/labsecrets.py): the relay's operator token, each transceiver's backend token
-# (derived as pyctl/credentials.py does) and a self-signed pair for the relay's TLS API.
+# twin: pyctl/lab/secrets.py): the relay's operator token, each transceiver's backend token
+# (derived as steer_common/credentials.py does) and a self-signed pair for the relay's TLS API.
 # They live in vagrant/.lab/ (mode 0600, git-ignored) and reach every VM with the synced
 # folder as /steer/vagrant/.lab/.
 require "fileutils"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
-from pyctl import firewall
 from pyctl.cli.params import ENDPOINT, HOST_PORT
 from pyctl.cli.root import CliConfig, cli
-from pyctl.credentials import CredentialError, Credentials, token_from
-from pyctl.endpoint import Endpoint
-from pyctl.loader import RUN_DIR, Attachment, BuildOptions, LoaderError, unload
+from pyctl.daemon import firewall
+from pyctl.dataplane.loader import RUN_DIR, Attachment, BuildOptions, LoaderError, unload
+from steer_common.credentials import CredentialError, Credentials, token_from
+from steer_common.endpoint import Endpoint
 
 
 @cli.command()
@@ -210,7 +210,7 @@ def daemon(
     """Run the control daemon in the foreground: attach the XDP programs to IFs in NS,
     serve the control API and metrics, expire sessions and idle flows. Exiting leaves
     the data plane running; `steerctl unload` removes it."""
-    from pyctl import daemon as d  # late: pulls in aiohttp and prometheus
+    from pyctl.daemon import service as d  # late: pulls in aiohttp and prometheus
 
     try:
         api_token = token_from(token_file, "STEER_API_TOKEN") or ""

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from pyctl import stun
 from pyctl.cli.params import ENDPOINT
 from pyctl.cli.root import CliConfig, cli
-from pyctl.endpoint import Endpoint
-from pyctl.explain import Explainer, Explanation
-from pyctl.frames import read_pcap, udp_frame
-from pyctl.loader import LoaderError
+from pyctl.dataplane.explain import Explainer, Explanation
+from pyctl.dataplane.frames import read_pcap, udp_frame
+from pyctl.dataplane.loader import LoaderError
+from steer_common import stun
+from steer_common.endpoint import Endpoint
 
 CANNED = {
     "dtls": bytes([22, 0xFE, 0xFD]) + bytes(10) + b"explain",

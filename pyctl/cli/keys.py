@@ -7,9 +7,9 @@ import json
 
 import click
 
-from pyctl import seal
 from pyctl.cli.params import call_api
 from pyctl.cli.root import cli
+from steer_common import seal
 
 KEY_ID = click.IntRange(0, 15)
 

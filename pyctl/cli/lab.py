@@ -8,8 +8,8 @@ import sys
 import click
 
 from pyctl.cli.root import cli
-from pyctl.lab import Lab, LabError, status_json
-from pyctl.labnat import LabNat
+from pyctl.lab.lifecycle import Lab, LabError, status_json
+from pyctl.lab.nat import LabNat
 
 PREFIX = click.option(
     "--prefix",
@@ -156,7 +156,7 @@ def demo(
     sessions: int, transceivers: int, seconds: float, app: str, rebind: bool, as_json: bool
 ) -> None:
     """Lab up, real WebRTC sessions through one VIP, a summary, lab down."""
-    from pyctl.demo import run_demo
+    from pyctl.lab.demo import run_demo
 
     if rebind and app != "echo":
         raise click.UsageError("--rebind measures the echo app's media")

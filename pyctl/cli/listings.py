@@ -14,16 +14,16 @@ import click
 
 from pyctl.cli.params import BACKEND_ID
 from pyctl.cli.root import CliConfig, cli, pinned_instances
-from pyctl.endpoint import Endpoint
-from pyctl.maps import RouteMaps, check_ufrag
-from pyctl.views import PAGE
+from pyctl.daemon.views import PAGE
+from pyctl.dataplane.maps import RouteMaps, check_ufrag
+from steer_common.endpoint import Endpoint
 
 MAPS_ONLY = '#include "steer_maps.h"'
 
 
 def open_maps(cfg: CliConfig) -> RouteMaps:
     """The instance's pinned maps, opened without loading programs; never creates pins."""
-    from pyctl.loader import LoaderError, compile_bpf, is_pinned
+    from pyctl.dataplane.loader import LoaderError, compile_bpf, is_pinned
 
     if not is_pinned(cfg.instance):
         running = pinned_instances()
@@ -233,7 +233,7 @@ def sessions(
     maps: RouteMaps, page: int, backend: int | None, ufrag: str | None, client: str | None
 ) -> Pages:
     """Registered sessions with their flows' clients and counters."""
-    from pyctl.views import session_pages
+    from pyctl.daemon.views import session_pages
 
     return session_pages(maps, backend, ufrag, client, limit=page)
 
@@ -247,7 +247,7 @@ def flows(
     maps: RouteMaps, page: int, backend: int | None, ufrag: str | None, client: str | None
 ) -> Pages:
     """Learned client flows: client, VIP, transceiver, age, idle and counters."""
-    from pyctl.views import flow_pages
+    from pyctl.daemon.views import flow_pages
 
     return (rows for rows, _ in flow_pages(maps, backend, ufrag, client, limit=page))
 
@@ -257,7 +257,7 @@ def flows(
 @listing
 def backends(maps: RouteMaps, backend: int | None) -> tuple[Any, str]:
     """Backends in the map: state, address, sessions. (Names live in the daemon's store.)"""
-    from pyctl.views import backends_view
+    from pyctl.daemon.views import backends_view
 
     rows = [b for b in backends_view(maps, {}) if backend is None or b["id"] == backend]
     for r in rows:
@@ -270,7 +270,7 @@ def backends(maps: RouteMaps, backend: int | None) -> tuple[Any, str]:
 @listing
 def stats(maps: RouteMaps) -> tuple[Any, str]:
     """Packet and byte counters by verdict reason, and map occupancy."""
-    from pyctl.views import stats_view
+    from pyctl.daemon.views import stats_view
 
     data = stats_view(maps)
     rows = [{"reason": k, **v} for k, v in data["reasons"].items()]

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from pyctl.apiclient import ApiError, SyncApiClient
 from pyctl.cli.root import CliConfig
-from pyctl.clitypes import EndpointType, HostPortType
-from pyctl.paths import api_socket
-from pyctl.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
+from steer_common.apiclient import ApiError, SyncApiClient
+from steer_common.clitypes import EndpointType, HostPortType
+from steer_common.paths import api_socket
+from steer_common.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
 
 ENDPOINT = EndpointType()
 HOST_PORT = HostPortType()
@@ -24,7 +24,7 @@ def api_client(ctx: click.Context) -> SyncApiClient:
     token from STEER_API_TOKEN_FILE or STEER_API_TOKEN."""
     import os
 
-    from pyctl.credentials import CredentialError, token_from
+    from steer_common.credentials import CredentialError, token_from
 
     cfg: CliConfig = ctx.find_object(CliConfig)  # type: ignore[assignment]
     try:

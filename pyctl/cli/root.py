@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import click
 
-from pyctl.loader import PIN_ROOT, BuildOptions, is_pinned
+from pyctl.dataplane.loader import PIN_ROOT, BuildOptions, is_pinned
 
 DEFAULT_INSTANCE = "default"
 # Commands that only read or edit a running instance: without --instance they use the one

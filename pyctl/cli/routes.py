@@ -10,8 +10,8 @@ import click
 
 from pyctl.cli.params import BACKEND_ID, ENDPOINT, call_api
 from pyctl.cli.root import cli
-from pyctl.endpoint import Endpoint
-from pyctl.maps import check_ufrag
+from pyctl.dataplane.maps import check_ufrag
+from steer_common.endpoint import Endpoint
 
 
 def _ufrag(ctx: click.Context, param: click.Parameter, value: str) -> str:

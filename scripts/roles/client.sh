@@ -4,4 +4,4 @@
 # if any session failed. The demo runs it in the lab's client namespace.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-exec "$root/.venv/bin/python" -m pyctl.democlient "$@"
+exec "$root/.venv/bin/python" -m pyctl.lab.democlient "$@"

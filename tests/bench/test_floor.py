@@ -15,9 +15,9 @@ from bench import config as c
 from bench.verify import rtp_packet
 from bench.xdp_cost import RANDOM_CLIENTS, _frame
 from bench.xdp_progs import BareXdp, FloorXdp, Randomizer
-from pyctl.endpoint import Endpoint
-from pyctl.shared import XdpAction
-from pyctl.testrun import run_xdp
+from pyctl.dataplane.testrun import run_xdp
+from steer_common.endpoint import Endpoint
+from steer_common.shared import XdpAction
 
 pytestmark = pytest.mark.bpf
 

@@ -22,10 +22,11 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
-from pyctl import cid, mapinfo, seal
-from pyctl.endpoint import Endpoint
-from pyctl.maps import Session
-from pyctl.shared import BackendState, Reason, XdpAction
+from pyctl.dataplane import mapinfo
+from pyctl.dataplane.maps import Session
+from steer_common import cid, seal
+from steer_common.endpoint import Endpoint
+from steer_common.shared import BackendState, Reason, XdpAction
 from tests import stun
 from tests.bpf import env, model
 from tests.bpf.frames import (
@@ -1233,7 +1234,7 @@ HINT_CASES = [
     ),
 ]
 
-# -- DTLS connection IDs (steer.bpf.c dtls_cid, pyctl/cid.py): routed from any address
+# -- DTLS connection IDs (steer.bpf.c dtls_cid, steer_common/cid.py): routed from any address
 CID_KEY = seal.SealKey(13, bytes(range(100, 116)))
 TRX2_CID = cid.mint(CID_KEY, 2, env.TRX2.port, nonce=0xC1D)
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from pyctl.loader import BuildOptions, DataPlane, unload
-from pyctl.maps import RouteMaps
-from pyctl.netns import netns
-from pyctl.shared import Reason, XdpAction
-from pyctl.testrun import run_xdp
+from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
+from pyctl.dataplane.maps import RouteMaps
+from pyctl.dataplane.netns import netns
+from pyctl.dataplane.testrun import run_xdp
+from steer_common.shared import Reason, XdpAction
 from tests.bpf import env
 
 

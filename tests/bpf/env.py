@@ -7,8 +7,8 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from pyctl import topology as t
-from pyctl.endpoint import Endpoint
+from pyctl.dataplane import topology as t
+from steer_common.endpoint import Endpoint
 
 NS = f"steer-replay-{os.getpid()}"
 INSTANCE = f"replay-{os.getpid()}"

@@ -10,7 +10,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
-from pyctl.endpoint import Endpoint
+from steer_common.endpoint import Endpoint
 from tests.bpf import env
 
 

@@ -13,9 +13,9 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from pyctl import cid, seal
-from pyctl.endpoint import Endpoint, IPAddress
-from pyctl.shared import BackendState, Reason, XdpAction
+from steer_common import cid, seal
+from steer_common.endpoint import Endpoint, IPAddress
+from steer_common.shared import BackendState, Reason, XdpAction
 from tests.bpf import env
 
 MAX_VLAN = 2
@@ -487,7 +487,7 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
 
 
 def dtls_cid(pkt: Pkt, st: State, payload: bytes) -> tuple[XdpAction, Reason, bytes]:
-    """steer.bpf.c dtls_cid(): a tls12_cid record routed by its CID (pyctl/cid.py)."""
+    """steer.bpf.c dtls_cid(): a tls12_cid record routed by its CID (steer_common/cid.py)."""
     frame = bytes(pkt.frame)
     hdr = cid.CID_OFF + cid.CID_LEN + 2
     if len(payload) < hdr or hdr + be16(payload, hdr - 2) > len(payload):

@@ -11,10 +11,10 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from pyctl import cid, seal
-from pyctl.endpoint import Endpoint
-from pyctl.maps import Session
-from pyctl.shared import BackendState
+from pyctl.dataplane.maps import Session
+from steer_common import cid, seal
+from steer_common.endpoint import Endpoint
+from steer_common.shared import BackendState
 from tests import stun
 from tests.bpf import env, model
 from tests.bpf.cases import (

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pyctl.shared import Reason
+from steer_common.shared import Reason
 from tests.bpf import env
 from tests.bpf.cases import SRTP, answered, base, client_to_vip
 from tests.bpf.conftest import Replay

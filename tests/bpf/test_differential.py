@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scapy.layers.l2 import Ether
 
-from pyctl.shared import BackendState
+from steer_common.shared import BackendState
 from tests.bpf import model, seeds
 from tests.bpf.cases import base
 from tests.bpf.conftest import Replay

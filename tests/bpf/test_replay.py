@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from scapy.layers.l2 import Ether
 
-from pyctl import topology
-from pyctl.maps import Session
-from pyctl.shared import Reason, XdpAction
+from pyctl.dataplane import topology
+from pyctl.dataplane.maps import Session
+from steer_common.shared import Reason, XdpAction
 from tests.bpf import env
 from tests.bpf.cases import CASES, SRTP, Case, answered, base, client_to_vip, req
 from tests.bpf.conftest import Replay

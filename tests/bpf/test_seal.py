@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from pyctl import seal
-from pyctl.control import ip_endpoint
-from pyctl.endpoint import Endpoint
-from pyctl.maps import Session
-from pyctl.shared import BackendState, Reason, XdpAction
+from pyctl.daemon.control import ip_endpoint
+from pyctl.dataplane.maps import Session
+from steer_common import seal
+from steer_common.endpoint import Endpoint
+from steer_common.shared import BackendState, Reason, XdpAction
 from tests.bpf import env, model
 from tests.bpf.cases import base, req
 from tests.bpf.conftest import Replay

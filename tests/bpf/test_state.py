@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyctl import mapinfo
-from pyctl.endpoint import Endpoint
-from pyctl.loader import BuildOptions, DataPlane
-from pyctl.netns import netns
-from pyctl.shared import Reason, XdpAction
-from pyctl.testrun import run_xdp
+from pyctl.dataplane import mapinfo
+from pyctl.dataplane.loader import BuildOptions, DataPlane
+from pyctl.dataplane.netns import netns
+from pyctl.dataplane.testrun import run_xdp
+from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason, XdpAction
 from tests import stun
 from tests.bpf import env, model
 from tests.bpf.cases import SRTP, UFRAG, base, success

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import CLIENT4, LabNet
-from pyctl.loader import PIN_ROOT, RUN_DIR, BuildOptions, compile_bpf, unload
-from pyctl.maps import RouteMaps
-from pyctl.paths import api_socket
+from pyctl.dataplane.loader import PIN_ROOT, RUN_DIR, BuildOptions, compile_bpf, unload
+from pyctl.dataplane.maps import RouteMaps
+from pyctl.lab.net import CLIENT4, LabNet
+from steer_common.endpoint import Endpoint
+from steer_common.paths import api_socket
 
 STEERCTL = str(Path(sys.executable).with_name("steerctl"))
 TAG = f"{os.getpid() % 100000}"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from pyctl import topology
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import VIP4, VIP6
-from pyctl.shared import BackendState, Reason
+from pyctl.dataplane import topology
+from pyctl.lab.net import VIP4, VIP6
+from steer_common.endpoint import Endpoint
+from steer_common.shared import BackendState, Reason
 from tests.daemon.conftest import TOKEN, Env, Http, quote, snapshot, vips
 from tests.daemon.traffic import addr, establish, udp
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pyctl.credentials import backend_token
+from steer_common.credentials import backend_token
 from tests.daemon.conftest import TOKEN, Env, Http, snapshot
 from tests.daemon.test_api import add_backend, add_session
 

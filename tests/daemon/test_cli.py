@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pyctl.cli import cli
-from pyctl.labnet import VIP4
-from pyctl.loader import PIN_ROOT
+from pyctl.dataplane.loader import PIN_ROOT
+from pyctl.lab.net import VIP4
 from tests.daemon.conftest import STEERCTL, Env, snapshot
 from tests.daemon.test_api import add_session
 from tests.daemon.traffic import establish, udp

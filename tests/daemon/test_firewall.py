@@ -1,4 +1,4 @@
-"""The second wall (pyctl/firewall.py), live.
+"""The second wall (pyctl/daemon/firewall.py), live.
 
 Alone: on a lab relay with the XDP programs detached, or replaced by a program that passes
 everything, the nftables table by itself keeps the public side from reaching internal
@@ -23,12 +23,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
-from pyctl import firewall, topology
 from pyctl.cli import cli
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import CLIENT4, RELAY_INT4, RELAY_PUB4, LabNet
-from pyctl.loader import XDP_MODES, detach
-from pyctl.netns import netns
+from pyctl.daemon import firewall
+from pyctl.dataplane import topology
+from pyctl.dataplane.loader import XDP_MODES, detach
+from pyctl.dataplane.netns import netns
+from pyctl.lab.net import CLIENT4, RELAY_INT4, RELAY_PUB4, LabNet
+from steer_common.endpoint import Endpoint
 from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab
 from tests.netns.conftest import sniffer, udp_socket
 from tests.netns.packets import frames_until, internal_addrs, src_of

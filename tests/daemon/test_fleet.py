@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pyctl import seal
 from pyctl.cli import cli
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import CLIENT4, VIP4, LabNet
-from pyctl.shared import Reason
+from pyctl.lab.net import CLIENT4, VIP4, LabNet
+from steer_common import seal
+from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason
 from tests import stun
 from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab, maps_view
 from tests.daemon.test_store import TAG, RedisServer

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pyctl.api import make_app
-from pyctl.control import Controller
-from pyctl.credentials import Credentials
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import VIP4
-from pyctl.loader import BuildOptions, compile_bpf, unload
-from pyctl.maps import RouteMaps
-from pyctl.shared import Reason
-from pyctl.store import MemoryStore
+from pyctl.daemon.api import make_app
+from pyctl.daemon.control import Controller
+from pyctl.daemon.store import MemoryStore
+from pyctl.dataplane.loader import BuildOptions, compile_bpf, unload
+from pyctl.dataplane.maps import RouteMaps
+from pyctl.lab.net import VIP4
+from steer_common.credentials import Credentials
+from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason
 from tests.daemon.conftest import IDLE_TIMEOUT, Env, snapshot
 from tests.daemon.test_api import add_session
 from tests.daemon.traffic import addr, establish, udp

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import CLIENT4
-from pyctl.shared import Reason
+from pyctl.lab.net import CLIENT4
+from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason
 from tests.daemon.conftest import Daemon, cleanup, make_lab, maps_view
 from tests.daemon.traffic import addr, drain, establish, udp
 

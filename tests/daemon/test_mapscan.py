@@ -1,4 +1,4 @@
-"""Whole-map reads (pyctl/mapscan.py) and the RouteMaps walks built on them, against real
+"""Whole-map reads (pyctl/dataplane/mapscan.py) and the RouteMaps walks built on them, against real
 maps of a freshly loaded program: every entry seen once across chunk boundaries, the same
 bytes bcc's own key-by-key walk returns, and exactly the right flows purged or expired."""
 
@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from pyctl import mapinfo
-from pyctl.endpoint import Endpoint
-from pyctl.loader import BuildOptions, DataPlane, unload
-from pyctl.maps import RouteMaps, Session
-from pyctl.mapscan import Cursor, addr_in, chunks, scan, to_ctypes
-from pyctl.shared import BackendState
+from pyctl.dataplane import mapinfo
+from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
+from pyctl.dataplane.maps import RouteMaps, Session
+from pyctl.dataplane.mapscan import Cursor, addr_in, chunks, scan, to_ctypes
+from steer_common.endpoint import Endpoint
+from steer_common.shared import BackendState
 
 INSTANCE = f"scan-{os.getpid()}"
 VIP = Endpoint.parse("203.0.113.10:3478")
@@ -138,7 +138,7 @@ def test_expire_flows_spares_a_flow_refreshed_since_the_scan(
     add_flow(maps, client(1), sock(1), now - 10**10)
     stale = list(chunks(maps.flow_map))  # what the walk saw: idle for 10 s
     add_flow(maps, client(1), sock(1), now)  # then a packet refreshed it
-    monkeypatch.setattr("pyctl.maps.chunks", lambda table, start=None: iter(stale))
+    monkeypatch.setattr("pyctl.dataplane.maps.chunks", lambda table, start=None: iter(stale))
     assert maps.expire_flows(idle_ns=3 * 10**9, now_ns=now) == 0
     monkeypatch.undo()
     assert [f.last_seen_ns for f in maps.flows()] == [now] and mapinfo.entries(maps.rflow_map) == 1
@@ -177,8 +177,8 @@ def test_end_sessions_removes_their_flows_without_walking_the_flow_map(
         walked.append(str(getattr(table, "name", table)))
         return real(table, *a, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("pyctl.maps.chunks", spy)
-    monkeypatch.setattr("pyctl.maps.scan", lambda *a, **kw: pytest.fail("scanned a map"))
+    monkeypatch.setattr("pyctl.dataplane.maps.chunks", spy)
+    monkeypatch.setattr("pyctl.dataplane.maps.scan", lambda *a, **kw: pytest.fail("scanned a map"))
     assert maps.end_sessions({"ends0002", "ends0007", "nosuch00"}) == {"ends0002": 3, "ends0007": 3}
     assert walked == []
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""The daemon's map worker (pyctl/mapwork.py) on real maps: it purges what it is handed,
+"""The daemon's map worker (pyctl/daemon/mapwork.py) on real maps: it purges what it is handed,
 serves a snapshot begun after the request, expires idle flows in its sweep, and stops
 between two batches of a walk, refusing what waits, within its timeout."""
 
@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from pyctl.endpoint import Endpoint
-from pyctl.loader import BuildOptions, DataPlane, unload
-from pyctl.maps import RouteMaps, Session
-from pyctl.mapwork import MapWorker, Stopped
+from pyctl.daemon.mapwork import MapWorker, Stopped
+from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
+from pyctl.dataplane.maps import RouteMaps, Session
+from steer_common.endpoint import Endpoint
 
 INSTANCE = f"work-{os.getpid()}"
 VIP = Endpoint.parse("203.0.113.10:3478")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pyctl.labnet import VIP4
-from pyctl.metrics import METRICS, markdown
+from pyctl.daemon.metrics import METRICS, markdown
+from pyctl.lab.net import VIP4
 from tests.daemon.conftest import Env
 from tests.daemon.test_api import add_session
 from tests.daemon.traffic import addr, establish, udp
@@ -106,4 +106,6 @@ def test_counters_and_gauges_move_with_traffic(clean: Env) -> None:
 
 def test_metrics_doc_is_generated_from_the_declarations() -> None:
     doc = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
-    assert doc.read_text() == markdown(), "regenerate: python -m pyctl.metrics > docs/metrics.md"
+    assert doc.read_text() == markdown(), (
+        "regenerate: python -m pyctl.daemon.metrics > docs/metrics.md"
+    )

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pyctl import topology
 from pyctl.cli import cli
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import CLIENT4, VIP4, LabNet
-from pyctl.loader import PIN_ROOT, RUN_DIR
+from pyctl.dataplane import topology
+from pyctl.dataplane.loader import PIN_ROOT, RUN_DIR
+from pyctl.lab.net import CLIENT4, VIP4, LabNet
+from steer_common.endpoint import Endpoint
 from tests.daemon.conftest import Daemon, cleanup, make_lab
 from tests.daemon.traffic import Counter, Stream, addr, drain, establish, udp
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pyctl import seal
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import VIP4
-from pyctl.shared import Reason
+from pyctl.lab.net import VIP4
+from steer_common import seal
+from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason
 from tests import stun
 from tests.daemon.conftest import Env
 from tests.daemon.test_api import add_backend

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -20,57 +18,27 @@ from typing import Any
 import pytest
 import redis
 
-from pyctl.control import Controller
-from pyctl.labnet import VIP4, LabNet
-from pyctl.loader import BuildOptions, compile_bpf, unload
-from pyctl.maps import RouteMaps
-from pyctl.store import BackendRecord, MemoryStore, RedisMirror, SessionRecord, open_mirror
+from pyctl.daemon.control import Controller
+from pyctl.daemon.store import BackendRecord, MemoryStore, RedisMirror, SessionRecord, open_mirror
+from pyctl.dataplane.loader import BuildOptions, compile_bpf, unload
+from pyctl.dataplane.maps import RouteMaps
+from pyctl.lab import redisserver
+from pyctl.lab.net import VIP4, LabNet
 from tests.daemon.conftest import Daemon, cleanup, make_lab
 from tests.daemon.traffic import addr, establish, udp
 
-REDIS = shutil.which("redis-server")
 TAG = os.getpid() % 100000
 
 
-class RedisServer:
-    """A redis-server on a unix socket, with no persistence: a restart starts empty."""
+class RedisServer(redisserver.RedisServer):
+    """The lab's redis-server, with a client and readers of what the daemon mirrored."""
 
-    def __init__(self, d: Path) -> None:
-        self.dir, self.sock = d, d / "redis.sock"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.sock}"
-
-    def start(self) -> RedisServer:
-        assert REDIS, "redis-server is installed by scripts/setup.sh"
-        self.sock.unlink(missing_ok=True)
-        argv = [REDIS, "--port", "0", "--unixsocket", str(self.sock), "--save", ""]
-        argv += ["--appendonly", "no", "--dir", str(self.dir)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return self
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        super().start(timeout)
+        return self
 
     def client(self) -> Any:
         return redis.Redis(unix_socket_path=str(self.sock), socket_timeout=2)
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
 
     def hash_raw(self, instance: str) -> set[str]:
         return {k.decode() for k in self.client().hkeys(f"steer:{instance}:sessions")}
@@ -169,7 +137,7 @@ def test_reconcile_restores_stored_sessions_and_adopts_with_a_ttl(pinned: RouteM
     pinned.clear()  # what `steerctl unload` + a new daemon start look like to the maps
     assert pinned.sessions() == [] and pinned.backends() == []
 
-    from pyctl.store import Loaded
+    from pyctl.daemon.store import Loaded
 
     Controller(pinned, MemoryStore(), [VIP4]).reconcile(Loaded(*kept))
     (s,) = pinned.sessions()
@@ -257,7 +225,7 @@ def test_redis_frozen_10s_during_registrations(
     assert d.http.call("POST", "/v1/sessions", session_body(net, "steady01", 61000, 30))[0] == 201
     assert d.http.call("POST", "/v1/sessions", session_body(net, "beating1", 61001, 3))[0] == 201
     sock, client_ep = f"{net.trx_ip4(1)}:61000", "198.51.100.2:61000"
-    from pyctl.endpoint import Endpoint
+    from steer_common.endpoint import Endpoint
 
     trx = udp(net.trx(1), Endpoint.parse(sock))
     client = udp(net.client, Endpoint.parse(client_ep))

@@ -11,8 +11,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from pyctl.endpoint import Endpoint
-from pyctl.netns import netns
+from pyctl.dataplane.netns import netns
+from steer_common.endpoint import Endpoint
 from tests.stun import BINDING_SUCCESS, Message
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from pyctl.netns import netns
+from pyctl.dataplane.netns import netns
 
 FLAGS = [
     "--headless=new",

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyctl.lab import Lab
+from pyctl.lab.lifecycle import Lab
 
 
 @pytest.fixture(scope="package")

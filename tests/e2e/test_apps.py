@@ -17,12 +17,12 @@ import av
 import numpy as np
 import pytest
 
-from pyctl.demo import run_clients, verdicts
-from pyctl.lab import Lab
-from pyctl.labnet import CLIENT4
+from pyctl.lab.demo import run_clients, verdicts
+from pyctl.lab.lifecycle import Lab
+from pyctl.lab.net import CLIENT4
+from steer_common.ufrag import backend_of
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
-from transceiver.ufrag import backend_of
 
 pytestmark = pytest.mark.e2e
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from pyctl.lab import Lab
-from pyctl.labnet import CLIENT4
+from pyctl.lab.lifecycle import Lab
+from pyctl.lab.net import CLIENT4
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pyctl.lab import WHIP_PORT, Lab
-from pyctl.labnet import RELAY_PUB4
+from pyctl.lab.lifecycle import WHIP_PORT, Lab
+from pyctl.lab.net import RELAY_PUB4
 from tests.unit.test_vagrant import vagrant_roles
 
 pytestmark = pytest.mark.e2e
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXECS = {
     "relay": lambda lab: [str(ROOT / ".venv/bin/steerctl"), "--instance", lab.instance, "daemon"],
     "transceiver": lambda lab: [str(ROOT / ".venv/bin/steer-transceiver")],
-    "ingress": lambda lab: ["-m", "pyctl.labingress", *lab_routes(lab)],
+    "ingress": lambda lab: ["-m", "pyctl.lab.ingress", *lab_routes(lab)],
 }
 
 

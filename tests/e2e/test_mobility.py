@@ -1,6 +1,6 @@
 """Calls that survive the client's NAT rebinding: real aiortc sessions through a lab built
-with `--nat` (pyctl/labnat.py), the NAT's mappings dropped mid-call, media measured on the
-wire (pyctl/mobility.py)."""
+with `--nat` (pyctl/lab/nat.py), the NAT's mappings dropped mid-call, media measured on the
+wire (pyctl/lab/mobility.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyctl.lab import Lab
-from pyctl.mobility import WINDOW_S, run_event
+from pyctl.lab.lifecycle import Lab
+from pyctl.lab.mobility import WINDOW_S, run_event
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from pyctl import seal
-from pyctl.demo import run_clients
-from pyctl.lab import Lab
-from pyctl.netns import netns
+from pyctl.dataplane.netns import netns
+from pyctl.lab.demo import run_clients
+from pyctl.lab.lifecycle import Lab
+from steer_common import seal
 from tests import stun
 from tests.e2e.conftest import reason_counts
 

@@ -10,11 +10,11 @@ import urllib.request
 
 import pytest
 
-from pyctl.demo import client_cmd, run_clients
-from pyctl.lab import Lab
-from pyctl.netns import netns
+from pyctl.dataplane.netns import netns
+from pyctl.lab.demo import client_cmd, run_clients
+from pyctl.lab.lifecycle import Lab
+from steer_common.ufrag import backend_of
 from tests.e2e.conftest import reason_counts
-from transceiver.ufrag import backend_of
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyctl.lab import Lab
+from pyctl.lab.lifecycle import Lab
 
 # announced in every 201 (RFC 9725 section 4.6) and never contacted: no client here uses it
 ICE_SERVER = "stun:stun.example.net:3478"

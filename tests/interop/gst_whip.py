@@ -27,7 +27,7 @@ gi.require_version("GstSdp", "1.0")
 gi.require_version("GstWebRTC", "1.0")
 from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
 
-from pyctl.democlient import RATE, dominant_hz  # noqa: E402
+from pyctl.lab.democlient import RATE, dominant_hz  # noqa: E402
 
 SEND = (
     "audiotestsrc is-live=true wave=sine volume=0.3 freq={hz} ! audioconvert ! audioresample"

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pyctl.demo import run_clients
-from pyctl.democlient import RATE, dominant_hz
-from pyctl.lab import Lab
+from pyctl.lab.demo import run_clients
+from pyctl.lab.democlient import RATE, dominant_hz
+from pyctl.lab.lifecycle import Lab
 from tests.certs import write_pem
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts

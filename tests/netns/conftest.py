@@ -1,4 +1,4 @@
-"""Live XDP in network namespaces: the lab topology (pyctl/labnet.py) with the data plane
+"""Live XDP in network namespaces: the lab topology (pyctl/lab/net.py) with the data plane
 attached natively or in generic mode, and UDP sockets opened inside the namespaces."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from pyctl import topology
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import CLIENT4, CLIENT6, LabNet
-from pyctl.loader import BuildOptions, DataPlane, unload
-from pyctl.maps import RouteMaps, Session
-from pyctl.netns import netns
-from pyctl.shared import BackendState, Reason
+from pyctl.dataplane import topology
+from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
+from pyctl.dataplane.maps import RouteMaps, Session
+from pyctl.dataplane.netns import netns
+from pyctl.lab.net import CLIENT4, CLIENT6, LabNet
+from steer_common.endpoint import Endpoint
+from steer_common.shared import BackendState, Reason
 
 ETH_P_ALL = 0x0003
 

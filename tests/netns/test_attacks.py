@@ -20,11 +20,11 @@ from aioice import Connection, stun
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
 from scapy.layers.l2 import Ether
 
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import CLIENT4, CLIENT6
-from pyctl.loader import BuildOptions
-from pyctl.netns import netns
-from pyctl.shared import Reason
+from pyctl.dataplane.loader import BuildOptions
+from pyctl.dataplane.netns import netns
+from pyctl.lab.net import CLIENT4, CLIENT6
+from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason
 from tests import stun as stunb
 from tests.netns.conftest import LiveRelay, live_relay, recv_or_none, sniffer, udp_socket
 from tests.netns.packets import frames_until, internal_addrs, src_of
@@ -117,7 +117,7 @@ def establish(relay: LiveRelay, ufrag: str, trx: socket.socket, client: socket.s
 def reason(name: str) -> Reason:
     """A reason code the hardened data plane adds; a clear failure while it is missing."""
     found = [r for r in Reason if name in r.name]
-    assert found, f"no reason code like {name!r} in pyctl.shared.Reason"
+    assert found, f"no reason code like {name!r} in steer_common.shared.Reason"
     return found[0]
 
 

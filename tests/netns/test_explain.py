@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 import pyctl.cli.explain  # noqa: F401  (registers the command)
-from pyctl import mapinfo
 from pyctl.cli.root import cli
-from pyctl.labnet import CLIENT4
-from pyctl.loader import Attachment
-from pyctl.shared import Reason
+from pyctl.dataplane import mapinfo
+from pyctl.dataplane.loader import Attachment
+from pyctl.lab.net import CLIENT4
+from steer_common.shared import Reason
 from tests.netns.conftest import LiveRelay
 
 pytestmark = pytest.mark.netns

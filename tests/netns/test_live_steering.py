@@ -9,10 +9,10 @@ from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from pyctl import topology
-from pyctl.endpoint import Endpoint
-from pyctl.labnet import CLIENT4, CLIENT6
-from pyctl.shared import Reason
+from pyctl.dataplane import topology
+from pyctl.lab.net import CLIENT4, CLIENT6
+from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason
 from tests import stun
 from tests.netns.conftest import LiveRelay, drain, recv_or_none, sniffer, udp_socket
 

@@ -26,7 +26,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from av import AudioFrame
 
-from pyctl.endpoint import Endpoint
+from steer_common.endpoint import Endpoint
 from transceiver import ice
 from transceiver.app import App
 from transceiver.config import TrxConfig

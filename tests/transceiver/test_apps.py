@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pyctl.endpoint import Endpoint
+from steer_common.endpoint import Endpoint
 from tests.transceiver.support import (
     connect,
     fake_api,

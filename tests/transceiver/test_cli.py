@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-from pyctl.endpoint import Endpoint
+from steer_common.endpoint import Endpoint
 from tests.transceiver.support import fake_api, make_peer
 from transceiver import cli
 from transceiver.config import TrxConfig

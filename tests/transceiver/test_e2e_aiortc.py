@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from aiortc import RTCSessionDescription
 
+from steer_common.ufrag import UFRAG_LEN
 from tests.transceiver.support import (
     connect,
     direct_answer,
@@ -25,7 +26,6 @@ from tests.transceiver.support import (
     whip_env,
 )
 from transceiver import ice
-from transceiver.ufrag import UFRAG_LEN
 
 MESSAGES: list[str | bytes] = ["hello", b"\x00\x01\xfe\xff" * 64, "ünïcødé ✓", b"x" * 4000]
 

@@ -24,10 +24,10 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.utils import rdpcap
 
-from pyctl.apiclient import ApiError, SyncApiClient
 from pyctl.cli import cli
-from pyctl.lab import Lab
-from pyctl.netns import netns
+from pyctl.dataplane.netns import netns
+from pyctl.lab.lifecycle import Lab
+from steer_common.apiclient import ApiError, SyncApiClient
 from transceiver.guard import MAX_CANDIDATES
 from transceiver.registry import ControlApiRegistry, Registration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyctl.endpoint import Endpoint
+from steer_common.endpoint import Endpoint
 from transceiver.sdp import OfferError, prepare_offer, rewrite_answer
 
 ANSWER = (

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pyctl import seal
-from pyctl.endpoint import Endpoint
+from steer_common import seal
+from steer_common.endpoint import Endpoint
+from steer_common.ufrag import backend_of, make_ufrag
 from transceiver.config import TrxConfig
-from transceiver.ufrag import backend_of, make_ufrag
 
 pytestmark = pytest.mark.unit
 

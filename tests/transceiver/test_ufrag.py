@@ -7,7 +7,7 @@ import re
 import pytest
 from aioice.ice import validate_password, validate_username
 
-from transceiver.ufrag import (
+from steer_common.ufrag import (
     BACKEND_MAX,
     UFRAG_LEN,
     backend_of,

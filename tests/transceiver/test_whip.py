@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from steer_common.ufrag import UFRAG_LEN, backend_of
 from tests.transceiver.support import (
     BACKEND,
     VIP,
@@ -17,7 +18,6 @@ from tests.transceiver.support import (
 )
 from transceiver import session as session_module
 from transceiver.sdp import answer_candidates, answer_ufrags
-from transceiver.ufrag import UFRAG_LEN, backend_of
 
 CORS = {
     "Access-Control-Allow-Origin": "*",

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import pyctl.cli.root as root
-import pyctl.loader as loader
+import pyctl.dataplane.loader as loader
 from pyctl.cli import cli
 
 pytestmark = pytest.mark.unit

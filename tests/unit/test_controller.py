@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pyctl.api import make_app
-from pyctl.control import Controller
-from pyctl.credentials import Credentials
-from pyctl.endpoint import Endpoint
-from pyctl.mapscan import to_ctypes
-from pyctl.routes import MemoryRoutes, Routes
-from pyctl.store import MemoryStore
+from pyctl.daemon.api import make_app
+from pyctl.daemon.control import Controller
+from pyctl.daemon.routes import MemoryRoutes, Routes
+from pyctl.daemon.store import MemoryStore
+from pyctl.dataplane.mapscan import to_ctypes
+from steer_common.credentials import Credentials
+from steer_common.endpoint import Endpoint
 
 TOKEN = "unit-token-1234567"
 VIP = Endpoint.parse("203.0.113.10:3478")
@@ -32,8 +32,8 @@ INSTANCE = f"unit-{os.getpid()}"
 def pinned() -> Iterator[Routes]:
     """Real maps, loaded once for the module: needs root, as CI and `make test` have."""
     assert os.geteuid() == 0, "the contract run needs root (real pinned maps)"
-    from pyctl.loader import BuildOptions, DataPlane, unload
-    from pyctl.maps import RouteMaps
+    from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
+    from pyctl.dataplane.maps import RouteMaps
 
     unload(INSTANCE)
     try:

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from pyctl.endpoint import Endpoint
-from pyctl.maps import check_ufrag
+from pyctl.dataplane.maps import check_ufrag
+from steer_common.endpoint import Endpoint
 
 pytestmark = pytest.mark.unit
 

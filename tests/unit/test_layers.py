@@ -1,7 +1,7 @@
-"""The import layers hold: the control plane never imports the transceiver (one known
-exception, the demo), the daemon's modules load neither the lab, the demo, the CLI, the
-WebRTC stack nor Redis (an optional store), and the transceiver never loads the data
-plane's loader (bcc)."""
+"""The import layers hold, from the bottom: steer_common (what both sides need) <-
+pyctl.dataplane (bcc, maps) <- pyctl.daemon <- pyctl.lab (the lab and the demo) <-
+pyctl.cli. The transceiver imports only steer_common; the daemon's modules load neither
+the lab, the demo, the CLI, the WebRTC stack nor Redis (an optional store)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
-# pyctl modules that may import the transceiver package (issue 11: the demo reads a
-# ufrag's backend with transceiver.ufrag; nothing else may)
-PYCTL_TO_TRANSCEIVER = {"pyctl/demo.py"}
-DAEMON_MODULES = (
-    "pyctl.daemon",
-    "pyctl.api",
-    "pyctl.control",
-    "pyctl.store",
-    "pyctl.metrics",
-    "pyctl.mapwork",
-    "pyctl.views",
-)
-NOT_IN_THE_DAEMON = ("aiortc", "av", "transceiver", "redis", "pyctl.lab", "pyctl.demo", "pyctl.cli")
+# package -> the project packages its modules may import (besides itself)
+ALLOWED = {
+    "steer_common": set(),
+    "pyctl.dataplane": {"steer_common"},
+    "pyctl.daemon": {"steer_common", "pyctl.dataplane"},
+    "pyctl.lab": {"steer_common", "pyctl.dataplane", "pyctl.daemon"},
+    "pyctl.cli": {"steer_common", "pyctl.dataplane", "pyctl.daemon", "pyctl.lab"},
+    "transceiver": {"steer_common"},
+}
+OURS = ("steer_common", "pyctl", "transceiver", "bench", "tests")
+NOT_IN_THE_DAEMON = ("aiortc", "av", "transceiver", "redis", "pyctl.lab", "pyctl.cli")
 
 
 def imported(path: Path) -> set[str]:
@@ -34,16 +34,35 @@ def imported(path: Path) -> set[str]:
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
     return out
 
 
-def test_pyctl_imports_the_transceiver_only_from_the_demo() -> None:
-    importers = {
-        str(p.relative_to(ROOT))
-        for p in (ROOT / "pyctl").rglob("*.py")
-        if any(m == "transceiver" or m.startswith("transceiver.") for m in imported(p))
-    }
-    assert importers == PYCTL_TO_TRANSCEIVER
+def package_of(module: str) -> str | None:
+    """The layer `module` belongs to, or None when it is not ours."""
+    for pkg in sorted(ALLOWED, key=len, reverse=True):
+        if module == pkg or module.startswith(pkg + "."):
+            return pkg
+    return "pyctl" if module == "pyctl" else None if not module.startswith(OURS) else module
+
+
+def test_every_pyctl_module_is_in_a_layer() -> None:
+    flat = sorted(p.name for p in (ROOT / "pyctl").glob("*.py") if p.name != "__init__.py")
+    assert flat == []
+
+
+@pytest.mark.parametrize("pkg", sorted(ALLOWED))
+def test_layer_imports_only_what_is_below_it(pkg: str) -> None:
+    bad = []
+    for path in (ROOT / pkg.replace(".", "/")).rglob("*.py"):
+        for module in imported(path):
+            if not module.startswith(OURS):
+                continue
+            layer = package_of(module)
+            # `from pyctl.daemon import api` names the package pyctl.daemon
+            if layer not in {pkg, *ALLOWED[pkg]} and module not in {"pyctl"}:
+                bad.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert bad == []
 
 
 def loaded_by(modules: tuple[str, ...]) -> set[str]:
@@ -59,8 +78,8 @@ def loaded_by(modules: tuple[str, ...]) -> set[str]:
 
 
 def test_the_daemon_loads_no_lab_demo_cli_webrtc_or_redis() -> None:
-    loaded = loaded_by(DAEMON_MODULES)
-    assert "pyctl.daemon" in loaded and "pyctl.mapwork" in loaded
+    loaded = loaded_by(("pyctl.daemon.service",))
+    assert "pyctl.daemon.service" in loaded and "pyctl.daemon.mapwork" in loaded
     bad = sorted(
         m for m in loaded if any(m == b or m.startswith(b + ".") for b in NOT_IN_THE_DAEMON)
     )
@@ -69,5 +88,5 @@ def test_the_daemon_loads_no_lab_demo_cli_webrtc_or_redis() -> None:
 
 def test_the_transceiver_loads_no_data_plane() -> None:
     loaded = loaded_by(("transceiver.service", "transceiver.registry", "transceiver.cli"))
-    assert "transceiver.registry" in loaded and "pyctl.apiclient" in loaded
-    assert not {"bcc", "pyctl.loader", "pyctl.maps", "pyctl.daemon"} & loaded
+    assert "transceiver.registry" in loaded and "steer_common.apiclient" in loaded
+    assert not {"bcc", "pyctl"} & loaded

@@ -1,4 +1,4 @@
-"""The Python enum mirrors in pyctl/shared.py must match bpf/steer_shared.h exactly."""
+"""The Python enum mirrors in steer_common/shared.py must match bpf/steer_shared.h exactly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pyctl import shared
+from steer_common import shared
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,34 @@
+"""The fleet through the control API (operator only):
+
+GET /v1/fleet                this relay's view: peers, foreign sessions, lag, counts
+GET /v1/fleet/sessions/{u}   which relay registered session u, and which relays know it
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from pyctl.daemon import fleet
+from pyctl.daemon.control import ControlError
+
+
+def add_routes(router: web.UrlDispatcher, ctl_key: Any) -> None:
+    def sync_of(request: web.Request) -> fleet.FleetSync:
+        sync = fleet.of(request.app[ctl_key])
+        if sync is None:
+            raise ControlError(404, "this relay runs without --fleet")
+        return sync
+
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response(sync_of(request).status())
+
+    async def session(request: web.Request) -> web.Response:
+        ans = await fleet.where(sync_of(request), request.match_info["ufrag"])
+        if ans["origin"] is None and not ans["known_here"]:
+            raise ControlError(404, f"no relay of the fleet has session {ans['ufrag']!r}")
+        return web.json_response(ans)
+
+    router.add_get("/v1/fleet", status)
+    router.add_get("/v1/fleet/sessions/{ufrag:.+}", session)
