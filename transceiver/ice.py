@@ -18,9 +18,10 @@ at start-up if an aioice upgrade moves them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from aioice import Connection
+from aioice import Connection, stun
 from aioice.ice import validate_password, validate_username
 from aiortc import RTCPeerConnection
 from aiortc.rtcicetransport import RTCIceTransport
@@ -103,3 +104,55 @@ def nominated_remote(conn: Connection) -> tuple[str, str, int] | None:
         return None
     c = pair.remote_candidate
     return (c.type, c.host, c.port)
+
+
+# -- transceiver/rebind.py's hooks: the client's new address after a NAT rebinding
+
+
+def nominated_addr(conn: Connection) -> tuple[str, int] | None:
+    """The address the nominated pair sends to, or None before ICE completes."""
+    pair = conn._nominated.get(1)
+    return None if pair is None else (pair.remote_addr[0], pair.remote_addr[1])
+
+
+def on_foreign_datagram(conn: Connection, callback: Callable[[tuple[str, int]], None]) -> None:
+    """Call `callback(addr)` for each datagram that is not STUN (RFC 7983: first byte
+    above 3) from an address other than the nominated pair's, once ICE has completed;
+    the datagram itself goes on to aioice as before. Wraps the one host socket's
+    StunProtocol.datagram_received (gather_host made it)."""
+    (protocol,) = conn._protocols
+    received = protocol.datagram_received
+
+    def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if data and data[0] > 3 and conn._nominated:  # type: ignore[operator]
+            source = (addr[0], addr[1])
+            if source != nominated_addr(conn):
+                callback(source)
+        received(data, addr)
+
+    protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+
+
+async def check(conn: Connection, addr: tuple[str, int], retransmissions: int) -> bool:
+    """One connectivity check (a Binding Request as aioice's own, on the nominated pair's
+    socket) to `addr`: True if an authenticated Success Response came from `addr`."""
+    pair = conn._nominated.get(1)
+    if pair is None or conn.remote_password is None:
+        return False
+    request = conn.build_request(pair, nominate=False)
+    try:
+        _, source = await pair.protocol.request(
+            request,
+            addr,
+            integrity_key=conn.remote_password.encode("utf8"),
+            retransmissions=retransmissions,
+        )
+    except stun.TransactionError:
+        return False
+    return (source[0], source[1]) == addr
+
+
+def send_stun(conn: Connection, data: bytes, addr: tuple[str, int]) -> None:
+    """Send a STUN message from the connection's host socket."""
+    (protocol,) = conn._protocols
+    protocol.transport.sendto(data, addr)

@@ -36,6 +36,8 @@ FAILURE_REASONS = (
     "app_error",
 )
 REGISTRY_OPS = ("register", "heartbeat", "deregister")
+# Checks to a client's new address after a NAT rebinding (transceiver/rebind.py).
+REBIND_RESULTS = ("sent", "authenticated", "failed")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -73,6 +75,14 @@ class TrxMetrics:
             ["op"],
             registry=r,
         )
+        self.rebind_probes = Counter(
+            "steer_trx_rebind_probes",
+            "Checks to a client's new address, by result",
+            ["result"],
+            registry=r,
+        )
+        for result in REBIND_RESULTS:
+            self.rebind_probes.labels(result)
         for reason in END_REASONS:
             self.ended.labels(reason)
         for reason in FAILURE_REASONS:

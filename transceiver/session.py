@@ -26,6 +26,7 @@ from transceiver.app import App, Message, Session, describe_error
 from transceiver.config import TrxConfig
 from transceiver.media import pump
 from transceiver.metrics import TrxMetrics
+from transceiver.rebind import Rebinder
 from transceiver.registry import Registration, Registry, RegistryError
 from transceiver.sdp import OfferError, prepare_offer, rewrite_answer
 
@@ -126,6 +127,7 @@ class SessionEndpoint:
         conn = ice.connection_of(transports[0])
         ice.set_credentials(conn, self.ufrag, self.password)
         self.sock = await ice.gather_host(conn, self.config.bind_ip)
+        Rebinder(conn, self._spawn, lambda result: self.metrics.rebind_probes.labels(result).inc())
         if self.config.seal_key_file is not None:
             self._seal(conn, self.sock)
 

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 from pyctl.lab.lifecycle import Lab
-from pyctl.lab.mobility import WINDOW_S, run_event
+from pyctl.lab.mobility import run_event
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
 
 pytestmark = pytest.mark.e2e
+HEALED_MS = 1000  # 50 Opus frames: far above the ~100 ms a healed path takes here
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,10 @@ def test_aiortc_calls_resume_both_ways_after_rebinding(natlab: Lab) -> None:
     for r in rows:
         assert r["ok"] and r["resumed"], r
         assert r["messages_echoed"] == r["messages_sent"] > 0
-        assert r["gap_up_ms"] < WINDOW_S * 1000 and r["gap_down_ms"] < WINDOW_S * 1000, r
+        # upstream by SSRC hints at once; downstream as soon as the transceiver has
+        # authenticated the new address (transceiver/rebind.py), not at the client's next
+        # consent check 4-6 s later (p50 3.2 s before)
+        assert r["gap_up_ms"] < HEALED_MS and r["gap_down_ms"] < HEALED_MS, r
     # the transceivers kept sending to the old mappings; the relay moved it
     assert moved["fwd_return_moved"] > 0
     assert moved["fwd_rtp_hint"] > 0  # the clients' RTP from their new ports, by SSRC
