@@ -128,6 +128,15 @@ class ApiClient:
         ans = await self.request("POST", f"/v1/sessions/{_u(ufrag)}/heartbeat", body)
         return dict(ans["session"])
 
+    async def restart_session(
+        self, ufrag: str, new_ufrag: str, grace: float | None = None
+    ) -> dict[str, Any]:
+        """An ICE restart: the session's new ufrag; the old one routes `grace` s more."""
+        body: dict[str, Any] = {"ufrag": new_ufrag}
+        if grace is not None:
+            body["grace"] = grace
+        return dict(await self.request("POST", f"/v1/sessions/{_u(ufrag)}/restart", body))
+
     async def del_session(self, ufrag: str) -> dict[str, Any]:
         return dict(await self.request("DELETE", f"/v1/sessions/{_u(ufrag)}"))
 

@@ -45,6 +45,7 @@ BACKEND_ROUTES = {
     ("GET", "/v1/sessions"),
     ("GET", "/v1/sessions/{ufrag}"),
     ("POST", "/v1/sessions/{ufrag}/heartbeat"),
+    ("POST", "/v1/sessions/{ufrag}/restart"),
     ("DELETE", "/v1/sessions/{ufrag}"),
     ("GET", "/v1/vips"),
 }
@@ -248,6 +249,19 @@ async def heartbeat(request: web.Request) -> web.Response:
     return web.json_response({"session": views.record_view(rec)})
 
 
+async def restart_session(request: web.Request) -> web.Response:
+    """An ICE restart: the session's new ufrag, on the same socket, flows kept."""
+    ctl = request.app[CTL]
+    body = await body_of(request)
+    rec, alias = ctl.restart(_path_ufrag(request), body, _owner(request))
+    await _persist(request)
+    left = round(max(0.0, alias.retire_at - time.time()), 3)
+    return web.json_response(
+        {"session": views.record_view(rec), "replaced": {"ufrag": alias.ufrag, "retires_in": left}},
+        status=201,
+    )
+
+
 async def delete_session(request: web.Request) -> web.Response:
     rec, gone = request.app[CTL].close(_path_ufrag(request), owner=_owner(request))
     flows = await _purge(request, gone)
@@ -414,6 +428,7 @@ def make_app(
     r.add_post("/v1/sessions", create_session)
     r.add_get("/v1/sessions", list_sessions)
     r.add_post("/v1/sessions/{ufrag:.+}/heartbeat", heartbeat)
+    r.add_post("/v1/sessions/{ufrag:.+}/restart", restart_session)
     r.add_get("/v1/sessions/{ufrag:.+}", get_session)
     r.add_delete("/v1/sessions/{ufrag:.+}", delete_session)
     r.add_post("/v1/backends", create_backend)

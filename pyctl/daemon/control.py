@@ -26,6 +26,8 @@ MAX_BACKEND_ID = BACKEND_ID_MAX
 MAX_TTL_S = 7 * 24 * 3600.0
 MAX_BATCH = 10000  # sessions in one POST /v1/sessions:batch
 ADOPT_TTL_S = 120.0
+RESTART_GRACE_S = 10.0  # an ICE restart's old ufrag keeps routing this long by default
+MAX_GRACE_S = 300.0
 
 
 class ControlError(Exception):
@@ -87,6 +89,22 @@ def want_ttl(v: Any, name: str = "ttl") -> float | None:
     return float(v)
 
 
+def want_grace(v: Any, name: str = "grace") -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= MAX_GRACE_S:
+        raise bad(name, f"expected seconds, a number > 0 and <= {int(MAX_GRACE_S)}")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class Alias:
+    """An ICE restart's old ufrag: it routes to the session of `primary` (its socket)
+    until `retire_at` (wall clock), then goes; it has no record of its own."""
+
+    ufrag: str
+    primary: str
+    retire_at: float
+
+
 def ip_endpoint(addr: str | None) -> Endpoint | None:
     """A backend's address as the map stores it: an endpoint with port 0."""
     return Endpoint(ipaddress.ip_address(addr), 0) if addr else None
@@ -118,6 +136,8 @@ class Controller:
     # called with (records put, ufrags forgotten) on every change of the records: the
     # fleet (pyctl/daemon/fleet.py) publishes this relay's sessions to the other relays
     listeners: list[Any] = field(default_factory=list)
+    # old ufrags of ICE restarts, still routing for their grace period (see `restart`)
+    aliases: dict[str, Alias] = field(default_factory=dict)
 
     def _count(self, event: str, n: int = 1) -> None:
         self.events[event] = self.events.get(event, 0) + n
@@ -295,7 +315,16 @@ class Controller:
 
     def session(self, ufrag: str, owner: int | None = None) -> SessionRecord:
         """The record of a live session; one found only in the maps is adopted, so a
-        session that routes never answers 404."""
+        session that routes never answers 404 (an ICE restart's old ufrag does)."""
+        alias = self.aliases.get(ufrag)
+        if alias is not None:
+            left = max(0.0, alias.retire_at - time.time())
+            raise ControlError(
+                404,
+                f"ufrag {ufrag!r} was replaced by {alias.primary!r} (an ICE restart); "
+                f"it stops routing in {left:.0f} s",
+                "ufrag",
+            )
         live = self.maps.get_session(ufrag)
         rec = self.store.get(ufrag)
         if live is None:
@@ -329,6 +358,51 @@ class Controller:
         self._put([rec])
         return rec
 
+    def restart(
+        self, ufrag: str, body: Any, owner: int | None = None
+    ) -> tuple[SessionRecord, Alias]:
+        """An ICE restart (RFC 9725 section 4.3): the session gets the ufrag `body.ufrag` on
+        the same socket, flows kept; its old ufrag keeps routing for `body.grace` seconds,
+        so checks in flight still arrive, then goes (`expire_sessions`)."""
+        body = want_object(body)
+        check_keys(body, {"ufrag", "grace"})
+        if "ufrag" not in body:
+            raise bad("ufrag", "required")
+        new = want_ufrag(body["ufrag"])
+        grace = want_grace(body.get("grace", RESTART_GRACE_S))
+        rec = self.session(ufrag, owner)
+        if self.maps.get_session(new) is not None:
+            raise ControlError(409, f"ufrag {new!r} is live already", "ufrag")
+        self.check_writable()
+        live = self.maps.get_session(ufrag)
+        assert live is not None  # session() found it
+        try:
+            self.maps.rekey(Session(new, live.sock, live.vip, live.backend_id))
+        except MapFullError as e:
+            raise ControlError(507, f"no room for the new ufrag: {e}") from None
+        now = time.time()
+        alias = Alias(ufrag, new, now + grace)
+        for a in [a for a in self.aliases.values() if a.primary == ufrag]:
+            self.aliases[a.ufrag] = replace(a, primary=new)  # a restart within the grace
+        self.aliases[ufrag] = alias
+        new_rec = replace(rec, ufrag=new).heartbeat(None, now)
+        self.store.delete(ufrag)  # the records follow the live ufrag; peers keep the old
+        self._put([new_rec])  # one until it retires (`_retire`)
+        if self.mirror is not None:
+            self.mirror.mark(sessions=[ufrag])
+        self._count("restarted")
+        log.info("session %s restarted ICE as %s; the old ufrag retires in %gs", ufrag, new, grace)
+        return new_rec, alias
+
+    def _retire(self, ufrags: list[str]) -> None:
+        """Old ufrags whose grace is over, or whose session ended: out of the maps (never
+        their socket's key, which names the session's live ufrag)."""
+        for u in ufrags:
+            self.aliases.pop(u, None)
+        self.maps.drop_sessions(ufrags)
+        for f in self.listeners:
+            f([], ufrags)
+
     def end(
         self, ufrag: str, cause: str = "deleted", owner: int | None = None
     ) -> tuple[SessionRecord, int]:
@@ -351,6 +425,8 @@ class Controller:
         return rec, gone
 
     def _close(self, ufrags: list[str], cause: str) -> set[Endpoint]:
+        ending = set(ufrags)
+        self._retire([a.ufrag for a in self.aliases.values() if a.primary in ending])
         dropped = self.maps.drop_sessions(ufrags)
         self._forget(ufrags)
         self._count(cause, len(ufrags))
@@ -422,6 +498,11 @@ class Controller:
         """End the sessions whose TTL ran out; return their sockets, whose flows are left
         to purge (as `close`). Costs what expired, not what is live in the maps."""
         now = time.time() if now is None else now
+        retired = [a.ufrag for a in self.aliases.values() if a.retire_at <= now]
+        if retired:
+            self._retire(retired)
+            self._count("retired", len(retired))
+            log.info("old ufrags retired after their ICE restart: %s", ", ".join(retired))
         gone = self.store.due(now)
         if not gone:
             return set()
@@ -438,6 +519,11 @@ class Controller:
         now = time.time()
         loaded = loaded or Loaded()
         in_maps = {s.ufrag: s for s in self.maps.sessions()}
+        for u, s in list(in_maps.items()):
+            owner = self.maps.sock_owner(s.sock)
+            if owner is not None and owner.ufrag != u:  # an ICE restart's old ufrag
+                del in_maps[u]
+                self.aliases[u] = Alias(u, owner.ufrag, now + RESTART_GRACE_S)
         stored = {r.ufrag: r for r in loaded.sessions}
         keep = [r for u, r in stored.items() if u in in_maps]
         adopted = [self._adopt(s, now) for u, s in in_maps.items() if u not in stored]

@@ -22,6 +22,7 @@ class Routes(Protocol):
     def get_session(self, ufrag: str) -> Session | None: ...
     def add_session(self, s: Session) -> None: ...
     def add_sessions(self, sessions: list[Session]) -> None: ...
+    def rekey(self, s: Session) -> None: ...
     def drop_sessions(self, ufrags: Iterable[str]) -> list[Session]: ...
     def remove_sessions(self, sessions: Iterable[Session]) -> None: ...
     def end_sessions(self, ufrags: set[str]) -> dict[str, int]: ...
@@ -70,15 +71,23 @@ class MemoryRoutes:
             self._sessions[s.ufrag] = s
             self._socks[s.sock] = s
 
+    def rekey(self, s: Session) -> None:
+        if len(self._sessions) >= self.capacity:
+            raise MapFullError(f"steer_sessions: {self.capacity} entries")
+        self._sessions[s.ufrag] = s
+        self._socks[s.sock] = s
+
     def drop_sessions(self, ufrags: Iterable[str]) -> list[Session]:
         gone = [s for u in ufrags if (s := self._sessions.get(u)) is not None]
+        owners = [s for s in gone if self._socks.get(s.sock) == s]
         self.remove_sessions(gone)
-        return gone
+        return owners
 
     def remove_sessions(self, sessions: Iterable[Session]) -> None:
         for s in sessions:
             self._sessions.pop(s.ufrag, None)
-            self._socks.pop(s.sock, None)
+            if self._socks.get(s.sock) == s:  # an ICE restart's old ufrag: not the owner
+                self._socks.pop(s.sock, None)
 
     def end_sessions(self, ufrags: set[str]) -> dict[str, int]:
         return {s.ufrag: self.purge_socks({s.sock}) for s in self.drop_sessions(ufrags)}

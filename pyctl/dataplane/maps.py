@@ -186,20 +186,39 @@ class RouteMaps:
 
     def drop_sessions(self, ufrags: Iterable[str]) -> list[Session]:
         """Unregister sessions (their ufrag and socket keys) and return them; their flows are
-        left for `purge_socks`. From here on the data plane routes nothing new to them."""
+        left for `purge_socks`. From here on the data plane routes nothing new to them.
+        An ICE restart's old ufrag (`rekey`) goes without its socket's key and is not
+        returned: the socket belongs to the new one."""
         out = []
         for u in ufrags:
             s = self.get_session(u)
             if s is not None:
+                owner = self.sock_owner(s.sock)
                 self.remove_sessions([s])
-                out.append(s)
+                if owner is not None and owner.ufrag == u:
+                    out.append(s)
         return out
 
     def remove_sessions(self, sessions: Iterable[Session]) -> None:
-        """Delete the ufrag and socket keys of sessions (e.g. a registration undone)."""
+        """Delete the ufrag and socket keys of sessions (e.g. a registration undone); the
+        socket key only where it names that session (see `rekey`)."""
         for s in sessions:
             _delete(self.session_map, self._ufrag_key(s.ufrag))
-            _delete(self.sock_map, s.sock.fill(self.sock_map.Key()))
+            owner = self.sock_owner(s.sock)
+            if owner is not None and owner.ufrag == s.ufrag:
+                _delete(self.sock_map, s.sock.fill(self.sock_map.Key()))
+
+    def rekey(self, s: Session) -> None:
+        """An ICE restart: the live session on `s.sock` is reached by `s.ufrag` too, and
+        its socket key names the new ufrag; flows, rings and paths stay. The old ufrag
+        routes until it is dropped (`drop_sessions`), which leaves the socket alone."""
+        leaf = self.session_leaf(s)
+        key = self._ufrag_key(s.ufrag)
+        try:
+            self.session_map[key] = leaf
+        except Exception as e:
+            raise MapFullError(f"steer_sessions: {e}") from e
+        self.sock_map[s.sock.fill(self.sock_map.Key())] = leaf  # exists: an update
 
     def sock_owner(self, sock: Endpoint) -> Session | None:
         """The live session a transceiver socket belongs to."""
