@@ -387,10 +387,18 @@ async def _purge(request: web.Request, socks: set[Endpoint]) -> int:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Counters now; map occupancy from a walk of the map worker begun after the call."""
+    """Counters now; map occupancy from the map worker's last walk (`snapshot_age_s` says
+    how old), or from a walk begun after the call with `?fresh=1`."""
     work = request.app.get(WORK)
-    usage = None if work is None else (await work.fresh()).usage
-    return web.json_response(views.stats_view(request.app[CTL].maps, usage))
+    fresh = request.query.get("fresh", "0")
+    if fresh not in ("0", "1"):
+        raise bad("fresh", "expected 0 or 1")
+    if work is None:
+        return web.json_response(views.stats_view(request.app[CTL].maps))
+    snap = work.snapshot if fresh == "0" and work.snapshot is not None else await work.fresh()
+    body = views.stats_view(request.app[CTL].maps, snap.usage)
+    body["snapshot_age_s"] = round(time.monotonic() - snap.started, 3)
+    return web.json_response(body)
 
 
 async def vips(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ backend states, map names, API routes (templates, not paths), lifecycle events.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -102,6 +103,17 @@ METRICS = [
         ("counter",),
     ),
     Spec(
+        "steer_snapshot_age_seconds",
+        "gauge",
+        "Age of the map walk that the session, flow, backend and map gauges come from "
+        "(scrapes never wait for a walk; counters are read at scrape time).",
+    ),
+    Spec(
+        "steer_snapshot_duration_seconds",
+        "gauge",
+        "How long that walk of the maps took.",
+    ),
+    Spec(
         "steer_daemon_adopted",
         "gauge",
         "1 when this daemon adopted pinned maps from an earlier one, else 0.",
@@ -148,17 +160,23 @@ class MapCollector(Collector):
     scrape, off the event loop), and the controller's event counts."""
 
     def __init__(
-        self, ctl: Controller, adopted: bool, snapshot: Callable[[], Snapshot] | None = None
+        self,
+        ctl: Controller,
+        adopted: bool,
+        snapshot: Callable[[], Snapshot] | None = None,
+        stats: Callable[[], dict[Reason, tuple[int, int]]] | None = None,
     ) -> None:
         self.ctl = ctl
         self.adopted = adopted
         # without a map worker (tests): walk the pinned maps at each scrape
         self.snapshot = snapshot or (lambda: take_snapshot(cast("RouteMaps", ctl.maps)))
+        # the verdict counters: one per-CPU array, cheap enough to read at every scrape
+        self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot()
         packets, nbytes = _family("steer_packets_total"), _family("steer_bytes_total")
-        for r, (p, b) in snap.stats.items():
+        for r, (p, b) in (snap.stats if self.stats is None else self.stats()).items():
             if r != Reason.UNUSED_0:
                 packets.add_metric([r.label], p)
                 nbytes.add_metric([r.label], b)
@@ -189,6 +207,8 @@ class MapCollector(Collector):
         exp.add_metric(["session_ttl"], ev.get("expired", 0))
         exp.add_metric(["flow_idle"], ev.get("flow_idle", 0) + snap.expired_total)
         yield exp
+        yield _family("steer_snapshot_age_seconds", value=time.monotonic() - snap.started)
+        yield _family("steer_snapshot_duration_seconds", value=snap.took)
         yield _family("steer_daemon_adopted", value=1 if self.adopted else 0)
         yield from _fleet(self.ctl)
 
@@ -242,9 +262,10 @@ class Metrics:
         adopted: bool,
         wall: tuple[str, str | None] | None = None,
         snapshot: Callable[[], Snapshot] | None = None,
+        stats: Callable[[], dict[Reason, tuple[int, int]]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(MapCollector(ctl, adopted, snapshot))
+        self.registry.register(MapCollector(ctl, adopted, snapshot, stats))
         if wall is not None:
             self.registry.register(WallCollector(*wall))
         spec = SPECS["steer_api_request_duration_seconds"]

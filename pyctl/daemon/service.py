@@ -117,8 +117,11 @@ def run(cfg: DaemonConfig) -> int:
         mirror = open_mirror(cfg.store, cfg.instance)  # connects later: Redis may be down
         dp, maps = _setup_dataplane(cfg)
         ctl = Controller(maps, MemoryStore(), list(cfg.vips), mirror, cfg.adopt_ttl)
+        ctl.keep_foreign = cfg.fleet  # other relays' sessions are the fleet sync's
         work = MapWorker(maps, cfg.idle_timeout, cfg.tick)
-        metrics = Metrics(ctl, dp.adopted, (cfg.instance, cfg.netns), lambda: _last(work))
+        metrics = Metrics(
+            ctl, dp.adopted, (cfg.instance, cfg.netns), lambda: _last(work), stats=maps.stats
+        )
         return asyncio.run(_serve(cfg, ctl, metrics, work))
     finally:
         lock.release()
@@ -178,9 +181,10 @@ def _last(work: MapWorker) -> Snapshot:
     return work.snapshot
 
 
-def _metrics_app(metrics: Metrics, work: MapWorker) -> web.Application:
+def metrics_app(metrics: Metrics, work: MapWorker) -> web.Application:
     async def handler(request: web.Request) -> web.Response:
-        await work.fresh()  # walked in the map worker, begun after this scrape arrived
+        if work.snapshot is None:  # only before the first walk: gauges come from the last
+            await work.fresh()
         # in a thread too: the firewall's counters come from nft
         body = await asyncio.to_thread(generate_latest, metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -240,7 +244,8 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
     await _start_store(ctl)
     sync = asyncio.create_task(ctl.mirror.run(store, ctl.merge)) if ctl.mirror else None
     if cfg.fleet and ctl.mirror is not None:
-        fleet.start(ctl, cfg.store, cfg.instance, cfg.netns)  # cancelled with the loop at exit
+        # cancelled with the loop at exit; signs with a key derived from the operator token
+        fleet.start(ctl, cfg.store, cfg.instance, cfg.netns, work, cfg.api_token, RUN_DIR)
     hops = NextHops(cfg.netns)
     await hops.resolve(ctl.nexthop_ips(ctl.sessions()))
 
@@ -259,7 +264,7 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
         log.info("API on %s://%s:%d (bearer tokens)", "https" if tls else "http", *cfg.api_listen)
     if cfg.metrics:
         mr = web.AppRunner(
-            _metrics_app(metrics, work), access_log=None, shutdown_timeout=SHUTDOWN_S
+            metrics_app(metrics, work), access_log=None, shutdown_timeout=SHUTDOWN_S
         )
         await mr.setup()
         runners.append(mr)

@@ -4,30 +4,21 @@ bytes bcc's own key-by-key walk returns, and exactly the right flows purged or e
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
 from pyctl.dataplane import mapinfo
-from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
 from pyctl.dataplane.maps import RouteMaps, Session
 from pyctl.dataplane.mapscan import Cursor, addr_in, chunks, scan, to_ctypes
 from steer_common.endpoint import Endpoint
 from steer_common.shared import BackendState
 
-INSTANCE = f"scan-{os.getpid()}"
 VIP = Endpoint.parse("203.0.113.10:3478")
 
 
 @pytest.fixture(scope="module")
-def maps() -> Iterator[RouteMaps]:
-    unload(INSTANCE)
-    try:
-        yield RouteMaps(DataPlane(BuildOptions(instance=INSTANCE)).bpf)
-    finally:
-        unload(INSTANCE)
+def maps(pinned: RouteMaps) -> RouteMaps:
+    return pinned
 
 
 @pytest.fixture

@@ -5,29 +5,16 @@ between two batches of a walk, refusing what waits, within its timeout."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from pyctl.daemon.mapwork import MapWorker, Stopped
-from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
 from pyctl.dataplane.maps import RouteMaps, Session
 from steer_common.endpoint import Endpoint
 
-INSTANCE = f"work-{os.getpid()}"
 VIP = Endpoint.parse("203.0.113.10:3478")
-
-
-@pytest.fixture(scope="module")
-def pinned() -> Iterator[RouteMaps]:
-    unload(INSTANCE)
-    try:
-        yield RouteMaps(DataPlane(BuildOptions(instance=INSTANCE)).bpf)
-    finally:
-        unload(INSTANCE)
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@ there, and the counters move with real traffic."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,16 @@ def scrape(env: Env) -> Samples:
         for s in fam.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
+
+
+def scrape_until(env: Env, done: Callable[[Samples], bool], timeout: float = 10.0) -> Samples:
+    """Gauges come from the map worker's last walk (one a second): scrape until `done`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = scrape(env)
+        if done(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -68,7 +80,9 @@ def test_counters_and_gauges_move_with_traffic(clean: Env) -> None:
     add_session(env, "metrics1", sock, backend=2)
     trx, client = udp(env.net.trx(2), sock), udp(env.net.client, client_ep)
     establish(trx, client, client_ep, VIP4)
-    before = scrape(env)
+    before = scrape_until(
+        env, lambda s: samples_of(s, "steer_flows", backend="2", state="active") == 1
+    )
     assert value(before, "steer_sessions", backend="2", state="active") == 1
     assert value(before, "steer_flows", backend="2", state="active") == 1
     assert value(before, "steer_map_entries", map="steer_flows") == 1
@@ -80,7 +94,7 @@ def test_counters_and_gauges_move_with_traffic(clean: Env) -> None:
         client.sendto(payload, addr(VIP4))
         assert trx.recvfrom(2048)[0] == payload
     env.http.call("PUT", "/v1/backends/2", {"state": "draining"})
-    after = scrape(env)
+    after = scrape_until(env, lambda s: samples_of(s, "steer_backends", state="draining") == 1)
     frame = 14 + 20 + 8 + len(payload)
     fwd = ("steer_packets_total", "steer_bytes_total")
     assert value(after, fwd[0], reason="fwd_flow") - value(before, fwd[0], reason="fwd_flow") == n
@@ -96,7 +110,9 @@ def test_counters_and_gauges_move_with_traffic(clean: Env) -> None:
     assert count >= 1
     registered = value(after, "steer_session_events_total", event="registered")
     env.http.call("DELETE", "/v1/sessions/metrics1")
-    final = scrape(env)
+    final = scrape_until(
+        env, lambda s: samples_of(s, "steer_sessions", backend="2", state="draining") in (None, 0)
+    )
     assert value(final, "steer_session_events_total", event="deleted") >= 1
     assert value(final, "steer_session_events_total", event="registered") == registered
     # the gauge is either gone with its last session or reads 0, never stale

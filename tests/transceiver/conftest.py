@@ -12,6 +12,9 @@ from collections.abc import Iterator
 import aioice.ice
 import pytest
 
+from transceiver import cli
+from transceiver.config import TrxConfig
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
@@ -51,3 +54,15 @@ def stun_usernames(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
     monkeypatch.setattr(aioice.ice.Connection, "request_received", spy)
     yield seen
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> list[TrxConfig]:
+    configs: list[TrxConfig] = []
+
+    def fake_run(config: TrxConfig) -> int:
+        configs.append(config)
+        return 0
+
+    monkeypatch.setattr(cli, "run", fake_run)
+    return configs

@@ -25,9 +25,10 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from av import AudioFrame
+from click.testing import CliRunner
 
 from steer_common.endpoint import Endpoint
-from transceiver import ice
+from transceiver import cli, ice
 from transceiver.app import App
 from transceiver.config import TrxConfig
 from transceiver.metrics import TrxMetrics
@@ -283,3 +284,11 @@ async def connect(env: Env, peer: Peer, *, hide_candidates: bool) -> tuple[Sessi
 async def post_offer(http: TestClient, sdp: str) -> tuple[int, dict[str, str], str]:
     resp = await http.post("/whip", data=sdp.encode(), headers={"Content-Type": "application/sdp"})
     return resp.status, dict(resp.headers), await resp.text()
+
+
+# the smallest valid steer-transceiver command line
+BASE = ["--bind-ip", "127.0.0.1", "--vip", "203.0.113.10:3478", "--backend-id", "7"]
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli.command, args, env=env, auto_envvar_prefix=cli.ENV_PREFIX)

@@ -10,23 +10,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from steer_common.endpoint import Endpoint
 from tests.transceiver.support import (
+    BASE,
     connect,
     fake_api,
+    invoke,
     make_peer,
     wait_for,
     whip_env,
 )
-from transceiver import cli, ice
+from transceiver import ice
 from transceiver import session as session_mod
 from transceiver.app import App, AppLoadError, Session, load, resolve
 from transceiver.apps import echo
 from transceiver.config import TrxConfig
-
-BASE = ["--bind-ip", "127.0.0.1", "--vip", "203.0.113.10:3478", "--backend-id", "7"]
 
 
 def not_a_factory_result() -> int:
@@ -62,22 +61,6 @@ def test_bad_app_specs_say_why(spec: str, message: str) -> None:
     with pytest.raises(AppLoadError) as exc:
         load(spec)
     assert message in str(exc.value)
-
-
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> list[TrxConfig]:
-    configs: list[TrxConfig] = []
-
-    def fake_run(config: TrxConfig) -> int:
-        configs.append(config)
-        return 0
-
-    monkeypatch.setattr(cli, "run", fake_run)
-    return configs
-
-
-def invoke(args: list[str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(cli.command, args, env=env, auto_envvar_prefix=cli.ENV_PREFIX)
 
 
 def test_cli_app_option_and_environment(captured: list[TrxConfig]) -> None:

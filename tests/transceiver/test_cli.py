@@ -11,30 +11,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from click.testing import CliRunner
 
 from steer_common.endpoint import Endpoint
-from tests.transceiver.support import fake_api, make_peer
-from transceiver import cli
+from tests.transceiver.support import BASE, fake_api, invoke, make_peer
 from transceiver.config import TrxConfig
-
-BASE = ["--bind-ip", "127.0.0.1", "--vip", "203.0.113.10:3478", "--backend-id", "7"]
-
-
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> list[TrxConfig]:
-    configs: list[TrxConfig] = []
-
-    def fake_run(config: TrxConfig) -> int:
-        configs.append(config)
-        return 0
-
-    monkeypatch.setattr(cli, "run", fake_run)
-    return configs
-
-
-def invoke(args: list[str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(cli.command, args, env=env, auto_envvar_prefix=cli.ENV_PREFIX)
 
 
 def test_options_build_the_config(captured: list[TrxConfig]) -> None:

@@ -5,9 +5,8 @@ MemoryRoutes behaves as the maps do), when run as root."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -25,21 +24,6 @@ from steer_common.endpoint import Endpoint
 TOKEN = "unit-token-1234567"
 VIP = Endpoint.parse("203.0.113.10:3478")
 TRX1, TRX2 = "10.88.0.11", "10.88.0.12"
-INSTANCE = f"unit-{os.getpid()}"
-
-
-@pytest.fixture(scope="module")
-def pinned() -> Iterator[Routes]:
-    """Real maps, loaded once for the module: needs root, as CI and `make test` have."""
-    assert os.geteuid() == 0, "the contract run needs root (real pinned maps)"
-    from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
-    from pyctl.dataplane.maps import RouteMaps
-
-    unload(INSTANCE)
-    try:
-        yield RouteMaps(DataPlane(BuildOptions(instance=INSTANCE)).bpf)
-    finally:
-        unload(INSTANCE)
 
 
 @pytest.fixture(params=["memory", "bpf"])
