@@ -69,6 +69,13 @@ ENV_PREFIX = "STEER_TRX"
     "Read per session, so replacing the file rotates the key.",
 )
 @click.option(
+    "--restart-grace",
+    type=click.FloatRange(min=0, min_open=True, max=300),
+    default=10.0,
+    show_default=True,
+    help="After an ICE restart (WHIP PATCH), seconds the old ufrag still routes and is answered.",
+)
+@click.option(
     "--ttl",
     type=click.IntRange(3, 86400),
     default=30,
@@ -173,6 +180,7 @@ def command(
     api_ca: str | None,
     api_token_file: str | None,
     seal_key_file: str | None,
+    restart_grace: float,
     ttl: int,
     idle_timeout: float,
     metrics: tuple[str, int] | None,
@@ -235,6 +243,7 @@ def command(
             ice_username=ice_username,
             ice_credential=ice_credential,
             seal_key_file=seal_key_file,
+            restart_grace=restart_grace,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

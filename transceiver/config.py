@@ -48,6 +48,8 @@ class TrxConfig:
     # --seal-key-file: mint sealed ufrags (steer_common/seal.py) with the key in this file, read
     # per session so a rotation needs no restart; None: plain random ufrags
     seal_key_file: str | None = None
+    # an ICE restart (WHIP PATCH): how long the old ufrag still routes and is answered
+    restart_grace: float = 10.0
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.bind_ip)  # raises ValueError with the address
@@ -61,6 +63,8 @@ class TrxConfig:
             raise ValueError("--ttl must be at least 3 seconds")
         if self.idle_timeout <= 0:
             raise ValueError("--idle-timeout must be positive")
+        if not 0 < self.restart_grace <= 300:
+            raise ValueError("--restart-grace must be > 0 and <= 300 seconds")
         if self.max_sessions < 1:
             raise ValueError("--max-sessions must be at least 1")
         if self.rate_limit < 0:

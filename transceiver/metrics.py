@@ -35,7 +35,10 @@ FAILURE_REASONS = (
     "error",
     "app_error",
 )
-REGISTRY_OPS = ("register", "heartbeat", "deregister")
+REGISTRY_OPS = ("register", "heartbeat", "deregister", "restart")
+# ICE restarts (WHIP PATCH, transceiver/restart.py): answered ones, by how they ended;
+# refused ones (4xx/5xx, nothing changed) under "refused"
+RESTART_RESULTS = ("ok", "timeout", "refused")
 # Checks to a client's new address after a NAT rebinding (transceiver/rebind.py).
 REBIND_RESULTS = ("sent", "authenticated", "failed")
 
@@ -81,6 +84,20 @@ class TrxMetrics:
             ["result"],
             registry=r,
         )
+        self.ice_restarts = Counter(
+            "steer_trx_ice_restarts",
+            "ICE restarts asked for by WHIP PATCH, by result",
+            ["result"],
+            registry=r,
+        )
+        self.ice_restart_seconds = Histogram(
+            "steer_trx_ice_restart_seconds",
+            "Time from the PATCH received to a pair nominated with the new credentials",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
+        for result in RESTART_RESULTS:
+            self.ice_restarts.labels(result)
         for result in REBIND_RESULTS:
             self.rebind_probes.labels(result)
         for reason in END_REASONS:

@@ -42,6 +42,7 @@ class RegistryError(Exception):
 class Registry(Protocol):
     async def register(self, reg: Registration) -> None: ...
     async def heartbeat(self, ufrag: str, ttl: int | None) -> None: ...
+    async def restart(self, ufrag: str, new_ufrag: str, grace: float) -> None: ...
     async def deregister(self, ufrag: str) -> None: ...
     async def close(self) -> None: ...
 
@@ -82,6 +83,11 @@ class ControlApiRegistry:
     async def heartbeat(self, ufrag: str, ttl: int | None) -> None:
         body = {"ttl": ttl} if ttl is not None else {}
         await self._call("POST", f"/v1/sessions/{quote_ufrag(ufrag)}/heartbeat", body)
+
+    async def restart(self, ufrag: str, new_ufrag: str, grace: float) -> None:
+        """An ICE restart: `new_ufrag` routes to the session's socket before this returns."""
+        body = {"ufrag": new_ufrag, "grace": grace}
+        await self._call("POST", f"/v1/sessions/{quote_ufrag(ufrag)}/restart", body)
 
     async def deregister(self, ufrag: str) -> None:
         await self._call("DELETE", f"/v1/sessions/{quote_ufrag(ufrag)}")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from transceiver import ice
+from transceiver import ice, icerestart
 from transceiver.app import load
 from transceiver.config import TrxConfig
 from transceiver.registry import ControlApiRegistry
@@ -45,6 +45,7 @@ async def serve(
 ) -> None:
     """Serve until ``stop`` is set, then shut down in order."""
     ice.check_internals()
+    icerestart.check_internals()
     server = WhipServer(config, make_registry(config), app=load(config.app))
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()

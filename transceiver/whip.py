@@ -2,8 +2,11 @@
 
 POST /whip (application/sdp offer) -> 201, Location: /whip/<id>, ETag (the ICE session:
 its ufrag), a Link per configured ICE server (transceiver/iceservers.py), SDP answer.
-DELETE /whip/<id> ends the session. PATCH (trickle ICE, ICE restart) is not supported:
-405, as RFC 9725 section 4.3.1 allows. transceiver/guard.py checks the bearer token, the
+DELETE /whip/<id> ends the session. PATCH with an `application/trickle-ice-sdpfrag` that
+carries new ice-ufrag/ice-pwd restarts ICE (RFC 9725 section 4.3.2, transceiver/restart.py):
+200, the new ETag and our fragment; DTLS and SRTP carry on. Trickle ICE (a fragment with
+the current credentials) is not taken: 422, as section 4.3.1 says for a server that does
+restarts but not trickle. transceiver/guard.py checks the bearer token, the
 session cap, the rate and size of offers, answers CORS for configured origins, and removes
 internal candidates from offers before aioice sees them.
 """
@@ -18,7 +21,7 @@ from importlib import resources
 from aiohttp import web
 from multidict import CIMultiDict
 
-from transceiver import iceservers
+from transceiver import iceservers, restart, sdpfrag
 from transceiver.app import DEFAULT_APP, App, load
 from transceiver.config import TrxConfig
 from transceiver.guard import Guard
@@ -126,9 +129,51 @@ class WhipServer:
         return web.Response(status=200)
 
     async def patch(self, request: web.Request) -> web.Response:
-        if request.match_info["resource"] not in self.sessions:
+        session = self.sessions.get(request.match_info["resource"])
+        if session is None:
             return _error(404, "no such WHIP session")
-        return _error(405, "trickle ICE and ICE restarts are not supported", allow="DELETE")
+        refused = await self._restart(request, session)
+        if isinstance(refused, web.Response):
+            self.metrics.ice_restarts.labels("refused").inc()
+        return refused
+
+    async def _restart(self, request: web.Request, session: SessionEndpoint) -> web.Response:
+        frag_type = sdpfrag.CONTENT_TYPE
+        if request.content_type != frag_type:
+            got = request.content_type or "none"
+            return _error(415, f"PATCH takes {frag_type}, got {got}", accept_patch=frag_type)
+        if (request.content_length or 0) > sdpfrag.MAX_BYTES:
+            return _error(413, f"a fragment is at most {sdpfrag.MAX_BYTES} bytes")
+        body = await request.content.read(sdpfrag.MAX_BYTES + 1)
+        if len(body) > sdpfrag.MAX_BYTES:
+            return _error(413, f"a fragment is at most {sdpfrag.MAX_BYTES} bytes")
+        match = request.headers.get("If-Match")
+        if match is not None and match.strip() not in ("*", f'"{session.ufrag}"'):
+            return _error(412, f'If-Match must be * (an ICE restart) or "{session.ufrag}"')
+        try:
+            frag = sdpfrag.parse(body)
+        except sdpfrag.FragError as exc:
+            return _error(400, f"bad fragment: {exc}")
+        if frag.ufrag is None and not frag.candidates:
+            return _error(400, "bad fragment: no a=ice-ufrag/a=ice-pwd and no a=candidate")
+        if frag.ufrag is None or frag.ufrag == restart.remote_ufrag(session):
+            return _error(
+                422,
+                "trickle ICE is not supported: send every candidate in the offer; an ICE "
+                "restart (new a=ice-ufrag and a=ice-pwd) is",
+            )
+        allowed = [c for c in frag.candidates if self.guard.filter.allowed(c)]
+        try:
+            answer = await restart.restart(session, frag, allowed, self.config.restart_grace)
+        except restart.RestartError as exc:
+            log.info("ICE restart refused ufrag=%s status=%d: %s", session.ufrag, exc.status, exc)
+            return _error(exc.status, str(exc))
+        return web.Response(
+            status=200,
+            body=answer.encode(),
+            content_type=frag_type,
+            headers={"ETag": f'"{session.ufrag}"'},
+        )
 
     async def options(self, request: web.Request) -> web.Response:
         return web.Response(status=204, headers={"Accept-Post": SDP, "Allow": "POST, OPTIONS"})
@@ -136,7 +181,8 @@ class WhipServer:
     async def options_resource(self, request: web.Request) -> web.Response:
         if request.match_info["resource"] not in self.sessions:
             return _error(404, "no such WHIP session")
-        return web.Response(status=204, headers={"Allow": "DELETE, PATCH, OPTIONS"})
+        headers = {"Allow": "DELETE, PATCH, OPTIONS", "Accept-Patch": sdpfrag.CONTENT_TYPE}
+        return web.Response(status=204, headers=headers)
 
     def _forget(self, session: SessionEndpoint) -> None:
         self.sessions.pop(session.resource, None)
@@ -176,9 +222,16 @@ class WhipServer:
 
 
 def _error(
-    status: int, message: str, *, allow: str | None = None, accept_post: str | None = None
+    status: int,
+    message: str,
+    *,
+    allow: str | None = None,
+    accept_post: str | None = None,
+    accept_patch: str | None = None,
 ) -> web.Response:
     headers = {"Allow": allow} if allow else {}
     if accept_post:
         headers["Accept-Post"] = accept_post
+    if accept_patch:
+        headers["Accept-Patch"] = accept_patch
     return web.Response(status=status, text=message + "\n", headers=headers)

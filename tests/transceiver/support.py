@@ -57,12 +57,14 @@ class FakeControlApi:
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     register_status: int = 201  # set to 409/500 to refuse registrations
     register_delay: float = 0.0  # a slow daemon
+    restart_status: int = 201  # set to 503 to refuse ICE restarts
     _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/sessions", self._register)
         app.router.add_post("/v1/sessions/{ufrag}/heartbeat", self._heartbeat)
+        app.router.add_post("/v1/sessions/{ufrag}/restart", self._restart)
         app.router.add_delete("/v1/sessions/{ufrag}", self._delete)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -102,6 +104,21 @@ class FakeControlApi:
         if session is None:
             return web.json_response({"error": "no such session"}, status=404)
         return web.json_response({"session": session})
+
+    @property
+    def restarts(self) -> list[Call]:
+        return self.of("POST", "/restart")
+
+    async def _restart(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.calls.append(Call("POST", request.path, body))
+        if self.restart_status != 201:
+            return web.json_response({"error": "store unavailable"}, status=self.restart_status)
+        session = self.sessions.pop(request.match_info["ufrag"], None)
+        if session is None:
+            return web.json_response({"error": "no such session"}, status=404)
+        self.sessions[body["ufrag"]] = {**session, "ufrag": body["ufrag"]}
+        return web.json_response({"session": self.sessions[body["ufrag"]]}, status=201)
 
     async def _delete(self, request: web.Request) -> web.Response:
         self.calls.append(Call("DELETE", request.path, {}))
