@@ -28,14 +28,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pyctl.dataplane.loader import BuildOptions, compile_bpf
+from pyctl.dataplane.loader import BuildOptions, compile_bpf, config_flags
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.mobility import run_event
 from pyctl.lab.net import RELAY_PUB4
+from steer_common.shared import CONFIG_NO_HINTS
 
 WINDOW_S = 7.0  # aioice sends a consent check every 4-6 s: the downstream gap's bound
 DIRECT_PORT = 8099
-NO_HINTS = 1  # steer_shared.h STEER_CONFIG_NO_HINTS
 
 
 def set_hints(lab: Lab, on: bool) -> None:
@@ -43,9 +43,7 @@ def set_hints(lab: Lab, on: bool) -> None:
     cfg = compile_bpf(BuildOptions(instance=lab.instance), text='#include "steer_maps.h"')[
         b"steer_config"
     ]
-    leaf = cfg[cfg.Key(0)]
-    leaf.flags = (leaf.flags & ~NO_HINTS) | (0 if on else NO_HINTS)
-    cfg[cfg.Key(0)] = leaf
+    config_flags(cfg, clear=CONFIG_NO_HINTS) if on else config_flags(cfg, set_=CONFIG_NO_HINTS)
 
 
 def _stats(values: list[float]) -> dict[str, float]:

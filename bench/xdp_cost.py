@@ -21,7 +21,7 @@ from bench.topology import BenchNet, hold_in_dispatcher
 from bench.verify import binding_request, rtp_packet
 from bench.xdp_progs import BareXdp, Breakdown, FloorXdp, Randomizer
 from pyctl.dataplane import libbpf
-from pyctl.dataplane.loader import BuildOptions, DataPlane
+from pyctl.dataplane.loader import BuildOptions, DataPlane, configure
 from pyctl.dataplane.maps import RouteMaps, Session
 from pyctl.dataplane.netns import netns
 from pyctl.dataplane.testrun import run_xdp
@@ -250,10 +250,11 @@ def measuring_instance(instance: str) -> DataPlane:
 def prepare(dp: DataPlane, timer: Timer) -> None:
     """Tell the unattached instance its interfaces, as the loader would on attach, and
     register the bench session."""
-    cfg = dp.table("steer_config")
-    leaf = cfg[cfg.Key(0)]
-    leaf.public_ifindex, leaf.internal_ifindex = timer.ifindex["public"], timer.ifindex["internal"]
-    cfg[cfg.Key(0)] = leaf
+    configure(
+        dp.table("steer_config"),
+        public_ifindex=timer.ifindex["public"],
+        internal_ifindex=timer.ifindex["internal"],
+    )
     maps = RouteMaps(dp.bpf)
     maps.add_vip(c.VIP)
     maps.add_session(Session(c.UFRAG, c.TRX, c.VIP, c.BACKEND_ID))

@@ -164,14 +164,8 @@ class DataPlane:
         raise LoaderError(f"attaching to {ifname}: {'; '.join(errors)}")
 
     def _set_config(self, side: str, ifindex: int) -> None:
-        cfg = self.table("steer_config")
-        key = cfg.Key(0)
-        leaf = cfg[key]
-        if side == "public":
-            leaf.public_ifindex = ifindex
-        else:
-            leaf.internal_ifindex = ifindex
-        cfg[key] = leaf
+        field = "public_ifindex" if side == "public" else "internal_ifindex"
+        configure(self.table("steer_config"), **{field: ifindex})
 
     def set_session_flow_cap(self, cap: int) -> None:
         """The per-session flow cap in force (1..BuildOptions.session_flow_cap), at run time."""
@@ -179,11 +173,28 @@ class DataPlane:
             raise LoaderError(
                 f"session flow cap {cap}: must be 1-{self.opts.session_flow_cap} (the ring size)"
             )
-        cfg = self.table("steer_config")
-        key = cfg.Key(0)
-        leaf = cfg[key]
-        leaf.session_flow_cap = cap
-        cfg[key] = leaf
+        configure(self.table("steer_config"), session_flow_cap=cap)
+
+
+def configure(table: Any, **fields: int) -> Any:
+    """Write `fields` of steer_config's one entry (the data plane reads it per packet);
+    returns the entry as written. The one writer of steer_config."""
+    key = table.Key(0)
+    leaf = table[key]
+    names = {f[0] for f in leaf._fields_}
+    for name, value in fields.items():
+        if name not in names:
+            raise AttributeError(f"steer_config has no field {name!r}")
+        setattr(leaf, name, value)
+    table[key] = leaf
+    return leaf
+
+
+def config_flags(table: Any, set_: int = 0, clear: int = 0) -> int:
+    """Set and clear STEER_CONFIG_* bits of steer_config.flags; the flags as written."""
+    flags = (int(table[table.Key(0)].flags) & ~clear) | set_
+    configure(table, flags=flags)
+    return flags
 
 
 def _set_xdp(ipr: Any, index: int, fd: int, flags: int, strict: bool = False) -> None:

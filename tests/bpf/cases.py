@@ -23,10 +23,11 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
 from pyctl.dataplane import mapinfo
+from pyctl.dataplane.loader import config_flags
 from pyctl.dataplane.maps import Session
 from steer_common import cid, seal
 from steer_common.endpoint import Endpoint
-from steer_common.shared import BackendState, Reason, XdpAction
+from steer_common.shared import CONFIG_NO_HINTS, BackendState, Reason, XdpAction
 from tests import stun
 from tests.bpf import env, model
 from tests.bpf.frames import (
@@ -1130,17 +1131,11 @@ def _not_flowed(r: Replay) -> None:
 
 def hints_off(r: Replay) -> None:
     """steer_config.flags STEER_CONFIG_NO_HINTS (what bench/mobility.py compares)."""
-    cfg = r.dp.table("steer_config")
-    leaf = cfg[cfg.Key(0)]
-    leaf.flags |= 1
-    cfg[cfg.Key(0)] = leaf
+    config_flags(r.dp.table("steer_config"), set_=CONFIG_NO_HINTS)
 
 
 def _hints_back_on(r: Replay) -> None:
-    cfg = r.dp.table("steer_config")
-    leaf = cfg[cfg.Key(0)]
-    leaf.flags &= ~1
-    cfg[cfg.Key(0)] = leaf
+    config_flags(r.dp.table("steer_config"), clear=CONFIG_NO_HINTS)
 
 
 HINT_CASES = [

@@ -40,3 +40,8 @@ def test_ufrag_limits() -> None:
     text = shared.SHARED_HEADER.read_text()
     assert f"#define STEER_UFRAG_MIN {shared.UFRAG_MIN}\n" in text
     assert f"#define STEER_UFRAG_MAX {shared.UFRAG_MAX}\n" in text
+
+
+def test_config_flags() -> None:
+    text = shared.SHARED_HEADER.read_text()
+    assert f"#define STEER_CONFIG_NO_HINTS {shared.CONFIG_NO_HINTS}\n" in text
