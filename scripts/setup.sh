@@ -12,7 +12,7 @@ APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm e
   chromium redis-server vagrant strace python3-nftables espeak-ng
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base gstreamer1.0-nice
   gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-gi python3-gst-1.0
-  golang-go golang-github-pion-webrtc.v3-dev coturn linux-perf)
+  golang-go golang-github-pion-webrtc.v3-dev coturn linux-perf dpkg-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -85,5 +85,7 @@ if [[ ! -x $pion_dir/pion-whip || $pion_dir/main.go -nt $pion_dir/pion-whip ]]; 
     GOCACHE="$gopath/cache" go build -ldflags "-X main.version=$pion_version" -o "$pion_out" .)
   rm -rf "$gopath"
 fi
+# a DTLS peer with RFC 9146 connection IDs (mbedTLS from Debian's source) for tests/e2e
+bash scripts/cidpeer.sh
 .venv/bin/steerctl --help >/dev/null
 say "ready: .venv/bin/steerctl"
