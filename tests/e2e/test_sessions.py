@@ -35,8 +35,10 @@ def test_sessions_echo_through_one_vip(lab: Lab) -> None:
     # RTP, RTCP, DTLS and consent checks both ways, through XDP
     assert moved["fwd_flow"] >= sum(r["rtp_sent"] for r in results)
     assert moved["fwd_return"] >= sum(r["rtp_received"] for r in results)
-    # every WHIP DELETE removed its route
-    assert lab.api().sessions() == [] and lab.api().flows() == []
+    # every WHIP DELETE removed its route (other tests' sessions may still be up)
+    mine = {r["ufrag"] for r in results}
+    assert mine.isdisjoint(s["ufrag"] for s in lab.api().sessions())
+    assert mine.isdisjoint(f["ufrag"] for f in lab.api().flows())
 
 
 def test_client_first_check_is_routed_by_ufrag(lab: Lab) -> None:
@@ -93,11 +95,19 @@ def test_registration_refused_gives_503_and_leaves_nothing(lab: Lab) -> None:
     api = lab.api()
     api.set_backend_state(2, "draining")
     try:
-        before = (api.sessions(), api.flows())
+        # what trx2 has (other tests' sessions may still be ending: compare routes only)
+        def on_trx2() -> tuple[set[str], set[tuple[str, str]]]:
+            return (
+                {s["ufrag"] for s in api.sessions(backend=2)},
+                {(f["ufrag"], f["client"]) for f in api.flows(backend=2)},
+            )
+
+        before = on_trx2()
         results = run_clients(lab, sessions=2, seconds=1)  # index 1 goes to trx2
         assert results[0]["ok"] and not results[1]["ok"]
         assert "503" in results[1]["error"], results[1]
-        assert (api.sessions(), api.flows()) == before
+        after = on_trx2()
+        assert after[0] <= before[0] and after[1] <= before[1], (before, after)
     finally:
         api.set_backend_state(2, "active")
 
