@@ -16,8 +16,9 @@ the relay trusts: a Binding Success Response to the new address, signed with our
 response (no transaction of its). Nothing moves on the datagram that triggered the probe:
 that is unauthenticated (a hint, or anyone's spoofed packet).
 
-Probes cost a client nothing and an attacker little: one address at a time is probed, an
-address is not probed again within COOLDOWN_S, and at most PROBES_PER_S a session.
+Probes cost a client nothing and an attacker little: at most MAX_INFLIGHT addresses at a
+time (more than one: a probe to an address the NAT dropped again must not hold up the next
+one), an address not again within COOLDOWN_S, and at most PROBES_PER_S a session.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ Addr = tuple[str, int]
 COOLDOWN_S = 2.0  # an address is probed at most once in this long
 PROBES_PER_S = 2.0  # a session's probes, on average (a bucket of BURST)
 BURST = 4
-RETRANSMISSIONS = 3  # aioice's RTO 0.5 s doubling: 0.5 + 1 + 2 + 4 s
+MAX_INFLIGHT = 2
+RETRANSMISSIONS = 2  # aioice's RTO 0.5 s doubling: unanswered after 0.5 + 1 + 2 s
 
 
 def announcement(addr: Addr, password: str) -> bytes:
@@ -65,7 +67,7 @@ class Rebinder:
         self._spawn = spawn
         self._count = count  # "sent", "authenticated", "failed"
         self.current: Addr | None = None  # the last address we authenticated
-        self._probing: Addr | None = None
+        self._probing: set[Addr] = set()
         self._last: dict[Addr, float] = {}  # address -> when last probed
         self._tokens = float(BURST)
         self._refilled = time.monotonic()
@@ -79,7 +81,7 @@ class Rebinder:
         """A datagram that is not STUN came from `addr`: probe it unless it is where the
         client is, already being probed, or over the limits."""
         expected = self.expected()
-        if expected is None or addr == expected or self._probing is not None:
+        if expected is None or addr == expected or len(self._probing) >= MAX_INFLIGHT:
             return
         now = time.monotonic()
         if now - self._last.get(addr, -COOLDOWN_S) < COOLDOWN_S:
@@ -91,7 +93,7 @@ class Rebinder:
         self._tokens -= 1
         self._last = {a: t for a, t in self._last.items() if now - t < COOLDOWN_S}
         self._last[addr] = now
-        self._probing = addr
+        self._probing.add(addr)
         self._spawn(self._probe(addr))
 
     async def _probe(self, addr: Addr) -> None:
@@ -99,7 +101,7 @@ class Rebinder:
             self._count("sent")
             ok = await ice.check(self.conn, addr, RETRANSMISSIONS)
         finally:
-            self._probing = None
+            self._probing.discard(addr)
         if not ok:
             self._count("failed")
             log.info("rebind probe to %s:%d unanswered", *addr)

@@ -191,7 +191,7 @@ async def _moved(call: Call) -> None:
     # more media from there is where the client is: no second probe
     for _ in range(5):
         await call.client.send(b"\x80" + b"\x01" * 40)
-    await _poll(lambda: len(call.nat.from_server) and call.rebinder._probing is None)
+    await _poll(lambda: len(call.nat.from_server) and not call.rebinder._probing)
     assert call.counts == {"sent": 1, "authenticated": 1}
 
 
@@ -243,24 +243,25 @@ async def _spoofed(call: Call) -> None:
 
 
 async def test_probes_are_bounded() -> None:
-    """A flood of datagrams from many addresses: one probe at a time, each address at
-    most once per cool-down."""
+    """A flood of datagrams from many addresses: MAX_INFLIGHT probes at a time, each
+    address at most once per cool-down."""
     async with connected() as call:
         _flood(call)
 
 
 def _flood(call: Call) -> None:
-    started: list[Addr | None] = []
+    started: list[int] = []
 
     def spawn(coro: Any) -> None:  # the probe is not run: only counted
         coro.close()
-        started.append(call.rebinder._probing)
+        started.append(len(call.rebinder._probing))
 
     call.rebinder._spawn = spawn
     for port in range(40000, 40050):
         call.rebinder.foreign(("127.0.0.1", port))
-    assert started == [("127.0.0.1", 40000)]
-    call.rebinder._probing = None
+    assert call.rebinder._probing == {("127.0.0.1", 40000), ("127.0.0.1", 40001)}
+    assert started == [1, 2] and rebind.MAX_INFLIGHT == 2
+    call.rebinder._probing.discard(("127.0.0.1", 40000))  # that one timed out
     call.rebinder.foreign(("127.0.0.1", 40000))  # cooling down
-    call.rebinder.foreign(("127.0.0.1", 40001))
-    assert started == [("127.0.0.1", 40000), ("127.0.0.1", 40001)]
+    call.rebinder.foreign(("127.0.0.1", 40002))
+    assert call.rebinder._probing == {("127.0.0.1", 40001), ("127.0.0.1", 40002)}
