@@ -43,8 +43,13 @@ struct steer_session {
 	struct steer_addr sock;    /* the transceiver socket that owns the session */
 	struct steer_addr vip;     /* where the session's packets appear to come from */
 	__u32 backend_id;
-	__u32 flags;
+	__u32 flags;               /* STEER_SESSION_* */
 };
+
+/* steer_session.flags: installed from another relay of the fleet, not registered here
+ * (pyctl/daemon/fleet.py). The data plane ignores it; a restarted daemon leaves such a
+ * session to the fleet sync instead of adopting it as its own. */
+#define STEER_SESSION_FOREIGN 1
 
 enum steer_backend_state {
 	STEER_BACKEND_UNSET = 0,   /* array slot never written: treated as active */
@@ -78,7 +83,7 @@ struct steer_flow_key {
 struct steer_flow {
 	struct steer_addr sock;
 	__u32 backend_id;
-	__u32 flags;
+	__u32 flags;        /* STEER_FLOW_*; the data plane writes 0 when it learns a flow */
 	__u64 created_ns;   /* bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC, jiffy resolution */
 	__u64 last_seen_ns;
 	__u64 packets;      /* client -> transceiver */
@@ -87,6 +92,11 @@ struct steer_flow {
 	__u64 rbytes;
 	struct steer_nexthop nh;  /* towards the transceiver */
 };
+
+/* steer_flow.flags: a copy of a flow another relay of the fleet learned, installed by the
+ * daemon (pyctl/daemon/fleetflows.py). Routed like any flow; the daemon neither publishes
+ * it again nor idles it out (it goes with its session). */
+#define STEER_FLOW_FLEET 1
 
 /* steer_rflows key: exactly the (source, destination) of a transceiver's packet. */
 struct steer_rflow_key {

@@ -21,6 +21,10 @@ ICE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 # slots, id 0 is never used, and a ufrag carries an id in three hex digits
 BACKEND_ID_MIN = 1
 BACKEND_ID_MAX = 4095
+# flag bits the daemon sets (bpf/steer_shared.h): a session installed from another relay,
+# a flow copied from another relay
+SESSION_FOREIGN = 1
+FLOW_FLEET = 1
 # steer_config.flags (STEER_CONFIG_*): connection hints off (what bench/mobility.py compares)
 CONFIG_NO_HINTS = 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -136,6 +137,12 @@ class Controller:
     # called with (records put, ufrags forgotten) on every change of the records: the
     # fleet (pyctl/daemon/fleet.py) publishes this relay's sessions to the other relays
     listeners: list[Any] = field(default_factory=list)
+    # the fleet (pyctl/daemon/fleet.py): sessions installed from other relays are left to
+    # it at start (not adopted); `claim` decides a heartbeat or end of one of them here;
+    # `draining` (a message) refuses new registrations
+    keep_foreign: bool = False
+    claim: Callable[[Session], SessionRecord] | None = None
+    draining: str | None = None
     # old ufrags of ICE restarts, still routing for their grace period (see `restart`)
     aliases: dict[str, Alias] = field(default_factory=dict)
 
@@ -167,6 +174,11 @@ class Controller:
             self.store.put_backend(rec)
         if self.mirror is not None:
             self.mirror.mark(backends=[backend_id])
+
+    def check_accepting(self) -> None:
+        """503 while this relay drains (docs/fleet.md): new sessions go to another relay."""
+        if self.draining:
+            raise ControlError(503, self.draining)
 
     def check_writable(self) -> None:
         """503 at once while the mirror cannot write: a write then changes nothing."""
@@ -239,6 +251,7 @@ class Controller:
     def register(self, body: Any, owner: int | None = None) -> SessionRecord:
         """`owner`: the backend a backend credential speaks for (None: the operator)."""
         s, ttl = self.parse_session(body)
+        self.check_accepting()
         self._check_unique(s, "")
         self._check_backend(s, owner, "")
         self.check_writable()
@@ -271,6 +284,7 @@ class Controller:
             raise ControlError(
                 413, f"sessions: {len(items)} in one batch, at most {max_items}", "sessions"
             )
+        self.check_accepting()
         parsed = [self.parse_session(it, f"sessions[{i}].") for i, it in enumerate(items)]
         ufrags: set[str] = set()
         socks: set[Endpoint] = set()
@@ -330,7 +344,12 @@ class Controller:
         if live is None:
             raise ControlError(404, f"no session {ufrag!r}", "ufrag")
         if rec is None:
-            rec = self._adopt(live, time.time())
+            if live.foreign:  # another relay's (fleet): taken over, or 409
+                if self.claim is None:
+                    raise ControlError(409, f"session {ufrag!r} is another relay's", "ufrag")
+                rec = self.claim(live)
+            else:
+                rec = self._adopt(live, time.time())
             self._put([rec])
         if owner is not None and rec.backend != owner:
             raise ControlError(
@@ -526,7 +545,11 @@ class Controller:
                 self.aliases[u] = Alias(u, owner.ufrag, now + RESTART_GRACE_S)
         stored = {r.ufrag: r for r in loaded.sessions}
         keep = [r for u, r in stored.items() if u in in_maps]
-        adopted = [self._adopt(s, now) for u, s in in_maps.items() if u not in stored]
+        adopted = [
+            self._adopt(s, now)
+            for u, s in in_maps.items()
+            if u not in stored and not (s.foreign and self.keep_foreign)
+        ]
         restored = []
         for u, rec in stored.items():
             if u in in_maps:

@@ -1,28 +1,39 @@
-"""Sessions shared between relays through Redis (`steerctl daemon --store redis://… --fleet`).
+"""Sessions and flows shared between relays through Redis (`steerctl daemon --store
+redis://… --fleet`). docs/fleet.md has the design and the sizing.
 
 Every relay keeps mirroring its own sessions to `steer:<instance>:sessions` (store.py).
-With --fleet it also publishes each change of its own sessions on one pub/sub channel, and
-installs the sessions the other relays publish into its own maps, so a session registered
-on one relay is routable (first packet, and a transceiver's reply leaving through any
-relay) on every relay. A relay that starts, or reconnects, subscribes first and then loads
-every other relay's hash, so nothing published meanwhile is missed.
+With --fleet it also publishes, batched every FLUSH_S into one message on one channel, the
+changes of its own sessions and the flows its data plane learned (fleetflows.py, also kept
+in `steer:<instance>:flows`), and installs what the other relays publish: their sessions
+(flagged STEER_SESSION_FOREIGN: never this relay's records, never adopted by a restart;
+their origin owns TTL, heartbeats and expiry) and their flows. A relay that starts, or
+reconnects, subscribes first and then loads every other relay's hashes, so nothing
+published meanwhile is missed.
 
-Sessions of other relays ("foreign") are written to the maps only, never to this relay's
-records: their origin owns TTL, heartbeats and expiry, and its deletion (end, expiry,
-backend removal) removes them here. Changes are batched every FLUSH_S into one message.
-Lag (origin write -> installed here) and counts are kept for metrics and `fleet_status`.
-docs/fleet.md has the design and the sizing.
+Messages are signed (HMAC-SHA256, a key derived from the operator token) when the daemon
+has one; then an unsigned or badly signed message or flow list is dropped and counted.
+Liveness (fleetlive.py): a dead relay's sessions here expire when their TTL runs out (its
+last record in Redis says when), with their flows, unless a transceiver's heartbeat
+reaches a live relay first, which then takes the session over. Drain: this relay refuses
+new registrations and says so in its heartbeat; what it has stays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pyctl.daemon.control import ControlError
+from pyctl.daemon.fleetflows import FlowShare, Watch, flow_of
+from pyctl.daemon.fleetlive import Liveness, Peer
 from pyctl.daemon.nexthop import NextHops
 from pyctl.daemon.store import SessionRecord, _session_of
 from pyctl.dataplane.maps import Session
@@ -33,6 +44,34 @@ log = logging.getLogger("steer.fleet")
 CHANNEL = "steer:fleet:sessions"
 FLUSH_S = 0.02
 RETRY_S = 0.5
+EXPIRE_EVERY_S = 0.25
+SIG = b"s1 "  # a signed message: SIG, 64 hex digits, a space, the JSON
+
+
+def fleet_key(token: str) -> bytes | None:
+    """The key fleet messages are signed with: derived from the operator token (the
+    relays of a fleet share it), so no second secret is needed. None without a token."""
+    if not token:
+        return None
+    return hmac.new(token.encode(), b"steer fleet messages v1", hashlib.sha256).digest()
+
+
+def sign(key: bytes | None, raw: bytes) -> bytes:
+    if key is None:
+        return raw
+    return SIG + hmac.new(key, raw, hashlib.sha256).hexdigest().encode() + b" " + raw
+
+
+def unsign(key: bytes | None, data: bytes) -> bytes | None:
+    """The JSON of a message, or None if this relay has a key and the message is not
+    signed with it (a relay without a key trusts Redis: docs/fleet.md)."""
+    if not data.startswith(SIG):
+        return None if key is not None else data
+    mac, _, raw = data[len(SIG) :].partition(b" ")
+    if key is None:
+        return raw
+    good = hmac.new(key, raw, hashlib.sha256).hexdigest().encode()
+    return raw if hmac.compare_digest(mac, good) else None
 
 
 @dataclass
@@ -41,26 +80,47 @@ class FleetStats:
     removed: int = 0
     published: int = 0
     refused: int = 0  # a peer's session whose ufrag or socket is taken here
+    refused_signature: int = 0  # messages or flow lists not signed with the fleet key
+    expired: int = 0  # sessions of dead relays whose TTL ran out here
+    taken_over: int = 0  # sessions of dead relays this relay took over (a heartbeat)
     lag_last_s: float = 0.0
     lag_max_s: float = 0.0
     peers: set[str] = field(default_factory=set)
 
 
 class FleetSync:
-    def __init__(self, ctl: Any, url: str, relay: str, netns: str | None = None) -> None:
+    def __init__(
+        self,
+        ctl: Any,
+        url: str,
+        relay: str,
+        netns: str | None = None,
+        token: str = "",
+        state_dir: Path | None = None,
+    ) -> None:
         import redis.asyncio as aioredis
 
         self.ctl, self.relay = ctl, relay
         self.client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.key = fleet_key(token)
         self.foreign: dict[str, str] = {}  # ufrag -> the relay it came from
+        self.socks: dict[str, str] = {}  # ufrag -> socket, of every session shared
         self.put: dict[str, SessionRecord] = {}
         self.announced: set[str] = set()  # this relay's sessions the peers were told of
         self.gone: set[str] = set()
+        self.doomed: dict[str, float] = {}  # a dead relay's session here -> when it expires
         self.stats = FleetStats()
+        self.flows = FlowShare(ctl.maps, relay)
+        self.live = Liveness(url, relay, self._describe, self._peer_changed)
+        self.drain_file = None if state_dir is None else state_dir / f"{relay}.draining"
+        self.draining = bool(self.drain_file and self.drain_file.exists())
+        self._apply_drain()
         # a peer's transceivers are next hops here too: resolved before their first packet
         self.hops = NextHops(netns)
         self.unresolved: set[str] = set()
+        self.pinned: set[str] = set()  # foreign sessions found in the maps at start
         ctl.listeners.append(self.on_change)
+        ctl.claim = self.claim
 
     # -- this relay's changes (Controller listener): queued, published in batches
     def on_change(self, put: list[SessionRecord], gone: list[str]) -> None:
@@ -70,6 +130,7 @@ class FleetSync:
         for r in put:
             if r.ufrag not in self.foreign and r.ufrag not in self.announced:
                 self.announced.add(r.ufrag)
+                self.socks[r.ufrag] = r.sock
                 self.put[r.ufrag] = r
                 self.gone.discard(r.ufrag)
         for u in gone:
@@ -77,9 +138,16 @@ class FleetSync:
                 self.announced.discard(u)
                 self.gone.add(u)
                 self.put.pop(u, None)
+                self._sock_gone(u)
+
+    def _sock_gone(self, ufrag: str) -> None:
+        sock = self.socks.pop(ufrag, None)
+        if sock is not None and self.ctl.maps.sock_owner(Endpoint.parse(sock)) is None:
+            self.flows.purge_sock(sock)
 
     async def _flush(self) -> None:
-        if not self.put and not self.gone:
+        flows, fput, fdel = self.flows.take()
+        if not self.put and not self.gone and not flows and not fput and not fdel:
             return
         put, gone = self.put, self.gone
         self.put, self.gone = {}, set()
@@ -88,43 +156,65 @@ class FleetSync:
             "t": time.time(),
             "put": [asdict(r) for r in put.values()],
             "del": sorted(gone),
+            "flows": flows,
         }
+        pipe = self.client.pipeline(transaction=False)
+        mine = f"steer:{self.relay}:flows"
+        if fput:
+            pipe.hset(mine, mapping={s: sign(self.key, v.encode()) for s, v in fput.items()})
+        if fdel:
+            pipe.hdel(mine, *fdel)
+            for peer in self._dead():  # a dead relay's flows of ended sessions go too
+                pipe.hdel(f"steer:{peer}:flows", *fdel)
+        pipe.publish(CHANNEL, sign(self.key, json.dumps(msg).encode()))
         try:
-            await self.client.publish(CHANNEL, json.dumps(msg))
+            await pipe.execute()
             self.stats.published += len(put) + len(gone)
         except Exception:
             for u, r in put.items():  # not lost: next time
                 self.put.setdefault(u, r)
             self.gone |= gone - set(self.put)
+            self.flows.untake(flows, [*fput, *fdel])
             raise
 
     # -- the other relays' sessions: installed into the maps only
     def _install(self, origin: str, rec: SessionRecord) -> None:
-        maps = self.ctl.maps
         if self.foreign.get(rec.ufrag) == origin or self.ctl.store.get(rec.ufrag) is not None:
             return
+        maps = self.ctl.maps
+        s = Session(rec.ufrag, Endpoint.parse(rec.sock), Endpoint.parse(rec.vip), rec.backend, True)
         try:
-            if maps.get_session(rec.ufrag) is not None:
+            live = maps.get_session(rec.ufrag)
+            if live is None:
+                maps.add_session(s)
+            elif live != s:  # a foreign copy (another origin's, or pinned) is the same
                 raise ValueError("ufrag live here")
-            maps.add_session(
-                Session(rec.ufrag, Endpoint.parse(rec.sock), Endpoint.parse(rec.vip), rec.backend)
-            )
         except Exception as e:
             self.stats.refused += 1
             log.warning("session %s of relay %s not installed: %s", rec.ufrag, origin, e)
             return
+        if rec.ufrag not in self.foreign:
+            self.stats.installed += 1
         self.foreign[rec.ufrag] = origin
-        self.unresolved.add(str(Endpoint.parse(rec.sock).ip))
-        self.stats.installed += 1
+        self.socks[rec.ufrag] = rec.sock
+        self.doomed.pop(rec.ufrag, None)
+        self.live.track(origin)
+        self.unresolved.add(str(s.sock.ip))
 
-    def _remove(self, origin: str, ufrag: str) -> None:
-        if self.foreign.get(ufrag) != origin:
+    def _remove(self, origin: str | None, ufrag: str) -> None:
+        if origin is not None and self.foreign.get(ufrag) != origin:
             return
-        del self.foreign[ufrag]
+        self.foreign.pop(ufrag, None)
+        self.doomed.pop(ufrag, None)
         self.ctl.maps.del_session(ufrag)
+        self._sock_gone(ufrag)
         self.stats.removed += 1
 
-    def apply(self, raw: bytes | str) -> None:
+    def apply(self, data: bytes | str) -> None:
+        raw = unsign(self.key, data.encode() if isinstance(data, str) else data)
+        if raw is None:
+            self.stats.refused_signature += 1
+            return
         msg = json.loads(raw)
         origin = msg["origin"]
         if origin == self.relay:
@@ -134,42 +224,97 @@ class FleetSync:
             self._install(origin, _session_of(json.dumps(d)))
         for u in msg.get("del", []):
             self._remove(origin, u)
+        for d in msg.get("flows", []):
+            self.flows.install(flow_of(d))
         lag = max(0.0, time.time() - float(msg["t"]))
         self.stats.lag_last_s = lag
         self.stats.lag_max_s = max(self.stats.lag_max_s, lag)
 
     async def _load_peers(self) -> None:
-        """Every other relay's mirrored sessions (after subscribing: none is missed)."""
-        mine = f"steer:{self.relay}:sessions".encode()
-        async for key in self.client.scan_iter(match="steer:*:sessions", count=1000):
-            if key == mine or key == CHANNEL.encode():
+        """Every other relay's mirrored sessions, then their flows (after subscribing:
+        none is missed). Foreign sessions no relay holds any more are removed."""
+        seen: set[str] = set()
+        flows: list[Any] = []
+        async for key in self.client.scan_iter(match="steer:*", count=1000):
+            parts = key.decode().split(":")
+            if len(parts) != 3 or parts[1] in (self.relay, "fleet"):
                 continue
-            origin = key.decode().split(":", 2)[1]
+            origin, what = parts[1], parts[2]
+            if what == "flows":
+                flows += (await self.client.hgetall(key)).values()
+                continue
+            if what != "sessions":
+                continue
             self.stats.peers.add(origin)
             for raw in (await self.client.hgetall(key)).values():
                 try:
-                    self._install(origin, _session_of(raw))
+                    rec = _session_of(raw)
                 except (ValueError, TypeError) as e:
                     log.warning("relay %s: malformed session skipped (%s)", origin, e)
+                    continue
+                self._install(origin, rec)
+                seen.add(rec.ufrag)
+        for u in (set(self.foreign) | self.pinned) - seen:
+            self._remove(None, u)
+        self.pinned = set()
+        for data in flows:
+            body = unsign(self.key, data if isinstance(data, bytes) else data.encode())
+            if body is None:
+                self.stats.refused_signature += 1
+                continue
+            try:
+                recs = [flow_of(d) for d in json.loads(body)]
+            except (ValueError, TypeError) as e:
+                log.warning("malformed flow list skipped (%s)", e)
+                continue
+            for r in recs:
+                self.flows.install(r)
+        self.flows.orphans()
 
-    async def run(self) -> None:
+    async def _adopt_pinned(self) -> None:
+        """After a restart: the foreign sessions and flow copies already in the maps."""
+        maps = self.ctl.maps
+        self.pinned = {s.ufrag for s in maps.sessions() if s.foreign}
+        for s in maps.sessions():
+            if s.foreign:
+                self.socks[s.ufrag] = str(s.sock)
+        self.flows.adopt(await asyncio.to_thread(self.flows.pinned_copies))
+
+    async def run(self, work: Any = None) -> None:
+        if work is not None:
+            work.watch(Watch(asyncio.get_running_loop(), self.flows.learned))
+        await self._adopt_pinned()
+        live = asyncio.create_task(self.live.run())
+        expiry = asyncio.create_task(self._expire_loop())
+        try:
+            await self._sync()
+        finally:
+            for t in (live, expiry):
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+
+    async def _sync(self) -> None:
         while True:
             try:
                 pubsub = self.client.pubsub()
                 await pubsub.subscribe(CHANNEL)
                 await self._load_peers()
+                await self.client.delete(f"steer:{self.relay}:flows")
                 self.announced.clear()  # peers may have missed some: announce all again
                 self.on_change(list(self.ctl.store.sessions()), [])
+                self.flows.republish()
                 await self._resolve()
                 log.info(
-                    "fleet: %d sessions of %d other relays installed",
+                    "fleet: %d sessions of %d other relays installed, %d flow copies",
                     len(self.foreign),
                     len(self.stats.peers),
+                    self.flows.status()["copies"],
                 )
                 while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=FLUSH_S)
                     while msg is not None:
-                        self.apply(msg["data"])
+                        self._apply_safely(msg["data"])
                         msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
                     await self._resolve()
                     await self._flush()
@@ -179,34 +324,173 @@ class FleetSync:
                 log.warning("fleet sync: %s; retrying", e)
                 await asyncio.sleep(RETRY_S)
 
+    def _apply_safely(self, data: bytes) -> None:
+        try:
+            self.apply(data)
+        except (ValueError, TypeError, KeyError) as e:
+            self.stats.refused += 1
+            log.warning("fleet message skipped: %s", e)
+
     async def _resolve(self) -> None:
         if self.unresolved:
             ips, self.unresolved = self.unresolved, set()
             await self.hops.resolve(ips)
 
+    # -- liveness, drain, dead relays
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "state": "draining" if self.draining else "active",
+            "sessions": len(self.ctl.store),
+            "flows": self.flows.stats.learned,
+        }
+
+    def _dead(self) -> list[str]:
+        return [p.name for p in self.live.peers.values() if p.state == "dead"]
+
+    def _peer_changed(self, peer: Peer, old: str) -> None:
+        if peer.state == "dead":
+            asyncio.get_running_loop().create_task(self._doom(peer.name))
+        elif old == "dead":
+            for u, origin in self.foreign.items():
+                if origin == peer.name:
+                    self.doomed.pop(u, None)
+
+    async def _doom(self, peer: str) -> None:
+        """A dead relay's sessions here expire when their TTL runs out: its last record in
+        Redis says when (heartbeats are not published); no TTL: `adopt_ttl` from now."""
+        try:
+            raw = await self.live.client.hgetall(f"steer:{peer}:sessions")
+        except Exception as e:
+            log.warning("fleet: records of dead relay %s unreadable (%s)", peer, e)
+            raw = {}
+        now = time.time()
+        for u, origin in list(self.foreign.items()):
+            if origin != peer:
+                continue
+            at = None
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                at = _session_of(raw[u.encode()]).expires_at
+            self.doomed[u] = now + self.ctl.adopt_ttl if at is None else at
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRE_EVERY_S)
+            now = time.time()
+            due = [u for u, at in self.doomed.items() if at <= now]
+            for u in due:
+                origin = self.foreign.get(u)
+                sock = self.socks.get(u)
+                self._remove(None, u)
+                self.stats.expired += 1
+                log.info("session %s of dead relay %s expired here", u, origin)
+                with contextlib.suppress(Exception):  # the others do the same; idempotent
+                    pipe = self.live.client.pipeline(transaction=False)
+                    pipe.hdel(f"steer:{origin}:sessions", u)
+                    if sock is not None:
+                        pipe.hdel(f"steer:{origin}:flows", sock)
+                    await pipe.execute()
+
+    def claim(self, live: Session) -> SessionRecord:
+        """A heartbeat (or an end) reached this relay for a session another relay
+        registered: taken over if that relay is dead, else refused."""
+        origin = self.foreign.get(live.ufrag, "?")
+        if self.live.state(origin) != "dead":
+            raise ControlError(
+                409,
+                f"session {live.ufrag!r} is relay {origin}'s: its heartbeats and end go there",
+                "ufrag",
+            )
+        self.foreign.pop(live.ufrag, None)
+        self.doomed.pop(live.ufrag, None)
+        own = Session(live.ufrag, live.sock, live.vip, live.backend_id)
+        self.ctl.maps.add_session(own)  # overwrites: no longer flagged foreign
+        self.stats.taken_over += 1
+        log.info("session %s of dead relay %s taken over", live.ufrag, origin)
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(self._forget_at(origin, live.ufrag))
+        return self.ctl._adopt(own, time.time())
+
+    async def _forget_at(self, origin: str, ufrag: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.live.client.hdel(f"steer:{origin}:sessions", ufrag)
+
+    def set_draining(self, on: bool) -> None:
+        self.draining = on
+        if self.drain_file is not None:
+            if on:
+                self.drain_file.parent.mkdir(parents=True, exist_ok=True)
+                self.drain_file.write_text("draining\n")
+            else:
+                self.drain_file.unlink(missing_ok=True)
+        self._apply_drain()
+        log.warning("fleet: relay %s %s", self.relay, "draining" if on else "active again")
+
+    def _apply_drain(self) -> None:
+        self.ctl.draining = (
+            f"relay {self.relay} is draining: register with another relay of the fleet"
+            if self.draining
+            else None
+        )
+
+    # -- listings
     @staticmethod
     def idle_status() -> dict[str, Any]:
         """What status() says of a relay running without --fleet (for the metrics)."""
         zero = dict.fromkeys(("installed", "removed", "published", "refused"), 0)
-        return {"foreign_sessions": 0, "lag_last_s": 0.0, "lag_max_s": 0.0, **zero}
+        flows = dict.fromkeys(
+            ("learned", "published", "installed", "replaced", "stale", "misses", "removed"), 0
+        )
+        return {
+            "foreign_sessions": 0,
+            "lag_last_s": 0.0,
+            "lag_max_s": 0.0,
+            "state": "active",
+            "draining": False,
+            "sessions": 0,
+            "relays": [],
+            "refused_signature": 0,
+            "expired": 0,
+            "taken_over": 0,
+            "flows": {**flows, "copies": 0},
+            "flow_lag": {"n": 0, "last_s": 0.0, "p50_s": 0.0, "p99_s": 0.0, "max_s": 0.0},
+            **zero,
+        }
 
     def status(self) -> dict[str, Any]:
         s = self.stats
         return {
             "relay": self.relay,
-            "peers": sorted(s.peers),
+            "state": "draining" if self.draining else "active",
+            "draining": self.draining,
+            "sessions": len(self.ctl.store),  # registered here (a drain waits for these)
+            "signed": self.key is not None,
+            "peers": sorted(s.peers | set(self.live.peers)),
+            "relays": self.live.status(),
             "foreign_sessions": len(self.foreign),
             "installed": s.installed,
             "removed": s.removed,
             "published": s.published,
             "refused": s.refused,
+            "refused_signature": s.refused_signature,
+            "expired": s.expired,
+            "taken_over": s.taken_over,
             "lag_last_s": round(s.lag_last_s, 4),
             "lag_max_s": round(s.lag_max_s, 4),
+            "flows": self.flows.status(),
+            "flow_lag": self.flows.lag_status(),
         }
 
 
-def start(ctl: Any, store_url: str, relay: str, netns: str | None) -> asyncio.Task[None]:
-    return asyncio.create_task(FleetSync(ctl, store_url, relay, netns).run())
+def start(
+    ctl: Any,
+    store_url: str,
+    relay: str,
+    netns: str | None,
+    work: Any = None,
+    token: str = "",
+    state_dir: Path | None = None,
+) -> asyncio.Task[None]:
+    return asyncio.create_task(FleetSync(ctl, store_url, relay, netns, token, state_dir).run(work))
 
 
 def of(ctl: Any) -> FleetSync | None:
@@ -219,17 +503,19 @@ def of(ctl: Any) -> FleetSync | None:
 
 
 async def where(sync: FleetSync, ufrag: str) -> dict[str, Any]:
-    """Which relay registered `ufrag` (its mirror hash holds it) and which relays were
-    told of it (every peer subscribed: the origin's peers)."""
-    origin = None
-    async for key in sync.client.scan_iter(match="steer:*:sessions", count=1000):
-        if key != CHANNEL.encode() and await sync.client.hexists(key, ufrag):
-            origin = key.decode().split(":", 2)[1]
-            break
-    relays = sorted({sync.relay, *sync.stats.peers})
+    """Which relay registered `ufrag`, which relays know it, and where its flows live, as
+    this relay knows it (no Redis round trip: the answer never waits on the store)."""
+    live = sync.ctl.maps.get_session(ufrag)
+    if sync.ctl.store.get(ufrag) is not None:
+        origin: str | None = sync.relay
+    else:
+        origin = sync.foreign.get(ufrag)
+    relays = sorted({sync.relay, *(p.name for p in sync.live.peers.values() if p.state != "dead")})
     return {
         "ufrag": ufrag,
         "origin": origin,
-        "known_here": sync.ctl.maps.get_session(ufrag) is not None,
+        "origin_state": None if origin is None else sync.live.state(origin),
+        "known_here": live is not None,
         "relays": relays if origin else [],
+        "flows": [] if live is None else sync.flows.where(live.sock),
     }

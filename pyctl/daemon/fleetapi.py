@@ -1,7 +1,10 @@
 """The fleet through the control API (operator only):
 
-GET /v1/fleet                this relay's view: peers, foreign sessions, lag, counts
-GET /v1/fleet/sessions/{u}   which relay registered session u, and which relays know it
+GET  /v1/fleet               this relay's view: state, relays and their liveness, foreign
+                             sessions, flows shared (learned, installed, copies), lag, counts
+GET  /v1/fleet/sessions/{u}  which relay registered session u, which relays know it, and
+                             where its flows live
+POST /v1/fleet/drain         {"drain": true|false}: stop (or resume) taking new sessions
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from pyctl.daemon import fleet
-from pyctl.daemon.control import ControlError
+from pyctl.daemon.control import ControlError, bad, check_keys, want_object
 
 
 def add_routes(router: web.UrlDispatcher, ctl_key: Any) -> None:
@@ -30,5 +33,17 @@ def add_routes(router: web.UrlDispatcher, ctl_key: Any) -> None:
             raise ControlError(404, f"no relay of the fleet has session {ans['ufrag']!r}")
         return web.json_response(ans)
 
+    async def drain(request: web.Request) -> web.Response:
+        from pyctl.daemon.api import body_of
+
+        sync = sync_of(request)
+        body = want_object(await body_of(request))
+        check_keys(body, {"drain"})
+        if not isinstance(body.get("drain"), bool):
+            raise bad("drain", "expected true or false")
+        sync.set_draining(body["drain"])
+        return web.json_response(sync.status())
+
     router.add_get("/v1/fleet", status)
     router.add_get("/v1/fleet/sessions/{ufrag:.+}", session)
+    router.add_post("/v1/fleet/drain", drain)

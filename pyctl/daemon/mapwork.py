@@ -19,6 +19,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
 
 from pyctl.dataplane import mapinfo
 from pyctl.dataplane.maps import Backend, Census, RouteMaps
@@ -75,18 +78,33 @@ def usage(
 
 
 def take_snapshot(
-    maps: RouteMaps, idle_ns: int | None = None, between: Callable[[], None] | None = None
+    maps: RouteMaps,
+    idle_ns: int | None = None,
+    between: Callable[[], None] | None = None,
+    seen: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> Snapshot:
     """Walk the maps once (and expire idle flows when `idle_ns` is given); `between` runs
-    between two batches of every walk."""
+    between two batches of every walk; `seen` gets each batch of the flow map."""
     t = time.monotonic()
-    census = maps.sweep(idle_ns if idle_ns is not None else 1 << 62, between=between)
+    census = maps.sweep(idle_ns if idle_ns is not None else 1 << 62, between=between, seen=seen)
     sessions = maps.session_counts(between)
     snap = Snapshot(
         t, census, sessions, maps.backends(), usage(maps, census, between), maps.stats()
     )
     snap.took = time.monotonic() - t
     return snap
+
+
+class FlowWatch(Protocol):
+    """Looks at every walk of the flow map (the fleet: flows learned since its last look,
+    pyctl/daemon/fleetflows.py). Called in the worker thread."""
+
+    def seen(self, keys: np.ndarray, leaves: np.ndarray) -> None: ...
+    def walked(self, started_ns: int) -> None: ...
+
+
+WATCH_MIN_S = 0.05  # the watch's own walks: at most this often ...
+WATCH_SHARE = 4.0  # ... and at least this many times their own duration apart
 
 
 class Stopped(Exception):
@@ -112,7 +130,17 @@ class MapWorker:
         self._purges: list[_Purge] = []
         self._waiters: list[tuple[float, concurrent.futures.Future[Snapshot]]] = []
         self._stop = False
+        self._watch: FlowWatch | None = None
+        self._next_watch = float("inf")
         self._thread = threading.Thread(target=self._run, name="steer-maps", daemon=True)
+
+    def watch(self, w: FlowWatch) -> None:
+        """Hand `w` every batch of every flow walk: the sweep's, and walks of the flow map
+        alone between sweeps, as often as WATCH_MIN_S and at most 1/WATCH_SHARE of the
+        thread's time (the cost of a walk grows with the flows)."""
+        with self._cv:
+            self._watch, self._next_watch = w, time.monotonic()
+            self._cv.notify()
 
     def start(self) -> MapWorker:
         self._thread.start()
@@ -160,16 +188,27 @@ class MapWorker:
             while True:
                 with self._cv:
                     while not (
-                        self._stop or self._purges or self._waiters or time.monotonic() >= next_walk
+                        self._stop
+                        or self._purges
+                        or self._waiters
+                        or time.monotonic() >= min(next_walk, self._next_watch)
                     ):
-                        self._cv.wait(max(0.0, next_walk - time.monotonic()))
+                        due = min(next_walk, self._next_watch)
+                        self._cv.wait(max(0.0, due - time.monotonic()))
                     if self._stop:
                         return
                 if self._purges:
                     self._do_purges()
                     continue
-                self._walk()
-                next_walk = time.monotonic() + self.period
+                t = time.monotonic()
+                if self._waiters or t >= next_walk:
+                    self._walk()
+                    next_walk = time.monotonic() + self.period
+                else:
+                    self._watch_walk()
+                took = time.monotonic() - t
+                if self._watch is not None:
+                    self._next_watch = time.monotonic() + max(WATCH_MIN_S, WATCH_SHARE * took)
         except Stopped:
             return
         except Exception:  # never silently: a dead worker means no expiry
@@ -199,8 +238,12 @@ class MapWorker:
     def _walk(self) -> None:
         with self._cv:
             waiters, self._waiters = self._waiters, []
+        w, started = self._watch, time.monotonic_ns()
         try:
-            snap = take_snapshot(self.maps, self.idle_ns, self._between)
+            seen = None if w is None else w.seen
+            snap = take_snapshot(self.maps, self.idle_ns, self._between, seen)
+            if w is not None:
+                w.walked(started)
             if snap.census.expired:
                 self.expired += snap.census.expired
                 log.info("expired %d idle flows", snap.census.expired)
@@ -216,6 +259,21 @@ class MapWorker:
         self.snapshot = snap
         for _, fut in waiters:
             fut.set_result(snap)
+
+    def _watch_walk(self) -> None:
+        """The flow map alone, for the watch (a failure is logged; the next one retries)."""
+        w, started = self._watch, time.monotonic_ns()
+        if w is None:
+            return
+        try:
+            for keys, leaves, _ in chunks(self.maps.flow_map):
+                w.seen(keys, leaves)
+                self._between()
+            w.walked(started)
+        except Stopped:
+            raise
+        except Exception:
+            log.exception("flow watch walk failed; retrying")
 
     def _refuse(self) -> None:
         with self._cv:

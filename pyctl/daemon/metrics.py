@@ -16,10 +16,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from pyctl.daemon import firewall, fleet
+from pyctl.daemon.fleetflows import LAG_BUCKETS
 from pyctl.daemon.mapwork import Snapshot, take_snapshot
 from steer_common.shared import BackendState, Reason
 
@@ -127,7 +133,9 @@ METRICS = [
         "steer_fleet_events_total",
         "counter",
         "Fleet session changes: installed/removed (other relays' sessions here), published "
-        "(this relay's), refused (ufrag or socket taken here).",
+        "(this relay's), refused (ufrag or socket taken here), refused_signature (a message "
+        "or flow list not signed with the fleet key), expired (a dead relay's session whose "
+        "TTL ran out here), taken_over (a dead relay's session heartbeated here).",
         ("event",),
     ),
     Spec(
@@ -135,6 +143,42 @@ METRICS = [
         "gauge",
         "From a relay's publish to the session installed here: the last and the largest.",
         ("which",),
+    ),
+    Spec(
+        "steer_fleet_draining",
+        "gauge",
+        "1 while this relay drains (steerctl fleet drain): registrations are refused.",
+    ),
+    Spec(
+        "steer_fleet_relays",
+        "gauge",
+        "The other relays this one knows, by liveness: alive, draining, dead.",
+        ("state",),
+    ),
+    Spec(
+        "steer_fleet_flows",
+        "gauge",
+        "Copies of flows other relays learned, installed here (with their reverse flows).",
+    ),
+    Spec(
+        "steer_fleet_flow_events_total",
+        "counter",
+        "Flows shared: learned (by this relay's data plane), published, installed (another "
+        "relay's, here), replaced (an older flow to another socket), stale (a newer one is "
+        "here), removed (with their session).",
+        ("event",),
+    ),
+    Spec(
+        "steer_fleet_misses_total",
+        "counter",
+        "Flows of other relays not installed because this relay has no session for their "
+        "socket (the client's packets would be dropped here).",
+    ),
+    Spec(
+        "steer_fleet_flow_lag_seconds",
+        "histogram",
+        "Replication lag of flows: learned by another relay's data plane (wall clock) to "
+        "installed here.",
     ),
 ]
 SPECS = {s.name: s for s in METRICS}
@@ -227,13 +271,43 @@ def _fleet(ctl: Controller) -> Iterator[Metric]:
     s = sync.status() if sync is not None else fleet.FleetSync.idle_status()
     yield _family("steer_fleet_sessions", value=s["foreign_sessions"])
     events = _family("steer_fleet_events_total")
-    for e in ("installed", "removed", "published", "refused"):
+    for e in ("installed", "removed", "published", "refused", "refused_signature"):
+        events.add_metric([e], s[e])
+    for e in ("expired", "taken_over"):
         events.add_metric([e], s[e])
     yield events
     lag = _family("steer_fleet_replication_lag_seconds")
     lag.add_metric(["last"], s["lag_last_s"])
     lag.add_metric(["max"], s["lag_max_s"])
     yield lag
+    yield _family("steer_fleet_draining", value=1 if s["draining"] else 0)
+    relays = _family("steer_fleet_relays")
+    for state in ("alive", "draining", "dead"):
+        relays.add_metric([state], sum(1 for r in s["relays"] if r["state"] == state))
+    yield relays
+    f = s["flows"]
+    yield _family("steer_fleet_flows", value=f["copies"])
+    fev = _family("steer_fleet_flow_events_total")
+    for e in ("learned", "published", "installed", "replaced", "stale", "removed"):
+        fev.add_metric([e], f[e])
+    yield fev
+    yield _family("steer_fleet_misses_total", value=f["misses"])
+    yield _flow_lag(sync)
+
+
+def _flow_lag(sync: fleet.FleetSync | None) -> Metric:
+    spec = SPECS["steer_fleet_flow_lag_seconds"]
+    st = None if sync is None else sync.flows.stats
+    counts = [0] * (len(LAG_BUCKETS) + 1) if st is None else st.buckets
+    edges = [*(str(b) for b in LAG_BUCKETS), "+Inf"]
+    cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
+    return HistogramMetricFamily(
+        spec.name.removesuffix("_seconds"),
+        spec.help,
+        buckets=list(zip(edges, cumulative, strict=True)),
+        sum_value=0.0 if st is None else st.lag_sum,
+        unit="seconds",
+    )
 
 
 class WallCollector(Collector):

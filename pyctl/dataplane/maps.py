@@ -18,7 +18,15 @@ import numpy as np
 
 from pyctl.dataplane.mapscan import CHUNK, Cursor, chunks, scan, to_ctypes
 from steer_common.endpoint import Endpoint
-from steer_common.shared import ICE_CHARS, UFRAG_MAX, UFRAG_MIN, BackendState, Reason
+from steer_common.shared import (
+    FLOW_FLEET,
+    ICE_CHARS,
+    SESSION_FOREIGN,
+    UFRAG_MAX,
+    UFRAG_MIN,
+    BackendState,
+    Reason,
+)
 
 
 def check_ufrag(ufrag: str) -> str:
@@ -36,6 +44,7 @@ class Session:
     sock: Endpoint
     vip: Endpoint
     backend_id: int
+    foreign: bool = False  # installed from another relay of the fleet (STEER_SESSION_FOREIGN)
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,7 @@ class RouteMaps:
         s.sock.fill(leaf.sock)
         s.vip.fill(leaf.vip)
         leaf.backend_id = s.backend_id
+        leaf.flags = SESSION_FOREIGN if s.foreign else 0
         return leaf
 
     def get_session(self, ufrag: str) -> Session | None:
@@ -467,15 +477,24 @@ class RouteMaps:
         return n
 
     def sweep(
-        self, idle_ns: int, now_ns: int | None = None, between: Callable[[], None] | None = None
+        self,
+        idle_ns: int,
+        now_ns: int | None = None,
+        between: Callable[[], None] | None = None,
+        seen: Callable[[np.ndarray, np.ndarray], None] | None = None,
     ) -> Census:
         """One walk of the flow map, a batch at a time: delete the idle flows (each read
         again first: a packet since the walk makes it live) and count the rest by backend.
-        `between` runs between two batches (default: yield the GIL)."""
+        `between` runs between two batches (default: yield the GIL); `seen` is handed
+        every batch first (the fleet picks the flows learned since its last look). A
+        fleet copy (STEER_FLOW_FLEET) is not idled out: it goes with its session."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
         census = Census()
         for keys, leaves, _ in chunks(self.flow_map):
+            if seen is not None:
+                seen(keys, leaves)
             idle = now_ns - leaves["last_seen_ns"].astype(np.int64) > idle_ns
+            idle &= (leaves["flags"] & FLOW_FLEET) == 0
             expired = 0
             for k in to_ctypes(keys[idle], self.flow_map.Key):
                 try:
@@ -598,6 +617,7 @@ def _session(v: Any) -> Session:
         sock=Endpoint.from_c(v.sock),
         vip=Endpoint.from_c(v.vip),
         backend_id=v.backend_id,
+        foreign=bool(v.flags & SESSION_FOREIGN),
     )
 
 

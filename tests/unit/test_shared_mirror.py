@@ -42,6 +42,12 @@ def test_ufrag_limits() -> None:
     assert f"#define STEER_UFRAG_MAX {shared.UFRAG_MAX}\n" in text
 
 
+def test_fleet_flags() -> None:
+    text = shared.SHARED_HEADER.read_text()
+    assert f"#define STEER_SESSION_FOREIGN {shared.SESSION_FOREIGN}\n" in text
+    assert f"#define STEER_FLOW_FLEET {shared.FLOW_FLEET}\n" in text
+
+
 def test_config_flags() -> None:
     text = shared.SHARED_HEADER.read_text()
     assert f"#define STEER_CONFIG_NO_HINTS {shared.CONFIG_NO_HINTS}\n" in text

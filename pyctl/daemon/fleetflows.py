@@ -1,0 +1,366 @@
+"""Flows shared between relays (docs/fleet.md, "Sharing flows").
+
+A flow exists only because a transceiver answered a client's check with a Binding Success
+Response (it verified MESSAGE-INTEGRITY); the data plane of the relay that answer crossed
+learns it. This module, in the daemon of every relay of a fleet:
+- finds the flows its data plane learned since it last looked (`Watch`, handed every
+  batch of every walk of the flow map by the map worker: no ring buffer exists, so it is
+  the rows whose `created_ns` is past the last walk's start), and queues them for the
+  fleet sync to publish (pub/sub) and write to `steer:<relay>:flows` (sock -> its flows);
+- installs the flows other relays learned (`FlowShare.install`): the flow and its reverse
+  flow, marked STEER_FLOW_FLEET, only for a socket this relay knows as a session with the
+  same VIP and backend, and never over a newer flow learned here;
+- removes the copies of a session's socket when the session goes (`purge_sock`): copies
+  have no per-socket ring (the cap is enforced where a flow is learned), so an index here
+  names them. The sweep never idles a copy out: it lives as long as its session here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pyctl.dataplane.maps import RouteMaps
+from pyctl.dataplane.mapscan import chunks
+from steer_common.endpoint import Endpoint
+from steer_common.shared import FLOW_FLEET
+
+log = logging.getLogger("steer.fleet")
+
+MARGIN_NS = 20_000_000  # the coarse clock lags; a flow seen twice is deduplicated
+FLOWS_PER_SOCK = 8  # the flows of one socket a relay keeps published (its latest)
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True)
+class FlowRec:
+    """A flow as relays tell each other: learned by relay `by` at wall-clock time `t`."""
+
+    client: str
+    vip: str
+    sock: str
+    backend: int
+    t: float
+    by: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.client}|{self.vip}"
+
+
+def flow_of(d: Any) -> FlowRec:
+    """A FlowRec from its JSON form; ValueError/TypeError for anything else."""
+    if not isinstance(d, dict) or set(d) != {"client", "vip", "sock", "backend", "t", "by"}:
+        raise ValueError("not a flow record")
+    rec = FlowRec(**d)
+    for ep in (rec.client, rec.vip, rec.sock):
+        Endpoint.parse(ep)
+    if not isinstance(rec.backend, int) or not isinstance(rec.t, int | float):
+        raise ValueError("a field has the wrong type")
+    if not isinstance(rec.by, str):
+        raise ValueError("a field has the wrong type")
+    return rec
+
+
+class Watch:
+    """The map worker's FlowWatch: rows learned here (flags 0) since the last walk began,
+    handed to the event loop after each walk."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Any) -> None:
+        self.loop, self.deliver = loop, deliver
+        self.mark = 0  # created_ns from which a row is new; 0: every flow (a (re)start)
+        self._rows: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def seen(self, keys: np.ndarray, leaves: np.ndarray) -> None:
+        new = (leaves["created_ns"] >= self.mark) & ((leaves["flags"] & FLOW_FLEET) == 0)
+        if new.any():
+            self._rows.append((keys[new], leaves[new]))
+
+    def walked(self, started_ns: int) -> None:
+        rows, self._rows = self._rows, []
+        self.mark = max(0, started_ns - MARGIN_NS)
+        if rows:
+            self.loop.call_soon_threadsafe(self.deliver, rows, time.time(), time.monotonic_ns())
+
+
+@dataclass
+class FlowStats:
+    learned: int = 0  # flows this relay's data plane learned (seen by the watch)
+    published: int = 0
+    installed: int = 0  # other relays' flows written here
+    replaced: int = 0  # ... of them over an older flow to another socket
+    stale: int = 0  # not written: a newer flow to another socket is here
+    misses: int = 0  # not written: no session here for its socket (yet, or any more)
+    removed: int = 0  # copies removed with their session
+    lag_last_s: float = 0.0
+    lag_max_s: float = 0.0
+    lag: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    lag_sum: float = 0.0
+    lag_count: int = 0
+
+    def sample(self, lag: float) -> None:
+        self.lag_last_s, self.lag_max_s = lag, max(self.lag_max_s, lag)
+        self.lag.append(lag)
+        self.buckets[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
+        self.lag_sum += lag
+        self.lag_count += 1
+
+    def quantile(self, q: float) -> float:
+        if not self.lag:
+            return 0.0
+        s = sorted(self.lag)
+        return s[min(len(s) - 1, int(q * len(s)))]
+
+
+class FlowShare:
+    """This relay's side of flow sharing (see the module's doc). Event loop only."""
+
+    def __init__(self, maps: RouteMaps, relay: str) -> None:
+        self.maps, self.relay = maps, relay
+        self.stats = FlowStats()
+        # copies here: socket -> flow key bytes -> the relay that learned it
+        self.copies: dict[str, dict[bytes, str]] = {}
+        # flows learned here and published: socket -> "client|vip" -> record
+        self.mine: dict[str, dict[str, FlowRec]] = {}
+        self.out: list[FlowRec] = []  # for the next message
+        self.dirty: set[str] = set()  # sockets whose published list changed
+        self._seen: dict[bytes, int] = {}  # flow key -> created_ns already taken
+
+    # -- flows learned here (from the Watch, in the event loop)
+    def learned(self, rows: list[tuple[np.ndarray, np.ndarray]], wall: float, mono: int) -> None:
+        fm = self.maps.flow_map
+        mark = min((int(lv["created_ns"].min()) for _, lv in rows), default=0)
+        self._seen = {k: c for k, c in self._seen.items() if c >= mark - MARGIN_NS}
+        for keys, leaves in rows:
+            for kr, lr in zip(keys, leaves, strict=True):
+                raw, created = kr.tobytes(), int(lr["created_ns"])
+                if self._seen.get(raw) == created:
+                    continue
+                self._seen[raw] = created
+                k = fm.Key.from_buffer_copy(raw)
+                v = fm.Leaf.from_buffer_copy(lr.tobytes())
+                sock = Endpoint.from_c(v.sock)
+                if self.maps.sock_owner(sock) is None:
+                    continue  # its session ended meanwhile: the purge is on its way
+                rec = FlowRec(
+                    str(Endpoint.from_c(k.client)),
+                    str(Endpoint.from_c(k.vip)),
+                    str(sock),
+                    int(v.backend_id),
+                    round(wall - (mono - created) / 1e9, 6),
+                    self.relay,
+                )
+                self.stats.learned += 1
+                self._keep(rec)
+
+    def _keep(self, rec: FlowRec) -> None:
+        mine = self.mine.setdefault(rec.sock, {})
+        mine.pop(rec.key, None)
+        mine[rec.key] = rec
+        while len(mine) > FLOWS_PER_SOCK:
+            del mine[next(iter(mine))]
+        self.out.append(rec)
+        self.dirty.add(rec.sock)
+
+    def republish(self) -> None:
+        """After a (re)connection: every flow this relay published, again."""
+        for sock, flows in self.mine.items():
+            self.out.extend(flows.values())
+            self.dirty.add(sock)
+
+    def take(self) -> tuple[list[dict[str, Any]], dict[str, str], list[str]]:
+        """What the next message carries: flow records, the hash fields to write (socket ->
+        its JSON list) and to delete."""
+        out, dirty = self.out, self.dirty
+        self.out, self.dirty = [], set()
+        puts, dels = {}, []
+        for sock in dirty:
+            flows = self.mine.get(sock)
+            if flows:
+                puts[sock] = json.dumps([asdict(r) for r in flows.values()])
+            else:
+                dels.append(sock)
+        self.stats.published += len(out)
+        return [asdict(r) for r in out], puts, dels
+
+    def untake(self, flows: list[dict[str, Any]], socks: list[str]) -> None:
+        """A message that did not go out: sent with the next one."""
+        self.out[:0] = [FlowRec(**d) for d in flows]
+        self.dirty.update(socks)
+        self.stats.published -= len(flows)
+
+    # -- other relays' flows
+    def install(self, rec: FlowRec, now: float | None = None) -> bool:
+        """Write a flow another relay learned, with its reverse flow; False if not written
+        (see FlowStats for why)."""
+        if rec.by == self.relay:
+            return False
+        now = time.time() if now is None else now
+        sock, client, vip = (
+            Endpoint.parse(rec.sock),
+            Endpoint.parse(rec.client),
+            Endpoint.parse(rec.vip),
+        )
+        owner = self.maps.sock_owner(sock)
+        if owner is None or owner.vip != vip or owner.backend_id != rec.backend:
+            self.stats.misses += 1
+            return False
+        fm, rm = self.maps.flow_map, self.maps.rflow_map
+        k = fm.Key()
+        client.fill(k.client)
+        vip.fill(k.vip)
+        raw = bytes(k)
+        try:
+            old = fm[k]
+        except KeyError:
+            old = None
+        if old is not None:
+            old_sock = Endpoint.from_c(old.sock)
+            if old_sock == sock:
+                if old.flags & FLOW_FLEET:
+                    self.copies.setdefault(rec.sock, {})[raw] = rec.by
+                return False  # the same flow: nothing to do
+            if not old.flags & FLOW_FLEET:
+                learned_at = now - (time.monotonic_ns() - old.created_ns) / 1e9
+                if learned_at > rec.t:
+                    self.stats.stale += 1
+                    return False
+            self.copies.get(str(old_sock), {}).pop(raw, None)
+            self.stats.replaced += 1
+        t = time.monotonic_ns()
+        leaf = fm.Leaf()
+        sock.fill(leaf.sock)
+        leaf.backend_id = rec.backend
+        leaf.flags = FLOW_FLEET
+        leaf.created_ns = leaf.last_seen_ns = t
+        rk, rv = rm.Key(), rm.Leaf()
+        sock.fill(rk.sock)
+        client.fill(rk.client)
+        vip.fill(rv.vip)
+        rv.backend_id = rec.backend
+        rm[rk] = rv  # the way back first: a reply on this socket finds its VIP
+        fm[k] = leaf
+        self.copies.setdefault(rec.sock, {})[raw] = rec.by
+        self.stats.installed += 1
+        self.stats.sample(max(0.0, now - rec.t))
+        return True
+
+    def purge_sock(self, sock: str) -> int:
+        """A session's socket went: its copies (flow and reverse flow) here, and the flows
+        this relay published for it. Returns the copies removed."""
+        n = 0
+        fm, rm = self.maps.flow_map, self.maps.rflow_map
+        ep = Endpoint.parse(sock)
+        for raw in self.copies.pop(sock, {}):
+            k = fm.Key.from_buffer_copy(raw)
+            rk = rm.Key()
+            ep.fill(rk.sock)
+            Endpoint.from_c(k.client).fill(rk.client)
+            _delete(rm, rk)
+            try:
+                v = fm[k]
+            except KeyError:
+                continue
+            if Endpoint.from_c(v.sock) == ep and v.flags & FLOW_FLEET:
+                n += _delete(fm, k)
+        if self.mine.pop(sock, None) is not None:
+            self.dirty.add(sock)
+        self.stats.removed += n
+        return n
+
+    def where(self, sock: Endpoint) -> list[dict[str, Any]]:
+        """The flows of a session socket here: learned here, or copies (and who learned
+        them)."""
+        out = [
+            {
+                "client": str(f.client),
+                "vip": str(f.vip),
+                "sock": str(sock),
+                "learned_by": self.relay,
+                "here": "learned",
+            }
+            for f, _ in self.maps.iter_flows(sock=sock)
+        ]
+        fm = self.maps.flow_map
+        for raw, by in self.copies.get(str(sock), {}).items():
+            k = fm.Key.from_buffer_copy(raw)
+            try:
+                v = fm[k]
+            except KeyError:
+                continue
+            if Endpoint.from_c(v.sock) != sock:
+                continue
+            out.append(
+                {
+                    "client": str(Endpoint.from_c(k.client)),
+                    "vip": str(Endpoint.from_c(k.vip)),
+                    "sock": str(sock),
+                    "learned_by": by,
+                    "here": "copy",
+                }
+            )
+        return sorted(out, key=lambda f: (f["client"], f["vip"]))
+
+    def pinned_copies(self) -> list[tuple[bytes, str]]:
+        """The copies in the maps (flagged), as (flow key, socket): after a restart they go
+        back in the index. A walk of the flow map: call it in a thread."""
+        fm = self.maps.flow_map
+        out = []
+        for keys, leaves, _ in chunks(fm):
+            copy = (leaves["flags"] & FLOW_FLEET) != 0
+            for kr, lr in zip(keys[copy], leaves[copy], strict=True):
+                v = fm.Leaf.from_buffer_copy(lr.tobytes())
+                out.append((kr.tobytes(), str(Endpoint.from_c(v.sock))))
+        return out
+
+    def adopt(self, copies: list[tuple[bytes, str]]) -> None:
+        """Index copies found in the maps; who learned them is told again by its peers'
+        hashes ("?" until then)."""
+        for raw, sock in copies:
+            self.copies.setdefault(sock, {}).setdefault(raw, "?")
+
+    def orphans(self) -> int:
+        """Remove the copies whose socket has no session here (ended while this daemon
+        was down)."""
+        gone = [s for s in self.copies if self.maps.sock_owner(Endpoint.parse(s)) is None]
+        return sum(self.purge_sock(s) for s in gone)
+
+    def status(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "learned": s.learned,
+            "published": s.published,
+            "installed": s.installed,
+            "replaced": s.replaced,
+            "stale": s.stale,
+            "misses": s.misses,
+            "removed": s.removed,
+            "copies": sum(len(c) for c in self.copies.values()),
+        }
+
+    def lag_status(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "n": s.lag_count,
+            "last_s": round(s.lag_last_s, 4),
+            "p50_s": round(s.quantile(0.5), 4),
+            "p99_s": round(s.quantile(0.99), 4),
+            "max_s": round(s.lag_max_s, 4),
+        }
+
+
+def _delete(table: Any, key: Any) -> int:
+    try:
+        del table[key]
+        return 1
+    except KeyError:
+        return 0

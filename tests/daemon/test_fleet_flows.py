@@ -1,0 +1,405 @@
+"""Flows shared between relays (docs/fleet.md, "Sharing flows"): two relays (each its own
+lab network and daemon, the same operator token, so fleet messages are signed), one
+redis-server. A flow the data plane of relay A learned from a transceiver's Binding Success
+Response is in relay B's maps within a bound, both ways (the flow and its reverse flow), and
+carries the client's packets through B in both directions; a forged flow message is
+ignored; a stalled Redis stalls neither B's API nor its data plane; a restarted relay does
+not adopt the other relays' sessions; a drained relay refuses registrations and says so; a
+dead relay's sessions and their flows leave the other relays when their TTL runs out.
+
+One fleet for the whole module (each test leaves it as it found it): starting two labs and
+two daemons is most of the time this file takes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import signal
+import statistics
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from pyctl.cli import cli
+from pyctl.dataplane.maps import RouteMaps
+from pyctl.lab.net import CLIENT4, VIP4, LabNet
+from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason
+from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab, maps_view
+from tests.daemon.test_store import TAG, RedisServer
+from tests.daemon.traffic import addr, drain, establish, udp
+
+pytestmark = pytest.mark.netns
+
+LAG_BOUND_S = 1.0  # learned on A -> installed on B, the worst of the flows measured
+FLOWS = 20
+TOKEN = "fleet-test-token-0123456789"
+CHANNEL = "steer:fleet:sessions"
+ENV = {"STEER_API_TOKEN": TOKEN}
+
+
+def wait_for(pred, timeout: float = 10.0, what: str = "") -> float:  # type: ignore[no-untyped-def]
+    """Seconds until pred() held; AssertionError after `timeout`."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(0.005)
+    raise AssertionError(f"{what or 'condition'} not within {timeout}s")
+
+
+@dataclass
+class Fleet:
+    redis: RedisServer
+    a: Daemon
+    b: Daemon
+    net_a: LabNet
+    net_b: LabNet
+    maps_a: RouteMaps
+    maps_b: RouteMaps
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    tmp = tmp_path_factory.mktemp("fleetflows")
+    redis = RedisServer(tmp).start()
+    token = tmp / "operator.token"
+    token.write_text(TOKEN + "\n")
+    names = [f"ga{TAG}", f"gb{TAG}"]
+    nets: list[LabNet] = []
+    daemons: list[Daemon] = []
+    try:
+        for i, name in enumerate(names):
+            nets.append(make_lab(f"g{'ab'[i]}{TAG}"))
+            extra = ["--store", redis.url, "--fleet", "--token-file", str(token)]
+            extra += ["--idle-timeout", "2"]  # copies must outlive their idle timeout
+            d = Daemon(nets[i], name, tmp / f"{name}.log", extra, free_port(), token=TOKEN)
+            daemons.append(d.start())
+        a, b = daemons
+        yield Fleet(redis, a, b, nets[0], nets[1], maps_view(names[0]), maps_view(names[1]))
+    finally:
+        for name, d, net in zip(names, daemons, nets, strict=False):
+            cleanup(net, name, [d])
+        redis.kill()
+
+
+def register(d: Daemon, ufrag: str, sock: Endpoint, ttl: float | None = None) -> None:
+    status, body = d.http.call("POST", "/v1/backends", {"id": 1, "addr": str(sock.ip)})
+    assert status in (201, 409), body
+    req: dict[str, Any] = {"ufrag": ufrag, "sock": str(sock), "backend": 1}
+    if ttl is not None:
+        req["ttl"] = ttl
+    status, body = d.http.call("POST", "/v1/sessions", req)
+    assert status == 201, body
+
+
+def flow_at(maps: RouteMaps, client: Endpoint) -> Any:
+    """The flow of `client` to the VIP in these maps, with its raw flags, or None."""
+    k = maps.flow_map.Key()
+    client.fill(k.client)
+    VIP4.fill(k.vip)
+    try:
+        v = maps.flow_map[k]
+    except KeyError:
+        return None
+    return Endpoint.from_c(v.sock), int(v.backend_id), int(v.flags)
+
+
+def rflow_at(maps: RouteMaps, sock: Endpoint, client: Endpoint) -> Endpoint | None:
+    k = maps.rflow_map.Key()
+    sock.fill(k.sock)
+    client.fill(k.client)
+    try:
+        return Endpoint.from_c(maps.rflow_map[k].vip)
+    except KeyError:
+        return None
+
+
+def commandstats(redis: RedisServer) -> dict[str, int]:
+    info = redis.client().info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+
+def learn(f: Fleet, sock: Endpoint, client: Endpoint) -> float:
+    """The transceiver behind A answers the client's check: A's data plane learns the flow.
+    Returns time.monotonic() when the answer had reached the client (after the learn)."""
+    trx = udp(f.net_a.trx(1), sock)
+    csock = udp(f.net_a.client, client)
+    try:
+        establish(trx, csock, client, VIP4)
+        return time.monotonic()
+    finally:
+        trx.close()
+        csock.close()
+
+
+def sock_n(f: Fleet, i: int) -> Endpoint:
+    return Endpoint.parse(f"{f.net_a.trx_ip4(1)}:{44000 + i}")
+
+
+def client_n(i: int) -> Endpoint:
+    return Endpoint.parse(f"{CLIENT4}:{43000 + i}")
+
+
+def test_a_flow_learned_on_a_carries_the_client_through_b(fleet: Fleet) -> None:
+    f = fleet
+    ufrags = [f"fleetflow{TAG}x{i:03d}" for i in range(FLOWS)]
+    for i, u in enumerate(ufrags):
+        register(f.a, u, sock_n(f, i))
+    wait_for(lambda: all(f.maps_b.get_session(u) for u in ufrags), what="sessions on B")
+    before = commandstats(f.redis)
+    lags = []
+    for i in range(FLOWS):
+        learned = learn(f, sock_n(f, i), client_n(i))
+        local = flow_at(f.maps_a, client_n(i))
+        assert local is not None and local[0] == sock_n(f, i) and local[2] == 0, local
+        wait_for(lambda i=i: flow_at(f.maps_b, client_n(i)) is not None, 5.0, "flow on B")
+        lags.append(time.monotonic() - learned)
+    after = commandstats(f.redis)
+    for i in range(FLOWS):  # B's copy: the socket, the backend, marked a copy; and the way back
+        sock, backend, flags = flow_at(f.maps_b, client_n(i))
+        assert (sock, backend, flags & 1) == (sock_n(f, i), 1, 1)
+        assert rflow_at(f.maps_b, sock_n(f, i), client_n(i)) == VIP4
+        assert flow_at(f.maps_a, client_n(i))[2] == 0  # A's own is not marked a copy
+    lags.sort()
+    p50, p99 = statistics.median(lags), lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+    ops = {c: after.get(c, 0) - before.get(c, 0) for c in ("hset", "publish")}
+    print(
+        f"flow replication lag over {FLOWS} flows (answer seen by the client -> in B's map): "
+        f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; Redis per flow: "
+        f"HSET {ops['hset'] / FLOWS:.2f}, PUBLISH {ops['publish'] / FLOWS:.2f}; all commands "
+        f"{sum(after.values()) - sum(before.values())} (heartbeats included)"
+    )
+    assert p99 < LAG_BOUND_S, lags
+    assert ops["hset"] <= FLOWS * 1.5 and ops["publish"] <= FLOWS * 1.5, ops
+    _, st = f.b.http.call("GET", "/v1/fleet")
+    assert st["flows"]["installed"] >= FLOWS and st["flows"]["copies"] == FLOWS, st
+    assert st["flow_lag"]["n"] >= FLOWS and st["flow_lag"]["max_s"] < LAG_BOUND_S, st
+    _, st_a = f.a.http.call("GET", "/v1/fleet")
+    assert st_a["flows"]["learned"] >= FLOWS and st_a["flows"]["copies"] == 0, st_a
+
+    # the client's packets now reach B (ECMP moved them): B carries them both ways
+    sock, client = sock_n(f, 0), client_n(0)
+    trx = udp(f.net_b.trx(1), sock)
+    csock = udp(f.net_b.client, client)
+    stats0 = f.maps_b.stats()
+    try:
+        for _ in range(20):  # the first may wait for B to resolve a next hop
+            csock.sendto(b"\x80media-up", addr(VIP4))
+            trx.settimeout(0.3)
+            try:
+                data, src = trx.recvfrom(2048)
+            except TimeoutError:
+                continue
+            assert (data, src[:2]) == (b"\x80media-up", addr(client))
+            break
+        else:
+            raise AssertionError("B did not forward the client's media on A's flow")
+        for _ in range(20):
+            trx.sendto(b"\x80media-down", addr(client))
+            csock.settimeout(0.3)
+            try:
+                data, src = csock.recvfrom(2048)
+            except TimeoutError:
+                continue
+            assert (data, src[:2]) == (b"\x80media-down", addr(VIP4))  # NATed to the VIP
+            break
+        else:
+            raise AssertionError("B did not NAT the transceiver's reply to A's flow")
+    finally:
+        trx.close()
+        csock.close()
+    stats1 = f.maps_b.stats()
+    assert stats1[Reason.FWD_FLOW][0] > stats0[Reason.FWD_FLOW][0]
+    assert stats1[Reason.FWD_RETURN][0] > stats0[Reason.FWD_RETURN][0]
+
+    # where the session and its flow live, as B tells it
+    status, w = f.b.http.call("GET", f"/v1/fleet/sessions/{ufrags[1]}")
+    assert status == 200 and (w["origin"], w["known_here"]) == (f.a.instance, True), w
+    assert w["flows"] == [
+        {
+            "client": str(client_n(1)),
+            "vip": str(VIP4),
+            "sock": str(sock_n(f, 1)),
+            "learned_by": f.a.instance,
+            "here": "copy",
+        }
+    ], w
+    out = CliRunner(env=ENV).invoke(
+        cli, ["--instance", f.b.instance, "fleet", "session", ufrags[1]]
+    )
+    assert out.exit_code == 0, out.output
+    assert f"{client_n(1)}" in out.output and "copy" in out.output, out.output
+    url = f"http://127.0.0.1:{f.b.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        scraped = resp.read().decode()
+    assert f"steer_fleet_flows {float(FLOWS)}" in scraped, scraped[-3000:]
+    assert "steer_fleet_flow_lag_seconds_count" in scraped
+
+    # an idle timeout later the copies are still there; ends purge them on B, both maps
+    time.sleep(2.5)
+    assert flow_at(f.maps_b, client_n(5)) is not None
+    for u in ufrags:
+        assert f.a.http.call("DELETE", f"/v1/sessions/{u}")[0] == 200
+    wait_for(lambda: all(flow_at(f.maps_b, client_n(i)) is None for i in range(FLOWS)))
+    assert all(rflow_at(f.maps_b, sock_n(f, i), client_n(i)) is None for i in range(FLOWS))
+    assert all(f.maps_b.get_session(u) is None for u in ufrags)
+    wait_for(lambda: not f.redis.client().exists(f"steer:{f.a.instance}:flows"), 5.0)
+    _, st = f.b.http.call("GET", "/v1/fleet")
+    assert st["flows"]["copies"] == 0, st
+
+
+def forge(payload: dict[str, Any], key: bytes | None) -> bytes:
+    raw = json.dumps(payload).encode()
+    if key is None:
+        return raw
+    return b"s1 " + hmac.new(key, raw, hashlib.sha256).hexdigest().encode() + b" " + raw
+
+
+def test_a_forged_flow_message_is_ignored(fleet: Fleet) -> None:
+    f = fleet
+    ufrag, sock, victim = f"fleetforge{TAG}x01", sock_n(f, 90), client_n(90)
+    register(f.a, ufrag, sock)
+    wait_for(lambda: f.maps_b.get_session(ufrag) is not None)
+    _, st0 = f.b.http.call("GET", "/v1/fleet")
+    attacker = Endpoint.parse("198.51.100.66:4444")
+    rec = {"client": str(attacker), "vip": str(VIP4), "sock": str(sock), "backend": 1}
+    rec |= {"t": time.time(), "by": f.a.instance}
+    msg = {"origin": f.a.instance, "t": time.time(), "put": [], "del": [], "flows": [rec]}
+    rds = f.redis.client()
+    rds.publish(CHANNEL, forge(msg, None))  # unsigned
+    rds.publish(CHANNEL, forge(msg, b"not the fleet key"))  # signed with another key
+    wait_for(
+        lambda: (
+            f.b.http.call("GET", "/v1/fleet")[1]["refused_signature"]
+            >= 2 + st0["refused_signature"]
+        ),
+        5.0,
+        "forged messages counted",
+    )
+    # a genuine flow learned after the forgeries arrives: they were not merely still queued
+    learn(f, sock, victim)
+    wait_for(lambda: flow_at(f.maps_b, victim) is not None, 5.0, "genuine flow on B")
+    assert flow_at(f.maps_b, attacker) is None and rflow_at(f.maps_b, sock, attacker) is None
+    assert f.a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
+    wait_for(lambda: flow_at(f.maps_b, victim) is None)
+
+
+def test_a_stalled_redis_stalls_neither_api_nor_data_plane(fleet: Fleet) -> None:
+    f = fleet
+    ufrag, sock, client = f"fleetstall{TAG}x01", sock_n(f, 80), client_n(80)
+    register(f.a, ufrag, sock)
+    wait_for(lambda: f.maps_b.get_session(ufrag) is not None)
+    learn(f, sock, client)
+    wait_for(lambda: flow_at(f.maps_b, client) is not None)
+    trx = udp(f.net_b.trx(1), sock)
+    csock = udp(f.net_b.client, client)
+    late = client_n(81)
+    f.redis.signal(signal.SIGSTOP)
+    try:
+        t_end = time.monotonic() + 3.0
+        lat: list[float] = []
+        sent = got = 0
+        while time.monotonic() < t_end:
+            for path in ("/v1/fleet", "/v1/sessions", f"/v1/fleet/sessions/{ufrag}"):
+                t0 = time.monotonic()
+                status, _ = f.b.http.call("GET", path)
+                lat.append(time.monotonic() - t0)
+                assert status == 200, path
+            csock.sendto(b"\x80stalled", addr(VIP4))
+            sent += 1
+        drain_got = drain(trx)
+        got = drain_got
+        learn(f, sock, late)  # A's data plane learns while Redis is stopped
+    finally:
+        f.redis.signal(signal.SIGCONT)
+    lat.sort()
+    p99 = lat[int(0.99 * (len(lat) - 1))]
+    print(
+        f"B's API while Redis was stopped: {len(lat)} calls, p99 {p99 * 1000:.1f} ms; "
+        f"data plane {got}/{sent} packets through B"
+    )
+    assert p99 < 0.1, lat[-5:]
+    assert got == sent and sent > 10
+    trx.close()
+    csock.close()
+    # after Redis answers again the flow learned meanwhile reaches B
+    wait_for(lambda: flow_at(f.maps_b, late) is not None, 10.0, "flow learned during the stall")
+    assert f.a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
+    wait_for(lambda: flow_at(f.maps_b, client) is None and flow_at(f.maps_b, late) is None)
+
+
+def test_drain(fleet: Fleet) -> None:
+    f = fleet
+    runner = CliRunner(env=ENV)
+    out = runner.invoke(cli, ["--instance", f.a.instance, "fleet", "drain", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["state"] == "draining"
+    status, body = f.a.http.call(
+        "POST",
+        "/v1/sessions",
+        {"ufrag": f"drained{TAG}x01", "sock": str(sock_n(f, 70)), "backend": 1},
+    )
+    assert status == 503 and "draining" in body["error"], body
+
+    def peer_state() -> str:
+        _, st = f.b.http.call("GET", "/v1/fleet")
+        return next(r["state"] for r in st["relays"] if r["name"] == f.a.instance)
+
+    wait_for(lambda: peer_state() == "draining", 5.0, "B sees A draining")
+    out = runner.invoke(cli, ["--instance", f.a.instance, "fleet", "status"])
+    assert out.exit_code == 0 and "draining" in out.output, out.output
+    url = f"http://127.0.0.1:{f.a.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert "steer_fleet_draining 1.0" in resp.read().decode()
+    out = runner.invoke(cli, ["--instance", f.a.instance, "fleet", "drain", "--undo"])
+    assert out.exit_code == 0 and "active" in out.output, out.output
+    wait_for(lambda: peer_state() == "alive", 5.0, "B sees A active again")
+    register(f.a, f"drained{TAG}x02", sock_n(f, 71))
+    assert f.a.http.call("DELETE", f"/v1/sessions/drained{TAG}x02")[0] == 200
+
+
+def test_a_restarted_relay_does_not_adopt_the_others_sessions(fleet: Fleet) -> None:
+    f = fleet
+    ufrag, sock, client = f"fleetrestart{TAG}x1", sock_n(f, 60), client_n(60)
+    register(f.a, ufrag, sock)
+    learn(f, sock, client)
+    wait_for(lambda: flow_at(f.maps_b, client) is not None)
+    f.b.stop()
+    f.b.start()
+    _, body = f.b.http.call("GET", "/v1/sessions")
+    assert ufrag not in [s["ufrag"] for s in body["sessions"]]
+    assert ufrag not in f.redis.hash_raw(f.b.instance)
+    assert f.maps_b.get_session(ufrag) is not None and flow_at(f.maps_b, client) is not None
+    _, st = f.b.http.call("GET", "/v1/fleet")
+    assert st["foreign_sessions"] >= 1 and st["flows"]["copies"] >= 1, st
+    # still A's: its end removes it from B, with the flow
+    assert f.a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
+    wait_for(lambda: f.maps_b.get_session(ufrag) is None and flow_at(f.maps_b, client) is None)
+
+
+def test_a_dead_relays_sessions_and_flows_expire(fleet: Fleet) -> None:
+    """Last: A dies here."""
+    f = fleet
+    ufrag, sock, client = f"fleetdead{TAG}x001", sock_n(f, 50), client_n(50)
+    register(f.a, ufrag, sock, ttl=3)
+    learn(f, sock, client)
+    wait_for(lambda: flow_at(f.maps_b, client) is not None)
+    expires_at = f.redis.hash(f.a.instance)[ufrag]["expires_at"]
+    assert f.a.proc is not None
+    f.a.proc.kill()
+    f.a.proc.wait()
+    f.a.proc = None
+    took = wait_for(lambda: f.maps_b.get_session(ufrag) is None, 15.0, "A's session gone on B")
+    print(f"a dead relay's session (ttl 3 s) left the other relay {took:.1f} s after the kill")
+    assert flow_at(f.maps_b, client) is None and rflow_at(f.maps_b, sock, client) is None
+    _, st = f.b.http.call("GET", "/v1/fleet")
+    assert next(r["state"] for r in st["relays"] if r["name"] == f.a.instance) == "dead", st
+    wait_for(lambda: ufrag not in f.redis.hash_raw(f.a.instance), 5.0, "dead relay's record")
+    assert time.time() >= expires_at - 0.05  # not before its TTL ran out
