@@ -78,7 +78,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         for i, name in enumerate(names):
             nets.append(make_lab(f"g{'ab'[i]}{TAG}"))
             extra = ["--store", redis.url, "--fleet", "--token-file", str(token)]
-            extra += ["--idle-timeout", "2"]  # copies must outlive their idle timeout
+            extra += ["--idle-timeout", "1"]  # copies must outlive their idle timeout
             d = Daemon(nets[i], name, tmp / f"{name}.log", extra, free_port(), token=TOKEN)
             daemons.append(d.start())
         a, b = daemons
@@ -242,8 +242,9 @@ def test_a_flow_learned_on_a_carries_the_client_through_b(fleet: Fleet) -> None:
     assert f"steer_fleet_flows {float(FLOWS)}" in scraped, scraped[-3000:]
     assert "steer_fleet_flow_lag_seconds_count" in scraped
 
-    # an idle timeout later the copies are still there; ends purge them on B, both maps
-    time.sleep(2.5)
+    # idle for twice the idle timeout (two sweeps) the copies are still there; ends purge
+    # them on B, both maps
+    time.sleep(2.1)
     assert flow_at(f.maps_b, client_n(5)) is not None
     for u in ufrags:
         assert f.a.http.call("DELETE", f"/v1/sessions/{u}")[0] == 200
@@ -303,7 +304,7 @@ def test_a_stalled_redis_stalls_neither_api_nor_data_plane(fleet: Fleet) -> None
     late = client_n(81)
     f.redis.signal(signal.SIGSTOP)
     try:
-        t_end = time.monotonic() + 3.0
+        t_end = time.monotonic() + 2.0
         lat: list[float] = []
         sent = got = 0
         while time.monotonic() < t_end:
@@ -377,20 +378,31 @@ def test_a_restarted_relay_does_not_adopt_the_others_sessions(fleet: Fleet) -> N
     assert ufrag not in [s["ufrag"] for s in body["sessions"]]
     assert ufrag not in f.redis.hash_raw(f.b.instance)
     assert f.maps_b.get_session(ufrag) is not None and flow_at(f.maps_b, client) is not None
-    _, st = f.b.http.call("GET", "/v1/fleet")
-    assert st["foreign_sessions"] >= 1 and st["flows"]["copies"] >= 1, st
+
+    def adopted() -> bool:  # the fleet sync takes the pinned copies back after start
+        st = f.b.http.call("GET", "/v1/fleet")[1]
+        return bool(st["foreign_sessions"] >= 1 and st["flows"]["copies"] >= 1)
+
+    wait_for(adopted, 5.0, "B's fleet sync adopts its pinned copies")
+    assert f.b.http.call("POST", f"/v1/sessions/{ufrag}/heartbeat", {})[0] == 409  # A's
     # still A's: its end removes it from B, with the flow
     assert f.a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
     wait_for(lambda: f.maps_b.get_session(ufrag) is None and flow_at(f.maps_b, client) is None)
 
 
 def test_a_dead_relays_sessions_and_flows_expire(fleet: Fleet) -> None:
-    """Last: A dies here."""
+    """Last: A dies here. Its session with a 3 s TTL leaves B when the TTL runs out, with
+    its flow; its session whose transceiver heartbeats through B now is taken over by B,
+    flow and all."""
     f = fleet
     ufrag, sock, client = f"fleetdead{TAG}x001", sock_n(f, 50), client_n(50)
+    kept, ksock, kclient = f"fleetkept{TAG}x001", sock_n(f, 51), client_n(51)
     register(f.a, ufrag, sock, ttl=3)
+    register(f.a, kept, ksock, ttl=60)
     learn(f, sock, client)
-    wait_for(lambda: flow_at(f.maps_b, client) is not None)
+    learn(f, ksock, kclient)
+    wait_for(lambda: flow_at(f.maps_b, client) and flow_at(f.maps_b, kclient), what="copies")
+    assert f.b.http.call("POST", f"/v1/sessions/{kept}/heartbeat", {})[0] == 409  # A lives
     expires_at = f.redis.hash(f.a.instance)[ufrag]["expires_at"]
     assert f.a.proc is not None
     f.a.proc.kill()
@@ -398,8 +410,19 @@ def test_a_dead_relays_sessions_and_flows_expire(fleet: Fleet) -> None:
     f.a.proc = None
     took = wait_for(lambda: f.maps_b.get_session(ufrag) is None, 15.0, "A's session gone on B")
     print(f"a dead relay's session (ttl 3 s) left the other relay {took:.1f} s after the kill")
+    assert time.time() >= expires_at - 0.05  # not before its TTL ran out
     assert flow_at(f.maps_b, client) is None and rflow_at(f.maps_b, sock, client) is None
     _, st = f.b.http.call("GET", "/v1/fleet")
     assert next(r["state"] for r in st["relays"] if r["name"] == f.a.instance) == "dead", st
     wait_for(lambda: ufrag not in f.redis.hash_raw(f.a.instance), 5.0, "dead relay's record")
-    assert time.time() >= expires_at - 0.05  # not before its TTL ran out
+    # the other one's transceiver heartbeats through B: B takes it over, flow and all
+    status, body = f.b.http.call("POST", f"/v1/sessions/{kept}/heartbeat", {"ttl": 60})
+    assert status == 200, body
+    _, listed = f.b.http.call("GET", "/v1/sessions")
+    assert kept in [s["ufrag"] for s in listed["sessions"]]
+    wait_for(lambda: kept in f.redis.hash_raw(f.b.instance), 5.0, "B's record of it")
+    wait_for(lambda: kept not in f.redis.hash_raw(f.a.instance), 5.0, "A's record gone")
+    got = f.maps_b.get_session(kept)
+    assert got is not None and not got.foreign and flow_at(f.maps_b, kclient) is not None
+    assert f.b.http.call("DELETE", f"/v1/sessions/{kept}")[0] == 200
+    wait_for(lambda: flow_at(f.maps_b, kclient) is None, 5.0, "its copy purged with it")
