@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aioice import Candidate, stun
 from aioice.ice import random_string
 
+from steer_common import seal
 from tests.transceiver.support import (
     Env,
     Peer,
@@ -281,5 +283,29 @@ async def test_restart_keeps_dtls_and_media_and_retires_the_old_ufrag() -> None:
             resp = await env.http.delete(location)
             assert resp.status == 200
             assert [c.path for c in env.api.deregisters] == [f"/v1/sessions/{answer.ufrag}"]
+        finally:
+            await peer.close()
+
+
+async def test_a_sealed_session_restarts_with_a_new_sealed_ufrag(tmp_path: Path) -> None:
+    """With --seal-key-file the new ufrag is sealed over the same socket too: any relay
+    holding the key routes the client's new checks with no registration of its own."""
+    key = seal.new_key(5)
+    seal.write_key_file(tmp_path / "k.json", key)
+    async with whip_env(seal_key_file=str(tmp_path / "k.json")) as env:
+        peer = await make_peer(audio=False)
+        try:
+            session, location = await connect(env, peer, hide_candidates=True)
+            assert session.sock is not None
+            old = session.ufrag
+            status, _, text = await patch(env, location, frag("newc", NEW_PWD))
+            assert status == 200, text
+            new = sdpfrag.parse(text.encode()).ufrag
+            assert new is not None and new != old and session.ufrag == new
+            for ufrag in (old, new):
+                fields = seal.verify({5: key.key}, ufrag)
+                assert fields is not None, ufrag
+                assert (fields.backend, fields.port) == (7, session.sock.port)
+            assert [c.body["ufrag"] for c in env.api.restarts] == [new]
         finally:
             await peer.close()
