@@ -1,4 +1,4 @@
-"""`steerctl lab up|down|status|exec` and `steerctl demo`."""
+"""`steerctl lab up|down|status|exec|kill` and `steerctl demo`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ TRANSCEIVERS = click.option(
     show_default=True,
     help="How many transceiver namespaces.",
 )
+RELAYS = click.option(
+    "--relays",
+    type=click.IntRange(1, 9),
+    default=1,
+    show_default=True,
+    help="Relays behind an ECMP router, each its own daemon (--fleet, one Redis) when > 1.",
+)
 
 
 @cli.group()
@@ -35,11 +42,14 @@ def lab() -> None:
 @lab.command()
 @PREFIX
 @TRANSCEIVERS
+@RELAYS
 @click.option("--nat", is_flag=True, help="Put the client behind a NAT (random source ports).")
 @click.option("--json", "as_json", is_flag=True)
-def up(prefix: str, transceivers: int, nat: bool, as_json: bool) -> None:
-    """Build the lab and start the daemon and the transceivers in the background."""
-    lab_ = Lab(prefix, transceivers, nat=nat)
+def up(prefix: str, transceivers: int, relays: int, nat: bool, as_json: bool) -> None:
+    """Build the lab and start the daemon(s) and the transceivers in the background."""
+    if nat and relays > 1:
+        raise click.UsageError("--nat is for the one-relay lab")
+    lab_ = Lab(prefix, transceivers, nat=nat, relays=relays)
     try:
         lab_.up(progress=lambda s: click.echo(s, err=True))
     except (LabError, OSError) as e:
@@ -47,7 +57,9 @@ def up(prefix: str, transceivers: int, nat: bool, as_json: bool) -> None:
     if as_json:
         click.echo(status_json(lab_))
     else:
-        click.echo(f"instance: {lab_.instance}  (steerctl --instance {lab_.instance} ...)")
+        names = [r.instance for r in lab_.relay_list()]
+        label = "instance" if len(names) == 1 else "instances"
+        click.echo(f"{label}: {' '.join(names)}  (steerctl --instance {names[0]} ...)")
         click.echo(f"WHIP: {' '.join(lab_.status()['whip'])}")
 
 
@@ -56,7 +68,7 @@ def up(prefix: str, transceivers: int, nat: bool, as_json: bool) -> None:
 @TRANSCEIVERS
 def down(prefix: str, transceivers: int) -> None:
     """Stop everything and remove every namespace, link and pin the lab made."""
-    Lab(prefix, transceivers).down(progress=lambda s: click.echo(s, err=True))
+    Lab.load(prefix, transceivers).down(progress=lambda s: click.echo(s, err=True))
 
 
 @lab.command()
@@ -64,8 +76,8 @@ def down(prefix: str, transceivers: int) -> None:
 @TRANSCEIVERS
 @click.option("--json", "as_json", is_flag=True)
 def status(prefix: str, transceivers: int, as_json: bool) -> None:
-    """Addresses, WHIP URLs and processes of the lab."""
-    lab_ = Lab(prefix, transceivers)
+    """Addresses, WHIP URLs, relays and processes of the lab."""
+    lab_ = Lab.load(prefix, transceivers)
     st = lab_.status()
     if as_json:
         click.echo(status_json(lab_))
@@ -75,6 +87,11 @@ def status(prefix: str, transceivers: int, as_json: bool) -> None:
     click.echo(f"WHIP:  {' '.join(st['whip'])}")
     click.echo(f"WHIP token: {st['whip_token'] or '-'}")
     click.echo(f"API:   {st['api_url']} (CA {st['api_ca']})")
+    click.echo(f"{'relay':<8} {'instance':<24} {'namespace':<20} {'daemon':<12} state")
+    for r in st["relays"]:
+        pid = f"pid {r['pid']}" if r["pid"] else "not running"
+        state = "up" if r["alive"] else "down"
+        click.echo(f"{r['name']:<8} {r['instance']:<24} {r['ns']:<20} {pid:<12} {state}")
     for name, pid in st["processes"].items():
         click.echo(f"{name:<8} {'pid ' + str(pid) if pid else 'not running'}")
     click.echo(f"logs:  {st['logs']}")
@@ -128,9 +145,29 @@ def move(prefix: str, role: str, as_json: bool) -> None:
 def exec_(prefix: str, transceivers: int, role: str, argv: tuple[str, ...]) -> None:
     """Run a command in a role's namespace: steerctl lab exec client -- ping 203.0.113.10"""
     try:
-        sys.exit(Lab(prefix, transceivers).exec(role, list(argv)))
+        sys.exit(Lab.load(prefix, transceivers).exec(role, list(argv)))
     except LabError as e:
         raise click.UsageError(str(e)) from None
+
+
+@lab.command()
+@PREFIX
+@click.argument("what", type=click.Choice(["relay"]))
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def kill(prefix: str, what: str, name: str, as_json: bool) -> None:
+    """A relay dies now: its daemon SIGKILLed, its links down, its ECMP next hop gone (on
+    the router and on the transceivers). NAME: relay2 or its instance name."""
+    try:
+        out = Lab.load(prefix).kill_relay(name)
+    except LabError as e:
+        raise click.UsageError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        pid = f"daemon pid {out['pid']} killed" if out["pid"] else "its daemon was not running"
+        click.echo(f"{out['relay']} ({out['instance']}): {pid}, links down")
+        click.echo(f"relays still in the ECMP routes: {' '.join(out['alive']) or 'none'}")
 
 
 @cli.command()
@@ -149,21 +186,45 @@ def exec_(prefix: str, transceivers: int, role: str, argv: tuple[str, ...]) -> N
     is_flag=True,
     help="Client behind a NAT whose mappings all change mid-call; report media gaps (echo).",
 )
+@RELAYS
+@click.option(
+    "--kill-relay",
+    is_flag=True,
+    help="With --relays N: kill the relay carrying the most flows mid-call; report media gaps.",
+)
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object on stdout; progress on stderr."
 )
 def demo(
-    sessions: int, transceivers: int, seconds: float, app: str, rebind: bool, as_json: bool
+    sessions: int,
+    transceivers: int,
+    seconds: float,
+    app: str,
+    rebind: bool,
+    relays: int,
+    kill_relay: bool,
+    as_json: bool,
 ) -> None:
     """Lab up, real WebRTC sessions through one VIP, a summary, lab down."""
     from pyctl.lab.demo import run_demo
 
-    if rebind and app != "echo":
-        raise click.UsageError("--rebind measures the echo app's media")
+    if (rebind or kill_relay) and app != "echo":
+        raise click.UsageError("--rebind and --kill-relay measure the echo app's media")
+    if kill_relay and relays < 2:
+        raise click.UsageError("--kill-relay needs --relays 2 or more")
+    if rebind and relays > 1:
+        raise click.UsageError("--rebind is for the one-relay lab")
     progress = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     try:
         report = run_demo(
-            sessions, transceivers, seconds, progress=progress, app=app, rebind=rebind
+            sessions,
+            transceivers,
+            seconds,
+            progress=progress,
+            app=app,
+            rebind=rebind,
+            relays=relays,
+            kill_relay=kill_relay,
         )
     except (LabError, OSError, RuntimeError) as e:  # the lab or the client failed: no report
         raise click.ClickException(str(e)) from None

@@ -145,10 +145,10 @@ def summarize(rows: list[dict[str, Any]], app: str = "echo") -> str:
     return table(lines, ["#", "server ufrag", "transceiver", "remote (VIP)", *header, "result"])
 
 
-def relay_counters(lab: Lab) -> dict[str, dict[str, int]]:
-    maps = RouteMaps(
-        compile_bpf(BuildOptions(instance=lab.instance), text='#include "steer_maps.h"')
-    )
+def relay_counters(lab: Lab, instance: str | None = None) -> dict[str, dict[str, int]]:
+    """A relay's XDP counters, read from its pinned maps (a killed relay's too)."""
+    opts = BuildOptions(instance=instance or lab.instance)
+    maps = RouteMaps(compile_bpf(opts, text='#include "steer_maps.h"'))
     return {r.label: {"packets": p, "bytes": b} for r, (p, b) in maps.stats().items() if p}
 
 
@@ -164,12 +164,17 @@ def run_demo(
     progress: Callable[[str], None] = print,
     app: str = "echo",
     rebind: bool = False,
+    relays: int = 1,
+    kill_relay: bool = False,
 ) -> dict[str, Any]:
     """Lab up with every transceiver running `app`, the sessions, lab down; the report
     (`ok` only if every session passed). `rebind`: the client behind the lab's NAT, whose
     mappings all change mid-call (pyctl/lab/mobility.py); each session then reports its
-    longest media gap each way and is `ok` only if media resumed both ways."""
-    lab = Lab(transceivers=transceivers, app=app, nat=rebind)
+    longest media gap each way and is `ok` only if media resumed both ways. `relays` > 1:
+    the fleet lab; `kill_relay`: the relay carrying the most flows dies mid-call
+    (pyctl/lab/failover.py), gaps as for `rebind`."""
+    lab = Lab(transceivers=transceivers, app=app, nat=rebind, relays=relays)
+    killed: dict[str, Any] = {}
     progress("[1/4] clearing leftovers of an earlier lab")
     lab.down(progress=lambda s: None)
     try:
@@ -182,11 +187,19 @@ def run_demo(
 
             events = run_event(lab, sessions, lab.nat_box.rebind, progress=progress)
             rows = verdicts(lab, events)
+        elif kill_relay:
+            from pyctl.lab.failover import run_kill  # it imports this module
+
+            events, killed = run_kill(lab, sessions, progress=progress)
+            rows = verdicts(lab, events)
         else:
             rows = verdicts(lab, run_clients(lab, sessions, seconds, app=app))
-        counters = relay_counters(lab)
-        progress("\n" + summarize(rows, "rebind" if rebind else app))
-        progress("\nrelay counters (XDP, per reason):\n" + counters_table(counters))
+        per_relay = {r.name: relay_counters(lab, r.instance) for r in lab.relay_list()}
+        counters = per_relay[lab.relay_list()[0].name]
+        progress("\n" + summarize(rows, "rebind" if rebind or kill_relay else app))
+        for name, c in per_relay.items():
+            where = f" {name}" if relays > 1 else ""
+            progress(f"\nrelay{where} counters (XDP, per reason):\n" + counters_table(c))
     finally:
         progress("\n[4/4] lab down")
         lab.down(progress=lambda s: progress(f"      {s}"))
@@ -197,6 +210,7 @@ def run_demo(
         "ok": all(r["result"] == "ok" for r in rows),
         "sessions": rows,
         "relay": counters,
+        **({"relays": per_relay, "killed": killed} if relays > 1 else {}),
     }
 
 

@@ -1,6 +1,9 @@
 """`steerctl lab`: the namespace lab with its processes — the daemon, N transceivers.
 
-The network comes from pyctl/lab/net.py. Processes run in the background with a log and a
+The network comes from pyctl/lab/net.py (one relay) or pyctl/lab/fleetnet.py (`--relays N`,
+N > 1: a router spreading clients over N relays with ECMP, one daemon instance per relay,
+all `--fleet` on one redis-server the lab starts, with the same operator token and seal
+key). Processes run in the background with a log and a
 pid file each under /run/steer/lab-<prefix>/; `down` finds them there, so it cleans up
 after a crash too. The daemon runs in the root namespace (it attaches into the relay
 namespace); each transceiver runs in its own namespace and reaches the daemon's control
@@ -23,9 +26,11 @@ from typing import Any
 from pyctl.dataplane import topology
 from pyctl.dataplane.loader import RUN_DIR, unload
 from pyctl.dataplane.netns import netns
+from pyctl.lab.fleetnet import SIG4, FleetNet
 from pyctl.lab.nat import LabNat
 from pyctl.lab.net import RELAY_INT4, RELAY_PUB4, LabNet
 from pyctl.lab.secrets import LabSecrets
+from steer_common import seal
 from steer_common.apiclient import ApiError, SyncApiClient
 from steer_common.paths import api_socket
 
@@ -39,6 +44,23 @@ class LabError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class LabRelay:
+    """One relay of the lab: its namespace and its daemon instance."""
+
+    name: str  # "relay" (one relay) or "relay1".."relayN"
+    instance: str
+    ns: str
+    process: str  # its daemon's pid file name under the run directory
+    api_socket: Path
+    metrics: str
+    api_listen: str
+
+    @property
+    def index(self) -> int:
+        return int(self.name.removeprefix("relay") or 1)
+
+
+@dataclass(frozen=True)
 class Lab:
     prefix: str = "steer"
     transceivers: int = 2
@@ -47,10 +69,52 @@ class Lab:
     store: str = "memory"  # the daemon's --store
     app: str = "echo"  # what every transceiver runs per session (steer-transceiver --app)
     nat: bool = False  # a NAT namespace between the client and the relay (pyctl/lab/nat.py)
+    relays: int = 1  # > 1: the fleet lab (pyctl/lab/fleetnet.py)
+
+    @classmethod
+    def load(cls, prefix: str = "steer", transceivers: int = 2, **kw: Any) -> Lab:
+        """The lab `prefix` with the shape `up` recorded (relays, transceivers), so that
+        status, down, kill and exec see every relay without being told how many."""
+        try:
+            shape = json.loads((RUN_DIR / f"lab-{prefix}" / "shape.json").read_text())
+        except (FileNotFoundError, ValueError):
+            shape = {}
+        kw.setdefault("relays", int(shape.get("relays", 1)))
+        if "metrics" in shape:
+            kw.setdefault("metrics", shape["metrics"])
+        return cls(prefix, int(shape.get("transceivers", transceivers)), **kw)
 
     @property
     def net(self) -> LabNet:
+        if self.relays > 1:
+            return FleetNet(self.prefix, self.transceivers, self.relays)
         return LabNet(self.prefix, self.transceivers)
+
+    @property
+    def fleet_net(self) -> FleetNet:
+        if self.relays < 2:
+            raise LabError(f"lab {self.prefix} has one relay (steerctl lab up --relays N)")
+        return FleetNet(self.prefix, self.transceivers, self.relays)
+
+    def relay_list(self) -> list[LabRelay]:
+        """Relay 1 of a fleet lab keeps the metrics port; relay k adds 1000·(k-1)."""
+        if self.relays == 1:
+            one = (self.instance, self.net.relay, "daemon", self.api_socket)
+            return [LabRelay("relay", *one, self.metrics, self.api_listen)]
+        host, port = self.metrics.rsplit(":", 1)
+        out = []
+        for k in range(1, self.relays + 1):
+            inst, mport = f"lab-{self.prefix}-relay{k}", int(port) + 1000 * (k - 1)
+            where = (inst, self.fleet_net.relay_ns(k), f"relay{k}", api_socket(inst))
+            out.append(LabRelay(f"relay{k}", *where, f"{host}:{mport}", f"{host}:{mport + 100}"))
+        return out
+
+    def relay_named(self, name: str) -> LabRelay:
+        for r in self.relay_list():
+            if name in (r.name, r.instance):
+                return r
+        names = ", ".join(r.name for r in self.relay_list())
+        raise LabError(f"no relay {name!r} in lab {self.prefix}; relays: {names}")
 
     @property
     def nat_box(self) -> LabNat:
@@ -58,7 +122,8 @@ class Lab:
 
     @property
     def instance(self) -> str:
-        return f"lab-{self.prefix}"
+        """The daemon instance (relay 1's in a fleet lab)."""
+        return f"lab-{self.prefix}" if self.relays == 1 else f"lab-{self.prefix}-relay1"
 
     @property
     def run_dir(self) -> Path:
@@ -67,6 +132,15 @@ class Lab:
     @property
     def api_socket(self) -> Path:
         return api_socket(self.instance)
+
+    @property
+    def seal_key_file(self) -> Path:
+        """The fleet lab's seal key: every relay holds it, every transceiver mints with it."""
+        return self.run_dir / "seal-key.json"
+
+    @property
+    def redis_url(self) -> str:
+        return f"unix://{self.run_dir / 'redis.sock'}"
 
     def whip_url(self, i: int) -> str:
         """Transceiver i's WHIP endpoint as clients reach it: through the ingress on the
@@ -88,22 +162,26 @@ class Lab:
     def whip_token(self) -> str | None:
         return self.secrets.whip
 
-    def api(self) -> SyncApiClient:
-        return SyncApiClient(socket=self.api_socket, token=self.secrets.operator)
+    def api(self, relay: LabRelay | None = None) -> SyncApiClient:
+        """The operator's API client of `relay` (default: the first)."""
+        sock = relay.api_socket if relay else self.api_socket
+        return SyncApiClient(socket=sock, token=self.secrets.operator)
 
     # -- processes
     def _start(self, name: str, role: str, env: dict[str, str], ns: str | None = None) -> int:
         """Start scripts/roles/<role>.sh as `name`, configured by `env`, in the background
         unless it is running already (up is idempotent). The Vagrant VMs run the same
         role scripts."""
+        return self._spawn(name, [str(ROLES / f"{role}.sh")], env, ns)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], ns: str | None) -> int:
         running = self._alive(name)
         if running is not None:
             return running
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 (handed to the child)
-        script = str(ROLES / f"{role}.sh")
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, script] if ns else [script],
+            ["ip", "netns", "exec", ns, *argv] if ns else argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -149,37 +227,39 @@ class Lab:
             progress(f"nat: {self.nat_box.ns} masquerades the client (random ports)")
             self.nat_box.up()
         secrets = self.secrets.ensure(self.transceivers)
-        progress(f"daemon: instance {self.instance}, VIPs {', '.join(map(str, net.vips))}")
+        fleet = self.relays > 1
+        if fleet:
+            self._fleet_up(progress)
         vips = " ".join(str(v) for v in net.vips)
-        relay_env = {
-            "STEER_INSTANCE": self.instance,
-            "STEER_NETNS": net.relay,
-            "STEER_PUBLIC": "pub",
-            "STEER_INTERNAL": "int",
-            "STEER_VIP": vips,
-            "STEER_METRICS": self.metrics,
-            "STEER_API_SOCKET": str(self.api_socket),
-            "STEER_API_TOKEN_FILE": str(secrets.operator_file),
-            "STEER_API_LISTEN": self.api_listen,
-            "STEER_API_CERT": str(secrets.cert),
-            "STEER_API_KEY": str(secrets.key),
-            "STEER_STORE": self.store,
-        }
-        self._start("daemon", "relay", relay_env)
-        self._wait("the daemon", self._api_ready, "daemon")
-        api = self.api()
-        for i in range(1, self.transceivers + 1):
-            try:
-                api.add_backend(i, addr=net.trx_ip4(i), name=f"trx{i}")
-            except ApiError as e:
-                if e.status != 409:  # already there: an adopted lab
-                    raise
+        relays = self.relay_list()
+        for r in relays:
+            progress(f"daemon: instance {r.instance} in {r.ns}, VIPs {vips}")
+            relay_env = {
+                "STEER_INSTANCE": r.instance,
+                "STEER_NETNS": r.ns,
+                "STEER_PUBLIC": "pub",
+                "STEER_INTERNAL": "int",
+                "STEER_VIP": vips,
+                "STEER_METRICS": r.metrics,
+                "STEER_API_SOCKET": str(r.api_socket),
+                "STEER_API_TOKEN_FILE": str(secrets.operator_file),
+                "STEER_API_LISTEN": r.api_listen,
+                "STEER_API_CERT": str(secrets.cert),
+                "STEER_API_KEY": str(secrets.key),
+                "STEER_STORE": self.redis_url if fleet else self.store,
+                **({"STEER_FLEET": "1"} if fleet else {}),
+            }
+            self._start(r.process, "relay", relay_env)
+        for r in relays:
+            self._wait(f"the daemon {r.instance}", lambda r=r: self._api_ready(r), r.process)
+            self._configure(r)
         routes = [
             f"{RELAY_PUB4}:{WHIP_PORT + i}={net.trx_ip4(i)}:{WHIP_PORT}"
             for i in range(1, self.transceivers + 1)
         ]
         progress(f"ingress: WHIP through {RELAY_PUB4}:{WHIP_PORT + 1}..")
-        self._start("ingress", "ingress", {"STEER_INGRESS_ROUTES": " ".join(routes)}, net.relay)
+        ingress_ns = self.fleet_net.router if fleet else net.relay
+        self._start("ingress", "ingress", {"STEER_INGRESS_ROUTES": " ".join(routes)}, ingress_ns)
         for i in range(1, self.transceivers + 1):
             progress(f"transceiver trx{i}: {self.whip_url(i)}")
             trx_env = {
@@ -188,13 +268,16 @@ class Lab:
                 "STEER_TRX_VIP": vips,
                 "STEER_TRX_BACKEND_ID": str(i),
                 "STEER_TRX_TTL": str(self.ttl),
-                "STEER_TRX_API_SOCKET": str(self.api_socket),
+                # a fleet's transceivers register with the relays in turn
+                "STEER_TRX_API_SOCKET": str(relays[(i - 1) % len(relays)].api_socket),
                 "STEER_TRX_API_TOKEN_FILE": str(secrets.backend_file(i)),
                 "STEER_TRX_WHIP_TOKEN_FILE": str(secrets.whip_file),
                 "STEER_TRX_CORS_ORIGIN": "*",  # open for development, Authorization allowed
                 "STEER_TRX_RATE_LIMIT": "600",  # test suites offer from one client address
-                "STEER_TRX_FORWARDED_ALLOW_IPS": RELAY_INT4,  # the ingress, as trx see it
+                # the ingress, as trx see it: the relay's inside, or the fleet router's leg
+                "STEER_TRX_FORWARDED_ALLOW_IPS": SIG4 if fleet else RELAY_INT4,
                 "STEER_TRANSCEIVER_APP": self.app,
+                **({"STEER_TRX_SEAL_KEY_FILE": str(self.seal_key_file)} if fleet else {}),
             }
             self._start(f"trx{i}", "transceiver", trx_env, ns=net.trx(i))
         for i in range(1, self.transceivers + 1):
@@ -202,11 +285,57 @@ class Lab:
         progress("lab is up")
         return self.status()
 
-    def _api_ready(self) -> bool:
+    def _fleet_up(self, progress: Any) -> None:
+        """The fleet lab's shared parts: its shape on disk, the seal key, redis-server."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "shape.json").write_text(
+            json.dumps(
+                {"relays": self.relays, "transceivers": self.transceivers, "metrics": self.metrics}
+            )
+        )
+        if not self.seal_key_file.exists():
+            seal.write_key_file(self.seal_key_file, seal.new_key(1))
+        sock = self.run_dir / "redis.sock"
+        progress(f"redis: {self.redis_url} (the relays' shared store)")
+        argv = ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(self.run_dir)]
+        if self._alive("redis") is None:
+            sock.unlink(missing_ok=True)
+        self._spawn("redis", argv, {}, None)
+        self._wait("redis-server", sock.exists, "redis", timeout=10)
+
+    def _configure(self, r: LabRelay) -> None:
+        """What every relay holds: every transceiver as a backend, the fleet's seal key."""
+        api = self.api(r)
+        for i in range(1, self.transceivers + 1):
+            try:
+                api.add_backend(i, addr=self.net.trx_ip4(i), name=f"trx{i}")
+            except ApiError as e:
+                if e.status != 409:  # already there: an adopted lab
+                    raise
+        if self.relays > 1:
+            api.request("POST", "/v1/keys", seal.read_key_file(self.seal_key_file).to_json())
+
+    def _api_ready(self, relay: LabRelay | None = None) -> bool:
         try:
-            return bool(self.api().health().get("ok"))
+            return bool(self.api(relay).health().get("ok"))
         except Exception:
             return False
+
+    def kill_relay(self, name: str) -> dict[str, Any]:
+        """The relay dies now: its daemon SIGKILLed, its links down, its next hop gone from
+        the router's and the transceivers' multipath routes."""
+        r = self.relay_named(name)
+        if self.relays < 2:
+            raise LabError("the only relay of the lab cannot fail over: lab up --relays N")
+        pid = self._alive(r.process)
+        if pid is not None:
+            os.killpg(pid, signal.SIGKILL)
+        self.fleet_net.kill(r.index)
+        return {"relay": r.name, "instance": r.instance, "pid": pid, "alive": self._relays_up()}
+
+    def _relays_up(self) -> list[str]:
+        return [f"relay{k}" for k in self.fleet_net.alive()]
 
     def _healthy(self, i: int) -> bool:
         """Ask trx i's /healthz from the client namespace, the way clients reach WHIP."""
@@ -218,8 +347,9 @@ class Lab:
             return False
 
     def down(self, progress: Any = print) -> None:
-        names = ["daemon", "ingress"] + [p.stem for p in self.run_dir.glob("trx*.pid")]
-        for name in sorted(set(names), reverse=True):  # transceivers first: they deregister
+        names = ["daemon", "ingress"] + [p.stem for p in self.run_dir.glob("*.pid")]
+        # transceivers first (they deregister), redis last (the daemons write to it)
+        for name in sorted(set(names), key=lambda n: (n == "redis", not n.startswith("trx"))):
             pid = self._alive(name)
             if pid is None:
                 continue
@@ -231,18 +361,23 @@ class Lab:
                 time.sleep(0.1)
             else:
                 os.killpg(pid, signal.SIGKILL)
-        for line in unload(self.instance):
-            progress(line)
+        for r in self.relay_list():
+            for line in unload(r.instance):
+                progress(line)
+            r.api_socket.unlink(missing_ok=True)
         progress(f"removing namespaces of {self.prefix}")
         self.nat_box.down()
         self.net.down()
         for f in self.run_dir.glob("*.pid"):
             f.unlink()
-        self.api_socket.unlink(missing_ok=True)
+        for left in ("shape.json", "redis.sock"):
+            (self.run_dir / left).unlink(missing_ok=True)
+        self.seal_key_file.unlink(missing_ok=True)
         self.secrets.remove()
 
     def status(self) -> dict[str, Any]:
         net = self.net
+        alive = self._relays_up() if self.relays > 1 and net.exists() else []
         out: dict[str, Any] = {
             "vip": str(net.vips[0]),
             "vips": [str(v) for v in net.vips],
@@ -251,9 +386,23 @@ class Lab:
             "up": net.exists(),
             "processes": {
                 n: self._alive(n)
-                for n in ["daemon", "ingress"]
+                for n in [r.process for r in self.relay_list()]
+                + (["redis"] if self.relays > 1 else [])
+                + ["ingress"]
                 + [f"trx{i}" for i in range(1, self.transceivers + 1)]
             },
+            "relays": [
+                {
+                    "name": r.name,
+                    "instance": r.instance,
+                    "ns": r.ns,
+                    "pid": self._alive(r.process),
+                    "api_socket": str(r.api_socket),
+                    "metrics": f"http://{r.metrics}/metrics",
+                    "alive": r.name in alive if self.relays > 1 else net.exists(),
+                }
+                for r in self.relay_list()
+            ],
             "logs": str(self.run_dir),
             "metrics": f"http://{self.metrics}/metrics",
             "whip_token": self.whip_token,
@@ -263,10 +412,14 @@ class Lab:
         out["namespaces"] = net.describe()["namespaces"]
         if self.nat_box.exists():
             out["nat"] = self.nat_box.describe()
+        if self.relays > 1:
+            out["redis"] = self.redis_url
         return out
 
     def exec(self, role: str, argv: list[str]) -> int:
         roles = {"client": self.net.client, "relay": self.net.relay, "fabric": self.net.fabric}
+        roles |= {r.name: r.ns for r in self.relay_list()}
+        roles |= {"router": self.fleet_net.router} if self.relays > 1 else {}
         roles |= {"nat": self.nat_box.ns} if self.nat_box.exists() else {}
         roles |= {f"trx{i}": self.net.trx(i) for i in range(1, self.transceivers + 1)}
         if role not in roles:

@@ -1,0 +1,253 @@
+"""The fleet lab (`Lab(relays=3)`, `steerctl lab up --relays 3`): three relays, each its own
+namespace and daemon (`--fleet`, one redis-server), behind a router that spreads clients
+with ECMP; transceivers reply through any relay. Real aiortc calls on every relay, a session
+registered once routable through each relay, a forged sealed ufrag dropped by each, a key
+rotation with calls up, and a relay killed mid-call (runs last: it kills a relay)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from pyctl.cli import cli
+from pyctl.dataplane import topology
+from pyctl.dataplane.netns import netns
+from pyctl.lab.demo import run_clients
+from pyctl.lab.failover import run_kill
+from pyctl.lab.lifecycle import Lab, LabRelay
+from steer_common import seal
+from steer_common.apiclient import ApiError
+from tests import stun
+
+pytestmark = pytest.mark.e2e
+
+RELAYS = 3
+IP_PKTINFO = 8  # linux/in.h (the socket module has it from Python 3.13)
+Counts = dict[str, dict[str, int]]
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[Lab]:
+    lab = Lab(
+        prefix=f"ef{os.getpid() % 10000}",
+        transceivers=2,
+        relays=RELAYS,
+        metrics="127.0.0.1:9495",
+    )
+    lab.down(progress=lambda s: None)
+    try:
+        lab.up(progress=lambda s: None)
+        yield lab
+    finally:
+        lab.down(progress=lambda s: None)
+
+
+def counts(lab: Lab) -> Counts:
+    """Every live relay's XDP counters, by relay name."""
+    out = {}
+    for r in lab.relay_list():
+        if r.name in lab.status()["namespaces"]["router"]["ecmp"]:
+            reasons = lab.api(r).stats()["reasons"]
+            out[r.name] = {k: v["packets"] for k, v in reasons.items()}
+    return out
+
+
+def moved(before: Counts, after: Counts, reason: str) -> dict[str, int]:
+    return {n: after[n].get(reason, 0) - before[n].get(reason, 0) for n in before}
+
+
+def moved_on(lab: Lab, before: Counts, reason: str, relay: str) -> dict[str, int]:
+    """`reason`'s change on every relay once it moved on `relay` (or after 5 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        d = moved(before, counts(lab), reason)
+        if d[relay] or time.monotonic() > deadline:
+            return d
+        time.sleep(0.1)
+
+
+def poll(pred: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def knows(lab: Lab, r: LabRelay, ufrag: str) -> bool:
+    """Has relay r the session in its maps (its own, or installed from the fleet)?"""
+    try:
+        return bool(lab.api(r).request("GET", f"/v1/fleet/sessions/{ufrag}")["known_here"])
+    except ApiError as e:
+        if e.status == 404:  # no relay knows it yet
+            return False
+        raise
+
+
+class Through:
+    """A UDP socket in the router namespace whose packets to the VIP take relay r's next
+    hop: IP_PKTINFO names r's link as the outgoing interface, so the multipath route picks
+    the hop on it. Answers may come back over any relay (any link of the router)."""
+
+    def __init__(self, lab: Lab, r: LabRelay) -> None:
+        self.src = lab.fleet_net.pub4(r.index)[0]
+        with netns(lab.fleet_net.router):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.ifindex = socket.if_nametoindex(f"r{r.index}")
+        self.sock.bind((self.src, 0))
+        self.sock.settimeout(3)
+        self.vip = lab.net.vips[0]
+
+    def send(self, data: bytes) -> None:
+        info = struct.pack("@I4s4s", self.ifindex, socket.inet_aton(self.src), bytes(4))
+        anc = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
+        self.sock.sendmsg([data], anc, 0, (str(self.vip.ip), self.vip.port))
+
+    def __enter__(self) -> Through:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+def test_status_lists_every_relay_and_the_ecmp_routes(fleet: Lab) -> None:
+    """`steerctl lab status --json` (told only the prefix: the lab recorded its shape)."""
+    ran = CliRunner().invoke(cli, ["lab", "status", "--prefix", fleet.prefix, "--json"])
+    assert ran.exit_code == 0, ran.output
+    st = json.loads(ran.output)
+    relays = st["relays"]
+    assert [r["name"] for r in relays] == ["relay1", "relay2", "relay3"]
+    assert len({r["instance"] for r in relays}) == RELAYS
+    for r in relays:
+        assert r["pid"] and r["alive"], r
+        assert topology.netns_exists(r["ns"])
+    assert st["processes"]["redis"]
+    routes = topology.run_in(fleet.fleet_net.router, ["ip", "route", "show", "203.0.113.10"])
+    assert routes.stdout.count("nexthop via") == RELAYS, routes.stdout
+    policy = topology.run_in(
+        fleet.fleet_net.router, ["sysctl", "-n", "net.ipv4.fib_multipath_hash_policy"]
+    )
+    assert policy.stdout.strip() == "1"
+
+
+def test_a_session_registered_once_routes_through_every_relay(fleet: Lab) -> None:
+    """Registered on relay1 only; a Binding Request through each relay reaches the
+    transceiver's socket, and its answer comes back from the VIP (through whichever relay
+    the transceiver's multipath route picks)."""
+    ip = fleet.net.trx_ip4(1)
+    with netns(fleet.net.trx(1)):
+        trx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    trx.bind((ip, 0))
+    trx.settimeout(3)
+    ufrag = f"fleetlab{os.getpid():08d}reg1"
+    relays = fleet.relay_list()
+    body = {"ufrag": ufrag, "sock": f"{ip}:{trx.getsockname()[1]}", "backend": 1}
+    fleet.api(relays[0]).request("POST", "/v1/sessions", body)
+    assert poll(lambda: all(knows(fleet, r, ufrag) for r in relays))
+    vip = fleet.net.vips[0]
+    try:
+        for r in relays:
+            before = counts(fleet)
+            with Through(fleet, r) as s:
+                req = stun.binding_request(
+                    f"{ufrag}:peer".encode(), txid=f"relay{r.index}-txid.".encode()
+                )
+                s.send(req)
+                data, src = trx.recvfrom(4096)
+                assert data == req and src == s.sock.getsockname(), (r.name, src)
+                trx.sendto(b"answer " + req[8:20], src)
+                ans, frm = s.sock.recvfrom(4096)
+                assert ans == b"answer " + req[8:20] and frm == (str(vip.ip), vip.port), r.name
+            d = moved_on(fleet, before, "fwd_stun", r.name)
+            assert d == {n: int(n == r.name) for n in before}, (r.name, d)
+    finally:
+        trx.close()
+        fleet.api(relays[0]).request("DELETE", f"/v1/sessions/{ufrag}")
+
+
+def test_a_forged_sealed_ufrag_is_dropped_by_every_relay(fleet: Lab) -> None:
+    key = seal.read_key_file(fleet.seal_key_file)
+    fields, tag = seal.unseal(seal.seal(key.key, key.id, 1, 40999)) or (None, 0)
+    assert fields is not None
+    forged = seal.encode((fields.word << 64) | (tag ^ 1))
+    for r in fleet.relay_list():
+        before = counts(fleet)
+        with Through(fleet, r) as s:
+            s.send(stun.binding_request(forged.encode() + b":x"))
+        d = moved_on(fleet, before, "drop_seal_bad_mac", r.name)
+        assert d == {n: int(n == r.name) for n in before}, (r.name, d)
+        after = counts(fleet)
+        assert moved(before, after, "fwd_stun_sealed") == {n: 0 for n in before}
+
+
+def test_calls_on_every_relay(fleet: Lab) -> None:
+    """ECMP spreads calls by the client's port: rounds of calls until every relay has
+    forwarded client media (a round of 6 leaves a relay out ~26 % of the time), each call
+    satisfied through the VIP."""
+    before = counts(fleet)
+    results: list[dict[str, Any]] = []
+    for _ in range(4):
+        results += run_clients(fleet, sessions=6, seconds=2)
+        if all(moved(before, counts(fleet), "fwd_flow").values()):
+            break
+    assert all(r["ok"] for r in results), [r["error"] for r in results if not r["ok"]]
+    flows = moved(before, counts(fleet), "fwd_flow")
+    assert all(flows.values()), flows
+
+
+def test_key_rotation_with_live_calls_on_every_relay(fleet: Lab) -> None:
+    """docs/fleet.md's procedure on the fleet: every relay takes key 2, transceivers mint
+    with it, every relay retires key 1; live calls keep media throughout."""
+    keyfile = fleet.seal_key_file
+    old = seal.read_key_file(keyfile)
+    relays = fleet.relay_list()
+    out: list[dict[str, Any]] = []
+    live = threading.Thread(target=lambda: out.extend(run_clients(fleet, sessions=3, seconds=8)))
+    live.start()
+    try:
+        assert poll(lambda: sum(len(fleet.api(r).sessions()) for r in relays) >= 3, 20)
+        new = seal.new_key(2)
+        for r in relays:
+            fleet.api(r).request("POST", "/v1/keys", new.to_json())
+        tmp = keyfile.with_suffix(".new")
+        seal.write_key_file(tmp, new)
+        tmp.replace(keyfile)
+        rotated = run_clients(fleet, sessions=3, seconds=2)
+        for r in relays:
+            fleet.api(r).request("DELETE", f"/v1/keys/{old.id}")
+    finally:
+        live.join(timeout=60)
+    assert len(out) == 3
+    for call in out:
+        assert call["ok"], call
+        assert seal.verify({old.id: old.key}, call["ufrag"]) is not None
+    for call in rotated:
+        assert call["ok"], call
+        assert seal.verify({new.id: new.key}, call["ufrag"]) is not None
+    for r in relays:
+        assert [k["id"] for k in fleet.api(r).request("GET", "/v1/keys")["keys"]] == [2]
+
+
+def test_a_relay_killed_mid_call(fleet: Lab) -> None:
+    """Runs last. The relay carrying the most flows dies while 4 calls carry audio: media
+    resumes both ways on every call without an ICE restart; the gaps are measured."""
+    rows, killed = run_kill(fleet, sessions=4, progress=lambda s: None)
+    carried = killed["carried"]
+    assert carried[killed["relay"]] == max(carried.values()) > 0, killed
+    assert killed["relay"] not in killed["alive"] and len(killed["alive"]) == RELAYS - 1
+    route = topology.run_in(fleet.fleet_net.router, ["ip", "route", "show", "203.0.113.10"])
+    assert route.stdout.count("nexthop via") == RELAYS - 1
+    assert f"100.64.{fleet.relay_named(killed['relay']).index}." not in route.stdout
+    for r in rows:
+        assert r["ok"] and r["resumed"], r
+        print(f"{r['ufrag']}: gap up {r['gap_up_ms']} ms, down {r['gap_down_ms']} ms")
