@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import report
+from bench import docs_mobility, report
 from bench.report import LABELS, _fmt
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -516,6 +516,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *_control_plane(r),
         *_fuzz(r),
         *_flood(r),
+        *docs_mobility.section(r),
         "## Not measured here",
         "",
         "Bidirectional load at relay level (the return path is timed only in the test run), "

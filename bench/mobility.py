@@ -12,7 +12,8 @@ silence of the audio after each rebinding measured on the wire each way
 - `direct`: the client's call to a plain aiortc echo answerer on the relay's public
   address (this module, `--serve`), through the same NAT: what aiortc does on its own.
 
-Run alone: `python -m bench.mobility [--smoke]` (prints the JSON), or from bench/run.py.
+Run alone: `python -m bench.mobility [--smoke] [--save]` (prints the JSON; `--save` also
+writes bench/results/<time>-mobility.json for docs/benchmarks.md), or from bench/run.py.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench import parts
 from pyctl.dataplane.loader import BuildOptions, compile_bpf, config_flags
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.mobility import run_event
@@ -173,12 +175,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--serve", metavar="HOST:PORT", help="run the direct baseline's answerer")
+    ap.add_argument(
+        "--save",
+        action="store_true",
+        help="also write bench/results/<time>-mobility.json (bench/docs.py publishes it)",
+    )
     args = ap.parse_args()
     if args.serve:
         host, port = args.serve.rsplit(":", 1)
         asyncio.run(_serve(host, int(port)))
         return
-    print(json.dumps(run(args.smoke), indent=2))
+    result = run(args.smoke)
+    print(json.dumps(result, indent=2))
+    if args.save:
+        print(f"written: {parts.save('mobility', result)}")
 
 
 if __name__ == "__main__":

@@ -25,11 +25,15 @@ from pyctl.dataplane.loader import BuildOptions, DataPlane, configure
 from pyctl.dataplane.maps import RouteMaps, Session
 from pyctl.dataplane.netns import netns
 from pyctl.dataplane.testrun import run_xdp
+from steer_common import cid, seal
 from steer_common.endpoint import Endpoint
-from steer_common.shared import Reason, XdpAction
+from steer_common.shared import BackendState, Reason, XdpAction
 
 FIRST_STUN_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50001")
 UNKNOWN_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50002")
+# connection hints: the client's packets from a new port, with no flow (issue 16)
+HINTED_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50003")
+CID_KEY = seal.SealKey(5, bytes(range(32, 48)))
 BPF_PSEUDO_CALL = 1
 # The relay decrements the TTL, and a repeated test run works on its own output: 250 runs
 # of a TTL-255 frame never reach the TTL drop, so warm timings repeat in chunks of this.
@@ -83,7 +87,25 @@ def frames() -> dict[str, tuple[str, bytes, XdpAction]]:
             _frame(UNKNOWN_CLIENT, c.VIP, binding_request("noSuchUfrag"), *pub),
             XdpAction.DROP,
         ),
+        # the established flow's RTP (same bytes, same SSRC) from a port with no flow
+        "rtp_hint": (
+            "public",
+            _frame(HINTED_CLIENT, c.VIP, rtp_packet(1), *pub),
+            XdpAction.REDIRECT,
+        ),
+        # a DTLS 1.2 tls12_cid record of the same size whose CID names the bench socket
+        "dtls_cid": (
+            "public",
+            _frame(HINTED_CLIENT, c.VIP, cid_record(), *pub),
+            XdpAction.REDIRECT,
+        ),
     }
+
+
+def cid_record() -> bytes:
+    """A tls12_cid record as long as the bench's RTP payload, its CID minted for c.TRX."""
+    rid = cid.mint(CID_KEY, c.BACKEND_ID, c.TRX.port, nonce=16)
+    return cid.record(rid, bytes(c.RTP_PAYLOAD_LEN - cid.CID_OFF - cid.CID_LEN - 2))
 
 
 class Timer:
@@ -171,6 +193,8 @@ CLASS_REASON = {
     "first_stun_1400B": Reason.FWD_STUN,
     "return": Reason.FWD_RETURN,
     "drop_unknown": Reason.DROP_STUN_UNKNOWN_UFRAG,
+    "rtp_hint": Reason.FWD_RTP_HINT,
+    "dtls_cid": Reason.FWD_DTLS_CID,
 }
 
 
@@ -192,7 +216,7 @@ def mirror(maps: RouteMaps, cls: str) -> None:
     if cls == "established":
         _flow(maps, c.CLIENT, c.VIP, c.TRX)
         _flow(maps, c.CLIENT, c.TRX, c.TRX)
-    elif cls.startswith("first_stun"):
+    elif cls.startswith("first_stun") or cls in ("rtp_hint", "dtls_cid"):
         maps.add_vip(c.TRX)
     elif cls == "return":
         # the source alternates TRX -> VIP -> TRX: each is the other's "VIP", and each
@@ -258,6 +282,14 @@ def prepare(dp: DataPlane, timer: Timer) -> None:
     maps = RouteMaps(dp.bpf)
     maps.add_vip(c.VIP)
     maps.add_session(Session(c.UFRAG, c.TRX, c.VIP, c.BACKEND_ID))
+    # what the hinted classes route by: the session's SSRC (as learned on its flow), a
+    # sealing key and the backend's address (the CID carries the socket's port)
+    ssrc = int.from_bytes(rtp_packet(1)[8:12], "little")  # the map key as on the wire
+    owner = maps.ssrc_map.Leaf(backend_id=c.BACKEND_ID)
+    c.TRX.fill(owner.sock)
+    maps.ssrc_map[maps.ssrc_map.Key(ssrc)] = owner
+    maps.set_backend(c.BACKEND_ID, Endpoint(c.TRX.ip, 0), BackendState.ACTIVE)
+    seal.install_key(dp.table("steer_seal_keys"), CID_KEY)
 
 
 def bare_costs(timer: Timer, pub_ifindex: int, int_ifindex: int) -> dict[str, float]:
