@@ -109,6 +109,8 @@ class FleetSync:
         self.announced: set[str] = set()  # this relay's sessions the peers were told of
         self.gone: set[str] = set()
         self.doomed: dict[str, float] = {}  # a dead relay's session here -> when it expires
+        self.dead_gc: set[str] = set()  # sockets of this relay's ended sessions: their flows
+        # in dead relays' hashes go too (a live relay deletes its own)
         self.stats = FleetStats()
         self.flows = FlowShare(ctl.maps, relay)
         self.live = Liveness(url, relay, self._describe, self._peer_changed)
@@ -138,6 +140,9 @@ class FleetSync:
                 self.announced.discard(u)
                 self.gone.add(u)
                 self.put.pop(u, None)
+                sock = self.socks.get(u)
+                if sock is not None and self._dead():
+                    self.dead_gc.add(sock)
                 self._sock_gone(u)
 
     def _sock_gone(self, ufrag: str) -> None:
@@ -147,8 +152,9 @@ class FleetSync:
 
     async def _flush(self) -> None:
         flows, fput, fdel = self.flows.take()
-        if not self.put and not self.gone and not flows and not fput and not fdel:
+        if not (self.put or self.gone or flows or fput or fdel or self.dead_gc):
             return
+        gc, self.dead_gc = self.dead_gc, set()
         put, gone = self.put, self.gone
         self.put, self.gone = {}, set()
         msg = {
@@ -164,9 +170,11 @@ class FleetSync:
             pipe.hset(mine, mapping={s: sign(self.key, v.encode()) for s, v in fput.items()})
         if fdel:
             pipe.hdel(mine, *fdel)
+        if gc:
             for peer in self._dead():  # a dead relay's flows of ended sessions go too
-                pipe.hdel(f"steer:{peer}:flows", *fdel)
-        pipe.publish(CHANNEL, sign(self.key, json.dumps(msg).encode()))
+                pipe.hdel(f"steer:{peer}:flows", *gc)
+        if put or gone or flows:
+            pipe.publish(CHANNEL, sign(self.key, json.dumps(msg).encode()))
         try:
             await pipe.execute()
             self.stats.published += len(put) + len(gone)
@@ -175,6 +183,7 @@ class FleetSync:
                 self.put.setdefault(u, r)
             self.gone |= gone - set(self.put)
             self.flows.untake(flows, [*fput, *fdel])
+            self.dead_gc |= gc
             raise
 
     # -- the other relays' sessions: installed into the maps only
@@ -268,7 +277,7 @@ class FleetSync:
                 log.warning("malformed flow list skipped (%s)", e)
                 continue
             for r in recs:
-                self.flows.install(r)
+                self.flows.install(r, live=False)
         self.flows.orphans()
 
     async def _adopt_pinned(self) -> None:

@@ -127,10 +127,12 @@ class FlowShare:
     def __init__(self, maps: RouteMaps, relay: str) -> None:
         self.maps, self.relay = maps, relay
         self.stats = FlowStats()
-        # copies here: socket -> flow key bytes -> the relay that learned it
-        self.copies: dict[str, dict[bytes, str]] = {}
-        # flows learned here and published: socket -> "client|vip" -> record
+        # copies here: socket -> flow key bytes -> (the relay that learned it, when)
+        self.copies: dict[str, dict[bytes, tuple[str, float]]] = {}
+        # flows learned here and published: socket -> "client|vip" -> record; and the
+        # socket each "client|vip" was last learned for (a re-pointed flow leaves the other)
         self.mine: dict[str, dict[str, FlowRec]] = {}
+        self.mine_sock: dict[str, str] = {}
         self.out: list[FlowRec] = []  # for the next message
         self.dirty: set[str] = set()  # sockets whose published list changed
         self._seen: dict[bytes, int] = {}  # flow key -> created_ns already taken
@@ -163,10 +165,16 @@ class FlowShare:
                 self._keep(rec)
 
     def _keep(self, rec: FlowRec) -> None:
+        before = self.mine_sock.get(rec.key)
+        if before is not None and before != rec.sock:
+            self.mine.get(before, {}).pop(rec.key, None)
+            self.dirty.add(before)
+        self.mine_sock[rec.key] = rec.sock
         mine = self.mine.setdefault(rec.sock, {})
         mine.pop(rec.key, None)
         mine[rec.key] = rec
         while len(mine) > FLOWS_PER_SOCK:
+            self.mine_sock.pop(next(iter(mine)), None)
             del mine[next(iter(mine))]
         self.out.append(rec)
         self.dirty.add(rec.sock)
@@ -199,9 +207,9 @@ class FlowShare:
         self.stats.published -= len(flows)
 
     # -- other relays' flows
-    def install(self, rec: FlowRec, now: float | None = None) -> bool:
+    def install(self, rec: FlowRec, live: bool = True, now: float | None = None) -> bool:
         """Write a flow another relay learned, with its reverse flow; False if not written
-        (see FlowStats for why)."""
+        (see FlowStats for why). `live`: just published (its lag is sampled), not loaded."""
         if rec.by == self.relay:
             return False
         now = time.time() if now is None else now
@@ -227,13 +235,15 @@ class FlowShare:
             old_sock = Endpoint.from_c(old.sock)
             if old_sock == sock:
                 if old.flags & FLOW_FLEET:
-                    self.copies.setdefault(rec.sock, {})[raw] = rec.by
+                    self.copies.setdefault(rec.sock, {})[raw] = (rec.by, rec.t)
                 return False  # the same flow: nothing to do
-            if not old.flags & FLOW_FLEET:
+            if old.flags & FLOW_FLEET:
+                learned_at = self.copies.get(str(old_sock), {}).get(raw, ("?", 0.0))[1]
+            else:
                 learned_at = now - (time.monotonic_ns() - old.created_ns) / 1e9
-                if learned_at > rec.t:
-                    self.stats.stale += 1
-                    return False
+            if learned_at > rec.t:  # the newer authenticated answer wins
+                self.stats.stale += 1
+                return False
             self.copies.get(str(old_sock), {}).pop(raw, None)
             self.stats.replaced += 1
         t = time.monotonic_ns()
@@ -249,9 +259,10 @@ class FlowShare:
         rv.backend_id = rec.backend
         rm[rk] = rv  # the way back first: a reply on this socket finds its VIP
         fm[k] = leaf
-        self.copies.setdefault(rec.sock, {})[raw] = rec.by
+        self.copies.setdefault(rec.sock, {})[raw] = (rec.by, rec.t)
         self.stats.installed += 1
-        self.stats.sample(max(0.0, now - rec.t))
+        if live:
+            self.stats.sample(max(0.0, now - rec.t))
         return True
 
     def purge_sock(self, sock: str) -> int:
@@ -272,7 +283,9 @@ class FlowShare:
                 continue
             if Endpoint.from_c(v.sock) == ep and v.flags & FLOW_FLEET:
                 n += _delete(fm, k)
-        if self.mine.pop(sock, None) is not None:
+        for key in self.mine.pop(sock, {}):
+            if self.mine_sock.get(key) == sock:
+                del self.mine_sock[key]
             self.dirty.add(sock)
         self.stats.removed += n
         return n
@@ -291,7 +304,7 @@ class FlowShare:
             for f, _ in self.maps.iter_flows(sock=sock)
         ]
         fm = self.maps.flow_map
-        for raw, by in self.copies.get(str(sock), {}).items():
+        for raw, (by, _) in self.copies.get(str(sock), {}).items():
             k = fm.Key.from_buffer_copy(raw)
             try:
                 v = fm[k]
@@ -326,7 +339,7 @@ class FlowShare:
         """Index copies found in the maps; who learned them is told again by its peers'
         hashes ("?" until then)."""
         for raw, sock in copies:
-            self.copies.setdefault(sock, {}).setdefault(raw, "?")
+            self.copies.setdefault(sock, {}).setdefault(raw, ("?", 0.0))
 
     def orphans(self) -> int:
         """Remove the copies whose socket has no session here (ended while this daemon

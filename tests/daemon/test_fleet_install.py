@@ -1,0 +1,157 @@
+"""The rules of flow sharing on real pinned maps, without daemons (pyctl/daemon/
+fleetflows.py, docs/fleet.md "Sharing flows"): another relay's flow is installed only for a
+socket this relay has a session for, with its reverse flow, never over a newer one; copies
+go with their socket; the watch publishes only what this relay's data plane learned; fleet
+messages are signed; a restart leaves the fleet's sessions to the fleet."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pyctl.daemon.control import Controller
+from pyctl.daemon.fleet import fleet_key, sign, unsign
+from pyctl.daemon.fleetflows import FlowRec, FlowShare, Watch
+from pyctl.daemon.store import MemoryStore
+from pyctl.dataplane.maps import RouteMaps, Session
+from pyctl.dataplane.mapscan import chunks
+from pyctl.lab.net import VIP4
+from steer_common.endpoint import Endpoint
+from steer_common.shared import FLOW_FLEET
+
+SX = Endpoint.parse("10.88.0.11:41001")
+SY = Endpoint.parse("10.88.0.11:41002")
+C = Endpoint.parse("198.51.100.2:50001")
+C2 = Endpoint.parse("198.51.100.2:50002")
+
+
+@pytest.fixture
+def maps(pinned: RouteMaps) -> Any:
+    pinned.clear()
+    pinned.add_vip(VIP4)
+    pinned.add_session(Session("fleetsessx", SX, VIP4, 1, foreign=True))
+    pinned.add_session(Session("fleetsessy", SY, VIP4, 1))
+    yield pinned
+    pinned.clear()
+
+
+def rec(client: Endpoint, sock: Endpoint, t: float, by: str = "ra", backend: int = 1) -> FlowRec:
+    return FlowRec(str(client), str(VIP4), str(sock), backend, t, by)
+
+
+def flow(maps: RouteMaps, client: Endpoint) -> tuple[Endpoint, int] | None:
+    k = maps.flow_map.Key()
+    client.fill(k.client)
+    VIP4.fill(k.vip)
+    try:
+        v = maps.flow_map[k]
+    except KeyError:
+        return None
+    return Endpoint.from_c(v.sock), int(v.flags)
+
+
+def rflow(maps: RouteMaps, sock: Endpoint, client: Endpoint) -> Endpoint | None:
+    k = maps.rflow_map.Key()
+    sock.fill(k.sock)
+    client.fill(k.client)
+    try:
+        return Endpoint.from_c(maps.rflow_map[k].vip)
+    except KeyError:
+        return None
+
+
+def learned_here(maps: RouteMaps, client: Endpoint, sock: Endpoint) -> None:
+    """A flow as this relay's data plane writes it (flags 0, with its reverse flow)."""
+    k, v = maps.flow_map.Key(), maps.flow_map.Leaf()
+    client.fill(k.client)
+    VIP4.fill(k.vip)
+    sock.fill(v.sock)
+    v.backend_id = 1
+    v.created_ns = v.last_seen_ns = time.monotonic_ns()
+    keys = np.frombuffer(bytes(k), np.dtype(maps.flow_map.Key)).copy()
+    leaves = np.frombuffer(bytes(v), np.dtype(maps.flow_map.Leaf)).copy()
+    maps.add_flows(keys, leaves)
+
+
+def test_install_rules(maps: RouteMaps) -> None:
+    fs = FlowShare(maps, "me")
+    now = time.time()
+    unknown = Endpoint.parse("10.88.0.99:1")
+    assert not fs.install(rec(C, unknown, now))  # no session here for the socket
+    assert not fs.install(rec(C, SX, now, backend=2))  # not the session's backend
+    assert not fs.install(rec(C, SX, now, by="me"))  # this relay's own
+    assert fs.stats.misses == 2 and flow(maps, C) is None
+    assert fs.install(rec(C, SX, now - 10))
+    assert flow(maps, C) == (SX, FLOW_FLEET) and rflow(maps, SX, C) == VIP4
+    assert not fs.install(rec(C, SY, now - 20))  # older than the copy: stale
+    assert flow(maps, C) == (SX, FLOW_FLEET) and fs.stats.stale == 1
+    assert fs.install(rec(C, SY, now - 5))  # newer: re-pointed
+    assert flow(maps, C) == (SY, FLOW_FLEET) and rflow(maps, SY, C) == VIP4
+    assert fs.stats.replaced == 1 and fs.status()["copies"] == 1
+    assert fs.purge_sock(str(SX)) == 0  # SX's copy moved to SY: not SX's to delete
+    assert flow(maps, C) == (SY, FLOW_FLEET)
+    # a flow this relay's data plane learned wins over an older copy, not a newer one
+    learned_here(maps, C2, SX)
+    assert flow(maps, C2) == (SX, 0)
+    assert not fs.install(rec(C2, SY, time.time() - 60))
+    assert flow(maps, C2) == (SX, 0)
+    assert fs.install(rec(C2, SY, time.time() + 1))
+    assert flow(maps, C2) == (SY, FLOW_FLEET)
+    assert fs.purge_sock(str(SY)) == 2  # both copies of SY, flow and reverse flow
+    assert flow(maps, C) is None and flow(maps, C2) is None
+    assert rflow(maps, SY, C) is None and rflow(maps, SY, C2) is None
+    assert fs.status()["copies"] == 0 and fs.stats.removed == 2
+
+
+class NowLoop:
+    """call_soon_threadsafe at once: the watch's hand-over, without an event loop."""
+
+    def call_soon_threadsafe(self, fn: Any, *args: Any) -> None:
+        fn(*args)
+
+
+def test_the_watch_publishes_what_this_relay_learned(maps: RouteMaps) -> None:
+    fs = FlowShare(maps, "me")
+    assert fs.install(rec(C, SX, time.time()))  # a copy: never published again
+    learned_here(maps, C2, SY)  # as the data plane learns it: flags 0
+    w = Watch(NowLoop(), fs.learned)  # type: ignore[arg-type]
+    for _ in range(2):  # twice: the second walk sees it again (slack), deduplicated
+        start = time.monotonic_ns()
+        for k, v, _ in chunks(maps.flow_map):
+            w.seen(k, v)
+        w.walked(start)
+    flows, puts, dels = fs.take()
+    assert [(f["client"], f["sock"], f["by"]) for f in flows] == [(str(C2), str(SY), "me")]
+    assert abs(flows[0]["t"] - time.time()) < 2
+    assert list(puts) == [str(SY)] and dels == []
+    assert [d["client"] for d in json.loads(puts[str(SY)])] == [str(C2)]
+    # the session ends: its published list goes from the hash
+    fs.purge_sock(str(SY))
+    assert fs.take()[1:] == ({}, [str(SY)])
+
+
+def test_signatures() -> None:
+    key = fleet_key("operator-token-1")
+    assert key is not None and fleet_key("") is None
+    assert key != fleet_key("operator-token-2")
+    raw = b'{"origin": "ra"}'
+    assert unsign(key, sign(key, raw)) == raw
+    assert unsign(key, raw) is None  # unsigned, to a relay with a key
+    assert unsign(key, sign(fleet_key("another"), raw)) is None
+    tampered = sign(key, raw).replace(b"ra", b"rb")
+    assert unsign(key, tampered) is None
+    assert unsign(None, raw) == raw  # no key: Redis is trusted (docs/fleet.md)
+
+
+def test_a_restart_leaves_the_fleets_sessions_to_the_fleet(maps: RouteMaps) -> None:
+    fleet_ctl = Controller(maps, MemoryStore(), [VIP4], keep_foreign=True)
+    fleet_ctl.reconcile()
+    assert [r.ufrag for r in fleet_ctl.sessions()] == ["fleetsessy"]
+    assert maps.get_session("fleetsessx") == Session("fleetsessx", SX, VIP4, 1, foreign=True)
+    plain = Controller(maps, MemoryStore(), [VIP4])  # without --fleet: adopted, as before
+    plain.reconcile()
+    assert [r.ufrag for r in plain.sessions()] == ["fleetsessx", "fleetsessy"]
