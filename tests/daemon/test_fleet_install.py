@@ -7,7 +7,9 @@ messages are signed; a restart leaves the fleet's sessions to the fleet."""
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from pyctl.daemon.control import Controller
 from pyctl.daemon.fleet import fleet_key, sign, unsign
 from pyctl.daemon.fleetflows import FlowRec, FlowShare, Watch
 from pyctl.daemon.store import MemoryStore
+from pyctl.dataplane.loader import BuildOptions, compile_bpf, unload
 from pyctl.dataplane.maps import RouteMaps, Session
 from pyctl.dataplane.mapscan import chunks
 from pyctl.lab.net import VIP4
@@ -27,6 +30,19 @@ SX = Endpoint.parse("10.88.0.11:41001")
 SY = Endpoint.parse("10.88.0.11:41002")
 C = Endpoint.parse("198.51.100.2:50001")
 C2 = Endpoint.parse("198.51.100.2:50002")
+
+
+@pytest.fixture(scope="module")
+def pinned() -> Iterator[RouteMaps]:
+    """Pinned maps only (no program: nothing here needs one, and they compile faster)."""
+    instance = f"fi{os.getpid() % 100000}"
+    unload(instance)
+    try:
+        yield RouteMaps(
+            compile_bpf(BuildOptions(instance=instance), text='#include "steer_maps.h"')
+        )
+    finally:
+        unload(instance)
 
 
 @pytest.fixture
