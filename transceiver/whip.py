@@ -142,11 +142,11 @@ class WhipServer:
         if request.content_type != frag_type:
             got = request.content_type or "none"
             return _error(415, f"PATCH takes {frag_type}, got {got}", accept_patch=frag_type)
-        if (request.content_length or 0) > sdpfrag.MAX_BYTES:
+        if request.content_length is None:  # chunked: its size is known only once read
+            return _error(411, "a fragment needs a Content-Length")
+        if request.content_length > sdpfrag.MAX_BYTES:
             return _error(413, f"a fragment is at most {sdpfrag.MAX_BYTES} bytes")
-        body = await request.content.read(sdpfrag.MAX_BYTES + 1)
-        if len(body) > sdpfrag.MAX_BYTES:
-            return _error(413, f"a fragment is at most {sdpfrag.MAX_BYTES} bytes")
+        body = await request.read()
         match = request.headers.get("If-Match")
         if match is not None and match.strip() not in ("*", f'"{session.ufrag}"'):
             return _error(412, f'If-Match must be * (an ICE restart) or "{session.ufrag}"')

@@ -123,12 +123,21 @@ async def test_refusals_say_why_and_change_nothing() -> None:
             # too large: 413
             status, _, _ = await patch(env, location, b"a=x\r\n" * 10000, **auth)
             assert status == 413
+            # no Content-Length (chunked): 411
+
+            async def chunked() -> Any:
+                yield restart
+
+            resp = await env.http.patch(
+                location, data=chunked(), headers={"Content-Type": FRAG, **auth}
+            )
+            assert resp.status == 411, await resp.text()
             # the session has not connected (the answer was never applied): 409
             status, _, text = await patch(env, location, restart, **auth)
             assert status == 409 and "not connected" in text, text
             unchanged(env, session, ufrag, client)
             refused = env.metrics.ice_restarts.labels("refused")._value.get()
-            assert refused == 6
+            assert refused == 7
         finally:
             await peer.close()
 
