@@ -37,6 +37,7 @@ log = logging.getLogger("steer.fleet")
 
 MARGIN_NS = 20_000_000  # the coarse clock lags; a flow seen twice is deduplicated
 FLOWS_PER_SOCK = 8  # the flows of one socket a relay keeps published (its latest)
+COPY_CAP = 64  # copies of one socket's flows here (the data plane's default per-session cap)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -259,7 +260,11 @@ class FlowShare:
         rv.backend_id = rec.backend
         rm[rk] = rv  # the way back first: a reply on this socket finds its VIP
         fm[k] = leaf
-        self.copies.setdefault(rec.sock, {})[raw] = (rec.by, rec.t)
+        mine = self.copies.setdefault(rec.sock, {})
+        mine[raw] = (rec.by, rec.t)
+        while len(mine) > COPY_CAP:  # relays learn more over a call than it holds at once
+            self._drop_copy(sock, next(iter(mine)))
+            del mine[next(iter(mine))]
         self.stats.installed += 1
         if live:
             self.stats.sample(max(0.0, now - rec.t))
@@ -268,27 +273,30 @@ class FlowShare:
     def purge_sock(self, sock: str) -> int:
         """A session's socket went: its copies (flow and reverse flow) here, and the flows
         this relay published for it. Returns the copies removed."""
-        n = 0
-        fm, rm = self.maps.flow_map, self.maps.rflow_map
         ep = Endpoint.parse(sock)
-        for raw in self.copies.pop(sock, {}):
-            k = fm.Key.from_buffer_copy(raw)
-            rk = rm.Key()
-            ep.fill(rk.sock)
-            Endpoint.from_c(k.client).fill(rk.client)
-            _delete(rm, rk)
-            try:
-                v = fm[k]
-            except KeyError:
-                continue
-            if Endpoint.from_c(v.sock) == ep and v.flags & FLOW_FLEET:
-                n += _delete(fm, k)
+        n = sum(self._drop_copy(ep, raw) for raw in self.copies.pop(sock, {}))
         for key in self.mine.pop(sock, {}):
             if self.mine_sock.get(key) == sock:
                 del self.mine_sock[key]
             self.dirty.add(sock)
         self.stats.removed += n
         return n
+
+    def _drop_copy(self, sock: Endpoint, raw: bytes) -> int:
+        """Delete a copy's reverse flow, and its flow if it is still this socket's copy."""
+        fm, rm = self.maps.flow_map, self.maps.rflow_map
+        k = fm.Key.from_buffer_copy(raw)
+        rk = rm.Key()
+        sock.fill(rk.sock)
+        Endpoint.from_c(k.client).fill(rk.client)
+        _delete(rm, rk)
+        try:
+            v = fm[k]
+        except KeyError:
+            return 0
+        if Endpoint.from_c(v.sock) == sock and v.flags & FLOW_FLEET:
+            return _delete(fm, k)
+        return 0
 
     def where(self, sock: Endpoint) -> list[dict[str, Any]]:
         """The flows of a session socket here: learned here, or copies (and who learned

@@ -17,7 +17,7 @@ import pytest
 
 from pyctl.daemon.control import Controller
 from pyctl.daemon.fleet import fleet_key, sign, unsign
-from pyctl.daemon.fleetflows import FlowRec, FlowShare, Watch
+from pyctl.daemon.fleetflows import COPY_CAP, FlowRec, FlowShare, Watch
 from pyctl.daemon.store import MemoryStore
 from pyctl.dataplane.loader import BuildOptions, compile_bpf, unload
 from pyctl.dataplane.maps import RouteMaps, Session
@@ -121,6 +121,13 @@ def test_install_rules(maps: RouteMaps) -> None:
     assert flow(maps, C) is None and flow(maps, C2) is None
     assert rflow(maps, SY, C) is None and rflow(maps, SY, C2) is None
     assert fs.status()["copies"] == 0 and fs.stats.removed == 2
+    # one socket holds at most COPY_CAP copies here: the oldest go, flow and reverse flow
+    clients = [Endpoint.parse(f"198.51.100.3:{20000 + i}") for i in range(COPY_CAP + 2)]
+    for i, c in enumerate(clients):
+        assert fs.install(rec(c, SX, now + i))
+    assert fs.status()["copies"] == COPY_CAP
+    assert flow(maps, clients[0]) is None and rflow(maps, SX, clients[1]) is None
+    assert flow(maps, clients[2]) == (SX, FLOW_FLEET) and rflow(maps, SX, clients[-1]) == VIP4
 
 
 class NowLoop:
