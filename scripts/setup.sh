@@ -9,7 +9,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm ethtool
   iproute2 iputils-ping python3-venv python3-dev gcc make nftables netsniff-ng tcpdump
-  chromium redis-server vagrant strace python3-nftables espeak-ng
+  chromium redis-server vagrant strace time python3-nftables espeak-ng
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base gstreamer1.0-nice
   gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-gi python3-gst-1.0
   golang-go golang-github-pion-webrtc.v3-dev coturn linux-perf dpkg-dev)
@@ -64,7 +64,9 @@ fi
 node_dir=tests/interop/node
 if ! command -v npm >/dev/null; then
   say "apt: installing nodejs npm (for $node_dir)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 if [[ ! -f $node_dir/node_modules/.package-lock.json ||
   $node_dir/package-lock.json -nt $node_dir/node_modules/.package-lock.json ]]; then
