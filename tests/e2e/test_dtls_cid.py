@@ -38,6 +38,9 @@ PORT = 47811  # the server's socket on trx1 (the transceiver's own are ephemeral
 CLIENT_CID = "c11e47c1"  # what the server sends to the client (the client chooses it)
 MESSAGES, INTERVAL_MS = 150, 20  # 3 s of messages
 KEY_ID = 3
+# records sent while the change happens (the move takes the old address away first) or in
+# flight through the old mapping: 8 x 20 ms
+SLACK = 8
 
 
 class Peer:
@@ -128,12 +131,14 @@ def _call(lab: Lab, key: seal.SealKey, change: Callable[[], str], port: int) -> 
         new_public = change()
         done = client.wait(lambda e: e["event"] == "done", timeout=30)
         after = reason_counts(lab)
-        moved = server.wait(lambda e: e["event"] == "moved")
+        served = server.wait(lambda e: e["event"] == "done", timeout=40)
+        moved = server.of("moved")[-1]  # (a move may show two new sources in turn)
         return {
             "handshake": hs,
             "server_handshake": server.of("handshake")[0],
             "done": done,
             "moved": moved,
+            "served": served,
             "new_public": new_public,
             "echoed_after": done["echoed"] - echoed_before,
             "sent_after": done["sent"] - echoed_before,
@@ -172,11 +177,12 @@ def test_cid_records_follow_the_client(cidlab: tuple[Lab, seal.SealKey], how: st
     # the server saw an authenticated record from the new public address and follows it
     host = r["moved"]["to"].rpartition(":")[0]
     assert host == r["new_public"] and r["moved"]["from"] != r["moved"]["to"], r["moved"]
-    # every record after the change came by its CID, from an address with no flow
-    assert d["fwd_dtls_cid"] >= r["sent_after"] - 2 > 0, (d, r["sent_after"])
+    # what the server got from the new address came by its CID (that address has no flow)
+    assert r["served"]["moves"] >= 1 and r["served"]["records_since_move"] >= 100, r["served"]
+    assert d["fwd_dtls_cid"] >= r["served"]["records_since_move"], (d, r["served"])
     assert d.get("drop_dtls_cid_forged", 0) == d.get("drop_dtls_cid_malformed", 0) == 0
     assert d.get("drop_dtls_no_flow", 0) == 0
-    # and the echoes came back both ways: at most the records in flight at the change lost
+    # and the echoes came back both ways: at most the records of the change itself lost
     assert done["sent"] == MESSAGES
-    assert r["echoed_after"] >= r["sent_after"] - 2, (r["echoed_after"], r["sent_after"])
-    assert done["bytes_echoed"] >= done["bytes_sent"] - 2 * len(f"cid message {MESSAGES}")
+    assert r["echoed_after"] >= r["sent_after"] - SLACK, (r["echoed_after"], r["sent_after"])
+    assert done["bytes_echoed"] >= done["bytes_sent"] - SLACK * len(f"cid message {MESSAGES}")

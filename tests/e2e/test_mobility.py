@@ -5,11 +5,13 @@ wire (pyctl/lab/mobility.py)."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from pyctl.lab.lifecycle import Lab
+from pyctl.lab.mediagap import Sniffer
 from pyctl.lab.mobility import run_event
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
@@ -87,10 +89,19 @@ def test_chromium_call_resumes_both_ways_after_rebinding(natlab: Lab) -> None:
         assert b.wait_for(f"{inbound}.then(n => n > 50)"), b.evaluate("window.steer.stats()")
         before = reason_counts(natlab)
         ports = {f["client"] for f in natlab.api().flows(backend=1)}
-        natlab.nat_box.rebind()
-        settled = b.wait_for(f"new Promise(r => setTimeout(r, 500)).then(() => {inbound})")
-        resumed = b.wait_for(f"{inbound}.then(n => n > {settled} + 100 && n)", timeout=20)
+        down = Sniffer(natlab.net.client, "eth0")  # the echoed audio, as it reaches Chromium
+        try:
+            t0 = time.monotonic()
+            natlab.nat_box.rebind()
+            settled = b.wait_for(f"new Promise(r => setTimeout(r, 500)).then(() => {inbound})")
+            resumed = b.wait_for(f"{inbound}.then(n => n > {settled} + 100 && n)", timeout=20)
+            t1 = time.monotonic()
+        finally:
+            down.stop()
         assert resumed, f"no audio back after the rebinding: {settled} packets, then none"
+        # downstream came back once the transceiver had checked the new port, not at
+        # Chromium's next check of its own (up to 2.5 s apart)
+        assert down.gap_ms(down.busiest()[0], t0, t1) < HEALED_MS
         moved = {k: v - before.get(k, 0) for k, v in reason_counts(natlab).items()}
         now = {f["client"] for f in natlab.api().flows(backend=1)}
         b.evaluate("window.steer.stop()")

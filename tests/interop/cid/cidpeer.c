@@ -266,7 +266,7 @@ int main(int argc, char **argv)
 	struct peer p = {0};
 	size_t peer_cid_len = 0;
 	int cid_len, enabled = 0, rc, server;
-	long records = 0, bytes = 0, moves = 0;
+	long records = 0, bytes = 0, moves = 0, since_move = 0;
 
 	if (argc < 8 || (strcmp(argv[1], "server") && strcmp(argv[1], "client")) ||
 	    (!strcmp(argv[1], "client") && argc < 9)) {
@@ -378,13 +378,16 @@ int main(int argc, char **argv)
 				fflush(stdout);
 				p.to = p.from;
 				moves++;
+				since_move = 0;
 			}
 			records++;
+			since_move++;
 			bytes += rc;
 			mbedtls_ssl_write(&ssl, buf, rc);
 		}
-		printf("{\"event\": \"done\", \"records\": %ld, \"bytes\": %ld, \"moves\": %ld}\n",
-		       records, bytes, moves);
+		printf("{\"event\": \"done\", \"records\": %ld, \"bytes\": %ld, \"moves\": %ld, "
+		       "\"records_since_move\": %ld}\n",
+		       records, bytes, moves, since_move);
 	} else {
 		long count = atol(argv[7]), sent = 0, echoed = 0, bsent = 0, becho = 0;
 		double interval = atof(argv[8]) / 1000.0, next = now_s();
