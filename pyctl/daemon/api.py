@@ -238,7 +238,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    rec = request.app[CTL].session(_path_ufrag(request), _owner(request))
+    rec = request.app[CTL].session(_path_ufrag(request), _owner(request), take_over=False)
     return web.json_response({"session": views.record_view(rec)})
 
 

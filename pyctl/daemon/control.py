@@ -141,7 +141,7 @@ class Controller:
     # it at start (not adopted); `claim` decides a heartbeat or end of one of them here;
     # `draining` (a message) refuses new registrations
     keep_foreign: bool = False
-    claim: Callable[[Session], SessionRecord] | None = None
+    claim: Callable[[Session, bool], SessionRecord] | None = None
     draining: str | None = None
     # old ufrags of ICE restarts, still routing for their grace period (see `restart`)
     aliases: dict[str, Alias] = field(default_factory=dict)
@@ -327,7 +327,9 @@ class Controller:
         self._count("registered", -len(recs))
         log.info("%d registrations undone: the session store did not answer", len(recs))
 
-    def session(self, ufrag: str, owner: int | None = None) -> SessionRecord:
+    def session(
+        self, ufrag: str, owner: int | None = None, take_over: bool = True
+    ) -> SessionRecord:
         """The record of a live session; one found only in the maps is adopted, so a
         session that routes never answers 404 (an ICE restart's old ufrag does)."""
         alias = self.aliases.get(ufrag)
@@ -347,7 +349,7 @@ class Controller:
             if live.foreign:  # another relay's (fleet): taken over, or 409
                 if self.claim is None:
                     raise ControlError(409, f"session {ufrag!r} is another relay's", "ufrag")
-                rec = self.claim(live)
+                rec = self.claim(live, take_over)
             else:
                 rec = self._adopt(live, time.time())
             self._put([rec])

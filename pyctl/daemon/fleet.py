@@ -399,11 +399,11 @@ class FleetSync:
                         pipe.hdel(f"steer:{origin}:flows", sock)
                     await pipe.execute()
 
-    def claim(self, live: Session) -> SessionRecord:
+    def claim(self, live: Session, take_over: bool = True) -> SessionRecord:
         """A heartbeat (or an end) reached this relay for a session another relay
-        registered: taken over if that relay is dead, else refused."""
+        registered: taken over if that relay is dead, else refused (a read: refused)."""
         origin = self.foreign.get(live.ufrag, "?")
-        if self.live.state(origin) != "dead":
+        if self.live.state(origin) != "dead" or not take_over:
             raise ControlError(
                 409,
                 f"session {live.ufrag!r} is relay {origin}'s: its heartbeats and end go there",

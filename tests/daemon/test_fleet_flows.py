@@ -415,6 +415,8 @@ def test_a_dead_relays_sessions_and_flows_expire(fleet: Fleet) -> None:
     _, st = f.b.http.call("GET", "/v1/fleet")
     assert next(r["state"] for r in st["relays"] if r["name"] == f.a.instance) == "dead", st
     wait_for(lambda: ufrag not in f.redis.hash_raw(f.a.instance), 5.0, "dead relay's record")
+    assert f.b.http.call("GET", f"/v1/sessions/{kept}")[0] == 409  # a read takes nothing
+    assert f.maps_b.get_session(kept).foreign  # type: ignore[union-attr]
     # the other one's transceiver heartbeats through B: B takes it over, flow and all
     status, body = f.b.http.call("POST", f"/v1/sessions/{kept}/heartbeat", {"ttl": 60})
     assert status == 200, body
