@@ -8,17 +8,14 @@ from collections.abc import Iterator
 import pytest
 
 from pyctl.lab.lifecycle import Lab
+from tests.labs import running
 
 
 @pytest.fixture(scope="package")
 def lab() -> Iterator[Lab]:
     lab_ = Lab(prefix=f"e2e{os.getpid() % 10000}", transceivers=2, metrics="127.0.0.1:9479", ttl=3)
-    lab_.down(progress=lambda s: None)
-    try:
-        lab_.up(progress=lambda s: None)
+    with running(lab_):
         yield lab_
-    finally:
-        lab_.down(progress=lambda s: None)
 
 
 def reason_counts(lab: Lab) -> dict[str, int]:

@@ -30,6 +30,7 @@ from pyctl.lab.lifecycle import Lab
 from steer_common import cid, seal
 from steer_common.ufrag import make_password, make_ufrag
 from tests.e2e.conftest import reason_counts
+from tests.labs import running
 
 pytestmark = pytest.mark.e2e
 
@@ -98,14 +99,10 @@ def cidlab() -> Iterator[tuple[Lab, seal.SealKey]]:
         metrics="127.0.0.1:9497",
         nat=True,
     )
-    lab_.down(progress=lambda s: None)
-    try:
-        lab_.up(progress=lambda s: None)
+    with running(lab_):
         key = seal.new_key(KEY_ID)
         lab_.api().request("POST", "/v1/keys", key.to_json())
         yield lab_, key
-    finally:
-        lab_.down(progress=lambda s: None)
 
 
 def _call(lab: Lab, key: seal.SealKey, change: Callable[[], str], port: int) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pyctl.lab.lifecycle import Lab, LabRelay
 from steer_common import seal
 from steer_common.apiclient import ApiError
 from tests import stun
+from tests.labs import running
 
 pytestmark = pytest.mark.e2e
 
@@ -43,12 +44,8 @@ def fleet() -> Iterator[Lab]:
         relays=RELAYS,
         metrics="127.0.0.1:9495",
     )
-    lab.down(progress=lambda s: None)
-    try:
-        lab.up(progress=lambda s: None)
+    with running(lab):
         yield lab
-    finally:
-        lab.down(progress=lambda s: None)
 
 
 def counts(lab: Lab) -> Counts:

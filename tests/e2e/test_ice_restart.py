@@ -20,6 +20,7 @@ from pyctl.dataplane.netns import netns
 from pyctl.lab.lifecycle import Lab
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
+from tests.labs import running
 
 pytestmark = pytest.mark.e2e
 STEERCTL = str(Path(__file__).resolve().parents[2] / ".venv/bin/steerctl")
@@ -36,12 +37,8 @@ def natlab() -> Iterator[Lab]:
         ttl=3,
         nat=True,
     )
-    lab_.down(progress=lambda s: None)
-    try:
-        lab_.up(progress=lambda s: None)
+    with running(lab_):
         yield lab_
-    finally:
-        lab_.down(progress=lambda s: None)
 
 
 def session_map(lab: Lab) -> dict[str, str]:

@@ -15,6 +15,7 @@ from pyctl.lab.mediagap import Sniffer
 from pyctl.lab.mobility import run_event
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import reason_counts
+from tests.labs import running
 
 pytestmark = pytest.mark.e2e
 HEALED_MS = 1000  # 50 Opus frames: far above the ~100 ms a healed path takes here
@@ -29,12 +30,8 @@ def natlab() -> Iterator[Lab]:
         ttl=3,
         nat=True,
     )
-    lab_.down(progress=lambda s: None)
-    try:
-        lab_.up(progress=lambda s: None)
+    with running(lab_):
         yield lab_
-    finally:
-        lab_.down(progress=lambda s: None)
 
 
 def test_rebind_gives_every_mapping_a_new_port(natlab: Lab) -> None:

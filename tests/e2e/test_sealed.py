@@ -20,6 +20,7 @@ from pyctl.lab.lifecycle import Lab
 from steer_common import seal
 from tests import stun
 from tests.e2e.conftest import reason_counts
+from tests.labs import running
 
 pytestmark = pytest.mark.e2e
 
@@ -31,15 +32,9 @@ def sealed_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, 
     keyfile = keydir / "current.json"
     seal.write_key_file(keyfile, seal.new_key(1))
     lab = Lab(prefix=f"es{os.getpid() % 10000}", transceivers=1, metrics="127.0.0.1:9487", ttl=3)
-    lab.down(progress=lambda s: None)
-    os.environ["STEER_TRX_SEAL_KEY_FILE"] = str(keyfile)  # Lab passes its environment on
-    try:
-        lab.up(progress=lambda s: None)
+    with running(lab, env={"STEER_TRX_SEAL_KEY_FILE": str(keyfile)}):
         lab.api().request("POST", "/v1/keys", seal.read_key_file(keyfile).to_json())
         yield lab, keyfile
-    finally:
-        os.environ.pop("STEER_TRX_SEAL_KEY_FILE", None)
-        lab.down(progress=lambda s: None)
 
 
 def moved(lab: Lab, before: dict[str, int]) -> dict[str, int]:

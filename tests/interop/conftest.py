@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from pyctl.lab.lifecycle import Lab
+from tests.labs import running
 
 # announced in every 201 (RFC 9725 section 4.6) and never contacted: no client here uses it
 ICE_SERVER = "stun:stun.example.net:3478"
@@ -17,11 +18,5 @@ ICE_SERVER = "stun:stun.example.net:3478"
 @pytest.fixture(scope="package")
 def lab() -> Iterator[Lab]:
     lab_ = Lab(prefix=f"iop{os.getpid() % 10000}", transceivers=1, metrics="127.0.0.1:9491")
-    lab_.down(progress=lambda s: None)
-    try:
-        with pytest.MonkeyPatch.context() as env:  # the transceivers inherit it
-            env.setenv("STEER_TRX_ICE_SERVER", ICE_SERVER)
-            lab_.up(progress=lambda s: None)
+    with running(lab_, env={"STEER_TRX_ICE_SERVER": ICE_SERVER}):
         yield lab_
-    finally:
-        lab_.down(progress=lambda s: None)

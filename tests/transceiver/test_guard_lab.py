@@ -28,6 +28,7 @@ from pyctl.cli import cli
 from pyctl.dataplane.netns import netns
 from pyctl.lab.lifecycle import Lab
 from steer_common.apiclient import ApiError, SyncApiClient
+from tests.labs import running
 from transceiver.guard import MAX_CANDIDATES
 from transceiver.registry import ControlApiRegistry, Registration
 
@@ -41,13 +42,8 @@ PUBLIC = [f"198.51.100.{10 + i}" for i in range(50)]
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     port = 20000 + os.getpid() % 10000  # metrics; the lab's TLS API is on port + 100
-    lab_ = Lab(prefix=PREFIX, transceivers=1, metrics=f"127.0.0.1:{port}", ttl=30)
-    lab_.down(progress=lambda s: None)
-    try:
-        lab_.up(progress=lambda s: None)
+    with running(Lab(prefix=PREFIX, transceivers=1, metrics=f"127.0.0.1:{port}", ttl=30)) as lab_:
         yield lab_
-    finally:
-        lab_.down(progress=lambda s: None)
 
 
 def offer_with(candidates: list[str]) -> str:
