@@ -1,11 +1,15 @@
-"""Sessions shared between relays (`--fleet`): registrations/s on one relay of a fleet of
-1 and of 3, the time until every other relay has them installed, and the Redis commands
-per registered and per ended session (INFO commandstats).
+"""The fleet (`--fleet`): registrations/s on one relay of a fleet of 1 and of 3, the time
+until every other relay has them installed, and the Redis commands per registered and per
+ended session (INFO commandstats); and the media gap when a relay dies mid-call.
 
-`python -m bench.fleet [--sessions N] [--smoke]` prints JSON. Each relay is its own lab
-network and daemon (tests/daemon's helpers), all on one redis-server; registrations are
-sequential API calls on relay 0 (each waits for its Redis mirror write, as transceivers'
-do).
+`python -m bench.fleet [--sessions N] [--calls N] [--smoke]` prints JSON; `python -m
+bench` runs `run()` as its `fleet` part. Registrations: each relay is its own lab network
+and daemon (tests/daemon's helpers), all on one redis-server; registrations are sequential
+API calls on relay 0 (each waits for its Redis mirror write, as transceivers' do). Relay
+death: the fleet lab (`Lab(relays=3)`, pyctl/lab/failover.py), N aiortc calls spread by
+ECMP, the relay carrying the most flows killed once all carry audio; per call the longest
+silence each way on the wire, p50 and max, for every call and for the calls whose relay
+died, and the same calls' gaps in a control window just before (no event).
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pyctl.lab.failover import run_kill
+from pyctl.lab.lifecycle import Lab
 from tests.daemon.conftest import Daemon, cleanup, make_lab
 from tests.daemon.test_store import RedisServer  # with a redis client (commandstats)
 
 TAG = os.getpid() % 10000
+PER_CALL = ("ufrag", "relay", "ok", "error", "gap_up_ms", "gap_down_ms")
+PER_CALL += ("control_gap_up_ms", "control_gap_down_ms")
 
 
 def _calls(redis: RedisServer) -> int:
@@ -96,16 +104,61 @@ def run_fleet(relays: int, sessions: int, workdir: Path) -> dict[str, Any]:
         redis.kill()
 
 
+def _p50_max(xs: list[float]) -> dict[str, float | None]:
+    xs = sorted(xs)
+    return {"p50": xs[len(xs) // 2] if xs else None, "max": xs[-1] if xs else None}
+
+
+def relay_death(calls: int, relays: int = 3, say: Any = print) -> dict[str, Any]:
+    """`calls` calls over the fleet lab, the busiest relay killed mid-call: the gaps."""
+    lab = Lab(prefix=f"bfk{TAG}", transceivers=2, relays=relays, metrics="127.0.0.1:9497")
+    lab.down(progress=lambda s: None)
+    try:
+        lab.up(progress=lambda s: None)
+        rows, killed = run_kill(lab, calls, progress=say)
+    finally:
+        lab.down(progress=lambda s: None)
+    moved = [r for r in rows if r["relay"] == killed["relay"]]
+    return {
+        "relays": relays,
+        "calls": calls,
+        "killed": killed["relay"],
+        "carried": {name: len(us) for name, us in killed["carried"].items()},
+        "ok": sum(1 for r in rows if r["ok"]),
+        "ice_restarts": 0,  # aiortc's client never restarts ICE: a call needing one fails
+        "gap_up_ms": _p50_max([r["gap_up_ms"] for r in rows]),
+        "gap_down_ms": _p50_max([r["gap_down_ms"] for r in rows]),
+        # the same calls in the window before, with no event: the machine's own gaps
+        "control_gap_up_ms": _p50_max([r["control_gap_up_ms"] for r in rows]),
+        "control_gap_down_ms": _p50_max([r["control_gap_down_ms"] for r in rows]),
+        "failed_over": len(moved),
+        "failed_over_gap_up_ms": _p50_max([r["gap_up_ms"] for r in moved]),
+        "failed_over_gap_down_ms": _p50_max([r["gap_down_ms"] for r in moved]),
+        "per_call": [{k: r[k] for k in PER_CALL} for r in rows],
+    }
+
+
+def run(smoke: bool, say: Any = print, sessions: int = 300, calls: int = 20) -> dict[str, Any]:
+    """Both measurements; --smoke: 20 registrations on 1 and 2 relays, 4 calls."""
+    counts, n = ((1, 2), 20) if smoke else ((1, 3), sessions)
+    out: dict[str, Any] = {"registrations": []}
+    for relays in counts:
+        say(f"fleet: {n} registrations, {relays} relay(s)")
+        with tempfile.TemporaryDirectory(prefix="steer-bench-fleet-") as d:
+            out["registrations"].append(run_fleet(relays, n, Path(d)))
+    calls = 4 if smoke else calls
+    say(f"fleet: a relay of 3 killed under {calls} calls")
+    out["relay_death"] = relay_death(calls, say=say)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", type=int, default=300)
-    p.add_argument("--smoke", action="store_true", help="20 sessions, 1 and 2 relays")
+    p.add_argument("--calls", type=int, default=20, help="calls up when a relay dies")
+    p.add_argument("--smoke", action="store_true", help="20 sessions, 1 and 2 relays, 4 calls")
     args = p.parse_args(argv)
-    counts, n = ((1, 2), 20) if args.smoke else ((1, 3), args.sessions)
-    out = []
-    for relays in counts:
-        with tempfile.TemporaryDirectory(prefix="steer-bench-fleet-") as d:
-            out.append(run_fleet(relays, n, Path(d)))
+    out = run(args.smoke, lambda s: print(s, file=sys.stderr), args.sessions, args.calls)
     json.dump(out, sys.stdout, indent=2)
     print()
     return 0

@@ -26,6 +26,7 @@ from bench import config as c
 from bench import (
     control_plane,
     docs,
+    fleet,
     flood,
     fuzz,
     latency,
@@ -625,6 +626,8 @@ def run(smoke: bool, quick: bool = False) -> int:
         result["flood"] = _part("flood", lambda: flood.run(small, say), say)
         say("mobility: media gaps across NAT rebindings, hints on/off and direct (own lab)")
         result["mobility"] = _part("mobility", lambda: mobility.run(smoke, say), say)
+        say("fleet: registrations/s on 1 and 3 relays; media gap when a relay dies (own labs)")
+        result["fleet"] = _part("fleet", lambda: fleet.run(smoke, say), say)
         result["duration_s"] = say.elapsed()
         json_path = out_dir / f"{stamp}.json"
         report.write_json(result, json_path)

@@ -24,6 +24,7 @@ The single-relay lab (N = 1) is pyctl/lab/net.py, unchanged.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 
 from pyctl.dataplane import topology as t
@@ -151,24 +152,34 @@ class FleetNet(LabNet):
         """The relays whose public link is up (a killed relay's is down)."""
         return [k for k in range(1, self.relays + 1) if _is_up(self.relay_ns(k), "pub")]
 
-    def route(self, relays: list[int]) -> None:
-        """The VIPs' multipath routes on the router, and every transceiver's default
-        routes, through exactly `relays`."""
+    def routes(self, relays: list[int]) -> dict[str, list[str]]:
+        """`ip -batch` lines per namespace: the VIPs' multipath routes on the router, and
+        every transceiver's default routes, through exactly `relays`."""
         v4 = [(self.pub4(k)[1], f"r{k}") for k in relays]
         v6 = [(self.pub6(k)[1], f"r{k}") for k in relays]
-        for vip in self.vips:
-            hops = v4 if vip.ip.version == 4 else v6
-            _multipath(self.router, f"{vip.ip}/{vip.ip.max_prefixlen}", hops, vip.ip.version)
+        out = {
+            self.router: [
+                _multipath(f"{v.ip}/{v.ip.max_prefixlen}", v4 if v.ip.version == 4 else v6)
+                for v in self.vips
+            ]
+        }
         for i in range(1, self.transceivers + 1):
-            _multipath(self.trx(i), "default", [(self.int4(k), "eth0") for k in relays])
-            _multipath(self.trx(i), "default", [(self.int6(k), "eth0") for k in relays], 6)
+            out[self.trx(i)] = [
+                _multipath("0.0.0.0/0", [(self.int4(k), "eth0") for k in relays]),
+                _multipath("::/0", [(self.int6(k), "eth0") for k in relays]),
+            ]
+        return out
+
+    def route(self, relays: list[int]) -> None:
+        _batches(self.routes(relays))
 
     def kill(self, k: int) -> None:
-        """Relay k's links go down and its next hop leaves every multipath route."""
+        """Relay k's links go down and, at the same moment, its next hop leaves every
+        multipath route: one `ip -batch` per namespace, all at once (the lab's convergence
+        is instant; a real network adds its failure detection, e.g. BFD)."""
         rest = [j for j in self.alive() if j != k]
-        for ifname in ("pub", "int"):
-            t.run_in(self.relay_ns(k), ["ip", "link", "set", ifname, "down"])
-        self.route(rest)
+        down = {self.relay_ns(k): ["link set pub down", "link set int down"]}
+        _batches({**down, **self.routes(rest)})
 
     def describe(self) -> dict[str, object]:
         alive = self.alive() if self.exists() else []
@@ -205,15 +216,35 @@ def _l4_hash(ns: str) -> None:
     t.sysctl(ns, "net.ipv6.fib_multipath_hash_policy", "1")
 
 
-def _multipath(ns: str, dst: str, hops: list[tuple[str, str]], family: int = 4) -> None:
-    ip = ["ip", "-6"] if family == 6 else ["ip", "-4"]
+def _multipath(dst: str, hops: list[tuple[str, str]]) -> str:
+    """The `ip -batch` line for a multipath route to `dst` (deleted when no hop is left)."""
     if not hops:
-        t.run_in(ns, [*ip, "route", "del", dst], check=False)
-        return
-    argv = [*ip, "route", "replace", dst]
-    for via, dev in hops:
-        argv += ["nexthop", "via", via, "dev", dev]
-    t.run_in(ns, argv)
+        return f"route flush exact {dst}"
+    return f"route replace {dst} " + " ".join(f"nexthop via {via} dev {dev}" for via, dev in hops)
+
+
+def _batches(lines: dict[str, list[str]]) -> None:
+    """Run one `ip -n NS -batch -` per namespace, concurrently."""
+    procs = [
+        (
+            ns,
+            subprocess.Popen(
+                ["ip", "-n", ns, "-batch", "-"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for ns in lines
+    ]
+    for ns, p in procs:
+        assert p.stdin is not None
+        p.stdin.write("\n".join(lines[ns]) + "\n")
+        p.stdin.close()
+    failed = [(ns, p.stderr.read() if p.stderr else "") for ns, p in procs if p.wait() != 0]
+    if failed:
+        raise RuntimeError(f"ip -batch failed: {failed}")
 
 
 def _is_up(ns: str, ifname: str) -> bool:

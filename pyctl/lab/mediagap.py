@@ -22,6 +22,7 @@ from pyctl.dataplane.netns import netns
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35  # asm-generic/socket.h
 
 
 def rtp_ssrc(frame: bytes) -> int | None:
@@ -45,6 +46,10 @@ class Sniffer:
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             self.sock.bind((ifname, 0))
         self.sock.setblocking(False)
+        # arrival times from the kernel (CLOCK_REALTIME, shifted to monotonic): a thread of
+        # a busy Python process may read its socket late, which would look like a gap
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._offset = time.time() - time.monotonic()
         self.times: dict[int, list[float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -56,14 +61,21 @@ class Sniffer:
                 continue
             while True:
                 try:
-                    frame, addr = self.sock.recvfrom(2048)
+                    frame, anc, _, addr = self.sock.recvmsg(2048, 64)
                 except BlockingIOError:
                     break
                 if addr[2] == PACKET_OUTGOING:
                     continue
                 ssrc = rtp_ssrc(frame)
                 if ssrc is not None:
-                    self.times.setdefault(ssrc, []).append(time.monotonic())
+                    self.times.setdefault(ssrc, []).append(self._arrival(anc))
+
+    def _arrival(self, anc: list[tuple[int, int, bytes]]) -> float:
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                sec, nsec = struct.unpack_from("qq", data)
+                return float(sec + nsec / 1e9 - self._offset)
+        return time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,7 +2,8 @@
 namespace and daemon (`--fleet`, one redis-server), behind a router that spreads clients
 with ECMP; transceivers reply through any relay. Real aiortc calls on every relay, a session
 registered once routable through each relay, a forged sealed ufrag dropped by each, a key
-rotation with calls up, and a relay killed mid-call (runs last: it kills a relay)."""
+rotation with calls up; then (each kills a relay, so they run last) headless Chromium's
+relay killed mid-call, and the busiest relay killed under aiortc calls."""
 
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ from pyctl.cli import cli
 from pyctl.dataplane import topology
 from pyctl.dataplane.netns import netns
 from pyctl.lab.demo import run_clients
-from pyctl.lab.failover import run_kill
+from pyctl.lab.failover import carried, run_kill
 from pyctl.lab.lifecycle import Lab, LabRelay
+from pyctl.lab.mediagap import Sniffer
 from steer_common import seal
 from steer_common.apiclient import ApiError
 from tests import stun
+from tests.e2e.browser import chromium
 from tests.labs import running
 
 pytestmark = pytest.mark.e2e
@@ -81,6 +84,12 @@ def poll(pred: Callable[[], Any], timeout: float = 5.0) -> Any:
         time.sleep(0.1)
 
 
+def vip_hops(lab: Lab) -> set[str]:
+    """The relays the router's route to the v4 VIP goes through (its next hops)."""
+    route = topology.run_in(lab.fleet_net.router, ["ip", "route", "show", "203.0.113.10"])
+    return {f"relay{k}" for k in range(1, RELAYS + 1) if f"via 100.64.{k}.2 " in route.stdout}
+
+
 def knows(lab: Lab, r: LabRelay, ufrag: str) -> bool:
     """Has relay r the session in its maps (its own, or installed from the fleet)?"""
     try:
@@ -129,8 +138,7 @@ def test_status_lists_every_relay_and_the_ecmp_routes(fleet: Lab) -> None:
         assert r["pid"] and r["alive"], r
         assert topology.netns_exists(r["ns"])
     assert st["processes"]["redis"]
-    routes = topology.run_in(fleet.fleet_net.router, ["ip", "route", "show", "203.0.113.10"])
-    assert routes.stdout.count("nexthop via") == RELAYS, routes.stdout
+    assert vip_hops(fleet) == {"relay1", "relay2", "relay3"}
     policy = topology.run_in(
         fleet.fleet_net.router, ["sysctl", "-n", "net.ipv4.fib_multipath_hash_policy"]
     )
@@ -235,16 +243,61 @@ def test_key_rotation_with_live_calls_on_every_relay(fleet: Lab) -> None:
         assert [k["id"] for k in fleet.api(r).request("GET", "/v1/keys")["keys"]] == [2]
 
 
+def test_chromium_keeps_its_call_when_its_relay_dies(fleet: Lab) -> None:
+    """Headless Chromium in a call through the VIP; the relay its packets go through is
+    killed: audio comes back both ways (on the wire), the call stays connected on the same
+    ICE credentials and DTLS transport (no restart). Kills one relay: runs late."""
+    page = fleet.whip_url(1).removesuffix("/whip") + "/?autostart&source=mic"
+    page += f"&token={fleet.whip_token}"
+    up = [Sniffer(fleet.net.trx(i), "eth0") for i in range(1, fleet.transceivers + 1)]
+    down = Sniffer(fleet.net.client, "eth0")
+    try:
+        with chromium(fleet.net.client, page) as b:
+            state = b.wait_for(
+                "window.steer && window.steer.state === 'connected' && 'connected'"
+                " || (window.steer && window.steer.state === 'error' && 'error')"
+            )
+            assert state == "connected", b.evaluate("window.steer.error")
+            assert b.wait_for("window.steer.stats().then(s => s.inboundAudioPackets > 50 && s)")
+            # the one live call's flow has client packets on exactly one relay
+            assert poll(lambda: sum(len(us) for us in carried(fleet).values()) == 1, 10)
+            carrying = {n: us for n, us in carried(fleet).items() if us}
+            (relay,) = carrying
+            before = b.evaluate("window.steer.stats()")
+            t0 = time.monotonic()
+            fleet.kill_relay(relay)
+            time.sleep(4)
+            after = b.evaluate("window.steer.stats()")
+            b.evaluate("window.steer.stop()")
+    finally:
+        for sn in (*up, down):
+            sn.stop()
+    assert after["inboundAudioPackets"] - before["inboundAudioPackets"] > 100, (before, after)
+    for k in ("iceLocalUfrag", "transportId", "remoteFingerprint"):
+        assert after[k] == before[k], k
+    assert after["dtlsState"] == "connected"
+    ssrc_up = max((sn.busiest()[0], sn) for sn in up if sn.times)
+    gap_up = ssrc_up[1].gap_ms(ssrc_up[0], t0, t0 + 4)
+    gap_down = down.gap_ms(down.busiest()[0], t0, t0 + 4)
+    assert ssrc_up[1].resumed(ssrc_up[0], t0 + 4) and down.resumed(down.busiest()[0], t0 + 4)
+    print(f"chromium via {relay}: gaps up {gap_up} down {gap_down} ms")
+
+
 def test_a_relay_killed_mid_call(fleet: Lab) -> None:
     """Runs last. The relay carrying the most flows dies while 4 calls carry audio: media
     resumes both ways on every call without an ICE restart; the gaps are measured."""
+    alive = len(fleet.fleet_net.alive())
     rows, killed = run_kill(fleet, sessions=4, progress=lambda s: None)
-    carried = killed["carried"]
-    assert carried[killed["relay"]] == max(carried.values()) > 0, killed
-    assert killed["relay"] not in killed["alive"] and len(killed["alive"]) == RELAYS - 1
-    route = topology.run_in(fleet.fleet_net.router, ["ip", "route", "show", "203.0.113.10"])
-    assert route.stdout.count("nexthop via") == RELAYS - 1
-    assert f"100.64.{fleet.relay_named(killed['relay']).index}." not in route.stdout
+    flows = {name: len(us) for name, us in killed["carried"].items()}
+    assert flows[killed["relay"]] == max(flows.values()) > 0, killed
+    moved = [r for r in rows if r["relay"] == killed["relay"]]
+    assert len(moved) == flows[killed["relay"]], (rows, killed)  # these calls failed over
+    assert killed["relay"] not in killed["alive"] and len(killed["alive"]) == alive - 1
+    assert vip_hops(fleet) == {f"relay{k}" for k in fleet.fleet_net.alive()}
+    assert len(vip_hops(fleet)) == alive - 1
     for r in rows:
         assert r["ok"] and r["resumed"], r
-        print(f"{r['ufrag']}: gap up {r['gap_up_ms']} ms, down {r['gap_down_ms']} ms")
+        print(
+            f"{r['ufrag']} via {r['relay']}: gaps up {r['gap_up_ms']} down {r['gap_down_ms']}"
+            f" ms (control {r['control_gap_up_ms']}/{r['control_gap_down_ms']})"
+        )
