@@ -25,6 +25,8 @@ BACKEND_ID_MAX = 4095
 # a flow copied from another relay
 SESSION_FOREIGN = 1
 FLOW_FLEET = 1
+# steer_rflow.flags: the socket has since authenticated another address of its client
+RFLOW_STALE = 1
 # steer_config.flags (STEER_CONFIG_*): connection hints off (what bench/mobility.py compares)
 CONFIG_NO_HINTS = 1
 

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ import numpy as np
 from pyctl.dataplane.maps import RouteMaps
 from pyctl.dataplane.mapscan import chunks
 from steer_common.endpoint import Endpoint
-from steer_common.shared import FLOW_FLEET
+from steer_common.shared import FLOW_FLEET, RFLOW_STALE
 
 log = logging.getLogger("steer.fleet")
 
@@ -51,6 +51,7 @@ class FlowRec:
     backend: int
     t: float
     by: str
+    path: bool = True  # the socket's current path on `by` when published (steer_paths)
 
     @property
     def key(self) -> str:
@@ -59,14 +60,15 @@ class FlowRec:
 
 def flow_of(d: Any) -> FlowRec:
     """A FlowRec from its JSON form; ValueError/TypeError for anything else."""
-    if not isinstance(d, dict) or set(d) != {"client", "vip", "sock", "backend", "t", "by"}:
+    need = {"client", "vip", "sock", "backend", "t", "by"}
+    if not isinstance(d, dict) or not need <= set(d) <= need | {"path"}:
         raise ValueError("not a flow record")
     rec = FlowRec(**d)
     for ep in (rec.client, rec.vip, rec.sock):
         Endpoint.parse(ep)
     if not isinstance(rec.backend, int) or not isinstance(rec.t, int | float):
         raise ValueError("a field has the wrong type")
-    if not isinstance(rec.by, str):
+    if not isinstance(rec.by, str) or not isinstance(rec.path, bool):
         raise ValueError("a field has the wrong type")
     return rec
 
@@ -154,16 +156,26 @@ class FlowShare:
                 sock = Endpoint.from_c(v.sock)
                 if self.maps.sock_owner(sock) is None:
                     continue  # its session ended meanwhile: the purge is on its way
+                client = Endpoint.from_c(k.client)
                 rec = FlowRec(
-                    str(Endpoint.from_c(k.client)),
+                    str(client),
                     str(Endpoint.from_c(k.vip)),
                     str(sock),
                     int(v.backend_id),
                     round(wall - (mono - created) / 1e9, 6),
                     self.relay,
+                    self._path_of(sock) == client,
                 )
                 self.stats.learned += 1
                 self._keep(rec)
+
+    def _path_of(self, sock: Endpoint) -> Endpoint | None:
+        """The client address the socket authenticated last here (steer_paths)."""
+        pm = self.maps.path_map
+        try:
+            return Endpoint.from_c(pm[sock.fill(pm.Key())].client)
+        except KeyError:
+            return None
 
     def _keep(self, rec: FlowRec) -> None:
         before = self.mine_sock.get(rec.key)
@@ -173,6 +185,9 @@ class FlowShare:
         self.mine_sock[rec.key] = rec.sock
         mine = self.mine.setdefault(rec.sock, {})
         mine.pop(rec.key, None)
+        if rec.path:  # the others of the socket are not its path any more
+            for key, other in mine.items():
+                mine[key] = replace(other, path=False)
         mine[rec.key] = rec
         while len(mine) > FLOWS_PER_SOCK:
             self.mine_sock.pop(next(iter(mine)), None)
@@ -260,6 +275,7 @@ class FlowShare:
         rv.backend_id = rec.backend
         rm[rk] = rv  # the way back first: a reply on this socket finds its VIP
         fm[k] = leaf
+        self._follow(sock, client, vip, rec, now)
         mine = self.copies.setdefault(rec.sock, {})
         mine[raw] = (rec.by, rec.t)
         while len(mine) > COPY_CAP:  # relays learn more over a call than it holds at once
@@ -269,6 +285,54 @@ class FlowShare:
         if live:
             self.stats.sample(max(0.0, now - rec.t))
         return True
+
+    def _follow(
+        self, sock: Endpoint, client: Endpoint, vip: Endpoint, rec: FlowRec, now: float
+    ) -> None:
+        """Mobility (steer.bpf.c): the client address a socket authenticated last on the
+        relay that learned it (`rec.path`) is its current path here too, and the reverse
+        flow to its previous address of the same family is marked stale (the transceiver's
+        packets to it go to the current one), as that relay's data plane did — unless this
+        relay saw a newer one. A copy that was not the path there is stale here. `t` moves
+        to this relay's clock as the path's `authed_ns` (learn times tie within a jiffy:
+        the last one published wins a tie)."""
+        if not rec.path:
+            self._stale(sock, client)
+            return
+        t = rec.t
+        pm = self.maps.path_map
+        pk = sock.fill(pm.Key())
+        mono = time.monotonic_ns()
+        try:
+            p = pm[pk]
+        except KeyError:
+            p = None
+        if p is not None:
+            cur = Endpoint.from_c(p.client)
+            if cur == client:
+                return
+            newer = now - (mono - p.authed_ns) / 1e9 > t + 1e-3  # the path here is newer
+            if cur.family == client.family:
+                self._stale(sock, client if newer else cur)
+            if newer:
+                return
+        path = pm.Leaf()
+        client.fill(path.client)
+        vip.fill(path.vip)
+        path.authed_ns = max(0, mono - int((now - t) * 1e9))
+        pm[pk] = path
+
+    def _stale(self, sock: Endpoint, client: Endpoint) -> None:
+        rm = self.maps.rflow_map
+        rk = rm.Key()
+        sock.fill(rk.sock)
+        client.fill(rk.client)
+        try:
+            rv = rm[rk]
+        except KeyError:
+            return
+        rv.flags |= RFLOW_STALE
+        rm[rk] = rv
 
     def purge_sock(self, sock: str) -> int:
         """A session's socket went: its copies (flow and reverse flow) here, and the flows

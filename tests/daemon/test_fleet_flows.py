@@ -162,6 +162,8 @@ def test_a_flow_learned_on_a_carries_the_client_through_b(fleet: Fleet) -> None:
         wait_for(lambda i=i: flow_at(f.maps_b, client_n(i)) is not None, 5.0, "flow on B")
         lags.append(time.monotonic() - learned)
     after = commandstats(f.redis)
+    missing = [i for i in range(FLOWS) if flow_at(f.maps_b, client_n(i)) is None]
+    assert not missing, (missing, f.b.http.call("GET", "/v1/fleet")[1], f.maps_b.flows())
     for i in range(FLOWS):  # B's copy: the socket, the backend, marked a copy; and the way back
         sock, backend, flags = flow_at(f.maps_b, client_n(i))
         assert (sock, backend, flags & 1) == (sock_n(f, i), 1, 1)
@@ -256,6 +258,40 @@ def test_a_flow_learned_on_a_carries_the_client_through_b(fleet: Fleet) -> None:
     assert st["flows"]["copies"] == 0, st
 
 
+def test_a_rebinding_on_a_moves_the_return_path_on_b(fleet: Fleet) -> None:
+    """The client's NAT rebinds while its packets go through A; the transceiver keeps
+    answering its old address and the reply leaves through B: B sends it to the new one."""
+    f = fleet
+    ufrag, sock, old, new = f"fleetrebind{TAG}x1", sock_n(f, 40), client_n(40), client_n(41)
+    register(f.a, ufrag, sock)
+    learn(f, sock, old)
+    learn(f, sock, new)  # the transceiver authenticated the new address through A
+    wait_for(lambda: flow_at(f.maps_b, new) is not None, 5.0, "the new flow on B")
+    k = f.maps_b.path_map.Key()
+    sock.fill(k)
+    wait_for(lambda: Endpoint.from_c(f.maps_b.path_map[k].client) == new, 5.0, "B's path")
+    trx = udp(f.net_b.trx(1), sock)
+    csock = udp(f.net_b.client, new)
+    try:
+        for _ in range(20):
+            trx.sendto(b"\x80to-the-old-address", addr(old))
+            csock.settimeout(0.3)
+            try:
+                data, src = csock.recvfrom(2048)
+            except TimeoutError:
+                continue
+            assert (data, src[:2]) == (b"\x80to-the-old-address", addr(VIP4))
+            break
+        else:
+            raise AssertionError("B did not follow the client to its new address")
+    finally:
+        trx.close()
+        csock.close()
+    assert f.maps_b.stats()[Reason.FWD_RETURN_MOVED][0] > 0
+    assert f.a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
+    wait_for(lambda: flow_at(f.maps_b, old) is None and flow_at(f.maps_b, new) is None)
+
+
 def forge(payload: dict[str, Any], key: bytes | None) -> bytes:
     raw = json.dumps(payload).encode()
     if key is None:
@@ -332,7 +368,8 @@ def test_a_stalled_redis_stalls_neither_api_nor_data_plane(fleet: Fleet) -> None
     csock.close()
     # after Redis answers again the flow learned meanwhile reaches B
     wait_for(lambda: flow_at(f.maps_b, late) is not None, 10.0, "flow learned during the stall")
-    assert f.a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
+    # A's session store answers 503 until its mirror has reconnected (store.py)
+    wait_for(lambda: f.a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200, 10.0)
     wait_for(lambda: flow_at(f.maps_b, client) is None and flow_at(f.maps_b, late) is None)
 
 

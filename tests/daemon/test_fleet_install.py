@@ -10,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from pyctl.dataplane.maps import RouteMaps, Session
 from pyctl.dataplane.mapscan import chunks
 from pyctl.lab.net import VIP4
 from steer_common.endpoint import Endpoint
-from steer_common.shared import FLOW_FLEET
+from steer_common.shared import FLOW_FLEET, RFLOW_STALE
 
 SX = Endpoint.parse("10.88.0.11:41001")
 SY = Endpoint.parse("10.88.0.11:41002")
@@ -128,6 +129,40 @@ def test_install_rules(maps: RouteMaps) -> None:
     assert fs.status()["copies"] == COPY_CAP
     assert flow(maps, clients[0]) is None and rflow(maps, SX, clients[1]) is None
     assert flow(maps, clients[2]) == (SX, FLOW_FLEET) and rflow(maps, SX, clients[-1]) == VIP4
+
+
+def path(maps: RouteMaps, sock: Endpoint) -> Endpoint | None:
+    try:
+        return Endpoint.from_c(maps.path_map[sock.fill(maps.path_map.Key())].client)
+    except KeyError:
+        return None
+
+
+def stale(maps: RouteMaps, sock: Endpoint, client: Endpoint) -> bool:
+    k = maps.rflow_map.Key()
+    sock.fill(k.sock)
+    client.fill(k.client)
+    return bool(maps.rflow_map[k].flags & RFLOW_STALE)
+
+
+def test_the_newest_copy_is_the_sockets_path(maps: RouteMaps) -> None:
+    """Mobility on the relay that did not see the rebinding: the socket's newest client is
+    its current path and the older address's reverse flow is stale (steer.bpf.c)."""
+    fs = FlowShare(maps, "me")
+    now = time.time()
+    c3 = Endpoint.parse("198.51.100.2:50003")
+    assert fs.install(rec(C, SX, now - 10))
+    assert path(maps, SX) == C and not stale(maps, SX, C)
+    assert fs.install(rec(C2, SX, now - 5))  # the client rebound: C2 is where it is now
+    assert path(maps, SX) == C2 and stale(maps, SX, C) and not stale(maps, SX, C2)
+    assert fs.install(rec(c3, SX, now - 8))  # an older answer arriving late: not the path
+    assert path(maps, SX) == C2 and stale(maps, SX, c3)
+    c4 = Endpoint.parse("198.51.100.2:50004")
+    assert fs.install(replace(rec(c4, SX, now), path=False))  # not the path where learned
+    assert path(maps, SX) == C2 and stale(maps, SX, c4)
+    c5 = Endpoint.parse("198.51.100.2:50005")
+    assert fs.install(rec(c5, SX, now - 5))  # a tie (one jiffy): the last published wins
+    assert path(maps, SX) == c5 and stale(maps, SX, C2)
 
 
 class NowLoop:

@@ -46,6 +46,7 @@ def test_fleet_flags() -> None:
     text = shared.SHARED_HEADER.read_text()
     assert f"#define STEER_SESSION_FOREIGN {shared.SESSION_FOREIGN}\n" in text
     assert f"#define STEER_FLOW_FLEET {shared.FLOW_FLEET}\n" in text
+    assert f"#define STEER_RFLOW_STALE {shared.RFLOW_STALE}\n" in text
 
 
 def test_config_flags() -> None:
