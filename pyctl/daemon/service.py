@@ -263,9 +263,7 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
         await web.TCPSite(api, *cfg.api_listen, reuse_address=True, ssl_context=tls).start()
         log.info("API on %s://%s:%d (bearer tokens)", "https" if tls else "http", *cfg.api_listen)
     if cfg.metrics:
-        mr = web.AppRunner(
-            metrics_app(metrics, work), access_log=None, shutdown_timeout=SHUTDOWN_S
-        )
+        mr = web.AppRunner(metrics_app(metrics, work), access_log=None, shutdown_timeout=SHUTDOWN_S)
         await mr.setup()
         runners.append(mr)
         await web.TCPSite(mr, *cfg.metrics, reuse_address=True).start()
