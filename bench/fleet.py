@@ -29,8 +29,8 @@ from tests.daemon.conftest import Daemon, cleanup, make_lab
 from tests.daemon.test_store import RedisServer  # with a redis client (commandstats)
 
 TAG = os.getpid() % 10000
-PER_CALL = ("ufrag", "relay", "ok", "error", "gap_up_ms", "gap_down_ms")
-PER_CALL += ("control_gap_up_ms", "control_gap_down_ms")
+PER_CALL = ["ufrag", "relay", "ok", "error", "gap_up_ms", "gap_down_ms"]
+PER_CALL += ["control_gap_up_ms", "control_gap_down_ms"]
 
 
 def _calls(redis: RedisServer) -> int:
