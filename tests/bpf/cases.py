@@ -64,8 +64,10 @@ def base(r: Replay) -> None:
     m = r.maps
     for vip in (env.VIP4, env.VIP4B, env.VIP6):
         m.add_vip(vip)
-    m.add_session(Session(UFRAG.decode(), env.TRX1, env.VIP4, 1))
+    # "abcd" first: TRX1's socket key names UFRAG, the session that ends in the cases
+    # ("abcd" is then what an ICE restart leaves: an old ufrag routing to the socket)
     m.add_session(Session("abcd", env.TRX1, env.VIP4, 1))
+    m.add_session(Session(UFRAG.decode(), env.TRX1, env.VIP4, 1))
     m.add_session(Session(TRX2_UFRAG.decode(), env.TRX2, env.VIP4, 2))
     m.add_session(Session(V6_UFRAG.decode(), env.TRX1_6, env.VIP6, 1))
     m.add_session(Session(DEAD_UFRAG.decode(), DEAD_SOCK, env.VIP4, 3))
