@@ -31,13 +31,28 @@ static __always_inline __u8 *pkt_ip(struct steer_pkt *pkt, int end)
 	return end == STEER_DST ? (__u8 *)&pkt->ip6->daddr : (__u8 *)&pkt->ip6->saddr;
 }
 
+/* Copy `len` bytes (even, a constant) as 16-bit words. Packet headers and addresses are
+ * 2-byte aligned, and clang copies a u8 array it cannot prove aligned (struct ethhdr is
+ * packed) byte by byte: half the loads and stores on every forwarded packet. */
+static __always_inline void copy_words(void *to, const void *from, int len)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 16; i += 2) {
+		if (i >= len)
+			break;
+		*(__u16 *)(to + i) = *(const __u16 *)(from + i);
+	}
+}
+
 static __always_inline void pkt_addr(struct steer_pkt *pkt, int end, struct steer_addr *a)
 {
 	__builtin_memset(a, 0, sizeof(*a));
 	if (pkt->family == STEER_FAMILY_V4)
-		__builtin_memcpy(a->ip, pkt_ip(pkt, end), 4);
+		copy_words(a->ip, pkt_ip(pkt, end), 4);
 	else
-		__builtin_memcpy(a->ip, pkt_ip(pkt, end), 16);
+		copy_words(a->ip, pkt_ip(pkt, end), 16);
 	a->port = end == STEER_DST ? pkt->udp->dest : pkt->udp->source;
 	a->family = pkt->family;
 }
@@ -63,10 +78,10 @@ static __always_inline void rewrite_endpoint(struct steer_pkt *pkt, int end,
 	if (pkt->family == STEER_FAMILY_V4) {
 		steer_csum_diff_bytes(&d, ip, to->ip, 4);
 		pkt->ip4->check = steer_csum_apply(pkt->ip4->check, &d);
-		__builtin_memcpy(ip, to->ip, 4);
+		copy_words(ip, to->ip, 4);
 	} else {
 		steer_csum_diff_bytes(&d, ip, to->ip, 16);
-		__builtin_memcpy(ip, to->ip, 16);
+		copy_words(ip, to->ip, 16);
 	}
 	steer_csum_diff16(&d, *port, to->port);
 	*port = to->port;
@@ -187,8 +202,8 @@ static __always_inline int fib_send(struct xdp_md *ctx, struct steer_pkt *pkt,
 	if ((void *)(eth + 1) > pkt->data_end)
 		return XDP_ABORTED;
 	eth->h_proto = pkt->l3_proto;
-	__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
+	copy_words(eth->h_dest, fib->dmac, ETH_ALEN);
+	copy_words(eth->h_source, fib->smac, ETH_ALEN);
 	if (vb && bpf_xdp_adjust_head(ctx, vb))
 		return XDP_ABORTED;
 	if (fib->ifindex == ctx->ingress_ifindex)
@@ -211,8 +226,8 @@ static __always_inline long nexthop_load(const struct steer_nexthop *nh,
 					 struct bpf_fib_lookup *fib)
 {
 	fib->ifindex = nh->ifindex;
-	__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
-	__builtin_memcpy(fib->smac, nh->smac, ETH_ALEN);
+	copy_words(fib->dmac, nh->dmac, ETH_ALEN);
+	copy_words(fib->smac, nh->smac, ETH_ALEN);
 	return BPF_FIB_LKUP_RET_SUCCESS;
 }
 
@@ -223,8 +238,8 @@ static __always_inline void nexthop_store(struct steer_nexthop *nh,
 		return;
 	nh->checked_ns = now;
 	nh->ifindex = fib->ifindex;
-	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
-	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
+	copy_words(nh->dmac, fib->dmac, ETH_ALEN);
+	copy_words(nh->smac, fib->smac, ETH_ALEN);
 }
 
 /* Route the (already rewritten) packet and send it on. */

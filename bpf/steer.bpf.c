@@ -274,6 +274,14 @@ static __always_inline int rtp_ssrc(struct xdp_md *ctx, const struct steer_pkt *
 	return bpf_xdp_load_bytes(ctx, pkt->payload_off + off, ssrc, sizeof(*ssrc)) ? -1 : 0;
 }
 
+/* Whether a flow's n-th client packet is looked at for its SSRC (steer_shared.h). */
+static __always_inline int ssrc_sampled(__u64 n)
+{
+	__u64 every = n < STEER_SSRC_YOUNG ? STEER_SSRC_SAMPLE : STEER_SSRC_SAMPLE_OLD;
+
+	return (n & (every - 1)) == 1;
+}
+
 /* A client's RTP/RTCP on its authenticated flow: remember its SSRC for the flow's socket. */
 static __always_inline void ssrc_learn(struct xdp_md *ctx, const struct steer_pkt *pkt,
 				       const struct steer_flow *flow)
@@ -432,7 +440,7 @@ int steer_public(struct xdp_md *ctx)
 			flow->packets++;
 			flow->bytes += pkt.len;
 		}
-		if (STEER_WRITES && RFC7983_IS_RTP(b) && (flow->packets & (STEER_SSRC_SAMPLE - 1)) == 1)
+		if (STEER_WRITES && RFC7983_IS_RTP(b) && ssrc_sampled(flow->packets))
 			ssrc_learn(ctx, &pkt, flow); /* connection hints */
 		rewrite_endpoint(&pkt, STEER_DST, &flow->sock);
 		if (nexthop_fresh(&flow->nh, now)) {

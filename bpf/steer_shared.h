@@ -129,11 +129,17 @@ struct steer_path {
  * RTP/RTCP from an address with no flow (a NAT rebinding) still reaches its session.
  * steer_ssrcs: SSRC (as on the wire) -> owner; steer_ssrc_rings: socket -> the last
  * STEER_SESSION_SSRC_CAP SSRCs it learned (the per-session bound; a power of 2). One
- * flow packet in STEER_SSRC_SAMPLE is looked at. steer.bpf.c, "Connection hints". */
+ * flow packet in STEER_SSRC_SAMPLE is looked at (STEER_SSRC_SAMPLE_OLD once the flow is
+ * old). steer.bpf.c, "Connection hints". */
 #ifndef STEER_SESSION_SSRC_CAP
 #define STEER_SESSION_SSRC_CAP 8
 #endif
 #define STEER_SSRC_SAMPLE 16
+/* Once a flow has carried STEER_SSRC_YOUNG packets, one in STEER_SSRC_SAMPLE_OLD is looked
+ * at: its SSRCs are known by then, and each look costs the established path a packet read
+ * and a map lookup. Powers of 2. */
+#define STEER_SSRC_YOUNG 1024
+#define STEER_SSRC_SAMPLE_OLD 1024
 /* steer_config.flags: connection hints not used (learning goes on); bench/mobility.py
  * compares with and without. */
 #define STEER_CONFIG_NO_HINTS 1

@@ -25,6 +25,7 @@ STUN_MAX_ATTRS = 64
 UFRAG_MIN, UFRAG_MAX = 4, 32
 SESSION_FLOW_CAP = 64  # BuildOptions.session_flow_cap
 SESSION_SSRC_CAP, SSRC_SAMPLE = 8, 16  # steer_shared.h: connection hints
+SSRC_YOUNG, SSRC_SAMPLE_OLD = 1024, 1024
 NOFLOW_BURST = 2000  # BuildOptions.noflow_burst: GCRA allows burst + 1 packets at once
 MTU = 1500  # every interface of the replay namespace
 STUN_REQUEST, STUN_SUCCESS, STUN_ERROR = 0x0001, 0x0101, 0x0111
@@ -468,7 +469,7 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
         if st.down(backend_id):
             return XdpAction.DROP, Reason.DROP_BACKEND_DOWN, frame
         n = st.flow_packets[(src, dst)] = st.flow_packets.get((src, dst), 0) + 1
-        if 128 <= b <= 191 and n & (SSRC_SAMPLE - 1) == 1:
+        if 128 <= b <= 191 and ssrc_sampled(n):
             ssrc_learn(st, payload, sock, backend_id)
         rewrite(pkt, True, sock)
         return send(pkt, "pub", route_sized(pkt, sock.ip, src.ip), Reason.FWD_FLOW)
@@ -484,6 +485,12 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
     if pkt.opts:
         return XdpAction.DROP, Reason.DROP_IP_OPTIONS, frame
     return XdpAction.DROP, no_flow_reason(b, stun_reason), frame
+
+
+def ssrc_sampled(n: int) -> bool:
+    """steer.bpf.c ssrc_sampled(): is a flow's n-th client packet looked at for its SSRC."""
+    every = SSRC_SAMPLE if n < SSRC_YOUNG else SSRC_SAMPLE_OLD
+    return n & (every - 1) == 1
 
 
 def dtls_cid(pkt: Pkt, st: State, payload: bytes) -> tuple[XdpAction, Reason, bytes]:
