@@ -333,6 +333,27 @@ def _fuzz(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _seal_cost(r: dict[str, Any]) -> list[str]:
+    """bench/seal_cost.py: a first Binding Request by sealed vs registered ufrag."""
+    s = r.get("seal_cost")
+    if not s or "error" in s:
+        return []
+    return [
+        "## Sealed ufrags: first-packet cost",
+        "",
+        "A Binding Request through `steer_public` (`bench/seal_cost.py`, test runs of 200 "
+        "repeats, the median; ns per packet): routed by a registered ufrag (a `steer_sessions` "
+        "lookup) or by a sealed one (SipHash-2-4 under `steer_seal_keys`), and the drops of a "
+        "forged sealed ufrag and an unknown plain one.",
+        "",
+        "| registered | sealed | forged sealed | unknown plain | sealed extra |",
+        "|---|---|---|---|---|",
+        f"| {s['registered']:.0f} | {s['sealed']:.0f} | {s['forged_sealed']:.0f} | "
+        f"{s['unknown_plain']:.0f} | {s['sealed_extra_ns']:+.0f} |",
+        "",
+    ]
+
+
 def _flood(r: dict[str, Any]) -> list[str]:
     """bench/flood.py: Binding Request floods while established sessions carry traffic."""
     f = r.get("flood")
@@ -516,6 +537,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *_control_plane(r),
         *_fuzz(r),
         *_flood(r),
+        *_seal_cost(r),
         *docs_mobility.section(r),
         "## Not measured here",
         "",

@@ -33,6 +33,7 @@ from bench import (
     mobility,
     profile,
     report,
+    seal_cost,
     topology,
     xdp_cost,
 )
@@ -625,7 +626,11 @@ def run(smoke: bool, quick: bool = False) -> int:
         say("flood: Binding Requests from random sources while sessions carry traffic")
         result["flood"] = _part("flood", lambda: flood.run(small, say), say)
         say("mobility: media gaps across NAT rebindings, hints on/off and direct (own lab)")
-        result["mobility"] = _part("mobility", lambda: mobility.run(smoke, say), say)
+        result["mobility"] = _part("mobility", lambda: mobility.run(small, say), say)
+        say("seal cost: first Binding Request by sealed vs registered ufrag (replay namespace)")
+        result["seal_cost"] = _part(
+            "seal cost", lambda: seal_cost.measure(seal_cost.SMOKE_RUNS if small else 200), say
+        )
         say("fleet: registrations/s on 1 and 3 relays; media gap when a relay dies (own labs)")
         result["fleet"] = _part("fleet", lambda: fleet.run(smoke, say), say)
         result["duration_s"] = say.elapsed()

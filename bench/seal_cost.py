@@ -30,6 +30,7 @@ from tests.bpf.conftest import Replay, open_replay
 from tests.bpf.frames import client_to_vip
 
 CHUNK = 200  # repeats per timed run: the frame starts at TTL 255 and loses one per run
+SMOKE_RUNS = 20  # timed runs per class in `python -m bench --smoke/--quick`
 KEY = seal.SealKey(1, bytes(range(16)))
 REGISTERED = "registeredufrag01"
 
