@@ -77,8 +77,7 @@ class FleetNet(LabNet):
     # -- lifecycle
     def up(self) -> None:
         """Build the topology; safe to call on a half-built one."""
-        for ns in self.namespaces:
-            t.create_netns(ns)
+        self._create_namespaces()
         t.add_veth("eth0", self.client, "cl", self.router, mac(1, 0, 1), mac(ROUTER_ROLE, 0, 1))
         t.add_veth("sig", self.router, "sig-br", self.fabric, mac(ROUTER_ROLE, 0, 2), mac(3, 0, 3))
         ports = ["sig-br"]
@@ -87,14 +86,8 @@ class FleetNet(LabNet):
             t.add_veth(f"r{k}", self.router, "pub", rns, mac(ROUTER_ROLE, k, 1), mac(2, k, 1))
             t.add_veth("int", rns, f"int{k}-br", self.fabric, mac(2, k, 2), mac(3, 0x40 + k, 2))
             ports.append(f"int{k}-br")
-        for i in range(1, self.transceivers + 1):
-            t.add_veth("eth0", self.trx(i), f"trx{i}-br", self.fabric, mac(4, i, 1), mac(3, i, 1))
-            ports.append(f"trx{i}-br")
-        t.add_bridge(self.fabric, "br0", ports)
-
-        t.add_addrs(self.client, "eth0", [f"{CLIENT4}/24", f"{CLIENT6}/64"])
-        t.add_route(self.client, "default", RELAY_PUB4)
-        t.add_route(self.client, "::/0", RELAY_PUB6)
+        self._bridge_transceivers(ports)
+        self._address_client()
         t.add_addrs(self.router, "cl", [f"{RELAY_PUB4}/24", f"{RELAY_PUB6}/64"])
         t.add_addrs(self.router, "sig", [f"{SIG4}/24", f"{SIG6}/64"])
         for k in range(1, self.relays + 1):
@@ -139,10 +132,6 @@ class FleetNet(LabNet):
                     t.add_neigh(rns, "int", ip, mac(4, i, 1))
                 for ip in (self.int4(k), self.int6(k)):
                     t.add_neigh(self.trx(i), "eth0", ip, mac(2, k, 2))
-
-    def down(self) -> None:
-        for ns in reversed(self.namespaces):
-            t.delete_netns(ns)
 
     def exists(self) -> bool:
         return t.netns_exists(self.router)
@@ -202,10 +191,7 @@ class FleetNet(LabNet):
                     }
                     for k in range(1, self.relays + 1)
                 },
-                **{
-                    f"trx{i}": {"ns": self.trx(i), "ip4": self.trx_ip4(i), "ip6": self.trx_ip6(i)}
-                    for i in range(1, self.transceivers + 1)
-                },
+                **self._describe_transceivers(),
             },
         }
 

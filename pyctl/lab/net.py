@@ -73,19 +73,11 @@ class LabNet:
     # -- lifecycle
     def up(self) -> None:
         """Build the topology; safe to call on a half-built one."""
-        for ns in self.namespaces:
-            t.create_netns(ns)
+        self._create_namespaces()
         t.add_veth("eth0", self.client, "pub", self.relay, mac(1, 0, 1), mac(2, 0, 1))
         t.add_veth("int", self.relay, "int-br", self.fabric, mac(2, 0, 2), mac(3, 0, 2))
-        ports = ["int-br"]
-        for i in range(1, self.transceivers + 1):
-            t.add_veth("eth0", self.trx(i), f"trx{i}-br", self.fabric, mac(4, i, 1), mac(3, i, 1))
-            ports.append(f"trx{i}-br")
-        t.add_bridge(self.fabric, "br0", ports)
-
-        t.add_addrs(self.client, "eth0", [f"{CLIENT4}/24", f"{CLIENT6}/64"])
-        t.add_route(self.client, "default", RELAY_PUB4)
-        t.add_route(self.client, "::/0", RELAY_PUB6)
+        self._bridge_transceivers(["int-br"])
+        self._address_client()
         t.add_addrs(self.relay, "pub", [f"{RELAY_PUB4}/24", f"{RELAY_PUB6}/64"])
         t.add_addrs(self.relay, "int", [f"{RELAY_INT4}/24", f"{RELAY_INT6}/64"])
         t.set_forwarding(self.relay, True)
@@ -102,6 +94,32 @@ class LabNet:
         t.set_gro(self.fabric, "int-br")
         t.set_gro(self.relay, "pub")
         t.set_gro(self.relay, "int")
+
+    # -- the parts of up() and describe() the fleet lab (fleetnet.FleetNet) shares
+    def _create_namespaces(self) -> None:
+        for ns in self.namespaces:
+            t.create_netns(ns)
+
+    def _bridge_transceivers(self, ports: list[str]) -> None:
+        """The fabric's bridge over `ports` and one veth leg per transceiver."""
+        ports = list(ports)
+        for i in range(1, self.transceivers + 1):
+            t.add_veth("eth0", self.trx(i), f"trx{i}-br", self.fabric, mac(4, i, 1), mac(3, i, 1))
+            ports.append(f"trx{i}-br")
+        t.add_bridge(self.fabric, "br0", ports)
+
+    def _address_client(self) -> None:
+        """The client's addresses and its default routes via 198.51.100.1 (the relay's
+        public side here, the router's in the fleet lab)."""
+        t.add_addrs(self.client, "eth0", [f"{CLIENT4}/24", f"{CLIENT6}/64"])
+        t.add_route(self.client, "default", RELAY_PUB4)
+        t.add_route(self.client, "::/0", RELAY_PUB6)
+
+    def _describe_transceivers(self) -> dict[str, object]:
+        return {
+            f"trx{i}": {"ns": self.trx(i), "ip4": self.trx_ip4(i), "ip6": self.trx_ip6(i)}
+            for i in range(1, self.transceivers + 1)
+        }
 
     def down(self) -> None:
         for ns in reversed(self.namespaces):
@@ -120,9 +138,6 @@ class LabNet:
                     "public": {"if": "pub", "ip4": RELAY_PUB4, "ip6": RELAY_PUB6},
                     "internal": {"if": "int", "ip4": RELAY_INT4, "ip6": RELAY_INT6},
                 },
-                **{
-                    f"trx{i}": {"ns": self.trx(i), "ip4": self.trx_ip4(i), "ip6": self.trx_ip6(i)}
-                    for i in range(1, self.transceivers + 1)
-                },
+                **self._describe_transceivers(),
             },
         }
