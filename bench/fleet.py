@@ -1,6 +1,7 @@
 """The fleet (`--fleet`): registrations/s on one relay of a fleet of 1 and of 3, the time
 until every other relay has them installed, and the Redis commands per registered and per
-ended session (INFO commandstats); and the media gap when a relay dies mid-call.
+ended session and per learned flow (INFO commandstats) and the flow lag; and the media gap
+when a relay dies mid-call.
 
 `python -m bench.fleet [--sessions N] [--calls N] [--smoke]` prints JSON; `python -m
 bench` runs `run()` as its `fleet` part. Registrations: each relay is its own lab network
@@ -25,10 +26,15 @@ from typing import Any
 
 from pyctl.lab.failover import run_kill
 from pyctl.lab.lifecycle import Lab
+from pyctl.lab.net import CLIENT4, VIP4, LabNet
+from steer_common.endpoint import Endpoint
 from tests.daemon.conftest import Daemon, cleanup, make_lab
 from tests.daemon.test_store import RedisServer  # with a redis client (commandstats)
+from tests.daemon.traffic import establish, udp
 
 TAG = os.getpid() % 10000
+FLOWS = 50  # flows learned on relay 0 for the per-flow figures
+SPACING_S = 0.1  # between two of them (fleet.py's learn walk: 25 ms, its batch: 20 ms)
 PER_CALL = ["ufrag", "relay", "ok", "error", "gap_up_ms", "gap_down_ms"]
 PER_CALL += ["control_gap_up_ms", "control_gap_down_ms"]
 
@@ -45,6 +51,41 @@ def _wait(pred: Any, timeout: float) -> float:
             raise TimeoutError("replication did not finish")
         time.sleep(0.005)
     return time.monotonic() - t0
+
+
+def _learn_flows(
+    net: LabNet, daemons: list[Daemon], redis: RedisServer, n: int, trx_ip: str
+) -> dict[str, Any]:
+    """One flow each for the first `n` registered sessions, learned by relay 0's data plane
+    from the transceiver's Binding Success Response, one every SPACING_S (longer than the
+    learn walk and the publish batch, so each flow is its own batch: the most Redis work a
+    flow can cost; flows that arrive together share a batch): Redis commands per flow
+    (relays' liveness writes included), and the flow lag the other relays measured."""
+    base = _calls(redis)
+    for i in range(n):
+        sock = Endpoint.parse(f"{trx_ip}:{20000 + i}")
+        client = Endpoint.parse(f"{CLIENT4}:{41000 + i}")
+        trx, csock = udp(net.trx(1), sock), udp(net.client, client)
+        try:
+            establish(trx, csock, client, VIP4)
+        finally:
+            trx.close()
+            csock.close()
+        time.sleep(SPACING_S)
+
+    def installed(d: Daemon) -> int:
+        return int(d.http.call("GET", "/v1/fleet")[1]["flows"]["installed"])
+
+    _wait(lambda: all(installed(d) >= n for d in daemons[1:]), 30)
+    lags = [d.http.call("GET", "/v1/fleet")[1]["flow_lag"] for d in daemons[1:]]
+    return {
+        "flows": n,
+        "redis_commands_per_flow": round((_calls(redis) - base) / n, 2) if n else None,
+        "flow_lag_ms": [
+            {k[:-2] + "_ms": round(v * 1000, 1) for k, v in lag.items() if k.endswith("_s")}
+            for lag in lags
+        ],
+    }
 
 
 def run_fleet(relays: int, sessions: int, workdir: Path) -> dict[str, Any]:
@@ -76,6 +117,7 @@ def run_fleet(relays: int, sessions: int, workdir: Path) -> dict[str, Any]:
         reg_s = time.monotonic() - t0
         tail = _wait(lambda: installed_everywhere(sessions), 30)
         reg_calls = _calls(redis) - base
+        flows = _learn_flows(nets[0], daemons, redis, min(sessions, FLOWS), ip)
         base = _calls(redis)
         t0 = time.monotonic()
         for i in range(sessions):
@@ -93,6 +135,7 @@ def run_fleet(relays: int, sessions: int, workdir: Path) -> dict[str, Any]:
             "max_replication_lag_ms": round(max(lag, default=0.0) * 1000, 1),
             "redis_commands_per_registration": round(reg_calls / sessions, 2),
             "redis_commands_per_end": round(end_calls / sessions, 2),
+            **flows,
         }
     finally:
         for name, d, net in zip(names, daemons, nets, strict=False):
