@@ -47,9 +47,22 @@ ENV_PREFIX = "STEER_TRX"
     help=f"This transceiver's backend id ({BACKEND_ID_MIN}-{BACKEND_ID_MAX}), in every ufrag.",
 )
 @click.option(
-    "--api-socket", default=None, help=f"Control API unix socket [default: {DEFAULT_API_SOCKET}]."
+    "--api-socket",
+    "api_sockets",
+    envvar=f"{ENV_PREFIX}_API_SOCKET",
+    multiple=True,
+    help=f"Control API unix socket [default: {DEFAULT_API_SOCKET}]. Repeat for a fleet (every "
+    "relay's, this host's own first): calls move to the next when one is unreachable, times "
+    "out or answers 503. Env STEER_TRX_API_SOCKET: space-separated.",
 )
-@click.option("--api-url", default=None, help="Control API over TCP, e.g. http://10.0.0.1:9000.")
+@click.option(
+    "--api-url",
+    "api_urls",
+    envvar=f"{ENV_PREFIX}_API_URL",
+    multiple=True,
+    help="Control API over TCP, e.g. http://10.0.0.1:9000; repeatable as --api-socket "
+    "(env STEER_TRX_API_URL: space-separated).",
+)
 @click.option(
     "--api-ca",
     default=None,
@@ -175,8 +188,8 @@ def command(
     bind_ip: str,
     vips: tuple[Endpoint, ...],
     backend_id: int,
-    api_socket: str | None,
-    api_url: str | None,
+    api_sockets: tuple[str, ...],
+    api_urls: tuple[str, ...],
     api_ca: str | None,
     api_token_file: str | None,
     seal_key_file: str | None,
@@ -199,10 +212,9 @@ def command(
     log_level: str,
 ) -> None:
     """WebRTC transceiver behind the steer relay: WHIP in, an app (--app) per session."""
-    if api_socket and api_url:
+    if api_sockets and api_urls:
         raise click.UsageError("give --api-socket or --api-url, not both")
-    if api_url is None and api_socket is None:
-        api_socket = DEFAULT_API_SOCKET
+    apis = api_sockets or api_urls or (DEFAULT_API_SOCKET,)
     try:
         resolve(app)  # a typo fails here, before anything listens
     except AppLoadError as exc:
@@ -223,8 +235,9 @@ def command(
             backend=backend_id,
             listen_host=host,
             listen_port=port,
-            api_socket=api_socket,
-            api_url=api_url,
+            api_socket=None if api_urls else apis[0],
+            api_url=apis[0] if api_urls else None,
+            api_fallbacks=apis[1:],
             api_ca=api_ca,
             api_token=api_token,
             ttl=ttl,

@@ -23,6 +23,9 @@ class TrxConfig:
     listen_port: int = 8080
     api_socket: str | None = DEFAULT_API_SOCKET
     api_url: str | None = None
+    # more control APIs of the same kind (sockets, or URLs), tried in order after the
+    # first when it fails: every relay of a fleet (transceiver/registry.py)
+    api_fallbacks: tuple[str, ...] = ()
     api_token: str | None = None
     api_ca: str | None = None  # PEM to trust for an https --api-url
     ttl: int = 30  # registration TTL; heartbeats go every ttl/3
@@ -59,6 +62,8 @@ class TrxConfig:
             raise ValueError(f"--backend-id must be {BACKEND_MIN}-{BACKEND_MAX}")
         if (self.api_socket is None) == (self.api_url is None):
             raise ValueError("give exactly one of --api-socket and --api-url")
+        if len(set(self.api_sockets + self.api_urls)) != 1 + len(self.api_fallbacks):
+            raise ValueError("a control API is given twice (--api-socket/--api-url)")
         if self.ttl < 3:
             raise ValueError("--ttl must be at least 3 seconds")
         if self.idle_timeout <= 0:
@@ -77,6 +82,14 @@ class TrxConfig:
         iceservers.validate(self.ice_servers, self.ice_username, self.ice_credential)
         if self.seal_key_file is not None:
             seal.read_key_file(self.seal_key_file)  # KeyFileError (a ValueError) says why
+
+    @property
+    def api_sockets(self) -> tuple[str, ...]:
+        return (self.api_socket, *self.api_fallbacks) if self.api_socket else ()
+
+    @property
+    def api_urls(self) -> tuple[str, ...]:
+        return (self.api_url, *self.api_fallbacks) if self.api_url else ()
 
     def advertised(self, sock: Endpoint) -> tuple[Endpoint, ...]:
         return (sock,) if self.direct else self.vips

@@ -78,6 +78,11 @@ class TrxMetrics:
             ["op"],
             registry=r,
         )
+        self.api_switches = Counter(
+            "steer_trx_api_switches",
+            "Moves to the next control API (--api-socket/--api-url) after one failed",
+            registry=r,
+        )
         self.rebind_probes = Counter(
             "steer_trx_rebind_probes",
             "Checks to a client's new address, by result",

@@ -6,12 +6,16 @@ deployments can swap the transport (unix socket, or TCP with a bearer token).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 
 from steer_common.apiclient import ApiClient, ApiError, quote_ufrag
+
+log = logging.getLogger("steer.transceiver.registry")
 
 
 @dataclass(frozen=True)
@@ -49,33 +53,70 @@ class Registry(Protocol):
 
 class ControlApiRegistry:
     """Talks to ``steerctl daemon`` over its unix socket, or over TCP with a token, through
-    the control API's one client (steer_common/apiclient.py)."""
+    the control API's one client (steer_common/apiclient.py).
+
+    Several endpoints (every relay of a fleet, the transceiver's own first): one is used at
+    a time; a call it cannot answer (unreachable, timed out, or 503: draining, store down)
+    moves to the next and is tried there, each endpoint once per call. A refusal that is
+    the request's (any other 4xx/5xx) is the answer and moves nothing."""
 
     def __init__(
         self,
         *,
-        socket_path: str | None = None,
-        url: str | None = None,
+        socket_path: str | Sequence[str] | None = None,
+        url: str | Sequence[str] | None = None,
         token: str | None = None,
         timeout: float = 3.0,
         ca: str | None = None,
+        on_switch: Callable[[], None] = lambda: None,
     ) -> None:
-        """`ca`: a PEM file to trust for an https `url` (a self-signed daemon certificate)."""
+        """`ca`: a PEM file to trust for an https `url` (a self-signed daemon certificate).
+        `on_switch`: called once per move to another endpoint (a metric)."""
         if (socket_path is None) == (url is None):
             raise ValueError("give exactly one of socket_path and url")
-        self._where = f"unix:{socket_path}" if socket_path else str(url)
-        self._api = ApiClient(socket=socket_path, url=url, token=token, timeout=timeout, ca=ca)
+        socks, urls = _listed(socket_path), _listed(url)
+        if not socks and not urls:
+            raise ValueError("give exactly one of socket_path and url (at least one endpoint)")
+        self._apis = [
+            (f"unix:{s}", ApiClient(socket=s, token=token, timeout=timeout)) for s in socks
+        ] + [(u, ApiClient(url=u, token=token, timeout=timeout, ca=ca)) for u in urls]
+        self._current = 0
+        self._on_switch = on_switch
 
     def describe(self) -> str:
-        return self._where
+        """The endpoint calls go to now."""
+        return self._apis[self._current][0]
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
-        try:
-            await self._api.request(method, path, body)
-        except ApiError as exc:
-            raise RegistryError(f"{exc.status}: {exc.message}", exc.status) from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise RegistryError(f"control API {self.describe()} unreachable: {exc!r}") from exc
+        tried: set[int] = set()
+        while True:
+            at = self._current
+            tried.add(at)
+            where, api = self._apis[at]
+            try:
+                await api.request(method, path, body)
+                return
+            except ApiError as exc:
+                err = RegistryError(f"{exc.status}: {exc.message}", exc.status)
+                if exc.status != 503:
+                    raise err from exc
+                cause: Exception = exc
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                err = RegistryError(f"control API {where} unreachable: {exc!r}")
+                cause = exc
+            self._switch_from(at, err)
+            if self._current in tried:
+                raise err from cause
+
+    def _switch_from(self, at: int, err: RegistryError) -> None:
+        """Move on from endpoint `at`, unless a concurrent call has moved already."""
+        if len(self._apis) == 1 or self._current != at:
+            return
+        self._current = (at + 1) % len(self._apis)
+        self._on_switch()
+        log.warning(
+            "control API %s failed (%s): switching to %s", self._apis[at][0], err, self.describe()
+        )
 
     async def register(self, reg: Registration) -> None:
         await self._call("POST", "/v1/sessions", reg.body())
@@ -93,4 +134,9 @@ class ControlApiRegistry:
         await self._call("DELETE", f"/v1/sessions/{quote_ufrag(ufrag)}")
 
     async def close(self) -> None:
-        await self._api.close()
+        for _, api in self._apis:
+            await api.close()
+
+
+def _listed(where: str | Sequence[str] | None) -> list[str]:
+    return [] if where is None else [where] if isinstance(where, str) else list(where)

@@ -18,6 +18,7 @@ from aiohttp import web
 from transceiver import ice, icerestart
 from transceiver.app import load
 from transceiver.config import TrxConfig
+from transceiver.metrics import TrxMetrics
 from transceiver.registry import ControlApiRegistry
 from transceiver.whip import WhipServer
 
@@ -28,12 +29,14 @@ EXIT_STARTUP = 1  # could not listen, or aioice internals changed
 EXIT_FORCED = 3  # a second signal cut the graceful shutdown short
 
 
-def make_registry(config: TrxConfig) -> ControlApiRegistry:
+def make_registry(config: TrxConfig, metrics: TrxMetrics | None = None) -> ControlApiRegistry:
+    """The control API client over every configured endpoint, in order."""
     return ControlApiRegistry(
-        socket_path=config.api_socket,
-        url=config.api_url,
+        socket_path=config.api_sockets or None,
+        url=config.api_urls or None,
         token=config.api_token,
         ca=config.api_ca,
+        on_switch=metrics.api_switches.inc if metrics else lambda: None,
     )
 
 
@@ -46,7 +49,9 @@ async def serve(
     """Serve until ``stop`` is set, then shut down in order."""
     ice.check_internals()
     icerestart.check_internals()
-    server = WhipServer(config, make_registry(config), app=load(config.app))
+    metrics = TrxMetrics()
+    registry = make_registry(config, metrics)
+    server = WhipServer(config, registry, metrics=metrics, app=load(config.app))
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
     metrics_runner: web.AppRunner | None = None
