@@ -182,16 +182,12 @@ static __always_inline int hop_down(struct steer_pkt *pkt)
  * resolved neighbour leaves the (rewritten) packet to the kernel, which does its own TTL
  * and VLAN handling. What the relay sends itself leaves untagged: a tag names the link the
  * packet arrived on, and the FIB's egress is a plain interface. */
-static __always_inline int fib_send(struct xdp_md *ctx, struct steer_pkt *pkt,
-				    struct bpf_fib_lookup *fib, long rc, __u32 *reason)
+static __always_inline int send_to(struct xdp_md *ctx, struct steer_pkt *pkt, __u32 ifindex,
+				   const __u8 *dmac, const __u8 *smac, __u32 *reason)
 {
 	struct ethhdr *eth;
 	__u32 vb = pkt->vlan_bytes;
 
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
-		*reason = STEER_R_PASS_FIB_FAILED;
-		return XDP_PASS;
-	}
 	if (!hop_down(pkt)) {
 		*reason = STEER_R_DROP_TTL_EXCEEDED;
 		return XDP_DROP;
@@ -202,14 +198,24 @@ static __always_inline int fib_send(struct xdp_md *ctx, struct steer_pkt *pkt,
 	if ((void *)(eth + 1) > pkt->data_end)
 		return XDP_ABORTED;
 	eth->h_proto = pkt->l3_proto;
-	copy_words(eth->h_dest, fib->dmac, ETH_ALEN);
-	copy_words(eth->h_source, fib->smac, ETH_ALEN);
+	copy_words(eth->h_dest, dmac, ETH_ALEN);
+	copy_words(eth->h_source, smac, ETH_ALEN);
 	if (vb && bpf_xdp_adjust_head(ctx, vb))
 		return XDP_ABORTED;
-	if (fib->ifindex == ctx->ingress_ifindex)
+	if (ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
 	/* said as a constant: the verifier must not think it could be STEER_CONTINUE */
-	return bpf_redirect(fib->ifindex, 0) == XDP_REDIRECT ? XDP_REDIRECT : XDP_ABORTED;
+	return bpf_redirect(ifindex, 0) == XDP_REDIRECT ? XDP_REDIRECT : XDP_ABORTED;
+}
+
+static __always_inline int fib_send(struct xdp_md *ctx, struct steer_pkt *pkt,
+				    struct bpf_fib_lookup *fib, long rc, __u32 *reason)
+{
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		*reason = STEER_R_PASS_FIB_FAILED;
+		return XDP_PASS;
+	}
+	return send_to(ctx, pkt, fib->ifindex, fib->dmac, fib->smac, reason);
 }
 
 #ifndef STEER_NEXTHOP_TTL_NS
@@ -219,16 +225,6 @@ static __always_inline int fib_send(struct xdp_md *ctx, struct steer_pkt *pkt,
 static __always_inline int nexthop_fresh(const struct steer_nexthop *nh, __u64 now)
 {
 	return nh->ifindex && now - nh->checked_ns < STEER_NEXTHOP_TTL_NS;
-}
-
-/* A cached next hop, in the form fib_send() takes. */
-static __always_inline long nexthop_load(const struct steer_nexthop *nh,
-					 struct bpf_fib_lookup *fib)
-{
-	fib->ifindex = nh->ifindex;
-	copy_words(fib->dmac, nh->dmac, ETH_ALEN);
-	copy_words(fib->smac, nh->smac, ETH_ALEN);
-	return BPF_FIB_LKUP_RET_SUCCESS;
 }
 
 static __always_inline void nexthop_store(struct steer_nexthop *nh,

@@ -443,14 +443,16 @@ int steer_public(struct xdp_md *ctx)
 		if (STEER_WRITES && RFC7983_IS_RTP(b) && ssrc_sampled(flow->packets))
 			ssrc_learn(ctx, &pkt, flow); /* connection hints */
 		rewrite_endpoint(&pkt, STEER_DST, &flow->sock);
-		if (nexthop_fresh(&flow->nh, now)) {
-			rc = nexthop_load(&flow->nh, &fib);
-		} else {
-			rc = fib_route(ctx, &pkt, &fib);
-			if (STEER_WRITES)
-				nexthop_store(&flow->nh, &fib, rc, now);
-		}
 		reason = STEER_R_FWD_FLOW;
+		if (nexthop_fresh(&flow->nh, now)) {
+			/* straight from the flow entry: no copy through a bpf_fib_lookup */
+			action = send_to(ctx, &pkt, flow->nh.ifindex, flow->nh.dmac, flow->nh.smac,
+					 &reason);
+			goto out;
+		}
+		rc = fib_route(ctx, &pkt, &fib);
+		if (STEER_WRITES)
+			nexthop_store(&flow->nh, &fib, rc, now);
 		action = fib_send(ctx, &pkt, &fib, rc, &reason);
 		goto out;
 	}
@@ -666,13 +668,14 @@ int steer_internal(struct xdp_md *ctx)
 	struct steer_rflow_key rk __attribute__((aligned(8)));
 	struct steer_flow_key fk __attribute__((aligned(8)));
 	struct steer_stun_hdr h;
+	const struct steer_nexthop *nh = 0; /* the return flow's, when fresh */
 	struct steer_rflow *rf;
 	struct steer_session *s;
 	struct steer_flow *flow;
 	struct steer_tmp *t;
 	__u32 reason = STEER_R_UNUSED_0, backend_id, public_if, zero = 0;
 	__u64 now;
-	long rc;
+	long rc = BPF_FIB_LKUP_RET_NOT_FWDED; /* set where a route is looked up */
 	int action, kind, moved;
 
 	action = parse_packet(ctx, &pkt, &reason);
@@ -693,7 +696,7 @@ int steer_internal(struct xdp_md *ctx)
 		rf = steer_rflows.lookup(&rk);
 	if (rf && nexthop_fresh(&rf->nh, now)) {
 		/* an established return flow, routed out of the public side within the TTL */
-		rc = nexthop_load(&rf->nh, &fib);
+		nh = &rf->nh;
 		fk.vip = rf->vip;
 		backend_id = rf->backend_id;
 	} else {
@@ -796,7 +799,10 @@ int steer_internal(struct xdp_md *ctx)
 		}
 	}
 	rewrite_endpoint(&pkt, STEER_SRC, &fk.vip);
-	action = fib_send(ctx, &pkt, &fib, rc, &reason);
+	if (nh)
+		action = send_to(ctx, &pkt, nh->ifindex, nh->dmac, nh->smac, &reason);
+	else
+		action = fib_send(ctx, &pkt, &fib, rc, &reason);
 out:
 	count(reason, pkt.len);
 	return action;
