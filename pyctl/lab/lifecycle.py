@@ -7,7 +7,8 @@ key). Processes run in the background with a log and a
 pid file each under /run/steer/lab-<prefix>/; `down` finds them there, so it cleans up
 after a crash too. The daemon runs in the root namespace (it attaches into the relay
 namespace); each transceiver runs in its own namespace and reaches the daemon's control
-API through the unix socket (a path, so visible from every namespace).
+API through the unix socket (a path, so visible from every namespace); in a fleet lab,
+every relay's, its own relay's first (its registry moves on when one fails).
 """
 
 from __future__ import annotations
@@ -268,7 +269,7 @@ class Lab:
                 "STEER_TRX_VIP": vips,
                 "STEER_TRX_BACKEND_ID": str(i),
                 "STEER_TRX_TTL": str(self.ttl),
-                "STEER_TRX_API_SOCKET": str(self._trx_api(i, relays)),
+                "STEER_TRX_API_SOCKET": " ".join(self._trx_apis(i, relays)),
                 "STEER_TRX_API_TOKEN_FILE": str(secrets.backend_file(i)),
                 "STEER_TRX_WHIP_TOKEN_FILE": str(secrets.whip_file),
                 "STEER_TRX_CORS_ORIGIN": "*",  # open for development, Authorization allowed
@@ -321,17 +322,13 @@ class Lab:
         except Exception:
             return False
 
-    def _trx_api(self, i: int, relays: list[LabRelay]) -> Path:
-        """Transceiver i's control API: the one relay's socket; in a fleet lab, a link in
-        the run directory to relay ((i-1) mod N)+1's socket, which `kill_relay` points at
-        a live relay (the lab's stand-in for an API name that fails over, as a DNS name or
-        a load balancer would): heartbeats then reach a live relay, which takes the dead
+    def _trx_apis(self, i: int, relays: list[LabRelay]) -> list[str]:
+        """Transceiver i's control APIs: every relay's socket, starting at its own relay
+        ((i-1) mod N)+1. When that relay dies, the transceiver's calls move to the next
+        (transceiver/registry.py): its heartbeats reach a live relay, which takes the dead
         relay's sessions over, and new sessions register there."""
-        if self.relays == 1:
-            return self.api_socket
-        link = self.run_dir / f"trx{i}-api.sock"
-        _point(link, relays[(i - 1) % len(relays)].api_socket)
-        return link
+        own = (i - 1) % len(relays)
+        return [str(r.api_socket) for r in relays[own:] + relays[:own]]
 
     def kill_relay(self, name: str) -> dict[str, Any]:
         """The relay dies now: its daemon SIGKILLed, its links down, its next hop gone from
@@ -343,11 +340,6 @@ class Lab:
         if pid is not None:
             os.killpg(pid, signal.SIGKILL)
         self.fleet_net.kill(r.index)
-        alive = [x for x in self.relay_list() if x.index in self.fleet_net.alive()]
-        for i in range(1, self.transceivers + 1):
-            link = self.run_dir / f"trx{i}-api.sock"
-            if alive and link.is_symlink() and Path(os.readlink(link)) == r.api_socket:
-                _point(link, alive[(i - 1) % len(alive)].api_socket)
         return {"relay": r.name, "instance": r.instance, "pid": pid, "alive": self._relays_up()}
 
     def _relays_up(self) -> list[str]:
@@ -386,7 +378,7 @@ class Lab:
         self.net.down()
         for f in self.run_dir.glob("*.pid"):
             f.unlink()
-        for left in ("shape.json", "redis.sock", *(f"trx{i}-api.sock" for i in range(1, 17))):
+        for left in ("shape.json", "redis.sock"):
             (self.run_dir / left).unlink(missing_ok=True)
         self.seal_key_file.unlink(missing_ok=True)
         self.secrets.remove()
@@ -443,14 +435,6 @@ class Lab:
         if not topology.netns_exists(roles[role]):
             raise LabError(f"the lab is not up (no namespace {roles[role]})")
         return subprocess.call(["ip", "netns", "exec", roles[role], *argv])
-
-
-def _point(link: Path, target: Path) -> None:
-    """Make `link` a symlink to `target`, atomically (a new link renamed over the old)."""
-    tmp = link.with_suffix(".new")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target)
-    tmp.replace(link)
 
 
 def status_json(lab: Lab) -> str:
