@@ -12,16 +12,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from pyctl.dataplane.loader import PIN_ROOT, RUN_DIR, BuildOptions, compile_bpf, unload
 from pyctl.dataplane.maps import RouteMaps
-from pyctl.lab.net import CLIENT4, LabNet
+from pyctl.lab.net import CLIENT4, VIP4, LabNet
 from steer_common.endpoint import Endpoint
 from steer_common.paths import api_socket
 
@@ -29,6 +29,18 @@ STEERCTL = str(Path(sys.executable).with_name("steerctl"))
 TAG = f"{os.getpid() % 100000}"
 IDLE_TIMEOUT = 3.0
 TOKEN = "test-token-1234567"  # the operator token of the shared daemon
+
+
+def wait_for(
+    pred: Callable[[], object], timeout: float = 10.0, what: str = "condition", step: float = 0.01
+) -> float:
+    """Seconds until pred() held, polled every `step`; AssertionError after `timeout`."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(step)
+    raise AssertionError(f"{what} not within {timeout}s")
 
 
 def free_port() -> int:
@@ -180,6 +192,41 @@ def snapshot(maps: RouteMaps) -> dict[str, Any]:
             (str(Endpoint.from_c(k.sock)), str(Endpoint.from_c(k.client))) for k in maps.rflow_map
         ),
     }
+
+
+class FlowEntry(NamedTuple):
+    sock: Endpoint
+    backend: int
+    flags: int
+
+
+def flow_at(maps: RouteMaps, client: Endpoint, vip: Endpoint = VIP4) -> FlowEntry | None:
+    """The flow map's entry for (client, vip) with its raw flags, or None."""
+    k = maps.flow_map.Key()
+    client.fill(k.client)
+    vip.fill(k.vip)
+    try:
+        v = maps.flow_map[k]
+    except KeyError:
+        return None
+    return FlowEntry(Endpoint.from_c(v.sock), int(v.backend_id), int(v.flags))
+
+
+def rflow_leaf(maps: RouteMaps, sock: Endpoint, client: Endpoint) -> Any | None:
+    """The reverse flow map's raw leaf for (sock, client), or None."""
+    k = maps.rflow_map.Key()
+    sock.fill(k.sock)
+    client.fill(k.client)
+    try:
+        return maps.rflow_map[k]
+    except KeyError:
+        return None
+
+
+def rflow_at(maps: RouteMaps, sock: Endpoint, client: Endpoint) -> Endpoint | None:
+    """The VIP the reverse flow (sock, client) answers from, or None."""
+    leaf = rflow_leaf(maps, sock, client)
+    return None if leaf is None else Endpoint.from_c(leaf.vip)
 
 
 def make_lab(prefix: str) -> LabNet:

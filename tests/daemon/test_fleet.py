@@ -6,7 +6,6 @@ and a forged one dropped, by every relay holding the key."""
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,23 +19,13 @@ from steer_common import seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
 from tests import stun
-from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab, maps_view
+from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab, maps_view, wait_for
 from tests.daemon.test_store import TAG, RedisServer
-from tests.daemon.traffic import addr, udp
+from tests.daemon.traffic import addr, send_until_received, udp
 
 pytestmark = pytest.mark.netns
 
 LAG_BOUND_S = 1.0
-
-
-def wait_for(pred, timeout: float = 10.0) -> float:  # type: ignore[no-untyped-def]
-    """Seconds until pred() held; AssertionError after `timeout`."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(0.01)
-    raise AssertionError(f"not within {timeout}s")
 
 
 @pytest.fixture
@@ -96,17 +85,8 @@ def test_a_session_registered_once_routes_on_every_relay(
     trx = udp(net_b.trx(1), sock2)
     client = udp(net_b.client, Endpoint.parse(f"{CLIENT4}:42001"))
     msg = stun.binding_request(ufrag.encode() + b":cli1")
-    for _ in range(20):  # the first packets may wait for B to resolve the next hop
-        client.sendto(msg, addr(VIP4))
-        trx.settimeout(0.3)
-        try:
-            data, _ = trx.recvfrom(2048)
-        except TimeoutError:
-            continue
-        assert data == msg
-        break
-    else:
-        raise AssertionError("B did not route A's session")
+    routed = send_until_received(client, trx, msg, VIP4)
+    assert routed is not None and routed[0] == msg, f"B did not route A's session: {routed}"
     # B's own session reaches A; B's records and Redis hash hold only B's own
     mine = "fleetfromb000001"
     register(b, mine, Endpoint.parse(f"{net_b.trx_ip4(2)}:41003"), backend=2)
@@ -168,17 +148,8 @@ def test_sealed_ufrags_on_every_relay(
         before = maps.stats()
         client.sendto(stun.binding_request(forged.encode() + b":c"), addr(VIP4))
         msg = stun.binding_request(sealed.encode() + b":c")
-        for _ in range(20):  # the first may wait for the relay to resolve the next hop
-            client.sendto(msg, addr(VIP4))
-            trx.settimeout(0.3)
-            try:
-                data, _ = trx.recvfrom(2048)
-            except TimeoutError:
-                continue
-            assert data == msg
-            break
-        else:
-            raise AssertionError(f"{d.instance} did not route the sealed ufrag")
+        got = send_until_received(client, trx, msg, VIP4)
+        assert got is not None and got[0] == msg, f"{d.instance} did not route it: {got}"
         after = maps.stats()
         assert after[Reason.DROP_SEAL_BAD_MAC][0] - before[Reason.DROP_SEAL_BAD_MAC][0] == 1
         assert after[Reason.FWD_STUN_SEALED][0] > before[Reason.FWD_STUN_SEALED][0]

@@ -21,6 +21,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
@@ -31,9 +32,18 @@ from pyctl.dataplane.maps import RouteMaps
 from pyctl.lab.net import CLIENT4, VIP4, LabNet
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab, maps_view
+from tests.daemon.conftest import (
+    Daemon,
+    cleanup,
+    flow_at,
+    free_port,
+    make_lab,
+    maps_view,
+    rflow_at,
+    wait_for,
+)
 from tests.daemon.test_store import TAG, RedisServer
-from tests.daemon.traffic import addr, drain, establish, udp
+from tests.daemon.traffic import addr, drain, establish, send_until_received, udp
 
 pytestmark = pytest.mark.netns
 
@@ -42,16 +52,6 @@ FLOWS = 20
 TOKEN = "fleet-test-token-0123456789"
 CHANNEL = "steer:fleet:sessions"
 ENV = {"STEER_API_TOKEN": TOKEN}
-
-
-def wait_for(pred, timeout: float = 10.0, what: str = "") -> float:  # type: ignore[no-untyped-def]
-    """Seconds until pred() held; AssertionError after `timeout`."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(0.005)
-    raise AssertionError(f"{what or 'condition'} not within {timeout}s")
 
 
 @dataclass
@@ -99,28 +99,6 @@ def register(d: Daemon, ufrag: str, sock: Endpoint, ttl: float | None = None) ->
     assert status == 201, body
 
 
-def flow_at(maps: RouteMaps, client: Endpoint) -> Any:
-    """The flow of `client` to the VIP in these maps, with its raw flags, or None."""
-    k = maps.flow_map.Key()
-    client.fill(k.client)
-    VIP4.fill(k.vip)
-    try:
-        v = maps.flow_map[k]
-    except KeyError:
-        return None
-    return Endpoint.from_c(v.sock), int(v.backend_id), int(v.flags)
-
-
-def rflow_at(maps: RouteMaps, sock: Endpoint, client: Endpoint) -> Endpoint | None:
-    k = maps.rflow_map.Key()
-    sock.fill(k.sock)
-    client.fill(k.client)
-    try:
-        return Endpoint.from_c(maps.rflow_map[k].vip)
-    except KeyError:
-        return None
-
-
 def commandstats(redis: RedisServer) -> dict[str, int]:
     info = redis.client().info("commandstats")
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
@@ -158,17 +136,18 @@ def test_a_flow_learned_on_a_carries_the_client_through_b(fleet: Fleet) -> None:
     for i in range(FLOWS):
         learned = learn(f, sock_n(f, i), client_n(i))
         local = flow_at(f.maps_a, client_n(i))
-        assert local is not None and local[0] == sock_n(f, i) and local[2] == 0, local
-        wait_for(lambda i=i: flow_at(f.maps_b, client_n(i)) is not None, 5.0, "flow on B")
+        assert local is not None and (local.sock, local.flags) == (sock_n(f, i), 0), local
+        wait_for(partial(flow_at, f.maps_b, client_n(i)), 5.0, "flow on B", step=0.005)
         lags.append(time.monotonic() - learned)
     after = commandstats(f.redis)
     missing = [i for i in range(FLOWS) if flow_at(f.maps_b, client_n(i)) is None]
     assert not missing, (missing, f.b.http.call("GET", "/v1/fleet")[1], f.maps_b.flows())
     for i in range(FLOWS):  # B's copy: the socket, the backend, marked a copy; and the way back
-        sock, backend, flags = flow_at(f.maps_b, client_n(i))
-        assert (sock, backend, flags & 1) == (sock_n(f, i), 1, 1)
+        copy, own = flow_at(f.maps_b, client_n(i)), flow_at(f.maps_a, client_n(i))
+        assert copy is not None, i
+        assert (copy.sock, copy.backend, copy.flags & 1) == (sock_n(f, i), 1, 1)
         assert rflow_at(f.maps_b, sock_n(f, i), client_n(i)) == VIP4
-        assert flow_at(f.maps_a, client_n(i))[2] == 0  # A's own is not marked a copy
+        assert own is not None and own.flags == 0  # A's own is not marked a copy
     lags.sort()
     p50, p99 = statistics.median(lags), lags[min(len(lags) - 1, int(0.99 * len(lags)))]
     ops = {c: after.get(c, 0) - before.get(c, 0) for c in ("hset", "publish")}
@@ -192,28 +171,11 @@ def test_a_flow_learned_on_a_carries_the_client_through_b(fleet: Fleet) -> None:
     csock = udp(f.net_b.client, client)
     stats0 = f.maps_b.stats()
     try:
-        for _ in range(20):  # the first may wait for B to resolve a next hop
-            csock.sendto(b"\x80media-up", addr(VIP4))
-            trx.settimeout(0.3)
-            try:
-                data, src = trx.recvfrom(2048)
-            except TimeoutError:
-                continue
-            assert (data, src[:2]) == (b"\x80media-up", addr(client))
-            break
-        else:
-            raise AssertionError("B did not forward the client's media on A's flow")
-        for _ in range(20):
-            trx.sendto(b"\x80media-down", addr(client))
-            csock.settimeout(0.3)
-            try:
-                data, src = csock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            assert (data, src[:2]) == (b"\x80media-down", addr(VIP4))  # NATed to the VIP
-            break
-        else:
-            raise AssertionError("B did not NAT the transceiver's reply to A's flow")
+        got = send_until_received(csock, trx, b"\x80media-up", VIP4)
+        assert got == (b"\x80media-up", addr(client)), f"B did not forward on A's flow: {got}"
+        got = send_until_received(trx, csock, b"\x80media-down", client)
+        # NATed to the VIP
+        assert got == (b"\x80media-down", addr(VIP4)), f"B did not NAT the reply: {got}"
     finally:
         trx.close()
         csock.close()
@@ -273,17 +235,9 @@ def test_a_rebinding_on_a_moves_the_return_path_on_b(fleet: Fleet) -> None:
     trx = udp(f.net_b.trx(1), sock)
     csock = udp(f.net_b.client, new)
     try:
-        for _ in range(20):
-            trx.sendto(b"\x80to-the-old-address", addr(old))
-            csock.settimeout(0.3)
-            try:
-                data, src = csock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            assert (data, src[:2]) == (b"\x80to-the-old-address", addr(VIP4))
-            break
-        else:
-            raise AssertionError("B did not follow the client to its new address")
+        got = send_until_received(trx, csock, b"\x80to-the-old-address", old)
+        want = (b"\x80to-the-old-address", addr(VIP4))
+        assert got == want, f"B did not follow the client to its new address: {got}"
     finally:
         trx.close()
         csock.close()

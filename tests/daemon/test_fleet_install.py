@@ -26,6 +26,7 @@ from pyctl.dataplane.mapscan import chunks
 from pyctl.lab.net import VIP4
 from steer_common.endpoint import Endpoint
 from steer_common.shared import FLOW_FLEET, RFLOW_STALE
+from tests.daemon.conftest import flow_at, rflow_at, rflow_leaf
 
 SX = Endpoint.parse("10.88.0.11:41001")
 SY = Endpoint.parse("10.88.0.11:41002")
@@ -61,24 +62,9 @@ def rec(client: Endpoint, sock: Endpoint, t: float, by: str = "ra", backend: int
 
 
 def flow(maps: RouteMaps, client: Endpoint) -> tuple[Endpoint, int] | None:
-    k = maps.flow_map.Key()
-    client.fill(k.client)
-    VIP4.fill(k.vip)
-    try:
-        v = maps.flow_map[k]
-    except KeyError:
-        return None
-    return Endpoint.from_c(v.sock), int(v.flags)
-
-
-def rflow(maps: RouteMaps, sock: Endpoint, client: Endpoint) -> Endpoint | None:
-    k = maps.rflow_map.Key()
-    sock.fill(k.sock)
-    client.fill(k.client)
-    try:
-        return Endpoint.from_c(maps.rflow_map[k].vip)
-    except KeyError:
-        return None
+    """(socket, flags) of the client's flow to the VIP, or None."""
+    f = flow_at(maps, client)
+    return None if f is None else (f.sock, f.flags)
 
 
 def learned_here(maps: RouteMaps, client: Endpoint, sock: Endpoint) -> None:
@@ -103,11 +89,11 @@ def test_install_rules(maps: RouteMaps) -> None:
     assert not fs.install(rec(C, SX, now, by="me"))  # this relay's own
     assert fs.stats.misses == 2 and flow(maps, C) is None
     assert fs.install(rec(C, SX, now - 10))
-    assert flow(maps, C) == (SX, FLOW_FLEET) and rflow(maps, SX, C) == VIP4
+    assert flow(maps, C) == (SX, FLOW_FLEET) and rflow_at(maps, SX, C) == VIP4
     assert not fs.install(rec(C, SY, now - 20))  # older than the copy: stale
     assert flow(maps, C) == (SX, FLOW_FLEET) and fs.stats.stale == 1
     assert fs.install(rec(C, SY, now - 5))  # newer: re-pointed
-    assert flow(maps, C) == (SY, FLOW_FLEET) and rflow(maps, SY, C) == VIP4
+    assert flow(maps, C) == (SY, FLOW_FLEET) and rflow_at(maps, SY, C) == VIP4
     assert fs.stats.replaced == 1 and fs.status()["copies"] == 1
     assert fs.purge_sock(str(SX)) == 0  # SX's copy moved to SY: not SX's to delete
     assert flow(maps, C) == (SY, FLOW_FLEET)
@@ -120,15 +106,15 @@ def test_install_rules(maps: RouteMaps) -> None:
     assert flow(maps, C2) == (SY, FLOW_FLEET)
     assert fs.purge_sock(str(SY)) == 2  # both copies of SY, flow and reverse flow
     assert flow(maps, C) is None and flow(maps, C2) is None
-    assert rflow(maps, SY, C) is None and rflow(maps, SY, C2) is None
+    assert rflow_at(maps, SY, C) is None and rflow_at(maps, SY, C2) is None
     assert fs.status()["copies"] == 0 and fs.stats.removed == 2
     # one socket holds at most COPY_CAP copies here: the oldest go, flow and reverse flow
     clients = [Endpoint.parse(f"198.51.100.3:{20000 + i}") for i in range(COPY_CAP + 2)]
     for i, c in enumerate(clients):
         assert fs.install(rec(c, SX, now + i))
     assert fs.status()["copies"] == COPY_CAP
-    assert flow(maps, clients[0]) is None and rflow(maps, SX, clients[1]) is None
-    assert flow(maps, clients[2]) == (SX, FLOW_FLEET) and rflow(maps, SX, clients[-1]) == VIP4
+    assert flow(maps, clients[0]) is None and rflow_at(maps, SX, clients[1]) is None
+    assert flow(maps, clients[2]) == (SX, FLOW_FLEET) and rflow_at(maps, SX, clients[-1]) == VIP4
 
 
 def path(maps: RouteMaps, sock: Endpoint) -> Endpoint | None:
@@ -139,10 +125,9 @@ def path(maps: RouteMaps, sock: Endpoint) -> Endpoint | None:
 
 
 def stale(maps: RouteMaps, sock: Endpoint, client: Endpoint) -> bool:
-    k = maps.rflow_map.Key()
-    sock.fill(k.sock)
-    client.fill(k.client)
-    return bool(maps.rflow_map[k].flags & RFLOW_STALE)
+    leaf = rflow_leaf(maps, sock, client)
+    assert leaf is not None, (sock, client)
+    return bool(leaf.flags & RFLOW_STALE)
 
 
 def test_the_newest_copy_is_the_sockets_path(maps: RouteMaps) -> None:

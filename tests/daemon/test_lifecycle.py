@@ -21,21 +21,11 @@ from pyctl.lab.net import VIP4
 from steer_common.credentials import Credentials
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests.daemon.conftest import IDLE_TIMEOUT, Env, snapshot
+from tests.daemon.conftest import IDLE_TIMEOUT, Env, snapshot, wait_for
 from tests.daemon.test_api import add_session
 from tests.daemon.traffic import addr, establish, udp
 
 pytestmark = pytest.mark.netns
-
-
-def wait_for(pred: Any, timeout: float, step: float = 0.1) -> float:
-    """Seconds until pred() held; fails after `timeout`."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def test_ttl_expires_unless_heartbeated(clean: Env) -> None:

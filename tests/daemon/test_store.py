@@ -24,7 +24,7 @@ from pyctl.dataplane.loader import BuildOptions, compile_bpf, unload
 from pyctl.dataplane.maps import RouteMaps
 from pyctl.lab import redisserver
 from pyctl.lab.net import VIP4, LabNet
-from tests.daemon.conftest import Daemon, cleanup, make_lab
+from tests.daemon.conftest import Daemon, cleanup, make_lab, wait_for
 from tests.daemon.traffic import addr, establish, udp
 
 TAG = os.getpid() % 100000
@@ -206,15 +206,6 @@ def session_body(net: LabNet, ufrag: str, port: int, ttl: float | None = None) -
     return body
 
 
-def wait_until(pred: Any, timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout}s")
-
-
 def test_redis_frozen_10s_during_registrations(
     net: LabNet, daemon: Daemon, rds: RedisServer
 ) -> None:
@@ -230,7 +221,7 @@ def test_redis_frozen_10s_during_registrations(
     trx = udp(net.trx(1), Endpoint.parse(sock))
     client = udp(net.client, Endpoint.parse(client_ep))
     establish(trx, client, Endpoint.parse(client_ep), VIP4)
-    wait_until(lambda: len(rds.hash(d.instance)) == 2, 5, "records in Redis")
+    wait_for(lambda: len(rds.hash(d.instance)) == 2, 5, "records in Redis")
 
     rds.signal(signal.SIGSTOP)
     refused: list[float] = []
@@ -260,7 +251,7 @@ def test_redis_frozen_10s_during_registrations(
     print(f"/healthz while frozen: max {max(health):.3f}s")
     assert refused[-1] < 1.0 and max(health) < 0.2 and routed == i and i > 20
 
-    took = wait_until(
+    took = wait_for(
         lambda: d.http.call("POST", "/v1/sessions", session_body(net, "after001", 61002))[0] == 201,
         5,
         "a registration succeeds after SIGCONT",
@@ -269,7 +260,7 @@ def test_redis_frozen_10s_during_registrations(
     assert d.http.call("GET", "/healthz")[1]["store"] == "ok"
     live = {s.ufrag for s in RouteMaps_of(d).sessions()}
     assert live == {"steady01", "beating1", "after001"}
-    wait_until(lambda: set(rds.hash(d.instance)) == live, 5, "Redis holds every live session")
+    wait_for(lambda: set(rds.hash(d.instance)) == live, 5, "Redis holds every live session")
     assert rds.hash(d.instance)["beating1"]["ttl"] == 3
     assert "session store" in d.log() and "back after" in d.log()
 
@@ -289,7 +280,7 @@ def test_redis_restarted_empty_and_daemon_started_without_redis(
     assert d.http.call("POST", "/v1/backends", {"id": 1, "addr": net.trx_ip4(1)})[0] == 201
     body = {"sessions": [session_body(net, f"emp{i:05d}", 63000 + i, 30) for i in range(50)]}
     assert d.http.call("POST", "/v1/sessions:batch", body)[0] == 201
-    wait_until(lambda: len(rds.hash(d.instance)) == 50, 5, "records in Redis")
+    wait_for(lambda: len(rds.hash(d.instance)) == 50, 5, "records in Redis")
 
     rds.kill()
     rds.start()  # empty: no persistence
@@ -324,9 +315,9 @@ def test_redis_restarted_empty_and_daemon_started_without_redis(
         assert time.monotonic() < deadline, "emp00049 was never expired"
         time.sleep(0.5)
     rds.signal(signal.SIGCONT)
-    wait_until(lambda: d.http.call("GET", "/healthz")[1]["store"] == "ok", 5, "store back")
+    wait_for(lambda: d.http.call("GET", "/healthz")[1]["store"] == "ok", 5, "store back")
     want = {f"emp{i:05d}" for i in range(49)}
-    wait_until(lambda: set(rds.hash(d.instance)) == want, 5, "Redis holds the 49 live ones")
+    wait_for(lambda: set(rds.hash(d.instance)) == want, 5, "Redis holds the 49 live ones")
     assert {s.ufrag for s in RouteMaps_of(d).sessions()} == want
     assert d.http.call("GET", "/v1/sessions/emp00003")[1]["session"]["ttl"] == 30
 
@@ -336,7 +327,7 @@ def test_redis_restarted_empty_and_daemon_started_without_redis(
     d.start()
     assert "stored session 'garbage1' skipped: malformed record" in d.log()
     assert d.http.call("GET", "/v1/sessions/emp00005")[1]["session"]["ttl"] == 30
-    wait_until(lambda: "garbage1" not in rds.hash_raw(d.instance), 5, "the bad record is gone")
+    wait_for(lambda: "garbage1" not in rds.hash_raw(d.instance), 5, "the bad record is gone")
 
 
 def test_memory_store_restart_with_a_dead_transceiver_ends_its_sessions(

@@ -31,6 +31,33 @@ def addr(ep: Endpoint) -> tuple[str, int]:
     return (str(ep.ip), ep.port)
 
 
+def send_until_received(
+    src: socket.socket,
+    dst: socket.socket,
+    payload: bytes,
+    to: Endpoint,
+    tries: int = 20,
+    wait: float | None = 0.3,
+) -> tuple[bytes, tuple[str, int]] | None:
+    """Send `payload` from `src` to `to` until `dst` receives a datagram, waiting `wait`
+    seconds after each send (the first packets may wait for the kernel to resolve a next
+    hop or neighbour): the first datagram and its source (address, port), or None after
+    `tries` sends."""
+    saved = dst.gettimeout()
+    dst.settimeout(wait)
+    try:
+        for _ in range(tries):
+            src.sendto(payload, addr(to))
+            try:
+                data, sender = dst.recvfrom(2048)
+            except TimeoutError:
+                continue
+            return data, sender[:2]
+        return None
+    finally:
+        dst.settimeout(saved)
+
+
 def establish(
     trx: socket.socket, client: socket.socket, client_ep: Endpoint, vip: Endpoint, tries: int = 20
 ) -> None:
@@ -39,16 +66,9 @@ def establish(
     the VIP must reach the transceiver socket. Retries cover the kernel resolving the
     client's neighbour on the first return packet."""
     answer = bytes(Message(msg_type=BINDING_SUCCESS, txid=b"establish-01"))
-    for _ in range(tries):
-        trx.sendto(answer, addr(client_ep))
-        try:
-            data, src = client.recvfrom(2048)
-        except TimeoutError:
-            continue
-        assert src[:2] == addr(vip), f"return packet came from {src}, not the VIP {vip}"
-        break
-    else:
-        raise AssertionError("the transceiver's packet never reached the client")
+    got = send_until_received(trx, client, answer, client_ep, tries, wait=client.gettimeout())
+    assert got is not None, "the transceiver's packet never reached the client"
+    assert got[1] == addr(vip), f"return packet came from {got[1]}, not the VIP {vip}"
     client.sendto(b"\x80hello-from-client", addr(vip))
     data, _ = trx.recvfrom(2048)
     assert data == b"\x80hello-from-client"
