@@ -6,6 +6,7 @@ deployments can swap the transport (unix socket, or TCP with a bearer token).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,9 @@ class ControlApiRegistry:
     Several endpoints (every relay of a fleet, the transceiver's own first): one is used at
     a time; a call it cannot answer (unreachable, timed out, or 503: draining, store down)
     moves to the next and is tried there, each endpoint once per call. A refusal that is
-    the request's (any other 4xx/5xx) is the answer and moves nothing."""
+    the request's (any other 4xx/5xx) is the answer and moves nothing; but a heartbeat or
+    end answered 409 (a fleet relay: the session is another live relay's, e.g. after a
+    move on a mere timeout) is asked of the other endpoints too, staying where it is."""
 
     def __init__(
         self,
@@ -87,7 +90,23 @@ class ControlApiRegistry:
         """The endpoint calls go to now."""
         return self._apis[self._current][0]
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, owned: bool = False
+    ) -> None:
+        """`owned`: the call is about a session some relay owns (409 there: try the others)."""
+        try:
+            await self._failover(method, path, body)
+        except RegistryError as exc:
+            if not owned or exc.status != 409:
+                raise
+            for at, (_, api) in enumerate(self._apis):
+                if at != self._current:
+                    with contextlib.suppress(ApiError, TimeoutError, aiohttp.ClientError, OSError):
+                        await api.request(method, path, body)
+                        return
+            raise
+
+    async def _failover(self, method: str, path: str, body: dict[str, Any] | None) -> None:
         tried: set[int] = set()
         while True:
             at = self._current
@@ -123,7 +142,7 @@ class ControlApiRegistry:
 
     async def heartbeat(self, ufrag: str, ttl: int | None) -> None:
         body = {"ttl": ttl} if ttl is not None else {}
-        await self._call("POST", f"/v1/sessions/{quote_ufrag(ufrag)}/heartbeat", body)
+        await self._call("POST", f"/v1/sessions/{quote_ufrag(ufrag)}/heartbeat", body, True)
 
     async def restart(self, ufrag: str, new_ufrag: str, grace: float) -> None:
         """An ICE restart: `new_ufrag` routes to the session's socket before this returns."""
@@ -131,7 +150,7 @@ class ControlApiRegistry:
         await self._call("POST", f"/v1/sessions/{quote_ufrag(ufrag)}/restart", body)
 
     async def deregister(self, ufrag: str) -> None:
-        await self._call("DELETE", f"/v1/sessions/{quote_ufrag(ufrag)}")
+        await self._call("DELETE", f"/v1/sessions/{quote_ufrag(ufrag)}", owned=True)
 
     async def close(self) -> None:
         for _, api in self._apis:

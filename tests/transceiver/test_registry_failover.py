@@ -20,6 +20,7 @@ from tests.transceiver.support import (
     BACKEND,
     BASE,
     VIP,
+    Call,
     FakeControlApi,
     invoke,
     make_peer,
@@ -198,3 +199,53 @@ def test_cli_repeated_api_socket_and_environment(captured: list[TrxConfig]) -> N
     ]
     twice = invoke([*BASE, "--api-socket", "/run/a.sock", "--api-socket", "/run/a.sock"])
     assert twice.exit_code == 2 and "given twice" in twice.output
+
+
+class FleetRelay(FakeControlApi):
+    """Answers a heartbeat or end of a session it did not register as a live fleet relay
+    does when another live relay registered it: 409."""
+
+    async def _heartbeat(self, request: web.Request) -> web.Response:
+        if request.match_info["ufrag"] not in self.sessions:
+            self.calls.append(Call("POST", request.path, await request.json()))
+            return web.json_response({"error": "session is relay a's"}, status=409)
+        return await super()._heartbeat(request)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        if request.match_info["ufrag"] not in self.sessions:
+            self.calls.append(Call("DELETE", request.path, {}))
+            return web.json_response({"error": "session is relay a's"}, status=409)
+        return await super()._delete(request)
+
+
+async def test_a_409_heartbeat_is_asked_of_the_relay_that_owns_it() -> None:
+    """A moved to B on a mere 503 while A lives: the sessions A registered still heartbeat
+    and end there (B answers 409), and the registry stays on B."""
+    with tempfile.TemporaryDirectory(prefix="trx") as tmp:
+        a, b = FleetRelay(os.path.join(tmp, "a.sock")), FleetRelay(os.path.join(tmp, "b.sock"))
+        await a.start()
+        await b.start()
+        switches: list[int] = []
+        client = ControlApiRegistry(
+            socket_path=[a.path, b.path], on_switch=lambda: switches.append(1)
+        )
+        try:
+            await client.register(Registration("007aaaa", "10.0.0.2:40000", 7, None, 30))
+            a.register_status = 503  # A drains
+            await client.register(Registration("007bbbb", "10.0.0.2:40001", 7, None, 30))
+            assert (set(a.sessions), set(b.sessions)) == ({"007aaaa"}, {"007bbbb"})
+            await client.heartbeat("007aaaa", 30)
+            await client.heartbeat("007bbbb", 30)
+            await client.deregister("007aaaa")
+            assert client.describe() == f"unix:{b.path}" and switches == [1]
+        finally:
+            await client.close()
+            await a.stop()
+            await b.stop()
+    assert [c.path for c in b.heartbeats] == [
+        "/v1/sessions/007aaaa/heartbeat",
+        "/v1/sessions/007bbbb/heartbeat",
+    ]
+    assert [c.path for c in a.heartbeats] == ["/v1/sessions/007aaaa/heartbeat"]
+    assert a.sessions == {} and [c.path for c in a.deregisters] == ["/v1/sessions/007aaaa"]
+    assert [c.path for c in b.deregisters] == ["/v1/sessions/007aaaa"]  # asked first: 409
