@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from pyctl.dataplane.netns import netns
+from pyctl.lab.lifecycle import Lab
 
 FLAGS = [
     "--headless=new",
@@ -34,6 +35,15 @@ FLAGS = [
 # a fake microphone, and every permission prompt answered yes
 MEDIA_FLAGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 PORT = 9333
+# in the page (transceiver/static/whip.js): the audio packets Chromium has received
+INBOUND = "window.steer.stats().then(s => s.inboundAudioPackets)"
+
+
+def call_page(lab: Lab, source: str = "mic") -> str:
+    """Transceiver 1's page, which calls at once (`source`: mic or tone) with the lab's
+    WHIP token."""
+    page = lab.whip_url(1).removesuffix("/whip") + f"/?autostart&source={source}"
+    return page + f"&token={lab.whip_token}"
 
 
 class Browser:
@@ -69,6 +79,14 @@ class Browser:
 
         with netns(self.ns):
             return asyncio.run(asyncio.wait_for(go(), timeout))
+
+    def wait_connected(self) -> None:
+        """Until the page's call is connected (fails at once with the page's error)."""
+        state = self.wait_for(
+            "window.steer && window.steer.state === 'connected' && 'connected'"
+            " || (window.steer && window.steer.state === 'error' && 'error')"
+        )
+        assert state == "connected", self.evaluate("window.steer.error")
 
     def wait_for(self, expression: str, timeout: float = 20) -> Any:
         deadline = time.monotonic() + timeout

@@ -18,5 +18,17 @@ def lab() -> Iterator[Lab]:
         yield lab_
 
 
+def nat_lab(tag: str, transceivers: int, metrics_port: int) -> Lab:
+    """A lab with the client behind the NAT box (`lab up --nat`), named `tag` + pid; each
+    module's own metrics port (no two labs share one)."""
+    return Lab(
+        prefix=f"{tag}{os.getpid() % 10000}",
+        transceivers=transceivers,
+        metrics=f"127.0.0.1:{metrics_port}",
+        ttl=3,
+        nat=True,
+    )
+
+
 def reason_counts(lab: Lab) -> dict[str, int]:
     return {k: v["packets"] for k, v in lab.api().stats()["reasons"].items()}

@@ -8,7 +8,7 @@ import pytest
 
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.net import CLIENT4
-from tests.e2e.browser import chromium
+from tests.e2e.browser import call_page, chromium
 from tests.e2e.conftest import reason_counts
 
 pytestmark = pytest.mark.e2e
@@ -20,14 +20,8 @@ def test_chromium_session_through_the_vip(lab: Lab, source: str) -> None:
     transceiver can check first). tone: WebAudio, no permission: Chromium offers only
     mDNS .local candidates, so its own Binding Request must be routed by ufrag."""
     before = reason_counts(lab)
-    page = lab.whip_url(1).removesuffix("/whip") + f"/?autostart&source={source}"
-    page += f"&token={lab.whip_token}"
-    with chromium(lab.net.client, page, media=source == "mic") as b:
-        state = b.wait_for(
-            "window.steer && window.steer.state === 'connected' && 'connected'"
-            " || (window.steer && window.steer.state === 'error' && 'error')"
-        )
-        assert state == "connected", b.evaluate("window.steer.error")
+    with chromium(lab.net.client, call_page(lab, source), media=source == "mic") as b:
+        b.wait_connected()
         stats = b.wait_for("window.steer.stats().then(s => s.inboundAudioPackets > 50 && s)")
         assert stats, b.evaluate("window.steer.stats()")
         vip = lab.net.vips[0]

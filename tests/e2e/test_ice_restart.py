@@ -7,7 +7,6 @@ and DTLS session carry on; the relay routes the new ufrag, then forgets the old 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import urllib.request
@@ -18,8 +17,8 @@ import pytest
 
 from pyctl.dataplane.netns import netns
 from pyctl.lab.lifecycle import Lab
-from tests.e2e.browser import chromium
-from tests.e2e.conftest import reason_counts
+from tests.e2e.browser import INBOUND, call_page, chromium
+from tests.e2e.conftest import nat_lab, reason_counts
 from tests.labs import running
 
 pytestmark = pytest.mark.e2e
@@ -30,14 +29,7 @@ RESTART_AFTER_S = 3.0
 
 @pytest.fixture(scope="module")
 def natlab() -> Iterator[Lab]:
-    lab_ = Lab(
-        prefix=f"irs{os.getpid() % 10000}",
-        transceivers=1,
-        metrics="127.0.0.1:9489",
-        ttl=3,
-        nat=True,
-    )
-    with running(lab_):
+    with running(nat_lab("irs", transceivers=1, metrics_port=9489)) as lab_:
         yield lab_
 
 
@@ -69,16 +61,9 @@ def trx_metric(lab: Lab, name: str) -> float:
 
 def test_chromium_restart_ice_after_moving_keeps_the_session(natlab: Lab) -> None:
     box = natlab.nat_box
-    page = natlab.whip_url(1).removesuffix("/whip") + "/?autostart&source=mic"
-    page += f"&token={natlab.whip_token}"
-    inbound = "window.steer.stats().then(s => s.inboundAudioPackets)"
-    with chromium(natlab.net.client, page) as b:
-        state = b.wait_for(
-            "window.steer && window.steer.state === 'connected' && 'connected'"
-            " || (window.steer && window.steer.state === 'error' && 'error')"
-        )
-        assert state == "connected", b.evaluate("window.steer.error")
-        assert b.wait_for(f"{inbound}.then(n => n > 50)"), b.evaluate("window.steer.stats()")
+    with chromium(natlab.net.client, call_page(natlab)) as b:
+        b.wait_connected()
+        assert b.wait_for(f"{INBOUND}.then(n => n > 50)"), b.evaluate("window.steer.stats()")
         before = b.evaluate("window.steer.stats()")
         old_ufrag = json.loads(b.evaluate("window.steer.etag"))
         (old_sock,) = {s for u, s in session_map(natlab).items() if u == old_ufrag}
@@ -90,11 +75,11 @@ def test_chromium_restart_ice_after_moving_keeps_the_session(natlab: Lab) -> Non
         try:
             assert new_public != old_public
             # media stops: the old address is gone
-            stalled, last = None, b.evaluate(inbound)
+            stalled, last = None, b.evaluate(INBOUND)
             deadline = time.monotonic() + 10
             while stalled is None and time.monotonic() < deadline:
                 time.sleep(0.4)
-                now = b.evaluate(inbound)
+                now = b.evaluate(INBOUND)
                 stalled, last = (now if now == last else None), now
             assert stalled is not None, "audio kept arriving after the client moved"
             # the scenario, not a synchronisation: the client restarts 3 s after its audio
@@ -148,7 +133,7 @@ def test_chromium_restart_ice_after_moving_keeps_the_session(natlab: Lab) -> Non
                 time.sleep(0.5)
             routes = session_map(natlab)
             assert old_ufrag not in routes and routes.get(new_ufrag) == old_sock, routes
-            assert b.evaluate(f"{inbound}.then(n => n > {after['inboundAudioPackets']})")
+            assert b.evaluate(f"{INBOUND}.then(n => n > {after['inboundAudioPackets']})")
             print(
                 f"ICE restart after a move: gathering {restarted['gatherMs']:.0f} ms, PATCH "
                 f"{restarted['patchMs']:.0f} ms, echoed audio back {restarted['resumeMs']:.0f} ms "

@@ -4,7 +4,6 @@ wire (pyctl/lab/mobility.py)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
@@ -13,8 +12,8 @@ import pytest
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.mediagap import Sniffer
 from pyctl.lab.mobility import run_event
-from tests.e2e.browser import chromium
-from tests.e2e.conftest import reason_counts
+from tests.e2e.browser import INBOUND, call_page, chromium
+from tests.e2e.conftest import nat_lab, reason_counts
 from tests.labs import running
 
 pytestmark = pytest.mark.e2e
@@ -23,14 +22,7 @@ HEALED_MS = 1000  # 50 Opus frames: far above the ~100 ms a healed path takes he
 
 @pytest.fixture(scope="module")
 def natlab() -> Iterator[Lab]:
-    lab_ = Lab(
-        prefix=f"mob{os.getpid() % 10000}",
-        transceivers=2,
-        metrics="127.0.0.1:9483",
-        ttl=3,
-        nat=True,
-    )
-    with running(lab_):
+    with running(nat_lab("mob", transceivers=2, metrics_port=9483)) as lab_:
         yield lab_
 
 
@@ -74,24 +66,17 @@ def test_chromium_call_resumes_both_ways_after_rebinding(natlab: Lab) -> None:
     every mapping is dropped, what Chromium receives (its own audio, echoed) flows again,
     which needs both directions, and the relay saw its new port only by authenticated
     evidence (a learned flow, the moved return path)."""
-    page = natlab.whip_url(1).removesuffix("/whip") + "/?autostart&source=mic"
-    page += f"&token={natlab.whip_token}"
-    inbound = "window.steer.stats().then(s => s.inboundAudioPackets)"
-    with chromium(natlab.net.client, page) as b:
-        state = b.wait_for(
-            "window.steer && window.steer.state === 'connected' && 'connected'"
-            " || (window.steer && window.steer.state === 'error' && 'error')"
-        )
-        assert state == "connected", b.evaluate("window.steer.error")
-        assert b.wait_for(f"{inbound}.then(n => n > 50)"), b.evaluate("window.steer.stats()")
+    with chromium(natlab.net.client, call_page(natlab)) as b:
+        b.wait_connected()
+        assert b.wait_for(f"{INBOUND}.then(n => n > 50)"), b.evaluate("window.steer.stats()")
         before = reason_counts(natlab)
         ports = {f["client"] for f in natlab.api().flows(backend=1)}
         down = Sniffer(natlab.net.client, "eth0")  # the echoed audio, as it reaches Chromium
         try:
             t0 = time.monotonic()
             natlab.nat_box.rebind()
-            settled = b.wait_for(f"new Promise(r => setTimeout(r, 500)).then(() => {inbound})")
-            resumed = b.wait_for(f"{inbound}.then(n => n > {settled} + 100 && n)", timeout=20)
+            settled = b.wait_for(f"new Promise(r => setTimeout(r, 500)).then(() => {INBOUND})")
+            resumed = b.wait_for(f"{INBOUND}.then(n => n > {settled} + 100 && n)", timeout=20)
             t1 = time.monotonic()
         finally:
             down.stop()
