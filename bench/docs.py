@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import docs_mobility, report
+from bench import docs_mobility, parts, report
 from bench.report import LABELS, _fmt
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -354,6 +354,44 @@ def _seal_cost(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _xdp_ab(r: dict[str, Any]) -> list[str]:
+    """bench/xdp_ab.py: the established and return paths before and after a change."""
+    found = parts.newest("xdp_ab", r)
+    if found is None:
+        return []
+    ab, source = found
+    rev, ns = ab["against"], ab["ns"]
+    src = ab.get("steer_source", {})
+    dirty = " with uncommitted changes in bpf/" if src.get("bpf_dirty") else ""
+
+    def row(label: str, key: str) -> str:
+        v = ns[key]
+        return (
+            f"| {label} | {v['min']:.1f} | {v['median']:.1f} | {v['max']:.1f} | "
+            f"{v['x_floor']:.2f}× |"
+        )
+
+    return [
+        "## The established path before and after",
+        "",
+        f"`bench/xdp_ab.py` (`{source}`): warm test-run ns of bpf/ at "
+        f"`{src.get('git_head', '?')}`{dirty} (now) and at `{rev}`, with "
+        f"floor_lookup and bare_redirect, in {ab['rounds']} interleaved rounds of "
+        f"{ab['repeat']:,} repeats; the ratio is each median over floor_lookup's median.",
+        "",
+        "| program | min | median | max | × floor_lookup |",
+        "|---|---|---|---|---|",
+        *(
+            row(f"{who} {cls}", f"{key}.{cls}")
+            for who, key in (("now", "now"), (rev, rev))
+            for cls in ("established", "return")
+        ),
+        row("floor_lookup", "floor_lookup"),
+        row("bare_redirect", "bare_redirect"),
+        "",
+    ]
+
+
 def _flood(r: dict[str, Any]) -> list[str]:
     """bench/flood.py: Binding Request floods while established sessions carry traffic."""
     f = r.get("flood")
@@ -538,6 +576,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *_fuzz(r),
         *_flood(r),
         *_seal_cost(r),
+        *_xdp_ab(r),
         *docs_mobility.section(r),
         "## Not measured here",
         "",

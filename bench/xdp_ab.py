@@ -3,8 +3,9 @@ paths of bpf/ as it is and of bpf/ at a git revision, beside floor_lookup and ba
 all in one invocation and in interleaved rounds (machine noise falls on every program
 alike). The timing is xdp_cost's (Timer, mirror entries, reason-counter checks).
 
-`python -m bench.xdp_ab [--rounds N] [--against REV] [--json]` prints min / median / max
-per program and class and each median's ratio to floor_lookup's.
+`python -m bench.xdp_ab [--rounds N] [--against REV] [--json] [--save]` prints min / median
+/ max per program and class and each median's ratio to floor_lookup's; --save also writes
+bench/results/<time>-xdp-ab.json (bench/parts.py), which docs/benchmarks.md publishes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import xdp_cost
+from bench import parts, xdp_cost
 from bench.topology import BenchNet
 from bench.xdp_progs import Sink
 from pyctl.dataplane.loader import PROGRAMS, DataPlane, LoaderError, unload
@@ -132,8 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--against", metavar="REV", help="also time bpf/ as of this git revision")
     p.add_argument("--repeat", type=int, default=c.FULL.testrun_repeat)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--save", action="store_true", help="write a results part file")
     args = p.parse_args(argv)
     out = measure(args.rounds, args.against, args.repeat)
+    from bench.run import steer_source  # what "now" is: the commit and bpf/ digest
+
+    out["steer_source"] = steer_source()
+    if args.save:
+        print(
+            f"wrote {parts.save('xdp_ab', out, machine_loadavg=os.getloadavg())}", file=sys.stderr
+        )
     if args.json:
         json.dump(out, sys.stdout, indent=2)
         print()
