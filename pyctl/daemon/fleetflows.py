@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from pyctl.dataplane.maps import RouteMaps
+from pyctl.dataplane.maps import RouteMaps, delete_entry, get_entry
 from pyctl.dataplane.mapscan import chunks
 from steer_common.endpoint import Endpoint
 from steer_common.shared import FLOW_FLEET, RFLOW_STALE
@@ -172,10 +172,8 @@ class FlowShare:
     def _path_of(self, sock: Endpoint) -> Endpoint | None:
         """The client address the socket authenticated last here (steer_paths)."""
         pm = self.maps.path_map
-        try:
-            return Endpoint.from_c(pm[sock.fill(pm.Key())].client)
-        except KeyError:
-            return None
+        p = get_entry(pm, sock.fill(pm.Key()))
+        return None if p is None else Endpoint.from_c(p.client)
 
     def _keep(self, rec: FlowRec) -> None:
         before = self.mine_sock.get(rec.key)
@@ -243,10 +241,7 @@ class FlowShare:
         client.fill(k.client)
         vip.fill(k.vip)
         raw = bytes(k)
-        try:
-            old = fm[k]
-        except KeyError:
-            old = None
+        old = get_entry(fm, k)
         if old is not None:
             old_sock = Endpoint.from_c(old.sock)
             if old_sock == sock:
@@ -303,10 +298,7 @@ class FlowShare:
         pm = self.maps.path_map
         pk = sock.fill(pm.Key())
         mono = time.monotonic_ns()
-        try:
-            p = pm[pk]
-        except KeyError:
-            p = None
+        p = get_entry(pm, pk)
         if p is not None:
             cur = Endpoint.from_c(p.client)
             if cur == client:
@@ -327,12 +319,10 @@ class FlowShare:
         rk = rm.Key()
         sock.fill(rk.sock)
         client.fill(rk.client)
-        try:
-            rv = rm[rk]
-        except KeyError:
-            return
-        rv.flags |= RFLOW_STALE
-        rm[rk] = rv
+        rv = get_entry(rm, rk)
+        if rv is not None:
+            rv.flags |= RFLOW_STALE
+            rm[rk] = rv
 
     def purge_sock(self, sock: str) -> int:
         """A session's socket went: its copies (flow and reverse flow) here, and the flows
@@ -353,13 +343,10 @@ class FlowShare:
         rk = rm.Key()
         sock.fill(rk.sock)
         Endpoint.from_c(k.client).fill(rk.client)
-        _delete(rm, rk)
-        try:
-            v = fm[k]
-        except KeyError:
-            return 0
-        if Endpoint.from_c(v.sock) == sock and v.flags & FLOW_FLEET:
-            return _delete(fm, k)
+        delete_entry(rm, rk)
+        v = get_entry(fm, k)
+        if v is not None and Endpoint.from_c(v.sock) == sock and v.flags & FLOW_FLEET:
+            return delete_entry(fm, k)
         return 0
 
     def where(self, sock: Endpoint) -> list[dict[str, Any]]:
@@ -378,11 +365,8 @@ class FlowShare:
         fm = self.maps.flow_map
         for raw, (by, _) in self.copies.get(str(sock), {}).items():
             k = fm.Key.from_buffer_copy(raw)
-            try:
-                v = fm[k]
-            except KeyError:
-                continue
-            if Endpoint.from_c(v.sock) != sock:
+            v = get_entry(fm, k)
+            if v is None or Endpoint.from_c(v.sock) != sock:
                 continue
             out.append(
                 {
@@ -441,11 +425,3 @@ class FlowShare:
             "p99_s": round(s.quantile(0.99), 4),
             "max_s": round(s.lag_max_s, 4),
         }
-
-
-def _delete(table: Any, key: Any) -> int:
-    try:
-        del table[key]
-        return 1
-    except KeyError:
-        return 0

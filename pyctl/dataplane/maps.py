@@ -117,7 +117,7 @@ class RouteMaps:
         self.vip_map[vip.fill(self.vip_map.Key())] = leaf
 
     def del_vip(self, vip: Endpoint) -> bool:
-        return bool(_delete(self.vip_map, vip.fill(self.vip_map.Key())))
+        return bool(delete_entry(self.vip_map, vip.fill(self.vip_map.Key())))
 
     def vips(self) -> list[Endpoint]:
         return sorted((Endpoint.from_c(k) for k in self.vip_map), key=Endpoint.sort_key)
@@ -156,7 +156,7 @@ class RouteMaps:
         try:
             self.sock_map[sock_key] = leaf
         except Exception as e:
-            _delete(self.session_map, key)
+            delete_entry(self.session_map, key)
             raise MapFullError(f"steer_socks: {e}") from e
 
     def add_sessions(self, sessions: list[Session]) -> None:
@@ -213,10 +213,10 @@ class RouteMaps:
         """Delete the ufrag and socket keys of sessions (e.g. a registration undone); the
         socket key only where it names that session (see `rekey`)."""
         for s in sessions:
-            _delete(self.session_map, self._ufrag_key(s.ufrag))
+            delete_entry(self.session_map, self._ufrag_key(s.ufrag))
             owner = self.sock_owner(s.sock)
             if owner is not None and owner.ufrag == s.ufrag:
-                _delete(self.sock_map, s.sock.fill(self.sock_map.Key()))
+                delete_entry(self.sock_map, s.sock.fill(self.sock_map.Key()))
 
     def rekey(self, s: Session) -> None:
         """An ICE restart: the live session on `s.sock` is reached by `s.ufrag` too, and
@@ -277,8 +277,8 @@ class RouteMaps:
                 held = min(int(ring.next), len(ring.client))
                 for c in ring.client[:held]:
                     n += self._drop_flow(sock, c, ring.vip)
-            _delete(self.ring_map, rkey)
-            _delete(self.path_map, sock.fill(self.path_map.Key()))  # steer.bpf.c, "Mobility"
+            delete_entry(self.ring_map, rkey)
+            delete_entry(self.path_map, sock.fill(self.path_map.Key()))  # steer.bpf.c, "Mobility"
             self._purge_ssrcs(sock)
         return n
 
@@ -295,10 +295,10 @@ class RouteMaps:
             k = self.ssrc_map.Key(ssrc)
             try:
                 if bytes(self.ssrc_map[k].sock) == raw:
-                    _delete(self.ssrc_map, k)
+                    delete_entry(self.ssrc_map, k)
             except KeyError:
                 pass
-        _delete(self.ssrc_ring_map, key)
+        delete_entry(self.ssrc_ring_map, key)
 
     def _drop_flow(self, sock: Endpoint | Any, client: Any, vip: Any) -> int:
         """Delete the reverse flow (sock, client) and the flow (client, vip) if it still
@@ -309,7 +309,7 @@ class RouteMaps:
         else:
             _copy(rk.sock, sock)
         _copy(rk.client, client)
-        _delete(self.rflow_map, rk)
+        delete_entry(self.rflow_map, rk)
         fk = self.flow_map.Key()
         _copy(fk.client, client)
         _copy(fk.vip, vip)
@@ -319,7 +319,7 @@ class RouteMaps:
             return 0
         if bytes(flow.sock) != bytes(rk.sock):
             return 0
-        return _delete(self.flow_map, fk)
+        return delete_entry(self.flow_map, fk)
 
     def purge_orphan_rings(self) -> int:
         """Delete the flow rings of sockets no session owns any more (a packet in flight
@@ -329,7 +329,7 @@ class RouteMaps:
             return 0
         if len(keys) <= RING_LOOKUPS:  # a few rings: ask for each, do not read every session
             rings = to_ctypes(keys, self.ring_map.Key)
-            dead = np.array([not _has(self.sock_map, k) for k in rings], dtype=bool)
+            dead = np.array([get_entry(self.sock_map, k) is None for k in rings], dtype=bool)
         else:
             live = set(_raw(scan(self.sock_map)[0]))
             dead = np.array([r not in live for r in _raw(keys)], dtype=bool)
@@ -337,7 +337,7 @@ class RouteMaps:
 
     @staticmethod
     def _delete_keys(table: Any, keys: np.ndarray) -> int:
-        return sum(_delete(table, k) for k in to_ctypes(keys, table.Key))
+        return sum(delete_entry(table, k) for k in to_ctypes(keys, table.Key))
 
     # -- backends
     def set_backend(self, backend_id: int, addr: Endpoint | None, state: BackendState) -> None:
@@ -552,12 +552,12 @@ def _put(dst: Any, raw: bytes) -> None:
     ctypes.memmove(ctypes.addressof(dst), raw, ctypes.sizeof(dst))
 
 
-def _has(table: Any, key: Any) -> bool:
+def get_entry(table: Any, key: Any) -> Any | None:
+    """The map's leaf at `key`, or None."""
     try:
-        table[key]
-        return True
+        return table[key]
     except KeyError:
-        return False
+        return None
 
 
 def _raw(rows: np.ndarray) -> list[bytes]:
@@ -603,7 +603,8 @@ def _client_is(ep: Endpoint, text: str | None) -> bool:
     return text is None or text in (str(ep), str(ep.ip))
 
 
-def _delete(table: Any, key: Any) -> int:
+def delete_entry(table: Any, key: Any) -> int:
+    """Delete `key` from the map: 1, or 0 when it was not there."""
     try:
         del table[key]
         return 1
