@@ -20,6 +20,7 @@ import aiohttp
 
 from pyctl.dataplane.netns import netns
 from pyctl.lab.lifecycle import Lab
+from tests.e2e.conftest import poll
 
 FLAGS = [
     "--headless=new",
@@ -89,12 +90,8 @@ class Browser:
         assert state == "connected", self.evaluate("window.steer.error")
 
     def wait_for(self, expression: str, timeout: float = 20) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = self.evaluate(expression)
-            if value or time.monotonic() > deadline:
-                return value
-            time.sleep(0.2)
+        """The expression's first truthy value within `timeout`, else its last."""
+        return poll(lambda: self.evaluate(expression), timeout, step=0.2)
 
 
 @contextmanager

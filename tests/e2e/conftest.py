@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,16 @@ def lab() -> Iterator[Lab]:
     lab_ = Lab(prefix=f"e2e{os.getpid() % 10000}", transceivers=2, metrics="127.0.0.1:9479", ttl=3)
     with running(lab_):
         yield lab_
+
+
+def poll(pred: Callable[[], Any], timeout: float = 5.0, step: float = 0.1) -> Any:
+    """pred()'s first truthy value within `timeout`, else its last (falsy) one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(step)
 
 
 def nat_lab(tag: str, transceivers: int, metrics_port: int) -> Lab:

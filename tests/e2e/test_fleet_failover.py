@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from pyctl.dataplane.netns import netns
 from pyctl.lab.demo import run_clients
 from pyctl.lab.lifecycle import Lab
 from steer_common.apiclient import ApiError
+from tests.e2e.conftest import poll
 from tests.labs import running
 
 pytestmark = pytest.mark.e2e
@@ -40,15 +41,6 @@ def fleet2() -> Iterator[Lab]:
     )
     with running(lab):
         yield lab
-
-
-def poll(pred: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(0.2)
 
 
 def registered(lab: Lab, name: str) -> list[str]:
