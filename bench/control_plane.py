@@ -13,6 +13,7 @@ Runs on its own namespace lab (prefix `cpb`) with the real daemon and its API:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -21,6 +22,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -322,11 +324,13 @@ def loaded_latency(
     per_sock: int = 10,
     seconds: float = 15.0,
     say: Callable[[str], None] = print,
+    prefix: str = "cpl",
+    metrics: str = "127.0.0.1:9487",
 ) -> dict[str, Any]:
     """API latency while the maps hold `sessions` x `per_sock` flows (1 M by default),
     250 sessions with flows expire mid-run, idle flows are swept and /metrics is scraped:
     key `api_latency_1m_flows_ms`. Also the first page of flows, by API and by CLI."""
-    lab = Lab(prefix="cpl", transceivers=1, metrics="127.0.0.1:9487")
+    lab = Lab(prefix=prefix, transceivers=1, metrics=metrics)
     lab.down(progress=lambda s: None)
     out: dict[str, Any] = {}
     try:
@@ -434,3 +438,34 @@ def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
     loaded = loaded_latency(*((10_000, 10, 5.0) if smoke else (100_000, 10, 30.0)), say=say)
     out.update(loaded)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.control_plane [--save]`: the API while the maps hold 1 M flows on
+    its own (the full run measures it too; --quick and --smoke at 100 k); --save writes a
+    results part `api_at_scale` that docs/benchmarks.md publishes."""
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--sessions", type=int, default=100_000)
+    p.add_argument("--flows-per-session", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--save", action="store_true")
+    args = p.parse_args(argv)
+    out = loaded_latency(
+        args.sessions,
+        args.flows_per_session,
+        args.seconds,
+        say=lambda s: print(s, file=sys.stderr, flush=True),
+        prefix="cpx",  # not the full run's: both may run on one machine
+        metrics="127.0.0.1:9477",
+    )
+    out["load_avg_1m"] = os.getloadavg()[0]
+    if args.save:
+        from bench import parts
+
+        print(parts.save("api_at_scale", out), file=sys.stderr)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

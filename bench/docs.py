@@ -465,6 +465,110 @@ def _control_plane(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _at_scale(r: dict[str, Any]) -> list[str]:
+    """bench/control_plane.py loaded_latency: the API while the maps hold many flows, from
+    whichever holds more flows (then the newer): the run or a `python -m
+    bench.control_plane --save` part."""
+    found = []
+    cp = r.get("control_plane") or {}
+    if "api_latency_1m_flows_ms" in cp:
+        found.append((cp.get("flows", 0), r["timestamp"], cp, f"{r['timestamp']}.json", None))
+    part = parts.newest("api_at_scale", {})
+    if part is not None:
+        a, name = part
+        found.append((a.get("flows", 0), name, a, name, a.get("load_avg_1m")))
+    if not found:
+        return []
+    flows, _, a, source, load = max(found, key=lambda f: (f[0], f[1]))
+    lat = a["api_latency_1m_flows_ms"]
+    by_call = ", ".join(f"{k} {v:.1f}" for k, v in sorted(lat.get("p99_by_call", {}).items()))
+    loaded = f" (load average {load:.1f})" if load is not None else ""
+    return [
+        f"## Control plane at {flows:,} flows",
+        "",
+        f"`{source}`{loaded}: the daemon's maps hold {flows:,} flows; for the run a GET "
+        "every 20 ms, a heartbeat and a registration with its end beside it, 250 sessions "
+        "with flows expiring mid-run, idle sweeps, and `/metrics` scraped every 2 s "
+        "(`api_latency_1m_flows_ms`). Every map walk runs in the map worker's thread, never "
+        "on the event loop; scrapes answer from its last snapshot.",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+        f"| API p50 / p99 / max ({lat['calls']:,} calls) | {lat['p50']:.1f} / {lat['p99']:.1f} / "
+        f"{lat['max']:.1f} ms |",
+        f"| p99 by call (ms) | {by_call} |",
+        f"| `/metrics` scrape, slowest of {lat.get('scrapes', '?')} | "
+        f"{lat['scrape_ms_max']:,.0f} ms |",
+        f"| first page of 1,000 flows, API / `steerctl flows --limit 1000 --json` | "
+        f"{a['api_flows_first_page_ms']:,.0f} / {a['cli_flows_first_page_ms']:,.0f} ms |",
+        f"| `steerctl flows` / `sessions` first page, max RSS | "
+        f"{a['cli_flows_first_page_max_rss_kb'] / 1024:,.0f} / "
+        f"{a['cli_sessions_first_page_max_rss_kb'] / 1024:,.0f} MiB |",
+        f"| SIGTERM to exit, during walks | {a['sigterm_exit_s'] * 1000:,.0f} ms |",
+        f"| restart adopting the maps (lab up again) | {a['restart_adopt_s']:.1f} s |",
+        "",
+    ]
+
+
+def _fleet(r: dict[str, Any]) -> list[str]:
+    """bench/fleet.py: registrations on a fleet of 1 and of 3, Redis per session and per
+    flow, and the media gap when a relay dies under live calls."""
+    found = parts.newest("fleet", r)
+    if found is None:
+        return []
+    f, source = found
+    regs = f["registrations"]
+    rd = f["relay_death"]
+
+    def pm(v: dict[str, Any]) -> str:
+        return f"{v['p50']:,.0f} / {v['max']:,.0f}" if v.get("p50") is not None else "-"
+
+    load = f" (load average {f['load_avg_1m']:.1f})" if "load_avg_1m" in f else ""
+    return [
+        "## Fleet",
+        "",
+        f"`bench/fleet.py` (`{source}`){load}. Registrations: sequential API calls on relay "
+        "1 of a fleet (`--fleet`, one redis-server), each answered after its Redis mirror "
+        "write; *replicated* is the time from the last answer until every other relay has "
+        "every session. Flows: learned on relay 1 from real Binding Success Responses, one "
+        "every 100 ms (each its own publish batch: the most Redis work a flow can cost; the "
+        "relays' liveness writes are included); *lag* is from the learn to the install on "
+        "another relay.",
+        "",
+        "| relays | registrations/s | ends/s | replicated (ms) | Redis / registration | "
+        "Redis / end | Redis / flow | flow lag p50 / p99 (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {g['relays']} | {g['registrations_per_s']:,.0f} | {g['ends_per_s']:,.0f} | "
+            f"{g['replicated_after_last_answer_ms']:,.0f} | "
+            f"{g['redis_commands_per_registration']:.2f} | {g['redis_commands_per_end']:.2f} | "
+            + (
+                f"{g['redis_commands_per_flow']:.2f} | "
+                + ", ".join(f"{x['p50_ms']:.0f} / {x['p99_ms']:.0f}" for x in g["flow_lag_ms"])
+                + " |"
+                if "redis_commands_per_flow" in g
+                else "- | - |"
+            )
+            for g in regs
+        ),
+        "",
+        f"A relay killed (`steerctl lab kill relay`: daemon SIGKILLed, links down, its ECMP "
+        f"next hop gone) while {rd['calls']} aiortc calls ran over {rd['relays']} relays; the "
+        f"busiest ({rd['failed_over']} calls) was killed. {rd['ok']}/{rd['calls']} calls "
+        f"resumed, ICE restarts: {rd['ice_restarts']}. The longest silence of each call "
+        "after the kill, and of the same calls in a control window just before with no "
+        "event (the machine's own gaps), p50 / max in ms:",
+        "",
+        "| calls | up | down | control up | control down |",
+        "|---|---:|---:|---:|---:|",
+        f"| every call | {pm(rd['gap_up_ms'])} | {pm(rd['gap_down_ms'])} | "
+        f"{pm(rd['control_gap_up_ms'])} | {pm(rd['control_gap_down_ms'])} |",
+        f"| on the killed relay | {pm(rd['failed_over_gap_up_ms'])} | "
+        f"{pm(rd['failed_over_gap_down_ms'])} | | |",
+        "",
+    ]
+
+
 def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
     m = r["machine"]
     rel = [os.path.relpath(p, docs_dir) for p in pngs]
@@ -573,9 +677,11 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "",
         *_profile(r),
         *_control_plane(r),
+        *_at_scale(r),
         *_fuzz(r),
         *_flood(r),
         *_seal_cost(r),
+        *_fleet(r),
         *_xdp_ab(r),
         *docs_mobility.section(r),
         "## Not measured here",

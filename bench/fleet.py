@@ -200,8 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=300)
     p.add_argument("--calls", type=int, default=20, help="calls up when a relay dies")
     p.add_argument("--smoke", action="store_true", help="20 sessions, 1 and 2 relays, 4 calls")
+    p.add_argument("--save", action="store_true", help="write a results part `fleet`")
     args = p.parse_args(argv)
     out = run(args.smoke, lambda s: print(s, file=sys.stderr), args.sessions, args.calls)
+    if args.save:
+        from bench import parts
+
+        out["load_avg_1m"] = os.getloadavg()[0]
+        print(parts.save("fleet", out), file=sys.stderr)
     json.dump(out, sys.stdout, indent=2)
     print()
     return 0

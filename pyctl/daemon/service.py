@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -97,6 +98,30 @@ class _InstanceLock:
         os.close(self.fd)
 
 
+GC_PAUSE_LOG_S = 0.05
+
+
+def _watch_gc() -> None:
+    """One log line per cyclic-GC pass that stops the process for over GC_PAUSE_LOG_S: with
+    100 k sessions a full pass walks millions of objects, and every request waits for it."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            took = time.perf_counter() - started[0]
+            if took > GC_PAUSE_LOG_S:
+                log.warning(
+                    "gc: generation %d pass took %.0f ms (%d collected)",
+                    info["generation"],
+                    took * 1000,
+                    info["collected"],
+                )
+
+    gc.callbacks.append(callback)
+
+
 def run(cfg: DaemonConfig) -> int:
     """Run the daemon in the foreground until signalled; returns the exit code."""
     lock = _InstanceLock(cfg.instance)
@@ -104,6 +129,7 @@ def run(cfg: DaemonConfig) -> int:
     # woken by a request, waits for it up to the switch interval (5 ms by default) every
     # time it needs it, which is many times per request. 0.5 ms keeps requests in a few ms.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    _watch_gc()
     try:
         # pyroute2's synchronous API (attach, forwarding) must run outside the event loop
         log.info(
