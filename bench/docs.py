@@ -544,7 +544,10 @@ def _fleet(r: dict[str, Any]) -> list[str]:
             f"{g['redis_commands_per_registration']:.2f} | {g['redis_commands_per_end']:.2f} | "
             + (
                 f"{g['redis_commands_per_flow']:.2f} | "
-                + ", ".join(f"{x['p50_ms']:.0f} / {x['p99_ms']:.0f}" for x in g["flow_lag_ms"])
+                + (
+                    ", ".join(f"{x['p50_ms']:.0f} / {x['p99_ms']:.0f}" for x in g["flow_lag_ms"])
+                    or "- (no other relay)"
+                )
                 + " |"
                 if "redis_commands_per_flow" in g
                 else "- | - |"
