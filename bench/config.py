@@ -91,7 +91,7 @@ FULL = Plan(
     ladder_gaps_us=(20, 1),
     live_frames=3_000_000,
     fixed_pps=(50_000, 250_000, 1_000_000),
-    fixed_s=2.0,
+    fixed_s=3.0,
     profile_s=5.0,
     pings=20_000,
     latency_chunks=5,
@@ -108,7 +108,7 @@ QUICK = replace(
     FULL,
     step_s=1.0,
     full_s=2.0,
-    fixed_s=1.5,
+    fixed_s=2.5,
     pings=10_000,
     scale_sizes=(1_000, 1_000_000),
 )

@@ -42,6 +42,23 @@ def _fmt(v: float | None, spec: str = ".0f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def cpu_resolution(r: dict[str, Any], pps: int | str) -> float:
+    """How far the machine's own noise moves a fixed-load CPU figure (0 if unknown)."""
+    return float((r.get("cpu_resolution_ns") or {}).get(str(pps)) or 0.0)
+
+
+def cpu_resolved(r: dict[str, Any], pps: int | str, v: float | None) -> float | None:
+    """A fixed-load CPU figure, or None where it cannot be told apart from zero."""
+    if v is None or math.isnan(v) or v <= max(cpu_resolution(r, pps), 0.0):
+        return None
+    return v
+
+
+def low_load(r: dict[str, Any]) -> int:
+    """The lowest fixed offered load: the headline cpu_ns_per_packet is taken there."""
+    return min((int(k) for k in r.get("cpu_ns_per_packet_fixed_load") or {}), default=0)
+
+
 def ratios(r: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     steer = "steer"
     out: dict[str, dict[str, float | None]] = {}
@@ -54,7 +71,10 @@ def ratios(r: dict[str, Any]) -> dict[str, dict[str, float | None]]:
             "rate_full": _ratio(r["relay_pps"].get(steer), r["relay_pps"].get(name)),
             "rate_live": _ratio(r["relay_pps_live"].get(steer), r["relay_pps_live"].get(name)),
             "rate_no_loss": _ratio(r["no_loss_pps"].get(steer), r["no_loss_pps"].get(name)),
-            "cpu": _ratio(r["cpu_ns_per_packet"].get(name), r["cpu_ns_per_packet"].get(steer)),
+            "cpu": _ratio(
+                cpu_resolved(r, low_load(r), r["cpu_ns_per_packet"].get(name)),
+                cpu_resolved(r, low_load(r), r["cpu_ns_per_packet"].get(steer)),
+            ),
             "cpu_saturation": _ratio(
                 r["cpu_ns_per_packet_systemwide"].get(name),
                 r["cpu_ns_per_packet_systemwide"].get(steer),
@@ -68,14 +88,12 @@ def cpu_vs_bare(r: dict[str, Any]) -> tuple[str | None, float | None]:
     """steer's machine CPU per packet over bare's at the highest fixed load both carried
     without loss (the same delivered rate), and that load."""
     fixed = r.get("cpu_ns_per_packet_fixed_load") or {}
-    spreads = (r.get("spread") or {}).get("cpu_ns_per_packet_fixed_load") or {}
     for pps in sorted(fixed, key=int, reverse=True):
-        # a round at or below zero means the machine's other work swamped the relay's:
-        # no ratio is claimed from such a load
-        sp = spreads.get(pps) or {}
-        if any((sp.get(n) or {}).get("min", 1) <= 0 for n in ("steer", "bare_xdp")):
-            continue
-        v = _ratio(fixed[pps].get("steer"), fixed[pps].get("bare_xdp"))
+        # where either is within the machine's own noise, no ratio is claimed
+        v = _ratio(
+            cpu_resolved(r, pps, fixed[pps].get("steer")),
+            cpu_resolved(r, pps, fixed[pps].get("bare_xdp")),
+        )
         if v is not None:
             return pps, v
     return None, None

@@ -93,7 +93,12 @@ class Measured:
     # fixed offered loads: pps -> relay -> per round
     fixed: dict[int, dict[str, list[LoadResult]]] = field(default_factory=dict)
     cpu_fixed: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    # the generator alone at each fixed load, at the start and at the end of each round
     base_fixed: dict[int, list[LoadResult]] = field(default_factory=dict)
+    base_fixed_end: dict[int, list[LoadResult]] = field(default_factory=dict)
+    # per round: how far the two baselines differ per packet (what the machine's own
+    # noise alone moves a figure by)
+    cpu_resolution: dict[int, list[float]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # relay -> why
 
     def __post_init__(self) -> None:
@@ -211,6 +216,7 @@ class Bench:
         self.turn_live = LiveGenerator(net, channel_frame(), self.sink.gen_fd, self.sink)
         self.base_live = LiveGenerator(net, rtp_frame(), self.ingress.gen_fd, self.ingress)
         self.running: Relay | None = None
+        self.pending: list[tuple[int, str, LoadResult]] = []  # fixed-load windows this round
 
     def close(self) -> None:
         self.stop_running()
@@ -246,6 +252,14 @@ class Bench:
             self.say(f"  {name} FAILED verification: {v.detail}; not timed")
         return v.ok
 
+    def fixed_baseline(self, into: dict[int, list[LoadResult]]) -> None:
+        """The live-frames generator alone at each fixed load, its frames dropped at the
+        relay's door (the caller attached the door)."""
+        for pps in self.plan.fixed_pps:
+            into.setdefault(pps, []).append(
+                self.base_live.paced(pps, self.plan.fixed_s, background_s=0)
+            )
+
     def baseline(self) -> float:
         """Machine busy ns per offered packet of the generators alone, dropped at the
         relay's door: trafgen at full load, and the live-frames generator at each fixed
@@ -253,10 +267,7 @@ class Bench:
         xdp_attach(self.net.relay, "pub", self.ingress.fd)
         try:
             base = self.base_gen.run(self.plan.full_s, background_s=0.5)
-            for pps in self.plan.fixed_pps:
-                self.m.base_fixed.setdefault(pps, []).append(
-                    self.base_live.paced(pps, self.plan.fixed_s)
-                )
+            self.fixed_baseline(self.m.base_fixed)
         finally:
             xdp_detach(self.net.relay, "pub")
         self.m.baselines.append(base)
@@ -314,19 +325,46 @@ class Bench:
             f"delivered {live.delivered_pps / 1e3:.0f} kpps ({live.loss:.1%} lost)"
         )
         for pps in plan.fixed_pps:
-            fixed, cpu = m.at(pps)
-            res = live_gen.paced(pps, plan.fixed_s)
-            fixed[name].append(res)
-            base = m.base_fixed[pps][-1]
-            ns = None
-            if res.delivered and res.loss < NO_LOSS:
-                ns = (res.busy_ns - res.offered * base.busy_ns / base.offered) / res.delivered
-                cpu[name].append(ns)
+            # no background subtracted: the same window of the generator alone (the round's
+            # baselines) carries the same background, and the difference cancels it
+            res = live_gen.paced(pps, plan.fixed_s, background_s=0)
+            m.at(pps)[0][name].append(res)
+            self.pending.append((pps, name, res))
             self.say(
                 f"  fixed {pps / 1e3:.0f} kpps: delivered {res.delivered_pps / 1e3:.0f} kpps "
-                f"({res.loss:.1%} lost), "
-                + (f"{ns:.0f} ns machine CPU/packet" if ns is not None else "over its knee")
+                f"({res.loss:.1%} lost)" + ("" if res.loss < NO_LOSS else ", over its knee")
             )
+
+    def close_round(self) -> None:
+        """The generator alone again at each fixed load, then every fixed-load window of
+        the round less the mean of the round's two baselines per offered packet, over the
+        packets delivered: the relay's CPU per packet."""
+        m = self.m
+        xdp_attach(self.net.relay, "pub", self.ingress.fd)
+        try:
+            self.fixed_baseline(m.base_fixed_end)
+        finally:
+            xdp_detach(self.net.relay, "pub")
+        per_offered: dict[int, float] = {}
+        for pps in self.plan.fixed_pps:
+            a, b = m.base_fixed[pps][-1], m.base_fixed_end[pps][-1]
+            pa, pb = a.busy_ns / a.offered, b.busy_ns / b.offered
+            per_offered[pps] = (pa + pb) / 2
+            m.cpu_resolution.setdefault(pps, []).append(abs(pa - pb))
+        now: dict[int, list[str]] = {pps: [] for pps in self.plan.fixed_pps}
+        for pps, name, res in self.pending:
+            if res.delivered and res.loss < NO_LOSS:
+                ns = (res.busy_ns - res.offered * per_offered[pps]) / res.delivered
+                m.at(pps)[1][name].append(ns)
+                now[pps].append(f"{name} {ns:.0f}")
+        self.say(
+            "  CPU per packet at fixed loads (ns; the two baselines differ by): "
+            + "; ".join(
+                f"{pps / 1e3:.0f} kpps: {', '.join(v)} (±{m.cpu_resolution[pps][-1]:.0f})"
+                for pps, v in now.items()
+            )
+        )
+        self.pending.clear()
 
     def rounds(self) -> None:
         for rnd in range(self.plan.rounds):
@@ -339,6 +377,8 @@ class Bench:
                         self.load(name)
                 finally:
                     self.stop_running()
+            self.say(f"round {rnd + 1}: CPU baselines again")
+            self.close_round()
 
     def latency(self) -> None:
         """Turns of pings, every relay (and the direct route) once per turn."""
@@ -504,12 +544,19 @@ class Bench:
                 }
                 for pps, fixed in m.fixed.items()
             },
+            # per fixed load: the median over rounds of how far the generator-alone
+            # baselines at a round's start and end differ per packet; a figure below it
+            # is not told apart from zero
+            "cpu_resolution_ns": {str(pps): _median(v) for pps, v in m.cpu_resolution.items()},
             "cpu_method": (
-                "busy time of the whole machine from /proc/stat deltas (user+nice+system+irq+"
-                "softirq+steal, all CPUs) in the window, less the background sampled just "
-                "before; at fixed loads also less what the generator alone costs per offered "
-                "packet (the same generator dropped by XDP at the relay's door); over packets "
-                "delivered. At saturation (cpu_ns_per_packet_systemwide) trafgen is included"
+                "busy time of the whole machine: wall time x online CPUs less /proc/stat's "
+                "idle+iowait (kept exactly by the NO_HZ idle loop, where user/system/softirq "
+                "are tick samples), in the window. At fixed loads: less what the generator "
+                "alone costs per offered packet (the same generator dropped by XDP at the "
+                "relay's door, the mean of runs at the round's start and end, which carry "
+                "the same background), over packets delivered. At saturation "
+                "(cpu_ns_per_packet_systemwide): less the background sampled just before, "
+                "trafgen included"
             ),
             "baseline": {
                 "generator_pps": _median([b.offered_pps for b in m.baselines]),
