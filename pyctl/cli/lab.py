@@ -92,7 +92,10 @@ def status(prefix: str, transceivers: int, as_json: bool) -> None:
         pid = f"pid {r['pid']}" if r["pid"] else "not running"
         state = "up" if r["alive"] else "down"
         click.echo(f"{r['name']:<8} {r['instance']:<24} {r['ns']:<20} {pid:<12} {state}")
+    relay_procs = {r["process"] for r in st["relays"]}  # listed above
     for name, pid in st["processes"].items():
+        if name in relay_procs:
+            continue
         click.echo(f"{name:<8} {'pid ' + str(pid) if pid else 'not running'}")
     click.echo(f"logs:  {st['logs']}")
 

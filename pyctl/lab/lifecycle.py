@@ -30,6 +30,7 @@ from pyctl.dataplane.netns import netns
 from pyctl.lab.fleetnet import SIG4, FleetNet
 from pyctl.lab.nat import LabNat
 from pyctl.lab.net import RELAY_INT4, RELAY_PUB4, LabNet
+from pyctl.lab.redisserver import server_argv
 from pyctl.lab.secrets import LabSecrets
 from steer_common import seal
 from steer_common.apiclient import ApiError, SyncApiClient
@@ -297,11 +298,9 @@ class Lab:
             seal.write_key_file(self.seal_key_file, seal.new_key(1))
         sock = self.run_dir / "redis.sock"
         progress(f"redis: {self.redis_url} (the relays' shared store)")
-        argv = ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", ""]
-        argv += ["--appendonly", "no", "--dir", str(self.run_dir)]
         if self._alive("redis") is None:
             sock.unlink(missing_ok=True)
-        self._spawn("redis", argv, {}, None)
+        self._spawn("redis", server_argv(self.run_dir), {}, None)
         self._wait("redis-server", sock.exists, "redis", timeout=10)
 
     def _configure(self, r: LabRelay) -> None:
@@ -373,6 +372,7 @@ class Lab:
             for line in unload(r.instance):
                 progress(line)
             r.api_socket.unlink(missing_ok=True)
+            (RUN_DIR / f"{r.instance}.lock").unlink(missing_ok=True)  # its daemon is gone
         progress(f"removing namespaces of {self.prefix}")
         self.nat_box.down()
         self.net.down()
@@ -404,6 +404,7 @@ class Lab:
                     "name": r.name,
                     "instance": r.instance,
                     "ns": r.ns,
+                    "process": r.process,
                     "pid": self._alive(r.process),
                     "api_socket": str(r.api_socket),
                     "metrics": f"http://{r.metrics}/metrics",

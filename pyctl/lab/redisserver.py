@@ -10,6 +10,12 @@ import time
 from pathlib import Path
 
 
+def server_argv(d: Path, binary: str = "redis-server") -> list[str]:
+    """redis-server on d/redis.sock only (no TCP port), keeping nothing on disk."""
+    sock, no_disk = str(d / "redis.sock"), ["--save", "", "--appendonly", "no"]
+    return [binary, "--port", "0", "--unixsocket", sock, *no_disk, "--dir", str(d)]
+
+
 class RedisServer:
     def __init__(self, d: Path) -> None:
         self.dir, self.sock = d, d / "redis.sock"
@@ -24,9 +30,9 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed (scripts/setup.sh installs it)")
         self.sock.unlink(missing_ok=True)
-        argv = [binary, "--port", "0", "--unixsocket", str(self.sock), "--save", ""]
-        argv += ["--appendonly", "no", "--dir", str(self.dir)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            server_argv(self.dir, binary), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while not self._answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:

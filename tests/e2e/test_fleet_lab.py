@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from pyctl.cli import cli
 from pyctl.dataplane import topology
+from pyctl.dataplane.loader import RUN_DIR
 from pyctl.dataplane.netns import netns
 from pyctl.lab.demo import run_clients
 from pyctl.lab.failover import carried, run_kill
@@ -49,6 +50,9 @@ def fleet() -> Iterator[Lab]:
     )
     with running(lab):
         yield lab
+    # down leaves nothing of the relays behind, their daemons' instance locks included
+    left = [r.instance for r in lab.relay_list() if (RUN_DIR / f"{r.instance}.lock").exists()]
+    assert not left, left
 
 
 def counts(lab: Lab) -> Counts:
@@ -143,6 +147,17 @@ def test_status_lists_every_relay_and_the_ecmp_routes(fleet: Lab) -> None:
         fleet.fleet_net.router, ["sysctl", "-n", "net.ipv4.fib_multipath_hash_policy"]
     )
     assert policy.stdout.strip() == "1"
+
+
+def test_status_human_table_lists_each_relay_once(fleet: Lab) -> None:
+    """The human `steerctl lab status`: a relay's daemon is on its relay line, not also
+    among the lab's other processes."""
+    ran = CliRunner().invoke(cli, ["lab", "status", "--prefix", fleet.prefix])
+    assert ran.exit_code == 0, ran.output
+    out = ran.output.splitlines()
+    for r in fleet.status()["relays"]:
+        mine = [ln for ln in out if f"pid {r['pid']} " in ln + " "]
+        assert len(mine) == 1 and mine[0].startswith(r["name"]), ran.output
 
 
 def test_a_session_registered_once_routes_through_every_relay(fleet: Lab) -> None:
