@@ -26,6 +26,7 @@ plane and its nftables wall, as the daemon sets them up.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import select
 import socket
@@ -329,9 +330,9 @@ def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
                 for kind, frame in frames.items():
                     conf = write_flood_conf(Path(tmp) / f"{kind}.cfg", frame)
                     fn: Callable[[Sink], Offered] = (
-                        (lambda sink, conf=conf: bench._trafgen(conf, sink))
+                        functools.partial(bench._trafgen, conf)
                         if gen == "trafgen"
-                        else (lambda sink, frame=frame: bench._live(frame, sink))
+                        else functools.partial(bench._live, frame)
                     )
                     try:
                         if gen not in bases:  # what the door drops costs the same for both

@@ -4,6 +4,7 @@ reads the backend of sealed ufrags as of plain ones."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,10 +16,10 @@ from transceiver.config import TrxConfig
 pytestmark = pytest.mark.unit
 
 
-def config(**kw: object) -> TrxConfig:
+def config(**kw: Any) -> TrxConfig:
     return TrxConfig(
         bind_ip="10.0.0.1", vips=(Endpoint.parse("203.0.113.10:3478"),), backend=7, **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_backend_of_sealed_and_plain() -> None:

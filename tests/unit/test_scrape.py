@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,6 +15,7 @@ from pyctl.daemon.mapwork import Snapshot
 from pyctl.daemon.metrics import Metrics
 from pyctl.daemon.routes import MemoryRoutes
 from pyctl.daemon.service import metrics_app
+from pyctl.daemon.store import MemoryStore
 from pyctl.dataplane.maps import Census
 from steer_common.credentials import Credentials
 from steer_common.endpoint import Endpoint
@@ -46,7 +46,8 @@ class Walking:
 
 def ctl_and_work() -> tuple[Controller, MemoryRoutes, Walking]:
     routes = MemoryRoutes()
-    return Controller(routes, None, [Endpoint.parse("203.0.113.10:3478")]), routes, Walking()
+    ctl = Controller(routes, MemoryStore(), [Endpoint.parse("203.0.113.10:3478")])
+    return ctl, routes, Walking()
 
 
 def test_a_scrape_answers_from_the_last_snapshot_during_a_walk() -> None:
@@ -54,13 +55,15 @@ def test_a_scrape_answers_from_the_last_snapshot_during_a_walk() -> None:
     live = {Reason.FWD_FLOW: (11, 1100)}
     metrics = Metrics(ctl, False, snapshot=lambda: work.snapshot, stats=lambda: live)
 
-    async def go() -> dict[str, Any]:
+    Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+    async def go() -> dict[Sample, float]:
         app = metrics_app(metrics, work)  # type: ignore[arg-type]
         async with TestClient(TestServer(app)) as client:
             resp = await asyncio.wait_for(client.get("/metrics"), 5)
             assert resp.status == 200
             text = await resp.text()
-        out = {}
+        out: dict[Sample, float] = {}
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
                 out[(s.name, tuple(sorted(s.labels.items())))] = s.value
@@ -80,7 +83,7 @@ def test_stats_answer_from_the_last_snapshot_unless_asked_fresh() -> None:
 
     async def go() -> None:
         app = make_app(ctl, "unit", Credentials(TOKEN))
-        app[WORK] = work  # type: ignore[assignment]
+        app[WORK] = work  # type: ignore[misc]
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with TestClient(TestServer(app)) as client:
             resp = await asyncio.wait_for(client.get("/v1/stats", headers=headers), 5)
