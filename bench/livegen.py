@@ -32,14 +32,24 @@ _libbpf.bpf_prog_test_run_opts.restype = ctypes.c_int
 
 
 class LiveGenerator:
-    def __init__(self, net: BenchNet, frame: bytes, gen_fd: int, counter: Sink) -> None:
+    def __init__(
+        self,
+        net: BenchNet,
+        frame: bytes,
+        gen_fd: int,
+        counter: Sink,
+        ns: str | None = None,
+        ifname: str = "eth0",
+    ) -> None:
+        """Sends out of `ifname` in namespace `ns` (default: the client's eth0)."""
         self.net, self.frame, self.gen_fd, self.counter = net, frame, gen_fd, counter
+        self.ns = net.client if ns is None else ns
         counter.set_generator_frame(frame)
-        self.ifindex = net.ifindex(net.client, "eth0")
-        hold_in_dispatcher(net.client, gen_fd)
+        self.ifindex = net.ifindex(self.ns, ifname)
+        hold_in_dispatcher(self.ns, gen_fd)
 
     def _send(self, frames: int) -> None:
-        """`frames` live frames in one test run (the caller is in the client namespace)."""
+        """`frames` live frames in one test run (the caller is in the namespace self.ns)."""
         data = ctypes.create_string_buffer(self.frame, len(self.frame))
         ctx = _XdpMd(data=0, data_end=len(self.frame), ingress_ifindex=self.ifindex)
         opts = _TestRunOpts(
@@ -60,13 +70,29 @@ class LiveGenerator:
     def run(self, frames: int) -> LoadResult:
         self.counter.set_generator_frame(self.frame)  # generators may share a counter
         d0, t0 = self.counter.count(), time.monotonic()
-        with netns(self.net.client):
+        with netns(self.ns):
             self._send(frames)
         # counted as the generator stops: what is still queued then does not count
         delivered, t1 = self.counter.count() - d0, time.monotonic()
         dt = t1 - t0
         return LoadResult(
             frames / dt, delivered / dt, 0.0, frames, delivered, dt, None, frames, delivered
+        )
+
+    def run_until(self, deadline: float, chunk: int = 20_000) -> LoadResult:
+        """Full blast in test runs of `chunk` frames until time.monotonic() passes
+        `deadline`: generators in several threads then share one window."""
+        self.counter.set_generator_frame(self.frame)  # generators may share a counter
+        sent = 0
+        with netns(self.ns):
+            d0, t0 = self.counter.count(), time.monotonic()
+            while time.monotonic() < deadline:
+                self._send(chunk)
+                sent += chunk
+            delivered, t1 = self.counter.count() - d0, time.monotonic()
+        dt = t1 - t0
+        return LoadResult(
+            sent / dt, delivered / dt, 0.0, sent, delivered, dt, None, sent, delivered
         )
 
     def paced(self, pps: int, seconds: float, background_s: float = 0.5) -> LoadResult:
@@ -76,7 +102,7 @@ class LiveGenerator:
         self.counter.set_generator_frame(self.frame)
         per_slot = max(1, round(pps * SLOT_S))
         background = idle_background(background_s)
-        with netns(self.net.client):
+        with netns(self.ns):
             t_next = time.monotonic()
 
             def slots(until: float) -> int:

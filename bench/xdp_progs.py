@@ -13,6 +13,7 @@ import numpy as np
 from bcc import BPF
 
 from bench import config as c
+from pyctl.dataplane.testrun import run_xdp
 from steer_common.endpoint import Endpoint
 
 HERE = Path(__file__).resolve().parent
@@ -67,15 +68,19 @@ class BareXdp:
     SRC = "bare_xdp.bpf.c"
     FUNCS: tuple[str, ...] = ("bare_public", "bare_internal")
 
-    def __init__(self, pub_ifindex: int, int_ifindex: int, vip: Endpoint = c.VIP) -> None:
+    def __init__(
+        self, pub_ifindex: int, int_ifindex: int, vip: Endpoint = c.VIP, client: Endpoint = c.CLIENT
+    ) -> None:
+        """`client` 0.0.0.0: bare_public takes any source (bare_internal then matches
+        nothing): the random-source runs of bench/relay_scale.py."""
         self.bpf = BPF(
             src_file=str(HERE / "baselines" / self.SRC),
             cflags=[
                 f"-I{HERE / 'baselines'}",
                 f"-DVIP_IP={_be32(vip)}",
                 f"-DVIP_PORT={_be16(vip.port)}",
-                f"-DCLIENT_IP={_be32(c.CLIENT)}",
-                f"-DCLIENT_PORT={_be16(c.CLIENT.port)}",
+                f"-DCLIENT_IP={_be32(client)}",
+                f"-DCLIENT_PORT={_be16(client.port)}",
                 f"-DTRX_IP={_be32(c.TRX)}",
                 f"-DTRX_PORT={_be16(c.TRX.port)}",
                 f"-DPUB_MAC={_mac(c.PUB_MAC)}",
@@ -117,8 +122,9 @@ class FloorXdp(BareXdp):
         leaf.port = socket.htons(to.port)
         flows[self._key(client, vip)] = leaf
 
-    def fill(self, client_base: Endpoint, vip: Endpoint, to: Endpoint, n: int) -> None:
-        """n flows from consecutive client addresses (client_base's port) to `to`."""
+    def fill(self, client_base: Endpoint, vip: Endpoint, to: Endpoint, n: int) -> Any:
+        """n flows from consecutive client addresses (client_base's port) to `to`; returns
+        their keys (for flows.items_delete_batch)."""
         flows = self.bpf["floor_flows"]
         key = np.frombuffer(bytes(self._key(client_base, vip)), dtype=np.uint8)
         keys = np.ascontiguousarray(np.tile(key, (n, 1)))
@@ -126,9 +132,9 @@ class FloorXdp(BareXdp):
         keys[:, 0:4] = ips.view(np.uint8).reshape(n, 4)
         leaf = flows.Leaf(ip=struct.unpack("=I", to.ip.packed)[0], port=socket.htons(to.port))
         leaves = np.ascontiguousarray(np.tile(np.frombuffer(bytes(leaf), dtype=np.uint8), (n, 1)))
-        flows.items_update_batch(
-            (flows.Key * n).from_buffer(keys), (flows.Leaf * n).from_buffer(leaves)
-        )
+        batch = (flows.Key * n).from_buffer(keys)
+        flows.items_update_batch(batch, (flows.Leaf * n).from_buffer(leaves))
+        return batch
 
 
 class Randomizer:
@@ -148,6 +154,55 @@ class Randomizer:
         conf = self.bpf["rand_conf"]
         conf[conf.Key(0)] = conf.Leaf(n=n, src_base=int(src.ip), dst_base=int(dst.ip))
         self.bpf["rand_target"][0] = target_fd
+
+
+class RandomGen:
+    """randgen.bpf.c: the live-frames generator over `n` clients, each frame from a random
+    one of n consecutive addresses (the first and the port: `clients`)."""
+
+    def __init__(self) -> None:
+        self.bpf = BPF(src_file=str(HERE / "randgen.bpf.c"))
+        self.fd = int(self.bpf.load_func("rgen_src", BPF.XDP).fd)
+
+    def aim(self, frame: bytes, n: int, clients: Endpoint) -> None:
+        hdr = self.bpf["rgen_hdr"]
+        leaf = hdr.Leaf()
+        ctypes.memmove(ctypes.addressof(leaf), frame, ctypes.sizeof(leaf))
+        hdr[hdr.Key(0)] = leaf
+        conf = self.bpf["rgen_conf"]
+        conf[conf.Key(0)] = conf.Leaf(n=n, base=int(clients.ip), port=socket.htons(clients.port))
+
+
+class NexthopRefresher:
+    """nhfresh.bpf.c on a steer instance's pinned flow map: refresh(n, first client)
+    marks the next hops of the flows of n consecutive clients (`key`: any one flow key of
+    theirs) as checked now, in place, in one BPF_PROG_TEST_RUN; returns how many it
+    found."""
+
+    def __init__(self, flows: Any, pin: Path) -> None:
+        self.bpf = BPF(
+            src_file=str(HERE / "nhfresh.bpf.c"),
+            cflags=[
+                f"-DFLOW_KEY_SIZE={ctypes.sizeof(flows.Key)}",
+                f"-DFLOW_VAL_SIZE={ctypes.sizeof(flows.Leaf)}",
+                f"-DFLOWS_MAX={flows.max_entries}",
+                f'-DFLOWS_PIN="{pin}"',
+                f"-DNH_OFF={flows.Leaf.nh.offset}",
+            ],
+        )
+        self.fd = int(self.bpf.load_func("nh_fresh", BPF.XDP).fd)
+
+    def refresh(self, n: int, key: Any, first: Endpoint) -> int:
+        tmpl = self.bpf["nh_tmpl"]
+        leaf = tmpl.Leaf()
+        ctypes.memmove(ctypes.addressof(leaf), bytes(key), ctypes.sizeof(leaf))
+        tmpl[tmpl.Key(0)] = leaf
+        conf = self.bpf["nh_conf"]
+        conf[conf.Key(0)] = conf.Leaf(n=n, base=int(first.ip), next=0)
+        hits = self.bpf["nh_hits"]
+        hits[hits.Key(0)] = ctypes.c_uint64(0)
+        run_xdp(self.fd, bytes(64), repeat=n)
+        return int(hits[hits.Key(0)].value)
 
 
 class Breakdown:
