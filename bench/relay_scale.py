@@ -329,6 +329,7 @@ class RelayScale:
 
 def run(sizes: Sizes, quick: bool, say: Progress) -> dict[str, Any]:
     plan = replace(c.SMOKE if quick else c.FULL, prefix=sizes.prefix)
+    load0 = os.getloadavg()
     lock = topology.run_lock(plan.prefix)
     if lock is None:
         raise RuntimeError(f"another run with namespace prefix {plan.prefix!r} is in progress")
@@ -350,6 +351,7 @@ def run(sizes: Sizes, quick: bool, say: Progress) -> dict[str, Any]:
             scale.bidir_round()
         out = scale.result()
         out["run"] = "quick" if quick else "full"
+        out["loadavg"] = {"start": load0, "end": os.getloadavg()}  # a shared machine shows
         out["duration_s"] = say.elapsed()
         return out
     finally:
