@@ -7,10 +7,12 @@ steer from the VIP and reach the client. One small bench topology under its own 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -187,3 +189,42 @@ def test_return_frames_leave_steer_from_the_vip_and_reach_the_client(rig: Rig) -
         assert res.delivered >= 0.9 * 4_000
     finally:
         topology.xdp_detach(net.client, "eth0")
+
+
+def test_docs_section_shows_the_newest_part_file(tmp_path: Path) -> None:
+    from bench import docs_relay_scale
+
+    assert docs_relay_scale.section({"timestamp": "x"}, tmp_path) == []
+    fig = {"delivered_pps": 1_234_000.0, "offered_pps": 1_240_000.0, "loss": 0.005}
+    r = {
+        "run": "full",
+        "rounds": 3,
+        "random_flows": {
+            "steer": {
+                "1000": {**fig, "packets_per_flow_per_s": 1234.0},
+                "1000000": {**fig, "delivered_pps": 617_000.0, "packets_per_flow_per_s": 0.6},
+            },
+            "floor_lookup": {"1000000": {**fig, "delivered_pps": 771_250.0}},
+        },
+        "bidirectional": {
+            "steer": {
+                "forward_pps": 1e6,
+                "return_pps": 9e5,
+                "forward_alone_pps": 2e6,
+                "return_alone_pps": 1.8e6,
+            }
+        },
+        "spread": {
+            "random_flows": {"steer": {"1000": {"min": 1.2e6, "max": 1.3e6, "n": 3}}},
+        },
+        "unavailable": {},
+    }
+    for stamp in ("20260101T000000Z", "20260102T000000Z"):
+        part = {"timestamp": stamp, "part": "relay_scale", "relay_scale": r}
+        (tmp_path / f"{stamp}-relay-scale.json").write_text(json.dumps(part))
+        r = {**r, "rounds": 5}  # the newer file says 5 rounds
+    text = "\n".join(docs_relay_scale.section({"timestamp": "x"}, tmp_path))
+    assert "20260102T000000Z-relay-scale.json" in text and "over 5 round(s)" in text
+    assert "| steer | 1,234 (1,200–1,300) | 0.5% | 617 | 0.5% |" in text
+    assert "steer delivers 0.80× what floor_lookup does, and 0.50× its own rate" in text
+    assert "| steer | 2,000 | 1,800 | 1,000 | 900 |" in text
