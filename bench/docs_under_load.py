@@ -5,6 +5,7 @@ Every number comes from that record."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bench import parts
@@ -13,6 +14,10 @@ from bench.report import LABELS
 
 def _us(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
+
+
+def _n(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int | float) else "?"
 
 
 def _range(sp: dict[str, Any] | None, scale: float = 1.0) -> str:
@@ -50,15 +55,16 @@ def _latency(u: dict[str, Any], name: str) -> list[str]:
         "### Latency under load",
         "",
         f"From `bench/results/{name}`. Round trips of `bench/udp_ping.c` (one ping in flight, "
-        f"{plan.get('ping_rate', '?'):,}/s, {plan.get('pings', '?'):,} per relay, step and "
-        f"round, {plan.get('rounds', '?')} rounds with the relays interleaved) from the "
+        f"{_n(plan.get('ping_rate'))}/s, {_n(plan.get('pings'))} per relay, step and "
+        f"round, {_n(plan.get('rounds'))} round(s) with the relays interleaved) from the "
         "established flow's client socket to an echo on the transceiver socket, while the "
         "paced live-frames generator offers a background load on the same flow. The "
         "generator runs on CPU 0 (on veth the relay's XDP, and nftables' kernel path, run "
         "in the sender's context: there the relay works), the pinger and echo on CPU 1. "
         "The background is counted and dropped where the relay's internal link enters "
         "the fabric (`bench/under_load.bpf.c` on fabric/int-br), the pings pass on. "
-        "Background offered → delivered in kpps, median over rounds (a paced generator "
+        "Background offered → delivered in kpps and the loss in the counting window, "
+        "median over rounds (a paced generator "
         "offers less than asked when the relay's work in its context takes longer than "
         "the slot). Latency in µs over all rounds' samples, (min–max of the rounds' own "
         "figures); *direct* is the same route with no relay, its background forwarded by "
@@ -91,8 +97,8 @@ def _cores(u: dict[str, Any], name: str) -> list[str]:
     return [
         "### One core against two",
         "",
-        f"From `bench/results/{name}`. Delivered kpps (median over {plan.get('rounds', '?')} "
-        "rounds, min–max) of the live-frames generator at full blast: one on CPU 0, or two "
+        f"From `bench/results/{name}`. Delivered kpps (median over {_n(plan.get('rounds'))} "
+        "round(s), min–max) of the live-frames generator at full blast: one on CPU 0, or two "
         "in threads on CPU 0 and CPU 1, each its own flow (client ports 50000 and 50001; "
         "steer learns each from a Binding Success Response; bare XDP is compiled for one "
         "flow and keeps no per-flow state, so its two generators send that flow). Every "
@@ -110,8 +116,8 @@ def _cores(u: dict[str, Any], name: str) -> list[str]:
     ]
 
 
-def section(r: dict[str, Any]) -> list[str]:
-    found = parts.newest("under_load", r)
+def section(r: dict[str, Any], results: Path = parts.RESULTS) -> list[str]:
+    found = parts.newest("under_load", r, results)
     if found is None:
         return []
     u, name = found

@@ -285,7 +285,8 @@ class UnderLoad:
                         f"{s['p999']:.0f} us, {st.rtt.lost} lost"
                         + (
                             f"; background {bg.offered_pps / 1e3:.0f} -> "
-                            f"{bg.delivered_pps / 1e3:.0f} kpps ({bg.loss:.1%} lost)"
+                            f"{bg.delivered_pps / 1e3:.0f} kpps ({window_loss(bg):.1%} lost; "
+                            f"{bg.loss:.1%} over the whole run)"
                             if bg
                             else ""
                         )
@@ -357,6 +358,10 @@ def _q(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
+def window_loss(b: LoadResult) -> float:
+    return max(0.0, 1.0 - b.delivered / b.offered) if b.offered else 1.0
+
+
 def summarise(
     lat: dict[str, dict[int, list[Step]]], cores: dict[str, dict[int, list[list[float]]]]
 ) -> dict[str, Any]:
@@ -374,7 +379,10 @@ def summarise(
                 "samples": len(merged.samples_ns),
                 "background_offered_pps": _q([b.offered_pps for b in bgs]) if bgs else 0,
                 "background_delivered_pps": _q([b.delivered_pps for b in bgs]) if bgs else 0,
-                "background_loss": _q([b.loss for b in bgs]) if bgs else 0,
+                # in the counting window, as the rates; and over the generator's whole
+                # run (warm-up and drain included)
+                "background_loss": _q([window_loss(b) for b in bgs]) if bgs else 0,
+                "background_loss_total": _q([b.loss for b in bgs]) if bgs else 0,
                 "pings_outlasted_background": sum(s.late for s in runs),
             }
             per = [s.rtt.summary_us() for s in runs]
