@@ -53,6 +53,7 @@ from bench.xdp_progs import BareXdp, FloorXdp, NexthopRefresher, RandomGen, Sink
 from pyctl.dataplane.loader import DataPlane
 from pyctl.dataplane.maps import RouteMaps
 from steer_common.endpoint import Endpoint
+from steer_common.shared import Reason
 
 CLIENTS = xdp_cost.RANDOM_CLIENTS  # 100.64.0.0:50000 and up: the N clients
 ANY_CLIENT = Endpoint.parse("0.0.0.0:1")  # address 0: bare_public takes any source
@@ -212,13 +213,21 @@ class RelayScale:
                 finally:
                     self.floor.bpf["floor_flows"].items_delete_batch(keys)
             flows = SteerFlows(b.dp, n, self.int)
+            stats = RouteMaps(b.dp.bpf).stats
+            before = stats()[Reason.FWD_FLOW][0]
             try:
                 if name == "steer":
-                    return fresh_windows(self.rlive, flows.fresh, total)
-                flows.fresh()  # steer_nexthop_expiring: one run, the next hops age
-                return self.rlive.run_until(time.monotonic() + total, CHUNK)
+                    res = fresh_windows(self.rlive, flows.fresh, total)
+                else:
+                    flows.fresh()  # steer_nexthop_expiring: one run, the next hops age
+                    res = self.rlive.run_until(time.monotonic() + total, CHUNK)
             finally:
                 flows.remove()
+            # what the sink counted went by the flows (FWD_FLOW, not some other path)
+            by_flow = stats()[Reason.FWD_FLOW][0] - before
+            if by_flow < res.delivered:
+                raise AssertionError(f"{name}: {by_flow} by flow < {res.delivered} delivered")
+            return res
         finally:
             b.stop_running()
 
