@@ -116,6 +116,19 @@ def _cores(u: dict[str, Any], name: str) -> list[str]:
     ]
 
 
+def _load(u: dict[str, Any]) -> str:
+    """The machine's load average (1 min) at the start and the end of the run."""
+    start = (u.get("machine") or {}).get("loadavg_start")
+    end = u.get("loadavg_end")
+    if not end:
+        return ""
+    return (
+        " Load average "
+        + (f"{start[0]:.1f} at its start, " if start else "")
+        + f"{end[0]:.1f} at its end."
+    )
+
+
 def section(r: dict[str, Any], results: Path = parts.RESULTS) -> list[str]:
     found = parts.newest("under_load", r, results)
     if found is None:
@@ -125,8 +138,7 @@ def section(r: dict[str, Any], results: Path = parts.RESULTS) -> list[str]:
         "## Under load: latency against offered load, and one core against two",
         "",
         "`bench/under_load.py` (`python -m bench.under_load --save`): its own namespaces "
-        "and relays, as the full run's."
-        + (f" Load average at its end {u['loadavg_end'][0]:.1f}." if "loadavg_end" in u else ""),
+        "and relays, as the full run's." + _load(u),
         "",
         *_latency(u, name),
         *_cores(u, name),

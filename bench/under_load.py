@@ -46,7 +46,7 @@ from scapy.packet import Raw
 from bench import config as c
 from bench import latency, parts, topology
 from bench.livegen import LiveGenerator
-from bench.run import SINK_IF, Bench, Progress, spread
+from bench.run import SINK_IF, Bench, Progress, _machine, spread
 from bench.topology import BenchNet, xdp_attach, xdp_detach
 from bench.traffic import LoadResult, rtp_frame
 from bench.verify import _udp, binding_request, binding_success, rtp_packet
@@ -424,7 +424,7 @@ def run(
     topology.cleanup(prefix, instances)
     net = BenchNet(prefix)
     bench: Bench | None = None
-    t0 = time.monotonic()
+    t0, machine = time.monotonic(), _machine()
     try:
         out("building the namespaces and compiling the relays and probes")
         net.up()
@@ -446,6 +446,7 @@ def run(
         "plan": asdict(lp),
         "background_frame_bytes": len(frame(0)),
         "unavailable": bench.m.unavailable if bench else {},
+        "machine": machine,
         "cpus": os.cpu_count(),
         "loadavg_end": os.getloadavg(),
         "duration_s": round(time.monotonic() - t0, 1),
