@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import docs_mobility, parts, report
+from bench import docs_mobility, docs_relay_scale, docs_under_load, parts, report
 from bench.report import LABELS, _fmt
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -703,6 +703,8 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *_seal_cost(r),
         *_fleet(r),
         *_xdp_ab(r),
+        *docs_under_load.section(r),
+        *docs_relay_scale.section(r),
         *docs_mobility.section(r),
         "## Not measured here",
         "",
