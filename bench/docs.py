@@ -708,11 +708,10 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *docs_mobility.section(r),
         "## Not measured here",
         "",
-        "Bidirectional load at relay level (the return path is timed only in the test run), "
-        "1 vs 2 cores (RSS over veth queues), latency under load (p50/p99 against offered "
-        "load; latency is taken on an idle relay), and many live flows at relay level (the "
-        "random-access figures above are test runs). nftables with a flowtable needs a kernel "
-        "built with CONFIG_NF_FLOW_TABLE.",
+        "Relay-level rates at other frame sizes (the XDP cost by frame size is above; every "
+        "relay-level figure uses the one 202-byte frame), the userspace relays and coturn "
+        "under bidirectional load and on two cores, and nftables with a flowtable (this "
+        "kernel is built without CONFIG_NF_FLOW_TABLE).",
         "",
         "## Method",
         "",
