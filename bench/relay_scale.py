@@ -30,23 +30,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from bench import config as c
-from bench import parts, topology, xdp_cost
+from bench import parts, xdp_cost
+from bench.cpus import on_cpus
 from bench.livegen import LiveGenerator
-from bench.run import SINK_IF, Bench, Progress, spread
-from bench.topology import BenchNet, xdp_attach, xdp_detach
+from bench.run import SINK_IF, Bench, Progress, spread, standing
+from bench.topology import xdp_attach, xdp_detach
 from bench.traffic import LoadResult
 from bench.verify import rtp_packet
 from bench.xdp_progs import BareXdp, FloorXdp, NexthopRefresher, RandomGen, Sink
@@ -143,24 +141,7 @@ def fresh_windows(live: LiveGenerator, refresh: Callable[[], float], total_s: fl
 def pinned(jobs: list[tuple[LiveGenerator, int]], seconds: float) -> list[LoadResult]:
     """Each generator in its own thread on its own CPU, all until the same deadline."""
     deadline = time.monotonic() + seconds
-    results: list[LoadResult | None] = [None] * len(jobs)
-    errors: list[BaseException] = []
-
-    def work(i: int, gen: LiveGenerator, cpu: int) -> None:
-        try:
-            os.sched_setaffinity(0, {cpu})  # this thread only
-            results[i] = gen.run_until(deadline, CHUNK)
-        except BaseException as e:  # re-raised in the caller
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(i, g, cpu)) for i, (g, cpu) in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return [r for r in results if r is not None]
+    return on_cpus([(cpu, partial(gen.run_until, deadline, CHUNK)) for gen, cpu in jobs])
 
 
 class RelayScale:
@@ -339,38 +320,21 @@ class RelayScale:
 def run(sizes: Sizes, quick: bool, say: Progress) -> dict[str, Any]:
     plan = replace(c.SMOKE if quick else c.FULL, prefix=sizes.prefix)
     load0 = os.getloadavg()
-    lock = topology.run_lock(plan.prefix)
-    if lock is None:
-        raise RuntimeError(f"another run with namespace prefix {plan.prefix!r} is in progress")
-    instances = (plan.instance, plan.scale_instance)
-    build = Path(tempfile.mkdtemp(prefix="steer-bench-scale-"))
-    topology.cleanup(plan.prefix, instances)
-    net = BenchNet(plan.prefix)
-    bench: Bench | None = None
-    scale: RelayScale | None = None
-    try:
-        say("building the namespaces and compiling the relays (bench.run.Bench)")
-        net.up()
-        bench = Bench(plan, net, build, say)
+    with standing(plan, say) as bench:
         scale = RelayScale(bench, sizes)
-        for rnd in range(sizes.rounds):
-            say(f"round {rnd + 1}/{sizes.rounds}: random access over {sizes.flows} flows")
-            scale.random_round()
-            say(f"round {rnd + 1}/{sizes.rounds}: bidirectional")
-            scale.bidir_round()
-        out = scale.result()
-        out["run"] = "quick" if quick else "full"
-        out["loadavg"] = {"start": load0, "end": os.getloadavg()}  # a shared machine shows
-        out["duration_s"] = say.elapsed()
-        return out
-    finally:
-        if scale is not None:
+        try:
+            for rnd in range(sizes.rounds):
+                say(f"round {rnd + 1}/{sizes.rounds}: random access over {sizes.flows} flows")
+                scale.random_round()
+                say(f"round {rnd + 1}/{sizes.rounds}: bidirectional")
+                scale.bidir_round()
+            out = scale.result()
+        finally:
             scale.close()
-        if bench is not None:
-            bench.close()
-        topology.cleanup(plan.prefix, instances)
-        lock.close()
-        shutil.rmtree(build, ignore_errors=True)
+    out["run"] = "quick" if quick else "full"
+    out["loadavg"] = {"start": load0, "end": os.getloadavg()}  # a shared machine shows
+    out["duration_s"] = say.elapsed()
+    return out
 
 
 def main() -> None:

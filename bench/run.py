@@ -7,6 +7,7 @@ and leftovers of a crashed run at the start.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -599,6 +600,31 @@ class Bench:
         r["ratios"] = report.ratios(r)
         r["aims"] = report.aims(r)
         return r
+
+
+@contextlib.contextmanager
+def standing(plan: c.Plan, say: Progress) -> Iterator[Bench]:
+    """A Bench on its own namespaces (plan.prefix) for a part run on its own: what an
+    earlier run left is cleared first, and everything goes after, even on failure."""
+    lock = topology.run_lock(plan.prefix)
+    if lock is None:
+        raise RuntimeError(f"another run with namespace prefix {plan.prefix!r} is in progress")
+    instances = (plan.instance, plan.scale_instance)
+    build = Path(tempfile.mkdtemp(prefix="steer-bench-build-"))
+    topology.cleanup(plan.prefix, instances)
+    net = BenchNet(plan.prefix)
+    bench: Bench | None = None
+    try:
+        say("building the namespaces and compiling the relays (bench.run.Bench)")
+        net.up()
+        bench = Bench(plan, net, build, say)
+        yield bench
+    finally:
+        if bench is not None:
+            bench.close()
+        topology.cleanup(plan.prefix, instances)
+        lock.close()
+        shutil.rmtree(build, ignore_errors=True)
 
 
 def _part(name: str, fn: Callable[[], dict[str, Any]], say: Progress) -> dict[str, Any]:

@@ -24,15 +24,11 @@ bench/results/<time>-under-load.json, which docs/benchmarks.md shows).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import statistics
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -44,9 +40,10 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from bench import config as c
-from bench import latency, parts, topology
+from bench import latency, parts
+from bench.cpus import Pinned, pinned
 from bench.livegen import LiveGenerator
-from bench.run import SINK_IF, Bench, Progress, _machine, spread
+from bench.run import SINK_IF, Bench, Progress, _machine, spread, standing
 from bench.topology import BenchNet, xdp_attach, xdp_detach
 from bench.traffic import LoadResult, rtp_frame
 from bench.verify import _udp, binding_request, binding_success, rtp_packet
@@ -162,42 +159,6 @@ def open_flow(net: BenchNet, port: int) -> bool:
     finally:
         client.close()
         trx.close()
-
-
-@contextlib.contextmanager
-def pinned(cpu: int) -> Iterator[None]:
-    """The calling thread (and the processes it starts) on one CPU."""
-    was = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, was)
-
-
-class Pinned(threading.Thread):
-    """fn() in a thread pinned to `cpu`; join() re-raises what it raised."""
-
-    def __init__(self, cpu: int, fn: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self.cpu, self.fn = cpu, fn
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.done = 0.0
-
-    def run(self) -> None:
-        try:
-            with pinned(self.cpu):
-                self.value = self.fn()
-        except BaseException as e:  # handed to the joining thread
-            self.error = e
-        self.done = time.monotonic()
-
-    def result(self) -> Any:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 def set_queues(net: BenchNet, n: int, counter_fd: int) -> None:
@@ -416,36 +377,19 @@ def run(
     progress = Progress()
     out = say or progress
     plan = replace(c.QUICK, prefix=prefix)  # Bench's own plan: here only its names count
-    lock = topology.run_lock(prefix)
-    if lock is None:
-        raise RuntimeError(f"another run with namespace prefix {prefix!r} is in progress")
-    instances = (plan.instance, plan.scale_instance)
-    build = Path(tempfile.mkdtemp(prefix="steer-bench-load-"))
-    topology.cleanup(prefix, instances)
-    net = BenchNet(prefix)
-    bench: Bench | None = None
     t0, machine = time.monotonic(), _machine()
-    try:
-        out("building the namespaces and compiling the relays and probes")
-        net.up()
-        bench = Bench(plan, net, build, progress)
+    with standing(plan, progress) as bench:
         ul = UnderLoad(bench, lp, out)
         out(f"latency under load: {lp.pings} pings at {lp.ping_rate}/s per relay and step")
         lat = ul.latency_vs_load()
         out(f"1 vs 2 cores: {lp.cores_s} s windows, {QUEUES} veth queues")
         cores = ul.cores()
         result = summarise(lat, cores)
-    finally:
-        if bench is not None:
-            bench.close()
-        topology.cleanup(prefix, instances)
-        lock.close()
-        shutil.rmtree(build, ignore_errors=True)
     return {
         **result,
         "plan": asdict(lp),
         "background_frame_bytes": len(frame(0)),
-        "unavailable": bench.m.unavailable if bench else {},
+        "unavailable": bench.m.unavailable,
         "machine": machine,
         "cpus": os.cpu_count(),
         "loadavg_end": os.getloadavg(),
