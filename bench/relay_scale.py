@@ -71,7 +71,7 @@ class Sizes:
 
 
 FULL = Sizes(rounds=3, flows=(1_000, 1_000_000), random_s=3.0, bidir_s=2.0)
-QUICK = Sizes(rounds=1, flows=(1_000, 1_000_000), random_s=1.5, bidir_s=1.0)
+QUICK = Sizes(rounds=3, flows=(1_000, 1_000_000), random_s=1.5, bidir_s=1.0)
 
 
 def random_frame() -> bytes:
@@ -339,7 +339,7 @@ def run(sizes: Sizes, quick: bool, say: Progress) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="one round, shorter windows")
+    ap.add_argument("--quick", action="store_true", help="shorter windows")
     ap.add_argument(
         "--save",
         action="store_true",

@@ -706,6 +706,24 @@ def run(smoke: bool, quick: bool = False) -> int:
         )
         say("fleet: registrations/s on 1 and 3 relays; media gap when a relay dies (own labs)")
         result["fleet"] = _part("fleet", lambda: fleet.run(smoke, say), say)
+        if not smoke:  # at smoke size they are tests (tests/bench)
+            # both stand up their own Bench from this module: imported here, not at the top
+            from bench import relay_scale, under_load
+
+            say("under load: latency against offered load, 1 vs 2 cores (own namespaces)")
+            result["under_load"] = _part(
+                "under load",
+                lambda: under_load.run(under_load.QUICK if quick else under_load.FULL, say=say),
+                say,
+            )
+            say("relay scale: random access over 1 M live flows, bidirectional (own namespaces)")
+            result["relay_scale"] = _part(
+                "relay scale",
+                lambda: relay_scale.run(
+                    relay_scale.QUICK if quick else relay_scale.FULL, quick, say
+                ),
+                say,
+            )
         result["duration_s"] = say.elapsed()
         json_path = out_dir / f"{stamp}.json"
         report.write_json(result, json_path)
