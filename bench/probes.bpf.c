@@ -12,6 +12,8 @@
 #include <linux/udp.h>
 #include <linux/in.h>
 
+#include "ipcsum.h"
+
 BPF_PERCPU_ARRAY(bench_count, __u64, 1);
 BPF_ARRAY(bench_mode, __u32, 1);
 
@@ -77,9 +79,7 @@ int bench_gen_flood(struct xdp_md *ctx)
 	struct iphdr *ip = data + sizeof(struct ethhdr);
 	struct udphdr *udp = (void *)(ip + 1);
 	struct gen_hdr *hdr;
-	__u32 zero = 0, r, sum = 0;
-	__u16 *w = (__u16 *)ip;
-	int i;
+	__u32 zero = 0, r;
 
 	hdr = bench_gen_hdr.lookup(&zero);
 	if (!hdr || data + GEN_HDR_LEN > data_end)
@@ -88,12 +88,6 @@ int bench_gen_flood(struct xdp_md *ctx)
 	r = bpf_get_prandom_u32();
 	ip->saddr = htonl(0xC6120000 | (r & 0x1FFFF));
 	udp->source = htons(1024 + (r >> 17) % 60000);
-	ip->check = 0;
-#pragma unroll
-	for (i = 0; i < 10; i++)
-		sum += w[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	ip->check = ~sum;
+	ipv4_csum_fill(ip);
 	return XDP_TX;
 }

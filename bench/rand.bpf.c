@@ -14,6 +14,8 @@
 #include <linux/udp.h>
 #include <linux/in.h>
 
+#include "ipcsum.h"
+
 #define RAND_HDR_LEN 64
 struct rand_hdr {
 	__u8 b[RAND_HDR_LEN];
@@ -35,9 +37,7 @@ static __always_inline int randomize(struct xdp_md *ctx, int src, int dst)
 	struct iphdr *ip = data + sizeof(struct ethhdr);
 	struct rand_hdr *h;
 	struct rand_conf *cf;
-	__u32 zero = 0, r, sum = 0;
-	__u16 *w = (__u16 *)ip;
-	int i;
+	__u32 zero = 0, r;
 
 	h = rand_tmpl.lookup(&zero);
 	cf = rand_conf.lookup(&zero);
@@ -49,13 +49,7 @@ static __always_inline int randomize(struct xdp_md *ctx, int src, int dst)
 		ip->saddr = htonl(cf->src_base + r);
 	if (dst)
 		ip->daddr = htonl(cf->dst_base + r);
-	ip->check = 0;
-#pragma unroll
-	for (i = 0; i < 10; i++)
-		sum += w[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	ip->check = ~sum;
+	ipv4_csum_fill(ip);
 	rand_target.call(ctx, 0);
 	return XDP_ABORTED;
 }

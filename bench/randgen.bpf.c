@@ -13,6 +13,8 @@
 #include <linux/udp.h>
 #include <linux/in.h>
 
+#include "ipcsum.h"
+
 #define RGEN_HDR_LEN 64
 struct rgen_hdr {
 	__u8 b[RGEN_HDR_LEN];
@@ -34,9 +36,7 @@ int rgen_src(struct xdp_md *ctx)
 	struct udphdr *udp = (void *)(ip + 1);
 	struct rgen_hdr *h;
 	struct rgen_conf *cf;
-	__u32 zero = 0, sum = 0;
-	__u16 *w = (__u16 *)ip;
-	int i;
+	__u32 zero = 0;
 
 	h = rgen_hdr.lookup(&zero);
 	cf = rgen_conf.lookup(&zero);
@@ -46,12 +46,6 @@ int rgen_src(struct xdp_md *ctx)
 	ip->saddr = htonl(cf->base + bpf_get_prandom_u32() % cf->n);
 	udp->source = cf->port;
 	udp->check = 0;
-	ip->check = 0;
-#pragma unroll
-	for (i = 0; i < 10; i++)
-		sum += w[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	ip->check = ~sum;
+	ipv4_csum_fill(ip);
 	return XDP_TX;
 }

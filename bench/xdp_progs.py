@@ -38,7 +38,11 @@ class Sink:
     def __init__(self, target: Endpoint) -> None:
         self.bpf = BPF(
             src_file=str(HERE / "probes.bpf.c"),
-            cflags=[f"-DTARGET_IP={_be32(target)}", f"-DTARGET_PORT={_be16(target.port)}"],
+            cflags=[
+                f"-I{HERE}",
+                f"-DTARGET_IP={_be32(target)}",
+                f"-DTARGET_PORT={_be16(target.port)}",
+            ],
         )
         self.fd = int(self.bpf.load_func("bench_sink", BPF.XDP).fd)
         self.pass_fd = int(self.bpf.load_func("bench_pass", BPF.XDP).fd)
@@ -143,7 +147,7 @@ class Randomizer:
     program under test."""
 
     def __init__(self) -> None:
-        self.bpf = BPF(src_file=str(HERE / "rand.bpf.c"))
+        self.bpf = BPF(src_file=str(HERE / "rand.bpf.c"), cflags=[f"-I{HERE}"])
         self.fds = {f: int(self.bpf.load_func(f"rand_{f}", BPF.XDP).fd) for f in ("src", "both")}
 
     def aim(self, target_fd: int, frame: bytes, n: int, src: Endpoint, dst: Endpoint) -> None:
@@ -161,7 +165,7 @@ class RandomGen:
     one of n consecutive addresses (the first and the port: `clients`)."""
 
     def __init__(self) -> None:
-        self.bpf = BPF(src_file=str(HERE / "randgen.bpf.c"))
+        self.bpf = BPF(src_file=str(HERE / "randgen.bpf.c"), cflags=[f"-I{HERE}"])
         self.fd = int(self.bpf.load_func("rgen_src", BPF.XDP).fd)
 
     def aim(self, frame: bytes, n: int, clients: Endpoint) -> None:
