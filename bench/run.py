@@ -602,26 +602,34 @@ class Bench:
         return r
 
 
+class Busy(RuntimeError):
+    """Another run holds the namespace prefix."""
+
+
 @contextlib.contextmanager
 def standing(plan: c.Plan, say: Progress) -> Iterator[Bench]:
-    """A Bench on its own namespaces (plan.prefix) for a part run on its own: what an
-    earlier run left is cleared first, and everything goes after, even on failure."""
+    """A Bench on its own namespaces (plan.prefix), for the full run or a part run on its
+    own: what an earlier run left is cleared first, and everything goes after, even on
+    failure."""
     lock = topology.run_lock(plan.prefix)
     if lock is None:
-        raise RuntimeError(f"another run with namespace prefix {plan.prefix!r} is in progress")
+        raise Busy(f"another run with namespace prefix {plan.prefix!r} is in progress")
     instances = (plan.instance, plan.scale_instance)
     build = Path(tempfile.mkdtemp(prefix="steer-bench-build-"))
+    say("cleaning up leftovers of earlier runs")
     topology.cleanup(plan.prefix, instances)
     net = BenchNet(plan.prefix)
     bench: Bench | None = None
     try:
-        say("building the namespaces and compiling the relays (bench.run.Bench)")
+        say("building the namespaces (client, relay, fabric, transceiver)")
         net.up()
+        say("compiling the C relay and ping tool (gcc -O2) and the XDP programs (bcc)")
         bench = Bench(plan, net, build, say)
         yield bench
     finally:
         if bench is not None:
             bench.close()
+        say("cleaning up (namespaces, nft tables, processes, pins)")
         topology.cleanup(plan.prefix, instances)
         lock.close()
         shutil.rmtree(build, ignore_errors=True)
@@ -659,100 +667,89 @@ def render(json_path: Path) -> int:
 
 def run(smoke: bool, quick: bool = False) -> int:
     plan = c.SMOKE if smoke else c.QUICK if quick else c.FULL
-    small = smoke or quick  # the parts on their own labs at their smoke sizes
     say = Progress()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(tempfile.mkdtemp(prefix="steer-bench-smoke-")) if smoke else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix="steer-bench-build-"))
     machine = _machine()
     kind = "smoke" if smoke else "quick" if quick else "full"
     say(f"{kind} run, {plan.rounds} round(s); results -> {out_dir}")
-    lock = topology.run_lock(plan.prefix)
-    if lock is None:
-        say(f"another run with namespace prefix {plan.prefix!r} is in progress; not starting")
-        return 2
-    instances = (plan.instance, plan.scale_instance)
-    say("cleaning up leftovers of earlier runs")
-    topology.cleanup(plan.prefix, instances)
-    net = BenchNet(plan.prefix)
-    bench: Bench | None = None
     try:
-        say("building the namespaces (client, relay, fabric, transceiver)")
-        net.up()
-        say("compiling the C relay and ping tool (gcc -O2) and the XDP programs (bcc)")
-        bench = Bench(plan, net, build, say)
-        bench.rounds()
-        bench.latency()
-        xdp = bench.xdp()
-        prof = bench.profile()
-        say("control plane: registrations and registration-to-routable (own lab)")
-        control = _part("control plane", lambda: control_plane.run(small, say), say)
-        machine["loadavg_end"] = os.getloadavg()
-        result = bench.result(stamp, smoke, machine, xdp)
-        result["run"] = kind
-        result["control_plane"] = control
-        result["profile"] = prof
-        result["frame_bytes"] = len(rtp_frame())
-        say("fuzz: the data plane against its reference model (own replay namespace)")
-        result["fuzz"] = _part("fuzz", lambda: fuzz.run(20_000 if small else fuzz.FULL, say), say)
-        say("flood: Binding Requests from random sources while sessions carry traffic")
-        result["flood"] = _part("flood", lambda: flood.run(small, say), say)
-        say("mobility: media gaps across NAT rebindings, hints on/off and direct (own lab)")
-        result["mobility"] = _part("mobility", lambda: mobility.run(small, say), say)
-        say("seal cost: first Binding Request by sealed vs registered ufrag (replay namespace)")
-        result["seal_cost"] = _part(
-            "seal cost", lambda: seal_cost.measure(seal_cost.SMOKE_RUNS if small else 200), say
-        )
-        say("fleet: registrations/s on 1 and 3 relays; media gap when a relay dies (own labs)")
-        result["fleet"] = _part("fleet", lambda: fleet.run(smoke, say), say)
-        if not smoke:  # at smoke size they are tests (tests/bench)
-            # both stand up their own Bench from this module: imported here, not at the top
-            from bench import relay_scale, under_load
+        with standing(plan, say) as bench:
+            return _measure(bench, smoke, quick, stamp, out_dir, machine)
+    except Busy as e:
+        say(f"{e}; not starting")
+        return 2
 
-            say("under load: latency against offered load, 1 vs 2 cores (own namespaces)")
-            result["under_load"] = _part(
-                "under load",
-                lambda: under_load.run(under_load.QUICK if quick else under_load.FULL, say=say),
-                say,
-            )
-            say("relay scale: random access over 1 M live flows, bidirectional (own namespaces)")
-            result["relay_scale"] = _part(
-                "relay scale",
-                lambda: relay_scale.run(
-                    relay_scale.QUICK if quick else relay_scale.FULL, quick, say
-                ),
-                say,
-            )
-        result["duration_s"] = say.elapsed()
-        json_path = out_dir / f"{stamp}.json"
-        report.write_json(result, json_path)
-        md_path = out_dir / "benchmarks.md" if smoke else docs.DOCS
-        pngs = _publish(result, json_path, md_path)
-        say(f"wrote {json_path}, {', '.join(p.name for p in pngs)}, {md_path}")
-        if steer_source() != bench.source:
-            say(
-                "note: bpf/ changed during the run; everything here was compiled from the "
-                f"source at the start ({bench.source})"
-            )
-        ok = all(v for n, v in result["verified"].items() if n not in result["unavailable"])
-        if not ok:
-            say("some relay did not forward correctly: see 'verification' in the results")
-        for part in ("control_plane", "fuzz", "flood"):
-            if "error" in result[part]:
-                say(f"{part} failed: {result[part]['error']}")
-                ok = False
-        if result["flood"].get("established_lost_by_relay"):
-            say("the relay lost established packets under the flood: see 'flood'")
+
+def _measure(
+    bench: Bench, smoke: bool, quick: bool, stamp: str, out_dir: Path, machine: dict[str, Any]
+) -> int:
+    """Everything of a run on a standing Bench; 0 if every relay and part checked out."""
+    small = smoke or quick  # the parts on their own labs at their smoke sizes
+    say, kind = bench.say, "smoke" if smoke else "quick" if quick else "full"
+    bench.rounds()
+    bench.latency()
+    xdp = bench.xdp()
+    prof = bench.profile()
+    say("control plane: registrations and registration-to-routable (own lab)")
+    control = _part("control plane", lambda: control_plane.run(small, say), say)
+    machine["loadavg_end"] = os.getloadavg()
+    result = bench.result(stamp, smoke, machine, xdp)
+    result["run"] = kind
+    result["control_plane"] = control
+    result["profile"] = prof
+    result["frame_bytes"] = len(rtp_frame())
+    say("fuzz: the data plane against its reference model (own replay namespace)")
+    result["fuzz"] = _part("fuzz", lambda: fuzz.run(20_000 if small else fuzz.FULL, say), say)
+    say("flood: Binding Requests from random sources while sessions carry traffic")
+    result["flood"] = _part("flood", lambda: flood.run(small, say), say)
+    say("mobility: media gaps across NAT rebindings, hints on/off and direct (own lab)")
+    result["mobility"] = _part("mobility", lambda: mobility.run(small, say), say)
+    say("seal cost: first Binding Request by sealed vs registered ufrag (replay namespace)")
+    result["seal_cost"] = _part(
+        "seal cost", lambda: seal_cost.measure(seal_cost.SMOKE_RUNS if small else 200), say
+    )
+    say("fleet: registrations/s on 1 and 3 relays; media gap when a relay dies (own labs)")
+    result["fleet"] = _part("fleet", lambda: fleet.run(smoke, say), say)
+    if not smoke:  # at smoke size they are tests (tests/bench)
+        # both stand up their own Bench from this module: imported here, not at the top
+        from bench import relay_scale, under_load
+
+        say("under load: latency against offered load, 1 vs 2 cores (own namespaces)")
+        result["under_load"] = _part(
+            "under load",
+            lambda: under_load.run(under_load.QUICK if quick else under_load.FULL, say=say),
+            say,
+        )
+        say("relay scale: random access over 1 M live flows, bidirectional (own namespaces)")
+        result["relay_scale"] = _part(
+            "relay scale",
+            lambda: relay_scale.run(relay_scale.QUICK if quick else relay_scale.FULL, quick, say),
+            say,
+        )
+    result["duration_s"] = say.elapsed()
+    json_path = out_dir / f"{stamp}.json"
+    report.write_json(result, json_path)
+    md_path = out_dir / "benchmarks.md" if smoke else docs.DOCS
+    pngs = _publish(result, json_path, md_path)
+    say(f"wrote {json_path}, {', '.join(p.name for p in pngs)}, {md_path}")
+    if steer_source() != bench.source:
+        say(
+            "note: bpf/ changed during the run; everything here was compiled from the "
+            f"source at the start ({bench.source})"
+        )
+    ok = all(v for n, v in result["verified"].items() if n not in result["unavailable"])
+    if not ok:
+        say("some relay did not forward correctly: see 'verification' in the results")
+    for part in ("control_plane", "fuzz", "flood"):
+        if "error" in result[part]:
+            say(f"{part} failed: {result[part]['error']}")
             ok = False
-        if result["fuzz"].get("mismatches"):
-            say("the data plane and its model disagree: see 'fuzz' in the results")
-            ok = False
-        return 0 if ok else 1
-    finally:
-        if bench is not None:
-            bench.close()
-        say("cleaning up (namespaces, nft tables, processes, pins)")
-        topology.cleanup(plan.prefix, instances)
-        lock.close()
-        shutil.rmtree(build, ignore_errors=True)
+    if result["flood"].get("established_lost_by_relay"):
+        say("the relay lost established packets under the flood: see 'flood'")
+        ok = False
+    if result["fuzz"].get("mismatches"):
+        say("the data plane and its model disagree: see 'fuzz' in the results")
+        ok = False
+    return 0 if ok else 1
