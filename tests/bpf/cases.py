@@ -117,6 +117,19 @@ def answered(trx: Endpoint = env.TRX1, client: Endpoint = env.CLIENT4) -> Setup:
     return sent("internal", trx_to_client(trx, success(), client), Reason.FWD_RETURN_LEARNED)
 
 
+def warmed(client: Endpoint = env.CLIENT4) -> Setup:
+    """One packet on the client's flow before the case: the flow's next hop is cached, so
+    the case takes the path that sends straight from the flow entry."""
+    run = sent("public", client_to_vip(SRTP, client=client), Reason.FWD_FLOW)
+
+    def setup(r: Replay) -> None:
+        run(r)
+        assert all(leaf.nh.ifindex for leaf in r.maps.flow_map.values()), "no next hop cached"
+
+    setup.frame, setup.side = run.frame, run.side  # type: ignore[attr-defined]
+    return setup
+
+
 def checked(
     trx: Endpoint = env.TRX1, client: Endpoint = env.CLIENT4, txid: bytes = b"trx-check-01"
 ) -> Setup:
@@ -539,6 +552,58 @@ FLOW_CASES = [
         client_to_vip(SRTP),
         Reason.DROP_BACKEND_DOWN,
         setup=[answered(), backend(BackendState.DOWN)],
+    ),
+    # a cached next hop: the rewrite and the TTL step share one checksum update
+    # (rewrite.h rewrite_endpoint_hop)
+    fwd(
+        "flow_cached_next_hop",
+        client_to_vip(SRTP),
+        steered_to(env.TRX1, SRTP),
+        Reason.FWD_FLOW,
+        setup=[answered(), warmed()],
+        checks=[flow_counts(2, 1)],
+    ),
+    fwd(
+        "flow_cached_next_hop_ttl_2_leaves_with_1",
+        client_to_vip(SRTP, ttl=2),
+        steered_to(env.TRX1, SRTP, ttl=2),
+        Reason.FWD_FLOW,
+        setup=[answered(), warmed()],
+    ),
+    drop(
+        "flow_cached_next_hop_ttl_1_is_not_forwarded",
+        client_to_vip(SRTP, ttl=1),
+        Reason.DROP_TTL_EXCEEDED,
+        setup=[answered(), warmed()],
+        out=client_to_vip(SRTP, ttl=1, vip=env.TRX1),
+    ),
+    fwd(
+        "flow_cached_next_hop_udp_checksum_0_stays_0",
+        client_to_vip(SRTP, udp_chksum=0),
+        steered_to(env.TRX1, SRTP, udp_chksum=0),
+        Reason.FWD_FLOW,
+        setup=[answered(), warmed()],
+    ),
+    fwd(
+        "flow_cached_next_hop_vlan_tags_stripped",
+        client_to_vip(SRTP, vlans=(100, 200)),
+        steered_to(env.TRX1, SRTP),
+        Reason.FWD_FLOW,
+        setup=[answered(), warmed()],
+    ),
+    fwd(
+        "flow_cached_next_hop_ipv6",
+        client_to_vip(SRTP, client=env.CLIENT6),
+        steered_to(env.TRX1_6, SRTP, client=env.CLIENT6),
+        Reason.FWD_FLOW,
+        setup=[answered(env.TRX1_6, env.CLIENT6), warmed(env.CLIENT6)],
+    ),
+    drop(
+        "flow_cached_next_hop_ipv6_hop_limit_1",
+        client_to_vip(SRTP, client=env.CLIENT6, ttl=1),
+        Reason.DROP_TTL_EXCEEDED,
+        setup=[answered(env.TRX1_6, env.CLIENT6), warmed(env.CLIENT6)],
+        out=client_to_vip(SRTP, client=env.CLIENT6, ttl=1, vip=env.TRX1_6),
     ),
     drop("dtls_without_answered_stun", client_to_vip(DTLS), Reason.DROP_DTLS_NO_FLOW),
     drop("srtp_without_answered_stun", client_to_vip(SRTP), Reason.DROP_RTP_NO_FLOW),
