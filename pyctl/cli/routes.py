@@ -1,5 +1,5 @@
-"""`steerctl session add|del|import` and `steerctl backend add|drain|down|up|del`: mutations,
-all through the daemon's control API (the daemon keeps maps and store in step)."""
+"""`steerctl session add|del|restart|import` and `steerctl backend add|drain|down|up|del`:
+mutations, all through the daemon's control API (the daemon keeps maps and store in step)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,27 @@ def session_del(ctx: click.Context, ufrag: str) -> None:
     """End session UFRAG: removes it, its flows and reverse flows."""
     ans = call_api(ctx, "del_session", ufrag)
     click.echo(f"session {ufrag} ended, {ans['flows_removed']} flows removed")
+
+
+@session.command("restart")
+@click.argument("ufrag", callback=_ufrag)
+@click.argument("new_ufrag", callback=_ufrag)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds the old ufrag keeps routing, for checks in flight. [default: the daemon's]",
+)
+@click.pass_context
+def session_restart(ctx: click.Context, ufrag: str, new_ufrag: str, grace: float | None) -> None:
+    """An ICE restart of session UFRAG: it answers to NEW_UFRAG from now on, on the same
+    socket, its flows kept; UFRAG retires after the grace."""
+    ans = call_api(ctx, "restart_session", ufrag, new_ufrag, grace)
+    s, old = ans["session"], ans["replaced"]
+    click.echo(
+        f"session {old['ufrag']} -> {s['ufrag']}: {s['vip']} -> {s['sock']} "
+        f"(backend {s['backend']}); {old['ufrag']} retires in {old['retires_in']:g} s"
+    )
 
 
 @session.command("import")

@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 from pyctl.cli import cli
 from pyctl.dataplane.loader import PIN_ROOT
 from pyctl.lab.net import VIP4
+from steer_common.endpoint import Endpoint
 from tests.daemon.conftest import STEERCTL, Env, snapshot
 from tests.daemon.test_api import add_session
 from tests.daemon.traffic import establish, udp
@@ -39,6 +40,9 @@ USAGE_ERRORS = [
     ["session", "add", "abcd", "--backend", "10.88.0.11:1", "--ttl", "-1"],
     ["session", "add", "abcd", "--backend", "10.88.0.11:1", "--vip", "nope"],
     ["session", "del", "a:b"],
+    ["session", "restart", "abcd"],
+    ["session", "restart", "abcd", "a:b"],
+    ["session", "restart", "abcd", "efgh", "--grace", "-1"],
     ["session", "import", "/nonexistent/file"],
     ["backend", "add", "0"],
     ["backend", "add", "1", "--addr", "10.0.0"],
@@ -105,9 +109,24 @@ def test_mutations_go_through_the_api(clean: Env) -> None:
         r = steerctl(env, "backend", cmd, "1")
         assert r.exit_code == 0 and state in r.output
         assert env.http.call("GET", "/v1/backends")[1]["backends"][0]["state"] == state
-    r = steerctl(env, "session", "del", "cliadd01")
-    assert r.exit_code == 0 and env.http.call("GET", "/v1/sessions/cliadd01")[0] == 404
-    r = steerctl(env, "session", "del", "cliadd01")
+    # an ICE restart: the new ufrag routes to the same socket, the old one until its grace
+    r = steerctl(env, "session", "restart", "cliadd01", "cliadd01r", "--grace", "30")
+    assert r.exit_code == 0 and "cliadd01 -> cliadd01r" in r.output and "30 s" in r.output
+    assert env.http.call("GET", "/v1/sessions/cliadd01r")[1]["session"]["sock"] == (
+        "10.88.0.11:54000"
+    )
+    live = env.maps.get_session("cliadd01r")
+    assert live is not None and live.sock == Endpoint.parse("10.88.0.11:54000")
+    assert env.maps.get_session("cliadd01") is not None  # still routing: the grace
+    before = snapshot(env.maps)
+    r = steerctl(env, "session", "restart", "nosuchsession", "cliadd03")
+    assert r.exit_code == 1 and "no session" in r.stderr
+    r = steerctl(env, "session", "restart", "cliadd01r", "cliadd01r")
+    assert r.exit_code == 1 and "is live already" in r.stderr
+    assert snapshot(env.maps) == before
+    r = steerctl(env, "session", "del", "cliadd01r")
+    assert r.exit_code == 0 and env.http.call("GET", "/v1/sessions/cliadd01r")[0] == 404
+    r = steerctl(env, "session", "del", "cliadd01r")
     assert r.exit_code == 1 and "no session" in r.stderr
 
 
