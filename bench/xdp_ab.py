@@ -3,9 +3,16 @@ paths of bpf/ as it is and of bpf/ at a git revision, beside floor_lookup and ba
 all in one invocation and in interleaved rounds (machine noise falls on every program
 alike). The timing is xdp_cost's (Timer, mirror entries, reason-counter checks).
 
-`python -m bench.xdp_ab [--rounds N] [--against REV] [--json] [--save]` prints min / median
-/ max per program and class and each median's ratio to floor_lookup's; --save also writes
-bench/results/<time>-xdp-ab.json (bench/parts.py), which docs/benchmarks.md publishes.
+`python -m bench.xdp_ab [--rounds N] [--instances K] [--against REV] [--json] [--save]` prints
+min / median / max per program and class and each median's ratio to floor_lookup's; --save
+also writes bench/results/<time>-xdp-ab.json (bench/parts.py), which docs/benchmarks.md
+publishes.
+
+One loaded instance of a program has a bias of its own: two instances of the very same
+bpf/ differed by 4-8 ns on the established path here, steadily over rounds (where the JIT
+image and the flow entry landed). `--instances K` loads each source K times, times every
+instance in every round (in an order that rotates) and pools them, so a before/after is not
+decided by where two instances happened to land.
 """
 
 from __future__ import annotations
@@ -61,31 +68,33 @@ def _stats(xs: list[float], floor: float) -> dict[str, float]:
     return {"min": min(xs), "median": med, "max": max(xs), "x_floor": med / floor}
 
 
-def measure(rounds: int, against: str | None, repeat: int) -> dict[str, Any]:
+def measure(rounds: int, against: str | None, repeat: int, instances: int = 1) -> dict[str, Any]:
     prefix = f"xab{os.getpid() % 1000}"
     net = BenchNet(prefix)
     net.down()
-    instances: list[str] = []
+    loaded: list[str] = []
     with tempfile.TemporaryDirectory(prefix="steer-xdp-ab-") as tmp:
         try:
             net.up()
             sink = Sink(c.TRX)
             timer = xdp_cost.Timer(net, repeat, 200, sink.pass_fd)
-            planes: dict[str, DataPlane] = {}
+            planes: list[tuple[str, DataPlane]] = []
             sources = {"now": BPF_DIR}
             if against:
                 sources[against] = checkout_bpf(against, Path(tmp))
-            for name, src in sources.items():
-                inst = f"{prefix}-{len(instances)}"
-                unload(inst)
-                instances.append(inst)
-                plane = SourceDataPlane(xdp_cost.MeasuringOptions(instance=inst), src)
-                xdp_cost.prepare(plane, timer)
-                planes[name] = plane
+            for _ in range(instances):
+                for name, src in sources.items():
+                    inst = f"{prefix}-{len(loaded)}"
+                    unload(inst)
+                    loaded.append(inst)
+                    plane = SourceDataPlane(xdp_cost.MeasuringOptions(instance=inst), src)
+                    xdp_cost.prepare(plane, timer)
+                    planes.append((name, plane))
             pub, prv = timer.ifindex["public"], timer.ifindex["internal"]
             runs: dict[str, list[float]] = {}
             for rnd in range(rounds):
-                for name, dp in planes.items():
+                turn = rnd % len(planes)
+                for name, dp in planes[turn:] + planes[:turn]:
                     maps = RouteMaps(dp.bpf)
                     for cls in CLASSES:
                         runs.setdefault(f"{name}.{cls}", []).append(_timed(timer, dp, maps, cls))
@@ -103,11 +112,12 @@ def measure(rounds: int, against: str | None, repeat: int) -> dict[str, Any]:
                 )
         finally:
             net.down()
-            for inst in instances:
+            for inst in loaded:
                 unload(inst)
     floor = statistics.median(runs["floor_lookup"])
     return {
         "rounds": rounds,
+        "instances": instances,
         "repeat": repeat,
         "against": against,
         "ns": {k: _stats(v, floor) for k, v in runs.items()},
@@ -130,12 +140,15 @@ def _timed(timer: xdp_cost.Timer, dp: DataPlane, maps: RouteMaps, cls: str) -> f
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.xdp_ab", description=__doc__)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--instances", type=int, default=1, help="load each source this many times and pool"
+    )
     p.add_argument("--against", metavar="REV", help="also time bpf/ as of this git revision")
     p.add_argument("--repeat", type=int, default=c.FULL.testrun_repeat)
     p.add_argument("--json", action="store_true")
     p.add_argument("--save", action="store_true", help="write a results part file")
     args = p.parse_args(argv)
-    out = measure(args.rounds, args.against, args.repeat)
+    out = measure(args.rounds, args.against, args.repeat, args.instances)
     from bench.run import steer_source  # what "now" is: the commit and bpf/ digest
 
     out["steer_source"] = steer_source()
