@@ -68,6 +68,9 @@ class SessionEndpoint:
         self.end_reason: str | None = None
         self.connected = asyncio.Event()  # ICE connected
         self.ended = asyncio.Event()
+        # one ICE restart at a time: a second PATCH waits and restarts from the first's
+        # result, where it would otherwise restart the ufrag the first just replaced
+        self.restarting = asyncio.Lock()
         self._on_end = on_end
         self._started = loop.time()
         self._last_activity = self._started

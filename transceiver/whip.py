@@ -132,7 +132,8 @@ class WhipServer:
         session = self.sessions.get(request.match_info["resource"])
         if session is None:
             return _error(404, "no such WHIP session")
-        refused = await self._restart(request, session)
+        async with session.restarting:
+            refused = await self._restart(request, session)
         if isinstance(refused, web.Response):
             self.metrics.ice_restarts.labels("refused").inc()
         return refused

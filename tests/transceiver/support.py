@@ -58,6 +58,7 @@ class FakeControlApi:
     register_status: int = 201  # set to 409/500 to refuse registrations
     register_delay: float = 0.0  # a slow daemon
     restart_status: int = 201  # set to 503 to refuse ICE restarts
+    restart_delay: float = 0.0  # a slow daemon
     _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -112,6 +113,7 @@ class FakeControlApi:
     async def _restart(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.calls.append(Call("POST", request.path, body))
+        await asyncio.sleep(self.restart_delay)
         if self.restart_status != 201:
             return web.json_response({"error": "store unavailable"}, status=self.restart_status)
         session = self.sessions.pop(request.match_info["ufrag"], None)

@@ -158,6 +158,30 @@ async def test_a_registration_refused_is_503_and_changes_nothing() -> None:
             await peer.close()
 
 
+async def test_two_restarts_at_once_run_one_after_the_other() -> None:
+    """Two PATCHes at the same time (a slow daemon keeps the first in flight): the second
+    restarts the ufrag the first gave the session, not the one the first replaced, and both
+    are answered."""
+    async with whip_env() as env:
+        peer = await make_peer(audio=False)
+        try:
+            session, location = await connect(env, peer, hide_candidates=True)
+            first = session.ufrag
+            env.api.restart_delay = 0.3
+            answers = await asyncio.gather(
+                patch(env, location, frag("newa", NEW_PWD)),
+                patch(env, location, frag("newb", NEW_PWD)),
+            )
+            assert [a[0] for a in answers] == [200, 200], answers
+            one, two = env.api.restarts
+            assert one.path == f"/v1/sessions/{first}/restart"
+            assert two.path == f"/v1/sessions/{one.body['ufrag']}/restart"
+            assert session.ufrag == two.body["ufrag"] and list(env.api.sessions) == [session.ufrag]
+            assert answers[1][1]["ETag"] == f'"{session.ufrag}"'
+        finally:
+            await peer.close()
+
+
 def handshake_counter(conn: Any) -> list[int]:
     """Count DTLS handshake records (content type 22) the agent hands up from now on."""
     seen = [0]
