@@ -92,6 +92,17 @@ def _cpu(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _cpu_x(r: dict[str, Any], n: str) -> str:
+    """steer × at the lowest load: the ratio, or, where steer's figure is within the noise
+    and the other's is not, the bound that still holds (steer is under the noise)."""
+    low, cpu = _low(r), r["cpu_ns_per_packet"]
+    mine, theirs = (report.cpu_resolved(r, low, cpu.get(k)) for k in ("steer", n))
+    noise = report.cpu_resolution(r, low)
+    if mine is None and theirs is not None and noise > 0:
+        return f"> {theirs / noise:.1f}×"
+    return _x(r["ratios"][n]["cpu"])
+
+
 def _table(r: dict[str, Any]) -> list[str]:
     q = r["ratios"]
     rows = [
@@ -111,7 +122,7 @@ def _table(r: dict[str, Any]) -> list[str]:
             f"| {_fmt(pps and pps / 1e3)} | {_x(q[n]['rate_full'])} "
             f"| {_fmt(live and live / 1e3)} | {_x(q[n]['rate_live'])} "
             f"| {_fmt(nl and nl / 1e3)} | {_x(q[n]['rate_no_loss'])} "
-            f"| {_cpu_cell(r, _low(r), low_cpu.get(n))} | {_x(q[n]['cpu'])} "
+            f"| {_cpu_cell(r, _low(r), low_cpu.get(n))} | {_cpu_x(r, n)} "
             f"| {_fmt(rtt.get('p50'), '.1f')} / {_fmt(rtt.get('p99'), '.1f')} / "
             f"{_fmt(rtt.get('p999'), '.1f')} | {_x(q[n]['p99'])} |"
         )
@@ -391,7 +402,16 @@ def _xdp_ab(r: dict[str, Any]) -> list[str]:
         f"`bench/xdp_ab.py` (`{source}`): warm test-run ns of bpf/ at "
         f"`{src.get('git_head', '?')}`{dirty} (now) and at `{rev}`, with "
         f"floor_lookup and bare_redirect, in {ab['rounds']} interleaved rounds of "
-        f"{ab['repeat']:,} repeats; the ratio is each median over floor_lookup's median.",
+        f"{ab['repeat']:,} repeats"
+        + (
+            f", each source loaded {ab['instances']} times and every copy timed in every "
+            "round, pooled (two loaded copies of the same program can differ here by as "
+            "much as most single changes to the path, so one copy each cannot tell a "
+            "change from where its code landed)"
+            if ab.get("instances", 1) > 1
+            else ""
+        )
+        + "; the ratio is each median over floor_lookup's median.",
         "",
         "| program | min | median | max | × floor_lookup |",
         "|---|---|---|---|---|",
