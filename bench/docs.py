@@ -625,11 +625,14 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "edit bench/docs.py, not this file -->",
         "",
         "`make bench` (or `.venv/bin/python -m bench`, as root; `--quick` keeps the rounds "
-        "with shorter windows and runs the control-plane, fuzz and flood parts at smoke size) "
+        "with shorter windows and runs the control-plane, fuzz, flood, mobility and seal-cost "
+        "parts at smoke size, under_load and relay_scale at their quick size) "
         f"runs {len(c.RELAYS)} relays "
         "for the same flow, interleaved in rounds in one invocation so that machine noise falls "
-        "on all of them alike, and rewrites this page from that run, whatever its ratios. "
-        "`python -m bench --smoke` is the same with tiny counts (part of `make test`). Ratios "
+        "on all of them alike, then the parts (each on its own namespaces or lab), and rewrites "
+        "this page from that run, whatever its ratios. "
+        "`python -m bench --smoke` is the same with tiny counts and without under_load and "
+        "relay_scale, which tests/bench runs at small size (both part of `make test`). Ratios "
         "measured in one run are the claim; absolute numbers describe this machine. Figures "
         f"with a range are the median ({r['plan']['rounds']} rounds) and min–max.",
         "",
