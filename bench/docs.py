@@ -731,10 +731,10 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *docs_mobility.section(r),
         "## Not measured here",
         "",
-        "Relay-level rates at other frame sizes (the XDP cost by frame size is above; every "
-        "relay-level figure uses the one 202-byte frame), the userspace relays and coturn "
-        "under bidirectional load and on two cores, and nftables with a flowtable (this "
-        "kernel is built without CONFIG_NF_FLOW_TABLE).",
+        "The userspace relays and coturn under bidirectional load, on two cores, over many "
+        "flows and by frame size (those workloads run steer, bare XDP and nftables: the "
+        "relays that keep up with the live-frames generator), and nftables with a flowtable "
+        "(this kernel is built without CONFIG_NF_FLOW_TABLE).",
         "",
         "## Method",
         "",

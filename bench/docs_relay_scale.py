@@ -64,6 +64,32 @@ def _random(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _frame_sizes(r: dict[str, Any]) -> list[str]:
+    fs, sp = r.get("frame_sizes") or {}, (r.get("spread") or {}).get("frame_sizes", {})
+    sizes = sorted({int(z) for by in fs.values() for z in by})
+    if not sizes:
+        return []
+    lines = [
+        "By frame size: the verified flow at full blast, frames of each size (Ethernet "
+        "bytes, no FCS); delivered kpps and the Gbit/s those frames carry:",
+        "",
+        "| relay | " + " | ".join(f"{z:,} B" for z in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    for name, by in fs.items():
+        cells = []
+        for z in sizes:
+            got = by.get(str(z))
+            cells.append(
+                "-"
+                if got is None
+                else f"{_kpps(got['delivered_pps'], sp.get(name, {}).get(str(z)))} kpps, "
+                f"{got['gbit_s']:.2f} Gbit/s"
+            )
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return lines
+
+
 def _bidir(r: dict[str, Any]) -> list[str]:
     bd, sp = r.get("bidirectional") or {}, (r.get("spread") or {}).get("bidirectional", {})
     if not bd:
@@ -86,7 +112,7 @@ def section(run: dict[str, Any], results: Path = parts.RESULTS) -> list[str]:
     rounds = r.get("rounds", "?")
     cpus = r.get("cpus") or ["?", "?"]
     out = [
-        "## Many flows and both directions at relay level",
+        "## Many flows, both directions and frame sizes at relay level",
         "",
         f"`bench/relay_scale.py` (`bench/results/{name}`, a {r.get('run', '?')} run: median "
         f"and min–max over {rounds} round(s), delivered kpps). The relays as the benchmark "
@@ -125,6 +151,9 @@ def section(run: dict[str, Any], results: Path = parts.RESULTS) -> list[str]:
             *bidir,
             "",
         ]
+    sized = _frame_sizes(r)
+    if sized:
+        out += [*sized, ""]
     if r.get("unavailable"):
         out += [
             "Not measured here: "

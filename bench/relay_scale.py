@@ -57,6 +57,7 @@ CLIENTS = xdp_cost.RANDOM_CLIENTS  # 100.64.0.0:50000 and up: the N clients
 ANY_CLIENT = Endpoint.parse("0.0.0.0:1")  # address 0: bare_public takes any source
 RANDOM_RELAYS = ("steer", "floor_lookup", "bare_xdp")
 BIDIR_RELAYS = ("steer", "bare_xdp", "nftables")
+SIZE_RELAYS = BIDIR_RELAYS
 FRESH_S = 0.8  # a window ends this long after its next hops were written (TTL: 1 s)
 CHUNK = 20_000  # live frames per test run inside a window
 
@@ -67,16 +68,25 @@ class Sizes:
     flows: tuple[int, ...]
     random_s: float  # fresh windows per relay and N, in all
     bidir_s: float  # one window per direction and mode
+    size_s: float  # one window per relay and frame size
     prefix: str = "bscale"
 
 
-FULL = Sizes(rounds=3, flows=(1_000, 1_000_000), random_s=3.0, bidir_s=2.0)
-QUICK = Sizes(rounds=3, flows=(1_000, 1_000_000), random_s=1.5, bidir_s=1.0)
+FULL = Sizes(rounds=3, flows=(1_000, 1_000_000), random_s=3.0, bidir_s=2.0, size_s=2.0)
+QUICK = Sizes(rounds=3, flows=(1_000, 1_000_000), random_s=1.5, bidir_s=1.0, size_s=1.0)
 
 
 def random_frame() -> bytes:
     """The template of randgen.bpf.c: a client's RTP packet to the VIP."""
     return xdp_cost._frame(CLIENTS, c.VIP, rtp_packet(7), c.CLIENT_MAC, c.PUB_MAC)
+
+
+def sized_frame(size: int) -> bytes:
+    """The verified flow's client -> VIP frame, `size` bytes on the wire (no FCS)."""
+    payload = rtp_packet(7, size - xdp_cost.HEADERS)
+    frame = xdp_cost._frame(c.CLIENT, c.VIP, payload, c.CLIENT_MAC, c.PUB_MAC)
+    assert len(frame) == size
+    return frame
 
 
 def return_frame() -> bytes:
@@ -167,6 +177,11 @@ class RelayScale:
             ns=net.fabric,
             ifname=SINK_IF,
         )
+        self.sized = {
+            size: LiveGenerator(net, sized_frame(size), bench.sink.gen_fd, bench.sink)
+            for size in xdp_cost.FRAME_SIZES
+        }
+        self.by_size: dict[str, dict[int, list[LoadResult]]] = {}
         cpus = sorted(os.sched_getaffinity(0))
         self.cpus = (cpus[0], cpus[1 % len(cpus)])
         self.random: dict[str, dict[int, list[LoadResult]]] = {}
@@ -258,6 +273,26 @@ class RelayScale:
                 + ", ".join(f"{k.removesuffix('_pps')} {v / 1e3:.0f} kpps" for k, v in got.items())
             )
 
+    # -- frame sizes
+    def sizes_round(self) -> None:
+        """The verified flow at full blast with frames of each size, relay by relay."""
+        b = self.b
+        for name in SIZE_RELAYS:
+            b.say(f"  {name}: frames of {', '.join(map(str, self.sized))} B")
+            try:
+                if not b.start_verified(name):
+                    continue
+                b.sink.set_drop(True)
+                for size, gen in self.sized.items():
+                    res = gen.run_until(time.monotonic() + self.sizes.size_s, CHUNK)
+                    self.by_size.setdefault(name, {}).setdefault(size, []).append(res)
+                    b.say(
+                        f"    {size} B: delivered {res.delivered_pps / 1e3:.0f} kpps, "
+                        f"{res.delivered_pps * size * 8 / 1e9:.2f} Gbit/s"
+                    )
+            finally:
+                b.stop_running()
+
     def result(self) -> dict[str, Any]:
         def med(xs: list[float]) -> float:
             return statistics.median(xs)
@@ -279,6 +314,17 @@ class RelayScale:
             "bidirectional": {
                 name: {k: med(v) for k, v in d.items()} for name, d in self.bidir.items()
             },
+            "frame_sizes": {
+                name: {
+                    str(size): {
+                        "delivered_pps": med([x.delivered_pps for x in v]),
+                        "gbit_s": med([x.delivered_pps for x in v]) * size * 8 / 1e9,
+                        "loss": med([x.loss for x in v]),
+                    }
+                    for size, v in by_size.items()
+                }
+                for name, by_size in self.by_size.items()
+            },
             "unavailable": dict(self.b.m.unavailable),
             "rounds": self.sizes.rounds,
             "cpus": list(self.cpus),
@@ -287,6 +333,11 @@ class RelayScale:
                 "return": f"{self.b.net.client}/eth0",
             },
             "method": {
+                "frame_sizes": (
+                    "the live-frames generator at full blast on the verified flow, frames "
+                    f"of {', '.join(map(str, self.sized))} bytes (Ethernet, no FCS), one "
+                    "window per relay and size; gbit_s counts those bytes"
+                ),
                 "random_flows": (
                     "live-frames generator (randgen.bpf.c) on the client's veth, each frame "
                     "from a random one of N consecutive clients; steer and floor_lookup "
@@ -313,6 +364,10 @@ class RelayScale:
                 "bidirectional": {
                     name: {k: spread(v) for k, v in d.items()} for name, d in self.bidir.items()
                 },
+                "frame_sizes": {
+                    name: {str(z): spread([x.delivered_pps for x in v]) for z, v in by.items()}
+                    for name, by in self.by_size.items()
+                },
             },
         }
 
@@ -328,6 +383,8 @@ def run(sizes: Sizes, quick: bool, say: Progress) -> dict[str, Any]:
                 scale.random_round()
                 say(f"round {rnd + 1}/{sizes.rounds}: bidirectional")
                 scale.bidir_round()
+                say(f"round {rnd + 1}/{sizes.rounds}: frame sizes")
+                scale.sizes_round()
             out = scale.result()
         finally:
             scale.close()

@@ -21,7 +21,7 @@ from scapy.layers.l2 import Ether
 from bench import config as c
 from bench import topology, xdp_cost
 from bench.livegen import LiveGenerator
-from bench.relay_scale import CLIENTS, SteerFlows, random_frame, return_frame
+from bench.relay_scale import CLIENTS, SteerFlows, random_frame, return_frame, sized_frame
 from bench.relays import SteerRelay
 from bench.run import SINK_IF
 from bench.topology import BenchNet, xdp_attach
@@ -154,6 +154,34 @@ def test_random_generator_live_through_steer_counts_every_flow(rig: Rig) -> None
         assert min(packets.values()) > 0  # every flow got frames
     finally:
         flows.remove()
+        topology.xdp_detach(net.fabric, SINK_IF)
+
+
+def test_sized_frames_are_the_verified_flow_and_cross_steer_whole(rig: Rig) -> None:
+    """Each frame size of the sizes measure: that many bytes, of the verified flow (steer
+    counts them on its flow, with their length), delivered through steer live."""
+    net = rig.net
+    sink = Sink(c.TRX)
+    xdp_attach(net.fabric, SINK_IF, sink.fd)
+    maps = RouteMaps(rig.dp.bpf)
+
+    def flow() -> tuple[int, int]:
+        (v,) = [v for k, v in maps.flow_map.items() if bytes(k.client.ip[:4]) == c.CLIENT.ip.packed]
+        return v.packets, v.bytes
+
+    try:
+        sink.set_drop(True)
+        for size in xdp_cost.FRAME_SIZES:
+            frame = sized_frame(size)
+            assert len(frame) == size and Ether(frame)[UDP].dport == c.VIP.port
+            p0, b0 = flow()
+            res = LiveGenerator(net, frame, sink.gen_fd, sink).run(2_000)
+            p1, b1 = flow()
+            assert res.delivered >= 0.9 * 2_000, (size, res)
+            assert p1 - p0 >= res.delivered
+            # steer counts each packet's length from its IP header on (or the frame's)
+            assert (b1 - b0) / (p1 - p0) in (size, size - 14), (size, b1 - b0, p1 - p0)
+    finally:
         topology.xdp_detach(net.fabric, SINK_IF)
 
 
