@@ -16,7 +16,7 @@ import os
 import time
 
 from bench.topology import BenchNet, hold_in_dispatcher
-from bench.traffic import DRAIN_S, WARMUP_S, LoadResult, cpu_busy_ns, idle_background
+from bench.traffic import DRAIN_S, WARMUP_S, LoadResult, cpu_busy_ns
 from bench.xdp_progs import Sink
 from pyctl.dataplane import libbpf
 from pyctl.dataplane.netns import netns
@@ -95,13 +95,13 @@ class LiveGenerator:
             sent / dt, delivered / dt, 0.0, sent, delivered, dt, None, sent, delivered
         )
 
-    def paced(self, pps: int, seconds: float, background_s: float = 0.5) -> LoadResult:
+    def paced(self, pps: int, seconds: float) -> LoadResult:
         """A fixed offered load: pps frames per second in slots of SLOT_S (one test run
         each), for `seconds` after a warm-up. busy_ns is the whole machine's busy time in
-        the window (/proc/stat, one source) less the background sampled just before."""
+        the window (cpu_busy_ns), background included: the callers subtract a run of the
+        generator alone, which carries the same background."""
         self.counter.set_generator_frame(self.frame)
         per_slot = max(1, round(pps * SLOT_S))
-        background = idle_background(background_s)
         with netns(self.ns):
             t_next = time.monotonic()
 
@@ -128,7 +128,7 @@ class LiveGenerator:
         return LoadResult(
             offered / dt,
             (d1 - d0) / dt,
-            max(0.0, b1 - b0 - background * dt),
+            b1 - b0,
             offered,
             d1 - d0,
             dt,

@@ -194,8 +194,8 @@ class RelayScale:
     def _random_one(self, name: str, n: int) -> LoadResult | None:
         b, total = self.b, self.sizes.random_s
         relay = "bare_xdp" if name in ("floor_lookup", "bare_xdp") else "steer"
-        try:
-            if not b.start_verified(relay):
+        with b.verified(relay) as ok:
+            if not ok:
                 return None
             b.sink.set_drop(True)
             if name == "bare_xdp":
@@ -224,8 +224,6 @@ class RelayScale:
             if by_flow < res.delivered:
                 raise AssertionError(f"{name}: {by_flow} by flow < {res.delivered} delivered")
             return res
-        finally:
-            b.stop_running()
 
     def random_round(self) -> None:
         for n in self.sizes.flows:
@@ -247,17 +245,17 @@ class RelayScale:
         fwd, ret = (b.live, self.cpus[0]), (self.ret, self.cpus[1])
         for name in BIDIR_RELAYS:
             b.say(f"  {name}: forward alone, return alone, both at once")
-            try:
-                if not b.start_verified(name):
+            with b.verified(name) as ok:
+                if not ok:
                     continue
                 b.sink.set_drop(True)
                 self.client_sink.set_drop(True)
-                (fa,) = pinned([fwd], s)
-                (ra,) = pinned([ret], s)
-                fb, rb = pinned([fwd, ret], s)
-            finally:
-                self.client_sink.set_drop(False)
-                b.stop_running()
+                try:
+                    (fa,) = pinned([fwd], s)
+                    (ra,) = pinned([ret], s)
+                    fb, rb = pinned([fwd, ret], s)
+                finally:
+                    self.client_sink.set_drop(False)
             got = {
                 "forward_pps": fb.delivered_pps,
                 "return_pps": rb.delivered_pps,
@@ -279,8 +277,8 @@ class RelayScale:
         b = self.b
         for name in SIZE_RELAYS:
             b.say(f"  {name}: frames of {', '.join(map(str, self.sized))} B")
-            try:
-                if not b.start_verified(name):
+            with b.verified(name) as ok:
+                if not ok:
                     continue
                 b.sink.set_drop(True)
                 for size, gen in self.sized.items():
@@ -290,8 +288,6 @@ class RelayScale:
                         f"    {size} B: delivered {res.delivered_pps / 1e3:.0f} kpps, "
                         f"{res.delivered_pps * size * 8 / 1e9:.2f} Gbit/s"
                     )
-            finally:
-                b.stop_running()
 
     def result(self) -> dict[str, Any]:
         def med(xs: list[float]) -> float:

@@ -232,6 +232,15 @@ class Bench:
             self.running.stop()
             self.running = None
 
+    @contextlib.contextmanager
+    def verified(self, name: str | None) -> Iterator[bool]:
+        """Relay `name` started and verified for the block (False: unavailable or failed
+        verification; None: no relay, the direct route), stopped after, even on failure."""
+        try:
+            yield name is None or self.start_verified(name)
+        finally:
+            self.stop_running()
+
     def start_verified(self, name: str) -> bool:
         relay = self.relays[name]
         if name in self.m.unavailable:
@@ -257,9 +266,7 @@ class Bench:
         """The live-frames generator alone at each fixed load, its frames dropped at the
         relay's door (the caller attached the door)."""
         for pps in self.plan.fixed_pps:
-            into.setdefault(pps, []).append(
-                self.base_live.paced(pps, self.plan.fixed_s, background_s=0)
-            )
+            into.setdefault(pps, []).append(self.base_live.paced(pps, self.plan.fixed_s))
 
     def baseline(self) -> float:
         """Machine busy ns per offered packet of the generators alone, dropped at the
@@ -328,7 +335,7 @@ class Bench:
         for pps in plan.fixed_pps:
             # no background subtracted: the same window of the generator alone (the round's
             # baselines) carries the same background, and the difference cancels it
-            res = live_gen.paced(pps, plan.fixed_s, background_s=0)
+            res = live_gen.paced(pps, plan.fixed_s)
             m.at(pps)[0][name].append(res)
             self.pending.append((pps, name, res))
             self.say(
@@ -373,11 +380,9 @@ class Bench:
             self.baseline()
             for name in _rotated(c.RELAYS, rnd):
                 self.say(f"round {rnd + 1}: {name}: start, verify, load")
-                try:
-                    if self.start_verified(name):
+                with self.verified(name) as ok:
+                    if ok:
                         self.load(name)
-                finally:
-                    self.stop_running()
             self.say(f"round {rnd + 1}: CPU baselines again")
             self.close_round()
 
@@ -389,15 +394,12 @@ class Bench:
             self.say(f"latency turn {turn + 1}/{plan.latency_chunks}: {per_turn} pings each")
             names = [n for n in ("direct", *c.RELAYS) if n not in c.NO_LATENCY]
             for name in _rotated(tuple(names), turn):
-                try:
-                    direct = name == "direct"
-                    if not direct and not self.start_verified(name):
-                        continue
-                    self.m.rtts[name].append(
-                        latency.ping(self.net, self.ping_bin, per_turn, plan.ping_rate, direct)
-                    )
-                finally:
-                    self.stop_running()
+                direct = name == "direct"
+                with self.verified(None if direct else name) as ok:
+                    if ok:
+                        self.m.rtts[name].append(
+                            latency.ping(self.net, self.ping_bin, per_turn, plan.ping_rate, direct)
+                        )
         for name in ("direct", *c.RELAYS):
             if self.m.rtts.get(name):
                 r = latency.merge(self.m.rtts[name])
@@ -489,15 +491,13 @@ class Bench:
     def profile(self) -> dict[str, Any]:
         """perf while the live-frames generator sends through steer (bench/profile.py)."""
         self.say(f"profile: perf record -F 999 -a -g for {self.plan.profile_s} s through steer")
-        try:
-            if not self.start_verified("steer"):
+        with self.verified("steer") as ok:
+            if not ok:
                 return {}
             self.sink.set_drop(True)
             out = profile.run(
                 self.plan.profile_s, lambda: self.live.run(self.plan.live_frames // 10), self.say
             )
-        finally:
-            self.stop_running()
         self.say("  " + ", ".join(f"{s} {v:.1%}" for s, v in out.get("top", [])[:6]))
         return out
 

@@ -222,7 +222,7 @@ class UnderLoad:
         gen = self.direct if direct else self.gens[0]
         with pinned(GEN_CPU):
             pinger.start()
-            bg = gen.paced(pps, lp.pings / lp.ping_rate + MARGIN_S, background_s=0)
+            bg = gen.paced(pps, lp.pings / lp.ping_rate + MARGIN_S)
             end = time.monotonic()
         rtt = pinger.result()
         return Step(rtt, bg, pinger.done > end)
@@ -259,12 +259,8 @@ class UnderLoad:
     def measure(self, name: str, fn: Callable[[], Any]) -> Any:
         """fn() with relay `name` running and verified (none for "direct"); None if it
         is unavailable or failed verification."""
-        try:
-            if name != "direct" and not self.b.start_verified(name):
-                return None
-            return fn()
-        finally:
-            self.b.stop_running()
+        with self.b.verified(None if name == "direct" else name) as ok:
+            return fn() if ok else None
 
     # -- one core against two
     def blast(self, gens: list[LiveGenerator]) -> list[float]:
