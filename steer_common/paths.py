@@ -10,6 +10,11 @@ from pathlib import Path
 RUN_DIR = Path(os.environ.get("STEER_RUN_DIR", "/run/steer"))
 
 
+def instance_lock(instance: str) -> Path:
+    """The file whose flock says a daemon runs `instance` (the kernel drops it on exit)."""
+    return RUN_DIR / f"{instance}.lock"
+
+
 def api_socket(instance: str) -> Path:
     """The control API's unix socket of `instance` (unless the daemon is given another)."""
     return RUN_DIR / f"{instance}.sock"

@@ -13,9 +13,10 @@ import click
 from pyctl.cli.params import ENDPOINT, HOST_PORT
 from pyctl.cli.root import CliConfig, cli
 from pyctl.daemon import firewall
-from pyctl.dataplane.loader import RUN_DIR, Attachment, BuildOptions, LoaderError, unload
+from pyctl.dataplane.loader import Attachment, BuildOptions, LoaderError, unload
 from steer_common.credentials import CredentialError, Credentials, token_from
 from steer_common.endpoint import Endpoint
+from steer_common.paths import instance_lock
 
 
 @cli.command()
@@ -289,7 +290,7 @@ def _loopback(host: str) -> bool:
 def unload_cmd(cfg: CliConfig) -> None:
     """Detach the instance's XDP programs and remove its pinned maps (ends every session).
     Refused while a daemon runs the instance: stop it first."""
-    lock = RUN_DIR / f"{cfg.instance}.lock"
+    lock = instance_lock(cfg.instance)
     if lock.exists():
         fd = os.open(lock, os.O_RDWR)
         try:

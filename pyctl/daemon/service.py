@@ -37,7 +37,7 @@ from pyctl.dataplane.loader import RUN_DIR, Attachment, BuildOptions, DataPlane,
 from pyctl.dataplane.maps import RouteMaps
 from steer_common.credentials import Credentials
 from steer_common.endpoint import Endpoint
-from steer_common.paths import api_socket
+from steer_common.paths import api_socket, instance_lock
 
 log = logging.getLogger("steer.daemon")
 
@@ -87,7 +87,7 @@ class _InstanceLock:
 
     def __init__(self, instance: str) -> None:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(RUN_DIR / f"{instance}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self.fd = os.open(instance_lock(instance), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

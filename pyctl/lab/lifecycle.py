@@ -34,7 +34,7 @@ from pyctl.lab.redisserver import server_argv
 from pyctl.lab.secrets import LabSecrets
 from steer_common import seal
 from steer_common.apiclient import ApiError, SyncApiClient
-from steer_common.paths import api_socket
+from steer_common.paths import api_socket, instance_lock
 
 BIN = Path(sys.executable).parent
 ROLES = Path(__file__).resolve().parents[2] / "scripts" / "roles"
@@ -372,7 +372,7 @@ class Lab:
             for line in unload(r.instance):
                 progress(line)
             r.api_socket.unlink(missing_ok=True)
-            (RUN_DIR / f"{r.instance}.lock").unlink(missing_ok=True)  # its daemon is gone
+            instance_lock(r.instance).unlink(missing_ok=True)  # its daemon is gone
         progress(f"removing namespaces of {self.prefix}")
         self.nat_box.down()
         self.net.down()

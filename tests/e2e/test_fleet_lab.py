@@ -21,7 +21,6 @@ from click.testing import CliRunner
 
 from pyctl.cli import cli
 from pyctl.dataplane import topology
-from pyctl.dataplane.loader import RUN_DIR
 from pyctl.dataplane.netns import netns
 from pyctl.lab.demo import run_clients
 from pyctl.lab.failover import carried, run_kill
@@ -29,6 +28,7 @@ from pyctl.lab.lifecycle import Lab, LabRelay
 from pyctl.lab.mediagap import Sniffer
 from steer_common import seal
 from steer_common.apiclient import ApiError
+from steer_common.paths import instance_lock
 from tests import stun
 from tests.e2e.browser import chromium
 from tests.labs import running
@@ -51,7 +51,7 @@ def fleet() -> Iterator[Lab]:
     with running(lab):
         yield lab
     # down leaves nothing of the relays behind, their daemons' instance locks included
-    left = [r.instance for r in lab.relay_list() if (RUN_DIR / f"{r.instance}.lock").exists()]
+    left = [r.instance for r in lab.relay_list() if instance_lock(r.instance).exists()]
     assert not left, left
 
 
