@@ -19,17 +19,23 @@ from pyctl.lab.mobility import run_event
 
 
 def carried(lab: Lab) -> dict[str, list[str]]:
-    """Per live relay: the live sessions (ufrags) of its flows that clients' packets
-    reached (`packets` > 0; a flow a relay only learned or was told of has none; a flow
-    whose session ended has no ufrag)."""
-    out = {}
+    """Per live relay: the live sessions (ufrags) whose media it carries. A session's
+    client may have reached several relays (ICE checks from each of its candidates hash
+    to their own ECMP path), so each session counts once, on the relay whose flow carried
+    the most of its packets: the nominated pair's. A flow a relay only learned or was told
+    of has no packets; a flow whose session ended has no ufrag."""
+    best: dict[str, tuple[int, str]] = {}
+    names = []
     for r in lab.relay_list():
         try:
             flows = lab.api(r).flows()
         except Exception:  # a dead relay carries nothing
             continue
-        out[r.name] = sorted(f["ufrag"] for f in flows if f["packets"] > 0 and f["ufrag"])
-    return out
+        names.append(r.name)
+        for f in flows:
+            if f["packets"] > 0 and f["ufrag"] and f["packets"] > best.get(f["ufrag"], (0, ""))[0]:
+                best[f["ufrag"]] = (f["packets"], r.name)
+    return {n: sorted(u for u, (_, name) in best.items() if name == n) for n in names}
 
 
 def busiest(lab: Lab, counts: dict[str, list[str]] | None = None) -> LabRelay:

@@ -274,7 +274,7 @@ def test_chromium_keeps_its_call_when_its_relay_dies(fleet: Lab) -> None:
             )
             assert state == "connected", b.evaluate("window.steer.error")
             assert b.wait_for("window.steer.stats().then(s => s.inboundAudioPackets > 50 && s)")
-            # the one live call's flow has client packets on exactly one relay
+            # the one live call is carried by one relay
             assert poll(lambda: sum(len(us) for us in carried(fleet).values()) == 1, 10)
             carrying = {n: us for n, us in carried(fleet).items() if us}
             (relay,) = carrying
