@@ -391,17 +391,61 @@ static __always_inline __u32 no_flow_reason(__u32 b, __u32 stun_reason)
 	return STEER_R_DROP_UNCLASSIFIED;
 }
 
+/* A client's packet on an established flow (IP options already refused): counters,
+ * connection hints, the rewrite, and the next hop remembered in the flow (a FIB lookup
+ * once it is stale). */
+static __always_inline int flow_forward(struct xdp_md *ctx, struct steer_pkt *pkt,
+					struct steer_flow *flow, __u32 b, __u32 *reason)
+{
+	struct bpf_fib_lookup fib;
+	__u64 now;
+	long rc;
+
+	if (backend_down(flow->backend_id)) {
+		*reason = STEER_R_DROP_BACKEND_DOWN;
+		return XDP_DROP;
+	}
+	now = coarse_now();
+	if (STEER_WRITES) {
+		flow->last_seen_ns = now;
+		flow->packets++;
+		flow->bytes += pkt->len;
+	}
+	if (STEER_WRITES && RFC7983_IS_RTP(b) && ssrc_sampled(flow->packets))
+		ssrc_learn(ctx, pkt, flow); /* connection hints */
+	rewrite_endpoint(pkt, STEER_DST, &flow->sock);
+	*reason = STEER_R_FWD_FLOW;
+	if (nexthop_fresh(&flow->nh, now)) /* straight from the flow entry */
+		return send_to(ctx, pkt, flow->nh.ifindex, flow->nh.dmac, flow->nh.smac, reason);
+	rc = fib_route(ctx, pkt, &fib);
+	if (STEER_WRITES)
+		nexthop_store(&flow->nh, &fib, rc, now);
+	return fib_send(ctx, pkt, &fib, rc, reason);
+}
+
 int steer_public(struct xdp_md *ctx)
 {
 	struct steer_pkt pkt = {};
-	struct bpf_fib_lookup fib;
 	struct steer_flow_key fk __attribute__((aligned(8)));
 	struct steer_flow *flow;
 	__u32 reason = STEER_R_UNUSED_0, stun_reason = STEER_R_DROP_UNCLASSIFIED, b;
-	__u64 now;
-	long rc;
 	int action;
 
+	if (parse_plain_v4(ctx, &pkt)) {
+		/* the common case, all IPv4 for the compiler: this copy of flow_forward has no
+		 * IPv6 or VLAN branches */
+		pkt_addr(&pkt, STEER_SRC, &fk.client);
+		pkt_addr(&pkt, STEER_DST, &fk.vip);
+		b = first_byte(&pkt);
+		if (RFC7983_IS_STUN(b))
+			goto stun;
+		flow = steer_flows.lookup(&fk);
+		if (flow) {
+			action = flow_forward(ctx, &pkt, flow, b, &reason);
+			goto out;
+		}
+		goto no_flow;
+	}
 	action = parse_packet(ctx, &pkt, &reason);
 	if (action != STEER_CONTINUE) {
 		if (pkt.family)
@@ -412,6 +456,7 @@ int steer_public(struct xdp_md *ctx)
 	pkt_addr(&pkt, STEER_SRC, &fk.client);
 	pkt_addr(&pkt, STEER_DST, &fk.vip);
 	b = first_byte(&pkt);
+stun:
 	if (RFC7983_IS_STUN(b) && steer_vips.lookup(&fk.vip)) {
 		if (pkt.opts) {
 			reason = STEER_R_DROP_IP_OPTIONS;
@@ -427,35 +472,12 @@ int steer_public(struct xdp_md *ctx)
 		if (pkt.opts) {
 			reason = STEER_R_DROP_IP_OPTIONS;
 			action = XDP_DROP;
-			goto out;
+		} else {
+			action = flow_forward(ctx, &pkt, flow, b, &reason);
 		}
-		if (backend_down(flow->backend_id)) {
-			reason = STEER_R_DROP_BACKEND_DOWN;
-			action = XDP_DROP;
-			goto out;
-		}
-		now = coarse_now();
-		if (STEER_WRITES) {
-			flow->last_seen_ns = now;
-			flow->packets++;
-			flow->bytes += pkt.len;
-		}
-		if (STEER_WRITES && RFC7983_IS_RTP(b) && ssrc_sampled(flow->packets))
-			ssrc_learn(ctx, &pkt, flow); /* connection hints */
-		rewrite_endpoint(&pkt, STEER_DST, &flow->sock);
-		reason = STEER_R_FWD_FLOW;
-		if (nexthop_fresh(&flow->nh, now)) {
-			/* straight from the flow entry: no copy through a bpf_fib_lookup */
-			action = send_to(ctx, &pkt, flow->nh.ifindex, flow->nh.dmac, flow->nh.smac,
-					 &reason);
-			goto out;
-		}
-		rc = fib_route(ctx, &pkt, &fib);
-		if (STEER_WRITES)
-			nexthop_store(&flow->nh, &fib, rc, now);
-		action = fib_send(ctx, &pkt, &fib, rc, &reason);
 		goto out;
 	}
+no_flow:
 	if (!steer_vips.lookup(&fk.vip)) {
 		reason = STEER_R_PASS_NOT_STEERED;
 		action = guard_cross(ctx, &pkt, config_ifindex(0), &reason);
@@ -678,7 +700,7 @@ int steer_internal(struct xdp_md *ctx)
 	long rc = BPF_FIB_LKUP_RET_NOT_FWDED; /* set where a route is looked up */
 	int action, kind, moved;
 
-	action = parse_packet(ctx, &pkt, &reason);
+	action = parse_plain_v4(ctx, &pkt) ? STEER_CONTINUE : parse_packet(ctx, &pkt, &reason);
 	if (action != STEER_CONTINUE) {
 		if (pkt.family)
 			action = guard_cross(ctx, &pkt, config_ifindex(1), &reason);

@@ -1024,6 +1024,21 @@ LENGTH_LIE_CASES = [
     ),
     passed("ipv4_version_field_wrong", _lie(_V4, 14, b"\x65"), Reason.PASS_MALFORMED),
 ]
+# The same lies on an established flow's SRTP: the plain-IPv4 fast path (parse.h
+# parse_plain_v4) must hand every one to parse_packet, never forward it.
+_V4_FLOW = client_to_vip(SRTP)
+LENGTH_LIE_CASES += [
+    passed(f"flow_{name}", _lie(_V4_FLOW, offset, value), reason, setup=[answered()])
+    for name, offset, value, reason in (
+        ("ipv4_total_length_beyond_frame", 16, struct.pack("!H", 1400), Reason.PASS_MALFORMED),
+        ("ipv4_total_length_below_headers", 16, struct.pack("!H", 27), Reason.PASS_MALFORMED),
+        ("udp_length_below_8", 38, struct.pack("!H", 7), Reason.PASS_MALFORMED),
+        ("udp_length_beyond_ip_payload", 38, struct.pack("!H", 900), Reason.PASS_MALFORMED),
+        ("ipv4_version_field_wrong", 14, b"\x65", Reason.PASS_MALFORMED),
+        ("ipv4_more_fragments", 20, struct.pack("!H", 0x2000), Reason.PASS_FRAGMENT),
+        ("ipv4_fragment_offset", 20, struct.pack("!H", 0x0001), Reason.PASS_FRAGMENT),
+    )
+]
 
 # -- mobility (steer.bpf.c, "Mobility"): the NAT rebinds (new port) or the client moves
 REBOUND = Endpoint(env.CLIENT4.ip, 50001)
