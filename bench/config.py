@@ -34,6 +34,7 @@ RTP_PAYLOAD_LEN = 160
 RELAYS = (
     "steer",
     "bare_xdp",
+    "floor_lookup",
     "userspace_compiled",
     "userspace_c_gro",
     "userspace_python",

@@ -230,6 +230,16 @@ def _reading(r: dict[str, Any]) -> list[str]:
             f"- **steer against bare XDP at the same delivered rate** ({int(at) / 1e3:,.0f} "
             f"kpps): {vs_bare:.2f}× bare's machine CPU per packet."
         )
+    for relay, base, what in (
+        ("floor_lookup", "bare_xdp", "what one flow lookup costs the machine"),
+        ("steer", "floor_lookup", "what steer adds over the least a flow router does"),
+    ):
+        at, v = report.cpu_vs_bare(r, relay, base)
+        if v is not None and at is not None:
+            out.append(
+                f"- **{LABELS[relay]} against {LABELS[base]}** at the same delivered rate "
+                f"({int(at) / 1e3:,.0f} kpps): {v:.2f}× ({what})."
+            )
     a = r["added_rtt_us"]
     if a.get("steer"):
         p99 = {n: a[n]["p99"] for n in c.RELAYS if a.get(n)}
@@ -751,10 +761,11 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "verification.",
         "- **bare XDP** (`bench/baselines/bare_xdp.bpf.c`): rewrite and redirect of exactly this "
         "flow with every address, MAC and interface a compile-time constant: no map, no FIB "
-        "lookup, no STUN. The floor for any XDP relay here. `floor_lookup` "
-        "(`bench/baselines/floor_xdp.bpf.c`, timed with BPF_PROG_TEST_RUN) adds one hash "
-        "lookup with steer's 40-byte flow key, which gives the destination: the floor for a "
-        "relay that routes by flow.",
+        "lookup, no STUN. The floor for any XDP relay here.",
+        "- **floor_lookup** (`bench/baselines/floor_xdp.bpf.c`): bare's rewrite and redirect "
+        "plus one hash lookup with steer's 40-byte flow key, which gives the destination: the "
+        "floor for a relay that routes by flow, run as a relay and timed with "
+        "BPF_PROG_TEST_RUN.",
         "- **userspace C** (`bench/baselines/udp_relay.c`, gcc -O2): one worker per core on the "
         "VIP with SO_REUSEPORT, recvmmsg/sendmmsg batches of 64, in-memory flow table, STUN "
         "USERNAME ufrag routing of a new client, a connected upstream socket per flow, replies "

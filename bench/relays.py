@@ -19,7 +19,7 @@ from pyroute2 import NFCTSocket
 
 from bench import config as c
 from bench.topology import BenchNet, forget_pid, remember_pid, xdp_attach, xdp_detach
-from bench.xdp_progs import BareXdp
+from bench.xdp_progs import BareXdp, FloorXdp
 from pyctl.dataplane import topology as t
 from pyctl.dataplane.loader import DataPlane
 from pyctl.dataplane.maps import RouteMaps, Session
@@ -88,6 +88,19 @@ class BareXdpRelay:
     def stop(self) -> None:
         xdp_detach(self.net.relay, "pub")
         xdp_detach(self.net.relay, "int")
+
+
+class FloorXdpRelay(BareXdpRelay):
+    """floor_lookup as a relay: bare's programs plus, on the way in, one lookup of the
+    benchmark flow in a hash map keyed as steer keys its flows (40 B). What any XDP
+    relay that routes by flow costs the machine at least; steer's CPU is judged beside it."""
+
+    name = "floor_lookup"
+
+    def __init__(self, net: BenchNet) -> None:
+        self.net = net
+        self.progs = FloorXdp(net.ifindex(net.relay, "pub"), net.ifindex(net.relay, "int"))
+        self.progs.add(c.CLIENT, c.VIP, c.TRX)
 
 
 class Process:

@@ -22,6 +22,7 @@ from bench import config as c
 LABELS = {
     "steer": "steer (XDP)",
     "bare_xdp": "bare XDP",
+    "floor_lookup": "floor_lookup (XDP)",
     "userspace_compiled": "userspace C",
     "userspace_c_gro": "userspace C, GRO",
     "userspace_python": "userspace Python",
@@ -84,15 +85,17 @@ def ratios(r: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def cpu_vs_bare(r: dict[str, Any]) -> tuple[str | None, float | None]:
-    """steer's machine CPU per packet over bare's at the highest fixed load both carried
-    without loss (the same delivered rate), and that load."""
+def cpu_vs_bare(
+    r: dict[str, Any], relay: str = "steer", base: str = "bare_xdp"
+) -> tuple[str | None, float | None]:
+    """`relay`'s machine CPU per packet over `base`'s at the highest fixed load both
+    carried (the same delivered rate), and that load."""
     fixed = r.get("cpu_ns_per_packet_fixed_load") or {}
     for pps in sorted(fixed, key=int, reverse=True):
         # where either is within the machine's own noise, no ratio is claimed
         v = _ratio(
-            cpu_resolved(r, pps, fixed[pps].get("steer")),
-            cpu_resolved(r, pps, fixed[pps].get("bare_xdp")),
+            cpu_resolved(r, pps, fixed[pps].get(relay)),
+            cpu_resolved(r, pps, fixed[pps].get(base)),
         )
         if v is not None:
             return pps, v
@@ -134,6 +137,9 @@ def aims(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "value": wide,
             "met": wide is not None and wide <= 1.2,
             "at_pps": at,
+            # the same ratio for floor_lookup run as a relay: what the aim leaves for
+            # everything but one flow lookup
+            "floor_lookup_x_bare": cpu_vs_bare(r, "floor_lookup")[1],
         },
     }
 

@@ -42,6 +42,7 @@ from bench.build import ping_binary, relay_binary
 from bench.livegen import LiveGenerator
 from bench.relays import (
     BareXdpRelay,
+    FloorXdpRelay,
     NftRelay,
     Relay,
     SteerRelay,
@@ -197,6 +198,7 @@ class Bench:
         self.relays: dict[str, Relay] = {
             "steer": SteerRelay(net, self.dp),
             "bare_xdp": BareXdpRelay(net),
+            "floor_lookup": FloorXdpRelay(net),
             "userspace_compiled": compiled_relay(net, self.relay_bin),
             "userspace_c_gro": compiled_relay(net, self.relay_bin, gro=True),
             "userspace_python": python_relay(net),

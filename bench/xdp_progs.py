@@ -108,7 +108,7 @@ class FloorXdp(BareXdp):
     lookup with steer's 40-byte flow key. Its flows are added with add() / fill()."""
 
     SRC = "floor_xdp.bpf.c"
-    FUNCS = ("floor_public",)
+    FUNCS = ("floor_public", "floor_internal")
 
     def _key(self, client: Endpoint, vip: Endpoint) -> Any:
         flows = self.bpf["floor_flows"]

@@ -51,3 +51,11 @@ int floor_public(struct xdp_md *ctx)
 		return XDP_PASS;
 	return relay(ctx, 0, 0, VIP_IP, VIP_PORT, 1, to->ip, to->port, INT_IFINDEX);
 }
+
+/* The way back as bare_internal (bcc loads only this file's own functions): the
+ * benchmark's loads are one-way, client to transceiver. */
+int floor_internal(struct xdp_md *ctx)
+{
+	return relay(ctx, TRX_IP, TRX_PORT, CLIENT_IP, CLIENT_PORT, 0, VIP_IP, VIP_PORT,
+		     PUB_IFINDEX);
+}

@@ -36,6 +36,7 @@ def net() -> Iterator[BenchNet]:
 
 BASELINES: dict[str, Callable[[BenchNet, Path], relays.Relay]] = {
     "bare_xdp": lambda net, _: relays.BareXdpRelay(net),
+    "floor_lookup": lambda net, _: relays.FloorXdpRelay(net),
     "userspace_compiled": lambda net, build: relays.compiled_relay(net, relay_binary(build)),
     "userspace_python": lambda net, _: relays.python_relay(net),
     "nftables": lambda net, _: relays.NftRelay(net),
