@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench import config as c
+from bench import parts
 
 LABELS = {
     "steer": "steer (XDP)",
@@ -102,11 +103,33 @@ def cpu_vs_bare(
     return None, None
 
 
+def cpu_paired(r: dict[str, Any]) -> tuple[int, float, float | None, str] | None:
+    """From bench/cpu_pair.py (this run's or a newer part's, not at smoke size): the fixed
+    load, steer/bare and floor_lookup/bare machine CPU medians over its quiet rounds, and
+    the file. Its rounds pair the three relays under one background, where the full run's
+    single fixed-load windows differ by as much as the aim's margin."""
+    found = None if r.get("smoke") else parts.newest("cpu_pair", r)
+    if found is None or not found[0]["ratios"].get("steer/bare_xdp"):
+        return None
+    u, name = found
+    floor = u["ratios"].get("floor_lookup/bare_xdp")
+    return (
+        int(u["plan"]["pps"]),
+        u["ratios"]["steer/bare_xdp"]["median"],
+        floor["median"] if floor else None,
+        name,
+    )
+
+
 def aims(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     q = r["ratios"]
     x = r["xdp_ns_per_packet"]
     floor = _ratio(x.get("established"), x.get("floor_lookup"))
     at, wide = cpu_vs_bare(r)
+    floor_wide, source = cpu_vs_bare(r, "floor_lookup")[1], f"{r.get('timestamp')}.json"
+    paired = cpu_paired(r)
+    if paired is not None:
+        at, wide, floor_wide, source = str(paired[0]), *paired[1:]
     p99 = {n: (r["added_rtt_us"].get(n) or {}).get("p99") for n in c.RELAYS}
     est = _ratio(x.get("established"), x.get("bare_redirect"))
     userspace_p99 = [p99[n] for n in ("userspace_compiled", "userspace_python")]
@@ -137,9 +160,10 @@ def aims(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "value": wide,
             "met": wide is not None and wide <= 1.2,
             "at_pps": at,
+            "source": source,
             # the same ratio for floor_lookup run as a relay: what the aim leaves for
             # everything but one flow lookup
-            "floor_lookup_x_bare": cpu_vs_bare(r, "floor_lookup")[1],
+            "floor_lookup_x_bare": floor_wide,
         },
     }
 

@@ -716,7 +716,7 @@ def _measure(
     result["fleet"] = _part("fleet", lambda: fleet.run(smoke, say), say)
     if not smoke:  # at smoke size they are tests (tests/bench)
         # both stand up their own Bench from this module: imported here, not at the top
-        from bench import relay_scale, under_load
+        from bench import cpu_pair, relay_scale, under_load
 
         say("under load: latency against offered load, 1 vs 2 cores (own namespaces)")
         result["under_load"] = _part(
@@ -728,6 +728,12 @@ def _measure(
         result["relay_scale"] = _part(
             "relay scale",
             lambda: relay_scale.run(relay_scale.QUICK if quick else relay_scale.FULL, quick, say),
+            say,
+        )
+        say("cpu pair: steer, floor_lookup, bare XDP at 1 Mpps, paired rounds (own namespaces)")
+        result["cpu_pair"] = _part(
+            "cpu pair",
+            lambda: cpu_pair.run(cpu_pair.QUICK if quick else cpu_pair.FULL, say=say),
             say,
         )
     result["duration_s"] = say.elapsed()
