@@ -7,9 +7,9 @@ generator-alone runs of a round (`cpu_resolution_ns`) is as large as the differe
 judged. Here each round is: the generator alone, the three relays in an order that
 rotates, the generator alone again; each relay's figure is its window's machine busy time
 less the mean of the round's two generator-alone runs per offered packet, over the
-packets delivered (run.py's close_round). The ratios are taken within each round, where
-the three share one background, and their median and min / max over rounds are what the
-docs publish.
+packets delivered (run.cpu_ns_delivered, as in the full run). The ratios are taken within
+each round, where the three share one background, and their median and min / max over
+rounds are what the docs publish.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from typing import Any
 
 from bench import config as c
 from bench import parts
-from bench.run import NO_LOSS, Progress, _machine, spread, standing
-from bench.topology import xdp_attach, xdp_detach
+from bench.run import NO_LOSS, Progress, _machine, _rotated, cpu_ns_delivered, spread, standing
 from bench.traffic import LoadResult
 
 RELAYS = ("steer", "floor_lookup", "bare_xdp")
@@ -49,11 +48,6 @@ QUICK = PairPlan(pps=1_000_000, rounds=5, window_s=2.5)
 TINY = PairPlan(pps=100_000, rounds=1, window_s=0.5)
 
 
-def _rotated(k: int) -> tuple[str, ...]:
-    k %= len(RELAYS)
-    return RELAYS[k:] + RELAYS[:k]
-
-
 def run(
     pp: PairPlan, prefix: str = PREFIX, say: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
@@ -68,16 +62,13 @@ def run(
     with standing(plan, progress) as bench:
 
         def alone() -> LoadResult:
-            xdp_attach(bench.net.relay, "pub", bench.ingress.fd)
-            try:
+            with bench.at_door():
                 return bench.base_live.paced(pp.pps, pp.window_s)
-            finally:
-                xdp_detach(bench.net.relay, "pub")
 
         for rnd in range(pp.rounds):
             start = alone()
             got: dict[str, LoadResult] = {}
-            for name in _rotated(rnd):
+            for name in _rotated(RELAYS, rnd):
                 with bench.verified(name) as ok:
                     if not ok:
                         raise RuntimeError(f"{name} failed verification: {bench.m.details[name]}")
@@ -91,7 +82,7 @@ def run(
             for name, res in got.items():
                 windows[name].append(res.as_dict())
                 if res.delivered and res.loss < NO_LOSS:
-                    this[name] = (res.busy_ns - res.offered * (pa + pb) / 2) / res.delivered
+                    this[name] = cpu_ns_delivered(res, (pa + pb) / 2)
                     if quiet and this[name] > noise[-1]:
                         ns[name].append(this[name])
             for a, b in PAIRS:

@@ -224,7 +224,7 @@ def _reading(r: dict[str, Any]) -> list[str]:
             "paced step and their full-load rate."
         )
     out += _cpu_reading(r)
-    at, vs_bare = report.cpu_vs_bare(r)
+    at, vs_bare = report.cpu_vs(r)
     if vs_bare is not None and at is not None:
         out.append(
             f"- **steer against bare XDP at the same delivered rate** ({int(at) / 1e3:,.0f} "
@@ -233,16 +233,6 @@ def _reading(r: dict[str, Any]) -> list[str]:
             "as the difference: the aim is judged on the paired rounds of *Machine CPU at one "
             "fixed load, paired within rounds* below)."
         )
-    for relay, base, what in (
-        ("floor_lookup", "bare_xdp", "what one flow lookup costs the machine"),
-        ("steer", "floor_lookup", "what steer adds over the least a flow router does"),
-    ):
-        at, v = report.cpu_vs_bare(r, relay, base)
-        if v is not None and at is not None:
-            out.append(
-                f"- **{LABELS[relay]} against {LABELS[base]}** at the same delivered rate "
-                f"({int(at) / 1e3:,.0f} kpps): {v:.2f}× ({what})."
-            )
     a = r["added_rtt_us"]
     if a.get("steer"):
         p99 = {n: a[n]["p99"] for n in c.RELAYS if a.get(n)}

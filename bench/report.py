@@ -86,7 +86,7 @@ def ratios(r: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def cpu_vs_bare(
+def cpu_vs(
     r: dict[str, Any], relay: str = "steer", base: str = "bare_xdp"
 ) -> tuple[str | None, float | None]:
     """`relay`'s machine CPU per packet over `base`'s at the highest fixed load both
@@ -125,8 +125,8 @@ def aims(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     q = r["ratios"]
     x = r["xdp_ns_per_packet"]
     floor = _ratio(x.get("established"), x.get("floor_lookup"))
-    at, wide = cpu_vs_bare(r)
-    floor_wide, source = cpu_vs_bare(r, "floor_lookup")[1], f"{r.get('timestamp')}.json"
+    at, wide = cpu_vs(r)
+    floor_wide, source = cpu_vs(r, "floor_lookup")[1], f"{r.get('timestamp')}.json"
     paired = cpu_paired(r)
     if paired is not None:
         at, wide, floor_wide, source = str(paired[0]), *paired[1:]

@@ -179,6 +179,13 @@ def spread(xs: list[float]) -> dict[str, Any] | None:
     return {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "n": len(xs)}
 
 
+def cpu_ns_delivered(res: LoadResult, alone_per_offered: float) -> float:
+    """A fixed-load window's machine busy time less what the generator alone costs per
+    offered packet (a run of it that carries the same background), over packets delivered:
+    the relay's CPU per packet."""
+    return (res.busy_ns - res.offered * alone_per_offered) / res.delivered
+
+
 def _rotated(names: tuple[str, ...], k: int) -> tuple[str, ...]:
     k %= len(names)
     return names[k:] + names[:k]
@@ -264,6 +271,16 @@ class Bench:
             self.say(f"  {name} FAILED verification: {v.detail}; not timed")
         return v.ok
 
+    @contextlib.contextmanager
+    def at_door(self) -> Iterator[None]:
+        """The generators' frames dropped at the relay's door for the block (no relay
+        runs): what a generator alone costs."""
+        xdp_attach(self.net.relay, "pub", self.ingress.fd)
+        try:
+            yield
+        finally:
+            xdp_detach(self.net.relay, "pub")
+
     def fixed_baseline(self, into: dict[int, list[LoadResult]]) -> None:
         """The live-frames generator alone at each fixed load, its frames dropped at the
         relay's door (the caller attached the door)."""
@@ -274,12 +291,9 @@ class Bench:
         """Machine busy ns per offered packet of the generators alone, dropped at the
         relay's door: trafgen at full load, and the live-frames generator at each fixed
         load. Returns trafgen's."""
-        xdp_attach(self.net.relay, "pub", self.ingress.fd)
-        try:
+        with self.at_door():
             base = self.base_gen.run(self.plan.full_s, background_s=0.5)
             self.fixed_baseline(self.m.base_fixed)
-        finally:
-            xdp_detach(self.net.relay, "pub")
         self.m.baselines.append(base)
         self.say(
             f"  trafgen alone offers {base.offered_pps / 1e3:.0f} kpps, "
@@ -350,11 +364,8 @@ class Bench:
         the round less the mean of the round's two baselines per offered packet, over the
         packets delivered: the relay's CPU per packet."""
         m = self.m
-        xdp_attach(self.net.relay, "pub", self.ingress.fd)
-        try:
+        with self.at_door():
             self.fixed_baseline(m.base_fixed_end)
-        finally:
-            xdp_detach(self.net.relay, "pub")
         per_offered: dict[int, float] = {}
         for pps in self.plan.fixed_pps:
             a, b = m.base_fixed[pps][-1], m.base_fixed_end[pps][-1]
@@ -364,7 +375,7 @@ class Bench:
         now: dict[int, list[str]] = {pps: [] for pps in self.plan.fixed_pps}
         for pps, name, res in self.pending:
             if res.delivered and res.loss < NO_LOSS:
-                ns = (res.busy_ns - res.offered * per_offered[pps]) / res.delivered
+                ns = cpu_ns_delivered(res, per_offered[pps])
                 m.at(pps)[1][name].append(ns)
                 now[pps].append(f"{name} {ns:.0f}")
         self.say(

@@ -19,7 +19,8 @@ def test_each_relay_carries_the_load_and_gets_a_figure() -> None:
     for name in cpu_pair.RELAYS:
         (w,) = r["windows"][name]
         # the paced load reached the fabric through this relay, none of it lost
-        assert w["delivered"] > 0.9 * w["offered"] > 0.9 * cpu_pair.TINY.pps * 0.4
+        assert w["offered"] > 0.8 * cpu_pair.TINY.pps * cpu_pair.TINY.window_s
+        assert w["delivered"] > 0.9 * w["offered"]
         assert w["loss"] < 0.001
     # figures and ratios only from a quiet round, and only above its noise: on a loaded
     # machine (CI) a tiny round may give none, never a wrong one
