@@ -23,6 +23,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urljoin
@@ -74,11 +75,19 @@ def dbfs(samples: np.ndarray) -> float:
     return round(20 * np.log10(rms / 32768), 1) if rms > 0 else -120.0
 
 
-def dominant_hz(samples: np.ndarray) -> float:
-    if samples.size < RATE // 4:
+def dominant_hz(pcm: np.ndarray | Sequence[np.ndarray], rate: int = RATE) -> float:
+    """The strongest frequency of a signal, on a 1 Hz grid. Given frames, their power spectra
+    are averaged (Welch) rather than the frames joined: a frame lost or concealed under load
+    joins two frames with a phase jump, which moves a joined signal's peak by up to a frame's
+    resolution (50 Hz at 20 ms), as far as a neighbouring session's tone."""
+    segments = [pcm] if isinstance(pcm, np.ndarray) else [s for s in pcm if s.size]
+    if sum(s.size for s in segments) < rate // 4:
         return 0.0
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
-    return float(np.fft.rfftfreq(samples.size, 1 / RATE)[int(np.argmax(spectrum[1:])) + 1])
+    n = max(rate, *(s.size for s in segments))  # zero-padded to a 1 Hz grid at least
+    power = np.zeros(n // 2 + 1)
+    for s in segments:
+        power += np.abs(np.fft.rfft(s * np.hanning(s.size), n)) ** 2
+    return float(np.fft.rfftfreq(n, 1 / rate)[int(np.argmax(power[1:])) + 1])
 
 
 @dataclass
@@ -245,7 +254,7 @@ async def _echo(res: SessionResult, channel: Any, sent: dict[str, float], second
 
 def _check_echo(res: SessionResult, received: list[tuple[float, np.ndarray]]) -> None:
     if received:
-        res.echo_hz = dominant_hz(np.concatenate([pcm for _, pcm in received[-50:]]))
+        res.echo_hz = dominant_hz([pcm for _, pcm in received[-50:]])
     res.echo_rtt_ms = statistics.median(res.rtts) if res.rtts else 0.0
     res.ok = (
         res.messages_echoed == res.messages_sent > 0

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from av import AudioFrame
 
+from pyctl.lab.democlient import dominant_hz
 from tests.transceiver.support import connect, make_peer, wait_for, whip_env
 from transceiver.app import load
 from transceiver.apps.speak import SynthesisError, parse_wav
@@ -27,11 +28,6 @@ def level(frames: list[AudioFrame]) -> float:
         return 0.0
     pcm = np.concatenate([f.to_ndarray().reshape(-1, len(f.layout.channels))[:, 0] for f in frames])
     return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2)))
-
-
-def dominant_hz(pcm: np.ndarray, rate: int) -> float:
-    spectrum = np.abs(np.fft.rfft(pcm * np.hanning(pcm.size)))
-    return float(np.fft.rfftfreq(pcm.size, 1 / rate)[int(np.argmax(spectrum[1:])) + 1])
 
 
 # -- AudioOutput ------------------------------------------------------------------------
