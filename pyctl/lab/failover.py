@@ -11,6 +11,7 @@ ways; aiortc's client never restarts ICE, so a call that needed one is not `ok`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,24 +19,36 @@ from pyctl.lab.lifecycle import Lab, LabRelay
 from pyctl.lab.mobility import run_event
 
 
-def carried(lab: Lab) -> dict[str, list[str]]:
-    """Per live relay: the live sessions (ufrags) whose media it carries. A session's
+def carried(lab: Lab, interval: float = 0.5) -> dict[str, list[str]]:
+    """Per live relay: the sessions (ufrags) whose media it carries now. A session's
     client may have reached several relays (ICE checks from each of its candidates hash
-    to their own ECMP path), so each session counts once, on the relay whose flow carried
-    the most of its packets: the nominated pair's. A flow a relay only learned or was told
-    of has no packets; a flow whose session ended has no ufrag."""
+    to their own ECMP path), so each session counts once, on the relay where its flows'
+    client packets grew the most over `interval`: the nominated pair's. A flow a relay
+    only learned or was told of does not grow, nor does one of an earlier call whose
+    session outlives its client (a lab runs several tests); a flow whose session ended
+    has no ufrag."""
+    before = _flow_packets(lab)
+    time.sleep(interval)
     best: dict[str, tuple[int, str]] = {}
-    names = []
+    after = _flow_packets(lab)
+    for name, flows in after.items():
+        for (ufrag, client, vip), packets in flows.items():
+            grew = packets - before.get(name, {}).get((ufrag, client, vip), 0)
+            if ufrag and grew > best.get(ufrag, (0, ""))[0]:
+                best[ufrag] = (grew, name)
+    return {n: sorted(u for u, (_, name) in best.items() if name == n) for n in after}
+
+
+def _flow_packets(lab: Lab) -> dict[str, dict[tuple[str, str, str], int]]:
+    """Per relay that answers its API: (ufrag, client, VIP) -> the flow's client packets."""
+    out = {}
     for r in lab.relay_list():
         try:
             flows = lab.api(r).flows()
         except Exception:  # a dead relay carries nothing
             continue
-        names.append(r.name)
-        for f in flows:
-            if f["packets"] > 0 and f["ufrag"] and f["packets"] > best.get(f["ufrag"], (0, ""))[0]:
-                best[f["ufrag"]] = (f["packets"], r.name)
-    return {n: sorted(u for u, (_, name) in best.items() if name == n) for n in names}
+        out[r.name] = {(f["ufrag"] or "", f["client"], f["vip"]): f["packets"] for f in flows}
+    return out
 
 
 def busiest(lab: Lab, counts: dict[str, list[str]] | None = None) -> LabRelay:
