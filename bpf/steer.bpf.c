@@ -677,6 +677,37 @@ static __always_inline int path_follow(struct xdp_md *ctx, struct steer_pkt *pkt
 	return 1;
 }
 
+/* The common return: a plain IPv4 packet that is not STUN, on a return flow `rf` that is
+ * current (not stale) with a fresh next hop. Inlined only under parse_plain_v4, so the
+ * compiler builds this copy for IPv4 alone (flow_forward's twin). The same verdicts as the
+ * general path below; STEER_CONTINUE hands a packet whose client flow is not this
+ * socket's to it. */
+static __always_inline int return_forward(struct xdp_md *ctx, struct steer_pkt *pkt,
+					  struct steer_rflow_key *rk, struct steer_rflow *rf,
+					  __u64 now, __u32 *reason)
+{
+	struct steer_flow_key fk __attribute__((aligned(8)));
+	struct steer_flow *flow;
+
+	if (backend_down(rf->backend_id)) {
+		*reason = STEER_R_DROP_BACKEND_DOWN;
+		return XDP_DROP;
+	}
+	fk.client = rk->client;
+	fk.vip = rf->vip;
+	flow = steer_flows.lookup(&fk);
+	if (!flow || !addr_eq(&flow->sock, &rk->sock))
+		return STEER_CONTINUE;
+	if (STEER_WRITES) {
+		flow->last_seen_ns = now;
+		flow->rpackets++;
+		flow->rbytes += pkt->len;
+	}
+	rewrite_endpoint(pkt, STEER_SRC, &fk.vip);
+	*reason = STEER_R_FWD_RETURN;
+	return send_to(ctx, pkt, rf->nh.ifindex, rf->nh.dmac, rf->nh.smac, reason);
+}
+
 /* A transceiver's packet on its way to the public side: NAT its source to the VIP. A
  * Binding Success Response also creates or re-points the client's flow; a Binding Request
  * is remembered so the client's answer finds its way back. Packets to a client without a
@@ -700,7 +731,20 @@ int steer_internal(struct xdp_md *ctx)
 	long rc = BPF_FIB_LKUP_RET_NOT_FWDED; /* set where a route is looked up */
 	int action, kind, moved;
 
-	action = parse_plain_v4(ctx, &pkt) ? STEER_CONTINUE : parse_packet(ctx, &pkt, &reason);
+	if (parse_plain_v4(ctx, &pkt)) {
+		pkt_addr(&pkt, STEER_SRC, &rk.sock);
+		pkt_addr(&pkt, STEER_DST, &rk.client);
+		now = coarse_now();
+		rf = steer_rflows.lookup(&rk);
+		if (rf && !(rf->flags & STEER_RFLOW_STALE) && nexthop_fresh(&rf->nh, now) &&
+		    !RFC7983_IS_STUN(first_byte(&pkt))) {
+			action = return_forward(ctx, &pkt, &rk, rf, now, &reason);
+			if (action != STEER_CONTINUE)
+				goto out;
+		}
+		goto looked_up;
+	}
+	action = parse_packet(ctx, &pkt, &reason);
 	if (action != STEER_CONTINUE) {
 		if (pkt.family)
 			action = guard_cross(ctx, &pkt, config_ifindex(1), &reason);
@@ -711,6 +755,7 @@ int steer_internal(struct xdp_md *ctx)
 	pkt_addr(&pkt, STEER_DST, &rk.client);
 	now = coarse_now();
 	rf = steer_rflows.lookup(&rk);
+looked_up:
 	/* the client moved since: to its current address (steer.bpf.c, "Mobility") */
 	moved = rf && (rf->flags & STEER_RFLOW_STALE) &&
 		path_follow(ctx, &pkt, &rk, rf, stun_kind(ctx, &pkt, &h) == KIND_SUCCESS, now);

@@ -1040,6 +1040,82 @@ LENGTH_LIE_CASES += [
     )
 ]
 
+# ... and on an established return flow: steer_internal's fast path (return_forward) must
+# hand every lie to parse_packet (a malformed UDP header crosses to the public side only
+# NATed, so it is dropped), and forward a return only while
+# the client's flow is this socket's: a return flow that outlived its flow (the flow map is
+# LRU) or whose flow now leads to another socket is budgeted like any return without one.
+_V4_RETURN = trx_to_client(env.TRX1, SRTP)
+_CROSS = (XdpAction.DROP, Reason.DROP_CROSS_OTHER)
+_FRAGMENT = (XdpAction.DROP, Reason.DROP_CROSS_FRAGMENT)
+LENGTH_LIE_CASES += [
+    Case(f"return_{name}", "internal", _lie(_V4_RETURN, at, value), *verdict, setup=[answered()])
+    for name, at, value, verdict in (
+        ("ipv4_total_length_beyond_frame", 16, struct.pack("!H", 1400), _CROSS),
+        ("ipv4_total_length_below_headers", 16, struct.pack("!H", 27), _CROSS),
+        ("udp_length_below_8", 38, struct.pack("!H", 7), _CROSS),
+        ("udp_length_beyond_ip_payload", 38, struct.pack("!H", 900), _CROSS),
+        ("ipv4_version_field_wrong", 14, b"\x65", (XdpAction.PASS, Reason.PASS_MALFORMED)),
+        ("ipv4_more_fragments", 20, struct.pack("!H", 0x2000), _FRAGMENT),
+        ("ipv4_fragment_offset", 20, struct.pack("!H", 0x0001), _FRAGMENT),
+    )
+]
+
+
+def flow_lost(r: Replay) -> None:
+    """The client's flow is gone, its return flow is not (an LRU eviction)."""
+    (key,) = r.maps.flow_map.keys()
+    del r.maps.flow_map[key]
+    assert len(r.maps.rflow_map.items()) == 1
+
+
+def flow_leads_to(sock: Endpoint) -> Setup:
+    """The client's flow now leads to another socket; the old return flow is still there."""
+
+    def setup(r: Replay) -> None:
+        ((key, leaf),) = r.maps.flow_map.items()
+        sock.fill(leaf.sock)
+        r.maps.flow_map[key] = leaf
+        assert len(r.maps.rflow_map.items()) == 1
+
+    return setup
+
+
+RETURN_CASES += [
+    Case(
+        "return_flow_outlived_by_its_return_flow_is_budgeted",
+        "internal",
+        _V4_RETURN,
+        XdpAction.REDIRECT,
+        Reason.FWD_RETURN_NO_FLOW,
+        natted_to_client(env.VIP4, SRTP),
+        setup=[answered(), flow_lost],
+        checks=[no_flows],
+    ),
+    drop(
+        "return_flow_outlived_over_budget",
+        _V4_RETURN,
+        Reason.DROP_NO_FLOW_BUDGET,
+        side="internal",
+        setup=[answered(), flow_lost, budget_spent],
+    ),
+    drop(
+        "return_flow_now_another_sockets_over_budget",
+        _V4_RETURN,
+        Reason.DROP_NO_FLOW_BUDGET,
+        side="internal",
+        setup=[answered(), flow_leads_to(env.TRX2), budget_spent],
+        checks=[flow_counts(0, 1)],
+    ),
+    drop(
+        "return_fast_backend_down",
+        _V4_RETURN,
+        Reason.DROP_BACKEND_DOWN,
+        side="internal",
+        setup=[answered(), backend(BackendState.DOWN)],
+    ),
+]
+
 # -- mobility (steer.bpf.c, "Mobility"): the NAT rebinds (new port) or the client moves
 REBOUND = Endpoint(env.CLIENT4.ip, 50001)
 MOVED = Endpoint.parse("192.0.2.8:41000")
