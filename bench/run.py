@@ -610,8 +610,7 @@ class Bench:
             "rtt_us_p99_per_turn": {n: spread([t["p99"] for t in v]) for n, v in turns.items()},
             **xdp.get("_spread_xdp", {}),
         }
-        _derive(r)
-        return r
+        return r  # its ratios and aims are derived once the parts are in (_measure)
 
 
 class Busy(RuntimeError):
@@ -752,7 +751,7 @@ def _measure(
             say,
         )
     result["duration_s"] = say.elapsed()
-    _derive(result)  # again: an aim is judged on a part (cpu_pair) that ran after the rounds
+    _derive(result)  # after the parts: an aim is judged on one (cpu_pair) that runs last
     json_path = out_dir / f"{stamp}.json"
     report.write_json(result, json_path)
     md_path = out_dir / "benchmarks.md" if smoke else docs.DOCS
