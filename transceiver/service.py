@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from transceiver import ice, icerestart
+from transceiver import ice, icefloor, icerestart
 from transceiver.app import load
 from transceiver.config import TrxConfig
 from transceiver.metrics import TrxMetrics
@@ -25,7 +25,7 @@ from transceiver.whip import WhipServer
 log = logging.getLogger("steer.transceiver")
 
 EXIT_OK = 0
-EXIT_STARTUP = 1  # could not listen, or aioice internals changed
+EXIT_STARTUP = 1  # could not listen, aioice too old, or its internals changed
 EXIT_FORCED = 3  # a second signal cut the graceful shutdown short
 
 
@@ -47,6 +47,7 @@ async def serve(
     on_ready: Callable[[str], None] = lambda url: None,
 ) -> None:
     """Serve until ``stop`` is set, then shut down in order."""
+    icefloor.check_aioice()
     ice.check_internals()
     icerestart.check_internals()
     metrics = TrxMetrics()
