@@ -1,7 +1,9 @@
 """``steer-transceiver``: click options build a TrxConfig, then service.run does the work.
 
 Every option can come from the environment as ``STEER_TRX_<OPTION>`` (e.g.
-``STEER_TRX_BIND_IP``; repeated ``--vip`` as a space-separated ``STEER_TRX_VIP``).
+``STEER_TRX_BIND_IP``; repeated ``--vip`` as a space-separated ``STEER_TRX_VIP``), the name
+docs/transceiver.md's options table gives (tests/transceiver/test_cli_env.py holds the two
+together). A repeatable option is named in the singular, as its flag.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ ENV_PREFIX = "STEER_TRX"
 @click.option(
     "--cors-origin",
     "cors_origins",
+    # the documented name first; the plural is what click derived before (issue 27)
+    envvar=[f"{ENV_PREFIX}_CORS_ORIGIN", f"{ENV_PREFIX}_CORS_ORIGINS"],
     multiple=True,
     help="An origin whose pages may call WHIP (repeat; '*' = any). Default: none, CORS closed.",
 )
@@ -150,6 +154,7 @@ ENV_PREFIX = "STEER_TRX"
 @click.option(
     "--internal-net",
     "internal_nets",
+    envvar=[f"{ENV_PREFIX}_INTERNAL_NET", f"{ENV_PREFIX}_INTERNAL_NETS"],
     multiple=True,
     default=("auto",),
     show_default=True,

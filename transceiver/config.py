@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from steer_common import seal
 from steer_common.endpoint import Endpoint
@@ -12,6 +12,7 @@ from steer_common.ufrag import BACKEND_MAX, BACKEND_MIN
 from transceiver import iceservers
 
 DEFAULT_API_SOCKET = str(api_socket("default"))
+SECRETS = ("api_token", "whip_token", "ice_credential")  # shown as set/none, never their value
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,19 @@ class TrxConfig:
         iceservers.validate(self.ice_servers, self.ice_username, self.ice_credential)
         if self.seal_key_file is not None:
             seal.read_key_file(self.seal_key_file)  # KeyFileError (a ValueError) says why
+
+    def summary(self) -> str:
+        """Every setting as `name=value` (tuples comma-joined, secrets as set/none): the
+        line the transceiver logs at start, so an operator sees what it took."""
+
+        def show(name: str, value: object) -> str:
+            if name in SECRETS:
+                return "none" if value is None else "set"
+            if isinstance(value, tuple):
+                return ",".join(str(v) for v in value) or "-"
+            return "-" if value is None or value == "" else str(value)
+
+        return " ".join(f"{f.name}={show(f.name, getattr(self, f.name))}" for f in fields(self))
 
     @property
     def api_sockets(self) -> tuple[str, ...]:

@@ -65,6 +65,7 @@ async def serve(
             await metrics_runner.setup()
             host = config.metrics_host or config.listen_host
             await web.TCPSite(metrics_runner, host, config.metrics_port).start()
+        log.info("settings: %s", config.summary())
         on_ready(_url(runner))
         await stop.wait()
         log.info("stopping: ending %d sessions", len(server.sessions))

@@ -149,3 +149,26 @@ def test_killed_transceiver_sessions_expire(lab: Lab) -> None:
         urllib.request.urlopen(lab.whip_url(1).removesuffix("/whip") + "/healthz", timeout=5) as r,
     ):
         assert r.status == 200
+
+
+def test_whip_is_open_to_other_origins(lab: Lab) -> None:
+    """The lab says its WHIP is open to every origin (STEER_TRX_CORS_ORIGIN=*): a page served
+    elsewhere may send the preflight for a POST with a bearer token, through the ingress
+    (issue 27, item 7: the variable was not read, so CORS was closed)."""
+    url = lab.whip_url(1)
+    preflight = urllib.request.Request(
+        url,
+        method="OPTIONS",
+        headers={
+            "Origin": "http://localhost:5173",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    with netns(lab.net.client), urllib.request.urlopen(preflight, timeout=5) as r:
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+        allowed = r.headers["Access-Control-Allow-Headers"].lower()
+        assert "authorization" in allowed and "content-type" in allowed
+        assert "POST" in r.headers["Access-Control-Allow-Methods"]
+        assert "Location" in r.headers["Access-Control-Expose-Headers"]

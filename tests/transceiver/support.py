@@ -54,6 +54,7 @@ class FakeControlApi:
 
     path: str
     calls: list[Call] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)  # each registration's header
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     register_status: int = 201  # set to 409/500 to refuse registrations
     register_delay: float = 0.0  # a slow daemon
@@ -93,6 +94,7 @@ class FakeControlApi:
     async def _register(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.calls.append(Call("POST", request.path, body))
+        self.authorizations.append(request.headers.get("Authorization", ""))
         await asyncio.sleep(self.register_delay)
         if self.register_status != 201:
             return web.json_response({"error": "ufrag live already"}, status=self.register_status)
