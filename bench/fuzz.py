@@ -28,15 +28,18 @@ from pyctl.dataplane.netns import netns
 from pyctl.dataplane.testrun import run_xdp
 from steer_common.endpoint import Endpoint
 from steer_common.shared import BackendState, Reason
+from tests import stun
 from tests.bpf import env, model, seeds
 from tests.bpf.cases import TRX2_UFRAG, UFRAG, V6_UFRAG
 from tests.bpf.conftest import Replay, open_replay
 
 FULL = 1_000_000
-BATCH = 800  # < the no-flow burst (2000)
+BATCH = 800  # < the no-flow burst (2000); a session's budgets are not reached either
 UFRAGS = [UFRAG, TRX2_UFRAG, V6_UFRAG, b"abcd", b"nosuchufrag00001", b"mismatchufrag001"]
 SOURCES = {
-    "public": [env.CLIENT4, env.CLIENT6, Endpoint.parse("192.0.2.8:1"), env.TRX1],
+    # clients, and sources no client can have (spoofed: internal, the relay's, the VIP's,
+    # loopback, a denied prefix and the hole allowed in it)
+    "public": [env.CLIENT4, env.CLIENT6, Endpoint.parse("192.0.2.8:1"), *seeds.SPOOFED],
     "internal": [env.TRX1, env.TRX2, env.TRX1_6, seeds.MISMATCH_SOCK, env.CLIENT4],
 }
 DESTS = {
@@ -81,7 +84,9 @@ def _stun(rng: random.Random) -> bytes:
     body = b"".join(attrs)
     length = len(body) if rng.random() < 0.8 else rng.randrange(0x10000)
     cookie = 0x2112A442 if rng.random() < 0.9 else rng.randrange(1 << 32)
-    txid = rng.choice([seeds.ANSWER_TXID, b"steer-txid12", rng.randbytes(12)])
+    txid = rng.choice(
+        [seeds.ANSWER_TXID, seeds.ASKED_TXID, seeds.OWN_TXID, b"steer-txid12", rng.randbytes(12)]
+    )
     msg = struct.pack("!HHI", mtype, length & 0xFFFF, cookie) + txid + body
     return msg[: rng.randrange(len(msg) + 1)] if rng.random() < 0.1 else msg
 
@@ -196,15 +201,22 @@ def _mismatch(out: Outcome, side: str, frame: bytes, what: str) -> None:
 
 
 def _fill_ring(rng: random.Random) -> list[tuple[str, bytes]]:
-    """Binding Success Responses from one socket to more clients than the per-session
-    cap, shuffled into a batch so that evictions meet everything else."""
-    success = struct.pack("!HHI", 0x0101, 0, 0x2112A442) + b"fuzz-ring-tx"
+    """Clients checking one socket and the socket answering each (tentative flows), more
+    than the per-session cap; each pair in order, the pairs shuffled into the batch so that
+    evictions meet everything else. Fewer than the session's check burst, so that the
+    kernel's budget (which refills with time) and the model's (which does not) agree."""
     sock = rng.choice([env.TRX1, env.TRX2])
-    n = model.SESSION_FLOW_CAP + rng.randrange(1, 40)
-    return [
-        ("internal", udp_frame(sock, Endpoint.parse(f"192.0.2.{1 + i % 200}:{7000 + i}"), success))
-        for i in range(n)
-    ]
+    ufrag = (UFRAG if sock == env.TRX1 else TRX2_UFRAG) + b":fz"
+    n = model.SESSION_FLOW_CAP + rng.randrange(1, 20)
+    out = []
+    for i in range(n):
+        client = Endpoint.parse(f"192.0.2.{1 + i % 200}:{7000 + i}")
+        tx = f"fuzz{i:08d}".encode()
+        check = stun.binding_request(ufrag, txid=tx)
+        answer = struct.pack("!HHI", 0x0101, 0, 0x2112A442) + tx
+        out.append(("public", udp_frame(client, env.VIP4, check)))
+        out.append(("internal", udp_frame(sock, client, answer)))
+    return out
 
 
 def run_batch(
@@ -214,8 +226,11 @@ def run_batch(
     spent = k % 7 == 6
     if k % 5 == 4:
         rng = random.Random(k)
-        batch = [*batch, *_fill_ring(rng)]
-        rng.shuffle(batch)
+        ring = _fill_ring(rng)
+        pairs = [ring[i : i + 2] for i in range(0, len(ring), 2)]
+        items = [[f] for f in batch] + pairs
+        rng.shuffle(items)
+        batch = [f for item in items for f in item]
     seeds.reset_kernel(replay, backend1, spent)
     state = base_state.copy()
     state.backends = {**base_state.backends, 1: backend1}
@@ -238,7 +253,7 @@ def run_batch(
                 _mismatch(out, side, frame, f"kernel {got}, model {want[0].name}/{want[1].name}")
             elif res.data != want[2]:
                 _mismatch(out, side, frame, "output bytes differ")
-    if seeds.kernel_flows(replay) != state.flows:
+    if seeds.kernel_flows(replay) != seeds.model_flows(state):
         _mismatch(out, "-", b"", f"flows differ after batch {k}")
     if seeds.kernel_pending(replay) != seeds.model_pending(state):
         _mismatch(out, "-", b"", f"pending checks differ after batch {k}")

@@ -102,4 +102,26 @@ static __always_inline int seal_decode(const struct steer_ufrag *u, __u64 *word,
 	return 0;
 }
 
+/* The fields of a sealed word (the layout above; steer_common/seal.py Sealed). Both the
+ * ufrag path and the CID path read them here and nowhere else. */
+static __always_inline __u32 seal_backend(__u64 word)
+{
+	return word >> 52;
+}
+
+static __always_inline __u16 seal_port(__u64 word)
+{
+	return (word >> 36) & 0xffff;
+}
+
+static __always_inline __u32 seal_key_id(__u64 word)
+{
+	return (word >> 32) & 0xf;
+}
+
+static __always_inline __u32 seal_nonce(__u64 word)
+{
+	return (__u32)word;
+}
+
 #endif /* STEER_SEAL_H */

@@ -39,6 +39,33 @@
 #ifndef STEER_MAX_BACKENDS
 #define STEER_MAX_BACKENDS 4096
 #endif
+/* Per-session budgets (steer_sock_budgets), so that one session's floods spend only its
+ * own: Binding Requests from addresses without the session's proven flow, and the
+ * session's packets to such addresses, each STEER_SESSION_*_PPS with bursts of
+ * STEER_SESSION_*_BURST. */
+#ifndef STEER_SESSION_CHECK_PPS
+#define STEER_SESSION_CHECK_PPS 50
+#endif
+#ifndef STEER_SESSION_CHECK_BURST
+#define STEER_SESSION_CHECK_BURST 100
+#endif
+#ifndef STEER_SESSION_NOFLOW_PPS
+#define STEER_SESSION_NOFLOW_PPS 100
+#endif
+#ifndef STEER_SESSION_NOFLOW_BURST
+#define STEER_SESSION_NOFLOW_BURST 200
+#endif
+#define STEER_CHECK_INTERVAL_NS (1000000000ULL / STEER_SESSION_CHECK_PPS)
+#define STEER_CHECK_BURST_NS (STEER_SESSION_CHECK_BURST * STEER_CHECK_INTERVAL_NS)
+#define STEER_SNOFLOW_INTERVAL_NS (1000000000ULL / STEER_SESSION_NOFLOW_PPS)
+#define STEER_SNOFLOW_BURST_NS (STEER_SESSION_NOFLOW_BURST * STEER_SNOFLOW_INTERVAL_NS)
+/* Sessions whose budgets are remembered (LRU: one forgotten starts with a full burst). */
+#ifndef STEER_MAX_SOCK_BUDGETS
+#define STEER_MAX_SOCK_BUDGETS 65536
+#endif
+#ifndef STEER_MAX_SRC_PREFIXES
+#define STEER_MAX_SRC_PREFIXES 1024
+#endif
 
 /* VIP ip:port -> flags. Daemon. A packet to anything else on the public side passes. */
 BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_vip, steer_vips,
@@ -57,8 +84,10 @@ BPF_TABLE_PINNED("array", __u32, struct steer_backend, steer_backends,
 		 STEER_MAX_BACKENDS, STEER_PIN_DIR "/steer_backends");
 
 /* client ip:port + VIP ip:port -> transceiver socket, timestamps, counters. XDP: created
- * or re-pointed only by a session socket's Binding Success Response, refreshed both ways;
- * the daemon expires idle ones and purges a session's. */
+ * tentative by a session socket's Binding Success Response to a check the relay saw
+ * (steer_asked), made current by the client's Success answer to the session's own check
+ * (steer_pending), refreshed both ways; the daemon expires idle ones and purges a
+ * session's. */
 BPF_TABLE_PINNED("lru_hash", struct steer_flow_key, struct steer_flow, steer_flows,
 		 STEER_MAX_FLOWS, STEER_PIN_DIR "/steer_flows");
 
@@ -77,9 +106,24 @@ BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_sock_flows, steer_sockf
 BPF_TABLE_PINNED("lru_hash", struct steer_pending_key, struct steer_pending, steer_pending,
 		 STEER_MAX_PENDING, STEER_PIN_DIR "/steer_pending");
 
+/* client ip:port + transaction id -> the session socket a client's Binding Request was
+ * routed to (and the VIP it came to). XDP (public side); LRU. */
+BPF_TABLE_PINNED("lru_hash", struct steer_pending_key, struct steer_pending, steer_asked,
+		 STEER_MAX_PENDING, STEER_PIN_DIR "/steer_asked");
+
 /* [0] -> the no-flow return budget. XDP. */
 BPF_TABLE_PINNED("array", __u32, struct steer_budget, steer_budget, 1,
 		 STEER_PIN_DIR "/steer_budget");
+
+/* session socket -> its own check and return budgets. XDP; LRU. */
+BPF_TABLE_PINNED("lru_hash", struct steer_addr, struct steer_sock_budget, steer_sock_budgets,
+		 STEER_MAX_SOCK_BUDGETS, STEER_PIN_DIR "/steer_sock_budgets");
+
+/* source prefix -> deny or allow (longest match): sources no client can have. Daemon
+ * (the RFC 6890 defaults, the VIPs' addresses, the operator's exceptions). */
+BPF_TABLE_PINNED("lpm_trie", struct steer_src_prefix, struct steer_src_rule,
+		 steer_src_prefixes, STEER_MAX_SRC_PREFIXES, STEER_PIN_DIR "/steer_src_prefixes",
+		 BPF_F_NO_PREALLOC);
 
 /* enum steer_reason -> packets, bytes; per CPU. XDP. */
 BPF_TABLE_PINNED("percpu_array", __u32, struct steer_counter, steer_stats,
@@ -108,6 +152,8 @@ struct steer_tmp {
 	struct steer_rflow_key rold;
 	struct steer_pending_key pk;
 	struct steer_pending p;
+	struct steer_flow_key fk;   /* a proof's flow key and socket + client (public side) */
+	struct steer_rflow_key rk;
 };
 BPF_PERCPU_ARRAY(steer_tmp, struct steer_tmp, 1);
 
@@ -121,8 +167,8 @@ struct steer_clock {
 };
 BPF_PERCPU_ARRAY(steer_clock, struct steer_clock, 1);
 
-/* session socket -> its current path: the client address it last sent a Binding Success
- * Response to (steer.bpf.c, mobility). XDP; the daemon deletes it when the session ends. */
+/* session socket -> its current path: the client address last proven to receive there
+ * (steer.bpf.c, "Mobility"). XDP; the daemon deletes it when the session ends. */
 BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_path, steer_paths,
 		 STEER_MAX_SESSIONS, STEER_PIN_DIR "/steer_paths", BPF_F_NO_PREALLOC);
 

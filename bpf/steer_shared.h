@@ -44,12 +44,19 @@ struct steer_session {
 	struct steer_addr vip;     /* where the session's packets appear to come from */
 	__u32 backend_id;
 	__u32 flags;               /* STEER_SESSION_* */
+	__u32 cid_nonce;           /* with STEER_SESSION_CID: the nonce its routing CIDs carry */
+	__u32 pad;
 };
 
 /* steer_session.flags: installed from another relay of the fleet, not registered here
  * (pyctl/daemon/fleet.py). The data plane ignores it; a restarted daemon leaves such a
  * session to the fleet sync instead of adopting it as its own. */
 #define STEER_SESSION_FOREIGN 1
+/* steer_session.flags: the session was registered with a sealed ufrag; `cid_nonce` is that
+ * ufrag's nonce (kept across ICE restarts), and a routing CID reaches the session's socket
+ * only if it carries the same nonce: a CID of an ended session, or of an earlier session on
+ * a reused port, routes nothing (steer.bpf.c dtls_cid). */
+#define STEER_SESSION_CID 2
 
 enum steer_backend_state {
 	STEER_BACKEND_UNSET = 0,   /* array slot never written: treated as active */
@@ -97,6 +104,13 @@ struct steer_flow {
  * daemon (pyctl/daemon/fleetflows.py). Routed like any flow; the daemon neither publishes
  * it again nor idles it out (it goes with its session). */
 #define STEER_FLOW_FLEET 1
+/* steer_flow.flags: tentative. The session answered a check the relay saw this address
+ * send it, but nothing has shown that the client *receives* there (UDP sources are
+ * spoofable): the flow carries the client's packets up, and nothing else. The socket's
+ * packets to it stay budgeted, its SSRCs are not learned, it never displaces another live
+ * session's flow, and it moves no path. The client's Binding Success Response to a check
+ * the session itself sent there clears it (steer.bpf.c, "Return-routability"). */
+#define STEER_FLOW_TENTATIVE 2
 
 /* steer_rflows key: exactly the (source, destination) of a transceiver's packet. */
 struct steer_rflow_key {
@@ -111,14 +125,18 @@ struct steer_rflow {
 	struct steer_nexthop nh;  /* towards the client */
 };
 
-/* steer_rflow.flags: the socket has since authenticated another address of its client
- * (NAT rebinding, a network change): its packets to this one go to the socket's current
- * path (steer_paths) instead. Set and cleared only by Binding Success Responses. */
+/* steer_rflow.flags: the client has since proven another address (NAT rebinding, a
+ * network change): the socket's packets to this one go to its current path (steer_paths)
+ * instead. Set and cleared only by proofs of return-routability. */
 #define STEER_RFLOW_STALE 1
+/* steer_rflow.flags: the client checked the socket from this stale address since: the
+ * socket's next Binding Request to it goes there, not to the current path, so that a
+ * client back at an old address can prove it again. Set by a client's check, used once. */
+#define STEER_RFLOW_ASKED 2
 
-/* steer_paths value, keyed by session socket: the client address the socket most
- * recently sent a Binding Success Response to (so the transceiver checked
- * MESSAGE-INTEGRITY from there), the VIP that client used, and when. steer.bpf.c (mobility). */
+/* steer_paths value, keyed by session socket: the client address most recently proven to
+ * receive there (it answered a check the socket sent it), the VIP that client used, and
+ * when. steer.bpf.c ("Mobility"). */
 struct steer_path {
 	struct steer_addr client;
 	struct steer_addr vip;
@@ -167,8 +185,11 @@ struct steer_ssrc_ring {
 #define STEER_CID_HDR_LEN (STEER_CID_OFF + STEER_CID_LEN + 2)
 
 /* steer_pending key: a Binding Request a session socket sent to a client (its transaction
- * id), so the client's answer reaches that socket even when the client has no flow. Made
- * only from what a transceiver sent, never from what a client sent. 32 bytes. */
+ * id), so the client's answer reaches that socket even when the client has no flow, and a
+ * Success answer proves the client receives there. Made only from what a transceiver sent,
+ * never from what a client sent. The same key and value type serve steer_asked: a Binding
+ * Request a client sent to a session socket, which the relay routed (what lets the
+ * session's answer make a tentative flow). 32 bytes. */
 struct steer_pending_key {
 	struct steer_addr client;
 	__u8 txid[12];
@@ -198,11 +219,36 @@ struct steer_sock_flows {
 	struct steer_addr client[STEER_SESSION_FLOW_CAP];
 };
 
-/* steer_budget[0]: the relay-wide budget for return packets to clients without a flow of
- * their socket (the amplification path), as GCRA: `tat` is the theoretical arrival time
- * of the next packet; one is allowed while tat is at most a burst ahead of now. */
+/* steer_budget[0]: the relay-wide budget for return packets to clients without a proven
+ * flow of their socket (the amplification path), as GCRA: `tat` is the theoretical
+ * arrival time of the next packet; one is allowed while tat is at most a burst ahead of
+ * now. */
 struct steer_budget {
 	__u64 tat;
+};
+
+/* steer_sock_budgets value, keyed by session socket: its own two GCRA budgets, so one
+ * session's floods spend only its own. `check_tat`: Binding Requests to it from addresses
+ * without its proven flow (public side); `return_tat`: its packets to addresses without
+ * its proven flow (internal side). */
+struct steer_sock_budget {
+	__u64 check_tat;
+	__u64 return_tat;
+};
+
+/* steer_src_prefixes key (an LPM trie): a source prefix. `prefixlen` counts the family
+ * byte too (8 + the address bits), so IPv4 and IPv6 prefixes live in one trie. */
+struct steer_src_prefix {
+	__u32 prefixlen;
+	__u8 family;     /* enum steer_family */
+	__u8 ip[16];
+	__u8 pad[3];
+};
+
+/* steer_src_prefixes value: the longest matching prefix decides. */
+struct steer_src_rule {
+	__u32 deny;      /* 1: no client can have this source; 0: allowed (an exception) */
+	__u32 pad;
 };
 
 /* steer_seal_keys value, indexed by key id (0-15): a SipHash-2-4 key sealed ufrags may
@@ -249,16 +295,17 @@ enum steer_reason {
 	STEER_R_DROP_FAMILY_MISMATCH = 15,  /* session socket and packet are different families */
 	STEER_R_PASS_FIB_FAILED = 16,       /* rewritten, but no route/neighbour: kernel forwards */
 	STEER_R_DROP_CROSS_UNNATED = 17,    /* UDP the kernel would route across the sides raw */
-	STEER_R_FWD_STUN_ANSWER = 18,       /* a client's answer to a transceiver's own check */
+	STEER_R_FWD_STUN_ANSWER = 18,       /* a client's error answer to a transceiver's own check */
 	STEER_R_DROP_CROSS_FRAGMENT = 19,   /* an IP fragment the kernel would route across */
 	STEER_R_DROP_CROSS_ICMP = 20,       /* ICMP/ICMPv6 the kernel would route across raw */
 	STEER_R_DROP_CROSS_OTHER = 21,      /* TCP, other protocols, malformed UDP, across */
 	STEER_R_DROP_TTL_EXCEEDED = 22,     /* TTL / hop limit <= 1: a router does not forward */
 	STEER_R_DROP_IP_OPTIONS = 23,       /* IPv4 options on a packet the relay would steer */
-	STEER_R_DROP_NO_FLOW_BUDGET = 24,   /* return to a client without a flow, over budget */
-	STEER_R_FWD_RETURN_LEARNED = 25,    /* a Binding Success Response: flow created/re-pointed */
+	STEER_R_DROP_NO_FLOW_BUDGET = 24,   /* return without a proven flow, over the relay's budget */
+	STEER_R_FWD_RETURN_LEARNED = 25,    /* a Success to an address that checked this session:
+					     * tentative flow created or re-pointed */
 	STEER_R_FWD_RETURN_EVICTED = 26,    /* the same, and the session's oldest flow went (cap) */
-	STEER_R_FWD_RETURN_NO_FLOW = 27,    /* return to a client without a flow, within budget */
+	STEER_R_FWD_RETURN_NO_FLOW = 27,    /* return without a proven flow, within budget */
 	STEER_R_FWD_RETURN_MOVED = 28,      /* to a client's stale address: sent to its current one */
 	STEER_R_FWD_STUN_SEALED = 29,       /* Binding Request routed by its sealed ufrag (seal.h) */
 	STEER_R_DROP_SEAL_BAD_MAC = 30,     /* sealed ufrag whose MAC does not check out: forged */
@@ -268,7 +315,16 @@ enum steer_reason {
 	STEER_R_FWD_DTLS_CID = 34,          /* DTLS record with a valid routing CID, any address */
 	STEER_R_DROP_DTLS_CID_MALFORMED = 35, /* CID record truncated or its length field lies */
 	STEER_R_DROP_DTLS_CID_FORGED = 36,  /* CID whose check bits, key id or backend fail */
-	STEER_R__MAX = 37,
+	STEER_R_FWD_STUN_PROVEN = 37,       /* a client's Success answer to a session's own check:
+					     * its address proven (flow made current, path moved) */
+	STEER_R_DROP_SRC_BOGON = 38,        /* source no client can have (martian, denied prefix) */
+	STEER_R_DROP_SRC_INTERNAL = 39,     /* source routed back inside, local, or unroutable */
+	STEER_R_DROP_CHECK_BUDGET = 40,     /* a session's checks from unproven addresses, over budget */
+	STEER_R_DROP_SESSION_BUDGET = 41,   /* a session's returns to unproven addresses, over budget */
+	STEER_R_DROP_DTLS_CID_DEAD = 42,    /* valid CID, but no live session of its nonce there */
+	STEER_R_FWD_RETURN_UNASKED = 43,    /* a Success to an address the relay saw send no such
+					     * check to this session: moves nothing, budgeted */
+	STEER_R__MAX = 44,
 };
 
 #endif /* STEER_SHARED_H */

@@ -25,7 +25,12 @@ BACKEND_ID_MAX = 4095
 # a flow copied from another relay
 SESSION_FOREIGN = 1
 FLOW_FLEET = 1
-# steer_rflow.flags: the socket has since authenticated another address of its client
+# steer_session.flags: registered with a sealed ufrag; cid_nonce holds its nonce
+SESSION_CID = 2
+# steer_flow.flags: tentative (the session answered the address's check; the address has
+# not yet proven it receives there)
+FLOW_TENTATIVE = 2
+# steer_rflow.flags: the client has since proven another address
 RFLOW_STALE = 1
 # steer_config.flags (STEER_CONFIG_*): connection hints off (what bench/mobility.py compares)
 CONFIG_NO_HINTS = 1
@@ -82,6 +87,13 @@ class Reason(enum.IntEnum):
     FWD_DTLS_CID = 34
     DROP_DTLS_CID_MALFORMED = 35
     DROP_DTLS_CID_FORGED = 36
+    FWD_STUN_PROVEN = 37
+    DROP_SRC_BOGON = 38
+    DROP_SRC_INTERNAL = 39
+    DROP_CHECK_BUDGET = 40
+    DROP_SESSION_BUDGET = 41
+    DROP_DTLS_CID_DEAD = 42
+    FWD_RETURN_UNASKED = 43
 
     @property
     def label(self) -> str:

@@ -34,7 +34,10 @@ PINNED_MAPS = (
     "steer_rflows",
     "steer_sockflows",
     "steer_pending",
+    "steer_asked",
     "steer_budget",
+    "steer_sock_budgets",
+    "steer_src_prefixes",
     "steer_stats",
     "steer_config",
     "steer_seal_keys",
@@ -60,8 +63,14 @@ class BuildOptions:
     max_vips: int = 64
     max_backends: int = BACKEND_ID_MAX + 1
     session_flow_cap: int = 64  # flows one session socket may hold (oldest evicted)
-    noflow_pps: int = 20000  # return packets/s to clients without a flow (relay-wide)
+    noflow_pps: int = 20000  # return packets/s to clients without a proven flow (relay-wide)
     noflow_burst: int = 2000
+    # per session socket: Binding Requests/s from addresses without its proven flow, and
+    # its packets/s to such addresses (steer_sock_budgets)
+    session_check_pps: int = 50
+    session_check_burst: int = 100
+    session_noflow_pps: int = 100
+    session_noflow_burst: int = 200
     explain: bool = False  # compile out every map write (steerctl explain)
 
     def __post_init__(self) -> None:
@@ -83,6 +92,10 @@ class BuildOptions:
             f"-DSTEER_SESSION_FLOW_CAP={self.session_flow_cap}",
             f"-DSTEER_NOFLOW_PPS={self.noflow_pps}",
             f"-DSTEER_NOFLOW_BURST={self.noflow_burst}",
+            f"-DSTEER_SESSION_CHECK_PPS={self.session_check_pps}",
+            f"-DSTEER_SESSION_CHECK_BURST={self.session_check_burst}",
+            f"-DSTEER_SESSION_NOFLOW_PPS={self.session_noflow_pps}",
+            f"-DSTEER_SESSION_NOFLOW_BURST={self.session_noflow_burst}",
             *(["-DSTEER_EXPLAIN"] if self.explain else []),
         ]
 

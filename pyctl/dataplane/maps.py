@@ -17,10 +17,13 @@ from typing import Any
 import numpy as np
 
 from pyctl.dataplane.mapscan import CHUNK, Cursor, chunks, scan, to_ctypes
+from steer_common import seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import (
     FLOW_FLEET,
+    FLOW_TENTATIVE,
     ICE_CHARS,
+    SESSION_CID,
     SESSION_FOREIGN,
     UFRAG_MAX,
     UFRAG_MIN,
@@ -66,6 +69,15 @@ class Flow:
     bytes: int
     rpackets: int
     rbytes: int
+    flags: int = 0  # STEER_FLOW_*
+
+    @property
+    def state(self) -> str:
+        """`tentative` (the session answered this address; it has not proven it receives
+        there), `fleet` (a copy of another relay's), or `proven`."""
+        if self.flags & FLOW_TENTATIVE:
+            return "tentative"
+        return "fleet" if self.flags & FLOW_FLEET else "proven"
 
     def idle_s(self, now_ns: int | None = None) -> float:
         return ((now_ns or time.monotonic_ns()) - self.last_seen_ns) / 1e9
@@ -73,6 +85,8 @@ class Flow:
     def age_s(self, now_ns: int | None = None) -> float:
         return ((now_ns or time.monotonic_ns()) - self.created_ns) / 1e9
 
+
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Below this many flow rings, the orphan sweep looks each one's socket up instead of
 # reading the whole session map.
@@ -108,16 +122,60 @@ class RouteMaps:
         self.ssrc_map = bpf[b"steer_ssrcs"]
         self.ssrc_ring_map = bpf[b"steer_ssrc_rings"]
         self.pending_map = bpf[b"steer_pending"]
+        self.asked_map = bpf[b"steer_asked"]
         self.budget_map = bpf[b"steer_budget"]
+        self.sock_budget_map = bpf[b"steer_sock_budgets"]
+        self.src_map = bpf[b"steer_src_prefixes"]
         self.stats_map = bpf[b"steer_stats"]
 
     # -- VIPs
     def add_vip(self, vip: Endpoint) -> None:
+        """A VIP, and its address denied as a client source (no client is the relay)."""
         leaf = self.vip_map.Leaf()
         self.vip_map[vip.fill(self.vip_map.Key())] = leaf
+        self.set_source_rule(ipaddress.ip_network(vip.ip), deny=True)
 
     def del_vip(self, vip: Endpoint) -> bool:
-        return bool(delete_entry(self.vip_map, vip.fill(self.vip_map.Key())))
+        gone = bool(delete_entry(self.vip_map, vip.fill(self.vip_map.Key())))
+        if gone and all(v.ip != vip.ip for v in self.vips()):
+            self.del_source_rule(ipaddress.ip_network(vip.ip))
+        return gone
+
+    # -- sources no client can have (steer_src_prefixes, bpf/source.h)
+    def _prefix_key(self, net: Net) -> Any:
+        key = self.src_map.Key()
+        key.prefixlen = 8 + net.prefixlen
+        key.family = net.version
+        ctypes.memmove(key.ip, net.network_address.packed, len(net.network_address.packed))
+        return key
+
+    def set_source_rule(self, net: Net, deny: bool) -> None:
+        """Deny (or, inside a denied prefix, allow) client sources in `net`; the longest
+        matching prefix decides."""
+        leaf = self.src_map.Leaf()
+        leaf.deny = int(deny)
+        self.src_map[self._prefix_key(net)] = leaf
+
+    def del_source_rule(self, net: Net) -> bool:
+        return bool(delete_entry(self.src_map, self._prefix_key(net)))
+
+    def source_rules(self) -> dict[Net, bool]:
+        """Every prefix and whether it denies."""
+        out: dict[Net, bool] = {}
+        for k, v in self.src_map.items():
+            width = 4 if k.family == 4 else 16
+            ip = ipaddress.ip_address(bytes(k.ip)[:width])
+            out[ipaddress.ip_network(f"{ip}/{k.prefixlen - 8}")] = bool(v.deny)
+        return out
+
+    def replace_source_rules(self, rules: dict[Net, bool]) -> None:
+        """Make the source rules exactly `rules` (the VIPs' denials are kept)."""
+        keep = {ipaddress.ip_network(v.ip): True for v in self.vips()}
+        want = {**rules, **keep}
+        for net in set(self.source_rules()) - set(want):
+            self.del_source_rule(net)
+        for net, deny in want.items():
+            self.set_source_rule(net, deny)
 
     def vips(self) -> list[Endpoint]:
         return sorted((Endpoint.from_c(k) for k in self.vip_map), key=Endpoint.sort_key)
@@ -129,13 +187,19 @@ class RouteMaps:
         return key
 
     def session_leaf(self, s: Session, leaf: Any = None) -> Any:
-        """Fill `leaf` (a new one when None) with the session and return it."""
+        """Fill `leaf` (a new one when None) with the session and return it. A sealed
+        ufrag for the session's own backend and port gives the nonce its routing CIDs
+        must carry (STEER_SESSION_CID)."""
         leaf = self.session_map.Leaf() if leaf is None else leaf
         leaf.ufrag.s = s.ufrag.encode()
         s.sock.fill(leaf.sock)
         s.vip.fill(leaf.vip)
         leaf.backend_id = s.backend_id
         leaf.flags = SESSION_FOREIGN if s.foreign else 0
+        nonce = cid_nonce(s)
+        if nonce is not None:
+            leaf.flags |= SESSION_CID
+            leaf.cid_nonce = nonce
         return leaf
 
     def get_session(self, ufrag: str) -> Session | None:
@@ -228,7 +292,12 @@ class RouteMaps:
             self.session_map[key] = leaf
         except Exception as e:
             raise MapFullError(f"steer_sessions: {e}") from e
-        self.sock_map[s.sock.fill(self.sock_map.Key())] = leaf  # exists: an update
+        sock_key = s.sock.fill(self.sock_map.Key())
+        before = get_entry(self.sock_map, sock_key)
+        if before is not None:  # the DTLS session goes on: so do its CIDs
+            leaf.flags = (leaf.flags & ~SESSION_CID) | (before.flags & SESSION_CID)
+            leaf.cid_nonce = before.cid_nonce
+        self.sock_map[sock_key] = leaf  # exists: an update
 
     def sock_owner(self, sock: Endpoint) -> Session | None:
         """The live session a transceiver socket belongs to."""
@@ -531,6 +600,9 @@ class RouteMaps:
             self.rflow_map,
             self.ring_map,
             self.pending_map,
+            self.asked_map,
+            self.sock_budget_map,
+            self.src_map,
             self.path_map,
             self.ssrc_map,
             self.ssrc_ring_map,
@@ -612,6 +684,15 @@ def delete_entry(table: Any, key: Any) -> int:
         return 0
 
 
+def cid_nonce(s: Session) -> int | None:
+    """The nonce of the session's ufrag if it is sealed for the session's own backend and
+    port (what the transceiver's routing CIDs carry), else None."""
+    got = seal.unseal(s.ufrag)
+    if got is None or got[0].backend != s.backend_id or got[0].port != s.sock.port:
+        return None
+    return got[0].nonce
+
+
 def _session(v: Any) -> Session:
     return Session(
         ufrag=bytes(v.ufrag.s).rstrip(b"\0").decode(),
@@ -634,4 +715,5 @@ def _flow(k: Any, v: Any) -> Flow:
         bytes=v.bytes,
         rpackets=v.rpackets,
         rbytes=v.rbytes,
+        flags=v.flags,
     )

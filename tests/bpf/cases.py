@@ -4,6 +4,7 @@ cilium's scapy packet definitions). Multi-packet flows use `setup` on purpose.""
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 from collections.abc import Callable
@@ -97,24 +98,78 @@ def error_response(txid: bytes = b"answer-txid1") -> bytes:
     return bytes(stun.Message([body], msg_type=stun.BINDING_ERROR, txid=txid))
 
 
+Step = tuple[str, "Packet | bytes", "Reason | None", "XdpAction | None"]
+
+
+def steps(*frames: Step) -> Setup:
+    """Frames run before the case, in order (the model replays them too); each must get the
+    reason and action given (None: any)."""
+    raw = [(side, bytes(f), reason, action) for side, f, reason, action in frames]
+
+    def setup(r: Replay) -> None:
+        for side, frame, reason, action in raw:
+            v = r.run(side, frame)
+            assert reason is None or v.reason == reason, f"setup got {v.reason.name}"
+            assert action is None or v.action == action, f"setup got {v.action.name}"
+
+    setup.frames = [(side, frame) for side, frame, _, _ in raw]  # type: ignore[attr-defined]
+    return setup
+
+
 def sent(
     side: str, frame: Packet | bytes, reason: Reason, action: XdpAction = XdpAction.REDIRECT
 ) -> Setup:
     """A frame run before the case (the model replays it too)."""
-    raw = bytes(frame)
+    return steps((side, frame, reason, action))
 
-    def setup(r: Replay) -> None:
-        v = r.run(side, raw)
-        assert (v.action, v.reason) == (action, reason), f"setup got {v.reason.name}"
 
-    setup.frame = raw  # type: ignore[attr-defined]
-    setup.side = side  # type: ignore[attr-defined]
-    return setup
+_TXIDS = itertools.count()
+
+
+def txid(tag: str) -> bytes:
+    """A transaction id no other setup step uses (12 bytes)."""
+    return f"{tag[:4]:<4}{next(_TXIDS):08d}".encode()
+
+
+# the ufrag each test session socket is reached by
+UFRAG_OF = {env.TRX1: UFRAG, env.TRX2: TRX2_UFRAG, env.TRX1_6: V6_UFRAG}
+
+
+def asked(trx: Endpoint = env.TRX1, client: Endpoint = env.CLIENT4, tx: bytes = b"") -> Setup:
+    """The client's check reaches the session by its ufrag (the relay notes it)."""
+    tx = tx or txid("ask")
+    msg = req(UFRAG_OF[trx] + b":cli1", txid=tx)
+    return steps(("public", client_to_vip(msg, client=client), None, XdpAction.REDIRECT))
+
+
+def tentative(trx: Endpoint = env.TRX1, client: Endpoint = env.CLIENT4) -> Setup:
+    """The client checks the session and the session answers: a tentative flow."""
+    tx = txid("ask")
+    ask = asked(trx, client, tx)
+    answer = trx_to_client(trx, success(tx), client)
+    return steps(
+        *[(side, f, None, XdpAction.REDIRECT) for side, f in ask.frames],  # type: ignore[attr-defined]
+        ("internal", answer, Reason.FWD_RETURN_LEARNED, XdpAction.REDIRECT),
+    )
 
 
 def answered(trx: Endpoint = env.TRX1, client: Endpoint = env.CLIENT4) -> Setup:
-    """The transceiver answers the client's check: that is what establishes a flow."""
-    return sent("internal", trx_to_client(trx, success(), client), Reason.FWD_RETURN_LEARNED)
+    """The ICE exchange that gives a client a proven flow (steer.bpf.c,
+    "Return-routability"): its check reaches the session (noted), the session answers, the
+    session checks the client, and the client's Success answer proves it receives there."""
+    ask, own = txid("ask"), txid("own")
+    ufrag = UFRAG_OF[trx]
+    return steps(
+        ("public", client_to_vip(req(ufrag + b":cli1", txid=ask), client=client), None, None),
+        ("internal", trx_to_client(trx, success(ask), client), None, None),
+        (
+            "internal",
+            trx_to_client(trx, stun.binding_request(b"cli1:" + ufrag, txid=own), client),
+            None,
+            XdpAction.REDIRECT,
+        ),
+        ("public", client_to_vip(success(own), client=client), Reason.FWD_STUN_PROVEN, None),
+    )
 
 
 def warmed(client: Endpoint = env.CLIENT4) -> Setup:
@@ -126,7 +181,7 @@ def warmed(client: Endpoint = env.CLIENT4) -> Setup:
         run(r)
         assert all(leaf.nh.ifindex for leaf in r.maps.flow_map.values()), "no next hop cached"
 
-    setup.frame, setup.side = run.frame, run.side  # type: ignore[attr-defined]
+    setup.frames = run.frames  # type: ignore[attr-defined]
     return setup
 
 
@@ -148,6 +203,17 @@ def session(ufrag: str, sock: Endpoint, vip: Endpoint, backend_id: int = 1) -> S
         st.socks = {**st.socks, sock: rec}
 
     setup.model = in_model  # type: ignore[attr-defined]
+    return setup
+
+
+def ice_restarted(ufrag: str, sock: Endpoint, backend_id: int = 2) -> Setup:
+    """The session restarts ICE: a new sealed ufrag (another nonce) names its socket."""
+
+    def setup(r: Replay) -> None:
+        new = seal.seal(CID_KEY.key, CID_KEY.id, backend_id, sock.port, nonce=0x2E57)
+        r.maps.rekey(Session(new, sock, env.VIP4, backend_id))
+        r.maps.drop_sessions([ufrag])
+
     return setup
 
 
@@ -209,6 +275,66 @@ def flow_is(client: Endpoint, vip: Endpoint, sock: Endpoint, backend_id: int = 1
         assert (f.sock, f.backend_id) == (sock, backend_id)
 
     return check
+
+
+def path_is(sock: Endpoint, client: Endpoint) -> Check:
+    def check(r: Replay) -> None:
+        p = r.maps.path_map[sock.fill(r.maps.path_map.Key())]
+        assert Endpoint.from_c(p.client) == client and p.authed_ns > 0
+
+    return check
+
+
+def flow_leads_to(sock: Endpoint) -> Setup:
+    """The client's flow now leads to another socket; the old return flow is still there."""
+
+    def setup(r: Replay) -> None:
+        ((key, leaf),) = r.maps.flow_map.items()
+        sock.fill(leaf.sock)
+        r.maps.flow_map[key] = leaf
+        assert len(r.maps.rflow_map.items()) == 1
+
+    return setup
+
+
+def flow_state(state: str, client: Endpoint = env.CLIENT4) -> Check:
+    """The client's flow is `tentative` or `proven` (steer.bpf.c, "Return-routability")."""
+
+    def check(r: Replay) -> None:
+        (f,) = [f for f in r.maps.flows() if f.client == client]
+        assert f.state == state, f"flow of {client} is {f.state}, not {state}"
+
+    return check
+
+
+def no_path(sock: Endpoint) -> Check:
+    def check(r: Replay) -> None:
+        assert sock.fill(r.maps.path_map.Key()) not in r.maps.path_map, "a path moved"
+
+    return check
+
+
+GONE_SOCK = Endpoint(env.TRX1.ip, 41111)  # no session is registered there
+
+
+def session_budget_spent(sock: Endpoint, check: bool = False) -> Setup:
+    """The session socket's own return budget (or its check budget) is used up."""
+
+    def setup(r: Replay) -> None:
+        table = r.maps.sock_budget_map
+        leaf = table.Leaf()
+        far = time.monotonic_ns() + 600 * 10**9
+        if check:
+            leaf.check_tat = far
+        else:
+            leaf.return_tat = far
+        table[sock.fill(table.Key())] = leaf
+
+    def in_model(st: model.State) -> None:
+        (st.checks_left if check else st.returns_left)[sock] = 0
+
+    setup.model = in_model  # type: ignore[attr-defined]
+    return setup
 
 
 @dataclass
@@ -453,12 +579,12 @@ FLOW_CASES = [
         setup=[sent("internal", trx_to_client(env.TRX1, SRTP), Reason.FWD_RETURN_NO_FLOW)],
     ),
     fwd(
-        "client_answer_to_transceiver_check",
+        "client_success_answer_to_transceiver_check_proves_the_address",
         client_to_vip(success(b"trx-check-01")),
         steered_to(env.TRX1, success(b"trx-check-01")),
-        Reason.FWD_STUN_ANSWER,
+        Reason.FWD_STUN_PROVEN,
         setup=[checked()],
-        checks=[no_flows, pending_to(env.TRX1)],
+        checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX1), flow_state("proven"), no_pending],
     ),
     fwd(
         "client_error_answer_to_transceiver_check",
@@ -469,11 +595,20 @@ FLOW_CASES = [
         checks=[no_flows],
     ),
     fwd(
-        "client_answer_goes_by_txid_over_its_flow",
+        "client_answer_goes_by_txid_over_its_flow_and_proves_it_there",
         client_to_vip(success(b"trx-check-02")),
         steered_to(env.TRX2, success(b"trx-check-02")),
+        Reason.FWD_STUN_PROVEN,
+        setup=[answered(), checked(env.TRX2, txid=b"trx-check-02")],
+        checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX2, 2)],
+    ),
+    fwd(
+        "client_error_answer_over_its_flow_moves_nothing",
+        client_to_vip(error_response(b"trx-check-02")),
+        steered_to(env.TRX2, error_response(b"trx-check-02")),
         Reason.FWD_STUN_ANSWER,
         setup=[answered(), checked(env.TRX2, txid=b"trx-check-02")],
+        checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX1), path_is(env.TRX1, env.CLIENT4)],
     ),
     drop(
         "client_answer_with_unknown_txid",
@@ -651,19 +786,56 @@ def _icmp_unreachable(trx: Endpoint) -> Packet:
 
 RETURN_CASES = [
     ret(
-        "return_binding_success_learns_flow",
+        "return_success_to_a_check_makes_a_tentative_flow",
         env.TRX1,
         success(),
         Reason.FWD_RETURN_LEARNED,
-        checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX1), flow_counts(0, 1)],
+        setup=[asked(tx=b"answer-txid1")],
+        checks=[
+            flow_is(env.CLIENT4, env.VIP4, env.TRX1),
+            flow_counts(0, 1),
+            flow_state("tentative"),
+            no_path(env.TRX1),
+        ],
     ),
     ret(
-        "return_binding_success_ipv6",
+        "return_success_to_a_check_ipv6",
         env.TRX1_6,
         success(),
         Reason.FWD_RETURN_LEARNED,
         client=env.CLIENT6,
-        checks=[flow_is(env.CLIENT6, env.VIP6, env.TRX1_6)],
+        setup=[asked(env.TRX1_6, env.CLIENT6, tx=b"answer-txid1")],
+        checks=[flow_is(env.CLIENT6, env.VIP6, env.TRX1_6), flow_state("tentative", env.CLIENT6)],
+    ),
+    ret(
+        "return_success_nobody_asked_for_moves_nothing",
+        env.TRX1,
+        success(),
+        Reason.FWD_RETURN_UNASKED,
+        checks=[no_flows],
+    ),
+    ret(
+        "return_success_to_another_sessions_check_moves_nothing",
+        env.TRX2,
+        success(),
+        Reason.FWD_RETURN_UNASKED,
+        setup=[asked(env.TRX1, tx=b"answer-txid1")],
+        checks=[no_flows],
+    ),
+    ret(
+        "return_on_a_tentative_flow_is_budgeted",
+        env.TRX1,
+        SRTP,
+        Reason.FWD_RETURN_NO_FLOW,
+        setup=[tentative()],
+        checks=[flow_counts(0, 1), flow_state("tentative")],
+    ),
+    drop(
+        "return_on_a_tentative_flow_over_budget",
+        trx_to_client(env.TRX1, SRTP),
+        Reason.DROP_NO_FLOW_BUDGET,
+        side="internal",
+        setup=[tentative(), budget_spent],
     ),
     ret(
         "return_binding_error_learns_nothing",
@@ -703,12 +875,28 @@ RETURN_CASES = [
         checks=[flow_counts(0, 2)],
     ),
     ret(
-        "return_success_repoints_flow_to_the_answering_session",
+        "return_success_never_repoints_another_live_sessions_flow",
+        env.TRX2,
+        success(),
+        Reason.FWD_RETURN_NO_FLOW,
+        setup=[answered(), asked(env.TRX2, tx=b"answer-txid1")],
+        checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX1), path_is(env.TRX1, env.CLIENT4)],
+    ),
+    ret(
+        "return_success_never_repoints_another_live_sessions_tentative_flow",
+        env.TRX2,
+        success(),
+        Reason.FWD_RETURN_NO_FLOW,
+        setup=[tentative(), asked(env.TRX2, tx=b"answer-txid1")],
+        checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX1), flow_state("tentative")],
+    ),
+    ret(
+        "return_success_repoints_a_dead_sessions_flow_tentatively",
         env.TRX2,
         success(),
         Reason.FWD_RETURN_LEARNED,
-        setup=[answered()],
-        checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX2, 2)],
+        setup=[answered(), flow_leads_to(GONE_SOCK), asked(env.TRX2, tx=b"answer-txid1")],
+        checks=[flow_is(env.CLIENT4, env.VIP4, env.TRX2, 2), flow_state("tentative")],
     ),
     ret(
         "return_from_session_on_second_vip",
@@ -741,12 +929,50 @@ RETURN_CASES = [
         Reason.FWD_RETURN,
         setup=[answered(), budget_spent],
     ),
+    drop(
+        "return_success_to_an_unproven_address_is_budgeted",
+        trx_to_client(env.TRX1, success()),
+        Reason.DROP_NO_FLOW_BUDGET,
+        side="internal",
+        setup=[asked(tx=b"answer-txid1"), budget_spent],
+        checks=[no_flows],
+    ),
     ret(
-        "return_success_is_not_budgeted",
+        "return_check_is_not_held_by_the_relay_budget",
         env.TRX1,
-        success(),
-        Reason.FWD_RETURN_LEARNED,
+        stun.binding_request(b"cli1:" + UFRAG, txid=b"trx-check-01"),
+        Reason.FWD_RETURN_NO_FLOW,
         setup=[budget_spent],
+        checks=[pending_to(env.TRX1)],
+    ),
+    drop(
+        "return_without_flow_over_the_sessions_budget",
+        trx_to_client(env.TRX1, error_response()),
+        Reason.DROP_SESSION_BUDGET,
+        side="internal",
+        setup=[session_budget_spent(env.TRX1)],
+    ),
+    drop(
+        "return_check_over_the_sessions_budget",
+        trx_to_client(env.TRX1, stun.binding_request(b"cli1:" + UFRAG, txid=b"trx-check-01")),
+        Reason.DROP_SESSION_BUDGET,
+        side="internal",
+        setup=[session_budget_spent(env.TRX1)],
+        checks=[no_pending],
+    ),
+    ret(
+        "return_on_a_proven_flow_is_not_held_by_the_sessions_budget",
+        env.TRX1,
+        SRTP,
+        Reason.FWD_RETURN,
+        setup=[answered(), session_budget_spent(env.TRX1)],
+    ),
+    ret(
+        "another_sessions_budget_is_its_own",
+        env.TRX1,
+        error_response(),
+        Reason.FWD_RETURN_NO_FLOW,
+        setup=[session_budget_spent(env.TRX2)],
     ),
     ret(
         "return_vlan_tag_is_stripped",
@@ -1069,18 +1295,6 @@ def flow_lost(r: Replay) -> None:
     assert len(r.maps.rflow_map.items()) == 1
 
 
-def flow_leads_to(sock: Endpoint) -> Setup:
-    """The client's flow now leads to another socket; the old return flow is still there."""
-
-    def setup(r: Replay) -> None:
-        ((key, leaf),) = r.maps.flow_map.items()
-        sock.fill(leaf.sock)
-        r.maps.flow_map[key] = leaf
-        assert len(r.maps.rflow_map.items()) == 1
-
-    return setup
-
-
 RETURN_CASES += [
     Case(
         "return_flow_outlived_by_its_return_flow_is_budgeted",
@@ -1122,16 +1336,13 @@ MOVED = Endpoint.parse("192.0.2.8:41000")
 
 
 def reanswered(client: Endpoint = env.CLIENT4) -> Setup:
-    """The transceiver answers a check from an address that has its flow already."""
-    return sent("internal", trx_to_client(env.TRX1, success(), client), Reason.FWD_RETURN)
+    """The client, back at an address whose return flow went stale, proves it again: its
+    check lets the transceiver's next check through there (STEER_RFLOW_ASKED)."""
+    return answered(client=client)
 
 
-def path_is(sock: Endpoint, client: Endpoint) -> Check:
-    def check(r: Replay) -> None:
-        p = r.maps.path_map[sock.fill(r.maps.path_map.Key())]
-        assert Endpoint.from_c(p.client) == client and p.authed_ns > 0
-
-    return check
+FIRST = answered()  # CLIENT4's exchange, its proof kept to be replayed later
+FIRST_PROOF = FIRST.frames[3][1]  # type: ignore[attr-defined]
 
 
 def _moved(name: str, payload: bytes, old: Endpoint, new: Endpoint, **kw: Any) -> Case:
@@ -1179,12 +1390,60 @@ MOBILITY_CASES = [
         setup=[answered(), answered(client=REBOUND), answered(client=MOVED)],
     ),
     ret(
-        "success_to_old_address_goes_there_and_makes_it_current",
+        "success_to_old_address_goes_there_and_moves_nothing",
         env.TRX1,
         success(),
         Reason.FWD_RETURN,
         setup=[answered(), answered(client=REBOUND)],
+        checks=[path_is(env.TRX1, REBOUND)],
+    ),
+    ret(
+        "tentative_new_address_moves_no_path",
+        env.TRX1,
+        SRTP,
+        Reason.FWD_RETURN,
+        setup=[answered(), tentative(client=REBOUND)],
+        checks=[path_is(env.TRX1, env.CLIENT4), flow_state("tentative", REBOUND)],
+    ),
+    fwd(
+        "tentative_new_address_carries_the_clients_packets_up",
+        client_to_vip(SRTP, client=REBOUND),
+        steered_to(env.TRX1, SRTP, client=REBOUND),
+        Reason.FWD_FLOW,
+        setup=[answered(), tentative(client=REBOUND)],
         checks=[path_is(env.TRX1, env.CLIENT4)],
+    ),
+    ret(
+        "check_from_a_stale_address_lets_one_transceiver_check_through",
+        env.TRX1,
+        stun.binding_request(b"cli1:" + UFRAG, txid=b"consent-0002"),
+        Reason.FWD_RETURN,
+        setup=[answered(), answered(client=REBOUND), asked(client=env.CLIENT4)],
+        checks=[pending_to(env.TRX1, env.CLIENT4), path_is(env.TRX1, REBOUND)],
+    ),
+    _moved(
+        "only_one_transceiver_check_goes_to_the_stale_address",
+        stun.binding_request(b"cli1:" + UFRAG, txid=b"consent-0003"),
+        env.CLIENT4,
+        REBOUND,
+        setup=[
+            answered(),
+            answered(client=REBOUND),
+            asked(client=env.CLIENT4),
+            sent(
+                "internal",
+                trx_to_client(env.TRX1, stun.binding_request(b"c:" + UFRAG, txid=b"consent-0004")),
+                Reason.FWD_RETURN,
+            ),
+        ],
+    ),
+    fwd(
+        "proof_replayed_after_a_move_moves_nothing",
+        client_to_vip(FIRST_PROOF[42:]),
+        steered_to(env.TRX1, FIRST_PROOF[42:]),
+        Reason.FWD_FLOW,
+        setup=[FIRST, answered(client=REBOUND)],
+        checks=[path_is(env.TRX1, REBOUND)],
     ),
     ret(
         "old_address_reauthenticated_keeps_its_media",
@@ -1353,6 +1612,13 @@ HINT_CASES = [
         checks=[ssrc_owner(HINT_SSRC, None)],
     ),
     drop(
+        "ssrc_never_learned_on_a_tentative_flow",
+        client_to_vip(rtp(), client=THIRD),
+        Reason.DROP_RTP_NO_FLOW,
+        setup=[tentative(client=REBOUND), learned(client=REBOUND)],
+        checks=[ssrc_owner(HINT_SSRC, None)],
+    ),
+    drop(
         "ssrc_of_an_ended_session_routes_nothing",
         client_to_vip(rtp(), client=REBOUND),
         Reason.DROP_RTP_NO_FLOW,
@@ -1390,17 +1656,24 @@ HINT_CASES = [
 # -- DTLS connection IDs (steer.bpf.c dtls_cid, steer_common/cid.py): routed from any address
 CID_KEY = seal.SealKey(13, bytes(range(100, 116)))
 TRX2_CID = cid.mint(CID_KEY, 2, env.TRX2.port, nonce=0xC1D)
+# the session at TRX2 registered with a sealed ufrag of the same nonce (STEER_SESSION_CID)
+TRX2_SEALED = seal.seal(CID_KEY.key, CID_KEY.id, 2, env.TRX2.port, nonce=0xC1D)
 
 
 def cid_key(r: Replay) -> None:
-    """Key id 13 valid and backend 2 at TRX2's address, as a daemon with keys has them."""
+    """Key id 13 valid, backend 2 at TRX2's address, and TRX2's socket a session whose
+    sealed ufrag carries the CID's nonce, as a daemon with keys has them."""
     seal.install_key(r.dp.table("steer_seal_keys"), CID_KEY)
     r.maps.set_backend(2, Endpoint(env.TRX2.ip, 0), BackendState.ACTIVE)
+    r.maps.add_session(Session(TRX2_SEALED, env.TRX2, env.VIP4, 2))
 
 
 def _cid_key_model(st: model.State) -> None:
     st.seal_keys = {**st.seal_keys, CID_KEY.id: CID_KEY.key}
     st.backend_addrs = {**st.backend_addrs, 2: env.TRX2.ip}
+    rec = model.SessionRec(env.TRX2, env.VIP4, 2, 0xC1D)
+    st.sessions = {**st.sessions, TRX2_SEALED.encode(): rec}
+    st.socks = {**st.socks, env.TRX2: rec}
 
 
 cid_key.model = _cid_key_model  # type: ignore[attr-defined]
@@ -1416,7 +1689,46 @@ def _cid_drop(name: str, payload: bytes, reason: Reason) -> Case:
     return drop(name, client_to_vip(payload, client=THIRD), reason, setup=[cid_key])
 
 
+def _port_reused(r: Replay) -> None:
+    """TRX2's session ended and its port went to a new session (another sealed nonce)."""
+    r.maps.del_session(TRX2_SEALED)
+    r.maps.add_session(
+        Session(seal.seal(CID_KEY.key, CID_KEY.id, 2, env.TRX2.port, 0xBEEF), env.TRX2, env.VIP4, 2)
+    )
+
+
+def _unsealed_session(r: Replay) -> None:
+    """TRX2's socket is a session registered with an unsealed ufrag: it has no CIDs."""
+    r.maps.del_session(TRX2_SEALED)
+    r.maps.add_session(Session("plainufrag000001", env.TRX2, env.VIP4, 2))
+
+
 CID_CASES = [
+    drop(
+        "dtls_cid_of_an_ended_session_routes_nothing",
+        client_to_vip(cid.record(TRX2_CID), client=THIRD),
+        Reason.DROP_DTLS_CID_DEAD,
+        setup=[cid_key, ended(TRX2_SEALED)],
+    ),
+    drop(
+        "dtls_cid_of_an_earlier_session_on_a_reused_port_routes_nothing",
+        client_to_vip(cid.record(TRX2_CID), client=THIRD),
+        Reason.DROP_DTLS_CID_DEAD,
+        setup=[cid_key, _port_reused],
+    ),
+    drop(
+        "dtls_cid_to_a_session_without_cids_routes_nothing",
+        client_to_vip(cid.record(TRX2_CID), client=THIRD),
+        Reason.DROP_DTLS_CID_DEAD,
+        setup=[cid_key, _unsealed_session],
+    ),
+    fwd(
+        "dtls_cid_survives_an_ice_restart",
+        client_to_vip(cid.record(TRX2_CID), client=THIRD),
+        steered_to(env.TRX2, cid.record(TRX2_CID), client=THIRD),
+        Reason.FWD_DTLS_CID,
+        setup=[cid_key, ice_restarted(TRX2_SEALED, env.TRX2)],
+    ),
     fwd(
         "dtls_cid_record_routed_from_an_address_without_flow",
         client_to_vip(cid.record(TRX2_CID), client=THIRD),

@@ -27,6 +27,8 @@ SESSION_FLOW_CAP = 64  # BuildOptions.session_flow_cap
 SESSION_SSRC_CAP, SSRC_SAMPLE = 8, 16  # steer_shared.h: connection hints
 SSRC_YOUNG, SSRC_SAMPLE_OLD = 1024, 1024
 NOFLOW_BURST = 2000  # BuildOptions.noflow_burst: GCRA allows burst + 1 packets at once
+CHECK_BURST = 100  # BuildOptions.session_check_burst (per session socket)
+SESSION_NOFLOW_BURST = 200  # BuildOptions.session_noflow_burst (per session socket)
 MTU = 1500  # every interface of the replay namespace
 STUN_REQUEST, STUN_SUCCESS, STUN_ERROR = 0x0001, 0x0101, 0x0111
 ICMP4, ICMP6 = 1, 58
@@ -41,6 +43,7 @@ class SessionRec:
     sock: Endpoint
     vip: Endpoint
     backend_id: int
+    cid_nonce: int | None = None  # STEER_SESSION_CID: registered with a sealed ufrag
 
 
 @dataclass
@@ -66,9 +69,22 @@ class State:
     )
     rings: dict[Endpoint, Ring] = field(default_factory=dict)
     budget: int = NOFLOW_BURST + 1  # no-flow returns left (time does not refill it here)
+    # steer.bpf.c "Return-routability": (client, txid) -> (sock, vip, backend) a client's
+    # check was routed to; flows (client, vip) still tentative; per-socket budgets left
+    asked: dict[tuple[Endpoint, bytes], tuple[Endpoint, Endpoint, int]] = field(
+        default_factory=dict
+    )
+    tentative: set[tuple[Endpoint, Endpoint]] = field(default_factory=set)
+    checks_left: dict[Endpoint, int] = field(default_factory=dict)
+    returns_left: dict[Endpoint, int] = field(default_factory=dict)
+    # steer_src_prefixes: prefix -> deny (the longest match decides)
+    src_rules: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, bool] = field(
+        default_factory=dict
+    )
     # steer.bpf.c "Mobility": sock -> its current path (client); rflows marked STEER_RFLOW_STALE
     paths: dict[Endpoint, Endpoint] = field(default_factory=dict)
     stale: set[tuple[Endpoint, Endpoint]] = field(default_factory=set)
+    rasked: set[tuple[Endpoint, Endpoint]] = field(default_factory=set)  # STEER_RFLOW_ASKED
     # steer.bpf.c "Connection hints": SSRC (wire order) -> (sock, backend); sock -> ring
     ssrcs: dict[int, tuple[Endpoint, int]] = field(default_factory=dict)
     ssrc_rings: dict[Endpoint, list[int]] = field(default_factory=dict)  # [next, ssrc...]
@@ -91,8 +107,14 @@ class State:
             pending=dict(self.pending),
             rings={k: Ring(r.vip, r.next, list(r.clients)) for k, r in self.rings.items()},
             budget=self.budget,
+            asked=dict(self.asked),
+            tentative=set(self.tentative),
+            checks_left=dict(self.checks_left),
+            returns_left=dict(self.returns_left),
+            src_rules=self.src_rules,
             paths=dict(self.paths),
             stale=set(self.stale),
+            rasked=set(self.rasked),
             ssrcs=dict(self.ssrcs),
             ssrc_rings={k: list(v) for k, v in self.ssrc_rings.items()},
             flow_packets=dict(self.flow_packets),
@@ -413,24 +435,76 @@ def steer_to(
     return send(pkt, "pub", route_sized(pkt, sock.ip, src_ip), reason)
 
 
-def sealed(pkt: Pkt, st: State, ufrag: bytes) -> tuple[XdpAction, Reason, bytes]:
-    """steer.bpf.c stun_sealed(): a ufrag no session registered, routed if sealed."""
-    frame = bytes(pkt.frame)
-    got = seal.unseal(ufrag.decode("latin-1"))
-    if got is None:
-        return XdpAction.DROP, Reason.DROP_STUN_UNKNOWN_UFRAG, frame
-    fields, tag = got
-    key = st.seal_keys.get(fields.key_id)
+def seal_route(pkt: Pkt, st: State, word: int, tag: int) -> tuple[Endpoint, int] | Reason:
+    """steer.bpf.c seal_route(): the socket and backend a sealed word names, or the reason."""
+    f = seal.Sealed(word >> 52, (word >> 36) & 0xFFFF, (word >> 32) & 0xF, word & 0xFFFFFFFF)
+    key = st.seal_keys.get(f.key_id)
     if key is None:
-        return XdpAction.DROP, Reason.DROP_SEAL_STALE_KEY, frame
-    if seal.mac(key, fields.word) != tag:
-        return XdpAction.DROP, Reason.DROP_SEAL_BAD_MAC, frame
-    ip = st.backend_addrs.get(fields.backend)
+        return Reason.DROP_SEAL_STALE_KEY
+    if seal.mac(key, word) != tag:
+        return Reason.DROP_SEAL_BAD_MAC
+    ip = st.backend_addrs.get(f.backend)
     if ip is None:
-        return XdpAction.DROP, Reason.DROP_SEAL_NO_BACKEND, frame
+        return Reason.DROP_SEAL_NO_BACKEND
     if ip.version != pkt.family:
-        return XdpAction.DROP, Reason.DROP_FAMILY_MISMATCH, frame
-    return steer_to(pkt, st, Endpoint(ip, fields.port), fields.backend, Reason.FWD_STUN_SEALED)
+        return Reason.DROP_FAMILY_MISMATCH
+    return Endpoint(ip, f.port), f.backend
+
+
+def martian(ip: IPAddress) -> bool:
+    """source.h src_martian()."""
+    b = ip.packed
+    if ip.version == 4:
+        return b[0] in (0, 127) or (b[0] == 169 and b[1] == 254) or b[0] >= 224
+    return (b[0] == 0 and b[1] != 0x64) or b[0] == 0xFF or (b[0] == 0xFE and b[1] & 0xC0 == 0x80)
+
+
+def src_check(pkt: Pkt, st: State) -> Reason | None:
+    """steer.bpf.c src_check(): the reason a source cannot be a client, or None."""
+    ip = pkt.src_ip()
+    rules = [(n, d) for n, d in st.src_rules.items() if n.version == ip.version and ip in n]
+    if martian(ip) or (rules and max(rules, key=lambda r: r[0].prefixlen)[1]):
+        return Reason.DROP_SRC_BOGON
+    rc, egress, _ = route(ip, pkt.dst_ip())
+    if rc == NOT_FWDED or (rc in (SUCCESS, NO_NEIGH) and egress == "int"):
+        return Reason.DROP_SRC_INTERNAL
+    return None
+
+
+def proven(st: State, key: tuple[Endpoint, Endpoint], sock: Endpoint) -> bool:
+    flow = st.flows.get(key)
+    return flow is not None and flow[0] == sock and key not in st.tentative
+
+
+def take(left: dict[Endpoint, int], sock: Endpoint, burst: int) -> bool:
+    """One packet of a socket's own budget (GCRA allows burst + 1 at once)."""
+    n = left.get(sock, burst + 1)
+    if n <= 0:
+        return False
+    left[sock] = n - 1
+    return True
+
+
+def prove(st: State, client: Endpoint, vip: Endpoint, txid: bytes) -> None:
+    """steer.bpf.c prove(): the client's Success answer to a session's own check."""
+    sock, _, backend_id = st.pending.pop((client, txid))
+    flow = st.flows.get((client, vip))
+    if flow is not None and flow[0] == sock:
+        st.tentative.discard((client, vip))
+    else:
+        learn(st, client, vip, sock, backend_id)
+    path_proven(st, sock, client)
+
+
+def path_proven(st: State, sock: Endpoint, client: Endpoint) -> None:
+    """steer.bpf.c path_proven()."""
+    st.stale.discard((sock, client))
+    st.rasked.discard((sock, client))
+    p = st.paths.get(sock)
+    if p != client:
+        if p is not None and p.ip.version == client.ip.version and (sock, p) in st.rflows:
+            st.stale.add((sock, p))
+        st.paths[sock] = client
 
 
 def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
@@ -442,6 +516,9 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
     if b <= 3 and dst in st.vips:
         if pkt.opts:
             return XdpAction.DROP, Reason.DROP_IP_OPTIONS, frame
+        bad = src_check(pkt, st)
+        if bad is not None:
+            return XdpAction.DROP, bad, frame
         hdr = stun_header(payload)
         stun_reason = Reason.DROP_STUN_MALFORMED
         if hdr is not None:
@@ -452,14 +529,32 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
                 if isinstance(ufrag, Reason):
                     return XdpAction.DROP, ufrag, frame
                 s = st.sessions.get(ufrag)
-                if s is None:
-                    return sealed(pkt, st, ufrag)
-                if s.sock.ip.version != pkt.family:
-                    return XdpAction.DROP, Reason.DROP_FAMILY_MISMATCH, frame
-                return steer_to(pkt, st, s.sock, s.backend_id, Reason.FWD_STUN)
+                ok = Reason.FWD_STUN
+                if s is not None:
+                    if s.sock.ip.version != pkt.family:
+                        return XdpAction.DROP, Reason.DROP_FAMILY_MISMATCH, frame
+                    sock, backend_id = s.sock, s.backend_id
+                else:
+                    got = seal.unseal(ufrag.decode("latin-1"))
+                    if got is None:
+                        return XdpAction.DROP, Reason.DROP_STUN_UNKNOWN_UFRAG, frame
+                    routed = seal_route(pkt, st, got[0].word, got[1])
+                    if isinstance(routed, Reason):
+                        return XdpAction.DROP, routed, frame
+                    sock, backend_id = routed
+                    ok = Reason.FWD_STUN_SEALED
+                if not proven(st, (src, dst), sock) and not take(st.checks_left, sock, CHECK_BURST):
+                    return XdpAction.DROP, Reason.DROP_CHECK_BUDGET, frame
+                st.asked[(src, txid)] = (sock, dst, backend_id)
+                if (sock, src) in st.rflows and (sock, src) in st.stale:
+                    st.rasked.add((sock, src))
+                return steer_to(pkt, st, sock, backend_id, ok)
             if mtype in (STUN_SUCCESS, STUN_ERROR):
                 p = st.pending.get((src, txid))
                 if p is not None and p[1] == dst and p[0] in st.socks:
+                    if mtype == STUN_SUCCESS:
+                        prove(st, src, dst, txid)
+                        return steer_to(pkt, st, p[0], p[2], Reason.FWD_STUN_PROVEN)
                     return steer_to(pkt, st, p[0], p[2], Reason.FWD_STUN_ANSWER)
     flow = st.flows.get((src, dst))
     if flow:
@@ -469,12 +564,16 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
         if st.down(backend_id):
             return XdpAction.DROP, Reason.DROP_BACKEND_DOWN, frame
         n = st.flow_packets[(src, dst)] = st.flow_packets.get((src, dst), 0) + 1
-        if 128 <= b <= 191 and ssrc_sampled(n):
+        if 128 <= b <= 191 and (src, dst) not in st.tentative and ssrc_sampled(n):
             ssrc_learn(st, payload, sock, backend_id)
         rewrite(pkt, True, sock)
         return send(pkt, "pub", route_sized(pkt, sock.ip, src.ip), Reason.FWD_FLOW)
     if dst not in st.vips:
         return guard(pkt, "int", Reason.PASS_NOT_STEERED)
+    if not pkt.opts:
+        bad = src_check(pkt, st)
+        if bad is not None:
+            return XdpAction.DROP, bad, frame
     if not pkt.opts and 128 <= b <= 191:  # steer.bpf.c ssrc_hint()
         ssrc = rtp_ssrc(payload)
         owner = st.ssrcs.get(ssrc) if ssrc is not None else None
@@ -494,7 +593,8 @@ def ssrc_sampled(n: int) -> bool:
 
 
 def dtls_cid(pkt: Pkt, st: State, payload: bytes) -> tuple[XdpAction, Reason, bytes]:
-    """steer.bpf.c dtls_cid(): a tls12_cid record routed by its CID (steer_common/cid.py)."""
+    """steer.bpf.c dtls_cid(): a tls12_cid record routed by its CID (steer_common/cid.py)
+    to a live session registered with the CID's nonce."""
     frame = bytes(pkt.frame)
     hdr = cid.CID_OFF + cid.CID_LEN + 2
     if len(payload) < hdr or hdr + be16(payload, hdr - 2) > len(payload):
@@ -502,11 +602,14 @@ def dtls_cid(pkt: Pkt, st: State, payload: bytes) -> tuple[XdpAction, Reason, by
     got = cid.fields(payload[cid.CID_OFF : cid.CID_OFF + cid.CID_LEN])
     assert got is not None
     f, tag = got
-    key = st.seal_keys.get(f.key_id)
-    ip = st.backend_addrs.get(f.backend)
-    if key is None or seal.mac(key, f.word) != tag or ip is None or ip.version != pkt.family:
+    routed = seal_route(pkt, st, f.word, tag)
+    if isinstance(routed, Reason):
         return XdpAction.DROP, Reason.DROP_DTLS_CID_FORGED, frame
-    return steer_to(pkt, st, Endpoint(ip, f.port), f.backend, Reason.FWD_DTLS_CID)
+    sock, backend_id = routed
+    s = st.socks.get(sock)
+    if s is None or s.backend_id != backend_id or s.cid_nonce != f.nonce:
+        return XdpAction.DROP, Reason.DROP_DTLS_CID_DEAD, frame
+    return steer_to(pkt, st, sock, backend_id, Reason.FWD_DTLS_CID)
 
 
 def rtp_ssrc(p: bytes) -> int | None:
@@ -551,10 +654,13 @@ def learn(st: State, client: Endpoint, vip: Endpoint, sock: Endpoint, backend_id
             if of is not None and of[0] == sock and old != client:
                 reason = Reason.FWD_RETURN_EVICTED
                 del st.flows[(old, ring.vip)]
+                st.tentative.discard((old, ring.vip))
                 st.rflows.pop((sock, old), None)
                 st.stale.discard((sock, old))
+                st.rasked.discard((sock, old))
     ring.clients[slot] = client
     st.flows[(client, vip)] = (sock, backend_id)
+    st.tentative.discard((client, vip))
     st.flow_packets[(client, vip)] = 0
     return reason
 
@@ -567,8 +673,11 @@ def internal(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
         p = st.paths.get(src)
         head = pkt.payload()
         hdr0 = stun_header(head) if head and head[0] <= 3 else None
-        success = hdr0 is not None and hdr0[0] == STUN_SUCCESS
-        if p is not None and not success and p.ip.version == pkt.family and p != dst:
+        kind0 = hdr0[0] if hdr0 is not None else None
+        follow = p is not None and kind0 != STUN_SUCCESS and p.ip.version == pkt.family
+        if follow and p != dst and kind0 == STUN_REQUEST and (src, dst) in st.rasked:
+            st.rasked.discard((src, dst))  # the one check a client back here asked for
+        elif follow and p is not None and p != dst:
             rewrite(pkt, True, p)
             dst, moved, frame = p, True, bytes(pkt.frame)
     r = route(dst.ip, src.ip)
@@ -593,32 +702,51 @@ def internal(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
     payload = pkt.payload()
     hdr = stun_header(payload) if payload and payload[0] <= 3 else None
     kind = hdr[0] if hdr is not None else None
-    if kind == STUN_SUCCESS:  # steer.bpf.c path_authenticated()
-        st.stale.discard((src, dst))
-        p = st.paths.get(src)
-        if p != dst:
-            if p is not None and p.ip.version == dst.ip.version and (src, p) in st.rflows:
-                st.stale.add((src, p))
-            st.paths[src] = dst
-    flow = st.flows.get((dst, vip))
-    if flow and flow[0] == src:
-        reason = Reason.FWD_RETURN
-    elif kind == STUN_SUCCESS:
-        reason = learn(st, dst, vip, src, backend_id)
-    else:
-        if st.budget <= 0:
-            return XdpAction.DROP, Reason.DROP_NO_FLOW_BUDGET, frame
-        st.budget -= 1
-        reason = Reason.FWD_RETURN_NO_FLOW
-    if moved and reason == Reason.FWD_RETURN:
-        reason = Reason.FWD_RETURN_MOVED
-    if not rf and reason != Reason.FWD_RETURN_NO_FLOW:
+    reason = classify(st, dst, vip, src, hdr, kind, backend_id)
+    if reason in (Reason.DROP_SESSION_BUDGET, Reason.DROP_NO_FLOW_BUDGET):
+        return XdpAction.DROP, reason, frame
+    flowed = reason in (Reason.FWD_RETURN, Reason.FWD_RETURN_LEARNED, Reason.FWD_RETURN_EVICTED)
+    if not rf and flowed:
         st.rflows[(src, dst)] = (vip, backend_id)
         st.stale.discard((src, dst))
+        st.rasked.discard((src, dst))
+    if moved and reason == Reason.FWD_RETURN:
+        reason = Reason.FWD_RETURN_MOVED
     if kind == STUN_REQUEST and hdr is not None:
         st.pending[(dst, hdr[1])] = (src, vip, backend_id)
     rewrite(pkt, False, vip)
     return send(pkt, "int", r, reason)
+
+
+def classify(
+    st: State,
+    client: Endpoint,
+    vip: Endpoint,
+    sock: Endpoint,
+    hdr: tuple[int, bytes, int] | None,
+    kind: int | None,
+    backend_id: int,
+) -> Reason:
+    """steer.bpf.c return_classify(), return_budget() and answer_learn()."""
+    key = (client, vip)
+    flow = st.flows.get(key)
+    if proven(st, key, sock):
+        return Reason.FWD_RETURN
+    if not take(st.returns_left, sock, SESSION_NOFLOW_BURST):
+        return Reason.DROP_SESSION_BUDGET
+    if kind != STUN_REQUEST:
+        if st.budget <= 0:
+            return Reason.DROP_NO_FLOW_BUDGET
+        st.budget -= 1
+    if kind != STUN_SUCCESS or hdr is None:
+        return Reason.FWD_RETURN_NO_FLOW
+    if st.asked.get((client, hdr[1]), (None, None))[:2] != (sock, vip):
+        return Reason.FWD_RETURN_UNASKED
+    if flow is not None and (flow[0] == sock or flow[0] in st.socks):
+        return Reason.FWD_RETURN_NO_FLOW
+    reason = learn(st, client, vip, sock, backend_id)
+    st.tentative.add(key)
+    return reason
 
 
 def run(side: str, frame: bytes, st: State, now: int = 0) -> tuple[XdpAction, Reason, bytes]:

@@ -4,6 +4,7 @@ transceiver checks pending) set up the same way in the kernel and in the model."
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP
@@ -11,7 +12,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from pyctl.dataplane.maps import Session
+from pyctl.dataplane.maps import Session, cid_nonce
 from steer_common import cid, seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import BackendState
@@ -21,6 +22,7 @@ from tests.bpf.cases import (
     BIG_ATTR,
     DEAD_SOCK,
     DTLS,
+    MOVED,
     REBOUND,
     RTCP,
     SRTP,
@@ -29,6 +31,7 @@ from tests.bpf.cases import (
     UFRAG,
     UNKNOWN_ATTR,
     V6_UFRAG,
+    answered,
     base,
     error_response,
     req,
@@ -41,6 +44,8 @@ from tests.bpf.frames import client_to_vip, trx_to_client
 
 MISMATCH_SOCK = Endpoint.parse("10.88.0.12:40099")  # a v4 socket registered with a v6 VIP
 ANSWER_TXID = b"trx-check-02"
+ASKED_TXID = b"moved-asked1"  # MOVED's check to TRX1, noted
+OWN_TXID = b"trx-check-03"  # TRX1's own check to MOVED, pending
 
 
 def _trx(l3: Packet) -> bytes:
@@ -56,6 +61,19 @@ def _pub(l3: Packet) -> bytes:
 SEAL_KEY = seal.SealKey(1, bytes(range(16)))
 CID = cid.mint(SEAL_KEY, 2, env.TRX2.port, nonce=0xC1D)
 SEALED = seal.seal(SEAL_KEY.key, 1, 2, env.TRX2.port, nonce=0x5EA1).encode()
+# sources no client can have: a transceiver's, the relay's own, the VIP, loopback, and a
+# prefix the baseline denies with an allowed hole in it (steer_src_prefixes)
+DENIED_NET = ipaddress.ip_network("100.64.0.0/10")
+ALLOWED_HOLE = ipaddress.ip_network("100.64.7.0/24")
+SPOOFED = [
+    Endpoint.parse("10.88.0.11:40001"),
+    Endpoint.parse(f"{env.PUB4}:5000"),
+    Endpoint(env.VIP4.ip, 5000),
+    Endpoint.parse("127.0.0.1:5000"),
+    Endpoint.parse("100.70.1.1:5000"),
+    Endpoint.parse("100.64.7.9:5000"),
+    Endpoint.parse("[fd00:88::b]:40001"),
+]
 
 SEEDS: list[tuple[str, bytes]] = [
     ("public", bytes(client_to_vip(req(SEALED + b":c")))),
@@ -125,6 +143,14 @@ SEEDS: list[tuple[str, bytes]] = [
     ("internal", bytes(trx_to_client(env.TRX1, SRTP, ip_opts=[IPOption_NOP()] * 4))),
     ("internal", _trx(IP(src=str(env.TRX1.ip), dst=str(env.CLIENT4.ip)) / ICMP(type=3, code=3))),
     ("internal", _trx(IP(src=str(env.TRX1.ip), dst=str(env.CLIENT4.ip)) / TCP(sport=8080))),
+    # spoofed sources: checks, answers and hints from addresses no client can have
+    *[("public", bytes(client_to_vip(req(), client=c))) for c in SPOOFED],
+    ("public", bytes(client_to_vip(rtp(), client=SPOOFED[0]))),
+    ("public", bytes(client_to_vip(success(ANSWER_TXID), client=SPOOFED[4]))),
+    # a Success to an address that checked (MOVED's check is noted) and to one that did not
+    ("internal", bytes(trx_to_client(env.TRX1, success(ASKED_TXID), MOVED))),
+    ("internal", bytes(trx_to_client(env.TRX1, success(ASKED_TXID), THIRD))),
+    ("public", bytes(client_to_vip(success(OWN_TXID), client=MOVED))),  # a proof
 ]
 
 BACKEND_STATES = [BackendState.ACTIVE, BackendState.DRAINING, BackendState.DOWN]
@@ -148,31 +174,49 @@ def mutate(frame: bytes, muts: list[tuple]) -> bytes:
 
 
 def model_state(replay: Replay) -> model.State:
-    """The model's copy of what the kernel maps hold now (sessions, VIPs, backends)."""
+    """The model's copy of what the kernel maps hold now (sessions, VIPs, backends, source
+    rules)."""
     s = model.State(vips=set(replay.maps.vips()))
     for sess in replay.maps.sessions():
-        rec = model.SessionRec(sess.sock, sess.vip, sess.backend_id)
+        owner = replay.maps.sock_owner(sess.sock)
+        nonce = cid_nonce(owner) if owner is not None else None
+        rec = model.SessionRec(sess.sock, sess.vip, sess.backend_id, nonce)
         s.sessions[sess.ufrag.encode()] = rec
-        s.socks[sess.sock] = rec
+        if owner is not None and owner.ufrag == sess.ufrag:
+            s.socks[sess.sock] = rec
     s.backends = {b.id: b.state for b in replay.maps.backends()}
     s.backend_addrs = {b.id: b.addr.ip for b in replay.maps.backends() if b.addr}
     s.seal_keys = {k.id: k.key for k in seal.valid_keys(replay.dp.table("steer_seal_keys"))}
+    s.src_rules = replay.maps.source_rules()
     return s
 
 
-# The per-example state: CLIENT4 flowed to TRX1 (answered), then REBOUND (the client's NAT
-# rebound), then CLIENT4 again (so REBOUND's return flow is stale), TRX2's own check
-# pending at CLIENT4 and CLIENT6; then the example's backend state and budget.
-ESTABLISH = [
-    bytes(trx_to_client(env.TRX1, success())),
-    bytes(trx_to_client(env.TRX1, success(), REBOUND)),
-    bytes(trx_to_client(env.TRX1, success())),
-    bytes(trx_to_client(env.TRX2, stun.binding_request(b"c:" + TRX2_UFRAG, txid=ANSWER_TXID))),
-    bytes(
-        trx_to_client(
-            env.TRX1_6, stun.binding_request(b"c:" + V6_UFRAG, txid=ANSWER_TXID), env.CLIENT6
-        )
+# The per-example state: CLIENT4 proven at TRX1 (the whole exchange), then REBOUND (the
+# client's NAT rebound), then CLIENT4 again (so REBOUND's return flow is stale); MOVED's
+# check to TRX1 noted and TRX1's own check pending there; TRX2's own check pending at
+# CLIENT4 and CLIENT6; then the example's backend state and budget.
+ESTABLISH: list[tuple[str, bytes]] = [
+    *answered().frames,  # type: ignore[attr-defined]
+    *answered(client=REBOUND).frames,  # type: ignore[attr-defined]
+    *answered().frames,  # type: ignore[attr-defined]
+    ("public", bytes(client_to_vip(req(UFRAG + b":c", txid=ASKED_TXID), client=MOVED))),
+    (
+        "internal",
+        bytes(trx_to_client(env.TRX1, stun.binding_request(b"c:" + UFRAG, txid=OWN_TXID), MOVED)),
     ),
+    (
+        "internal",
+        bytes(trx_to_client(env.TRX2, stun.binding_request(b"c:" + TRX2_UFRAG, txid=ANSWER_TXID))),
+    ),
+    (
+        "internal",
+        bytes(
+            trx_to_client(
+                env.TRX1_6, stun.binding_request(b"c:" + V6_UFRAG, txid=ANSWER_TXID), env.CLIENT6
+            )
+        ),
+    ),
+    ("public", bytes(client_to_vip(rtp()))),  # CLIENT4's RTP on its flow: TRX1 owns its SSRC
 ]
 
 
@@ -185,15 +229,15 @@ def reset_kernel(replay: Replay, backend1: BackendState, budget_spent: bool) -> 
         maps.path_map,
         maps.ssrc_map,
         maps.ssrc_ring_map,
+        maps.pending_map,
+        maps.asked_map,
+        maps.sock_budget_map,
     ):
         m.clear()
-    replay.maps.pending_map.clear()
     replay.maps.set_backend(1, None, BackendState.ACTIVE)
     replay.maps.budget_map[replay.maps.budget_map.Key(0)] = replay.maps.budget_map.Leaf()
-    for frame in ESTABLISH:
-        replay.run("internal", frame)
-    for frame in ESTABLISH_PUBLIC:
-        replay.run("public", frame)
+    for side, frame in ESTABLISH:
+        replay.run(side, frame)
     replay.maps.set_backend(1, None, backend1)
     if budget_spent:
         leaf = replay.maps.budget_map.Leaf()
@@ -202,7 +246,14 @@ def reset_kernel(replay: Replay, backend1: BackendState, budget_spent: bool) -> 
 
 
 def kernel_flows(replay: Replay) -> dict:
-    return {(f.client, f.vip): (f.sock, f.backend_id) for f in replay.maps.flows()}
+    """Each flow's socket and backend, and whether it is still tentative."""
+    return {(f.client, f.vip): (f.sock, f.backend_id, f.state) for f in replay.maps.flows()}
+
+
+def model_flows(state: model.State) -> dict:
+    return {
+        k: (*v, "tentative" if k in state.tentative else "proven") for k, v in state.flows.items()
+    }
 
 
 def kernel_pending(replay: Replay) -> set:
@@ -210,10 +261,6 @@ def kernel_pending(replay: Replay) -> set:
         (Endpoint.from_c(k.client), bytes(k.txid), Endpoint.from_c(v.sock))
         for k, v in replay.maps.pending_map.items()
     }
-
-
-# ...and CLIENT4's RTP on its flow: TRX1 owns its SSRC (connection hints)
-ESTABLISH_PUBLIC = [bytes(client_to_vip(rtp()))]
 
 
 def kernel_ssrcs(replay: Replay) -> dict:
@@ -255,9 +302,9 @@ def baseline(replay: Replay) -> model.State:
     replay.maps.add_session(Session("mismatchufrag001", MISMATCH_SOCK, env.VIP6, 2))
     replay.maps.set_backend(2, Endpoint(env.TRX2.ip, 0), BackendState.ACTIVE)
     seal.install_key(replay.dp.table("steer_seal_keys"), SEAL_KEY)
+    replay.maps.set_source_rule(DENIED_NET, deny=True)
+    replay.maps.set_source_rule(ALLOWED_HOLE, deny=False)
     st = model_state(replay)
-    for frame in ESTABLISH:
-        model.run("internal", frame, st)
-    for frame in ESTABLISH_PUBLIC:
-        model.run("public", frame, st)
+    for side, frame in ESTABLISH:
+        model.run(side, frame, st)
     return st

@@ -16,7 +16,7 @@ from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason, XdpAction
 from tests import stun
 from tests.bpf import env, model
-from tests.bpf.cases import SRTP, UFRAG, base, success
+from tests.bpf.cases import SRTP, UFRAG, UFRAG_OF, base, req, success
 from tests.bpf.conftest import Replay
 from tests.bpf.frames import client_to_vip, trx_to_client
 
@@ -30,9 +30,21 @@ def client(i: int) -> Endpoint:
 
 
 def answer(r: Replay, trx: Endpoint, c: Endpoint) -> Reason:
-    v = r.run("internal", bytes(trx_to_client(trx, success(), c)))
+    """The client checks the session and the session answers (a tentative flow)."""
+    tx = f"a{c.port:011d}".encode()
+    v = r.run("public", bytes(client_to_vip(req(UFRAG_OF[trx] + b":c", txid=tx), client=c)))
+    assert v.reason == Reason.FWD_STUN
+    v = r.run("internal", bytes(trx_to_client(trx, success(tx), c)))
     assert v.action == XdpAction.REDIRECT
     return v.reason
+
+
+def prove(r: Replay, trx: Endpoint, c: Endpoint) -> Reason:
+    """The session checks the client and the client answers (the proof)."""
+    tx = f"p{c.port:011d}".encode()
+    check = stun.binding_request(b"c:" + UFRAG_OF[trx], txid=tx)
+    assert r.run("internal", bytes(trx_to_client(trx, check, c))).action == XdpAction.REDIRECT
+    return r.run("public", bytes(client_to_vip(success(tx), client=c))).reason
 
 
 def flows_of(r: Replay, sock: Endpoint) -> set[Endpoint]:
@@ -46,17 +58,21 @@ def test_flow_cap_evicts_the_sessions_own_oldest(replay: Replay) -> None:
     base(replay)
     other = client(9999)
     assert answer(replay, env.TRX2, other) == Reason.FWD_RETURN_LEARNED
-    reasons = [answer(replay, env.TRX1, client(i)) for i in range(300)]
+    reasons = []
+    for i in range(300):
+        if i % 50 == 0:  # the flow cap, not the session's check budget, is under test
+            replay.maps.sock_budget_map.clear()
+        reasons.append(answer(replay, env.TRX1, client(i)))
     assert reasons[:CAP] == [Reason.FWD_RETURN_LEARNED] * CAP
     assert reasons[CAP:] == [Reason.FWD_RETURN_EVICTED] * (300 - CAP)
     assert flows_of(replay, env.TRX1) == {client(i) for i in range(300 - CAP, 300)}
     assert flows_of(replay, env.TRX2) == {other}
     assert mapinfo.entries(replay.maps.rflow_map) == CAP + 1, "evicted flows keep no rflow"
-    # the newest client's traffic still flows; the oldest one's is budgeted like a stranger's
-    v = replay.run("internal", bytes(trx_to_client(env.TRX1, SRTP, client(299))))
-    assert v.reason == Reason.FWD_RETURN
-    v = replay.run("internal", bytes(trx_to_client(env.TRX1, SRTP, client(0))))
-    assert v.reason == Reason.FWD_RETURN_NO_FLOW
+    # the newest client's packets still go up; the oldest one's are dropped
+    v = replay.run("public", bytes(client_to_vip(SRTP, client=client(299))))
+    assert v.reason == Reason.FWD_FLOW
+    v = replay.run("public", bytes(client_to_vip(SRTP, client=client(0))))
+    assert v.reason == Reason.DROP_RTP_NO_FLOW
 
 
 def test_flow_repointed_away_is_not_evicted_by_its_old_session(replay: Replay) -> None:
@@ -64,7 +80,7 @@ def test_flow_repointed_away_is_not_evicted_by_its_old_session(replay: Replay) -
     base(replay)
     moved = client(0)
     assert answer(replay, env.TRX1, moved) == Reason.FWD_RETURN_LEARNED
-    assert answer(replay, env.TRX2, moved) == Reason.FWD_RETURN_LEARNED  # re-pointed
+    assert prove(replay, env.TRX2, moved) == Reason.FWD_STUN_PROVEN  # re-pointed
     for i in range(1, CAP + 1):  # TRX1's ring wraps over the slot that held `moved`
         answer(replay, env.TRX1, client(i))
     assert flows_of(replay, env.TRX2) == {moved}
@@ -115,18 +131,28 @@ def test_explain_build_reports_new_verdicts_and_writes_nothing(
     base(replay)
     reasons = explainer.bpf[b"steer_explain_stats"]
 
-    def explain(frame: bytes) -> Reason:
+    def explain(frame: bytes, side: str = "internal") -> Reason:
         reasons.clear()
         with netns(env.NS):
-            run_xdp(explainer.prog_fd("internal"), frame, replay.ifindex["internal"])
+            run_xdp(explainer.prog_fd(side), frame, replay.ifindex[side])
         (r,) = [r for r in Reason if sum(c.packets for c in reasons[reasons.Key(r)])]
         return r
 
+    ask = bytes(client_to_vip(req(txid=b"answer-txid1")))
+    assert explain(ask, "public") == Reason.FWD_STUN
+    assert mapinfo.entries(replay.maps.asked_map) == 0, "explaining a check notes nothing"
+    assert replay.run("public", ask).reason == Reason.FWD_STUN  # noted for real
     assert explain(bytes(trx_to_client(env.TRX1, success()))) == Reason.FWD_RETURN_LEARNED
-    check = stun.binding_request(b"cli1:" + UFRAG)
+    check = stun.binding_request(b"cli1:" + UFRAG, txid=b"trx-check-01")
     assert explain(bytes(trx_to_client(env.TRX1, check))) == Reason.FWD_RETURN_NO_FLOW
     for m in (replay.maps.flow_map, replay.maps.rflow_map, replay.maps.ring_map):
         assert mapinfo.entries(m) == 0
     assert mapinfo.entries(replay.maps.pending_map) == 0
+    assert replay.run("internal", bytes(trx_to_client(env.TRX1, check))).action  # for real
+    assert explain(bytes(client_to_vip(success(b"trx-check-01"))), "public") == (
+        Reason.FWD_STUN_PROVEN
+    )
+    assert replay.maps.flows() == [] and mapinfo.entries(replay.maps.pending_map) == 1
+    assert mapinfo.entries(replay.maps.path_map) == 0
     budget = replay.maps.budget_map[replay.maps.budget_map.Key(0)]
     assert budget.tat == 0, "explaining must not spend the budget"

@@ -47,6 +47,8 @@ def test_fleet_flags() -> None:
     assert f"#define STEER_SESSION_FOREIGN {shared.SESSION_FOREIGN}\n" in text
     assert f"#define STEER_FLOW_FLEET {shared.FLOW_FLEET}\n" in text
     assert f"#define STEER_RFLOW_STALE {shared.RFLOW_STALE}\n" in text
+    assert f"#define STEER_SESSION_CID {shared.SESSION_CID}\n" in text
+    assert f"#define STEER_FLOW_TENTATIVE {shared.FLOW_TENTATIVE}\n" in text
 
 
 def test_config_flags() -> None:
