@@ -139,6 +139,36 @@ ENV_PREFIX = "STEER_TRX"
     help="Live sessions at most; more offers get 503 with Retry-After.",
 )
 @click.option(
+    "--max-connections",
+    type=click.IntRange(1, 1000000),
+    default=512,
+    show_default=True,
+    help="Open WHIP connections at most; at the cap the longest idle one makes room.",
+)
+@click.option(
+    "--max-connections-per-source",
+    type=click.IntRange(0, 1000000),
+    default=32,
+    show_default=True,
+    help="Open WHIP connections from one address at most (0: no cap); the "
+    "--forwarded-allow-ips ingress has none.",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(0, 300, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds a WHIP connection has to send a request's headers after opening, and its "
+    "body after them (else closed, or 408).",
+)
+@click.option(
+    "--keepalive-timeout",
+    type=click.FloatRange(0, 3600, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds an idle WHIP connection is kept open after a response.",
+)
+@click.option(
     "--rate-limit",
     type=click.IntRange(0, 100000),
     default=60,
@@ -206,6 +236,10 @@ def command(
     whip_token: str | None,
     whip_token_file: str | None,
     max_sessions: int,
+    max_connections: int,
+    max_connections_per_source: int,
+    request_timeout: float,
+    keepalive_timeout: float,
     rate_limit: int,
     forwarded_allow_ips: tuple[str, ...],
     internal_nets: tuple[str, ...],
@@ -252,6 +286,10 @@ def command(
             cors_origins=cors_origins,
             whip_token=whip_token,
             max_sessions=max_sessions,
+            max_connections=max_connections,
+            max_connections_per_source=max_connections_per_source,
+            request_timeout=request_timeout,
+            keepalive_timeout=keepalive_timeout,
             rate_limit=rate_limit,
             forwarded_allow_ips=forwarded_allow_ips,
             internal_nets=tuple(n for n in internal_nets if n != "none"),

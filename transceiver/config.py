@@ -54,6 +54,11 @@ class TrxConfig:
     seal_key_file: str | None = None
     # an ICE restart (WHIP PATCH): how long the old ufrag still routes and is answered
     restart_grace: float = 10.0
+    # the WHIP listener under slow and idle clients (transceiver/listener.py)
+    max_connections: int = 512
+    max_connections_per_source: int = 32  # 0: no cap per address
+    request_timeout: float = 10.0  # a request's headers after connecting; a body after them
+    keepalive_timeout: float = 30.0  # idle between requests
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.bind_ip)  # raises ValueError with the address
@@ -73,6 +78,14 @@ class TrxConfig:
             raise ValueError("--restart-grace must be > 0 and <= 300 seconds")
         if self.max_sessions < 1:
             raise ValueError("--max-sessions must be at least 1")
+        if self.max_connections < 1:
+            raise ValueError("--max-connections must be at least 1")
+        if self.max_connections_per_source < 0:
+            raise ValueError("--max-connections-per-source must be 0 (no cap) or more")
+        if not 0 < self.request_timeout <= 300:
+            raise ValueError("--request-timeout must be > 0 and <= 300 seconds")
+        if not 0 < self.keepalive_timeout <= 3600:
+            raise ValueError("--keepalive-timeout must be > 0 and <= 3600 seconds")
         if self.rate_limit < 0:
             raise ValueError("--rate-limit must be 0 (off) or more")
         for ip in self.forwarded_allow_ips:

@@ -1,6 +1,8 @@
 """WHIP hardening: who may offer, how many sessions, how fast, how big, from which origins,
 and which of an offer's candidates the transceiver may ever send a check to.
 
+- A body (an offer, a PATCH fragment) must arrive within --request-timeout of its headers,
+  else 408 and the connection is closed (the listener's own limits: transceiver/listener.py).
 - Bearer token (RFC 9725 section 4.5): with a WHIP token, POST/DELETE/PATCH need
   `Authorization: Bearer <token>` (401 otherwise); a CORS preflight never carries it.
 - CORS is closed unless origins are configured; `*` opens it to every page (the lab).
@@ -14,6 +16,7 @@ and which of an offer's candidates the transceiver may ever send a check to.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
@@ -163,7 +166,25 @@ class Guard:
             refused = self._admit(request)
             if refused is not None:
                 return refused
+        if whip and request.method in ("POST", "PATCH") and request.body_exists:
+            refused = await self._read_body(request)
+            if refused is not None:
+                return refused
         return await handler(request)
+
+    async def _read_body(self, request: web.Request) -> web.Response | None:
+        """Read the body now (the handler gets it from aiohttp's cache), within the request
+        timeout: a client sending it a byte at a time gets 408, and its connection closed."""
+        timeout = self.config.request_timeout
+        try:
+            await asyncio.wait_for(request.read(), timeout)
+        except TimeoutError:
+            resp = self._refuse(
+                "slow_request", 408, f"the body did not arrive within {timeout:g} s"
+            )
+            resp.force_close()
+            return resp
+        return None
 
     def _auth(self, request: web.Request) -> web.Response | None:
         token = self.config.whip_token

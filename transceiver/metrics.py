@@ -41,6 +41,14 @@ REGISTRY_OPS = ("register", "heartbeat", "deregister", "restart")
 RESTART_RESULTS = ("ok", "timeout", "refused")
 # Checks to a client's new address after a NAT rebinding (transceiver/rebind.py).
 REBIND_RESULTS = ("sent", "authenticated", "failed")
+# WHIP listener connections the transceiver closed (transceiver/listener.py), by why
+HTTP_CLOSE_REASONS = (
+    "request_timeout",  # no complete request line and headers within --request-timeout
+    "keepalive_timeout",  # idle after a response for --keepalive-timeout
+    "evicted",  # the longest idle, closed to make room at --max-connections
+    "per_source",  # over --max-connections-per-source from one address, closed at once
+    "over_capacity",  # at --max-connections with every connection in a request
+)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -89,6 +97,11 @@ class TrxMetrics:
             ["result"],
             registry=r,
         )
+        self.prflx_evicted = Counter(
+            "steer_trx_prflx_evicted",
+            "Peer-reflexive client addresses a session forgot at its cap (the oldest first)",
+            registry=r,
+        )
         self.ice_restarts = Counter(
             "steer_trx_ice_restarts",
             "ICE restarts asked for by WHIP PATCH, by result",
@@ -101,6 +114,17 @@ class TrxMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=r,
         )
+        self.http_connections = Gauge(
+            "steer_trx_http_connections", "Open connections to the WHIP listener", registry=r
+        )
+        self.http_closed = Counter(
+            "steer_trx_http_closed",
+            "WHIP listener connections closed by the transceiver, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in HTTP_CLOSE_REASONS:
+            self.http_closed.labels(reason)
         for result in RESTART_RESULTS:
             self.ice_restarts.labels(result)
         for result in REBIND_RESULTS:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from transceiver import ice, icefloor, icerestart
+from transceiver import ice, icefloor, icerestart, listener
 from transceiver.app import load
 from transceiver.config import TrxConfig
 from transceiver.metrics import TrxMetrics
@@ -53,32 +53,49 @@ async def serve(
     metrics = TrxMetrics()
     registry = make_registry(config, metrics)
     server = WhipServer(config, registry, metrics=metrics, app=load(config.app))
-    runner = web.AppRunner(server.app(), access_log=None)
+    limits = listener.Limits(
+        max_connections=config.max_connections,
+        per_source=config.max_connections_per_source,
+        request_timeout=config.request_timeout,
+        keepalive_timeout=config.keepalive_timeout,
+        exempt=frozenset(config.forwarded_allow_ips),
+    )
+    listener.raise_fd_limit(config.max_connections, config.max_sessions)
+    conns = listener.Connections(limits, metrics)
+    app = server.app()
+    app.middlewares.insert(0, conns.middleware)  # outermost: a request in progress is busy
+    runner = web.AppRunner(app, access_log=None, **listener.handler_args(limits))
     await runner.setup()
     metrics_runner: web.AppRunner | None = None
+    whip: asyncio.Server | None = None
     try:
-        await web.TCPSite(runner, config.listen_host, config.listen_port).start()
+        assert runner.server is not None
+        whip = await listener.listen(runner.server, conns, config.listen_host, config.listen_port)
         if config.metrics_port is not None:
             metrics_app = web.Application()
             metrics_app.router.add_get("/metrics", server.metrics_handler)
-            metrics_runner = web.AppRunner(metrics_app, access_log=None)
+            metrics_runner = web.AppRunner(
+                metrics_app, access_log=None, **listener.handler_args(limits)
+            )
             await metrics_runner.setup()
             host = config.metrics_host or config.listen_host
             await web.TCPSite(metrics_runner, host, config.metrics_port).start()
         log.info("settings: %s", config.summary())
-        on_ready(_url(runner))
+        on_ready(_url(whip))
         await stop.wait()
         log.info("stopping: ending %d sessions", len(server.sessions))
     finally:
+        if whip is not None:
+            whip.close()  # no new connections; runner.cleanup() ends the open ones
         await server.shutdown()
         await runner.cleanup()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
 
 
-def _url(runner: web.AppRunner) -> str:
+def _url(whip: asyncio.Server) -> str:
     # the bound address, which tells the port when the configured one is 0
-    host, port = runner.addresses[0][:2]
+    host, port = whip.sockets[0].getsockname()[:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 

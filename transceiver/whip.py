@@ -24,7 +24,7 @@ from multidict import CIMultiDict
 from transceiver import iceservers, restart, sdpfrag
 from transceiver.app import DEFAULT_APP, App, load
 from transceiver.config import TrxConfig
-from transceiver.guard import Guard
+from transceiver.guard import MAX_SDP_BYTES, Guard
 from transceiver.metrics import CONTENT_TYPE, TrxMetrics
 from transceiver.registry import Registry
 from transceiver.session import SessionEndpoint, SetupError
@@ -57,7 +57,11 @@ class WhipServer:
         self.guard = Guard(config, lambda: len(self.sessions) + len(self._setting_up), self.metrics)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self.guard.middleware])
+        # a body is an offer or a PATCH fragment: at most MAX_SDP_BYTES (guard.py), so aiohttp
+        # need not buffer its default 1 MiB for one
+        app = web.Application(
+            middlewares=[self.guard.middleware], client_max_size=4 * MAX_SDP_BYTES
+        )
         app.router.add_post("/whip", self.post)
         app.router.add_route("OPTIONS", "/whip", self.options)
         app.router.add_delete("/whip/{resource}", self.delete)
