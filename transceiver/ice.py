@@ -9,7 +9,8 @@ gathers on, and both are essential here:
   session gets exactly one host socket, on ``--bind-ip``, and no STUN/TURN candidates.
 
 The hooks touch ``RTCIceTransport._connection`` (aiortc) and ``Connection._local_username``,
-``_local_password``, ``_local_candidates*``, ``_protocols`` (aioice 0.10-0.13). They are
+``_local_password``, ``_local_candidates*``, ``_protocols``, ``_remote_candidates``,
+``_check_list`` and ``check_incoming`` (aioice 0.10-0.13). They are
 applied after ``setRemoteDescription`` (when aiortc has created, and BUNDLE has pruned,
 the ICE transports) and before ``setLocalDescription`` (which would gather on every
 interface and copy the credentials into the answer). ``check_internals`` fails loudly
@@ -29,6 +30,8 @@ from aiortc.rtcicetransport import RTCIceTransport
 from steer_common.endpoint import Endpoint
 
 _CONNECTION_FIELDS = (
+    "_check_list",
+    "_remote_candidates",
     "_local_username",
     "_local_password",
     "_local_candidates",
@@ -43,7 +46,11 @@ def check_internals() -> None:
     """Raise RuntimeError if the aioice fields the hooks rely on are missing."""
     conn = Connection(ice_controlling=False)
     missing = [f for f in _CONNECTION_FIELDS if not hasattr(conn, f)]
-    if missing or not hasattr(conn, "get_component_candidates"):
+    if (
+        missing
+        or not hasattr(conn, "get_component_candidates")
+        or not hasattr(conn, "check_incoming")
+    ):
         raise RuntimeError(f"aioice internals changed, missing: {missing}")
 
 
@@ -152,7 +159,41 @@ async def check(conn: Connection, addr: tuple[str, int], retransmissions: int) -
     return (source[0], source[1]) == addr
 
 
-def send_stun(conn: Connection, data: bytes, addr: tuple[str, int]) -> None:
-    """Send a STUN message from the connection's host socket."""
-    (protocol,) = conn._protocols
-    protocol.transport.sendto(data, addr)
+# -- a bound on what one client can make the ICE agent do
+
+
+def cap_peer_reflexive(
+    conn: Connection, limit: int, on_evict: Callable[[tuple[str, int]], None] = lambda a: None
+) -> None:
+    """At most `limit` peer-reflexive remote candidates (addresses learned from checks,
+    RFC 8445 7.3.1.3) per connection. aioice makes a candidate, a pair and a triggered
+    check for every new source of an authenticated check, without limit; one client with
+    its own credentials and many source ports could fill the event loop every session on
+    this transceiver shares. A check from one more new address first evicts the oldest
+    peer-reflexive candidate that is not the nominated pair's (its pairs and checks go);
+    `on_evict(addr)` is told. Wraps Connection.check_incoming."""
+    incoming = conn.check_incoming
+
+    def check_incoming(message: stun.Message, addr: tuple[str, int], protocol: Any) -> None:
+        known = any(
+            c._network_host == addr[0] and c.port == addr[1] for c in conn._remote_candidates
+        )
+        if not known:
+            prflx = [c for c in conn._remote_candidates if c.type == "prflx"]
+            nominated = nominated_addr(conn)
+            old = [c for c in prflx if (c._network_host, c.port) != nominated]
+            if len(prflx) >= limit and old:
+                _forget_candidate(conn, old[0])
+                on_evict((old[0]._network_host, old[0].port))
+        incoming(message, addr, protocol)
+
+    conn.check_incoming = check_incoming  # type: ignore[method-assign]
+
+
+def _forget_candidate(conn: Connection, cand: Any) -> None:
+    """Remove a remote candidate and its pairs (their checks cancelled) from aioice."""
+    for pair in [p for p in conn._check_list if p.remote_candidate is cand]:
+        if pair.task is not None:
+            pair.task.cancel()
+        conn._check_list.remove(pair)
+    conn._remote_candidates.remove(cand)

@@ -1,20 +1,20 @@
-"""Downstream after a NAT rebinding: authenticate the client's new address at once.
+"""Downstream after a NAT rebinding: have the client prove its new address at once.
 
 When a client's NAT rebinds, its media arrives from a new address (the relay forwards it
 by SSRC hint, steer.bpf.c "Connection hints"), but the relay moves the session's return
-path only on the transceiver's Binding Success Response to that address ("Mobility"), and
-aioice, the controlled agent, answers only the client's own checks: the next consent check,
-4-6 s later. So downstream was silent for seconds (p50 3.2 s over 20 rebindings).
+path only when the client proves it receives there: its Binding Success Response to a
+check this session sent to that address (steer.bpf.c "Return-routability"). aioice, the
+controlled agent, checks a new address only when the client's own check comes from it: the
+next consent check, 4-6 s later. So downstream was silent for seconds (p50 3.2 s over 20
+rebindings).
 
 A `Rebinder` closes that gap: a datagram that is not STUN from an address other than the
 session's current one makes it send a Binding Request there (signed with the client's
-password, as any check of ours). The client answers it; only that answer, authenticated
-by aioice's transaction (MESSAGE-INTEGRITY under the client's password, RFC 8489 §9.1.4),
-and from the probed address, counts. Then the transceiver says so to the relay the one way
-the relay trusts: a Binding Success Response to the new address, signed with our password
-(`announce`). The relay learns the flow and re-points the return path; the client drops the
-response (no transaction of its). Nothing moves on the datagram that triggered the probe:
-that is unauthenticated (a hint, or anyone's spoofed packet).
+password, as any check of ours). The client's answer is the proof the relay moves the
+path on, as it crosses the relay; here only that answer, authenticated by aioice's
+transaction (MESSAGE-INTEGRITY under the client's password, RFC 8489 §9.1.4) and from the
+probed address, makes it our current address. Nothing moves on the datagram that
+triggered the probe: that is unauthenticated (a hint, or anyone's spoofed packet).
 
 Probes cost a client nothing and an attacker little: at most MAX_INFLIGHT addresses at a
 time (more than one: a probe to an address the NAT dropped again must not hold up the next
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aioice import Connection, stun
+from aioice import Connection
 
 from transceiver import ice
 
@@ -41,17 +41,6 @@ PROBES_PER_S = 2.0  # a session's probes, on average (a bucket of BURST)
 BURST = 4
 MAX_INFLIGHT = 2
 RETRANSMISSIONS = 2  # aioice's RTO 0.5 s doubling: unanswered after 0.5 + 1 + 2 s
-
-
-def announcement(addr: Addr, password: str) -> bytes:
-    """A Binding Success Response to `addr` signed with our password: what makes the relay
-    (re-)point the session's return path to `addr` (steer.bpf.c learn_flow,
-    path_authenticated). Its transaction is nobody's, so the client drops it."""
-    msg = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.RESPONSE)
-    msg.attributes["XOR-MAPPED-ADDRESS"] = addr
-    msg.add_message_integrity(password.encode("utf8"))
-    msg.add_fingerprint()
-    return bytes(msg)
 
 
 class Rebinder:
@@ -108,5 +97,4 @@ class Rebinder:
             return
         self._count("authenticated")
         self.current = addr
-        ice.send_stun(self.conn, announcement(addr, self.conn.local_password), addr)
-        log.info("client moved to %s:%d: authenticated, announced to the relay", *addr)
+        log.info("client moved to %s:%d: it answered our check (the relay's proof)", *addr)

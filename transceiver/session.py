@@ -34,6 +34,9 @@ log = logging.getLogger("steer.transceiver")
 dtls.install()  # aiortc offers ECDHE-RSA suites too, for RSA-certificate peers (dtls.py)
 
 APP_GRACE = 2.0  # s an app gets, once its session ended, to finish up before it is cancelled
+# client addresses a session's ICE agent keeps learning from checks (the oldest goes): a
+# browser has a few candidates and a mobile client moves a few times per call
+MAX_PEER_REFLEXIVE = 8
 
 
 class SetupError(Exception):
@@ -131,6 +134,7 @@ class SessionEndpoint:
         ice.set_credentials(conn, self.ufrag, self.password)
         self.sock = await ice.gather_host(conn, self.config.bind_ip)
         Rebinder(conn, self._spawn, lambda result: self.metrics.rebind_probes.labels(result).inc())
+        ice.cap_peer_reflexive(conn, MAX_PEER_REFLEXIVE, lambda _: self.metrics.prflx_evicted.inc())
         if self.config.seal_key_file is not None:
             self._seal(conn, self.sock)
 

@@ -14,6 +14,7 @@ from pyctl.cli.params import ENDPOINT, HOST_PORT
 from pyctl.cli.root import CliConfig, cli
 from pyctl.daemon import firewall
 from pyctl.dataplane.loader import Attachment, BuildOptions, LoaderError, unload
+from pyctl.dataplane.sources import parse_nets
 from steer_common.credentials import CredentialError, Credentials, token_from
 from steer_common.endpoint import Endpoint
 from steer_common.paths import instance_lock
@@ -177,6 +178,24 @@ from steer_common.paths import instance_lock
     help="Burst allowed above --noflow-pps.",
 )
 @click.option(
+    "--bogons/--no-bogons",
+    envvar="STEER_BOGONS",
+    default=True,
+    show_default=True,
+    help="Drop client packets from special-purpose sources no client on the internet can "
+    "have (RFC 6890: private, shared, documentation, benchmarking, unique local; "
+    "drop_src_bogon) before they reach a session.",
+)
+@click.option(
+    "--allow-source",
+    "allow_sources",
+    envvar="STEER_ALLOW_SOURCES",
+    multiple=True,
+    metavar="CIDR",
+    help="Accept clients from this prefix all the same (a lab or a private network whose "
+    "clients use such space); repeat for more. Env: space-separated.",
+)
+@click.option(
     "--log-level",
     envvar="STEER_LOG_LEVEL",
     default="INFO",
@@ -206,6 +225,8 @@ def daemon(
     session_flow_cap: int,
     noflow_pps: int,
     noflow_burst: int,
+    bogons: bool,
+    allow_sources: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run the control daemon in the foreground: attach the XDP programs to IFs in NS,
@@ -239,6 +260,10 @@ def daemon(
         raise click.BadParameter(
             "--fleet shares sessions through a Redis --store", param_hint="--fleet"
         )
+    try:
+        allowed = parse_nets(allow_sources)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--allow-source") from None
     config = d.DaemonConfig(
         build=BuildOptions(
             instance=cfg.instance,
@@ -263,6 +288,8 @@ def daemon(
         fleet=fleet,
         xdp_mode=xdp_mode,
         session_flow_cap=session_flow_cap,
+        bogons=bogons,
+        allow_sources=allowed,
     )
     d.setup_logging(log_level.upper())
     try:

@@ -32,9 +32,10 @@ from pyctl.daemon.mapwork import MapWorker, Snapshot
 from pyctl.daemon.metrics import Metrics
 from pyctl.daemon.nexthop import NextHops
 from pyctl.daemon.store import MemoryStore, StoreUnavailable, open_mirror
-from pyctl.dataplane import mapinfo, topology
+from pyctl.dataplane import mapinfo, sources, topology
 from pyctl.dataplane.loader import RUN_DIR, Attachment, BuildOptions, DataPlane, LoaderError
 from pyctl.dataplane.maps import RouteMaps
+from pyctl.dataplane.sources import Net
 from steer_common.credentials import Credentials
 from steer_common.endpoint import Endpoint
 from steer_common.paths import api_socket, instance_lock
@@ -71,6 +72,8 @@ class DaemonConfig:
     fleet: bool = False  # share sessions with the relays on the same Redis (pyctl/daemon/fleet.py)
     xdp_mode: str = "auto"
     session_flow_cap: int = 64  # flows per session (1..build.session_flow_cap), run time
+    bogons: bool = True  # refuse special-purpose client sources (pyctl/dataplane/sources.py)
+    allow_sources: tuple[Net, ...] = ()  # client sources accepted inside them
     tick: float = field(default=1.0)  # how often expiry runs
 
     @property
@@ -185,6 +188,13 @@ def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
     for vip in cfg.vips:
         maps.add_vip(vip)
     log.info("VIPs: %s", ", ".join(str(v) for v in cfg.vips))
+    rules = sources.source_rules(cfg.bogons, cfg.allow_sources)
+    maps.replace_source_rules(rules)
+    log.info(
+        "client sources: %d special-purpose prefixes refused, allowed: %s",
+        sum(rules.values()),
+        ", ".join(str(n) for n in cfg.allow_sources) or "-",
+    )
     if cfg.netns:
         topology.set_forwarding(cfg.netns, True)  # bpf_fib_lookup needs forwarding on
         topology.router_hygiene(cfg.netns, (cfg.public, cfg.internal))

@@ -242,6 +242,7 @@ class Lab:
                 "STEER_PUBLIC": "pub",
                 "STEER_INTERNAL": "int",
                 "STEER_VIP": vips,
+                "STEER_ALLOW_SOURCES": " ".join(net.client_nets),
                 "STEER_METRICS": r.metrics,
                 "STEER_API_SOCKET": str(r.api_socket),
                 "STEER_API_TOKEN_FILE": str(secrets.operator_file),

@@ -23,6 +23,7 @@ from steer_common.endpoint import Endpoint
 CLIENT4, RELAY_PUB4 = "198.51.100.2", "198.51.100.1"
 CLIENT6, RELAY_PUB6 = "2001:db8:c::2", "2001:db8:c::1"
 RELAY_INT4, RELAY_INT6 = "10.88.0.1", "fd00:88::1"
+CLIENT_NETS = ["198.51.100.0/24", "2001:db8:c::/64"]  # the client and the NAT's public side
 VIP4 = Endpoint.parse("203.0.113.10:3478")
 VIP6 = Endpoint.parse("[2001:db8:ffff::10]:3478")
 
@@ -69,6 +70,12 @@ class LabNet:
     @property
     def vips(self) -> list[Endpoint]:
         return [VIP4, VIP6]
+
+    @property
+    def client_nets(self) -> list[str]:
+        """Where the lab's clients are (documentation space, which a relay on the internet
+        refuses as a source): the daemon's --allow-source."""
+        return CLIENT_NETS
 
     # -- lifecycle
     def up(self) -> None:

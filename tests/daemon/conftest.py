@@ -130,6 +130,8 @@ class Daemon:
         ]
         for v in self.net.vips:
             argv += ["--vip", str(v)]
+        for n in self.net.client_nets:
+            argv += ["--allow-source", n]
         if self.metrics_port:
             argv += ["--metrics", f"127.0.0.1:{self.metrics_port}"]
         return argv + self.extra

@@ -6,6 +6,7 @@ sockets in the namespace and then use them from any thread.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pyctl.dataplane.netns import netns
 from steer_common.endpoint import Endpoint
-from tests.stun import BINDING_SUCCESS, Message
+from tests.stun import BINDING_SUCCESS, Message, binding_request
 
 
 def udp(ns: str, bind: Endpoint, rcvbuf: int = 8 << 20) -> socket.socket:
@@ -61,14 +62,20 @@ def send_until_received(
 def establish(
     trx: socket.socket, client: socket.socket, client_ep: Endpoint, vip: Endpoint, tries: int = 20
 ) -> None:
-    """The transceiver answers first with a Binding Success Response, the one answer a flow
-    is learned from (DESIGN.md: a client's STUN creates no flow); then the client's packet to
-    the VIP must reach the transceiver socket. Retries cover the kernel resolving the
-    client's neighbour on the first return packet."""
-    answer = bytes(Message(msg_type=BINDING_SUCCESS, txid=b"establish-01"))
-    got = send_until_received(trx, client, answer, client_ep, tries, wait=client.gettimeout())
+    """The proof a flow is made from (steer.bpf.c, "Return-routability"): the transceiver
+    checks the client (a Binding Request through the VIP) and the client answers it with a
+    Binding Success Response; then the client's packet to the VIP must reach the
+    transceiver socket. Retries cover the kernel resolving the client's neighbour on the
+    first return packet."""
+    txid = os.urandom(12)
+    check = binding_request(b"client:server", txid=txid, integrity_key=None)
+    got = send_until_received(trx, client, check, client_ep, tries, wait=client.gettimeout())
     assert got is not None, "the transceiver's packet never reached the client"
     assert got[1] == addr(vip), f"return packet came from {got[1]}, not the VIP {vip}"
+    answer = bytes(Message(msg_type=BINDING_SUCCESS, txid=txid))
+    client.sendto(answer, addr(vip))
+    data, _ = trx.recvfrom(2048)
+    assert data == answer, "the client's answer must reach the transceiver that checked"
     client.sendto(b"\x80hello-from-client", addr(vip))
     data, _ = trx.recvfrom(2048)
     assert data == b"\x80hello-from-client"

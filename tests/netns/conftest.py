@@ -16,7 +16,7 @@ from pyctl.dataplane import topology
 from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
 from pyctl.dataplane.maps import RouteMaps, Session
 from pyctl.dataplane.netns import netns
-from pyctl.lab.net import CLIENT4, CLIENT6, LabNet
+from pyctl.lab.net import CLIENT4, CLIENT6, LabNet, mac
 from steer_common.endpoint import Endpoint
 from steer_common.shared import BackendState, Reason
 
@@ -77,6 +77,65 @@ class LiveRelay:
 
     def counters(self) -> dict[Reason, int]:
         return {r: v[0] for r, v in self.maps.stats().items()}
+
+
+def spoof(relay: LiveRelay, src: Endpoint, dst: Endpoint, payload: bytes) -> None:
+    """Put a UDP datagram with any source on the client's wire towards the relay, as a host
+    that forges its source address does (built whole, checksums correct)."""
+    spoof_many(relay, [(src, dst, payload)])
+
+
+def spoof_many(relay: LiveRelay, datagrams: list[tuple[Endpoint, Endpoint, bytes]]) -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+
+    with netns(relay.net.client):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        s.bind(("eth0", 0))
+        for src, dst, payload in datagrams:
+            l3 = (IP if src.ip.version == 4 else IPv6)(src=str(src.ip), dst=str(dst.ip))
+            udp = UDP(sport=src.port, dport=dst.port)
+            s.send(bytes(Ether(src=mac(1, 0, 1), dst=mac(2, 0, 1)) / l3 / udp / payload))
+    finally:
+        s.close()
+
+
+def exchange(
+    relay: LiveRelay, ufrag: str, trx: socket.socket, client: socket.socket, pwd: bytes
+) -> None:
+    """The ICE exchange that proves a client's address (steer.bpf.c, "Return-routability"),
+    at socket level: the client's check reaches the session by its ufrag; the session
+    answers it (a tentative flow), checks the client, and the client's Success answer to
+    that check (the proof) reaches the session."""
+    from aioice import stun
+
+    from tests import stun as stunb
+
+    vip = relay.net.vips[0 if client.family == socket.AF_INET else 1]
+    to_vip = (str(vip.ip), vip.port)
+    ask = os.urandom(12)
+    client.sendto(
+        stunb.binding_request(f"{ufrag}:cli".encode(), integrity_key=pwd, txid=ask), to_vip
+    )
+    data, src = trx.recvfrom(4096)
+    assert data[8:20] == ask, "the client's check did not reach its session"
+    ok = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=ask)
+    ok.attributes["XOR-MAPPED-ADDRESS"] = src[:2]
+    ok.add_message_integrity(pwd)
+    trx.sendto(bytes(ok), src[:2])
+    assert client.recvfrom(4096)[0][8:20] == ask
+    own = os.urandom(12)
+    trx.sendto(
+        stunb.binding_request(f"cli:{ufrag}".encode(), integrity_key=None, txid=own), src[:2]
+    )
+    data, _ = client.recvfrom(4096)
+    assert data[8:20] == own, "the session's check did not reach the client"
+    answer = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=own)
+    answer.attributes["XOR-MAPPED-ADDRESS"] = client.getsockname()[:2]
+    client.sendto(bytes(answer), to_vip)
+    assert trx.recvfrom(4096)[0][8:20] == own, "the client's answer did not reach its session"
 
 
 @contextmanager

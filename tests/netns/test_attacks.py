@@ -26,13 +26,23 @@ from pyctl.lab.net import CLIENT4, CLIENT6
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
 from tests import stun as stunb
-from tests.netns.conftest import LiveRelay, live_relay, recv_or_none, sniffer, udp_socket
+from tests.netns.conftest import (
+    LiveRelay,
+    exchange,
+    live_relay,
+    recv_or_none,
+    sniffer,
+    udp_socket,
+)
 from tests.netns.packets import frames_until, internal_addrs, src_of
 from transceiver import ice
 
 pytestmark = pytest.mark.netns
 
 MAX_FLOWS = 256  # small enough that 300 unbounded flows would evict other sessions'
+# room in each session's own budgets for the 300-address flood of the flow-cap test (the
+# cap, not the budgets, is what it tests; tests/netns/test_spoofing.py tests the budgets)
+SESSION_BURST = 1000
 DTLS = bytes([22, 0xFE, 0xFD]) + b"\0" * 10 + b"attacker-client-hello"
 RTP = bytes([0x80, 0x6F, 0, 1]) + b"\0" * 8 + b"opus-frame"
 
@@ -40,7 +50,12 @@ RTP = bytes([0x80, 0x6F, 0, 1]) + b"\0" * 8 + b"opus-frame"
 @pytest.fixture(scope="module")
 def attack_relay() -> Iterator[LiveRelay]:
     tag = f"a{os.getpid() % 10000}"
-    opts = BuildOptions(instance=f"atk-{tag}", max_flows=MAX_FLOWS)
+    opts = BuildOptions(
+        instance=f"atk-{tag}",
+        max_flows=MAX_FLOWS,
+        session_check_burst=SESSION_BURST,
+        session_noflow_burst=SESSION_BURST,
+    )
     with live_relay(tag, "native", opts) as relay:
         yield relay
 
@@ -104,14 +119,8 @@ def flows_of(relay: LiveRelay, sock: Endpoint) -> list[Endpoint]:
 
 
 def establish(relay: LiveRelay, ufrag: str, trx: socket.socket, client: socket.socket) -> None:
-    """The client's check reaches the session by ufrag and the session answers it: the
-    flow the client's media will follow."""
-    txid = os.urandom(12)
-    client.sendto(request(ufrag, txid, key=b"session-password-0000"), vip_of(relay))
-    data, src = trx.recvfrom(4096)
-    assert stun.parse_message(data).transaction_id == txid
-    trx.sendto(success(txid, src), src)
-    assert stun.parse_message(client.recvfrom(4096)[0]).transaction_id == txid
+    """The client's proven flow to the session (tests/netns/conftest.py exchange())."""
+    exchange(relay, ufrag, trx, client, b"session-password-0000")
 
 
 def reason(name: str) -> Reason:
@@ -180,9 +189,16 @@ def test_second_session_check_from_a_flowed_address(relay: LiveRelay) -> None:
     got = recv_or_none(b, 2.0)
     assert got is not None and got[0] == check, "session B's check went elsewhere"
     assert recv_or_none(a, 0.2) is None, "session B's check reached session A"
-    # B's authenticated answer re-points the address (docs/architecture.md)
+    # B's answer does not take A's proven flow: it is no proof the client receives B
     b.sendto(success(b"second-txid1", got[1]), got[1])
     assert client.recvfrom(4096)[0][8:20] == b"second-txid1"
+    assert flows_of(relay, a_ep) == [c_ep] and flows_of(relay, b_ep) == []
+    # B's own check answered by the client is: the address moves to B (the client's newer
+    # session), as the client's own choice (docs/architecture.md, "Return-routability")
+    b.sendto(stunb.binding_request(b"cli:sessionBufrag0001", txid=b"second-own01"), got[1])
+    assert client.recvfrom(4096)[0][8:20] == b"second-own01"
+    client.sendto(success(b"second-own01", got[1]), vip_of(relay))
+    assert b.recvfrom(4096)[0][8:20] == b"second-own01"
     assert flows_of(relay, b_ep) == [c_ep] and flows_of(relay, a_ep) == []
 
 
@@ -334,28 +350,37 @@ def test_300_answered_addresses_stay_within_the_cap(relay: LiveRelay) -> None:
         s.close()
 
 
-def test_return_budget_drops_a_burst_to_addresses_without_flows(relay: LiveRelay) -> None:
+def test_return_budgets_drop_a_burst_to_addresses_without_flows(relay: LiveRelay) -> None:
+    """One session's burst of answers to addresses without its proven flow comes out of
+    its own budget; another session's proven flow and its checks to a new address (the
+    proofs mobility needs) pass throughout."""
     a_ep, b_ep = relay.trx_sock(1, 41601), relay.trx_sock(2, 41602)
     a, b = udp_socket(relay.net.trx(1), a_ep), udp_socket(relay.net.trx(2), b_ep)
     relay.register("burstAufrag00001", a_ep, backend_id=1)
     relay.register("steadyBufrag0001", b_ep, backend_id=2)
     b_client = udp_socket(relay.net.client, ep(CLIENT4, 53700))
+    b_new = udp_socket(relay.net.client, ep(CLIENT4, 53701))
     establish(relay, "steadyBufrag0001", b, b_client)
-    over, within = reason("NO_FLOW_BUDGET"), reason("FWD_RETURN_NO_FLOW")
+    over, within = reason("SESSION_BUDGET"), reason("FWD_RETURN_NO_FLOW")
     before = relay.counters()
-    n = 10 * relay.dp.opts.noflow_burst  # sent far faster than the budget's rate
-    check = stunb.binding_request(b"cli1:burstAufrag00001")
+    opts = relay.dp.opts
+    n = 10 * opts.session_noflow_burst  # sent far faster than the budget's rate
+    error = stunb.Message([stunb.attr(stunb.ERROR_CODE, b"\0\0\x04\x01Unauthorized")])
+    error.msg_type = stunb.BINDING_ERROR
     start = time.monotonic()
-    for i in range(n):  # the transceiver's own checks to addresses with no flow
-        a.sendto(check, (CLIENT4, 10000 + i % 50000))
-    # the established flow is not charged to the budget
+    for i in range(n):  # 401s to addresses with no flow, as a flood of bad checks gets
+        a.sendto(bytes(error), (CLIENT4, 10000 + i % 40000))
+    # the established flow is not charged to any budget
     for _ in range(20):
         b.sendto(RTP, (CLIENT4, 53700))
         assert b_client.recvfrom(4096)[0] == RTP
+    # and B's own check to a new address is not starved by A's flood
+    b.sendto(stunb.binding_request(b"cli:steadyBufrag0001"), (CLIENT4, 53701))
+    assert b_new.recvfrom(4096)[0][8:20] == b"steer-txid12"
     after, took = relay.counters(), time.monotonic() - start
     dropped, sent = after[over] - before[over], after[within] - before[within]
-    assert dropped + sent == n, (dropped, sent)
-    allowed = relay.dp.opts.noflow_burst + relay.dp.opts.noflow_pps * took
-    assert 0 < sent <= allowed + 1, (sent, allowed)
-    for s in (a, b, b_client):
+    assert dropped + sent == n + 1, (dropped, sent)
+    allowed = opts.session_noflow_burst + opts.session_noflow_pps * took
+    assert 0 < sent - 1 <= allowed + 1, (sent, allowed)
+    for s in (a, b, b_client, b_new):
         s.close()

@@ -2,10 +2,13 @@
 
 The client (controlling) talks to the transceiver's agent (controlled) through a NAT whose
 outside port changes on `rebind()`, as `steerctl lab rebind` does to a real call. After it,
-the client's data arrives from the new port; the Rebinder checks that port, and only the
-client's authenticated answer makes it announce the address (a Binding Success Response
-signed with the transceiver's password: what the relay re-points on). A spoofed datagram
-from an address that cannot answer with the client's password moves nothing.
+the client's data arrives from the new port; the Rebinder checks that port, and the
+client's Success answer to that check is the proof the relay moves the path on (it crosses
+the relay; steer.bpf.c "Return-routability"); only that authenticated answer makes the new
+port the Rebinder's current address. The transceiver announces nothing of its own. A
+spoofed datagram from an address that cannot answer with the client's password moves
+nothing. And one client with its own credentials cannot make the agent keep pairs for
+more than a few of its addresses (ice.cap_peer_reflexive).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Nat:
     outside: asyncio.DatagramTransport | None = None
     client: Addr | None = None
     from_server: list[tuple[Addr, bytes]] = field(default_factory=list)
+    to_server: list[tuple[Addr, bytes]] = field(default_factory=list)  # (public, data)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -86,6 +90,7 @@ class Nat:
     def _up(self, data: bytes, addr: Addr) -> None:
         self.client = addr
         assert self.outside is not None
+        self.to_server.append((self.public, data))
         self.outside.sendto(data, self.server)
 
     def _down(self, data: bytes, addr: Addr) -> None:
@@ -156,38 +161,39 @@ async def connected() -> AsyncIterator[Call]:
         nat.close()
 
 
-def _announced(call: Call, addr: Addr, since: int = 0) -> list[stun.Message]:
-    """Binding Success Responses the server sent to `addr` (from the NAT's `since`th
-    datagram on), signed with its password."""
+def _stun(
+    seen: list[tuple[Addr, bytes]], addr: Addr, cls: stun.Class, since: int = 0
+) -> list[stun.Message]:
+    """STUN messages of class `cls` among `seen` (from the `since`th on) at `addr`."""
     out = []
-    for to, data in call.nat.from_server[since:]:
-        if to != addr or not 0 <= data[0] <= 3:
-            continue
-        msg = stun.parse_message(data)
-        if msg.message_class == stun.Class.RESPONSE and msg.check_message_integrity(
-            call.server.local_password.encode()
-        ):
-            out.append(msg)
+    for at, data in seen[since:]:
+        if at == addr and 0 <= data[0] <= 3:
+            msg = stun.parse_message(data)
+            if msg.message_class == cls:
+                out.append(msg)
     return out
 
 
-async def test_new_port_is_checked_then_announced() -> None:
+async def test_new_port_is_checked_and_the_clients_answer_proves_it() -> None:
     async with connected() as call:
         await _moved(call)
 
 
 async def _moved(call: Call) -> None:
-    old, since = call.nat.public, len(call.nat.from_server)
+    old = call.nat.public
+    since, up = len(call.nat.from_server), len(call.nat.to_server)
     new = await call.nat.rebind()
     assert new != old
     await call.client.send(b"\x80" + b"\x00" * 40)  # RTP-like: the client's media
     await _poll(lambda: call.rebinder.current == new)
     assert call.counts == {"sent": 1, "authenticated": 1}
-    # the client sent no check since (aioice's consent checks are 4-6 s apart)
-    (msg,) = await _poll(lambda: _announced(call, new, since))
-    assert msg.attributes["XOR-MAPPED-ADDRESS"] == new
-    assert "FINGERPRINT" in msg.attributes
-    assert not _announced(call, old, since)
+    # the probe went to the new port; the client's answer to it (the relay's proof) came
+    # from there; the client sent no check since (aioice's consent checks are 4-6 s apart),
+    # so the transceiver sent no Success at all: it announces nothing of its own
+    (probe,) = _stun(call.nat.from_server, new, stun.Class.REQUEST, since)
+    answers = _stun(call.nat.to_server, new, stun.Class.RESPONSE, up)
+    assert [a.transaction_id for a in answers] == [probe.transaction_id]
+    assert not _stun(call.nat.from_server, new, stun.Class.RESPONSE, since)
     # more media from there is where the client is: no second probe
     for _ in range(5):
         await call.client.send(b"\x80" + b"\x01" * 40)
@@ -265,3 +271,52 @@ def _flood(call: Call) -> None:
     call.rebinder.foreign(("127.0.0.1", 40000))  # cooling down
     call.rebinder.foreign(("127.0.0.1", 40002))
     assert call.rebinder._probing == {("127.0.0.1", 40001), ("127.0.0.1", 40002)}
+
+
+async def test_peer_reflexive_addresses_are_capped() -> None:
+    """A client with its own credentials checks from many ports: the agent keeps at most
+    the cap of peer-reflexive candidates (the oldest go, their checks cancelled), never the
+    nominated one, and every check is still answered."""
+    async with connected() as call:
+        await _many_ports(call, cap=3, ports=10)
+
+
+async def _many_ports(call: Call, cap: int, ports: int) -> None:
+    evicted: list[Addr] = []
+    ice.cap_peer_reflexive(call.server, cap, evicted.append)
+    loop = asyncio.get_running_loop()
+    socks = []
+    answered = 0
+    try:
+        for i in range(ports):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+            socks.append(s)
+            req = stun.Message(
+                message_method=stun.Method.BINDING,
+                message_class=stun.Class.REQUEST,
+                transaction_id=f"prflx{i:07d}".encode(),
+            )
+            req.attributes["USERNAME"] = (
+                f"{call.server.local_username}:{call.client.local_username}"
+            )
+            req.attributes["PRIORITY"] = 1000 + i
+            req.attributes["ICE-CONTROLLING"] = call.client._tie_breaker
+            req.add_message_integrity(call.server.local_password.encode())
+            req.add_fingerprint()
+            await loop.sock_sendto(s, bytes(req), call.nat.server)
+            data, _ = await asyncio.wait_for(loop.sock_recvfrom(s, 2048), 5)
+            answered += stun.parse_message(data).message_class == stun.Class.RESPONSE
+    finally:
+        for s in socks:
+            s.close()
+    prflx = [c for c in call.server._remote_candidates if c.type == "prflx"]
+    assert answered == ports
+    assert len(prflx) <= cap and len(evicted) >= ports - cap
+    kept = {(c.host, c.port) for c in prflx}
+    assert not kept & set(evicted)
+    assert all(
+        p.remote_candidate in call.server._remote_candidates for p in call.server._check_list
+    )
+    assert ice.nominated_addr(call.server) == call.nat.public
