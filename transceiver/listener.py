@@ -193,9 +193,7 @@ class _Tracked(asyncio.Protocol):
         self.inner.resume_writing()
 
 
-async def listen(
-    server: web.Server, conns: Connections, host: str, port: int
-) -> asyncio.Server:
+async def listen(server: web.Server, conns: Connections, host: str, port: int) -> asyncio.Server:
     """The WHIP listener: a TCP server whose connections go through `conns`."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(conns.factory(server), host, port, backlog=BACKLOG)
