@@ -15,7 +15,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pyctl.daemon.routes import Routes
-from pyctl.daemon.store import BackendRecord, Loaded, MemoryStore, RedisMirror, SessionRecord
+from pyctl.daemon.store import (
+    BackendRecord,
+    KeptTtls,
+    Loaded,
+    MemoryStore,
+    RedisMirror,
+    SessionRecord,
+    kept_path,
+)
 from pyctl.daemon.views import STATES_BY_NAME
 from pyctl.dataplane.maps import MapFullError, Session, check_ufrag
 from steer_common.endpoint import Endpoint
@@ -145,6 +153,18 @@ class Controller:
     draining: str | None = None
     # old ufrags of ICE restarts, still routing for their grace period (see `restart`)
     aliases: dict[str, Alias] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the pinned maps (not MemoryRoutes): keep each session's TTL beside them, so that a
+        # restarted daemon adopts it with the TTL it was registered with (store.KeptTtls)
+        session_map = getattr(self.maps, "session_map", None)
+        if session_map is not None and self.store.kept is None:
+            try:
+                path = kept_path(session_map)
+            except OSError as e:
+                log.warning("session TTLs not kept (%s): a restart adopts with --adopt-ttl", e)
+            else:
+                self.store.keep(KeptTtls.open(path))
 
     def _count(self, event: str, n: int = 1) -> None:
         self.events[event] = self.events.get(event, 0) + n
@@ -360,7 +380,14 @@ class Controller:
         return rec
 
     def _adopt(self, s: Session, now: float) -> SessionRecord:
-        return self._record(s, self.adopt_ttl, now)
+        """A record for a session found only in the maps: the TTL and creation time it was
+        registered with when they were kept (store.KeptTtls), else `adopt_ttl` from now.
+        Either way its expiry counts from now: its transceiver heartbeats within a TTL."""
+        kept = self.store.kept_ttl(s.ufrag)
+        if kept is None:
+            return self._record(s, self.adopt_ttl, now)
+        ttl, created = kept
+        return replace(self._record(s, ttl, now), created=created)
 
     def sessions(self, backend: int | None = None, ufrag: str | None = None) -> list[SessionRecord]:
         return [
@@ -564,7 +591,12 @@ class Controller:
                 restored.append(rec)
             except (ValueError, MapFullError) as e:
                 log.warning("stored session %s dropped: %s", u, e)
+        with_ttl = sum(1 for r in adopted if self.store.kept_ttl(r.ufrag) is not None)
         self._put(keep + adopted + restored)
+        self.store.compact()
+        if self.store.kept is not None:
+            for f in self.store.kept.remove_stale():
+                log.info("removed %s: its sessions map is gone", f)
         for b_rec in loaded.backends:
             self._put_backend(b_rec, b_rec.id)
         for b in self.maps.backends():
@@ -575,9 +607,11 @@ class Controller:
             if self.backend_state(b_rec.id) == BackendState.UNSET:
                 self.maps.set_backend(b_rec.id, ip_endpoint(b_rec.addr), BackendState.ACTIVE)
         log.info(
-            "state: %d sessions adopted from the maps (ttl %gs), %d restored from the store, "
-            "%d backends (flows: counted by the map worker's first walk)",
+            "state: %d sessions adopted from the maps (%d with the TTL they were registered "
+            "with, the rest ttl %gs), %d restored from the store, %d backends (flows: counted "
+            "by the map worker's first walk)",
             len(adopted),
+            with_ttl,
             self.adopt_ttl,
             len(restored),
             len(self.store.backends()),

@@ -16,10 +16,16 @@ import asyncio
 import heapq
 import json
 import logging
+import math
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
+
+from pyctl.dataplane import mapinfo
+from steer_common import paths
 
 
 @dataclass(frozen=True)
@@ -51,15 +57,179 @@ class BackendRecord:
     addr: str | None = None  # IP the daemon resolves as a next hop
 
 
+log = logging.getLogger("steer.store")
+
+Kept = tuple[float | None, float]  # a session's TTL (None: until deleted) and creation time
+
+KEPT_PREFIX, KEPT_SUFFIX = "sessions-", ".ttl"
+
+
+def kept_path(session_map: Any) -> Path:
+    """The file that keeps the TTLs of the sessions in this sessions map (a bcc table)."""
+    return paths.RUN_DIR / f"{KEPT_PREFIX}{mapinfo.map_id(session_map)}{KEPT_SUFFIX}"
+
+
+class KeptTtls:
+    """The TTL and creation time each session was registered with, in a file that lives as
+    long as the pinned maps can: in RUN_DIR (a tmpfs, emptied by a reboot, as bpffs is), one
+    file per sessions map, named by the map's kernel id, so a map made anew (`steerctl
+    unload`, then a start) never reads another's; a file whose map is gone is removed at the
+    next start. With the memory store this is all a restarted daemon knows of a session
+    besides the maps: an adopted session keeps its TTL, not --adopt-ttl (issue 27).
+
+    Lines are appended: `<ufrag> <ttl or -> <created>` when a session's TTL or creation time
+    is new or changed (a registration, a heartbeat that sets another TTL; not every
+    heartbeat), `-<ufrag>` when it ends; a ufrag's last line wins, a malformed line is
+    skipped. Each write goes straight to the file: a SIGKILL loses nothing written. The file
+    is rewritten from the records at start and when its lines outnumber twice the sessions
+    (plus 4096): O(sessions) at ~40 bytes each, some 0.1 s at 1 M sessions, after at least
+    as many changes. An unwritable file only costs the TTLs: adoption falls back to
+    --adopt-ttl."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.kept: dict[str, Kept] = {}
+        self.lines = 0
+        self._fd: int | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> KeptTtls:
+        kept = cls(path)
+        kept.kept, kept.lines = kept._read()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            kept._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as e:
+            kept._failed(e)
+        return kept
+
+    def _read(self) -> tuple[dict[str, Kept], int]:
+        out: dict[str, Kept] = {}
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return out, 0
+        except OSError as e:
+            log.warning(
+                "kept session TTLs %s unreadable (%s): adopting with --adopt-ttl", self.path, e
+            )
+            return out, 0
+        lines = text.splitlines()
+        for line in lines:
+            if line.startswith("-"):
+                out.pop(line[1:], None)
+                continue
+            parts = line.split(" ")
+            try:
+                ufrag, ttl, created = parts
+                value = (None if ttl == "-" else float(ttl), float(created))
+            except ValueError:
+                continue  # a line cut short by a crash, or not ours
+            if value[0] is None or (math.isfinite(value[0]) and value[0] > 0):
+                out[ufrag] = value
+        return out, len(lines)
+
+    def get(self, ufrag: str) -> Kept | None:
+        return self.kept.get(ufrag)
+
+    def put(self, recs: Iterable[SessionRecord]) -> None:
+        lines = []
+        for r in recs:
+            value = (r.ttl, r.created)
+            if self.kept.get(r.ufrag) != value:
+                self.kept[r.ufrag] = value
+                ttl = "-" if r.ttl is None else repr(float(r.ttl))
+                lines.append(f"{r.ufrag} {ttl} {float(r.created)!r}\n")
+        self._append(lines)
+
+    def forget(self, ufrags: Iterable[str]) -> None:
+        self._append([f"-{u}\n" for u in ufrags if self.kept.pop(u, None) is not None])
+
+    def _append(self, lines: list[str]) -> None:
+        if not lines or self._fd is None:
+            return
+        try:
+            os.write(self._fd, "".join(lines).encode())
+        except OSError as e:
+            self._failed(e)
+            return
+        self.lines += len(lines)
+
+    def compact_due(self) -> bool:
+        return self.lines > 2 * len(self.kept) + 4096
+
+    def rewrite(self, recs: Iterable[SessionRecord]) -> None:
+        """The file anew, with exactly these records (atomically: a new file renamed)."""
+        if self._fd is None:
+            return
+        self.kept = {r.ufrag: (r.ttl, r.created) for r in recs}
+        text = "".join(
+            f"{u} {'-' if ttl is None else repr(float(ttl))} {float(created)!r}\n"
+            for u, (ttl, created) in self.kept.items()
+        )
+        tmp = self.path.with_name(self.path.name + ".new")
+        try:
+            tmp.write_text(text)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as e:
+            self._failed(e)
+            return
+        os.close(self._fd)
+        self._fd, self.lines = fd, len(self.kept)
+
+    def remove_stale(self) -> list[Path]:
+        """Remove the files of sessions maps that no longer exist (another instance's live
+        map keeps its file); what was removed."""
+        gone = []
+        for f in self.path.parent.glob(f"{KEPT_PREFIX}*{KEPT_SUFFIX}"):
+            ident = f.name.removeprefix(KEPT_PREFIX).removesuffix(KEPT_SUFFIX)
+            if f != self.path and ident.isdigit() and not mapinfo.map_exists(int(ident)):
+                f.unlink(missing_ok=True)
+                gone.append(f)
+        return gone
+
+    def _failed(self, e: OSError) -> None:
+        log.warning(
+            "kept session TTLs %s not writable (%s): a restart adopts sessions with --adopt-ttl",
+            self.path,
+            e,
+        )
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class MemoryStore:
     """The daemon's records: dictionaries, rebuilt from the maps (and a RedisMirror, if
-    any) after a restart."""
+    any) after a restart; with `keep`, each session's TTL and creation time also go to a
+    KeptTtls file, for the next daemon's adoption."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, SessionRecord] = {}
         self._backends: dict[int, BackendRecord] = {}
         # (expires_at, ufrag), stale entries skipped when popped: expiry costs what is due
         self._expiry: list[tuple[float, str]] = []
+        self.kept: KeptTtls | None = None
+
+    def keep(self, kept: KeptTtls) -> None:
+        self.kept = kept
+        kept.put(self._sessions.values())
+
+    def kept_ttl(self, ufrag: str) -> Kept | None:
+        """The TTL and creation time `ufrag` was registered with, as kept across a restart."""
+        return None if self.kept is None else self.kept.get(ufrag)
+
+    def compact(self) -> None:
+        """Rewrite the kept TTLs from the records (at start: what reconciliation kept)."""
+        if self.kept is not None:
+            self.kept.rewrite(self._sessions.values())
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -72,6 +242,10 @@ class MemoryStore:
 
     def put_many(self, recs: list[SessionRecord]) -> None:
         self._sessions.update((r.ufrag, r) for r in recs)
+        if self.kept is not None:
+            self.kept.put(recs)
+            if self.kept.compact_due():
+                self.compact()
         for r in recs:
             if r.expires_at is not None:
                 heapq.heappush(self._expiry, (r.expires_at, r.ufrag))
@@ -93,6 +267,8 @@ class MemoryStore:
 
     def delete(self, ufrag: str) -> None:
         self._sessions.pop(ufrag, None)
+        if self.kept is not None:
+            self.kept.forget([ufrag])
 
     def sessions(self) -> list[SessionRecord]:
         return sorted(self._sessions.values(), key=lambda r: r.ufrag)
@@ -114,10 +290,9 @@ class MemoryStore:
         return sorted(self._backends.values(), key=lambda r: r.id)
 
     def close(self) -> None:
-        pass
+        if self.kept is not None:
+            self.kept.close()
 
-
-log = logging.getLogger("steer.store")
 
 CALL_TIMEOUT_S = 0.4  # one Redis round trip; a write answers 503 well within 1 s
 BULK_TIMEOUT_S = 10.0  # loading or rewriting every record

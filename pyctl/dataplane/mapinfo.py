@@ -8,6 +8,7 @@ BPF_OBJ_GET_INFO_BY_FD through libbpf.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from typing import Any
 
@@ -29,8 +30,7 @@ class _MapInfo(ctypes.Structure):
     ]
 
 
-def capacity(table: Any) -> int:
-    """max_entries of the map behind a bcc table, as the kernel created it."""
+def _info(table: Any) -> _MapInfo:
     info = _MapInfo()
     size = ctypes.c_uint32(ctypes.sizeof(info))
     rc = libbpf.lib().bpf_obj_get_info_by_fd(
@@ -39,7 +39,30 @@ def capacity(table: Any) -> int:
     if rc != 0:
         err = ctypes.get_errno() or -rc
         raise OSError(err, f"bpf_obj_get_info_by_fd: {os.strerror(err)}")
-    return int(info.max_entries)
+    return info
+
+
+def capacity(table: Any) -> int:
+    """max_entries of the map behind a bcc table, as the kernel created it."""
+    return int(_info(table).max_entries)
+
+
+def map_id(table: Any) -> int:
+    """The kernel's id of the map behind a bcc table: the same for every process that opens
+    the pinned map, new when the map is made anew (after `steerctl unload`)."""
+    return int(_info(table).id)
+
+
+def map_exists(ident: int) -> bool:
+    """Whether a map with this kernel id still exists (False only when the kernel says
+    there is none)."""
+    lib = libbpf.lib()
+    lib.bpf_map_get_fd_by_id.argtypes = [ctypes.c_uint32]
+    fd = int(lib.bpf_map_get_fd_by_id(ident))
+    if fd >= 0:
+        os.close(fd)
+        return True
+    return (ctypes.get_errno() or -fd) != errno.ENOENT
 
 
 def entries(table: Any) -> int:

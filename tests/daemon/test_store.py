@@ -146,17 +146,25 @@ def test_reconcile_restores_stored_sessions_and_adopts_with_a_ttl(pinned: RouteM
         (2, "10.88.0.12")
     ]
 
+    # a session written to the maps with no record (as by an older daemon) besides it
+    from pyctl.dataplane.maps import Session
+    from steer_common.endpoint import Endpoint
+
+    pinned.add_session(Session("norecord", Endpoint.parse("10.88.0.12:7001"), VIP4, 2))
     fresh = Controller(pinned, MemoryStore(), [VIP4], adopt_ttl=7.0)
     fresh.reconcile()
-    (rec,) = fresh.store.sessions()
+    rec, other_rec = fresh.store.sessions()
+    # the registered TTL and creation time, kept beside the maps; the other: --adopt-ttl
     left = rec.expires_in()
-    assert rec.ufrag == "keepme01" and rec.ttl == 7.0 and left is not None and left <= 7.0
+    assert rec.ufrag == "keepme01" and rec.ttl == 60 and left is not None and 59 < left <= 60
+    assert rec.created == kept[0][0].created
+    assert other_rec.ufrag == "norecord" and other_rec.ttl == 7.0
     assert fresh.store.backends() == [BackendRecord(2, None, "10.88.0.12")]
     # a store record that cannot be restored is dropped, not written back
     bad = SessionRecord("badsock1", "10.88.0.12:7000", str(VIP4), 2)  # the socket is taken
     other = Controller(pinned, MemoryStore(), [VIP4])
     other.reconcile(Loaded([bad], []))
-    assert [r.ufrag for r in other.store.sessions()] == ["keepme01"]
+    assert [r.ufrag for r in other.store.sessions()] == ["keepme01", "norecord"]
 
 
 def test_daemon_with_a_bad_store_flag_is_a_usage_error(tmp_path: Path) -> None:
@@ -297,8 +305,9 @@ def test_redis_restarted_empty_and_daemon_started_without_redis(
     assert rds.hash(d.instance)["emp00007"]["ttl"] == 30
 
     # Redis frozen when the daemon starts: it starts from the pinned maps, adopting their
-    # sessions; one ends meanwhile (no heartbeat); then Redis answers: its records win for
-    # the others (their TTL), the ended one is not restored from it
+    # sessions with the TTL they were registered with (kept beside the maps, not
+    # --adopt-ttl); one ends meanwhile (a heartbeat shortens its TTL, then none); then Redis
+    # answers: its records win for the others (their TTL), the ended one is not restored
     rds.signal(signal.SIGSTOP)
     d.stop()
     d.extra = ["--store", rds.url, "--adopt-ttl", "3"]
@@ -307,7 +316,8 @@ def test_redis_restarted_empty_and_daemon_started_without_redis(
     print(f"daemon up {time.monotonic() - t0:.2f}s after start with Redis frozen")
     assert d.http.call("GET", "/healthz")[1]["store"] == "unavailable"
     status, ans = d.http.call("GET", "/v1/sessions/emp00003")
-    assert status == 200 and ans["session"]["ttl"] == 3  # adopted
+    assert status == 200 and ans["session"]["ttl"] == 30  # adopted, its TTL kept
+    assert d.http.call("POST", "/v1/sessions/emp00049/heartbeat", {"ttl": 3})[0] == 200
     deadline = time.monotonic() + 8
     while RouteMaps_of(d).get_session("emp00049") is not None:
         for i in range(49):
@@ -330,25 +340,66 @@ def test_redis_restarted_empty_and_daemon_started_without_redis(
     wait_for(lambda: "garbage1" not in rds.hash_raw(d.instance), 5, "the bad record is gone")
 
 
-def test_memory_store_restart_with_a_dead_transceiver_ends_its_sessions(
-    net: LabNet, daemon: Daemon
+def _ends_within(d: Daemon, ufrag: str, alive: str, limit: float) -> float:
+    """Seconds until `ufrag` is gone while `alive` is heartbeated; fails after `limit`."""
+    t0 = time.monotonic()
+    while d.http.call("GET", f"/v1/sessions/{ufrag}")[0] == 200:
+        assert d.http.call("POST", f"/v1/sessions/{alive}/heartbeat")[0] == 200
+        assert time.monotonic() - t0 < limit, f"the adopted session {ufrag} never ended"
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_memory_store_restart_keeps_each_sessions_ttl(
+    net: LabNet, daemon: Daemon, how: signal.Signals
 ) -> None:
+    """Issue 27, item 8: with the memory store, a session registered with a 4 s TTL and
+    adopted after a restart (stopped, or killed) lives 4 s without heartbeats, not
+    --adopt-ttl's 120 s; its creation time is kept too, and a heartbeated one carries on."""
+    d = daemon
+    d.start()
+    assert d.http.call("POST", "/v1/backends", {"id": 1, "addr": net.trx_ip4(1)})[0] == 201
+    assert d.http.call("POST", "/v1/sessions", session_body(net, "orphan01", 64000, 4))[0] == 201
+    assert d.http.call("POST", "/v1/sessions", session_body(net, "alive001", 64001, 30))[0] == 201
+    assert d.http.call("POST", "/v1/sessions", session_body(net, "forever1", 64002))[0] == 201
+    before = {s["ufrag"]: s for s in d.http.call("GET", "/v1/sessions")[1]["sessions"]}
+    assert before["forever1"]["ttl"] is None  # registered without a TTL: until deleted
+    assert d.signal(how) in (0, -signal.SIGKILL)  # the transceiver of orphan01 dies meanwhile
+    time.sleep(1)
+    d.start()
+    after = {s["ufrag"]: s for s in d.http.call("GET", "/v1/sessions")[1]["sessions"]}
+    assert "3 sessions adopted" in d.log()
+    for u, ttl in (("orphan01", 4), ("alive001", 30), ("forever1", None)):
+        assert after[u]["ttl"] == ttl, (u, after[u])
+        assert after[u]["created"] == before[u]["created"], (u, after[u])
+    assert after["forever1"]["expires_in"] is None
+    took = _ends_within(d, "orphan01", "alive001", 8)
+    assert 2 < took < 8, took
+    assert [s.ufrag for s in RouteMaps_of(d).sessions()] == ["alive001", "forever1"]
+    assert "session orphan01 expired" in d.log()
+    status, ans = d.http.call("GET", "/v1/sessions/alive001")
+    assert status == 200 and ans["session"]["ttl"] == 30
+
+
+def test_a_session_whose_ttl_is_unknown_gets_the_adopt_ttl(net: LabNet, daemon: Daemon) -> None:
+    """Where the TTL a session was registered with is not known (its record file gone, as
+    after an older daemon), --adopt-ttl applies, as before."""
+    from pyctl.daemon.store import kept_path
+
     d = daemon
     d.extra = ["--adopt-ttl", "3"]
     d.start()
     assert d.http.call("POST", "/v1/backends", {"id": 1, "addr": net.trx_ip4(1)})[0] == 201
-    assert d.http.call("POST", "/v1/sessions", session_body(net, "orphan01", 64000, 30))[0] == 201
-    assert d.http.call("POST", "/v1/sessions", session_body(net, "alive001", 64001, 30))[0] == 201
-    d.stop()  # the transceiver of orphan01 dies while no daemon runs
+    assert d.http.call("POST", "/v1/sessions", session_body(net, "orphan02", 64010, 30))[0] == 201
+    assert d.http.call("POST", "/v1/sessions", session_body(net, "alive002", 64011, 30))[0] == 201
+    d.stop()
+    kept = kept_path(RouteMaps_of(d).session_map)
+    assert kept.exists(), "the daemon kept no TTLs"
+    kept.unlink()
     d.start()
-    status, ans = d.http.call("GET", "/v1/sessions/orphan01")
+    status, ans = d.http.call("GET", "/v1/sessions/orphan02")
     assert status == 200 and ans["session"]["ttl"] == 3
-    t0 = time.monotonic()
-    while d.http.call("GET", "/v1/sessions/orphan01")[0] == 200:
-        assert d.http.call("POST", "/v1/sessions/alive001/heartbeat")[0] == 200
-        assert time.monotonic() - t0 < 6, "the adopted session never ended"
-        time.sleep(0.2)
-    took = time.monotonic() - t0
+    took = _ends_within(d, "orphan02", "alive002", 6)
     assert 1.5 < took < 6
-    assert [s.ufrag for s in RouteMaps_of(d).sessions()] == ["alive001"]
-    assert "session orphan01 expired" in d.log()
+    assert [s.ufrag for s in RouteMaps_of(d).sessions()] == ["alive002"]
