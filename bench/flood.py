@@ -47,7 +47,7 @@ from bench import config as c
 from bench.livegen import LiveGenerator
 from bench.topology import BenchNet, xdp_attach, xdp_detach
 from bench.traffic import Generator, cpu_busy_ns
-from bench.verify import binding_request, binding_success, rtp_packet
+from bench.verify import binding_request, binding_success, prove, rtp_packet
 from bench.xdp_progs import Sink
 from pyctl.daemon import firewall
 from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
@@ -196,8 +196,9 @@ class FloodBench:
             txid = secrets.token_bytes(12)
             client.sendto(binding_request(ufrag, txid), (str(c.VIP.ip), c.VIP.port))
             _, src = trx.recvfrom(2048)
-            trx.sendto(binding_success(txid), src)  # the answer that learns the flow
+            trx.sendto(binding_success(txid), src)  # a tentative flow
             client.recvfrom(2048)
+            assert prove(trx, client, src, i), f"session {i}: the proof was lost"
             clients.append(client)
             trxs.append(trx)
         return Established(clients, trxs, plan.pps)

@@ -46,7 +46,7 @@ from bench.livegen import LiveGenerator
 from bench.run import SINK_IF, Bench, Progress, _machine, spread, standing
 from bench.topology import BenchNet, xdp_attach, xdp_detach
 from bench.traffic import LoadResult, rtp_frame
-from bench.verify import _udp, binding_request, binding_success, rtp_packet
+from bench.verify import _udp, binding_request, binding_success, prove, rtp_packet
 from bench.xdp_progs import Sink, _be16, _be32
 from pyctl.dataplane import topology as t
 
@@ -143,7 +143,8 @@ def frame(slot: int, port: int = c.CLIENT.port, direct: bool = False) -> bytes:
 
 def open_flow(net: BenchNet, port: int) -> bool:
     """A flow from client `port` as steer learns one: a Binding Request with the
-    registered ufrag to the VIP, the transceiver's Binding Success Response back."""
+    registered ufrag to the VIP, the transceiver's Binding Success Response back, the
+    transceiver's check and the client's answer (the proof)."""
     txid = f"bload{port:07d}".encode()
     client = _udp(net.client, (str(c.CLIENT.ip), port))
     trx = _udp(net.trx, (str(c.TRX.ip), c.TRX.port))
@@ -153,7 +154,7 @@ def open_flow(net: BenchNet, port: int) -> bool:
         _, via = trx.recvfrom(2048)
         trx.sendto(binding_success(txid), via)
         back, src = client.recvfrom(2048)
-        return back == binding_success(txid) and src == vip
+        return back == binding_success(txid) and src == vip and prove(trx, client, via, port)
     except TimeoutError:
         return False
     finally:

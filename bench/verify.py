@@ -4,7 +4,9 @@ everything is fast.
 A client socket sends a STUN Binding Request carrying the registered ufrag, then a few
 RTP-shaped packets, to the VIP; each must reach the transceiver socket with its payload
 intact, and the transceiver's answers (a Binding Success Response first, as an ICE agent
-sends) must reach the client from the VIP.
+sends) must reach the client from the VIP. After the first answer the transceiver checks
+the client and the client answers (`prove`): what makes steer's flow the client's proven
+one (steer.bpf.c, "Return-routability"); other relays just forward the two.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ def binding_request(ufrag: str, txid: bytes = b"bench-txid01") -> bytes:
 
 
 def binding_success(txid: bytes) -> bytes:
-    """The transceiver's Binding Success Response to `txid`: the only answer from which
-    steer learns a client's flow (DESIGN.md), so every relay is verified with it."""
+    """A Binding Success Response to `txid`: the transceiver's to the client's check (a
+    tentative flow in steer), or the client's to the transceiver's (the proof)."""
     xor_addr = struct.pack("!BBHI", 0, 1, c.CLIENT.port ^ 0x2112, int(c.CLIENT.ip) ^ 0x2112A442)
     attrs = struct.pack("!HH", 0x0020, len(xor_addr)) + xor_addr
     return struct.pack("!HHI", 0x0101, len(attrs), 0x2112A442) + txid + attrs
@@ -39,6 +41,20 @@ def rtp_packet(seq: int, size: int = c.RTP_PAYLOAD_LEN) -> bytes:
     header = struct.pack("!BBHII", 0x80, 111, seq & 0xFFFF, seq * 960, 0x5EE12345)
     body = f"rtp-{seq}-".encode()
     return header + (body * (size // len(body) + 1))[: size - len(header)]
+
+
+def prove(trx: socket.socket, client: socket.socket, via: tuple[str, int], tag: int = 0) -> bool:
+    """The transceiver checks the client at `via` (through the VIP) and the client answers:
+    the proof steer makes a flow current on. True if both arrived."""
+    txid = f"bprove{tag:06d}".encode()[:12]
+    trx.sendto(binding_request("cli1", txid), via)
+    try:
+        _, vip = client.recvfrom(2048)
+        client.sendto(binding_success(txid), vip)
+        got, _ = trx.recvfrom(2048)
+    except TimeoutError:
+        return False
+    return got == binding_success(txid)
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,8 @@ def verify(net: BenchNet) -> Verdict:
                 return Verdict(False, f"the answer to {what} reached the client altered")
             if src != vip:
                 return Verdict(False, f"the answer to {what} came from {src}, not the VIP")
+            if i == 0 and not prove(trx, client, via):
+                return Verdict(False, "the transceiver's check or the client's answer was lost")
         return Verdict(True, f"STUN + {RTP_PACKETS} RTP packets forwarded, answers from the VIP")
     finally:
         client.close()

@@ -400,9 +400,10 @@ static __always_inline void asked_note(const struct steer_flow_key *fk, const __
 
 /* The client at fk->client answered check `pk` of session socket p->sock with a Success:
  * it receives there. Make the flow the socket's current one and move the socket's path. */
-static __always_inline void prove(struct steer_tmp *t, struct steer_flow_key *fk,
-				  const struct steer_pending *p)
+static __always_inline __u32 prove(struct steer_tmp *t, struct steer_flow_key *fk,
+				   const struct steer_pending *p)
 {
+	__u32 reason = STEER_R_FWD_STUN_PROVEN;
 	struct steer_flow *flow = steer_flows.lookup(fk);
 	__u64 now = coarse_now();
 
@@ -423,10 +424,12 @@ static __always_inline void prove(struct steer_tmp *t, struct steer_flow_key *fk
 		t->flow.created_ns = now;
 		t->flow.last_seen_ns = now;
 		t->fk = *fk;
-		learn_flow(t, &t->fk, &t->rk);
+		if (learn_flow(t, &t->fk, &t->rk) == STEER_R_FWD_RETURN_EVICTED)
+			reason = STEER_R_FWD_STUN_PROVEN_EVICTED;
 	}
 	path_proven(&t->rk, &fk->vip, now);
 	steer_pending.delete(&t->pk);
+	return reason;
 }
 
 /* STUN from clients. */
@@ -521,7 +524,7 @@ static __always_inline int stun_answer(struct xdp_md *ctx, struct steer_pkt *pkt
 	if (h->type == htons(STUN_BINDING_SUCCESS)) {
 		ok = STEER_R_FWD_STUN_PROVEN;
 		if (STEER_WRITES)
-			prove(t, fk, &t->p);
+			ok = prove(t, fk, &t->p);
 	}
 	return steer_to(ctx, pkt, &t->p.sock, t->p.backend_id, ok, reason);
 }

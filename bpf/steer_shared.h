@@ -324,7 +324,8 @@ enum steer_reason {
 	STEER_R_DROP_DTLS_CID_DEAD = 42,    /* valid CID, but no live session of its nonce there */
 	STEER_R_FWD_RETURN_UNASKED = 43,    /* a Success to an address the relay saw send no such
 					     * check to this session: moves nothing, budgeted */
-	STEER_R__MAX = 44,
+	STEER_R_FWD_STUN_PROVEN_EVICTED = 44, /* proven, and the session's oldest flow went (cap) */
+	STEER_R__MAX = 45,
 };
 
 #endif /* STEER_SHARED_H */

@@ -94,6 +94,7 @@ class Reason(enum.IntEnum):
     DROP_SESSION_BUDGET = 41
     DROP_DTLS_CID_DEAD = 42
     FWD_RETURN_UNASKED = 43
+    FWD_STUN_PROVEN_EVICTED = 44
 
     @property
     def label(self) -> str:

@@ -215,6 +215,7 @@ FLOW_COLUMNS = [
     ("TRANSCEIVER", "sock"),
     ("UFRAG", "ufrag"),
     ("BACKEND", "backend"),
+    ("STATE", "state"),
     ("AGE", "age"),
     ("IDLE", "idle"),
     ("PKTS_IN", "packets"),
@@ -246,7 +247,9 @@ def sessions(
 def flows(
     maps: RouteMaps, page: int, backend: int | None, ufrag: str | None, client: str | None
 ) -> Pages:
-    """Learned client flows: client, VIP, transceiver, age, idle and counters."""
+    """Learned client flows: client, VIP, transceiver, state (proven, tentative: the
+    client has not yet answered its session's check there, fleet: another relay's), age,
+    idle and counters."""
     from pyctl.daemon.views import flow_pages
 
     return (rows for rows, _ in flow_pages(maps, backend, ufrag, client, limit=page))

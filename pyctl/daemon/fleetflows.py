@@ -1,8 +1,9 @@
 """Flows shared between relays (docs/fleet.md, "Sharing flows").
 
-A flow exists only because a transceiver answered a client's check with a Binding Success
-Response (it verified MESSAGE-INTEGRITY); the data plane of the relay that answer crossed
-learns it. This module, in the daemon of every relay of a fleet:
+A flow is shared once it is proven: the client answered a check its session sent it,
+through this relay (steer.bpf.c, "Return-routability"); the data plane that saw the answer
+made the flow current. Tentative flows (the session answered the client, nothing proven)
+stay where they are. This module, in the daemon of every relay of a fleet:
 - finds the flows its data plane learned since it last looked (`Watch`, handed every
   batch of every walk of the flow map by the map worker: no ring buffer exists, so it is
   the rows whose `created_ns` is past the last walk's start), and queues them for the
@@ -31,7 +32,7 @@ import numpy as np
 from pyctl.dataplane.maps import RouteMaps, delete_entry, get_entry
 from pyctl.dataplane.mapscan import chunks
 from steer_common.endpoint import Endpoint
-from steer_common.shared import FLOW_FLEET, RFLOW_STALE
+from steer_common.shared import FLOW_FLEET, FLOW_TENTATIVE, RFLOW_STALE
 
 log = logging.getLogger("steer.fleet")
 
@@ -74,8 +75,8 @@ def flow_of(d: Any) -> FlowRec:
 
 
 class Watch:
-    """The map worker's FlowWatch: rows learned here (flags 0) since the last walk began,
-    handed to the event loop after each walk."""
+    """The map worker's FlowWatch: rows proven here (flags 0: neither a fleet copy nor
+    tentative) since the last walk began, handed to the event loop after each walk."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Any) -> None:
         self.loop, self.deliver = loop, deliver
@@ -83,7 +84,9 @@ class Watch:
         self._rows: list[tuple[np.ndarray, np.ndarray]] = []
 
     def seen(self, keys: np.ndarray, leaves: np.ndarray) -> None:
-        new = (leaves["created_ns"] >= self.mark) & ((leaves["flags"] & FLOW_FLEET) == 0)
+        new = (leaves["created_ns"] >= self.mark) & (
+            (leaves["flags"] & (FLOW_FLEET | FLOW_TENTATIVE)) == 0
+        )
         if new.any():
             self._rows.append((keys[new], leaves[new]))
 
@@ -247,12 +250,15 @@ class FlowShare:
             if old_sock == sock:
                 if old.flags & FLOW_FLEET:
                     self.copies.setdefault(rec.sock, {})[raw] = (rec.by, rec.t)
-                return False  # the same flow: nothing to do
+                if old.flags & FLOW_TENTATIVE:  # proven at the relay that learned it
+                    old.flags &= ~FLOW_TENTATIVE
+                    fm[k] = old
+                return False  # the same flow: nothing more to do
             if old.flags & FLOW_FLEET:
                 learned_at = self.copies.get(str(old_sock), {}).get(raw, ("?", 0.0))[1]
             else:
                 learned_at = now - (time.monotonic_ns() - old.created_ns) / 1e9
-            if learned_at > rec.t:  # the newer authenticated answer wins
+            if learned_at > rec.t and not old.flags & FLOW_TENTATIVE:  # the newer proof wins
                 self.stats.stale += 1
                 return False
             self.copies.get(str(old_sock), {}).pop(raw, None)

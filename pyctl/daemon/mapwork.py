@@ -40,6 +40,8 @@ USAGE_MAPS = {
     "steer_rflows": "rflow_map",
     "steer_sockflows": "ring_map",
     "steer_pending": "pending_map",
+    "steer_asked": "asked_map",
+    "steer_sock_budgets": "sock_budget_map",
 }
 
 

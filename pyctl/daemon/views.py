@@ -54,6 +54,7 @@ def flow_view(f: Flow, ufrag_by_sock: Mapping[Endpoint, str | None], now_ns: int
         "sock": str(f.sock),
         "ufrag": ufrag_by_sock.get(f.sock),
         "backend": f.backend_id,
+        "state": f.state,
         "age": round(f.age_s(now_ns), 3),
         "idle": round(f.idle_s(now_ns), 3),
         "packets": f.packets,

@@ -485,15 +485,17 @@ def take(left: dict[Endpoint, int], sock: Endpoint, burst: int) -> bool:
     return True
 
 
-def prove(st: State, client: Endpoint, vip: Endpoint, txid: bytes) -> None:
+def prove(st: State, client: Endpoint, vip: Endpoint, txid: bytes) -> Reason:
     """steer.bpf.c prove(): the client's Success answer to a session's own check."""
     sock, _, backend_id = st.pending.pop((client, txid))
     flow = st.flows.get((client, vip))
+    reason = Reason.FWD_STUN_PROVEN
     if flow is not None and flow[0] == sock:
         st.tentative.discard((client, vip))
-    else:
-        learn(st, client, vip, sock, backend_id)
+    elif learn(st, client, vip, sock, backend_id) == Reason.FWD_RETURN_EVICTED:
+        reason = Reason.FWD_STUN_PROVEN_EVICTED
     path_proven(st, sock, client)
+    return reason
 
 
 def path_proven(st: State, sock: Endpoint, client: Endpoint) -> None:
@@ -553,8 +555,7 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
                 p = st.pending.get((src, txid))
                 if p is not None and p[1] == dst and p[0] in st.socks:
                     if mtype == STUN_SUCCESS:
-                        prove(st, src, dst, txid)
-                        return steer_to(pkt, st, p[0], p[2], Reason.FWD_STUN_PROVEN)
+                        return steer_to(pkt, st, p[0], p[2], prove(st, src, dst, txid))
                     return steer_to(pkt, st, p[0], p[2], Reason.FWD_STUN_ANSWER)
     flow = st.flows.get((src, dst))
     if flow:

@@ -53,7 +53,7 @@ def test_the_operator_sets_the_flow_cap_and_the_no_flow_budget(daemon: Daemon) -
         establish(trx, udp(net.client, ep), ep, vip)
     held = sorted(str(f.client) for f in maps.flows() if str(f.sock) == str(sock))
     assert held == sorted(str(ep) for ep in clients[1:]), "the oldest flow must have gone"
-    assert maps.stats()[Reason.FWD_RETURN_EVICTED][0] == 1
+    assert maps.stats()[Reason.FWD_STUN_PROVEN_EVICTED][0] == 1  # each proof made a flow
 
     # 50 packets from the session socket to an address with no flow: the burst passes
     stranger = Endpoint.parse(f"{CLIENT4}:58999")

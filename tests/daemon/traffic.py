@@ -65,8 +65,9 @@ def establish(
     """The proof a flow is made from (steer.bpf.c, "Return-routability"): the transceiver
     checks the client (a Binding Request through the VIP) and the client answers it with a
     Binding Success Response; then the client's packet to the VIP must reach the
-    transceiver socket. Retries cover the kernel resolving the client's neighbour on the
-    first return packet."""
+    transceiver socket, and the transceiver's answer the client, from the VIP (its return
+    flow). Retries cover the kernel resolving the client's neighbour on the first return
+    packet."""
     txid = os.urandom(12)
     check = binding_request(b"client:server", txid=txid, integrity_key=None)
     got = send_until_received(trx, client, check, client_ep, tries, wait=client.gettimeout())
@@ -77,8 +78,11 @@ def establish(
     data, _ = trx.recvfrom(2048)
     assert data == answer, "the client's answer must reach the transceiver that checked"
     client.sendto(b"\x80hello-from-client", addr(vip))
-    data, _ = trx.recvfrom(2048)
+    data, src = trx.recvfrom(2048)
     assert data == b"\x80hello-from-client"
+    trx.sendto(b"\x80hello-from-trx", src[:2])
+    data, src = client.recvfrom(2048)
+    assert (data, src[:2]) == (b"\x80hello-from-trx", addr(vip))
 
 
 def drain(s: socket.socket) -> int:

@@ -28,7 +28,7 @@ import pytest
 
 from pyctl.lab.lifecycle import Lab
 from steer_common import cid, seal
-from steer_common.ufrag import make_password, make_ufrag
+from steer_common.ufrag import make_password
 from tests.e2e.conftest import reason_counts
 from tests.labs import running
 
@@ -108,9 +108,12 @@ def cidlab() -> Iterator[tuple[Lab, seal.SealKey]]:
 def _call(lab: Lab, key: seal.SealKey, change: Callable[[], str], port: int) -> dict[str, Any]:
     """One CID session across `change()` (which returns the client's new public address)."""
     trx_ip = lab.net.trx_ip4(1)
-    ufrag, pwd = make_ufrag(1), make_password()
+    # a sealed ufrag: its nonce is the one the session's routing CIDs carry (a CID routes
+    # only to the live session registered with it, steer.bpf.c dtls_cid)
+    ufrag, pwd = seal.seal(key.key, key.id, 1, port), make_password()
     lab.api().add_session(ufrag=ufrag, sock=f"{trx_ip}:{port}", backend=1, ttl=120)
-    server_cid = cid.mint(key, 1, port).hex()
+    nonce = seal.unseal(ufrag)[0].nonce  # type: ignore[index]
+    server_cid = cid.mint(key, 1, port, nonce=nonce).hex()
     vip = lab.net.vips[0]
     server = Peer(lab.net.trx(1), "server", trx_ip, str(port), ufrag, pwd, server_cid, "30")
     client = None
