@@ -46,6 +46,50 @@ static __always_inline __u64 siphash24_u64(__u64 k0, __u64 k1, __u64 m)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
+/* SipHash-2-4 of one 32-byte message whose four little-endian 8-byte blocks are m[0..3]. */
+static __always_inline __u64 siphash24_32(__u64 k0, __u64 k1, const __u64 *m)
+{
+	__u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+	__u64 v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+	__u64 b = 32ULL << 56; /* the final block of a 32-byte message: its length only */
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 4; i++) {
+		v3 ^= m[i];
+		SIP_ROUND(v0, v1, v2, v3);
+		SIP_ROUND(v0, v1, v2, v3);
+		v0 ^= m[i];
+	}
+	v3 ^= b;
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* Sealed transaction ids: a transceiver with a sealing key makes its own checks' ids
+ * verifiable by any relay with the key, so that the client's answer proves its address on
+ * whichever relay it reaches (a fleet's return path may leave through another relay than
+ * the one the client's packets arrive on, which then holds no steer_pending entry). 96
+ * bits: word (48, big-endian) = backend:12 | port:16 | key id:4 | nonce:16, then the top
+ * 48 bits of SipHash-2-4(key, word as 8 little-endian bytes || the client's steer_addr
+ * (20 bytes) || 4 zero bytes). steer_common/seal.py seal_txid() is the reference. */
+static __always_inline __u64 txid_tag(__u64 k0, __u64 k1, __u64 word48,
+				      const struct steer_addr *client)
+{
+	__u64 m[4] = {};
+
+	m[0] = word48;
+	__builtin_memcpy(&m[1], client, sizeof(*client));
+	return siphash24_32(k0, k1, m) >> 16;
+}
+
 #define SEAL_REP(b) (0x0101010101010101ULL * (b))
 #define SEAL_HIGH SEAL_REP(0x80)
 

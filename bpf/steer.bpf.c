@@ -501,9 +501,47 @@ static __always_inline int stun_request(struct xdp_md *ctx, struct steer_pkt *pk
 	return steer_to(ctx, pkt, &sock, backend_id, ok, reason);
 }
 
+/* A client's answer to a check whose transaction id is sealed (seal.h txid_tag): into *p
+ * the socket it names, if its tag holds for this client address under a valid key and a
+ * live session of that backend, on this VIP, owns the socket; 0, or -1. What lets any
+ * relay of a fleet check a proof, whichever relay the check left through. */
+static __always_inline int sealed_answer(const struct steer_flow_key *fk,
+					 const struct steer_stun_hdr *h, struct steer_pending *p)
+{
+	struct steer_seal_key *k;
+	struct steer_backend *b;
+	struct steer_session *s;
+	__u64 word = 0, tag = 0;
+	__u32 kid, backend_id;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 6; i++) {
+		word = (word << 8) | h->txid[i];
+		tag = (tag << 8) | h->txid[6 + i];
+	}
+	kid = (word >> 16) & 0xf;
+	k = steer_seal_keys.lookup(&kid);
+	if (!k || !k->valid || txid_tag(k->k0, k->k1, word, &fk->client) != tag)
+		return -1;
+	backend_id = word >> 36;
+	b = steer_backends.lookup(&backend_id);
+	if (!b || b->addr.family != fk->client.family)
+		return -1;
+	p->sock = b->addr;
+	p->sock.port = htons((word >> 20) & 0xffff);
+	s = steer_socks.lookup(&p->sock);
+	if (!s || s->backend_id != backend_id || !addr_eq(&s->vip, &fk->vip))
+		return -1;
+	p->vip = fk->vip;
+	p->backend_id = backend_id;
+	return 0;
+}
+
 /* A client's Binding response: to the session socket whose check it answers, if a live
- * session socket sent one with this transaction id to this address from this VIP. A
- * Success proves the address (see "Return-routability"). */
+ * session socket sent one with this transaction id to this address from this VIP (the
+ * relay remembered it, or its id is sealed). A Success proves the address (see
+ * "Return-routability"). */
 static __always_inline int stun_answer(struct xdp_md *ctx, struct steer_pkt *pkt,
 				       struct steer_flow_key *fk,
 				       const struct steer_stun_hdr *h, __u32 *reason)
@@ -518,9 +556,10 @@ static __always_inline int stun_answer(struct xdp_md *ctx, struct steer_pkt *pkt
 	t->pk.client = fk->client;
 	__builtin_memcpy(t->pk.txid, h->txid, sizeof(t->pk.txid));
 	p = steer_pending.lookup(&t->pk);
-	if (!p || !addr_eq(&p->vip, &fk->vip) || !steer_socks.lookup(&p->sock))
+	if (p && addr_eq(&p->vip, &fk->vip) && steer_socks.lookup(&p->sock))
+		t->p = *p;
+	else if (sealed_answer(fk, h, &t->p))
 		return STEER_CONTINUE;
-	t->p = *p;
 	if (h->type == htons(STUN_BINDING_SUCCESS)) {
 		ok = STEER_R_FWD_STUN_PROVEN;
 		if (STEER_WRITES)

@@ -135,6 +135,44 @@ def verify(keys: dict[int, bytes], ufrag: str) -> Sealed | None:
     return fields if mac(keys[fields.key_id], fields.word) == tag else None
 
 
+# -- sealed transaction ids (bpf/seal.h txid_tag): a transceiver's own checks, provable on
+# any relay with the key. 96 bits: word48 = backend:12 | port:16 | key id:4 | nonce:16
+# (big-endian), then the top 48 bits of SipHash-2-4(key, word48 as 8 little-endian bytes ||
+# the client's address as struct steer_addr || 4 zero bytes).
+
+
+def _client_bytes(ip: bytes, port: int) -> bytes:
+    """struct steer_addr: 16 address bytes (IPv4 in the first 4), port (network order),
+    family (4 or 6), pad."""
+    family = 4 if len(ip) == 4 else 6
+    return ip.ljust(16, b"\0") + port.to_bytes(2, "big") + bytes([family, 0])
+
+
+def txid_tag(key: bytes, word48: int, ip: bytes, port: int) -> int:
+    msg = word48.to_bytes(8, "little") + _client_bytes(ip, port) + bytes(4)
+    return siphash24(key, msg) >> 16
+
+
+def seal_txid(
+    key: bytes, key_id: int, backend: int, port: int, client_ip: bytes, client_port: int,
+    nonce: int | None = None,
+) -> bytes:  # fmt: skip
+    """The transaction id of a check from socket `port` of `backend` to the client."""
+    valid = BACKEND_ID_MIN <= backend <= BACKEND_ID_MAX and 0 < port < 65536
+    if not valid or key_id not in KEY_IDS:
+        raise ValueError(f"cannot seal backend {backend}, port {port}, key id {key_id}")
+    nonce = secrets.randbits(16) if nonce is None else nonce
+    word = (backend << 36) | (port << 20) | (key_id << 16) | nonce
+    tag = txid_tag(key, word, client_ip, client_port)
+    return word.to_bytes(6, "big") + tag.to_bytes(6, "big")
+
+
+def unseal_txid(txid: bytes) -> tuple[int, int, int, int, int]:
+    """(backend, port, key id, word48, tag) of a transaction id read as sealed."""
+    word, tag = int.from_bytes(txid[:6], "big"), int.from_bytes(txid[6:12], "big")
+    return word >> 36, (word >> 20) & 0xFFFF, (word >> 16) & 0xF, word, tag
+
+
 # -- key files: {"id": N, "key": "<32 hex digits>"}; read from a file, never from argv
 
 

@@ -19,6 +19,7 @@ at start-up if an aioice upgrade moves them.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from aioice.ice import validate_password, validate_username
 from aiortc import RTCPeerConnection
 from aiortc.rtcicetransport import RTCIceTransport
 
+from steer_common import seal
 from steer_common.endpoint import Endpoint
 
 _CONNECTION_FIELDS = (
@@ -147,6 +149,10 @@ async def check(conn: Connection, addr: tuple[str, int], retransmissions: int) -
     if pair is None or conn.remote_password is None:
         return False
     request = conn.build_request(pair, nominate=False)
+    sealing: tuple[seal.SealKey, int, int] | None = getattr(conn, "_steer_sealing", None)
+    if sealing is not None:  # bound to where this check goes, not the pair's address
+        key, backend, port = sealing
+        request.transaction_id = sealed_id(key, backend, port, addr)
     try:
         _, source = await pair.protocol.request(
             request,
@@ -157,6 +163,32 @@ async def check(conn: Connection, addr: tuple[str, int], retransmissions: int) -
     except stun.TransactionError:
         return False
     return (source[0], source[1]) == addr
+
+
+# -- sealed transaction ids: proofs any relay of a fleet can check
+
+
+def sealed_id(key: seal.SealKey, backend: int, port: int, addr: tuple[str, int]) -> bytes:
+    """The transaction id of our check from socket `port` to `addr` (seal.seal_txid)."""
+    ip = ipaddress.ip_address(addr[0]).packed
+    return seal.seal_txid(key.key, key.id, backend, port, ip, addr[1])
+
+
+def seal_checks(conn: Connection, key: seal.SealKey, backend: int, port: int) -> None:
+    """Give every check this connection sends a sealed transaction id, bound to the
+    address it goes to: the client's answer then proves that address on any relay with
+    the key (steer.bpf.c sealed_answer), including one of a fleet that did not see the
+    check leave (the transceivers' return path may go through another relay). Wraps
+    Connection.build_request (aioice builds every check, triggered and consent, with it)."""
+    build = conn.build_request
+
+    def build_request(pair: Any, nominate: bool) -> stun.Message:
+        request = build(pair, nominate)
+        request.transaction_id = sealed_id(key, backend, port, pair.remote_addr)
+        return request
+
+    conn.build_request = build_request  # type: ignore[method-assign]
+    conn._steer_sealing = (key, backend, port)  # type: ignore[attr-defined]
 
 
 # -- a bound on what one client can make the ICE agent do

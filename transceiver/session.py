@@ -114,6 +114,7 @@ class SessionEndpoint:
         self.ufrag = seal.seal(key.key, key.id, self.config.backend, sock.port)
         self.session.ufrag = self.ufrag
         ice.seal_ufrag(conn, self.ufrag)
+        ice.seal_checks(conn, key, self.config.backend, sock.port)
 
     async def _setup(self, offer: str) -> str:
         try:

@@ -19,6 +19,8 @@ CANNED = {
     "dtls": bytes([22, 0xFE, 0xFD]) + bytes(10) + b"explain",
     "rtp": bytes([0x80, 0x6F, 0, 1]) + bytes(8) + b"explain",
     "rtcp": bytes([0x81, 200, 0, 6]) + bytes(24),
+    # a Binding Success Response (what an ICE agent answers a check with)
+    "success": bytes.fromhex("010100002112a442") + b"steerexplain",
 }
 
 

@@ -47,6 +47,12 @@ class FleetNet(LabNet):
         return f"{self.prefix}-relay{k}"
 
     @property
+    def client_nets(self) -> list[str]:
+        """The clients' space, and the router's side of the relays' links (shared address
+        space): the lab's tests send from there to pin a relay."""
+        return [*super().client_nets, "100.64.0.0/16", "2001:db8:e::/48"]
+
+    @property
     def relay(self) -> str:  # what single-relay callers mean by "the relay": the first
         return self.relay_ns(1)
 

@@ -1703,7 +1703,52 @@ def _unsealed_session(r: Replay) -> None:
     r.maps.add_session(Session("plainufrag000001", env.TRX2, env.VIP4, 2))
 
 
+def sealed_txid(client: Endpoint = THIRD, sock: Endpoint = env.TRX2, backend_id: int = 2) -> bytes:
+    """The transaction id of a check TRX2 sealed for `client` (seal.h txid_tag)."""
+    return seal.seal_txid(
+        CID_KEY.key, CID_KEY.id, backend_id, sock.port, client.ip.packed, client.port, 0x7A1
+    )
+
+
 CID_CASES = [
+    # sealed transaction ids: a proof any relay with the key can check, pending or not
+    fwd(
+        "sealed_txid_answer_proves_the_address_without_a_pending_check",
+        client_to_vip(success(sealed_txid()), client=THIRD),
+        steered_to(env.TRX2, success(sealed_txid()), client=THIRD),
+        Reason.FWD_STUN_PROVEN,
+        setup=[cid_key],
+        checks=[flow_is(THIRD, env.VIP4, env.TRX2, 2), path_is(env.TRX2, THIRD)],
+    ),
+    drop(
+        "sealed_txid_answered_from_another_address_proves_nothing",
+        client_to_vip(success(sealed_txid(client=env.CLIENT4)), client=THIRD),
+        Reason.DROP_STUN_NOT_REQUEST,
+        setup=[cid_key],
+        checks=[no_flows],
+    ),
+    drop(
+        "sealed_txid_with_a_forged_tag_proves_nothing",
+        client_to_vip(success(sealed_txid()[:11] + b"\x00"), client=THIRD),
+        Reason.DROP_STUN_NOT_REQUEST,
+        setup=[cid_key],
+        checks=[no_flows],
+    ),
+    drop(
+        "sealed_txid_of_an_ended_session_proves_nothing",
+        client_to_vip(success(sealed_txid()), client=THIRD),
+        Reason.DROP_STUN_NOT_REQUEST,
+        setup=[cid_key, ended(TRX2_SEALED)],
+        checks=[no_flows],
+    ),
+    fwd(
+        "sealed_txid_error_answer_moves_nothing",
+        client_to_vip(error_response(sealed_txid()), client=THIRD),
+        steered_to(env.TRX2, error_response(sealed_txid()), client=THIRD),
+        Reason.FWD_STUN_ANSWER,
+        setup=[cid_key],
+        checks=[no_flows],
+    ),
     drop(
         "dtls_cid_of_an_ended_session_routes_nothing",
         client_to_vip(cid.record(TRX2_CID), client=THIRD),

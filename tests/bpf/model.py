@@ -485,9 +485,30 @@ def take(left: dict[Endpoint, int], sock: Endpoint, burst: int) -> bool:
     return True
 
 
-def prove(st: State, client: Endpoint, vip: Endpoint, txid: bytes) -> Reason:
+def sealed_answer(
+    st: State, client: Endpoint, vip: Endpoint, txid: bytes
+) -> tuple[Endpoint, int] | None:
+    """steer.bpf.c sealed_answer(): the socket a sealed transaction id names, if its tag
+    holds for `client` and a live session of that backend on `vip` owns it."""
+    backend, port, kid, word, tag = seal.unseal_txid(txid)
+    key = st.seal_keys.get(kid)
+    if key is None or seal.txid_tag(key, word, client.ip.packed, client.port) != tag:
+        return None
+    ip = st.backend_addrs.get(backend)
+    if ip is None or ip.version != client.ip.version:
+        return None
+    sock = Endpoint(ip, port)
+    s = st.socks.get(sock)
+    if s is None or s.backend_id != backend or s.vip != vip:
+        return None
+    return sock, backend
+
+
+def prove(
+    st: State, client: Endpoint, vip: Endpoint, txid: bytes, sock: Endpoint, backend_id: int
+) -> Reason:
     """steer.bpf.c prove(): the client's Success answer to a session's own check."""
-    sock, _, backend_id = st.pending.pop((client, txid))
+    st.pending.pop((client, txid), None)
     flow = st.flows.get((client, vip))
     reason = Reason.FWD_STUN_PROVEN
     if flow is not None and flow[0] == sock:
@@ -554,9 +575,14 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
             if mtype in (STUN_SUCCESS, STUN_ERROR):
                 p = st.pending.get((src, txid))
                 if p is not None and p[1] == dst and p[0] in st.socks:
+                    target: tuple[Endpoint, int] | None = (p[0], p[2])
+                else:
+                    target = sealed_answer(st, src, dst, txid)
+                if target is not None:
                     if mtype == STUN_SUCCESS:
-                        return steer_to(pkt, st, p[0], p[2], prove(st, src, dst, txid))
-                    return steer_to(pkt, st, p[0], p[2], Reason.FWD_STUN_ANSWER)
+                        proof = prove(st, src, dst, txid, *target)
+                        return steer_to(pkt, st, target[0], target[1], proof)
+                    return steer_to(pkt, st, target[0], target[1], Reason.FWD_STUN_ANSWER)
     flow = st.flows.get((src, dst))
     if flow:
         if pkt.opts:

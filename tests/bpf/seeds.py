@@ -61,6 +61,8 @@ def _pub(l3: Packet) -> bytes:
 SEAL_KEY = seal.SealKey(1, bytes(range(16)))
 CID = cid.mint(SEAL_KEY, 2, env.TRX2.port, nonce=0xC1D)
 SEALED = seal.seal(SEAL_KEY.key, 1, 2, env.TRX2.port, nonce=0x5EA1).encode()
+# TRX2's check to THIRD, its transaction id sealed (seal.h txid_tag)
+SEALED_TXID = seal.seal_txid(SEAL_KEY.key, 1, 2, env.TRX2.port, THIRD.ip.packed, THIRD.port, 5)
 # sources no client can have: a transceiver's, the relay's own, the VIP, loopback, and a
 # prefix the baseline denies with an allowed hole in it (steer_src_prefixes)
 DENIED_NET = ipaddress.ip_network("100.64.0.0/10")
@@ -151,6 +153,8 @@ SEEDS: list[tuple[str, bytes]] = [
     ("internal", bytes(trx_to_client(env.TRX1, success(ASKED_TXID), MOVED))),
     ("internal", bytes(trx_to_client(env.TRX1, success(ASKED_TXID), THIRD))),
     ("public", bytes(client_to_vip(success(OWN_TXID), client=MOVED))),  # a proof
+    ("public", bytes(client_to_vip(success(SEALED_TXID), client=THIRD))),  # a sealed proof
+    ("public", bytes(client_to_vip(error_response(SEALED_TXID), client=THIRD))),
 ]
 
 BACKEND_STATES = [BackendState.ACTIVE, BackendState.DRAINING, BackendState.DOWN]

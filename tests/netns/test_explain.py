@@ -53,6 +53,27 @@ def test_explain_first_stun_and_return_without_side_effects(relay: LiveRelay) ->
     assert snapshot(relay) == before
 
 
+def test_explain_spoofed_sources_and_budgets_without_side_effects(relay: LiveRelay) -> None:
+    """The verdicts of "Return-routability" and "Who can be a client", explained: a check
+    from a source no client can have, and a Success no client asked for."""
+    sock = relay.trx_sock(2, 40501)
+    relay.register("explainUfrag0002", sock, backend_id=2)
+    vip = relay.net.vips[0]
+    before = snapshot(relay)
+    for source, reason in (
+        ("127.0.0.1:5000", "drop_src_bogon"),
+        (f"{relay.net.trx_ip4(1)}:40001", "drop_src_internal"),
+        (str(vip), "drop_src_bogon"),
+    ):
+        (r,) = explain(
+            relay, "--from", source, "--to", str(vip), "--stun-ufrag", "explainUfrag0002"
+        )
+        assert (r["side"], r["action"], r["reason"]) == ("public", "DROP", reason), source
+    (r,) = explain(relay, "--from", str(sock), "--to", f"{CLIENT4}:50501", "--payload", "success")
+    assert (r["action"], r["reason"]) == ("REDIRECT", "fwd_return_unasked"), r
+    assert snapshot(relay) == before
+
+
 def test_explain_usage_errors() -> None:
     runner = CliRunner()
     for args, message in [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 from aioice import Candidate, Connection, stun
 
+from steer_common import seal
 from transceiver import ice, rebind
 
 Addr = tuple[str, int]
@@ -320,3 +322,22 @@ async def _many_ports(call: Call, cap: int, ports: int) -> None:
         p.remote_candidate in call.server._remote_candidates for p in call.server._check_list
     )
     assert ice.nominated_addr(call.server) == call.nat.public
+
+
+async def test_checks_carry_transaction_ids_sealed_for_where_they_go() -> None:
+    """With a sealing key, the probe's transaction id is sealed for the new address it goes
+    to (ice.seal_checks): any relay with the key can check the client's answer as proof."""
+    async with connected() as call:
+        key = seal.new_key(2)
+        port = call.nat.server[1]
+        ice.seal_checks(call.server, key, 7, port)
+        since = len(call.nat.from_server)
+        new = await call.nat.rebind()
+        await call.client.send(b"\x80" + b"\x00" * 40)
+        await _poll(lambda: call.rebinder.current == new)
+        (probe,) = _stun(call.nat.from_server, new, stun.Class.REQUEST, since)
+        backend, sport, kid, word, tag = seal.unseal_txid(probe.transaction_id)
+        assert (backend, sport, kid) == (7, port, 2)
+        ip = ipaddress.ip_address(new[0]).packed
+        assert tag == seal.txid_tag(key.key, word, ip, new[1])
+        assert tag != seal.txid_tag(key.key, word, ip, new[1] + 1)
