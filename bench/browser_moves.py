@@ -57,6 +57,7 @@ def run(calls: int, rebinds: int) -> dict[str, Any]:
     with running(lab):
         page = lab.whip_url(1).removesuffix("/whip") + f"/?source=mic&token={lab.whip_token}"
         with chromium(lab.net.client, page) as b:
+            assert b.wait_for("!!window.steer"), "the call page did not load"
             for _ in range(calls):
                 ms = b.evaluate(SETUP, timeout=30)
                 assert ms > 0, b.evaluate("window.steer.error")
