@@ -32,3 +32,14 @@ bench: setup
 clean:
 	-$(VENV)/bin/steerctl lab down 2>/dev/null
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The VM lab (vagrant/, docs/lab.md): client, relay and transceiver VMs under libvirt, the
+# relay's XDP native on virtio-net. Not part of `make test`: it boots VMs, minutes under
+# QEMU's TCG. Both install what they need on the host themselves (vagrant/host-setup.sh),
+# build the box once (vagrant/build-box.sh) and tear the VMs down after.
+.PHONY: vm-demo test-vm
+vm-demo:
+	python3 vagrant/vmdemo.py $(VM_DEMO_ARGS)
+
+test-vm: setup
+	STEER_VM_TESTS=1 $(PYTEST) tests/vm -v
