@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pyctl.daemon.aliases import RESTARTS_PER_MIN, Alias, Aliases
 from pyctl.daemon.routes import Routes
 from pyctl.daemon.store import (
     BackendRecord,
@@ -104,16 +105,6 @@ def want_grace(v: Any, name: str = "grace") -> float:
     return float(v)
 
 
-@dataclass(frozen=True)
-class Alias:
-    """An ICE restart's old ufrag: it routes to the session of `primary` (its socket)
-    until `retire_at` (wall clock), then goes; it has no record of its own."""
-
-    ufrag: str
-    primary: str
-    retire_at: float
-
-
 def ip_endpoint(addr: str | None) -> Endpoint | None:
     """A backend's address as the map stores it: an endpoint with port 0."""
     return Endpoint(ipaddress.ip_address(addr), 0) if addr else None
@@ -152,7 +143,7 @@ class Controller:
     claim: Callable[[Session, bool], SessionRecord] | None = None
     draining: str | None = None
     # old ufrags of ICE restarts, still routing for their grace period (see `restart`)
-    aliases: dict[str, Alias] = field(default_factory=dict)
+    aliases: Aliases = field(default_factory=Aliases)
 
     def __post_init__(self) -> None:
         # the pinned maps (not MemoryRoutes): keep each session's TTL beside them, so that a
@@ -365,6 +356,13 @@ class Controller:
         rec = self.store.get(ufrag)
         if live is None:
             raise ControlError(404, f"no session {ufrag!r}", "ufrag")
+        if rec is None and owner is not None and live.backend_id != owner:
+            # before any claim or adoption: another backend's token takes nothing over
+            raise ControlError(
+                403,
+                f"session {ufrag!r} is backend {live.backend_id}'s, not backend {owner}'s",
+                "ufrag",
+            )
         if rec is None:
             if live.foreign:  # another relay's (fleet): taken over, or 409
                 if self.claim is None:
@@ -424,15 +422,25 @@ class Controller:
         self.check_writable()
         live = self.maps.get_session(ufrag)
         assert live is not None  # session() found it
+        wait = self.aliases.take_restart(str(live.sock), time.time())
+        if wait:
+            self._count("restart_refused")
+            raise ControlError(
+                429,
+                f"session {ufrag!r} restarted {RESTARTS_PER_MIN} times in the last minute; "
+                f"try again in {wait:.0f}s",
+            )
         try:
             self.maps.rekey(Session(new, live.sock, live.vip, live.backend_id))
         except MapFullError as e:
             raise ControlError(507, f"no room for the new ufrag: {e}") from None
         now = time.time()
         alias = Alias(ufrag, new, now + grace)
-        for a in [a for a in self.aliases.values() if a.primary == ufrag]:
-            self.aliases[a.ufrag] = replace(a, primary=new)  # a restart within the grace
-        self.aliases[ufrag] = alias
+        self.aliases.repoint(ufrag, new)  # a restart within the grace
+        over = self.aliases.add(alias)
+        if over:  # the session's oldest credentials go before their grace is over
+            self._retire(over)
+            self._count("retired", len(over))
         new_rec = replace(rec, ufrag=new).heartbeat(None, now)
         self.store.delete(ufrag)  # the records follow the live ufrag; peers keep the old
         self._put([new_rec])  # one until it retires (`_retire`)
@@ -446,7 +454,7 @@ class Controller:
         """Old ufrags whose grace is over, or whose session ended: out of the maps (never
         their socket's key, which names the session's live ufrag)."""
         for u in ufrags:
-            self.aliases.pop(u, None)
+            self.aliases.pop(u)
         self.maps.drop_sessions(ufrags)
         for f in self.listeners:
             f([], ufrags)
@@ -474,7 +482,7 @@ class Controller:
 
     def _close(self, ufrags: list[str], cause: str) -> set[Endpoint]:
         ending = set(ufrags)
-        self._retire([a.ufrag for a in self.aliases.values() if a.primary in ending])
+        self._retire(self.aliases.of(ending))
         dropped = self.maps.drop_sessions(ufrags)
         self._forget(ufrags)
         self._count(cause, len(ufrags))
@@ -546,7 +554,7 @@ class Controller:
         """End the sessions whose TTL ran out; return their sockets, whose flows are left
         to purge (as `close`). Costs what expired, not what is live in the maps."""
         now = time.time() if now is None else now
-        retired = [a.ufrag for a in self.aliases.values() if a.retire_at <= now]
+        retired = self.aliases.due(now)
         if retired:
             self._retire(retired)
             self._count("retired", len(retired))
@@ -571,7 +579,7 @@ class Controller:
             owner = self.maps.sock_owner(s.sock)
             if owner is not None and owner.ufrag != u:  # an ICE restart's old ufrag
                 del in_maps[u]
-                self.aliases[u] = Alias(u, owner.ufrag, now + RESTART_GRACE_S)
+                self.aliases.add(Alias(u, owner.ufrag, now + RESTART_GRACE_S))
         stored = {r.ufrag: r for r in loaded.sessions}
         keep = [r for u, r in stored.items() if u in in_maps]
         adopted = [

@@ -73,7 +73,9 @@ METRICS = [
     Spec(
         "steer_session_events_total",
         "counter",
-        "Session lifecycle events since the daemon started: registered, deleted, expired.",
+        "Session lifecycle events since the daemon started: registered, deleted, expired; "
+        "ICE restarts (restarted), refused over the per-session rate (restart_refused), and "
+        "old ufrags retired (retired).",
         ("event",),
     ),
     Spec(
@@ -244,7 +246,7 @@ class MapCollector(Collector):
 
         ev = self.ctl.events
         events = _family("steer_session_events_total")
-        for e in ("registered", "deleted", "expired"):
+        for e in ("registered", "deleted", "expired", "restarted", "restart_refused", "retired"):
             events.add_metric([e], ev.get(e, 0))
         yield events
         exp = _family("steer_expirations_total")

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from pyctl.daemon.api import make_app
-from pyctl.daemon.control import Controller
+from pyctl.daemon.control import ControlError, Controller
 from pyctl.daemon.routes import MemoryRoutes, Routes
 from pyctl.daemon.store import MemoryStore
 from pyctl.dataplane.mapscan import to_ctypes
@@ -213,5 +213,31 @@ def test_expiry_ends_only_what_is_due(routes: Routes) -> None:
         assert routes.purge_socks(gone) == 1
         assert [s.ufrag for s in routes.sessions()] == ["unitexp2"]
         assert ctl.expire_sessions(now=time.time() + 10) == set()
+
+    run(routes, scenario)
+
+
+def test_another_backend_cannot_take_over_a_foreign_session(routes: Routes) -> None:
+    """A session installed from a dead relay (foreign, no record here): a backend token of
+    another backend gets 403 before anything claims or adopts it; its own backend's claim
+    goes through."""
+    from pyctl.dataplane.maps import Session
+
+    claims: list[str] = []
+    sock = f"{TRX1}:41900"
+
+    async def scenario(call: Call, ctl: Controller) -> None:
+        def claim(live: Session, take_over: bool = True) -> Any:
+            claims.append(live.ufrag)
+            return ctl._adopt(live, time.time())
+
+        ctl.claim = claim
+        routes.add_session(Session("foreign01", Endpoint.parse(sock), VIP, 1, foreign=True))
+        with pytest.raises(ControlError) as e:
+            ctl.session("foreign01", owner=2)  # heartbeat, end and restart all ask this
+        assert e.value.status == 403
+        assert claims == [] and ctl.store.get("foreign01") is None
+        assert ctl.session("foreign01", owner=1).backend == 1
+        assert claims == ["foreign01"]
 
     run(routes, scenario)

@@ -140,3 +140,45 @@ def test_a_daemon_restart_during_the_grace_keeps_the_old_ufrag_an_alias(routes: 
         assert flows_of(routes) == ["198.51.100.11:6004"]
 
     run(routes, scenario)
+
+
+def test_chained_restarts_are_bounded(routes: Routes) -> None:
+    """A backend chaining restarts: at most MAX_PER_SESSION old ufrags live per session (the
+    oldest retire at once, never the socket), and past RESTARTS_PER_MIN in a minute the
+    next is 429 and changes nothing; another session restarts meanwhile."""
+    from pyctl.daemon import aliases
+
+    other = f"{TRX1}:41009"
+
+    async def scenario(call: Call, ctl: Controller) -> None:
+        await call("POST", "/v1/sessions", session("chain000", SOCK, ttl=60))
+        await call("POST", "/v1/sessions", session("quiet000", other, ttl=60))
+        learn(routes, "198.51.100.12:6005", SOCK, 1)
+        live = "chain000"
+        for i in range(1, aliases.RESTARTS_PER_MIN + 1):
+            nxt = f"chain{i:03d}"
+            status, ans = await restart(call, live, {"ufrag": nxt, "grace": 30})
+            assert status == 201, (i, ans)
+            live = nxt
+            mine = [s.ufrag for s in routes.sessions() if str(s.sock) == SOCK]
+            assert len(mine) <= 1 + aliases.MAX_PER_SESSION, mine
+        mine = sorted(s.ufrag for s in routes.sessions() if str(s.sock) == SOCK)
+        n = aliases.RESTARTS_PER_MIN
+        assert mine == [f"chain{i:03d}" for i in range(n - aliases.MAX_PER_SESSION, n + 1)]
+        before = routes.sessions()
+        status, ans = await restart(call, live, {"ufrag": "chainmore", "grace": 30})
+        assert status == 429 and "try again" in ans["error"], ans
+        assert routes.sessions() == before
+        assert ctl.events["restart_refused"] == 1
+        assert ctl.events["retired"] == n - aliases.MAX_PER_SESSION
+        owner = routes.sock_owner(Endpoint.parse(SOCK))
+        assert owner is not None and owner.ufrag == live
+        assert flows_of(routes) == ["198.51.100.12:6005"]
+        assert (await restart(call, "quiet000", {"ufrag": "quiet001", "grace": 30}))[0] == 201
+        # expiry retires only what is due, from the heap
+        assert len(ctl.aliases) == aliases.MAX_PER_SESSION + 1
+        assert ctl.expire_sessions(now=time.time() + 31) == set()
+        assert len(ctl.aliases) == 0
+        assert sorted(s.ufrag for s in routes.sessions()) == [live, "quiet001"]
+
+    run(routes, scenario)
