@@ -49,7 +49,7 @@ class Rebinder:
     def __init__(
         self,
         conn: Connection,
-        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        spawn: Callable[[Coroutine[Any, Any, Any]], object],
         count: Callable[[str], None] = lambda result: None,
     ) -> None:
         self.conn = conn

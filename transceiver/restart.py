@@ -84,7 +84,11 @@ async def restart(
     )
     session.ufrag = session.session.ufrag = ufrag  # heartbeats, deregistration, the app
     session.password = pwd
-    session._spawn(_nominate(session, conn, old_pair, old, started))
+    # one wait for a nomination per session: a newer restart replaces the one before
+    waiting = getattr(session, "_nominating", None)
+    if waiting is not None:
+        waiting.cancel()
+    session._nominating = session._spawn(_nominate(session, conn, old_pair, old, started))  # type: ignore[attr-defined]
     log.info("session %s restarting ICE as %s (old ufrag valid %gs)", old, ufrag, grace)
     return sdpfrag.answer(frag, ufrag, pwd, session.config.advertised(session.sock))
 

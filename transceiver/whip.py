@@ -24,7 +24,7 @@ from multidict import CIMultiDict
 from transceiver import iceservers, restart, sdpfrag
 from transceiver.app import DEFAULT_APP, App, load
 from transceiver.config import TrxConfig
-from transceiver.guard import MAX_SDP_BYTES, Guard
+from transceiver.guard import MAX_SDP_BYTES, Guard, RateLimit
 from transceiver.metrics import CONTENT_TYPE, TrxMetrics
 from transceiver.registry import Registry
 from transceiver.session import SessionEndpoint, SetupError
@@ -34,6 +34,7 @@ log = logging.getLogger("steer.transceiver")
 SDP = "application/sdp"
 STATIC_FILES = {"/": "whip.html", "/whip.html": "whip.html", "/whip.js": "whip.js"}
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript"}
+PATCHES_PER_MIN = 6  # ICE restarts a session's client may ask for, bursts of as many
 
 
 class WhipServer:
@@ -55,6 +56,7 @@ class WhipServer:
         self.closing = False
         self._setting_up: set[asyncio.Task[str]] = set()
         self.guard = Guard(config, lambda: len(self.sessions) + len(self._setting_up), self.metrics)
+        self.patch_rate = RateLimit(PATCHES_PER_MIN)  # per WHIP resource
 
     def app(self) -> web.Application:
         # a body is an offer or a PATCH fragment: at most MAX_SDP_BYTES (guard.py), so aiohttp
@@ -168,6 +170,14 @@ class WhipServer:
                 "restart (new a=ice-ufrag and a=ice-pwd) is",
             )
         allowed = [c for c in frag.candidates if self.guard.filter.allowed(c)]
+        allowed = allowed[: self.guard.filter.limit]  # as many as an offer may carry
+        wait = self.patch_rate.take(request.match_info["resource"])
+        if wait:  # each restart costs a registration, a new ufrag and ICE checks
+            return _error(
+                429,
+                f"at most {PATCHES_PER_MIN} ICE restarts a minute per session",
+                retry_after=max(1, round(wait)),
+            )
         try:
             answer = await restart.restart(session, frag, allowed, self.config.restart_grace)
         except restart.RestartError as exc:
@@ -233,8 +243,11 @@ def _error(
     allow: str | None = None,
     accept_post: str | None = None,
     accept_patch: str | None = None,
+    retry_after: int | None = None,
 ) -> web.Response:
     headers = {"Allow": allow} if allow else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     if accept_post:
         headers["Accept-Post"] = accept_post
     if accept_patch:

@@ -182,6 +182,36 @@ async def test_two_restarts_at_once_run_one_after_the_other() -> None:
             await peer.close()
 
 
+async def test_restarts_are_rate_limited_and_their_candidates_capped() -> None:
+    """A client's PATCHes: past PATCHES_PER_MIN in a burst the next is 429 with
+    Retry-After and changes nothing; a fragment's candidates are capped like an offer's;
+    one wait for a nomination per session (a newer restart replaces the one before)."""
+    from transceiver import guard, whip
+
+    async with whip_env() as env:
+        peer = await make_peer(audio=False)
+        try:
+            session, location = await connect(env, peer, hide_candidates=True)
+            cands = [f"a=candidate:{i} 1 udp 2122260223 198.51.100.{i} 4000{i} typ host"
+                     for i in range(1, 10)]  # fmt: skip
+            codes = []
+            for i in range(whip.PATCHES_PER_MIN):
+                status, headers, _ = await patch(env, location, frag(f"rl{i:02d}", NEW_PWD, *cands))
+                codes.append(status)
+            assert codes == [200] * whip.PATCHES_PER_MIN, codes
+            conn = conn_of(session.pc)
+            remote = [c for c in conn._remote_candidates if c.type == "host"]
+            assert len(remote) <= guard.MAX_CANDIDATES, len(remote)
+            tasks = [t for t in session._tasks if "_nominate" in repr(t.get_coro())]
+            assert len(tasks) <= 1, tasks
+            before = (session.ufrag, len(env.api.restarts))
+            status, headers, _ = await patch(env, location, frag("rlmore", NEW_PWD))
+            assert status == 429 and int(headers["Retry-After"]) >= 1
+            assert (session.ufrag, len(env.api.restarts)) == before
+        finally:
+            await peer.close()
+
+
 def handshake_counter(conn: Any) -> list[int]:
     """Count DTLS handshake records (content type 22) the agent hands up from now on."""
     seen = [0]
