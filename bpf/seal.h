@@ -23,17 +23,9 @@
 		v2 += v1; v1 = SIP_ROTL(v1, 17); v1 ^= v2; v2 = SIP_ROTL(v2, 32);   \
 	} while (0)
 
-/* SipHash-2-4 of one 8-byte message whose little-endian value is `m`. */
-static __always_inline __u64 siphash24_u64(__u64 k0, __u64 k1, __u64 m)
+/* SipHash-2-4's last block (the message length in its top byte) and finalization. */
+static __always_inline __u64 siphash24_finish(__u64 v0, __u64 v1, __u64 v2, __u64 v3, __u64 b)
 {
-	__u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
-	__u64 v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
-	__u64 b = 8ULL << 56; /* the final block of an 8-byte message: its length only */
-
-	v3 ^= m;
-	SIP_ROUND(v0, v1, v2, v3);
-	SIP_ROUND(v0, v1, v2, v3);
-	v0 ^= m;
 	v3 ^= b;
 	SIP_ROUND(v0, v1, v2, v3);
 	SIP_ROUND(v0, v1, v2, v3);
@@ -46,12 +38,24 @@ static __always_inline __u64 siphash24_u64(__u64 k0, __u64 k1, __u64 m)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
+/* SipHash-2-4 of one 8-byte message whose little-endian value is `m`. */
+static __always_inline __u64 siphash24_u64(__u64 k0, __u64 k1, __u64 m)
+{
+	__u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+	__u64 v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+
+	v3 ^= m;
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	v0 ^= m;
+	return siphash24_finish(v0, v1, v2, v3, 8ULL << 56);
+}
+
 /* SipHash-2-4 of one 32-byte message whose four little-endian 8-byte blocks are m[0..3]. */
 static __always_inline __u64 siphash24_32(__u64 k0, __u64 k1, const __u64 *m)
 {
 	__u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
 	__u64 v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
-	__u64 b = 32ULL << 56; /* the final block of a 32-byte message: its length only */
 	int i;
 
 #pragma unroll
@@ -61,16 +65,7 @@ static __always_inline __u64 siphash24_32(__u64 k0, __u64 k1, const __u64 *m)
 		SIP_ROUND(v0, v1, v2, v3);
 		v0 ^= m[i];
 	}
-	v3 ^= b;
-	SIP_ROUND(v0, v1, v2, v3);
-	SIP_ROUND(v0, v1, v2, v3);
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIP_ROUND(v0, v1, v2, v3);
-	SIP_ROUND(v0, v1, v2, v3);
-	SIP_ROUND(v0, v1, v2, v3);
-	SIP_ROUND(v0, v1, v2, v3);
-	return v0 ^ v1 ^ v2 ^ v3;
+	return siphash24_finish(v0, v1, v2, v3, 32ULL << 56);
 }
 
 /* Sealed transaction ids: a transceiver with a sealing key makes its own checks' ids

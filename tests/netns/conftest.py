@@ -78,6 +78,16 @@ class LiveRelay:
     def counters(self) -> dict[Reason, int]:
         return {r: v[0] for r, v in self.maps.stats().items()}
 
+    def reset(self) -> LiveRelay:
+        """No session, flow, note, pending check or spent budget left from a test before."""
+        for s in self.maps.sessions():
+            self.maps.del_session(s.ufrag)
+        m = self.maps
+        for table in (m.flow_map, m.rflow_map, m.asked_map, m.pending_map, m.sock_budget_map):
+            table.clear()
+        m.budget_map[m.budget_map.Key(0)] = m.budget_map.Leaf()
+        return self
+
 
 def spoof(relay: LiveRelay, src: Endpoint, dst: Endpoint, payload: bytes) -> None:
     """Put a UDP datagram with any source on the client's wire towards the relay, as a host

@@ -62,12 +62,7 @@ def attack_relay() -> Iterator[LiveRelay]:
 
 @pytest.fixture
 def relay(attack_relay: LiveRelay) -> Iterator[LiveRelay]:
-    r = attack_relay
-    for s in r.maps.sessions():
-        r.maps.del_session(s.ufrag)
-    r.maps.flow_map.clear()
-    r.maps.rflow_map.clear()
-    yield r
+    yield attack_relay.reset()
 
 
 # -- helpers

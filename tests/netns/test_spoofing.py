@@ -59,13 +59,7 @@ def spoof_relay() -> Iterator[LiveRelay]:
 
 @pytest.fixture
 def relay(spoof_relay: LiveRelay) -> Iterator[LiveRelay]:
-    r = spoof_relay
-    for s in r.maps.sessions():
-        r.maps.del_session(s.ufrag)
-    for m in (r.maps.flow_map, r.maps.rflow_map, r.maps.asked_map, r.maps.sock_budget_map):
-        m.clear()
-    r.maps.pending_map.clear()
-    r.maps.budget_map[r.maps.budget_map.Key(0)] = r.maps.budget_map.Leaf()
+    r = spoof_relay.reset()
     # the daemon's source rules, the lab's client space allowed as the lab does
     r.maps.replace_source_rules(LAB_RULES)
     yield r
