@@ -36,7 +36,7 @@ REGISTERED = "registeredufrag01"
 
 
 def _frames() -> dict[str, tuple[bytes, Reason]]:
-    sealed = seal.seal(KEY.key, KEY.id, 1, env.TRX1.port, nonce=7)
+    sealed = seal.seal_for(KEY, 1, env.TRX1.port, nonce=7)
     fields, tag = seal.unseal(sealed) or (None, 0)
     assert fields is not None
     forged = seal.encode((fields.word << 64) | (tag ^ 1))

@@ -104,7 +104,7 @@ def frames() -> dict[str, tuple[str, bytes, XdpAction]]:
 
 def cid_record() -> bytes:
     """A tls12_cid record as long as the bench's RTP payload, its CID minted for c.TRX."""
-    rid = cid.mint(CID_KEY, c.BACKEND_ID, c.TRX.port, nonce=16)
+    rid = cid.mint_for(CID_KEY, c.BACKEND_ID, c.TRX.port, nonce=16)
     return cid.record(rid, bytes(c.RTP_PAYLOAD_LEN - cid.CID_OFF - cid.CID_LEN - 2))
 
 

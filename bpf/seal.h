@@ -68,13 +68,26 @@ static __always_inline __u64 siphash24_32(__u64 k0, __u64 k1, const __u64 *m)
 	return siphash24_finish(v0, v1, v2, v3, 32ULL << 56);
 }
 
+/* The key backend `backend` seals with, derived from the fleet key (k0, k1): SipHash-2-4
+ * of STEER_KDF_DOMAIN | backend << 1 | half, for each half (steer_common/seal.py
+ * backend_key). A transceiver holds only its backend's, so it mints for no one else. */
+#define STEER_KDF_DOMAIN (0x7374656572ULL << 24) /* "steer" */
+static __always_inline void seal_backend_key(__u64 k0, __u64 k1, __u32 backend, __u64 *b0,
+					     __u64 *b1)
+{
+	__u64 m = STEER_KDF_DOMAIN | ((__u64)(backend & 0xfff) << 1);
+
+	*b0 = siphash24_u64(k0, k1, m);
+	*b1 = siphash24_u64(k0, k1, m | 1);
+}
+
 /* Sealed transaction ids: a transceiver with a sealing key makes its own checks' ids
  * verifiable by any relay with the key, so that the client's answer proves its address on
  * whichever relay it reaches (a fleet's return path may leave through another relay than
  * the one the client's packets arrive on, which then holds no steer_pending entry). 96
  * bits: word (48, big-endian) = backend:12 | port:16 | key id:4 | nonce:16, then the top
- * 48 bits of SipHash-2-4(key, word as 8 little-endian bytes || the client's steer_addr
- * (20 bytes) || 4 zero bytes). steer_common/seal.py seal_txid() is the reference. */
+ * 48 bits of SipHash-2-4(backend key, word as 8 little-endian bytes || the client's
+ * steer_addr (20 bytes) || 4 zero bytes). steer_common/seal.py seal_txid() is the reference. */
 static __always_inline __u64 txid_tag(__u64 k0, __u64 k1, __u64 word48,
 				      const struct steer_addr *client)
 {

@@ -434,22 +434,46 @@ static __always_inline __u32 prove(struct steer_tmp *t, struct steer_flow_key *f
 
 /* STUN from clients. */
 
-/* The socket and backend a sealed ufrag names (seal.h), if its key id is valid, its MAC
- * holds and the backend has an address of the packet's family: 0, or the drop reason.
- * The ufrag path and the CID path both route by it. */
+/* Whether a sealed ufrag, CID or transaction id may name `port` (steerctl daemon
+ * --sealed-ports; by default 1024-65535: never a privileged port). */
+static __always_inline int seal_port_ok(__u16 port)
+{
+	__u32 zero = 0;
+	struct steer_config *cfg = steer_config.lookup(&zero);
+
+	if (!cfg || !cfg->seal_port_hi)
+		return port >= 1024;
+	return port >= cfg->seal_port_lo && port <= cfg->seal_port_hi;
+}
+
+/* The fleet key `kid` of steer_seal_keys, if valid, derived for `backend` (seal.h). */
+static __always_inline int seal_key_for(__u32 kid, __u32 backend, __u64 *b0, __u64 *b1)
+{
+	struct steer_seal_key *k = steer_seal_keys.lookup(&kid);
+
+	if (!k || !k->valid)
+		return -1;
+	seal_backend_key(k->k0, k->k1, backend, b0, b1);
+	return 0;
+}
+
+/* The socket and backend a sealed ufrag names (seal.h), if its port is in the sealed range,
+ * its key id is valid, its MAC holds under that key's derivation for its backend, and the
+ * backend has an address of the packet's family: 0, or the drop reason. The ufrag path and
+ * the CID path both route by it. */
 static __always_inline __u32 seal_route(const struct steer_pkt *pkt, __u64 word, __u64 mac,
 					struct steer_addr *sock, __u32 *backend_id)
 {
-	struct steer_seal_key *k;
 	struct steer_backend *b;
-	__u32 kid = seal_key_id(word);
+	__u64 b0, b1;
 
-	k = steer_seal_keys.lookup(&kid);
-	if (!k || !k->valid)
-		return STEER_R_DROP_SEAL_STALE_KEY;
-	if (siphash24_u64(k->k0, k->k1, word) != mac)
-		return STEER_R_DROP_SEAL_BAD_MAC;
+	if (!seal_port_ok(seal_port(word)))
+		return STEER_R_DROP_SEAL_PORT;
 	*backend_id = seal_backend(word);
+	if (seal_key_for(seal_key_id(word), *backend_id, &b0, &b1))
+		return STEER_R_DROP_SEAL_STALE_KEY;
+	if (siphash24_u64(b0, b1, word) != mac)
+		return STEER_R_DROP_SEAL_BAD_MAC;
 	b = steer_backends.lookup(backend_id);
 	if (!b || !b->addr.family)
 		return STEER_R_DROP_SEAL_NO_BACKEND;
@@ -508,10 +532,9 @@ static __always_inline int stun_request(struct xdp_md *ctx, struct steer_pkt *pk
 static __always_inline int sealed_answer(const struct steer_flow_key *fk,
 					 const struct steer_stun_hdr *h, struct steer_pending *p)
 {
-	struct steer_seal_key *k;
 	struct steer_backend *b;
 	struct steer_session *s;
-	__u64 word = 0, tag = 0;
+	__u64 word = 0, tag = 0, b0, b1;
 	__u32 kid, backend_id;
 	int i;
 
@@ -521,10 +544,10 @@ static __always_inline int sealed_answer(const struct steer_flow_key *fk,
 		tag = (tag << 8) | h->txid[6 + i];
 	}
 	kid = (word >> 16) & 0xf;
-	k = steer_seal_keys.lookup(&kid);
-	if (!k || !k->valid || txid_tag(k->k0, k->k1, word, &fk->client) != tag)
-		return -1;
 	backend_id = word >> 36;
+	if (!seal_port_ok((word >> 20) & 0xffff) || seal_key_for(kid, backend_id, &b0, &b1) ||
+	    txid_tag(b0, b1, word, &fk->client) != tag)
+		return -1;
 	b = steer_backends.lookup(&backend_id);
 	if (!b || b->addr.family != fk->client.family)
 		return -1;

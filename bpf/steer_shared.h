@@ -251,8 +251,9 @@ struct steer_src_rule {
 	__u32 pad;
 };
 
-/* steer_seal_keys value, indexed by key id (0-15): a SipHash-2-4 key sealed ufrags may
- * name (seal.h). `valid` 0: the id is unused or retired, its ufrags are dropped. */
+/* steer_seal_keys value, indexed by key id (0-15): a fleet's SipHash-2-4 key sealed ufrags
+ * may name; each backend's key is derived from it (seal.h seal_backend_key). `valid` 0:
+ * the id is unused or retired, its ufrags are dropped. */
 struct steer_seal_key {
 	__u64 k0;      /* key bytes 0-7, little-endian */
 	__u64 k1;      /* key bytes 8-15 */
@@ -273,6 +274,9 @@ struct steer_config {
 	__u32 flags;              /* STEER_CONFIG_* */
 	__u32 session_flow_cap;  /* 1..STEER_SESSION_FLOW_CAP (steerctl daemon --session-flow-cap);
 				  * 0: STEER_SESSION_FLOW_CAP */
+	__u16 seal_port_lo;      /* the ports a sealed ufrag, CID or transaction id may name */
+	__u16 seal_port_hi;      /* (steerctl daemon --sealed-ports); hi 0: 1024-65535 */
+	__u32 pad;
 };
 
 /* Why a packet got its verdict. Values are part of the metrics API: never renumber. */
@@ -325,7 +329,8 @@ enum steer_reason {
 	STEER_R_FWD_RETURN_UNASKED = 43,    /* a Success to an address the relay saw send no such
 					     * check to this session: moves nothing, budgeted */
 	STEER_R_FWD_STUN_PROVEN_EVICTED = 44, /* proven, and the session's oldest flow went (cap) */
-	STEER_R__MAX = 45,
+	STEER_R_DROP_SEAL_PORT = 45,        /* sealed ufrag naming a port outside the sealed range */
+	STEER_R__MAX = 46,
 };
 
 #endif /* STEER_SHARED_H */

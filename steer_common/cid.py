@@ -20,7 +20,13 @@ CID_OFF = 11  # type 1, version 2, epoch 2, sequence number 6
 CONTENT_TYPE = 25  # tls12_cid
 
 
+def mint_for(fleet: seal.SealKey, backend: int, port: int, nonce: int | None = None) -> bytes:
+    """A CID minted with the fleet key's derivation for `backend` (tests and tools)."""
+    return mint(seal.backend_key(fleet, backend), backend, port, nonce)
+
+
 def mint(key: seal.SealKey, backend: int, port: int, nonce: int | None = None) -> bytes:
+    """A routing CID, under `key`: the backend's own key (seal.backend_key)."""
     if not BACKEND_ID_MIN <= backend <= BACKEND_ID_MAX or not 0 < port < 65536:
         raise ValueError(f"cannot mint a CID for backend {backend}, port {port}")
     nonce = secrets.randbits(32) if nonce is None else nonce

@@ -12,7 +12,12 @@ subset of ICE's ice-char that is also safe in URL paths and file names; the firs
 character is 0-7 because 26 x 5 = 130 bits carry two leading zero bits):
 
     word = backend:12 | port:16 | key id:4 | nonce:32      (64 bits)
-    mac  = SipHash-2-4(key, word as 8 little-endian bytes)  (64 bits)
+    mac  = SipHash-2-4(backend key, word as 8 little-endian bytes)  (64 bits)
+
+Each backend has a key of its own, derived from the fleet's key (`backend_key`): the
+relays hold the fleet keys (steer_seal_keys) and derive; a transceiver holds only its
+backend's (`steerctl key derive`), so a leaked transceiver key mints for that backend
+alone, never for another backend's address.
 
 The nonce makes every ufrag unique (a reused socket port gets a new ufrag). Sixteen key
 ids exist so rotation never reuses one that might still be in flight; at most two keys
@@ -94,6 +99,32 @@ class Sealed:
         return (self.backend << 52) | (self.port << 36) | (self.key_id << 32) | self.nonce
 
 
+KDF_DOMAIN = 0x7374656572 << 24  # "steer", then the backend id and half: a domain apart
+
+
+def derive_key(fleet: bytes, backend: int) -> bytes:
+    """bpf/seal.h seal_backend_key: two SipHash-2-4 outputs of the fleet key, over the
+    backend id in a domain of their own."""
+    halves = [
+        siphash24(fleet, (KDF_DOMAIN | ((backend & 0xFFF) << 1) | i).to_bytes(8, "little"))
+        for i in (0, 1)
+    ]
+    return halves[0].to_bytes(8, "little") + halves[1].to_bytes(8, "little")
+
+
+def backend_key(fleet: SealKey, backend: int) -> SealKey:
+    """The key backend `backend` seals with, derived from the fleet's (same key id)."""
+    if not BACKEND_ID_MIN <= backend <= BACKEND_ID_MAX:
+        raise ValueError(f"no backend {backend}")
+    return SealKey(fleet.id, derive_key(fleet.key, backend))
+
+
+def seal_for(fleet: SealKey, backend: int, port: int, nonce: int | None = None) -> str:
+    """A sealed ufrag minted with the fleet key's derivation for `backend` (tests, tools:
+    a transceiver mints with its backend key, `seal`)."""
+    return seal(backend_key(fleet, backend).key, fleet.id, backend, port, nonce)
+
+
 def mac(key: bytes, word: int) -> int:
     return siphash24(key, word.to_bytes(8, "little"))
 
@@ -127,12 +158,16 @@ def unseal(ufrag: str) -> tuple[Sealed, int] | None:
 
 
 def verify(keys: dict[int, bytes], ufrag: str) -> Sealed | None:
-    """The fields of a sealed ufrag whose MAC checks out under its key id, else None."""
+    """The fields of a sealed ufrag whose MAC checks out under its key id's derivation for
+    its backend (`keys`: fleet keys, by id), else None."""
     got = unseal(ufrag)
     if got is None or got[0].key_id not in keys:
         return None
     fields, tag = got
-    return fields if mac(keys[fields.key_id], fields.word) == tag else None
+    if not BACKEND_ID_MIN <= fields.backend <= BACKEND_ID_MAX:
+        return None
+    bkey = backend_key(SealKey(fields.key_id, keys[fields.key_id]), fields.backend)
+    return fields if mac(bkey.key, fields.word) == tag else None
 
 
 # -- sealed transaction ids (bpf/seal.h txid_tag): a transceiver's own checks, provable on

@@ -95,6 +95,7 @@ class Reason(enum.IntEnum):
     DROP_DTLS_CID_DEAD = 42
     FWD_RETURN_UNASKED = 43
     FWD_STUN_PROVEN_EVICTED = 44
+    DROP_SEAL_PORT = 45
 
     @property
     def label(self) -> str:

@@ -178,6 +178,15 @@ from steer_common.paths import instance_lock
     help="Burst allowed above --noflow-pps.",
 )
 @click.option(
+    "--sealed-ports",
+    envvar="STEER_SEALED_PORTS",
+    default="1024-65535",
+    show_default=True,
+    metavar="LO-HI",
+    help="The transceiver ports a sealed ufrag, CID or transaction id may name; anything "
+    "else is dropped (drop_seal_port). Make it the transceivers' socket range.",
+)
+@click.option(
     "--bogons/--no-bogons",
     envvar="STEER_BOGONS",
     default=True,
@@ -225,6 +234,7 @@ def daemon(
     session_flow_cap: int,
     noflow_pps: int,
     noflow_burst: int,
+    sealed_ports: str,
     bogons: bool,
     allow_sources: tuple[str, ...],
     log_level: str,
@@ -264,6 +274,11 @@ def daemon(
         allowed = parse_nets(allow_sources)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--allow-source") from None
+    lo, dash, hi = sealed_ports.partition("-")
+    if not (dash and lo.isdigit() and hi.isdigit() and 1 <= int(lo) <= int(hi) <= 65535):
+        raise click.BadParameter(
+            f"{sealed_ports!r}: expected LO-HI, 1 <= LO <= HI <= 65535", param_hint="--sealed-ports"
+        )
     config = d.DaemonConfig(
         build=BuildOptions(
             instance=cfg.instance,
@@ -290,6 +305,7 @@ def daemon(
         session_flow_cap=session_flow_cap,
         bogons=bogons,
         allow_sources=allowed,
+        sealed_ports=(int(lo), int(hi)),
     )
     d.setup_logging(log_level.upper())
     try:

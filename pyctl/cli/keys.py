@@ -1,5 +1,7 @@
-"""`steerctl key gen|add|list|del`: the keys sealed ufrags are checked with (docs/fleet.md
-has the rotation procedure). Keys travel in files (mode 0600), never on the command line."""
+"""`steerctl key gen|derive|add|list|del`: the keys sealed ufrags are checked with
+(docs/fleet.md has the rotation procedure). Relays hold the fleet's keys; each transceiver
+gets only its backend's, derived from them (`derive`). Keys travel in files (mode 0600),
+never on the command line."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import click
 from pyctl.cli.params import call_api
 from pyctl.cli.root import cli
 from steer_common import seal
+from steer_common.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
 
 KEY_ID = click.IntRange(0, 15)
 
@@ -30,6 +33,24 @@ def key_gen(key_id: int, path: str) -> None:
     except FileExistsError:
         raise click.ClickException(f"{path} exists: a key file is never overwritten") from None
     click.echo(f"key {k.id} ({k.fingerprint()}) written to {path}")
+
+
+@key.command("derive")
+@click.argument("fleet_key", type=click.Path(exists=True, dir_okay=False))
+@click.argument("backend", type=click.IntRange(BACKEND_ID_MIN, BACKEND_ID_MAX))
+@click.argument("path", type=click.Path(dir_okay=False))
+def key_derive(fleet_key: str, backend: int, path: str) -> None:
+    """Write backend BACKEND's key, derived from the fleet key in FLEET_KEY, to PATH: the
+    one key that backend's transceivers get (--seal-key-file). It mints ufrags, CIDs and
+    transaction ids for that backend alone."""
+    try:
+        k = seal.backend_key(seal.read_key_file(fleet_key), backend)
+        seal.write_key_file(path, k)
+    except seal.KeyFileError as e:
+        raise click.ClickException(str(e)) from None
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists: a key file is never overwritten") from None
+    click.echo(f"key {k.id} for backend {backend} ({k.fingerprint()}) written to {path}")
 
 
 @key.command("add")

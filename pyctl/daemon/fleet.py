@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ CHANNEL = "steer:fleet:sessions"
 FLUSH_S = 0.02
 RETRY_S = 0.5
 EXPIRE_EVERY_S = 0.25
+REPLAY_WINDOW_S = 30.0  # a message older (or newer) than this is refused as a replay
 SIG = b"s1 "  # a signed message: SIG, 64 hex digits, a space, the JSON
 
 
@@ -81,6 +83,7 @@ class FleetStats:
     published: int = 0
     refused: int = 0  # a peer's session whose ufrag or socket is taken here
     refused_signature: int = 0  # messages or flow lists not signed with the fleet key
+    refused_replay: int = 0  # signed messages seen before, or older than REPLAY_WINDOW_S
     expired: int = 0  # sessions of dead relays whose TTL ran out here
     taken_over: int = 0  # sessions of dead relays this relay took over (a heartbeat)
     lag_last_s: float = 0.0
@@ -112,6 +115,10 @@ class FleetSync:
         self.dead_gc: set[str] = set()  # sockets of this relay's ended sessions: their flows
         # in dead relays' hashes go too (a live relay deletes its own)
         self.stats = FleetStats()
+        # replay protection: this daemon's messages carry (boot, seq); each origin's last
+        self.boot = secrets.token_hex(8)
+        self.seq = 0
+        self.seen: dict[str, tuple[str, int]] = {}
         self.flows = FlowShare(ctl.maps, relay)
         self.live = Liveness(url, relay, self._describe, self._peer_changed)
         self.drain_file = None if state_dir is None else state_dir / f"{relay}.draining"
@@ -157,8 +164,11 @@ class FleetSync:
         gc, self.dead_gc = self.dead_gc, set()
         put, gone = self.put, self.gone
         self.put, self.gone = {}, set()
+        self.seq += 1
         msg = {
             "origin": self.relay,
+            "boot": self.boot,
+            "seq": self.seq,
             "t": time.time(),
             "put": [asdict(r) for r in put.values()],
             "del": sorted(gone),
@@ -195,6 +205,7 @@ class FleetSync:
         try:
             live = maps.get_session(rec.ufrag)
             if live is None:
+                self._check_copy(s)
                 maps.add_session(s)
             elif live != s:  # a foreign copy (another origin's, or pinned) is the same
                 raise ValueError("ufrag live here")
@@ -209,6 +220,20 @@ class FleetSync:
         self.doomed.pop(rec.ufrag, None)
         self.live.track(origin)
         self.unresolved.add(str(s.sock.ip))
+
+    def _check_copy(self, s: Session) -> None:
+        """A peer's session is installed only as a session this relay could have: on one of
+        its VIPs, its socket on its backend's address as registered here (a backend this
+        relay has no address for is not checked: docs/fleet.md, "Trust"), and no other
+        live session's socket (ValueError says which is not)."""
+        if s.vip not in self.ctl.vips:
+            raise ValueError(f"VIP {s.vip} is not this relay's")
+        backend = self.ctl.backend_records().get(s.backend_id)
+        if backend is not None and backend.addr and str(s.sock.ip) != str(backend.addr):
+            raise ValueError(f"socket {s.sock} is not on backend {s.backend_id}'s address")
+        owner = self.ctl.maps.sock_owner(s.sock)
+        if owner is not None and owner.ufrag != s.ufrag:
+            raise ValueError(f"socket {s.sock} is session {owner.ufrag}'s")
 
     def _remove(self, origin: str | None, ufrag: str) -> None:
         if origin is not None and self.foreign.get(ufrag) != origin:
@@ -228,6 +253,9 @@ class FleetSync:
         origin = msg["origin"]
         if origin == self.relay:
             return
+        if not self._fresh(origin, msg):
+            self.stats.refused_replay += 1
+            return
         self.stats.peers.add(origin)
         for d in msg.get("put", []):
             self._install(origin, _session_of(json.dumps(d)))
@@ -238,6 +266,22 @@ class FleetSync:
         lag = max(0.0, time.time() - float(msg["t"]))
         self.stats.lag_last_s = lag
         self.stats.lag_max_s = max(self.stats.lag_max_s, lag)
+
+    def _fresh(self, origin: str, msg: dict[str, Any]) -> bool:
+        """A message is taken once: within REPLAY_WINDOW_S of its time, and after every
+        earlier one of its origin's run of the daemon (`boot`, `seq`); a new boot (the
+        peer restarted) starts a new run. A signed message captured and published again
+        is refused. Unsigned fleets (no operator token) trust Redis anyway."""
+        boot, seq, t = msg.get("boot"), msg.get("seq"), msg.get("t")
+        if not isinstance(boot, str) or not isinstance(seq, int) or not isinstance(t, int | float):
+            return False
+        if abs(time.time() - t) > REPLAY_WINDOW_S:
+            return False
+        last = self.seen.get(origin)
+        if last is not None and last[0] == boot and seq <= last[1]:
+            return False
+        self.seen[origin] = (boot, seq)
+        return True
 
     async def _load_peers(self) -> None:
         """Every other relay's mirrored sessions, then their flows (after subscribing:
@@ -458,6 +502,7 @@ class FleetSync:
             "sessions": 0,
             "relays": [],
             "refused_signature": 0,
+            "refused_replay": 0,
             "expired": 0,
             "taken_over": 0,
             "flows": {**flows, "copies": 0},
@@ -481,6 +526,7 @@ class FleetSync:
             "published": s.published,
             "refused": s.refused,
             "refused_signature": s.refused_signature,
+            "refused_replay": s.refused_replay,
             "expired": s.expired,
             "taken_over": s.taken_over,
             "lag_last_s": round(s.lag_last_s, 4),

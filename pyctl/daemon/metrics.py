@@ -135,8 +135,10 @@ METRICS = [
         "steer_fleet_events_total",
         "counter",
         "Fleet session changes: installed/removed (other relays' sessions here), published "
-        "(this relay's), refused (ufrag or socket taken here), refused_signature (a message "
-        "or flow list not signed with the fleet key), expired (a dead relay's session whose "
+        "(this relay's), refused (ufrag or socket taken here, a VIP not this relay's, a socket "
+        "off its backend's address), refused_signature (a message "
+        "or flow list not signed with the fleet key), refused_replay (a signed message seen "
+        "before or outside the 30 s window), expired (a dead relay's session whose "
         "TTL ran out here), taken_over (a dead relay's session heartbeated here).",
         ("event",),
     ),
@@ -274,6 +276,8 @@ def _fleet(ctl: Controller) -> Iterator[Metric]:
     yield _family("steer_fleet_sessions", value=s["foreign_sessions"])
     events = _family("steer_fleet_events_total")
     for e in ("installed", "removed", "published", "refused", "refused_signature"):
+        events.add_metric([e], s[e])
+    for e in ("refused_replay",):
         events.add_metric([e], s[e])
     for e in ("expired", "taken_over"):
         events.add_metric([e], s[e])

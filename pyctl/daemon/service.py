@@ -33,7 +33,14 @@ from pyctl.daemon.metrics import Metrics
 from pyctl.daemon.nexthop import NextHops
 from pyctl.daemon.store import MemoryStore, StoreUnavailable, open_mirror
 from pyctl.dataplane import mapinfo, sources, topology
-from pyctl.dataplane.loader import RUN_DIR, Attachment, BuildOptions, DataPlane, LoaderError
+from pyctl.dataplane.loader import (
+    RUN_DIR,
+    Attachment,
+    BuildOptions,
+    DataPlane,
+    LoaderError,
+    configure,
+)
 from pyctl.dataplane.maps import RouteMaps
 from pyctl.dataplane.sources import Net
 from steer_common.credentials import Credentials
@@ -74,6 +81,7 @@ class DaemonConfig:
     session_flow_cap: int = 64  # flows per session (1..build.session_flow_cap), run time
     bogons: bool = True  # refuse special-purpose client sources (pyctl/dataplane/sources.py)
     allow_sources: tuple[Net, ...] = ()  # client sources accepted inside them
+    sealed_ports: tuple[int, int] = (1024, 65535)  # what a sealed ufrag/CID/txid may name
     tick: float = field(default=1.0)  # how often expiry runs
 
     @property
@@ -169,6 +177,9 @@ def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
     except LoaderError as e:
         raise DaemonError(str(e)) from e
     log.info("per-session flow cap: %d", cfg.session_flow_cap)
+    lo, hi = cfg.sealed_ports
+    configure(dp.table("steer_config"), seal_port_lo=lo, seal_port_hi=hi)
+    log.info("sealed ufrags, CIDs and transaction ids may name ports %d-%d", lo, hi)
     maps = RouteMaps(dp.bpf)
     if dp.adopted:
         log.info(

@@ -137,8 +137,13 @@ class Lab:
 
     @property
     def seal_key_file(self) -> Path:
-        """The fleet lab's seal key: every relay holds it, every transceiver mints with it."""
+        """The fleet lab's seal key: every relay holds it; each transceiver gets its derivation."""
         return self.run_dir / "seal-key.json"
+
+    def backend_key_file(self, i: int) -> Path:
+        """Transceiver i's seal key: the fleet key derived for its backend (`steerctl key
+        derive`), all it can mint with."""
+        return self.run_dir / f"seal-key-trx{i}.json"
 
     @property
     def redis_url(self) -> str:
@@ -279,7 +284,7 @@ class Lab:
                 # the ingress, as trx see it: the relay's inside, or the fleet router's leg
                 "STEER_TRX_FORWARDED_ALLOW_IPS": SIG4 if fleet else RELAY_INT4,
                 "STEER_TRANSCEIVER_APP": self.app,
-                **({"STEER_TRX_SEAL_KEY_FILE": str(self.seal_key_file)} if fleet else {}),
+                **({"STEER_TRX_SEAL_KEY_FILE": str(self.backend_key_file(i))} if fleet else {}),
             }
             self._start(f"trx{i}", "transceiver", trx_env, ns=net.trx(i))
         for i in range(1, self.transceivers + 1):
@@ -297,6 +302,10 @@ class Lab:
         )
         if not self.seal_key_file.exists():
             seal.write_key_file(self.seal_key_file, seal.new_key(1))
+        fleet_key = seal.read_key_file(self.seal_key_file)
+        for i in range(1, self.transceivers + 1):  # each transceiver gets its own only
+            self.backend_key_file(i).unlink(missing_ok=True)
+            seal.write_key_file(self.backend_key_file(i), seal.backend_key(fleet_key, i))
         sock = self.run_dir / "redis.sock"
         progress(f"redis: {self.redis_url} (the relays' shared store)")
         if self._alive("redis") is None:
@@ -382,6 +391,8 @@ class Lab:
         for left in ("shape.json", "redis.sock"):
             (self.run_dir / left).unlink(missing_ok=True)
         self.seal_key_file.unlink(missing_ok=True)
+        for i in range(1, self.transceivers + 1):
+            self.backend_key_file(i).unlink(missing_ok=True)
         self.secrets.remove()
 
     def status(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
 from pyctl.dataplane import mapinfo
-from pyctl.dataplane.loader import config_flags
+from pyctl.dataplane.loader import config_flags, configure
 from pyctl.dataplane.maps import Session
 from steer_common import cid, seal
 from steer_common.endpoint import Endpoint
@@ -210,7 +210,7 @@ def ice_restarted(ufrag: str, sock: Endpoint, backend_id: int = 2) -> Setup:
     """The session restarts ICE: a new sealed ufrag (another nonce) names its socket."""
 
     def setup(r: Replay) -> None:
-        new = seal.seal(CID_KEY.key, CID_KEY.id, backend_id, sock.port, nonce=0x2E57)
+        new = seal.seal_for(CID_KEY, backend_id, sock.port, nonce=0x2E57)
         r.maps.rekey(Session(new, sock, env.VIP4, backend_id))
         r.maps.drop_sessions([ufrag])
 
@@ -1655,9 +1655,9 @@ HINT_CASES = [
 
 # -- DTLS connection IDs (steer.bpf.c dtls_cid, steer_common/cid.py): routed from any address
 CID_KEY = seal.SealKey(13, bytes(range(100, 116)))
-TRX2_CID = cid.mint(CID_KEY, 2, env.TRX2.port, nonce=0xC1D)
+TRX2_CID = cid.mint_for(CID_KEY, 2, env.TRX2.port, nonce=0xC1D)
 # the session at TRX2 registered with a sealed ufrag of the same nonce (STEER_SESSION_CID)
-TRX2_SEALED = seal.seal(CID_KEY.key, CID_KEY.id, 2, env.TRX2.port, nonce=0xC1D)
+TRX2_SEALED = seal.seal_for(CID_KEY, 2, env.TRX2.port, nonce=0xC1D)
 
 
 def cid_key(r: Replay) -> None:
@@ -1693,7 +1693,7 @@ def _port_reused(r: Replay) -> None:
     """TRX2's session ended and its port went to a new session (another sealed nonce)."""
     r.maps.del_session(TRX2_SEALED)
     r.maps.add_session(
-        Session(seal.seal(CID_KEY.key, CID_KEY.id, 2, env.TRX2.port, 0xBEEF), env.TRX2, env.VIP4, 2)
+        Session(seal.seal_for(CID_KEY, 2, env.TRX2.port, 0xBEEF), env.TRX2, env.VIP4, 2)
     )
 
 
@@ -1705,12 +1705,92 @@ def _unsealed_session(r: Replay) -> None:
 
 def sealed_txid(client: Endpoint = THIRD, sock: Endpoint = env.TRX2, backend_id: int = 2) -> bytes:
     """The transaction id of a check TRX2 sealed for `client` (seal.h txid_tag)."""
+    bkey = seal.backend_key(CID_KEY, backend_id)
     return seal.seal_txid(
-        CID_KEY.key, CID_KEY.id, backend_id, sock.port, client.ip.packed, client.port, 0x7A1
+        bkey.key, bkey.id, backend_id, sock.port, client.ip.packed, client.port, 0x7A1
     )
 
 
+def sealed_ports(lo: int, hi: int) -> Setup:
+    """steerctl daemon --sealed-ports LO-HI (steer_config)."""
+
+    def setup(r: Replay) -> None:
+        configure(r.dp.table("steer_config"), seal_port_lo=lo, seal_port_hi=hi)
+
+    def in_model(st: model.State) -> None:
+        st.seal_ports = (lo, hi)
+
+    setup.model = in_model  # type: ignore[attr-defined]
+    return setup
+
+
+def _all_ports(r: Replay) -> None:
+    configure(r.dp.table("steer_config"), seal_port_lo=0, seal_port_hi=0)
+
+
+def _ufrag_req(ufrag: str) -> bytes:
+    return req(ufrag.encode() + b":c")
+
+
+ANOTHER_BACKENDS_KEY = seal.derive_key(CID_KEY.key, 1)  # trx1's key, naming backend 2
+THIRD_ADDR = (THIRD.ip.packed, THIRD.port)
+
 CID_CASES = [
+    # per-backend keys: a transceiver's key mints for its own backend alone
+    drop(
+        "sealed_ufrag_minted_with_another_backends_key",
+        client_to_vip(_ufrag_req(seal.seal(ANOTHER_BACKENDS_KEY, CID_KEY.id, 2, env.TRX2.port))),
+        Reason.DROP_SEAL_BAD_MAC,
+        setup=[cid_key],
+    ),
+    drop(
+        "sealed_ufrag_minted_with_the_fleet_key_itself",
+        client_to_vip(_ufrag_req(seal.seal(CID_KEY.key, CID_KEY.id, 2, env.TRX2.port))),
+        Reason.DROP_SEAL_BAD_MAC,
+        setup=[cid_key],
+    ),
+    drop(
+        "sealed_ufrag_naming_a_privileged_port",
+        client_to_vip(_ufrag_req(seal.seal_for(CID_KEY, 2, 22))),
+        Reason.DROP_SEAL_PORT,
+        setup=[cid_key],
+    ),
+    drop(
+        "sealed_ufrag_outside_the_configured_ports",
+        client_to_vip(_ufrag_req(seal.seal_for(CID_KEY, 2, 40200))),
+        Reason.DROP_SEAL_PORT,
+        setup=[cid_key, sealed_ports(40000, 40100)],
+        checks=[_all_ports],
+    ),
+    fwd(
+        "sealed_ufrag_inside_the_configured_ports",
+        client_to_vip(_ufrag_req(seal.seal_for(CID_KEY, 2, 40050, 5))),
+        steered_to(Endpoint(env.TRX2.ip, 40050), _ufrag_req(seal.seal_for(CID_KEY, 2, 40050, 5))),
+        Reason.FWD_STUN_SEALED,
+        setup=[cid_key, sealed_ports(40000, 40100)],
+        checks=[_all_ports],
+    ),
+    drop(
+        "dtls_cid_minted_with_another_backends_key",
+        client_to_vip(
+            cid.record(cid.mint(seal.SealKey(CID_KEY.id, ANOTHER_BACKENDS_KEY), 2, env.TRX2.port)),
+            client=THIRD,
+        ),
+        Reason.DROP_DTLS_CID_FORGED,
+        setup=[cid_key],
+    ),
+    drop(
+        "sealed_txid_with_another_backends_key_proves_nothing",
+        client_to_vip(
+            success(
+                seal.seal_txid(ANOTHER_BACKENDS_KEY, CID_KEY.id, 2, env.TRX2.port, *THIRD_ADDR, 1)
+            ),
+            client=THIRD,
+        ),
+        Reason.DROP_STUN_NOT_REQUEST,
+        setup=[cid_key],
+        checks=[no_flows],
+    ),
     # sealed transaction ids: a proof any relay with the key can check, pending or not
     fwd(
         "sealed_txid_answer_proves_the_address_without_a_pending_check",
@@ -1801,12 +1881,12 @@ CID_CASES = [
     ),
     _cid_drop(
         "dtls_cid_unknown_key_id",
-        cid.record(cid.mint(seal.SealKey(9, CID_KEY.key), 2, env.TRX2.port, nonce=1)),
+        cid.record(cid.mint_for(seal.SealKey(9, CID_KEY.key), 2, env.TRX2.port, nonce=1)),
         Reason.DROP_DTLS_CID_FORGED,
     ),
     _cid_drop(
         "dtls_cid_backend_without_address",
-        cid.record(cid.mint(CID_KEY, 7, 40007, nonce=1)),
+        cid.record(cid.mint_for(CID_KEY, 7, 40007, nonce=1)),
         Reason.DROP_DTLS_CID_FORGED,
     ),
     _cid_drop(

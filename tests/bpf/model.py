@@ -81,6 +81,7 @@ class State:
     src_rules: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, bool] = field(
         default_factory=dict
     )
+    seal_ports: tuple[int, int] = (1024, 65535)  # steer_config seal_port_lo/hi
     # steer.bpf.c "Mobility": sock -> its current path (client); rflows marked STEER_RFLOW_STALE
     paths: dict[Endpoint, Endpoint] = field(default_factory=dict)
     stale: set[tuple[Endpoint, Endpoint]] = field(default_factory=set)
@@ -112,6 +113,7 @@ class State:
             checks_left=dict(self.checks_left),
             returns_left=dict(self.returns_left),
             src_rules=self.src_rules,
+            seal_ports=self.seal_ports,
             paths=dict(self.paths),
             stale=set(self.stale),
             rasked=set(self.rasked),
@@ -435,13 +437,20 @@ def steer_to(
     return send(pkt, "pub", route_sized(pkt, sock.ip, src_ip), reason)
 
 
+def seal_port_ok(st: State, port: int) -> bool:
+    """steer.bpf.c seal_port_ok()."""
+    return st.seal_ports[0] <= port <= st.seal_ports[1]
+
+
 def seal_route(pkt: Pkt, st: State, word: int, tag: int) -> tuple[Endpoint, int] | Reason:
     """steer.bpf.c seal_route(): the socket and backend a sealed word names, or the reason."""
     f = seal.Sealed(word >> 52, (word >> 36) & 0xFFFF, (word >> 32) & 0xF, word & 0xFFFFFFFF)
+    if not seal_port_ok(st, f.port):
+        return Reason.DROP_SEAL_PORT
     key = st.seal_keys.get(f.key_id)
     if key is None:
         return Reason.DROP_SEAL_STALE_KEY
-    if seal.mac(key, word) != tag:
+    if seal.mac(derived(key, f.key_id, f.backend), word) != tag:
         return Reason.DROP_SEAL_BAD_MAC
     ip = st.backend_addrs.get(f.backend)
     if ip is None:
@@ -449,6 +458,13 @@ def seal_route(pkt: Pkt, st: State, word: int, tag: int) -> tuple[Endpoint, int]
     if ip.version != pkt.family:
         return Reason.DROP_FAMILY_MISMATCH
     return Endpoint(ip, f.port), f.backend
+
+
+def derived(key: bytes, key_id: int, backend: int) -> bytes:
+    """seal.h seal_backend_key() (the C takes the backend id's low 12 bits)."""
+    if backend == 0:  # seal.backend_key refuses id 0; the C derives it all the same
+        return seal.derive_key(key, 0)
+    return seal.backend_key(seal.SealKey(key_id, key), backend).key
 
 
 def martian(ip: IPAddress) -> bool:
@@ -492,7 +508,9 @@ def sealed_answer(
     holds for `client` and a live session of that backend on `vip` owns it."""
     backend, port, kid, word, tag = seal.unseal_txid(txid)
     key = st.seal_keys.get(kid)
-    if key is None or seal.txid_tag(key, word, client.ip.packed, client.port) != tag:
+    if key is None or not seal_port_ok(st, port):
+        return None
+    if seal.txid_tag(derived(key, kid, backend), word, client.ip.packed, client.port) != tag:
         return None
     ip = st.backend_addrs.get(backend)
     if ip is None or ip.version != client.ip.version:

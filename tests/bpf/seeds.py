@@ -59,10 +59,12 @@ def _pub(l3: Packet) -> bytes:
 # sealed ufrags (seal.h): backend 2 (TRX2's address) under key id 1; mutations exercise the
 # charset, the length, the key id and the MAC
 SEAL_KEY = seal.SealKey(1, bytes(range(16)))
-CID = cid.mint(SEAL_KEY, 2, env.TRX2.port, nonce=0xC1D)
-SEALED = seal.seal(SEAL_KEY.key, 1, 2, env.TRX2.port, nonce=0x5EA1).encode()
+CID = cid.mint_for(SEAL_KEY, 2, env.TRX2.port, nonce=0xC1D)
+SEALED = seal.seal_for(SEAL_KEY, 2, env.TRX2.port, nonce=0x5EA1).encode()
 # TRX2's check to THIRD, its transaction id sealed (seal.h txid_tag)
-SEALED_TXID = seal.seal_txid(SEAL_KEY.key, 1, 2, env.TRX2.port, THIRD.ip.packed, THIRD.port, 5)
+SEALED_TXID = seal.seal_txid(
+    seal.derive_key(SEAL_KEY.key, 2), 1, 2, env.TRX2.port, THIRD.ip.packed, THIRD.port, 5
+)
 # sources no client can have: a transceiver's, the relay's own, the VIP, loopback, and a
 # prefix the baseline denies with an allowed hole in it (steer_src_prefixes)
 DENIED_NET = ipaddress.ip_network("100.64.0.0/10")

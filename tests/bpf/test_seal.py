@@ -31,7 +31,8 @@ SOCK = Endpoint(env.TRX1.ip, PORT)
 
 
 def sealed(key: seal.SealKey = KEY_A, backend: int = 1, port: int = PORT, kid: int = -1) -> str:
-    return seal.seal(key.key, key.id if kid < 0 else kid, backend, port, nonce=0x1234)
+    bkey = seal.derive_key(key.key, backend)  # the backend's key (seal.backend_key)
+    return seal.seal(bkey, key.id if kid < 0 else kid, backend, port, nonce=0x1234)
 
 
 def flip(u: str, i: int) -> str:
@@ -201,7 +202,7 @@ def test_reference_vectors() -> None:
 
 def test_roundtrip_and_charset() -> None:
     for backend, port in ((1, 1), (4095, 65535), (0x123, 40001)):
-        u = seal.seal(KEY_A.key, 1, backend, port)
+        u = seal.seal_for(KEY_A, backend, port)
         assert len(u) == seal.SEALED_LEN and set(u) <= set(seal.ALPHABET) and u[0] <= "7"
         got = seal.verify({1: KEY_A.key}, u)
         assert got is not None and (got.backend, got.port, got.key_id) == (backend, port, 1)
@@ -216,8 +217,8 @@ def test_random_sealed_ufrags_route_to_their_port(replay: Replay) -> None:
     replay.maps.set_backend(4095, ip_endpoint("10.88.0.12"), BackendState.ACTIVE)
     for _ in range(200):
         backend = rng.choice((1, 4095))
-        port, nonce = rng.randrange(1, 65536), rng.getrandbits(32)
-        u = seal.seal(KEY_A.key, KEY_A.id, backend, port, nonce)
+        port, nonce = rng.randrange(1024, 65536), rng.getrandbits(32)  # the sealed range
+        u = seal.seal_for(KEY_A, backend, port, nonce)
         payload = req(u.encode() + b":c")
         v = replay.run("public", bytes(client_to_vip(payload)))
         ip = env.TRX1.ip if backend == 1 else env.TRX2.ip

@@ -133,7 +133,7 @@ def test_sealed_ufrags_on_every_relay(
     each of them."""
     _, daemons, nets = relays
     key = seal.new_key(5)
-    sealed = seal.seal(key.key, key.id, 1, 41500)
+    sealed = seal.seal_for(key, 1, 41500)
     fields, tag = seal.unseal(sealed) or (None, 0)
     assert fields is not None
     forged = seal.encode((fields.word << 64) | (tag ^ 0x8000))

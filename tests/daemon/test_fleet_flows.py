@@ -282,6 +282,63 @@ def test_a_forged_flow_message_is_ignored(fleet: Fleet) -> None:
     wait_for(lambda: flow_at(f.maps_b, victim) is None)
 
 
+def test_a_replayed_message_brings_no_session_back(fleet: Fleet) -> None:
+    """A signed `put` captured from the channel and published again after the session
+    ended: refused as a replay (issue: replayed fleet messages), the session stays gone."""
+    f = fleet
+    ufrag, sock = f"fleetreplay{TAG}x1", sock_n(f, 91)
+    sub = f.redis.client().pubsub()
+    sub.subscribe(CHANNEL)
+    register(f.a, ufrag, sock)
+    captured = None
+    deadline = time.monotonic() + 5
+    while captured is None and time.monotonic() < deadline:
+        m = sub.get_message(timeout=0.5)
+        if m and m["type"] == "message" and ufrag.encode() in m["data"]:
+            captured = m["data"]
+    sub.close()
+    assert captured is not None, "no message put the session"
+    wait_for(lambda: f.maps_b.get_session(ufrag) is not None)
+    assert f.a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
+    wait_for(lambda: f.maps_b.get_session(ufrag) is None)
+    _, st0 = f.b.http.call("GET", "/v1/fleet")
+    f.redis.client().publish(CHANNEL, captured)
+    wait_for(
+        lambda: f.b.http.call("GET", "/v1/fleet")[1]["refused_replay"] > st0["refused_replay"],
+        5.0,
+        "the replay counted",
+    )
+    assert f.maps_b.get_session(ufrag) is None
+
+
+def test_a_signed_copy_that_this_relay_could_not_have_is_refused(fleet: Fleet) -> None:
+    """Even signed (a peer's key): a session on a VIP that is not this relay's, or on a
+    socket another live session here owns, is not installed."""
+    f = fleet
+    mine, sock = f"fleetowner{TAG}x01", sock_n(f, 92)
+    register(f.b, mine, sock)  # B's own session on that socket
+    _, st0 = f.b.http.call("GET", "/v1/fleet")
+    key = hmac.new(TOKEN.encode(), b"steer fleet messages v1", hashlib.sha256).digest()
+    base = {"backend": 1, "ttl": None, "created": time.time(), "expires_at": None}
+    puts = [
+        {"ufrag": f"fleetvipx{TAG}x02", "sock": str(sock_n(f, 93)), "vip": "203.0.113.99:3478"},
+        {"ufrag": f"fleetsock{TAG}x03", "sock": str(sock), "vip": str(VIP4)},
+    ]
+    for i, p in enumerate(puts):
+        msg = {"origin": f"forger{TAG}", "boot": "b00t", "seq": i + 1, "t": time.time()}
+        msg |= {"put": [p | base], "del": [], "flows": []}
+        f.redis.client().publish(CHANNEL, forge(msg, key))
+    wait_for(
+        lambda: f.b.http.call("GET", "/v1/fleet")[1]["refused"] >= st0["refused"] + 2,
+        5.0,
+        "both refused",
+    )
+    assert all(f.maps_b.get_session(p["ufrag"]) is None for p in puts)
+    owner = f.maps_b.sock_owner(sock)
+    assert owner is not None and owner.ufrag == mine
+    assert f.b.http.call("DELETE", f"/v1/sessions/{mine}")[0] == 200
+
+
 def test_a_stalled_redis_stalls_neither_api_nor_data_plane(fleet: Fleet) -> None:
     f = fleet
     ufrag, sock, client = f"fleetstall{TAG}x01", sock_n(f, 80), client_n(80)

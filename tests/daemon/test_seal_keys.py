@@ -96,8 +96,8 @@ def test_sealed_ufrags_route_live_and_rotate(keyed: Env, tmp_path: Path) -> None
     p1, k1 = gen(env, tmp_path, 1)
     p2, k2 = gen(env, tmp_path, 2)
     assert steerctl(env, "key", "add", str(p1)).exit_code == 0
-    old = seal.seal(k1.key, 1, 1, trx_ep.port)
-    new = seal.seal(k2.key, 2, 1, trx_ep.port)
+    old = seal.seal_for(k1, 1, trx_ep.port)
+    new = seal.seal_for(k2, 1, trx_ep.port)
     forged = old[:-1] + ("0" if old[-1] != "0" else "1")
 
     def reaches(ufrag: str) -> bool:

@@ -110,10 +110,10 @@ def _call(lab: Lab, key: seal.SealKey, change: Callable[[], str], port: int) -> 
     trx_ip = lab.net.trx_ip4(1)
     # a sealed ufrag: its nonce is the one the session's routing CIDs carry (a CID routes
     # only to the live session registered with it, steer.bpf.c dtls_cid)
-    ufrag, pwd = seal.seal(key.key, key.id, 1, port), make_password()
+    ufrag, pwd = seal.seal_for(key, 1, port), make_password()
     lab.api().add_session(ufrag=ufrag, sock=f"{trx_ip}:{port}", backend=1, ttl=120)
     nonce = seal.unseal(ufrag)[0].nonce  # type: ignore[index]
-    server_cid = cid.mint(key, 1, port, nonce=nonce).hex()
+    server_cid = cid.mint_for(key, 1, port, nonce=nonce).hex()
     vip = lab.net.vips[0]
     server = Peer(lab.net.trx(1), "server", trx_ip, str(port), ufrag, pwd, server_cid, "30")
     client = None

@@ -197,7 +197,7 @@ def test_a_session_registered_once_routes_through_every_relay(fleet: Lab) -> Non
 
 def test_a_forged_sealed_ufrag_is_dropped_by_every_relay(fleet: Lab) -> None:
     key = seal.read_key_file(fleet.seal_key_file)
-    fields, tag = seal.unseal(seal.seal(key.key, key.id, 1, 40999)) or (None, 0)
+    fields, tag = seal.unseal(seal.seal_for(key, 1, 40999)) or (None, 0)
     assert fields is not None
     forged = seal.encode((fields.word << 64) | (tag ^ 1))
     for r in fleet.relay_list():
@@ -239,9 +239,10 @@ def test_key_rotation_with_live_calls_on_every_relay(fleet: Lab) -> None:
         new = seal.new_key(2)
         for r in relays:
             fleet.api(r).request("POST", "/v1/keys", new.to_json())
-        tmp = keyfile.with_suffix(".new")
-        seal.write_key_file(tmp, new)
-        tmp.replace(keyfile)
+        for i in range(1, fleet.transceivers + 1):  # each transceiver gets its derivation
+            tmp = fleet.backend_key_file(i).with_suffix(".new")
+            seal.write_key_file(tmp, seal.backend_key(new, i))
+            tmp.replace(fleet.backend_key_file(i))
         rotated = run_clients(fleet, sessions=3, seconds=2)
         for r in relays:
             fleet.api(r).request("DELETE", f"/v1/keys/{old.id}")

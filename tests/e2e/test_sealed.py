@@ -27,14 +27,23 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def sealed_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
-    """One transceiver minting sealed ufrags with key 1, which the relay holds."""
+    """One transceiver (backend 1) minting sealed ufrags with its derivation of key 1, which
+    the relay holds. The fixture yields the fleet key's file; the transceiver's is beside
+    it (`trx_keyfile`)."""
     keydir = tmp_path_factory.mktemp("sealkeys")
-    keyfile = keydir / "current.json"
-    seal.write_key_file(keyfile, seal.new_key(1))
+    keyfile = keydir / "fleet.json"
+    fleet = seal.new_key(1)
+    seal.write_key_file(keyfile, fleet)
+    seal.write_key_file(trx_keyfile(keyfile), seal.backend_key(fleet, 1))
     lab = Lab(prefix=f"es{os.getpid() % 10000}", transceivers=1, metrics="127.0.0.1:9487", ttl=3)
-    with running(lab, env={"STEER_TRX_SEAL_KEY_FILE": str(keyfile)}):
-        lab.api().request("POST", "/v1/keys", seal.read_key_file(keyfile).to_json())
+    with running(lab, env={"STEER_TRX_SEAL_KEY_FILE": str(trx_keyfile(keyfile))}):
+        lab.api().request("POST", "/v1/keys", fleet.to_json())
         yield lab, keyfile
+
+
+def trx_keyfile(fleet_keyfile: Path) -> Path:
+    """The transceiver's key file: backend 1's key, derived from the fleet's."""
+    return fleet_keyfile.with_name("trx1.json")
 
 
 def moved(lab: Lab, before: dict[str, int]) -> dict[str, int]:
@@ -55,7 +64,7 @@ def test_calls_with_sealed_ufrags(sealed_lab: tuple[Lab, Path]) -> None:
 def test_forged_sealed_ufrag_dropped_by_the_live_relay(sealed_lab: tuple[Lab, Path]) -> None:
     lab, keyfile = sealed_lab
     key = seal.read_key_file(keyfile)
-    good = seal.seal(key.key, key.id, 1, 40999)
+    good = seal.seal_for(key, 1, 40999)
     fields, tag = seal.unseal(good) or (None, 0)
     assert fields is not None
     forged = seal.encode((fields.word << 64) | (tag ^ 1))
@@ -96,8 +105,8 @@ def test_key_rotation_with_live_calls(sealed_lab: tuple[Lab, Path]) -> None:
         new = seal.new_key(2)
         lab.api().request("POST", "/v1/keys", new.to_json())  # 1. every relay takes key 2
         tmp = keyfile.with_suffix(".new")
-        seal.write_key_file(tmp, new)
-        tmp.replace(keyfile)  # 2. transceivers mint with it (atomic rename, no restart)
+        seal.write_key_file(tmp, seal.backend_key(new, 1))  # 2. transceivers mint with
+        tmp.replace(trx_keyfile(keyfile))  # theirs (atomic rename, no restart)
         rotated = run_clients(lab, sessions=2, seconds=2)
         lab.api().request("DELETE", f"/v1/keys/{old.id}")  # 3. the old key retires
     finally:

@@ -366,17 +366,15 @@ def test_a_cid_of_an_ended_session_reaches_nobody(relay: LiveRelay) -> None:
     trx_ep = relay.trx_sock(1, 42601)
     relay.maps.set_backend(1, Endpoint(trx_ep.ip, 0), relay.maps.backend_state(1))
     trx = udp_socket(relay.net.trx(1), trx_ep)
-    old = seal.seal(key.key, key.id, 1, trx_ep.port)
+    old = seal.seal_for(key, 1, trx_ep.port)
     relay.maps.add_session(Session(old, trx_ep, vip(relay), 1))
     nonce = seal.unseal(old)[0].nonce  # type: ignore[index]
-    record = cid.record(cid.mint(key, 1, trx_ep.port, nonce=nonce))
+    record = cid.record(cid.mint_for(key, 1, trx_ep.port, nonce=nonce))
     sender = udp_socket(relay.net.client, ep(f"{CLIENT4}:55601"))
     sender.sendto(record, to(vip(relay)))
     assert trx.recvfrom(4096)[0] == record  # the live session's CID routes
     relay.maps.del_session(old)  # the session ends; a new one gets the same port
-    relay.maps.add_session(
-        Session(seal.seal(key.key, key.id, 1, trx_ep.port), trx_ep, vip(relay), 1)
-    )
+    relay.maps.add_session(Session(seal.seal_for(key, 1, trx_ep.port), trx_ep, vip(relay), 1))
     before = relay.counters()
     sender.sendto(record, to(vip(relay)))
     assert recv_or_none(trx, 0.5) is None, "an ended session's CID reached the new session"

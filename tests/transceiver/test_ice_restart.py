@@ -353,8 +353,8 @@ async def test_restart_keeps_dtls_and_media_and_retires_the_old_ufrag() -> None:
 async def test_a_sealed_session_restarts_with_a_new_sealed_ufrag(tmp_path: Path) -> None:
     """With --seal-key-file the new ufrag is sealed over the same socket too: any relay
     holding the key routes the client's new checks with no registration of its own."""
-    key = seal.new_key(5)
-    seal.write_key_file(tmp_path / "k.json", key)
+    key = seal.new_key(5)  # the fleet's; the transceiver gets backend 7's, derived
+    seal.write_key_file(tmp_path / "k.json", seal.backend_key(key, 7))
     async with whip_env(seal_key_file=str(tmp_path / "k.json")) as env:
         peer = await make_peer(audio=False)
         try:
