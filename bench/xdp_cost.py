@@ -27,13 +27,14 @@ from pyctl.dataplane.netns import netns
 from pyctl.dataplane.testrun import run_xdp
 from steer_common import cid, seal
 from steer_common.endpoint import Endpoint
-from steer_common.shared import BackendState, Reason, XdpAction
+from steer_common.shared import SESSION_CID, BackendState, Reason, XdpAction
 
 FIRST_STUN_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50001")
 UNKNOWN_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50002")
 # connection hints: the client's packets from a new port, with no flow (issue 16)
 HINTED_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50003")
 CID_KEY = seal.SealKey(5, bytes(range(32, 48)))
+CID_NONCE = 16
 BPF_PSEUDO_CALL = 1
 # The relay decrements the TTL, and a repeated test run works on its own output: 250 runs
 # of a TTL-255 frame never reach the TTL drop, so warm timings repeat in chunks of this.
@@ -104,7 +105,7 @@ def frames() -> dict[str, tuple[str, bytes, XdpAction]]:
 
 def cid_record() -> bytes:
     """A tls12_cid record as long as the bench's RTP payload, its CID minted for c.TRX."""
-    rid = cid.mint_for(CID_KEY, c.BACKEND_ID, c.TRX.port, nonce=16)
+    rid = cid.mint_for(CID_KEY, c.BACKEND_ID, c.TRX.port, nonce=CID_NONCE)
     return cid.record(rid, bytes(c.RTP_PAYLOAD_LEN - cid.CID_OFF - cid.CID_LEN - 2))
 
 
@@ -260,6 +261,11 @@ MEASURING_NEXTHOP_TTL_NS = 3600 * 10**9
 
 @dataclass(frozen=True)
 class MeasuringOptions(BuildOptions):
+    # a first check is timed by repeating it: the session's check budget is made too large
+    # to deny (its GCRA still runs on every packet, as on a live relay)
+    session_check_pps: int = 1_000_000
+    session_check_burst: int = 1_000_000
+
     def cflags(self) -> list[str]:
         return [*super().cflags(), f"-DSTEER_NEXTHOP_TTL_NS={MEASURING_NEXTHOP_TTL_NS}ULL"]
 
@@ -290,6 +296,12 @@ def prepare(dp: DataPlane, timer: Timer) -> None:
     maps.ssrc_map[maps.ssrc_map.Key(ssrc)] = owner
     maps.set_backend(c.BACKEND_ID, Endpoint(c.TRX.ip, 0), BackendState.ACTIVE)
     seal.install_key(dp.table("steer_seal_keys"), CID_KEY)
+    # the session carries its CIDs' nonce (as one registered with a sealed ufrag would)
+    key = c.TRX.fill(maps.sock_map.Key())
+    leaf = maps.sock_map[key]
+    leaf.flags |= SESSION_CID
+    leaf.cid_nonce = CID_NONCE
+    maps.sock_map[key] = leaf
 
 
 def bare_costs(timer: Timer, pub_ifindex: int, int_ifindex: int) -> dict[str, float]:

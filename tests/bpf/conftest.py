@@ -46,14 +46,15 @@ class Replay:
 
 
 @contextmanager
-def open_replay() -> Iterator[Replay]:
-    """The replay namespace with the data plane attached (production flags, its own pin
-    instance); everything removed on exit. Used by the fixture and by bench/fuzz.py."""
+def open_replay(opts: BuildOptions | None = None) -> Iterator[Replay]:
+    """The replay namespace with the data plane attached (production flags unless `opts`
+    says otherwise, its own pin instance); everything removed on exit. Used by the fixture
+    and by bench/fuzz.py and bench/seal_cost.py."""
     env.teardown()
     unload(env.INSTANCE)
     try:
         pub, internal = env.build()
-        dp = DataPlane(BuildOptions(instance=env.INSTANCE))
+        dp = DataPlane(opts or BuildOptions(instance=env.INSTANCE))
         dp.attach("public", "pub", env.NS, mode="native")
         dp.attach("internal", "int", env.NS, mode="native")
         yield Replay(dp, {"public": pub, "internal": internal})
