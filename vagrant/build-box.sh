@@ -13,7 +13,8 @@
 # no partition table, no boot loader).
 #
 #   vagrant/build-box.sh          build if missing or stale (the stamp: this script,
-#                                 requirements.lock and pyproject.toml), then `vagrant box add`
+#                                 box.Vagrantfile, requirements.lock and pyproject.toml),
+#                                 then `vagrant box add`
 #   vagrant/build-box.sh --force  rebuild
 #
 # Output in vagrant/.box/ (git-ignored): rootfs/ is removed after; the .box file is kept.
@@ -26,7 +27,8 @@ mirror=${STEER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${STEER_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
 say() { printf '\033[1m[box]\033[0m %s\n' "$*"; }
 
-stamp=$(cat "$0" "$root/requirements.lock" "$root/pyproject.toml" | sha256sum | cut -c1-16)
+stamp=$(cat "$0" "$here/box.Vagrantfile" "$root/requirements.lock" "$root/pyproject.toml" |
+  sha256sum | cut -c1-16)
 if [[ ${1:-} != --force ]] && [[ -f $out/stamp && $(cat "$out/stamp") == "$stamp" ]] &&
   vagrant box list 2>/dev/null | grep -q "^$box_name "; then
   say "$box_name is current (stamp $stamp); --force rebuilds"

@@ -168,7 +168,9 @@ def lab_gone(env: dict[str, str]) -> str:
     nets = subprocess.run(
         ["virsh", "-q", "net-list", "--all", "--name"], capture_output=True, text=True, env=env
     ).stdout.split()
-    ours = [d for d in doms if d.startswith("vagrant_")] + [n for n in nets if n.startswith("steer-")]
+    ours = [d for d in doms if d.startswith("vagrant_")] + [
+        n for n in nets if n.startswith("steer-")
+    ]
     for net in [n for n in nets if n.startswith("steer-")]:  # vagrant-libvirt may leave them
         subprocess.run(["virsh", "net-destroy", net], capture_output=True, env=env)
         subprocess.run(["virsh", "net-undefine", net], capture_output=True, env=env)
@@ -270,7 +272,9 @@ def host_main(args: argparse.Namespace) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("mode", nargs="?", default="host", choices=["host", "guest-client", "guest-relay"])
+    ap.add_argument(
+        "mode", nargs="?", default="host", choices=["host", "guest-client", "guest-relay"]
+    )
     ap.add_argument("--sessions", type=int, default=2)
     ap.add_argument("--transceivers", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=4.0)
