@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -34,8 +32,9 @@ from typing import Any
 
 from pyctl.daemon.control import ControlError
 from pyctl.daemon.fleetflows import FlowShare, Watch, flow_of
-from pyctl.daemon.fleetlive import Liveness, Peer
+from pyctl.daemon.fleetlive import HEARTBEAT_S, Liveness, Peer
 from pyctl.daemon.nexthop import NextHops
+from pyctl.daemon.signing import fleet_key, sign, unsign
 from pyctl.daemon.store import SessionRecord, _session_of
 from pyctl.dataplane.maps import Session
 from steer_common.endpoint import Endpoint
@@ -47,33 +46,6 @@ FLUSH_S = 0.02
 RETRY_S = 0.5
 EXPIRE_EVERY_S = 0.25
 REPLAY_WINDOW_S = 30.0  # a message older (or newer) than this is refused as a replay
-SIG = b"s1 "  # a signed message: SIG, 64 hex digits, a space, the JSON
-
-
-def fleet_key(token: str) -> bytes | None:
-    """The key fleet messages are signed with: derived from the operator token (the
-    relays of a fleet share it), so no second secret is needed. None without a token."""
-    if not token:
-        return None
-    return hmac.new(token.encode(), b"steer fleet messages v1", hashlib.sha256).digest()
-
-
-def sign(key: bytes | None, raw: bytes) -> bytes:
-    if key is None:
-        return raw
-    return SIG + hmac.new(key, raw, hashlib.sha256).hexdigest().encode() + b" " + raw
-
-
-def unsign(key: bytes | None, data: bytes) -> bytes | None:
-    """The JSON of a message, or None if this relay has a key and the message is not
-    signed with it (a relay without a key trusts Redis: docs/fleet.md)."""
-    if not data.startswith(SIG):
-        return None if key is not None else data
-    mac, _, raw = data[len(SIG) :].partition(b" ")
-    if key is None:
-        return raw
-    good = hmac.new(key, raw, hashlib.sha256).hexdigest().encode()
-    return raw if hmac.compare_digest(mac, good) else None
 
 
 @dataclass
@@ -120,7 +92,8 @@ class FleetSync:
         self.seq = 0
         self.seen: dict[str, tuple[str, int]] = {}
         self.flows = FlowShare(ctl.maps, relay)
-        self.live = Liveness(url, relay, self._describe, self._peer_changed)
+        self.live = Liveness(url, relay, self._describe, self._peer_changed, self.key)
+        self.last_publish = 0.0  # time.monotonic() of this relay's last message
         self.drain_file = None if state_dir is None else state_dir / f"{relay}.draining"
         self.draining = bool(self.drain_file and self.drain_file.exists())
         self._apply_drain()
@@ -159,7 +132,8 @@ class FleetSync:
 
     async def _flush(self) -> None:
         flows, fput, fdel = self.flows.take()
-        if not (self.put or self.gone or flows or fput or fdel or self.dead_gc):
+        beat = time.monotonic() - self.last_publish >= HEARTBEAT_S  # peers hear us alive
+        if not (self.put or self.gone or flows or fput or fdel or self.dead_gc or beat):
             return
         gc, self.dead_gc = self.dead_gc, set()
         put, gone = self.put, self.gone
@@ -183,8 +157,9 @@ class FleetSync:
         if gc:
             for peer in self._dead():  # a dead relay's flows of ended sessions go too
                 pipe.hdel(f"steer:{peer}:flows", *gc)
-        if put or gone or flows:
+        if put or gone or flows or beat:
             pipe.publish(CHANNEL, sign(self.key, json.dumps(msg).encode()))
+            self.last_publish = time.monotonic()
         try:
             await pipe.execute()
             self.stats.published += len(put) + len(gone)
@@ -256,6 +231,7 @@ class FleetSync:
         if not self._fresh(origin, msg):
             self.stats.refused_replay += 1
             return
+        self.live.heard(origin)
         self.stats.peers.add(origin)
         for d in msg.get("put", []):
             self._install(origin, _session_of(json.dumps(d)))
@@ -299,7 +275,11 @@ class FleetSync:
             if what != "sessions":
                 continue
             self.stats.peers.add(origin)
-            for raw in (await self.client.hgetall(key)).values():
+            for value in (await self.client.hgetall(key)).values():
+                raw = unsign(self.key, value if isinstance(value, bytes) else value.encode())
+                if raw is None:  # not the fleet's: whoever wrote it, it routes nothing
+                    self.stats.refused_signature += 1
+                    continue
                 try:
                     rec = _session_of(raw)
                 except (ValueError, TypeError) as e:
@@ -421,8 +401,10 @@ class FleetSync:
             if origin != peer:
                 continue
             at = None
-            with contextlib.suppress(ValueError, TypeError, KeyError):
-                at = _session_of(raw[u.encode()]).expires_at
+            value = raw.get(u.encode(), b"")
+            signed = unsign(self.key, value if isinstance(value, bytes) else value.encode())
+            with contextlib.suppress(ValueError, TypeError):
+                at = None if signed is None else _session_of(signed).expires_at
             self.doomed[u] = now + self.ctl.adopt_ttl if at is None else at
 
     async def _expire_loop(self) -> None:

@@ -4,7 +4,11 @@ Every relay writes `steer:fleet:relay:<name>` every HEARTBEAT_S with a PX of ALI
 (value: its state, active or draining, and a few counts) and reads every other relay's.
 A relay whose key is gone is dead — but only once this relay has itself been reaching
 Redis for ALIVE_TTL_S without a break: after a stall of Redis (or of this daemon) every
-key may have run out, and the relays have not had a chance to write theirs again.
+key may have run out, and the relays have not had a chance to write theirs again — and
+only if no signed message of its own arrived in that time either (`heard`: every relay
+publishes at least once per HEARTBEAT_S), so deleting or overwriting a live relay's key in
+Redis does not make its peers drop its sessions. Values are signed like every fleet record
+(signing.py); an unsigned one counts as absent.
 Runs on a client of its own, so a slow publish never delays a heartbeat.
 """
 
@@ -17,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from pyctl.daemon.signing import sign, unsign
 
 log = logging.getLogger("steer.fleet")
 
@@ -40,11 +46,13 @@ class Liveness:
         relay: str,
         describe: Callable[[], dict[str, Any]],
         changed: Callable[[Peer, str], None],
+        key: bytes | None = None,
     ) -> None:
         import redis.asyncio as aioredis
 
         self.client = aioredis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
         self.relay, self.describe, self.changed = relay, describe, changed
+        self.key = key
         self.peers: dict[str, Peer] = {}
         self.up_since: float | None = None  # Redis answered every beat since then
 
@@ -54,12 +62,21 @@ class Liveness:
         if name != self.relay and name not in self.peers:
             self.peers[name] = Peer(name)
 
+    def heard(self, name: str) -> None:
+        """A signed, fresh message of relay `name` arrived: it is alive, whatever its key."""
+        if name == self.relay:
+            return
+        p = self.peers.setdefault(name, Peer(name))
+        p.seen = time.monotonic()
+        if p.state == "dead":
+            self._set(p, "alive")
+
     def state(self, name: str) -> str:
         p = self.peers.get(name)
         return "alive" if p is None else p.state
 
     async def beat(self) -> None:
-        me = json.dumps({"t": time.time(), **self.describe()})
+        me = sign(self.key, json.dumps({"t": time.time(), **self.describe()}).encode())
         await self.client.set(PREFIX + self.relay, me, px=int(ALIVE_TTL_S * 1000))
         keys = [k async for k in self.client.scan_iter(match=PREFIX + "*", count=1000)]
         values = await self.client.mget(keys) if keys else []
@@ -69,9 +86,10 @@ class Liveness:
         present = {}
         for k, v in zip(keys, values, strict=True):
             name = k.decode().removeprefix(PREFIX)
-            if name != self.relay and v is not None:
+            raw = None if v is None else unsign(self.key, v if isinstance(v, bytes) else v.encode())
+            if name != self.relay and raw is not None:
                 try:
-                    present[name] = json.loads(v)
+                    present[name] = json.loads(raw)
                 except ValueError:
                     present[name] = {}
         for name, info in present.items():

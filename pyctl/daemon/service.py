@@ -31,6 +31,7 @@ from pyctl.daemon.control import ADOPT_TTL_S, Controller
 from pyctl.daemon.mapwork import MapWorker, Snapshot
 from pyctl.daemon.metrics import Metrics
 from pyctl.daemon.nexthop import NextHops
+from pyctl.daemon.signing import fleet_key
 from pyctl.daemon.store import MemoryStore, StoreUnavailable, open_mirror
 from pyctl.dataplane import mapinfo, sources, topology
 from pyctl.dataplane.loader import (
@@ -151,7 +152,8 @@ def run(cfg: DaemonConfig) -> int:
             cfg.internal,
             cfg.store,
         )
-        mirror = open_mirror(cfg.store, cfg.instance)  # connects later: Redis may be down
+        # connects later: Redis may be down. Signed under the operator token's key
+        mirror = open_mirror(cfg.store, cfg.instance, fleet_key(cfg.api_token))
         dp, maps = _setup_dataplane(cfg)
         ctl = Controller(maps, MemoryStore(), list(cfg.vips), mirror, cfg.adopt_ttl)
         ctl.keep_foreign = cfg.fleet  # other relays' sessions are the fleet sync's

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pyctl.daemon.signing import sign, unsign
 from pyctl.dataplane import mapinfo
 from steer_common import paths
 
@@ -348,7 +349,7 @@ class RedisMirror:
     written from the daemon's in-memory records. Never blocks the event loop: redis.asyncio
     with short timeouts and no retries; `up` says whether the last call got an answer."""
 
-    def __init__(self, url: str, instance: str) -> None:
+    def __init__(self, url: str, instance: str, key: bytes | None = None) -> None:
         import redis.asyncio as aioredis  # optional: only this store needs it
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -362,6 +363,7 @@ class RedisMirror:
             )
 
         self.url = url
+        self.key = key  # signing.fleet_key: every value signed, unsigned ones not loaded
         self.client, self.bulk = client(CALL_TIMEOUT_S), client(BULK_TIMEOUT_S)
         self._sk = f"steer:{instance}:sessions"
         self._bk = f"steer:{instance}:backends"
@@ -433,9 +435,11 @@ class RedisMirror:
             self.mark(s, b)
             raise
 
-    @staticmethod
-    def _queue(pipe: Any, key: str, recs: dict[str, Any]) -> None:
-        puts = {k: _dump(r) for k, r in recs.items() if r is not None}
+    def _value(self, rec: Any) -> bytes:
+        return sign(self.key, _dump(rec).encode())
+
+    def _queue(self, pipe: Any, key: str, recs: dict[str, Any]) -> None:
+        puts = {k: self._value(r) for k, r in recs.items() if r is not None}
         dels = [k for k, r in recs.items() if r is None]
         if puts:
             pipe.hset(key, mapping=puts)
@@ -453,8 +457,13 @@ class RedisMirror:
         ]
         for what, raw_map, parse, dest in parsers:
             for k, v in raw_map.items():
+                raw = unsign(self.key, v)
+                if raw is None:
+                    out.skipped += 1
+                    log.warning("stored %s %r skipped: not signed with the fleet key", what, k)
+                    continue
                 try:
-                    dest.append(parse(v))
+                    dest.append(parse(raw))
                 except (ValueError, TypeError) as e:
                     out.skipped += 1
                     log.warning("stored %s %r skipped: malformed record (%s)", what, k, e)
@@ -478,10 +487,10 @@ class RedisMirror:
         pipe = self.bulk.pipeline(transaction=False)
         written = deleted = 0
         for key, stored, want in (
-            (self._sk, sessions, {r.ufrag: _dump(r) for r in records.sessions()}),
-            (self._bk, backends, {str(r.id): _dump(r) for r in records.backends()}),
+            (self._sk, sessions, {r.ufrag: self._value(r) for r in records.sessions()}),
+            (self._bk, backends, {str(r.id): self._value(r) for r in records.backends()}),
         ):
-            puts = {k: v for k, v in want.items() if stored.get(k, b"").decode() != v}
+            puts = {k: v for k, v in want.items() if stored.get(k, b"") != v}
             dels = [k for k in stored if k not in want]
             written, deleted = written + len(puts), deleted + len(dels)
             for i in range(0, len(dels), 10000):
@@ -554,10 +563,11 @@ class RedisMirror:
             await c.aclose()
 
 
-def open_mirror(url: str, instance: str) -> RedisMirror | None:
-    """`memory` (or empty) → None; `redis://…`, `rediss://…`, `unix://…` → a RedisMirror."""
+def open_mirror(url: str, instance: str, key: bytes | None = None) -> RedisMirror | None:
+    """`memory` (or empty) → None; `redis://…`, `rediss://…`, `unix://…` → a RedisMirror
+    (its values signed with `key`, signing.fleet_key, when given)."""
     if url in ("", "memory", "memory://"):
         return None
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisMirror(url, instance)
+        return RedisMirror(url, instance, key)
     raise ValueError(f"store {url!r}: expected 'memory' or a redis://, rediss:// or unix:// URL")

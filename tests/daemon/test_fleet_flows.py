@@ -28,6 +28,7 @@ import pytest
 from click.testing import CliRunner
 
 from pyctl.cli import cli
+from pyctl.daemon.fleetlive import ALIVE_TTL_S
 from pyctl.dataplane.maps import RouteMaps
 from pyctl.lab.net import CLIENT4, VIP4, LabNet
 from steer_common.endpoint import Endpoint
@@ -436,6 +437,49 @@ def test_a_restarted_relay_does_not_adopt_the_others_sessions(fleet: Fleet) -> N
     # still A's: its end removes it from B, with the flow
     assert f.a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
     wait_for(lambda: f.maps_b.get_session(ufrag) is None and flow_at(f.maps_b, client) is None)
+
+
+def test_an_unsigned_session_hash_routes_nothing(fleet: Fleet) -> None:
+    """Whoever can write to Redis writes a session hash for a relay of its own making (an
+    internal socket behind the VIP): a relay loading the fleet's sessions drops the
+    unsigned entry and counts it (issue: unsigned fleet state); the signed ones load."""
+    f = fleet
+    forged = f"fleetforged{TAG}x1"
+    rec: dict[str, Any] = {"ufrag": forged, "sock": f"{f.net_b.trx_ip4(2)}:22", "vip": str(VIP4)}
+    rec |= {"backend": 1, "ttl": None, "created": time.time(), "expires_at": None}
+    f.redis.client().hset(f"steer:forger{TAG}:sessions", forged, json.dumps(rec))
+    kept = f"fleetsigned{TAG}x1"
+    register(f.a, kept, sock_n(f, 61))
+    wait_for(lambda: f.maps_b.get_session(kept) is not None)
+    f.b.stop()
+    f.b.start()  # loads every relay's session hash
+    wait_for(
+        lambda: f.b.http.call("GET", "/v1/fleet")[1]["refused_signature"] >= 1,
+        5.0,
+        "the unsigned entry counted",
+    )
+    assert f.maps_b.get_session(forged) is None
+    assert f.maps_b.get_session(kept) is not None
+    assert f.a.http.call("DELETE", f"/v1/sessions/{kept}")[0] == 200
+    f.redis.client().delete(f"steer:forger{TAG}:sessions")
+
+
+def test_deleting_a_live_relays_liveness_key_kills_nothing(fleet: Fleet) -> None:
+    """Whoever can write to Redis deletes A's liveness key over and over: B still hears A's
+    signed messages (A publishes at least once a heartbeat), so A's sessions stay on B."""
+    f = fleet
+    ufrag = f"fleetalive{TAG}x01"
+    register(f.a, ufrag, sock_n(f, 62))
+    wait_for(lambda: f.maps_b.get_session(ufrag) is not None)
+    rds, key = f.redis.client(), f"steer:fleet:relay:{f.a.instance}"
+    until = time.monotonic() + 3 * ALIVE_TTL_S
+    while time.monotonic() < until:
+        rds.delete(key)
+        time.sleep(0.1)
+    relays = {r["name"]: r["state"] for r in f.b.http.call("GET", "/v1/fleet")[1]["relays"]}
+    assert relays.get(f.a.instance) == "alive", relays
+    assert f.maps_b.get_session(ufrag) is not None
+    assert f.a.http.call("DELETE", f"/v1/sessions/{ufrag}")[0] == 200
 
 
 def test_a_dead_relays_sessions_and_flows_expire(fleet: Fleet) -> None:

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from pyctl.daemon.control import Controller
+from pyctl.daemon.signing import unsign
 from pyctl.daemon.store import BackendRecord, MemoryStore, RedisMirror, SessionRecord, open_mirror
 from pyctl.dataplane.loader import BuildOptions, compile_bpf, unload
 from pyctl.dataplane.maps import RouteMaps
@@ -44,8 +45,9 @@ class RedisServer(redisserver.RedisServer):
         return {k.decode() for k in self.client().hkeys(f"steer:{instance}:sessions")}
 
     def hash(self, instance: str, what: str = "sessions") -> dict[str, Any]:
+        """The hash's records (a signed value read without checking its signature)."""
         raw = self.client().hgetall(f"steer:{instance}:{what}")
-        return {k.decode(): json.loads(v) for k, v in raw.items()}
+        return {k.decode(): json.loads(unsign(None, v) or b"") for k, v in raw.items()}
 
 
 @pytest.fixture
