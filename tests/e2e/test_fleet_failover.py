@@ -76,7 +76,8 @@ def test_a_dead_relays_transceiver_registers_and_heartbeats_with_the_other(fleet
         # trx1's own relay is relay1: its session registers there
         assert poll(lambda: registered(lab, "relay1"), 30), lab.tail("trx1")
         (ufrag,) = registered(lab, "relay1")
-        relay1 = fleet_session(lab, "relay2", ufrag)["origin"]
+        # relay2 installs it once relay1's message reaches it (replication, not instant)
+        relay1 = poll(lambda: fleet_session(lab, "relay2", ufrag).get("origin"), 10)
         assert relay1 and registered(lab, "relay2") == []  # relay2 knows it, as relay1's
 
         killed_at = time.monotonic()
