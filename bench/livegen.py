@@ -12,7 +12,9 @@ disguise).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
+import socket
 import time
 
 from bench.topology import BenchNet, hold_in_dispatcher
@@ -29,6 +31,34 @@ SLOT_S = 0.001  # a paced run sends one test run of frames per millisecond
 _libbpf = libbpf.lib()
 _libbpf.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
 _libbpf.bpf_prog_test_run_opts.restype = ctypes.c_int
+
+
+@functools.cache
+def refused() -> str | None:
+    """Why this kernel will not run live-frames test runs, or None when it does: one
+    frame of a program that passes everything, on lo. Some sandboxed kernels refuse the
+    mode (EPERM) while plain test runs work; the benchmark's generator then cannot run."""
+    from bcc import BPF
+
+    prog = BPF(text="int probe(struct xdp_md *ctx) { return XDP_PASS; }")
+    fd = prog.load_func("probe", BPF.XDP).fd
+    frame = ctypes.create_string_buffer(bytes(64), 64)
+    ctx = _XdpMd(data=0, data_end=64, ingress_ifindex=socket.if_nametoindex("lo"))
+    opts = _TestRunOpts(
+        sz=ctypes.sizeof(_TestRunOpts),
+        data_in=ctypes.cast(frame, ctypes.c_void_p),
+        data_size_in=64,
+        ctx_in=ctypes.cast(ctypes.pointer(ctx), ctypes.c_void_p),
+        ctx_size_in=ctypes.sizeof(ctx),
+        repeat=1,
+        flags=BPF_F_TEST_XDP_LIVE_FRAMES,
+    )
+    rc = _libbpf.bpf_prog_test_run_opts(fd, ctypes.byref(opts))
+    prog.cleanup()
+    if rc == 0:
+        return None
+    err = -rc if rc < 0 else ctypes.get_errno()
+    return f"this kernel refuses BPF_F_TEST_XDP_LIVE_FRAMES test runs ({os.strerror(err)})"
 
 
 class LiveGenerator:

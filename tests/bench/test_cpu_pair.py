@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import cpu_pair, docs_cpu_pair
+from bench import cpu_pair, docs_cpu_pair, livegen
 
 
 @pytest.mark.netns
+@pytest.mark.skipif(livegen.refused() is not None, reason=livegen.refused() or "")
 def test_each_relay_carries_the_load_and_gets_a_figure() -> None:
     r = cpu_pair.run(cpu_pair.TINY, prefix=f"bq{os.getpid() % 10000}", say=lambda s: None)
     for name in cpu_pair.RELAYS:

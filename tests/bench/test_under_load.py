@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import docs_under_load, under_load
+from bench import docs_under_load, livegen, under_load
 
 
 @pytest.mark.netns
+@pytest.mark.skipif(livegen.refused() is not None, reason=livegen.refused() or "")
 def test_under_load_measures_latency_and_two_cores() -> None:
     r = under_load.run(under_load.TINY, prefix=f"bl{os.getpid()}", say=lambda s: None)
     assert r["unavailable"] == {}
