@@ -43,6 +43,7 @@ MAX_FLOWS = 256  # small enough that 300 unbounded flows would evict other sessi
 # room in each session's own budgets for the 300-address flood of the flow-cap test (the
 # cap, not the budgets, is what it tests; tests/netns/test_spoofing.py tests the budgets)
 SESSION_BURST = 1000
+GCRA_SLACK = 8 * (os.cpu_count() or 1)  # over-admission of a lock-free budget, at most
 DTLS = bytes([22, 0xFE, 0xFD]) + b"\0" * 10 + b"attacker-client-hello"
 RTP = bytes([0x80, 0x6F, 0, 1]) + b"\0" * 8 + b"opus-frame"
 
@@ -376,6 +377,7 @@ def test_return_budgets_drop_a_burst_to_addresses_without_flows(relay: LiveRelay
     dropped, sent = after[over] - before[over], after[within] - before[within]
     assert dropped + sent == n + 1, (dropped, sent)
     allowed = opts.session_noflow_burst + opts.session_noflow_pps * took
-    assert 0 < sent - 1 <= allowed + 1, (sent, allowed)
+    # the GCRA takes no lock: CPUs racing on it may each admit one more now and then
+    assert 0 < sent - 1 <= allowed + GCRA_SLACK, (sent, allowed)
     for s in (a, b, b_client, b_new):
         s.close()
