@@ -172,10 +172,15 @@ class Daemon:
         return self.log_path.read_text(errors="replace")[-6000:]
 
 
-def maps_view(instance: str) -> RouteMaps:
-    """The instance's pinned maps, opened by this test process independently of the daemon."""
+def pinned_bpf(instance: str) -> Any:
+    """The instance's pinned maps (steer_config too), opened by this test process
+    independently of the daemon."""
     assert (PIN_ROOT / instance).exists()
-    return RouteMaps(compile_bpf(BuildOptions(instance=instance), text='#include "steer_maps.h"'))
+    return compile_bpf(BuildOptions(instance=instance), text='#include "steer_maps.h"')
+
+
+def maps_view(instance: str) -> RouteMaps:
+    return RouteMaps(pinned_bpf(instance))
 
 
 def vips(maps: RouteMaps) -> list[str]:

@@ -4,6 +4,7 @@ API's view, --watch, and shell completion."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import select
@@ -16,9 +17,20 @@ from click.testing import CliRunner, Result
 
 from pyctl.cli import cli
 from pyctl.dataplane.loader import PIN_ROOT
+from pyctl.dataplane.maps import RouteMaps
+from pyctl.dataplane.sources import BOGONS
 from pyctl.lab.net import VIP4
 from steer_common.endpoint import Endpoint
-from tests.daemon.conftest import STEERCTL, Env, snapshot
+from tests.daemon.conftest import (
+    STEERCTL,
+    TAG,
+    Daemon,
+    Env,
+    cleanup,
+    make_lab,
+    pinned_bpf,
+    snapshot,
+)
 from tests.daemon.test_api import add_session
 from tests.daemon.traffic import establish, udp
 
@@ -277,3 +289,37 @@ def test_daemon_options_come_from_the_environment() -> None:
     assert r.exit_code == 2 and "--vip" in r.output
     r = CliRunner().invoke(cli, ["daemon"], env={**env, "STEER_IDLE_TIMEOUT": "0"})
     assert r.exit_code == 2 and "--idle-timeout" in r.output
+
+
+def test_source_and_seal_options_reach_the_data_plane(env: Env, tmp_path: Any) -> None:
+    """--no-bogons and --sealed-ports on the real `steerctl daemon`: the pinned source rules
+    and steer_config hold what they say, against the shared daemon's defaults."""
+    vip_denials = {ipaddress.ip_network(v.ip): True for v in env.net.vips}
+    allowed = {ipaddress.ip_network(n): False for n in env.net.client_nets}
+    default_rules = env.maps.source_rules()
+    assert default_rules == {
+        **{ipaddress.ip_network(n): True for n in BOGONS},
+        **allowed,
+        **vip_denials,
+    }
+    default_cfg = pinned_bpf(env.daemon.instance)[b"steer_config"][0]
+    assert (default_cfg.seal_port_lo, default_cfg.seal_port_hi) == (1024, 65535)
+
+    instance = f"do{TAG}"
+    net = make_lab(f"o{TAG}")
+    d = Daemon(
+        net,
+        instance,
+        tmp_path / "daemon.log",
+        extra=["--no-bogons", "--sealed-ports", "20000-20999"],
+    )
+    try:
+        d.start()
+        bpf = pinned_bpf(instance)
+        # no special-purpose prefix refused: only the VIPs (no client is the relay)
+        assert RouteMaps(bpf).source_rules() == {**allowed, **vip_denials}
+        cfg = bpf[b"steer_config"][0]
+        assert (cfg.seal_port_lo, cfg.seal_port_hi) == (20000, 20999)
+        assert "may name ports 20000-20999" in d.log()
+    finally:
+        cleanup(net, instance, [d])
