@@ -95,7 +95,14 @@ def test_chromium_call_resumes_both_ways_after_rebinding(natlab: Lab) -> None:
         b.evaluate("window.steer.stop()")
     assert now - ports, "the client's new port has its own (proven) flow"
     assert proven(moved) >= 1
-    assert moved.get("fwd_return_moved", 0) + moved.get("fwd_rtp_hint", 0) > 0
+    # Chromium's media reached the session from the new port before any proof, by one of
+    # the two routes that move nothing: its SSRC (most runs: RTP goes first) or a tentative
+    # flow its own consent check made (when that check happens to go first). Whether the
+    # echo then went to the stale address (fwd_return_moved) or straight to the new one
+    # depends on which of the transceiver's sends raced the proof, so it is not asserted.
+    routes = ("fwd_rtp_hint", "fwd_return_learned", "fwd_return_evicted")
+    upstream = sum(moved.get(r, 0) for r in routes)
+    assert upstream > 0, {k: v for k, v in moved.items() if v}
 
 
 def test_move_client_changes_the_address_the_relay_sees(natlab: Lab) -> None:
