@@ -15,7 +15,8 @@ lint: setup
 	$(VENV)/bin/mypy
 
 # The whole suite, tier by tier (unit, packet replay, live XDP in namespaces, real
-# WebRTC peers), then a smoke run of the benchmark so it cannot rot.
+# WebRTC peers, last the VM lab carrying one call), then a smoke run of the benchmark so
+# it cannot rot.
 test: setup lint
 	$(PYTEST) tests -v --durations=15
 	$(PY) -m bench --smoke
@@ -34,12 +35,12 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # The VM lab (vagrant/, docs/lab.md): client, relay and transceiver VMs under libvirt, the
-# relay's XDP native on virtio-net. Not part of `make test`: it boots VMs, minutes under
-# QEMU's TCG. Both install what they need on the host themselves (vagrant/host-setup.sh),
+# relay's XDP native on virtio-net. `make test` includes tests/vm; `make test-vm` runs it
+# alone. Both install what they need on the host themselves (vagrant/host-setup.sh),
 # build the box once (vagrant/build-box.sh) and tear the VMs down after.
 .PHONY: vm-demo test-vm
 vm-demo:
 	python3 vagrant/vmdemo.py $(VM_DEMO_ARGS)
 
 test-vm: setup
-	STEER_VM_TESTS=1 $(PYTEST) tests/vm -v
+	$(PYTEST) tests/vm -v

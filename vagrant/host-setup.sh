@@ -2,7 +2,8 @@
 # Makes this machine a VM lab host, idempotently: the Debian packages the box build and
 # `vagrant up --provider=libvirt` need, and a running libvirtd (through systemd where it is
 # PID 1, else the daemons started directly, as in a container). Used by `make vm-demo` and
-# `make test-vm`; kept apart from scripts/setup.sh so that `make test` does not pay for it.
+# tests/vm (in `make test`); kept apart from scripts/setup.sh so that `make demo` and the
+# other tiers do not pay for it.
 set -euo pipefail
 say() { printf '\033[1m[vm-host]\033[0m %s\n' "$*"; }
 
