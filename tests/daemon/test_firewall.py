@@ -186,7 +186,7 @@ def test_public_side_reaches_only_public_addresses(net: LabNet, wall: firewall.W
     assert firewall.counters(wall.instance, net.relay)["public_to_relay"][0] - before == 1
 
 
-def test_install_is_atomic_and_idempotent(net: LabNet, wall: firewall.Wall) -> None:
+def test_install_and_remove_are_idempotent(net: LabNet, wall: firewall.Wall) -> None:
     assert wall.install() is False and wall.install() is True
     assert firewall.exists(wall.instance, net.relay)
     assert firewall.remove(wall.instance, net.relay) is True

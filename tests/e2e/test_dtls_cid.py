@@ -118,7 +118,7 @@ def _call(lab: Lab, key: seal.SealKey, change: Callable[[], str], port: int) -> 
     server = Peer(lab.net.trx(1), "server", trx_ip, str(port), ufrag, pwd, server_cid, "30")
     client = None
     try:
-        time.sleep(0.2)  # the server's bind (its first event comes only with the client)
+        server.wait(lambda e: e["event"] == "listening")  # bound: the client may start
         client = Peer(
             lab.net.client,
             *("client", str(vip.ip), str(vip.port), ufrag, pwd, CLIENT_CID),

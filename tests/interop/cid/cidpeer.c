@@ -287,8 +287,12 @@ int main(int argc, char **argv)
 		inet_pton(AF_INET, argv[2], &a.sin_addr);
 		if (server && bind(p.fd, (struct sockaddr *)&a, sizeof(a)))
 			return perror("bind"), 1;
-		if (!server)
+		if (server) { /* bound: a client may start now */
+			printf("{\"event\": \"listening\"}\n");
+			fflush(stdout);
+		} else {
 			p.to = a;
+		}
 	}
 
 	mbedtls_entropy_init(&entropy);
