@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+# shellcheck source=scripts/lib/apt.sh
+source scripts/lib/apt.sh
 
 APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm ethtool
   iproute2 iputils-ping python3-venv python3-dev gcc make nftables netsniff-ng tcpdump
@@ -14,18 +16,7 @@ APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm e
   gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-gi python3-gst-1.0
   golang-go golang-github-pion-webrtc.v3-dev coturn linux-perf dpkg-dev)
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  say "apt: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
-  say "apt: all ${#APT_PACKAGES[@]} packages present"
-fi
+apt_ensure "${APT_PACKAGES[@]}"
 
 # bcc compiles against /lib/modules/$(uname -r)/build; this kernel ships no headers of its
 # own, so point it at Debian's generic amd64 headers.

@@ -6,21 +6,12 @@
 # other tiers do not pay for it.
 set -euo pipefail
 say() { printf '\033[1m[vm-host]\033[0m %s\n' "$*"; }
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "$0")/../scripts/lib/apt.sh"
 
 PACKAGES=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86
   qemu-utils debootstrap dnsmasq-base iptables e2fsprogs rsync openssh-client)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  say "apt: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
-  say "apt: all ${#PACKAGES[@]} packages present"
-fi
+apt_ensure "${PACKAGES[@]}"
 
 # Debian's udev rule gives /dev/kvm to group kvm (libvirt-qemu is in it); without udev it
 # stays root-only, and libvirtd, finding KVM usable when it probes QEMU and unusable when it
