@@ -17,7 +17,7 @@ from pyctl.lab.net import VIP4
 from steer_common import seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests import stun
+from steer_testkit import stun
 from tests.daemon.conftest import Env
 from tests.daemon.test_api import add_backend
 from tests.daemon.test_cli import steerctl

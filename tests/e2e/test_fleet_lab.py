@@ -29,7 +29,7 @@ from pyctl.lab.mediagap import Sniffer
 from steer_common import seal
 from steer_common.apiclient import ApiError
 from steer_common.paths import instance_lock
-from tests import stun
+from steer_testkit import stun
 from tests.e2e.browser import chromium
 from tests.labs import running
 

@@ -121,7 +121,7 @@ def exchange(
     that check (the proof) reaches the session."""
     from aioice import stun
 
-    from tests import stun as stunb
+    from steer_testkit import stun as stunb
 
     vip = relay.net.vips[0 if client.family == socket.AF_INET else 1]
     to_vip = (str(vip.ip), vip.port)

@@ -25,7 +25,7 @@ from pyctl.dataplane.netns import netns
 from pyctl.lab.net import CLIENT4, CLIENT6
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests import stun as stunb
+from steer_testkit import stun as stunb
 from tests.netns.conftest import (
     LiveRelay,
     exchange,

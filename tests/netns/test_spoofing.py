@@ -28,7 +28,7 @@ from pyctl.lab.net import CLIENT4, CLIENT_NETS, RELAY_INT4, RELAY_PUB4
 from steer_common import cid, seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests import stun as stunb
+from steer_testkit import stun as stunb
 from tests.netns.conftest import (
     LiveRelay,
     exchange,

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from tests.stun import BINDING_SUCCESS, binding_request
+from steer_testkit.stun import BINDING_SUCCESS, binding_request
 from tests.transceiver.support import make_peer, post_offer, whip_env
 
 BINDING_ERROR = 0x0111

@@ -22,7 +22,7 @@ ALLOWED = {
     "pyctl.cli": {"steer_common", "pyctl.dataplane", "pyctl.daemon", "pyctl.lab"},
     "transceiver": {"steer_common"},
 }
-OURS = ("steer_common", "pyctl", "transceiver", "bench", "tests")
+OURS = ("steer_common", "pyctl", "transceiver", "steer_testkit", "bench", "tests")
 NOT_IN_THE_DAEMON = ("aiortc", "av", "transceiver", "redis", "pyctl.lab", "pyctl.cli")
 
 

@@ -1,0 +1,10 @@
+"""The test kit: what tests/ and bench/ share, and nothing either of them owns. Neither
+the product packages (steer_common, pyctl, transceiver) nor this kit import tests or bench,
+and no test module imports another test module or another directory's conftest.py
+(tests/unit/test_layers.py keeps it so). Fixtures stay in the conftest.py files; they
+build on what is here.
+
+- replay: BPF_PROG_TEST_RUN packet replay (namespace, frames, harness, cases, model, seeds)
+- stun: the STUN message builder (steer_common.stun, under the name the tests use)
+- certs: self-signed certificates
+"""
