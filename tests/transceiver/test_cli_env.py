@@ -28,7 +28,7 @@ import click
 import pytest
 
 from steer_common import seal
-from tests.certs import write_pem
+from steer_testkit.certs import write_pem
 from tests.transceiver.support import FakeControlApi, fake_api, make_peer
 from transceiver import cli
 
