@@ -7,4 +7,8 @@ build on what is here.
 - replay: BPF_PROG_TEST_RUN packet replay (namespace, frames, harness, cases, model, seeds)
 - stun: the STUN message builder (steer_common.stun, under the name the tests use)
 - certs: self-signed certificates
+- daemon: a real `steerctl daemon` on a lab network, raw HTTP to its API, its pinned maps,
+  the API and CLI calls the tests share
+- redis_server: a redis-server with a client and readers of the daemon's mirror
+- traffic: UDP sockets in the lab's namespaces and the ICE exchange that makes a flow
 """
