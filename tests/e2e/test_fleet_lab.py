@@ -30,8 +30,8 @@ from steer_common import seal
 from steer_common.apiclient import ApiError
 from steer_common.paths import instance_lock
 from steer_testkit import stun
-from tests.e2e.browser import chromium
-from tests.labs import running
+from steer_testkit.browser import chromium
+from steer_testkit.labs import running
 
 pytestmark = pytest.mark.e2e
 
