@@ -29,7 +29,7 @@ import pytest
 
 from steer_common import seal
 from steer_testkit.certs import write_pem
-from tests.transceiver.support import FakeControlApi, fake_api, make_peer
+from steer_testkit.transceiver import FakeControlApi, fake_api, make_peer
 from transceiver import cli
 
 ROOT = Path(__file__).resolve().parents[2]
