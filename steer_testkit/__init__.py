@@ -11,4 +11,11 @@ build on what is here.
   the API and CLI calls the tests share
 - redis_server: a redis-server with a client and readers of the daemon's mirror
 - traffic: UDP sockets in the lab's namespaces and the ICE exchange that makes a flow
+- labs: the lab brought up and down around a block (running), the NAT lab, its counters
+- browser: headless Chromium in a namespace, driven over the DevTools protocol
+- live: the data plane live on the lab's veths (live_relay), sockets and sniffers there
+- packets: reading what a sniffer saw
+- transceiver: the transceiver tests' fake control API, WHIP server and aiortc peer
+- controller: the Controller's API over any Routes, without a daemon
+- vagrant: the roles the VM lab's Vagrantfile provisions
 """
