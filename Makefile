@@ -10,8 +10,8 @@ setup:
 	@scripts/setup.sh
 
 lint: setup
-	$(VENV)/bin/ruff check steer_common pyctl transceiver tests bench
-	$(VENV)/bin/ruff format --check steer_common pyctl transceiver tests bench
+	$(VENV)/bin/ruff check steer_common pyctl transceiver steer_testkit tests bench
+	$(VENV)/bin/ruff format --check steer_common pyctl transceiver steer_testkit tests bench
 	$(VENV)/bin/mypy
 
 # The whole suite, tier by tier (unit, packet replay, live XDP in namespaces, real

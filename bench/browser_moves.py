@@ -8,7 +8,7 @@ calling transceiver 1's echo page.
 
 Run alone: `python -m bench.browser_moves [--calls N] [--rebinds N] [--save]` (prints the
 JSON; `--save` writes bench/results/<time>-browser-moves.json). It reuses the end-to-end
-tests' browser driver (tests/e2e/browser.py).
+tests' browser driver (steer_testkit/browser.py).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 from bench import parts
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.mediagap import Sniffer
-from tests.e2e.browser import INBOUND, chromium
-from tests.labs import running
+from steer_testkit.browser import INBOUND, chromium
+from steer_testkit.labs import running
 
 WAIT = INBOUND  # read after half a second: the count the rebinding left
 SETUP = """(async () => {

@@ -353,7 +353,7 @@ def _fuzz(r: dict[str, Any]) -> list[str]:
         "",
         f"{f['frames']:,} generated and mutated frames (`bench/fuzz.py`: both sides, every "
         "protocol, fragments, options, extension-header chains, truncations, lying STUN) "
-        f"through the XDP programs and `tests/bpf/model.py`: {f['compared']:,} compared "
+        f"through the XDP programs and `steer_testkit/replay/model.py`: {f['compared']:,} compared "
         f"({f['unmodelled']:,} to destinations whose routing the model leaves out), "
         f"**{f['mismatches']} mismatches** in verdict, reason, output bytes or learned state; "
         f"{f['frames_per_s']:,} frames/s.",

@@ -5,7 +5,7 @@ when a relay dies mid-call.
 
 `python -m bench.fleet [--sessions N] [--calls N] [--smoke]` prints JSON; `python -m
 bench` runs `run()` as its `fleet` part. Registrations: each relay is its own lab network
-and daemon (tests/daemon's helpers), all on one redis-server; registrations are sequential
+and daemon (steer_testkit.daemon), all on one redis-server; registrations are sequential
 API calls on relay 0 (each waits for its Redis mirror write, as transceivers' do). Relay
 death: the fleet lab (`Lab(relays=3)`, pyctl/lab/failover.py), N aiortc calls spread by
 ECMP, the relay carrying the most flows killed once all carry audio; per call the longest
@@ -28,9 +28,9 @@ from pyctl.lab.failover import run_kill
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.net import CLIENT4, VIP4, LabNet
 from steer_common.endpoint import Endpoint
-from tests.daemon.conftest import Daemon, cleanup, make_lab
-from tests.daemon.test_store import RedisServer  # with a redis client (commandstats)
-from tests.daemon.traffic import establish, udp
+from steer_testkit.daemon import Daemon, cleanup, make_lab
+from steer_testkit.redis_server import RedisServer  # with a redis client (commandstats)
+from steer_testkit.traffic import establish, udp
 
 TAG = os.getpid() % 10000
 FLOWS = 50  # flows learned on relay 0 for the per-flow figures

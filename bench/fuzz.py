@@ -2,7 +2,7 @@
 every kind (both sides; IPv4/IPv6, UDP/TCP/ICMP/any protocol, fragments, options,
 extension headers, truncations, STUN with lying lengths, many attributes, every type)
 through the kernel program (BPF_PROG_TEST_RUN, one run per frame) and through
-tests/bpf/model.py. Every frame's verdict, reason and output bytes must agree, and each
+steer_testkit/replay/model.py. Every frame's verdict, reason and output bytes must agree, and each
 batch must leave the same flows and pending checks behind.
 
 Frames run in batches over shared state (the model follows every flow learned, evicted
@@ -28,10 +28,10 @@ from pyctl.dataplane.netns import netns
 from pyctl.dataplane.testrun import run_xdp
 from steer_common.endpoint import Endpoint
 from steer_common.shared import BackendState, Reason
-from tests import stun
-from tests.bpf import env, model, seeds
-from tests.bpf.cases import TRX2_UFRAG, UFRAG, V6_UFRAG
-from tests.bpf.conftest import Replay, open_replay
+from steer_testkit import stun
+from steer_testkit.replay import env, model, seeds
+from steer_testkit.replay.cases import TRX2_UFRAG, UFRAG, V6_UFRAG
+from steer_testkit.replay.harness import Replay, open_replay
 
 FULL = 1_000_000
 BATCH = 800  # < the no-flow burst (2000); a session's budgets are not reached either

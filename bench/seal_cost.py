@@ -25,10 +25,10 @@ from pyctl.dataplane.netns import netns
 from pyctl.dataplane.testrun import run_xdp
 from steer_common import seal
 from steer_common.shared import BackendState, Reason
-from tests import stun
-from tests.bpf import env
-from tests.bpf.conftest import Replay, open_replay
-from tests.bpf.frames import client_to_vip
+from steer_testkit import stun
+from steer_testkit.replay import env
+from steer_testkit.replay.frames import client_to_vip
+from steer_testkit.replay.harness import Replay, open_replay
 
 CHUNK = 200  # repeats per timed run: the frame starts at TTL 255 and loses one per run
 SMOKE_RUNS = 20  # timed runs per class in `python -m bench --smoke/--quick`

@@ -3,7 +3,7 @@
  * A sealed ufrag is 26 base32hex characters ("0-9a-v", first one 0-7) holding 128 bits:
  * word = backend:12 | port:16 | key id:4 | nonce:32, then mac = SipHash-2-4(key, word as 8
  * little-endian bytes). steer_common/seal.py is the reference (and mints them for tests);
- * steer_common/ufrag.py mints them in production; tests/bpf/model.py mirrors this file.
+ * steer_common/ufrag.py mints them in production; steer_testkit/replay/model.py mirrors this file.
  * Map lookups stay in steer.bpf.c (bcc rewrites them only in the main file): here only
  * arithmetic, branch-free, eight characters at a time.
  */

@@ -8,7 +8,7 @@
  * internal side, one of its own addresses, or one it has no route back to is refused
  * whatever the configuration. The configurable prefixes (RFC 6890's special ranges, the
  * VIPs, an operator's exceptions) are an LPM map, looked up in steer.bpf.c (bcc rewrites
- * map calls only in the main file). tests/bpf/model.py mirrors this file.
+ * map calls only in the main file). steer_testkit/replay/model.py mirrors this file.
  */
 #ifndef STEER_SOURCE_H
 #define STEER_SOURCE_H

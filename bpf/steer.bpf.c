@@ -305,7 +305,7 @@ static __always_inline __u32 learn_flow(struct steer_tmp *t, struct steer_flow_k
  * to the pair it nominated, i.e. to the old address; every packet to a stale address
  * except a Binding Success Response goes to the current path instead (counted
  * FWD_RETURN_MOVED). A proof at an old address makes it current again. Nothing but a
- * proof moves a path. docs/architecture.md has the state machine; tests/bpf/model.py
+ * proof moves a path. docs/architecture.md has the state machine; steer_testkit/replay/model.py
  * mirrors it. (Here, not in a header: bcc rewrites map calls only in the main file.)
  */
 
@@ -356,7 +356,7 @@ static __always_inline void path_proven(struct steer_rflow_key *rk, const struct
  *   and S's return path moves to X (steer_paths, "Mobility" below). The proof is used
  *   once (the pending entry goes), so an answer replayed later moves nothing.
  * Everything else — error responses, data, a Success nobody asked for — moves nothing.
- * docs/architecture.md has the state machine and the threat model; tests/bpf/model.py
+ * docs/architecture.md has the state machine and the threat model; steer_testkit/replay/model.py
  * mirrors it. (Here, not in a header: bcc rewrites map calls only in the main file.)
  */
 
@@ -620,7 +620,7 @@ static __always_inline int steer_stun(struct xdp_md *ctx, struct steer_pkt *pkt,
  * per session socket (its own oldest goes first), first come first served between live
  * sessions. RTP/RTCP from an address with no flow whose SSRC a live session owns goes to
  * that session's socket (fwd_rtp_hint), creating nothing: the SRTP authentication tag is
- * the transceiver's to check, as a ufrag's MESSAGE-INTEGRITY is. tests/bpf/model.py
+ * the transceiver's to check, as a ufrag's MESSAGE-INTEGRITY is. steer_testkit/replay/model.py
  * mirrors this. */
 
 /* 0 and *ssrc (as on the wire) for RTP (RFC 3550: SSRC at byte 8) or RTCP (payload type

@@ -8,7 +8,7 @@
  * USERNAME and takes the part before ':' (the receiver's, i.e. our, ufrag; RFC 8445 7.2.2).
  * MESSAGE-INTEGRITY cannot be checked here, which is why a client's STUN never creates
  * state. After the attribute walk the code is branch-free, so the verifier walks it once.
- * tests/bpf/model.py mirrors this file step for step; change both together.
+ * steer_testkit/replay/model.py mirrors this file step for step; change both together.
  */
 #ifndef STEER_STUN_H
 #define STEER_STUN_H

@@ -5,7 +5,7 @@ hint the relay reads with no per-session state: STEER_CID_LEN (16) bytes, the sa
 bits as a sealed ufrag (steer_common/seal.py) in binary, big-endian — the word (backend:12 |
 port:16 | key id:4 | nonce:32), then its SipHash-2-4 MAC under the sealing key. The XDP
 program (steer.bpf.c dtls_cid) routes a record carrying one from any client address;
-tests/bpf/model.py mirrors it.
+steer_testkit/replay/model.py mirrors it.
 """
 
 from __future__ import annotations

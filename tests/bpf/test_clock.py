@@ -10,10 +10,10 @@ import time
 import pytest
 
 from steer_common.shared import Reason
-from tests.bpf import env
-from tests.bpf.cases import SRTP, answered, base, client_to_vip
-from tests.bpf.conftest import Replay
-from tests.bpf.frames import trx_to_client
+from steer_testkit.replay import env
+from steer_testkit.replay.cases import SRTP, answered, base, client_to_vip
+from steer_testkit.replay.frames import trx_to_client
+from steer_testkit.replay.harness import Replay
 
 pytestmark = pytest.mark.bpf
 

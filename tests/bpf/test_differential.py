@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from scapy.layers.l2 import Ether
 
 from steer_common.shared import BackendState
-from tests.bpf import model, seeds
-from tests.bpf.cases import base
-from tests.bpf.conftest import Replay
-from tests.bpf.seeds import (
+from steer_testkit.replay import model, seeds
+from steer_testkit.replay.cases import base
+from steer_testkit.replay.harness import Replay
+from steer_testkit.replay.seeds import (
     BACKEND_STATES,
     SEEDS,
     kernel_flows,
@@ -94,7 +94,7 @@ def test_kernel_matches_model(replay: Replay, baseline: model.State) -> None:
 
 def test_model_agrees_with_case_table(replay: Replay) -> None:
     """The model also passes the hand-written table (so a wrong model cannot hide)."""
-    from tests.bpf.cases import CASES
+    from steer_testkit.replay.cases import CASES
 
     checked = 0
     for case in CASES:

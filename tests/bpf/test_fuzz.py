@@ -8,7 +8,7 @@ import os
 import pytest
 
 from bench.fuzz import fuzz
-from tests.bpf.conftest import Replay
+from steer_testkit.replay.harness import Replay
 
 pytestmark = pytest.mark.bpf
 

@@ -12,10 +12,10 @@ from scapy.layers.l2 import Ether
 from pyctl.dataplane import topology
 from pyctl.dataplane.maps import Session
 from steer_common.shared import Reason, XdpAction
-from tests.bpf import env
-from tests.bpf.cases import CASES, SRTP, Case, answered, base, client_to_vip, req
-from tests.bpf.conftest import Replay
-from tests.bpf.frames import checksums_valid, steered_to, trx_to_client
+from steer_testkit.replay import env
+from steer_testkit.replay.cases import CASES, SRTP, Case, answered, base, client_to_vip, req
+from steer_testkit.replay.frames import checksums_valid, steered_to, trx_to_client
+from steer_testkit.replay.harness import Replay
 
 pytestmark = pytest.mark.bpf
 

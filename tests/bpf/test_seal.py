@@ -16,11 +16,11 @@ from pyctl.dataplane.maps import Session
 from steer_common import seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import BackendState, Reason, XdpAction
-from tests.bpf import env, model
-from tests.bpf.cases import base, req
-from tests.bpf.conftest import Replay
-from tests.bpf.frames import checksums_valid, client_to_vip, steered_to
-from tests.bpf.seeds import model_state
+from steer_testkit.replay import env, model
+from steer_testkit.replay.cases import base, req
+from steer_testkit.replay.frames import checksums_valid, client_to_vip, steered_to
+from steer_testkit.replay.harness import Replay
+from steer_testkit.replay.seeds import model_state
 
 pytestmark = pytest.mark.bpf
 

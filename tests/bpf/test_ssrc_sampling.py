@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from steer_common.shared import Reason
-from tests.bpf import env, model
-from tests.bpf.cases import HINT_SSRC, answered, base, learned, rtp, ssrc_owner
-from tests.bpf.conftest import Replay
-from tests.bpf.frames import client_to_vip
+from steer_testkit.replay import env, model
+from steer_testkit.replay.cases import HINT_SSRC, answered, base, learned, rtp, ssrc_owner
+from steer_testkit.replay.frames import client_to_vip
+from steer_testkit.replay.harness import Replay
 
 pytestmark = pytest.mark.bpf
 

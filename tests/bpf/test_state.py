@@ -14,11 +14,11 @@ from pyctl.dataplane.netns import netns
 from pyctl.dataplane.testrun import run_xdp
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason, XdpAction
-from tests import stun
-from tests.bpf import env, model
-from tests.bpf.cases import SRTP, UFRAG, UFRAG_OF, base, req, success
-from tests.bpf.conftest import Replay
-from tests.bpf.frames import client_to_vip, trx_to_client
+from steer_testkit import stun
+from steer_testkit.replay import env, model
+from steer_testkit.replay.cases import SRTP, UFRAG, UFRAG_OF, base, req, success
+from steer_testkit.replay.frames import client_to_vip, trx_to_client
+from steer_testkit.replay.harness import Replay
 
 pytestmark = pytest.mark.bpf
 

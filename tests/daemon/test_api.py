@@ -12,8 +12,8 @@ from pyctl.dataplane import topology
 from pyctl.lab.net import VIP4, VIP6
 from steer_common.endpoint import Endpoint
 from steer_common.shared import BackendState, Reason
-from tests.daemon.conftest import TOKEN, Env, Http, quote, snapshot, vips
-from tests.daemon.traffic import addr, establish, udp
+from steer_testkit.daemon import TOKEN, Env, Http, add_backend, add_session, quote, snapshot, vips
+from steer_testkit.traffic import addr, establish, udp
 
 pytestmark = pytest.mark.netns
 
@@ -24,22 +24,6 @@ def state(env: Env) -> dict[str, Any]:
     snap["api_sessions"] = env.http.call("GET", "/v1/sessions")[1]
     snap["api_backends"] = env.http.call("GET", "/v1/backends")[1]
     return snap
-
-
-def add_backend(env: Env, backend: int, ip: Any) -> None:
-    """Register a backend at `ip` unless it is there already (a session's socket must be on
-    a registered backend's address)."""
-    status, body = env.http.call("POST", "/v1/backends", {"id": backend, "addr": str(ip)})
-    assert status in (201, 409), body
-
-
-def add_session(env: Env, ufrag: str, sock: Endpoint, backend: int = 1, **kw: Any) -> Any:
-    add_backend(env, backend, sock.ip)
-    status, body = env.http.call(
-        "POST", "/v1/sessions", {"ufrag": ufrag, "sock": str(sock), "backend": backend, **kw}
-    )
-    assert status == 201, body
-    return body["session"]
 
 
 def test_health_and_vips(env: Env) -> None:

@@ -11,8 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from steer_common.credentials import backend_token
-from tests.daemon.conftest import TOKEN, Env, Http, snapshot
-from tests.daemon.test_api import add_backend, add_session
+from steer_testkit.daemon import TOKEN, Env, Http, add_backend, add_session, snapshot
 
 pytestmark = pytest.mark.netns
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from pyctl.cli import cli
 from pyctl.dataplane.loader import PIN_ROOT
@@ -21,27 +21,21 @@ from pyctl.dataplane.maps import RouteMaps
 from pyctl.dataplane.sources import BOGONS
 from pyctl.lab.net import VIP4
 from steer_common.endpoint import Endpoint
-from tests.daemon.conftest import (
+from steer_testkit.daemon import (
     STEERCTL,
     TAG,
     Daemon,
     Env,
+    add_session,
     cleanup,
     make_lab,
     pinned_bpf,
     snapshot,
+    steerctl,
 )
-from tests.daemon.test_api import add_session
-from tests.daemon.traffic import establish, udp
+from steer_testkit.traffic import establish, udp
 
 pytestmark = pytest.mark.netns
-
-
-def steerctl(env: Env, *args: str, input: str | None = None) -> Result:
-    token = {"STEER_API_TOKEN": env.daemon.token or ""}
-    return CliRunner().invoke(
-        cli, ["--instance", env.daemon.instance, *args], input=input, env=token
-    )
 
 
 USAGE_ERRORS = [

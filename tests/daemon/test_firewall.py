@@ -30,9 +30,9 @@ from pyctl.dataplane.loader import XDP_MODES, detach
 from pyctl.dataplane.netns import netns
 from pyctl.lab.net import CLIENT4, RELAY_INT4, RELAY_PUB4, LabNet
 from steer_common.endpoint import Endpoint
-from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab
-from tests.netns.conftest import sniffer, udp_socket
-from tests.netns.packets import frames_until, internal_addrs, src_of
+from steer_testkit.daemon import Daemon, cleanup, free_port, make_lab
+from steer_testkit.live import sniffer, udp_socket
+from steer_testkit.packets import frames_until, internal_addrs, src_of
 
 pytestmark = pytest.mark.netns
 

@@ -18,10 +18,10 @@ from pyctl.lab.net import CLIENT4, VIP4, LabNet
 from steer_common import seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests import stun
-from tests.daemon.conftest import Daemon, cleanup, free_port, make_lab, maps_view, wait_for
-from tests.daemon.test_store import TAG, RedisServer
-from tests.daemon.traffic import addr, send_until_received, udp
+from steer_testkit import stun
+from steer_testkit.daemon import TAG, Daemon, cleanup, free_port, make_lab, maps_view, wait_for
+from steer_testkit.redis_server import RedisServer
+from steer_testkit.traffic import addr, send_until_received, udp
 
 pytestmark = pytest.mark.netns
 

@@ -33,7 +33,8 @@ from pyctl.dataplane.maps import RouteMaps
 from pyctl.lab.net import CLIENT4, VIP4, LabNet
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests.daemon.conftest import (
+from steer_testkit.daemon import (
+    TAG,
     Daemon,
     cleanup,
     flow_at,
@@ -43,8 +44,8 @@ from tests.daemon.conftest import (
     rflow_at,
     wait_for,
 )
-from tests.daemon.test_store import TAG, RedisServer
-from tests.daemon.traffic import addr, drain, establish, send_until_received, udp
+from steer_testkit.redis_server import RedisServer
+from steer_testkit.traffic import addr, drain, establish, send_until_received, udp
 
 pytestmark = pytest.mark.netns
 

@@ -26,7 +26,7 @@ from pyctl.dataplane.mapscan import chunks
 from pyctl.lab.net import VIP4
 from steer_common.endpoint import Endpoint
 from steer_common.shared import FLOW_FLEET, RFLOW_STALE
-from tests.daemon.conftest import flow_at, rflow_at, rflow_leaf
+from steer_testkit.daemon import flow_at, rflow_at, rflow_leaf
 
 SX = Endpoint.parse("10.88.0.11:41001")
 SY = Endpoint.parse("10.88.0.11:41002")

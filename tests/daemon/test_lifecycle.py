@@ -21,9 +21,8 @@ from pyctl.lab.net import VIP4
 from steer_common.credentials import Credentials
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests.daemon.conftest import IDLE_TIMEOUT, Env, snapshot, wait_for
-from tests.daemon.test_api import add_session
-from tests.daemon.traffic import addr, establish, udp
+from steer_testkit.daemon import IDLE_TIMEOUT, Env, add_session, snapshot, wait_for
+from steer_testkit.traffic import addr, establish, udp
 
 pytestmark = pytest.mark.netns
 

@@ -13,8 +13,8 @@ import pytest
 from pyctl.lab.net import CLIENT4
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests.daemon.conftest import Daemon, cleanup, make_lab, maps_view
-from tests.daemon.traffic import addr, drain, establish, udp
+from steer_testkit.daemon import Daemon, cleanup, make_lab, maps_view
+from steer_testkit.traffic import addr, drain, establish, udp
 
 pytestmark = pytest.mark.netns
 

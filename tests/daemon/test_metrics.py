@@ -13,9 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pyctl.daemon.metrics import METRICS, markdown
 from pyctl.lab.net import VIP4
-from tests.daemon.conftest import Env
-from tests.daemon.test_api import add_session
-from tests.daemon.traffic import addr, establish, udp
+from steer_testkit.daemon import Env, add_session
+from steer_testkit.traffic import addr, establish, udp
 
 pytestmark = pytest.mark.netns
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

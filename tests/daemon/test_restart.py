@@ -19,8 +19,8 @@ from pyctl.dataplane import topology
 from pyctl.dataplane.loader import PIN_ROOT, RUN_DIR
 from pyctl.lab.net import CLIENT4, VIP4, LabNet
 from steer_common.endpoint import Endpoint
-from tests.daemon.conftest import Daemon, cleanup, make_lab
-from tests.daemon.traffic import Counter, Stream, addr, drain, establish, udp
+from steer_testkit.daemon import Daemon, cleanup, make_lab
+from steer_testkit.traffic import Counter, Stream, addr, drain, establish, udp
 
 pytestmark = pytest.mark.netns
 PPS = 2500

@@ -17,11 +17,9 @@ from pyctl.lab.net import VIP4
 from steer_common import seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests import stun
-from tests.daemon.conftest import Env
-from tests.daemon.test_api import add_backend
-from tests.daemon.test_cli import steerctl
-from tests.daemon.traffic import addr, udp
+from steer_testkit import stun
+from steer_testkit.daemon import Env, add_backend, steerctl
+from steer_testkit.traffic import addr, udp
 
 pytestmark = pytest.mark.netns
 

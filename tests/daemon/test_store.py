@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -16,38 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from pyctl.daemon.control import Controller
-from pyctl.daemon.signing import unsign
 from pyctl.daemon.store import BackendRecord, MemoryStore, RedisMirror, SessionRecord, open_mirror
 from pyctl.dataplane.loader import BuildOptions, compile_bpf, unload
 from pyctl.dataplane.maps import RouteMaps
-from pyctl.lab import redisserver
 from pyctl.lab.net import VIP4, LabNet
-from tests.daemon.conftest import Daemon, cleanup, make_lab, wait_for
-from tests.daemon.traffic import addr, establish, udp
-
-TAG = os.getpid() % 100000
-
-
-class RedisServer(redisserver.RedisServer):
-    """The lab's redis-server, with a client and readers of what the daemon mirrored."""
-
-    def start(self, timeout: float = 10.0) -> RedisServer:
-        super().start(timeout)
-        return self
-
-    def client(self) -> Any:
-        return redis.Redis(unix_socket_path=str(self.sock), socket_timeout=2)
-
-    def hash_raw(self, instance: str) -> set[str]:
-        return {k.decode() for k in self.client().hkeys(f"steer:{instance}:sessions")}
-
-    def hash(self, instance: str, what: str = "sessions") -> dict[str, Any]:
-        """The hash's records (a signed value read without checking its signature)."""
-        raw = self.client().hgetall(f"steer:{instance}:{what}")
-        return {k.decode(): json.loads(unsign(None, v) or b"") for k, v in raw.items()}
+from steer_testkit.daemon import TAG, Daemon, cleanup, make_lab, wait_for
+from steer_testkit.redis_server import RedisServer
+from steer_testkit.traffic import addr, establish, udp
 
 
 @pytest.fixture
@@ -276,7 +252,7 @@ def test_redis_frozen_10s_during_registrations(
 
 
 def RouteMaps_of(d: Daemon) -> RouteMaps:
-    from tests.daemon.conftest import maps_view
+    from steer_testkit.daemon import maps_view
 
     return maps_view(d.instance)
 

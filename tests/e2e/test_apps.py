@@ -21,8 +21,8 @@ from pyctl.lab.demo import run_clients, verdicts
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.net import CLIENT4
 from steer_common.ufrag import backend_of
-from tests.e2e.browser import chromium
-from tests.e2e.conftest import reason_counts
+from steer_testkit.browser import chromium
+from steer_testkit.labs import reason_counts
 
 pytestmark = pytest.mark.e2e
 

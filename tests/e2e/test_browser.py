@@ -8,8 +8,8 @@ import pytest
 
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.net import CLIENT4
-from tests.e2e.browser import call_page, chromium
-from tests.e2e.conftest import reason_counts
+from steer_testkit.browser import call_page, chromium
+from steer_testkit.labs import reason_counts
 
 pytestmark = pytest.mark.e2e
 

@@ -29,8 +29,7 @@ import pytest
 from pyctl.lab.lifecycle import Lab
 from steer_common import cid, seal
 from steer_common.ufrag import make_password
-from tests.e2e.conftest import reason_counts
-from tests.labs import running
+from steer_testkit.labs import reason_counts, running
 
 pytestmark = pytest.mark.e2e
 

@@ -20,8 +20,7 @@ from pyctl.dataplane.netns import netns
 from pyctl.lab.demo import run_clients
 from pyctl.lab.lifecycle import Lab
 from steer_common.apiclient import ApiError
-from tests.e2e.conftest import poll
-from tests.labs import running
+from steer_testkit.labs import poll, running
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,9 +29,9 @@ from pyctl.lab.mediagap import Sniffer
 from steer_common import seal
 from steer_common.apiclient import ApiError
 from steer_common.paths import instance_lock
-from tests import stun
-from tests.e2e.browser import chromium
-from tests.labs import running
+from steer_testkit import stun
+from steer_testkit.browser import chromium
+from steer_testkit.labs import poll, running
 
 pytestmark = pytest.mark.e2e
 
@@ -76,15 +76,6 @@ def moved_on(lab: Lab, before: Counts, reason: str, relay: str) -> dict[str, int
         d = moved(before, counts(lab), reason)
         if d[relay] or time.monotonic() > deadline:
             return d
-        time.sleep(0.1)
-
-
-def poll(pred: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got or time.monotonic() > deadline:
-            return got
         time.sleep(0.1)
 
 

@@ -17,9 +17,8 @@ import pytest
 
 from pyctl.dataplane.netns import netns
 from pyctl.lab.lifecycle import Lab
-from tests.e2e.browser import INBOUND, call_page, chromium
-from tests.e2e.conftest import nat_lab, reason_counts
-from tests.labs import running
+from steer_testkit.browser import INBOUND, call_page, chromium
+from steer_testkit.labs import nat_lab, reason_counts, running
 
 pytestmark = pytest.mark.e2e
 STEERCTL = str(Path(__file__).resolve().parents[2] / ".venv/bin/steerctl")

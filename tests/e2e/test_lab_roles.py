@@ -9,7 +9,7 @@ import pytest
 
 from pyctl.lab.lifecycle import WHIP_PORT, Lab
 from pyctl.lab.net import RELAY_PUB4
-from tests.unit.test_vagrant import vagrant_roles
+from steer_testkit.vagrant import vagrant_roles
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,8 @@ import pytest
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.mediagap import Sniffer
 from pyctl.lab.mobility import run_event
-from tests.e2e.browser import INBOUND, call_page, chromium
-from tests.e2e.conftest import nat_lab, reason_counts
-from tests.labs import running
+from steer_testkit.browser import INBOUND, call_page, chromium
+from steer_testkit.labs import nat_lab, reason_counts, running
 
 pytestmark = pytest.mark.e2e
 HEALED_MS = 1000  # 50 Opus frames: far above the ~100 ms a healed path takes here

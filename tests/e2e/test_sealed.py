@@ -18,9 +18,8 @@ from pyctl.dataplane.netns import netns
 from pyctl.lab.demo import run_clients
 from pyctl.lab.lifecycle import Lab
 from steer_common import seal
-from tests import stun
-from tests.e2e.conftest import reason_counts
-from tests.labs import running
+from steer_testkit import stun
+from steer_testkit.labs import reason_counts, running
 
 pytestmark = pytest.mark.e2e
 

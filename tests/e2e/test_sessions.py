@@ -14,7 +14,7 @@ from pyctl.dataplane.netns import netns
 from pyctl.lab.demo import client_cmd, run_clients
 from pyctl.lab.lifecycle import Lab
 from steer_common.ufrag import backend_of
-from tests.e2e.conftest import reason_counts
+from steer_testkit.labs import reason_counts
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from pyctl.lab.lifecycle import Lab
-from tests.labs import running
+from steer_testkit.labs import running
 
 # announced in every 201 (RFC 9725 section 4.6) and never contacted: no client here uses it
 ICE_SERVER = "stun:stun.example.net:3478"

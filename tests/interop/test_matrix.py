@@ -16,9 +16,9 @@ import pytest
 from pyctl.lab.demo import run_clients
 from pyctl.lab.democlient import RATE, dominant_hz
 from pyctl.lab.lifecycle import Lab
-from tests.certs import write_pem
-from tests.e2e.browser import chromium
-from tests.e2e.conftest import reason_counts
+from steer_testkit.browser import chromium
+from steer_testkit.certs import write_pem
+from steer_testkit.labs import reason_counts
 from tests.interop import opus
 from tests.interop.conftest import ICE_SERVER
 

@@ -25,8 +25,8 @@ from pyctl.dataplane.netns import netns
 from pyctl.lab.net import CLIENT4, CLIENT6
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests import stun as stunb
-from tests.netns.conftest import (
+from steer_testkit import stun as stunb
+from steer_testkit.live import (
     LiveRelay,
     exchange,
     live_relay,
@@ -34,7 +34,7 @@ from tests.netns.conftest import (
     sniffer,
     udp_socket,
 )
-from tests.netns.packets import frames_until, internal_addrs, src_of
+from steer_testkit.packets import frames_until, internal_addrs, src_of
 from transceiver import ice
 
 pytestmark = pytest.mark.netns
@@ -115,7 +115,7 @@ def flows_of(relay: LiveRelay, sock: Endpoint) -> list[Endpoint]:
 
 
 def establish(relay: LiveRelay, ufrag: str, trx: socket.socket, client: socket.socket) -> None:
-    """The client's proven flow to the session (tests/netns/conftest.py exchange())."""
+    """The client's proven flow to the session (steer_testkit/live.py exchange())."""
     exchange(relay, ufrag, trx, client, b"session-password-0000")
 
 

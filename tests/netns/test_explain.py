@@ -14,7 +14,7 @@ from pyctl.dataplane import mapinfo
 from pyctl.dataplane.loader import Attachment
 from pyctl.lab.net import CLIENT4
 from steer_common.shared import Reason
-from tests.netns.conftest import LiveRelay
+from steer_testkit.live import LiveRelay
 
 pytestmark = pytest.mark.netns
 

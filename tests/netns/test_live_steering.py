@@ -13,8 +13,8 @@ from pyctl.dataplane import topology
 from pyctl.lab.net import CLIENT4, CLIENT6
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests import stun
-from tests.netns.conftest import LiveRelay, drain, recv_or_none, sniffer, udp_socket
+from steer_testkit import stun
+from steer_testkit.live import LiveRelay, drain, recv_or_none, sniffer, udp_socket
 
 pytestmark = pytest.mark.netns
 

@@ -1,7 +1,7 @@
 """Spoofed sources move nothing (steer.bpf.c, "Return-routability"; docs/architecture.md,
 "Threat model"), live: the real kernel and XDP in namespaces, a real ICE agent (aioice)
 where its answer is what the attack abuses, and only packets a host that forges its source
-address can send (tests/netns/conftest.py spoof()).
+address can send (steer_testkit/live.py spoof()).
 
 Each attack is one test, with the legitimate move it must not break beside it: a NAT
 rebinding, a client moving to a new address, a client reusing a port for a new session.
@@ -28,8 +28,8 @@ from pyctl.lab.net import CLIENT4, CLIENT_NETS, RELAY_INT4, RELAY_PUB4
 from steer_common import cid, seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
-from tests import stun as stunb
-from tests.netns.conftest import (
+from steer_testkit import stun as stunb
+from steer_testkit.live import (
     LiveRelay,
     exchange,
     live_relay,

@@ -1,5 +1,5 @@
 """Fixtures for the transceiver tests: ``async def`` tests run on a fresh event loop each
-(no pytest-asyncio here), and the async environment lives in ``support.py``."""
+(no pytest-asyncio here), and the async environment lives in steer_testkit.transceiver."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from steer_common.endpoint import Endpoint
-from tests.transceiver.support import (
+from steer_testkit.transceiver import (
     BASE,
     connect,
     fake_api,

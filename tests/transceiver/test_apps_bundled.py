@@ -16,7 +16,7 @@ import pytest
 from av import AudioFrame
 
 from pyctl.lab.democlient import dominant_hz
-from tests.transceiver.support import connect, make_peer, wait_for, whip_env
+from steer_testkit.transceiver import connect, make_peer, wait_for, whip_env
 from transceiver.app import load
 from transceiver.apps.speak import SynthesisError, parse_wav
 from transceiver.media import FRAME, RATE, AudioOutput

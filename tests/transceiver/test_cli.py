@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from steer_common.endpoint import Endpoint
-from tests.transceiver.support import BASE, fake_api, invoke, make_peer
+from steer_testkit.transceiver import BASE, fake_api, invoke, make_peer
 from transceiver.config import TrxConfig
 
 

@@ -28,8 +28,8 @@ import click
 import pytest
 
 from steer_common import seal
-from tests.certs import write_pem
-from tests.transceiver.support import FakeControlApi, fake_api, make_peer
+from steer_testkit.certs import write_pem
+from steer_testkit.transceiver import FakeControlApi, fake_api, make_peer
 from transceiver import cli
 
 ROOT = Path(__file__).resolve().parents[2]

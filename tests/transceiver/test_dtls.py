@@ -15,7 +15,7 @@ import pytest
 from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCCertificate
 from OpenSSL import SSL
 
-from tests.certs import self_signed_rsa
+from steer_testkit.certs import self_signed_rsa
 from transceiver import dtls
 
 ECDHE_RSA_AES128_GCM = 0xC02F

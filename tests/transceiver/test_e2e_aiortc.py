@@ -16,7 +16,7 @@ import pytest
 from aiortc import RTCSessionDescription
 
 from steer_common.ufrag import UFRAG_LEN
-from tests.transceiver.support import (
+from steer_testkit.transceiver import (
     connect,
     direct_answer,
     make_peer,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from tests.transceiver.support import make_peer, whip_env
+from steer_testkit.transceiver import make_peer, whip_env
 from transceiver.guard import MAX_CANDIDATES, CandidateFilter, internal_networks
 
 TOKEN = "whip-secret-0123456789"

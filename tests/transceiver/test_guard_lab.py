@@ -28,7 +28,7 @@ from pyctl.cli import cli
 from pyctl.dataplane.netns import netns
 from pyctl.lab.lifecycle import Lab
 from steer_common.apiclient import ApiError, SyncApiClient
-from tests.labs import running
+from steer_testkit.labs import running
 from transceiver.guard import MAX_CANDIDATES
 from transceiver.registry import ControlApiRegistry, Registration
 

@@ -17,7 +17,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from tests.transceiver.support import BASE
+from steer_testkit.transceiver import BASE
 from transceiver import icefloor
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from aioice import Candidate, stun
 from aioice.ice import random_string
 
 from steer_common import seal
-from tests.transceiver.support import (
+from steer_testkit.transceiver import (
     Env,
     Peer,
     connect,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.transceiver.support import BASE, FakeControlApi, fake_api, make_peer
+from steer_testkit.transceiver import BASE, FakeControlApi, fake_api, make_peer
 
 SLOW_CLIENTS = int(os.environ.get("STEER_SLOW_CLIENTS", "1500"))
 FD_LIMIT = 1024  # the transceiver's open files limit: Debian's default soft limit

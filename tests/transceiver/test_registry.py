@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.transceiver.support import make_peer, post_offer, wait_for, whip_env
+from steer_testkit.transceiver import make_peer, post_offer, wait_for, whip_env
 from transceiver.registry import ControlApiRegistry, Registration, RegistryError
 
 

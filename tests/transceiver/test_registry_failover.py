@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.transceiver.support import (
+from steer_testkit.transceiver import (
     BACKEND,
     BASE,
     VIP,

@@ -7,7 +7,7 @@ import socket
 
 import aiohttp
 
-from tests.transceiver.support import VIP, fake_api, make_peer, post_offer, wait_for, whip_env
+from steer_testkit.transceiver import VIP, fake_api, make_peer, post_offer, wait_for, whip_env
 from transceiver.config import TrxConfig
 from transceiver.service import serve
 

@@ -10,8 +10,8 @@ import struct
 
 import pytest
 
-from tests.stun import BINDING_SUCCESS, binding_request
-from tests.transceiver.support import make_peer, post_offer, whip_env
+from steer_testkit.stun import BINDING_SUCCESS, binding_request
+from steer_testkit.transceiver import make_peer, post_offer, whip_env
 
 BINDING_ERROR = 0x0111
 ERROR_CODE = 0x0009

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from steer_common.ufrag import UFRAG_LEN, backend_of
-from tests.transceiver.support import (
+from steer_testkit.transceiver import (
     BACKEND,
     VIP,
     VIP6,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.transceiver.support import VIP, make_peer, post_offer, whip_env
+from steer_testkit.transceiver import VIP, make_peer, post_offer, whip_env
 from transceiver.config import TrxConfig
 from transceiver.iceservers import links
 from transceiver.sdp import answer_ufrags

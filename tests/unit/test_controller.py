@@ -4,81 +4,15 @@ MemoryRoutes behaves as the maps do), when run as root."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import numpy as np
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from pyctl.daemon.api import make_app
 from pyctl.daemon.control import ControlError, Controller
-from pyctl.daemon.routes import MemoryRoutes, Routes
-from pyctl.daemon.store import MemoryStore
-from pyctl.dataplane.mapscan import to_ctypes
-from steer_common.credentials import Credentials
+from pyctl.daemon.routes import Routes
 from steer_common.endpoint import Endpoint
-
-TOKEN = "unit-token-1234567"
-VIP = Endpoint.parse("203.0.113.10:3478")
-TRX1, TRX2 = "10.88.0.11", "10.88.0.12"
-
-
-@pytest.fixture(params=["memory", "bpf"])
-def routes(request: pytest.FixtureRequest) -> Routes:
-    if request.param == "memory":
-        return MemoryRoutes()
-    maps = request.getfixturevalue("pinned")
-    maps.clear()
-    maps.add_vip(VIP)
-    return maps
-
-
-def learn(routes: Routes, client: str, sock: str, backend: int) -> None:
-    """A flow of `sock`'s session to `client`, as the data plane learns it."""
-    c, s = Endpoint.parse(client), Endpoint.parse(sock)
-    if isinstance(routes, MemoryRoutes):
-        routes.learn(c, VIP, s, backend)
-        return
-    keys, leaves = routes.flow_records(1)  # type: ignore[attr-defined]
-    k = to_ctypes(keys, routes.flow_map.Key)[0]  # type: ignore[attr-defined]
-    v = to_ctypes(leaves, routes.flow_map.Leaf)[0]  # type: ignore[attr-defined]
-    c.fill(k.client)
-    VIP.fill(k.vip)
-    s.fill(v.sock)
-    v.backend_id = backend
-    routes.add_flows(  # type: ignore[attr-defined]
-        np.frombuffer(bytes(k), keys.dtype).copy(), np.frombuffer(bytes(v), leaves.dtype).copy()
-    )
-
-
-Call = Callable[..., Awaitable[tuple[int, Any]]]
-
-
-def run(routes: Routes, scenario: Callable[[Call, Controller], Awaitable[None]]) -> None:
-    """`scenario(call, ctl)` against the API of a Controller over `routes`."""
-    ctl = Controller(routes, MemoryStore(), [VIP])
-
-    async def go() -> None:
-        app = make_app(ctl, "unit", Credentials(TOKEN))
-        async with TestClient(TestServer(app)) as client:
-
-            async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
-                headers = {"Authorization": f"Bearer {TOKEN}"}
-                resp = await client.request(method, path, json=body, headers=headers)
-                return resp.status, await resp.json()
-
-            assert (await call("POST", "/v1/backends", {"id": 1, "addr": TRX1}))[0] == 201
-            assert (await call("POST", "/v1/backends", {"id": 2, "addr": TRX2}))[0] == 201
-            await scenario(call, ctl)
-
-    asyncio.run(go())
-
-
-def session(ufrag: str, sock: str, backend: int = 1, **kw: Any) -> dict[str, Any]:
-    return {"ufrag": ufrag, "sock": sock, "backend": backend, **kw}
+from steer_testkit.controller import TRX1, TRX2, VIP, Call, learn, run, session
 
 
 def test_register_then_read_back(routes: Routes) -> None:

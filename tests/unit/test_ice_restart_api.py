@@ -1,7 +1,7 @@
 """ICE restart in the control API: `POST /v1/sessions/{ufrag}/restart` gives a live session a
 new ufrag on the same socket without purging its flows; the old ufrag keeps routing for a
 grace period, then goes. Run on MemoryRoutes and once more on real pinned maps (root), as
-tests/unit/test_controller.py does."""
+tests/unit/test_controller.py does (the `routes` fixture, tests/unit/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,9 @@ import pytest
 from pyctl.daemon.control import Controller
 from pyctl.daemon.routes import Routes
 from steer_common.endpoint import Endpoint
-from tests.unit import test_controller as base
-from tests.unit.test_controller import TRX1, TRX2, Call, learn, run, session
+from steer_testkit.controller import TRX1, TRX2, Call, learn, run, session
 
-routes = base.routes  # the fixture: memory, then real maps (root)
-if hasattr(base, "pinned"):  # the real maps' fixture, unless tests/conftest.py has it
-    pinned = base.pinned
+# `routes`, the fixture (tests/unit/conftest.py): memory, then real maps (root)
 
 SOCK = f"{TRX1}:41000"
 

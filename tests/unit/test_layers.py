@@ -1,7 +1,12 @@
 """The import layers hold, from the bottom: steer_common (what both sides need) <-
 pyctl.dataplane (bcc, maps) <- pyctl.daemon <- pyctl.lab (the lab and the demo) <-
 pyctl.cli. The transceiver imports only steer_common; the daemon's modules load neither
-the lab, the demo, the CLI, the WebRTC stack nor Redis (an optional store)."""
+the lab, the demo, the CLI, the WebRTC stack nor Redis (an optional store).
+
+Beside the product sits the test kit, steer_testkit: what tests/ and bench/ share. The
+product imports neither the kit, tests nor bench; the kit imports neither tests nor bench;
+bench imports no tests module; and no module in tests/ imports a test module or another
+directory's conftest.py (shared helpers live in the kit, fixtures in conftest.py files)."""
 
 from __future__ import annotations
 
@@ -22,19 +27,26 @@ ALLOWED = {
     "pyctl.cli": {"steer_common", "pyctl.dataplane", "pyctl.daemon", "pyctl.lab"},
     "transceiver": {"steer_common"},
 }
-OURS = ("steer_common", "pyctl", "transceiver", "bench", "tests")
+OURS = ("steer_common", "pyctl", "transceiver", "steer_testkit", "bench", "tests")
 NOT_IN_THE_DAEMON = ("aiortc", "av", "transceiver", "redis", "pyctl.lab", "pyctl.cli")
 
 
 def imported(path: Path) -> set[str]:
-    """Every module an import statement in `path` names (at any depth)."""
+    """Every module an import statement in `path` names (at any depth); a relative import
+    is named as the absolute one it stands for."""
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            out.add(node.module)
-            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module
+            if node.level:
+                here = path.relative_to(ROOT).with_suffix("").parts
+                base = here[: len(here) - node.level]
+                module = ".".join((*base, *(node.module or "").split("."))).strip(".")
+            if module:
+                out.add(module)
+                out.update(f"{module}.{a.name}" for a in node.names)
     return out
 
 
@@ -90,3 +102,57 @@ def test_the_transceiver_loads_no_data_plane() -> None:
     loaded = loaded_by(("transceiver.service", "transceiver.registry", "transceiver.cli"))
     assert "transceiver.registry" in loaded and "steer_common.apiclient" in loaded
     assert not {"bcc", "pyctl"} & loaded
+
+
+# -- the test kit: tests/ and bench/ share steer_testkit and import nothing of each other
+
+KIT = "steer_testkit"
+PRODUCT = ("steer_common", "pyctl", "transceiver")
+
+
+def within(module: str, *packages: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def imports_of(folder: str, *packages: str) -> list[str]:
+    """`folder`'s imports of any of `packages`, as "path imports module"."""
+    return sorted(
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in (ROOT / folder).rglob("*.py")
+        for module in imported(path)
+        if within(module, *packages)
+    )
+
+
+def test_bench_imports_no_tests_module() -> None:
+    assert imports_of("bench", "tests") == []
+
+
+def test_the_kit_imports_neither_tests_nor_bench() -> None:
+    assert (ROOT / KIT / "__init__.py").is_file()
+    assert imports_of(KIT, "tests", "bench") == []
+
+
+@pytest.mark.parametrize("pkg", PRODUCT)
+def test_the_product_imports_neither_the_kit_tests_nor_bench(pkg: str) -> None:
+    assert imports_of(pkg, KIT, "tests", "bench") == []
+
+
+def test_no_test_module_imports_another_or_a_foreign_conftest() -> None:
+    """Test modules (test_*.py) are imported by pytest alone, and a conftest.py only by
+    pytest or by a module in its own folder: what two places share lives in the kit."""
+    bad = []
+    for path in (ROOT / "tests").rglob("*.py"):
+        folder = ".".join(path.relative_to(ROOT).parent.parts)
+        for module in imported(path):
+            parts = module.split(".")
+            if parts[0] != "tests":
+                continue
+            for i, part in enumerate(parts):
+                target = ".".join(parts[: i + 1])
+                if part.startswith("test_") or (
+                    part == "conftest" and parts[:i] != folder.split(".")
+                ):
+                    bad.append(f"{path.relative_to(ROOT)} imports {target}")
+                    break
+    assert sorted(set(bad)) == []

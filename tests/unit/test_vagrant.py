@@ -3,11 +3,12 @@ namespace lab runs the same scripts is checked on the live lab (tests/e2e/test_l
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from steer_testkit.vagrant import vagrant_roles
 
 pytestmark = pytest.mark.unit
 
@@ -26,12 +27,6 @@ def test_vagrantfile_validates() -> None:
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Vagrantfile validated successfully" in r.stdout
-
-
-def vagrant_roles() -> set[str]:
-    text = (ROOT / "vagrant" / "Vagrantfile").read_text()
-    assert "/steer/scripts/setup.sh" in text
-    return set(re.findall(r'role_unit\("\w+", "(\w+)"', text))
 
 
 def test_vms_provision_with_the_role_scripts() -> None:

@@ -29,9 +29,9 @@ from pyctl.dataplane.maps import Session
 from steer_common import cid, seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import CONFIG_NO_HINTS, BackendState, Reason, XdpAction
-from tests import stun
-from tests.bpf import env, model
-from tests.bpf.frames import (
+from steer_testkit import stun
+from steer_testkit.replay import env, model
+from steer_testkit.replay.frames import (
     client_to_vip,
     natted_to_client,
     steered_to,
@@ -40,7 +40,7 @@ from tests.bpf.frames import (
 )
 
 if TYPE_CHECKING:
-    from tests.bpf.conftest import Replay
+    from steer_testkit.replay.harness import Replay
 
 UFRAG = b"serverufrag0001"
 V6_UFRAG = b"v6ufrag000000001"

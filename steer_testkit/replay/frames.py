@@ -11,7 +11,7 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
 from steer_common.endpoint import Endpoint
-from tests.bpf import env
+from steer_testkit.replay import env
 
 
 def _l3(

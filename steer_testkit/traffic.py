@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pyctl.dataplane.netns import netns
 from steer_common.endpoint import Endpoint
-from tests.stun import BINDING_SUCCESS, Message, binding_request
+from steer_testkit.stun import BINDING_SUCCESS, Message, binding_request
 
 
 def udp(ns: str, bind: Endpoint, rcvbuf: int = 8 << 20) -> socket.socket:

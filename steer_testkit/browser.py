@@ -20,7 +20,7 @@ import aiohttp
 
 from pyctl.dataplane.netns import netns
 from pyctl.lab.lifecycle import Lab
-from tests.e2e.conftest import poll
+from steer_testkit.labs import poll
 
 FLAGS = [
     "--headless=new",

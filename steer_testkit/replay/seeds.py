@@ -16,9 +16,9 @@ from pyctl.dataplane.maps import Session, cid_nonce
 from steer_common import cid, seal
 from steer_common.endpoint import Endpoint
 from steer_common.shared import BackendState
-from tests import stun
-from tests.bpf import env, model
-from tests.bpf.cases import (
+from steer_testkit import stun
+from steer_testkit.replay import env, model
+from steer_testkit.replay.cases import (
     BIG_ATTR,
     DEAD_SOCK,
     DTLS,
@@ -39,8 +39,8 @@ from tests.bpf.cases import (
     rtp,
     success,
 )
-from tests.bpf.conftest import Replay
-from tests.bpf.frames import client_to_vip, trx_to_client
+from steer_testkit.replay.frames import client_to_vip, trx_to_client
+from steer_testkit.replay.harness import Replay
 
 MISMATCH_SOCK = Endpoint.parse("10.88.0.12:40099")  # a v4 socket registered with a v6 VIP
 ANSWER_TXID = b"trx-check-02"

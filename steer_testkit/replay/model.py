@@ -4,7 +4,7 @@ output bytes and flow changes here and in the kernel.
 
 It mirrors the C step for step (parse.h, stun.h, rewrite.h, steer.bpf.c), including the
 limits that exist for the verifier's sake. Routing is modelled for the replay namespace
-(tests/bpf/env.py); destinations whose kernel routing it does not model raise Unmodelled.
+(steer_testkit/replay/env.py); destinations whose kernel routing it does not model raise Unmodelled.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from steer_common import cid, seal
 from steer_common.endpoint import Endpoint, IPAddress
 from steer_common.shared import BackendState, Reason, XdpAction
-from tests.bpf import env
+from steer_testkit.replay import env
 
 MAX_VLAN = 2
 MAX_IPV6_EXT = 4
