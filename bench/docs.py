@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import docs_cpu_pair, docs_mobility, docs_relay_scale, docs_under_load, parts, report
-from bench.report import LABELS, _fmt
+from bench import docs_cpu_pair, docs_mobility, docs_relay_scale, docs_under_load, report
+from bench.harness import parts
+from bench.harness.fmt import LABELS, fmt
+from bench.harness.stats import ratio
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -85,7 +87,7 @@ def _cpu(r: dict[str, Any]) -> list[str]:
             cell = _cpu_cell(r, p, (sp.get("cpu_ns_per_packet_fixed_load") or {}).get(p, {}).get(n))
             loss = ld.get("loss")
             cells.append(
-                f"{cell}; {_fmt(loss and loss * 100, '.1f')} %" if loss is not None else cell
+                f"{cell}; {fmt(loss and loss * 100, '.1f')} %" if loss is not None else cell
             )
         wide = _sp((sp.get("cpu_ns_per_packet_systemwide") or {}).get(n))
         rows.append(f"| {LABELS[n]} | " + " | ".join(cells) + f" | {wide} |")
@@ -119,12 +121,12 @@ def _table(r: dict[str, Any]) -> list[str]:
         live = r["relay_pps_live"].get(n)
         rows.append(
             f"| {LABELS[n]} | {_verified(r, n)} "
-            f"| {_fmt(pps and pps / 1e3)} | {_x(q[n]['rate_full'])} "
-            f"| {_fmt(live and live / 1e3)} | {_x(q[n]['rate_live'])} "
-            f"| {_fmt(nl and nl / 1e3)} | {_x(q[n]['rate_no_loss'])} "
+            f"| {fmt(pps and pps / 1e3)} | {_x(q[n]['rate_full'])} "
+            f"| {fmt(live and live / 1e3)} | {_x(q[n]['rate_live'])} "
+            f"| {fmt(nl and nl / 1e3)} | {_x(q[n]['rate_no_loss'])} "
             f"| {_cpu_cell(r, _low(r), low_cpu.get(n))} | {_cpu_x(r, n)} "
-            f"| {_fmt(rtt.get('p50'), '.1f')} / {_fmt(rtt.get('p99'), '.1f')} / "
-            f"{_fmt(rtt.get('p999'), '.1f')} | {_x(q[n]['p99'])} |"
+            f"| {fmt(rtt.get('p50'), '.1f')} / {fmt(rtt.get('p99'), '.1f')} / "
+            f"{fmt(rtt.get('p999'), '.1f')} | {_x(q[n]['p99'])} |"
         )
     return rows
 
@@ -249,9 +251,9 @@ def _reading(r: dict[str, Any]) -> list[str]:
         sp, bp = size["steer_public"], size["bare_public"]
         out.append(
             f"- **In XDP**, an established-flow packet costs steer {x['established']:.0f} ns "
-            f"against {_fmt(x.get('floor_lookup'))} ns for floor_lookup (the bare rewrite and "
+            f"against {fmt(x.get('floor_lookup'))} ns for floor_lookup (the bare rewrite and "
             "redirect plus one hash lookup with steer's 40-byte key: the least a relay that "
-            f"routes by flow can do; {_x(report._ratio(x['established'], x.get('floor_lookup')))}) "
+            f"routes by flow can do; {_x(ratio(x['established'], x.get('floor_lookup')))}) "
             f"and {x['bare_redirect']:.0f} ns for the bare program "
             f"({x['established'] / x['bare_redirect']:.1f}×; a figure this small is close "
             "to the harness's resolution, so floor_lookup is the fairer yardstick). "
@@ -299,9 +301,9 @@ def _reading(r: dict[str, Any]) -> list[str]:
             "address and tail-calls the program, its own cost subtracted; the measuring "
             "instance keeps cached next hops for an hour, so every prefilled flow's is fresh): "
             "established "
-            f"{rnd['established']:.0f} ns, return {_fmt(rnd.get('return'))} ns, floor_lookup "
-            f"{_fmt(rnd.get('floor_lookup'))} ns, bare {_fmt(rnd.get('bare_redirect'))} ns: "
-            f"steer {_x(report._ratio(rnd['established'], rnd.get('floor_lookup')))} the "
+            f"{rnd['established']:.0f} ns, return {fmt(rnd.get('return'))} ns, floor_lookup "
+            f"{fmt(rnd.get('floor_lookup'))} ns, bare {fmt(rnd.get('bare_redirect'))} ns: "
+            f"steer {_x(ratio(rnd['established'], rnd.get('floor_lookup')))} the "
             "floor."
         )
     return out
@@ -315,7 +317,7 @@ def _sizes(r: dict[str, Any]) -> list[str]:
     return [
         "By frame size (warm ns, established / floor_lookup): "
         + ", ".join(
-            f"{int(k):,} B {_fmt(v['established'])} / {_fmt(v['floor_lookup'])}"
+            f"{int(k):,} B {fmt(v['established'])} / {fmt(v['floor_lookup'])}"
             for k, v in by.items()
         )
         + ".",
@@ -618,7 +620,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
     aims = [
         f"- [{'x' if v['met'] else ' '}] {k} ("
         + (f"`bench/results/{v['source']}`" if v.get("source") else "this run")
-        + f": {_fmt(v['value'], '.2f')}"
+        + f": {fmt(v['value'], '.2f')}"
         + (f", at {int(v['at_pps']) / 1e3:,.0f} kpps" if v.get("at_pps") else "")
         + (
             f"; floor_lookup run as a relay: {v['floor_lookup_x_bare']:.2f}× bare"
@@ -649,7 +651,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "## Results",
         "",
         f"Run {r['timestamp']} ({r.get('run', 'full')}, "
-        f"{_fmt((r.get('duration_s') or 0) / 60)} minutes), steer at commit "
+        f"{fmt((r.get('duration_s') or 0) / 60)} minutes), steer at commit "
         f"{r['steer_source']['git_head']}"
         f"{' with local changes to bpf/' if r['steer_source']['bpf_dirty'] else ''} (bpf/ "
         f"digest {r['steer_source']['bpf_sha256']}). "
@@ -691,7 +693,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *[
             f"| {k} | "
             f"{_sp((r.get('spread') or {}).get('xdp_ns_per_packet', {}).get(k))} | "
-            f"{_fmt(r['xdp_ns_per_packet_cold'].get(k))} | "
+            f"{fmt(r['xdp_ns_per_packet_cold'].get(k))} | "
             f"{_sp((r.get('spread') or {}).get('xdp_ns_per_packet_random_1m', {}).get(k))} |"
             for k in (
                 "established",
@@ -721,7 +723,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *[
             f"| {int(n):,} | "
             + " | ".join(
-                _fmt(v["ns_per_packet"][k])
+                fmt(v["ns_per_packet"][k])
                 for k in ("established", "first_stun", "return", "drop_unknown")
             )
             + f" | {sum(v['map_memlock_bytes'].values()) / 2**20:,.0f} MiB |"
@@ -795,7 +797,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "is not timed and the run exits non-zero.",
         "",
         "- **Rate**: trafgen (one process, one core) in the client namespace sends a "
-        f"{_fmt(r.get('frame_bytes'))}-byte RTP-shaped frame of the established flow, built "
+        f"{fmt(r.get('frame_bytes'))}-byte RTP-shaped frame of the established flow, built "
         "with scapy (trafgen's own headers had bad checksums here). Paced steps "
         f"(trafgen --gap {', '.join(str(g) for g in r['plan']['ladder_gaps_us'])} µs, one "
         f"sendto per packet, {_paced_min(r) / 1e3:.0f} to {_paced_max(r) / 1e3:.0f} kpps in "

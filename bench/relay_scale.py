@@ -3,7 +3,7 @@
 Run alone, as root: `python -m bench.relay_scale [--quick] [--save]` (prints progress and
 the JSON; `--save` also writes bench/results/<time>-relay-scale.json).
 
-random_flows: the relays as the benchmark runs them (bench/run.py's Bench: verified,
+random_flows: the relays as the benchmark runs them (bench/harness/standing.py's Bench: verified,
 then timed), steer's flow map and floor_lookup's map prefilled with N flows from
 consecutive client addresses, and the live-frames generator sending each frame from a
 random one of the N clients (randgen.bpf.c) at full blast. bare_xdp routes no flows: it
@@ -40,10 +40,13 @@ from typing import Any
 import numpy as np
 
 from bench import config as c
-from bench import parts, xdp_cost
+from bench import xdp_cost
 from bench.cpus import on_cpus
+from bench.harness import parts
+from bench.harness.progress import Progress
+from bench.harness.standing import SINK_IF, Bench, standing
+from bench.harness.stats import spread
 from bench.livegen import LiveGenerator
-from bench.run import SINK_IF, Bench, Progress, spread, standing
 from bench.topology import xdp_attach, xdp_detach
 from bench.traffic import LoadResult
 from bench.verify import rtp_packet
@@ -78,20 +81,20 @@ QUICK = Sizes(rounds=3, flows=(1_000, 1_000_000), random_s=1.5, bidir_s=1.0, siz
 
 def random_frame() -> bytes:
     """The template of randgen.bpf.c: a client's RTP packet to the VIP."""
-    return xdp_cost._frame(CLIENTS, c.VIP, rtp_packet(7), c.CLIENT_MAC, c.PUB_MAC)
+    return xdp_cost.eth_frame(CLIENTS, c.VIP, rtp_packet(7), c.CLIENT_MAC, c.PUB_MAC)
 
 
 def sized_frame(size: int) -> bytes:
     """The verified flow's client -> VIP frame, `size` bytes on the wire (no FCS)."""
     payload = rtp_packet(7, size - xdp_cost.HEADERS)
-    frame = xdp_cost._frame(c.CLIENT, c.VIP, payload, c.CLIENT_MAC, c.PUB_MAC)
+    frame = xdp_cost.eth_frame(c.CLIENT, c.VIP, payload, c.CLIENT_MAC, c.PUB_MAC)
     assert len(frame) == size
     return frame
 
 
 def return_frame() -> bytes:
     """What the transceiver's socket sends to the client (relay's internal MAC)."""
-    return xdp_cost._frame(c.TRX, c.CLIENT, rtp_packet(8), c.TRX_MAC, c.INT_MAC)
+    return xdp_cost.eth_frame(c.TRX, c.CLIENT, rtp_packet(8), c.TRX_MAC, c.INT_MAC)
 
 
 class SteerFlows:
@@ -106,16 +109,16 @@ class SteerFlows:
         CLIENTS.fill(key.client)
         c.VIP.fill(key.vip)
         self.key0 = key
-        keys = xdp_cost._rows(key, n)
-        xdp_cost._put_ip4(keys, 0, 0, n, int(CLIENTS.ip))
-        self.keys = xdp_cost._array(fm.Key, keys)
+        keys = xdp_cost.template_rows(key, n)
+        xdp_cost.put_ip4(keys, 0, 0, n, int(CLIENTS.ip))
+        self.keys = xdp_cost.ctypes_rows(fm.Key, keys)
         leaf = fm.Leaf(backend_id=c.BACKEND_ID)
         c.TRX.fill(leaf.sock)
-        leaves = xdp_cost._rows(leaf, n)
-        nh = xdp_cost._nexthop(int_ifindex, c.TRX_MAC, c.INT_MAC)
+        leaves = xdp_cost.template_rows(leaf, n)
+        nh = xdp_cost.nexthop_value(int_ifindex, c.TRX_MAC, c.INT_MAC)
         off = fm.Leaf.nh.offset
         leaves[:, off : off + len(nh)] = np.frombuffer(nh, dtype=np.uint8)
-        fm.items_update_batch(self.keys, xdp_cost._array(fm.Leaf, leaves))
+        fm.items_update_batch(self.keys, xdp_cost.ctypes_rows(fm.Leaf, leaves))
         self.refresher = NexthopRefresher(fm, dp.opts.pin_dir / "steer_flows")
 
     def fresh(self) -> float:
