@@ -148,7 +148,12 @@ def aims(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def table(r: dict[str, Any]) -> str:
-    q = r["ratios"]
+    """The table on stdout: the relays' figures and ratios, XDP costs, scaling, aims."""
+    return "\n".join([*_relay_lines(r), *_xdp_lines(r), *_scaling_lines(r), *_aim_lines(r)])
+
+
+def _relay_lines(r: dict[str, Any]) -> list[str]:
+    """The legend, the header and one line per relay."""
     head = (
         f"{'relay':<18} {'ok':<3} {'full kpps':>9} {'steer x':>7} {'live kpps':>9} "
         f"{'steer x':>7} {'no-loss':>8} "
@@ -166,23 +171,33 @@ def table(r: dict[str, Any]) -> str:
         head,
         "-" * len(head),
     ]
-    for n in c.RELAYS:
-        rtt = r["added_rtt_us"].get(n) or {}
-        ok = "yes" if r["verified"].get(n) else "NO"
-        pps, nl = r["relay_pps"].get(n), r["no_loss_pps"].get(n)
-        live = r["relay_pps_live"].get(n)
-        lines.append(
-            f"{LABELS[n]:<18} {ok:<3} {fmt(pps and pps / 1e3):>9} "
-            f"{fmt(q[n]['rate_full'], '.2f'):>7} {fmt(live and live / 1e3):>9} "
-            f"{fmt(q[n]['rate_live'], '.2f'):>7} "
-            f"{fmt(nl and nl / 1e3):>8} {fmt(q[n]['rate_no_loss'], '.2f'):>7} "
-            f"{fmt(r['cpu_ns_per_packet'].get(n)):>8} {fmt(q[n]['cpu'], '.2f'):>7} "
-            f"{fmt(rtt.get('p50'), '.1f'):>8} {fmt(rtt.get('p99'), '.1f'):>7} "
-            f"{fmt(rtt.get('p999'), '.1f'):>7} {fmt(q[n]['p99'], '.2f'):>7}"
-        )
+    lines += [_relay_line(r, n) for n in c.RELAYS]
+    return lines
+
+
+def _relay_line(r: dict[str, Any], n: str) -> str:
+    """Relay `n`'s rates, CPU and added round trips, each with steer's ratio."""
+    q = r["ratios"]
+    rtt = r["added_rtt_us"].get(n) or {}
+    ok = "yes" if r["verified"].get(n) else "NO"
+    pps, nl = r["relay_pps"].get(n), r["no_loss_pps"].get(n)
+    live = r["relay_pps_live"].get(n)
+    return (
+        f"{LABELS[n]:<18} {ok:<3} {fmt(pps and pps / 1e3):>9} "
+        f"{fmt(q[n]['rate_full'], '.2f'):>7} {fmt(live and live / 1e3):>9} "
+        f"{fmt(q[n]['rate_live'], '.2f'):>7} "
+        f"{fmt(nl and nl / 1e3):>8} {fmt(q[n]['rate_no_loss'], '.2f'):>7} "
+        f"{fmt(r['cpu_ns_per_packet'].get(n)):>8} {fmt(q[n]['cpu'], '.2f'):>7} "
+        f"{fmt(rtt.get('p50'), '.1f'):>8} {fmt(rtt.get('p99'), '.1f'):>7} "
+        f"{fmt(rtt.get('p999'), '.1f'):>7} {fmt(q[n]['p99'], '.2f'):>7}"
+    )
+
+
+def _xdp_lines(r: dict[str, Any]) -> list[str]:
+    """Test-run ns per packet class, warm and cold, and over many random flows."""
     x = r["xdp_ns_per_packet"]
     xc = r["xdp_ns_per_packet_cold"]
-    lines += ["", "XDP cost per packet, BPF_PROG_TEST_RUN (ns, harness subtracted): warm / cold"]
+    lines = ["", "XDP cost per packet, BPF_PROG_TEST_RUN (ns, harness subtracted): warm / cold"]
     for k in (
         "established",
         "first_stun",
@@ -198,7 +213,11 @@ def table(r: dict[str, Any]) -> str:
             f"random access over {xr.get('flows', 0):,} flows: "
             + ", ".join(f"{k} {fmt(v)}" for k, v in xr.items() if k not in ("flows", "error"))
         )
-    lines += [
+    return lines
+
+
+def _scaling_lines(r: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "sessions scaling, warm ns/packet (established, first_stun, return, drop_unknown)",
     ]
@@ -210,10 +229,14 @@ def table(r: dict[str, Any]) -> str:
             + "  ".join(f"{fmt(ns[k]):>5}" for k in ns)
             + f"   maps {mem:,.0f} MiB"
         )
-    lines += ["", "aims (ratios from this run):"]
+    return lines
+
+
+def _aim_lines(r: dict[str, Any]) -> list[str]:
+    lines = ["", "aims (ratios from this run):"]
     for k, v in r["aims"].items():
         lines.append(f"  [{'met' if v['met'] else 'NOT met'}] {k}: {fmt(v['value'], '.2f')}")
-    return "\n".join(lines)
+    return lines
 
 
 def plots(r: dict[str, Any], out: Path, stem: str) -> list[Path]:
