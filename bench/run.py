@@ -113,37 +113,9 @@ def _measure(
     result["control_plane"] = control
     result["profile"] = prof
     result["frame_bytes"] = len(rtp_frame())
-    say("fuzz: the data plane against its reference model (own replay namespace)")
-    result["fuzz"] = _part("fuzz", lambda: fuzz.run(20_000 if small else fuzz.FULL, say), say)
-    say("flood: Binding Requests from random sources while sessions carry traffic")
-    result["flood"] = _part("flood", lambda: flood.run(small, say), say)
-    say("mobility: media gaps across NAT rebindings, hints on/off and direct (own lab)")
-    result["mobility"] = _part("mobility", lambda: mobility.run(small, say), say)
-    say("seal cost: first Binding Request by sealed vs registered ufrag (replay namespace)")
-    result["seal_cost"] = _part(
-        "seal cost", lambda: seal_cost.measure(seal_cost.SMOKE_RUNS if small else 200), say
-    )
-    say("fleet: registrations/s on 1 and 3 relays; media gap when a relay dies (own labs)")
-    result["fleet"] = _part("fleet", lambda: fleet.run(smoke, say), say)
+    _small_parts(result, smoke, small, say)
     if not smoke:  # at smoke size they are tests (tests/bench)
-        say("under load: latency against offered load, 1 vs 2 cores (own namespaces)")
-        result["under_load"] = _part(
-            "under load",
-            lambda: under_load.run(under_load.QUICK if quick else under_load.FULL, say=say),
-            say,
-        )
-        say("relay scale: random access over 1 M live flows, bidirectional (own namespaces)")
-        result["relay_scale"] = _part(
-            "relay scale",
-            lambda: relay_scale.run(relay_scale.QUICK if quick else relay_scale.FULL, quick, say),
-            say,
-        )
-        say("cpu pair: steer, floor_lookup, bare XDP at 1 Mpps, paired rounds (own namespaces)")
-        result["cpu_pair"] = _part(
-            "cpu pair",
-            lambda: cpu_pair.run(cpu_pair.QUICK if quick else cpu_pair.FULL, say=say),
-            say,
-        )
+        _own_bench_parts(result, quick, say)
     result["duration_s"] = say.elapsed()
     _derive(result)  # after the parts: an aim is judged on one (cpu_pair) that runs last
     json_path = out_dir / f"{stamp}.json"
@@ -156,6 +128,49 @@ def _measure(
             "note: bpf/ changed during the run; everything here was compiled from the "
             f"source at the start ({bench.source})"
         )
+    return _verdict(result, say)
+
+
+def _small_parts(result: dict[str, Any], smoke: bool, small: bool, say: Progress) -> None:
+    """The parts on their own labs or replay namespaces, at their smoke sizes if `small`."""
+    say("fuzz: the data plane against its reference model (own replay namespace)")
+    result["fuzz"] = _part("fuzz", lambda: fuzz.run(20_000 if small else fuzz.FULL, say), say)
+    say("flood: Binding Requests from random sources while sessions carry traffic")
+    result["flood"] = _part("flood", lambda: flood.run(small, say), say)
+    say("mobility: media gaps across NAT rebindings, hints on/off and direct (own lab)")
+    result["mobility"] = _part("mobility", lambda: mobility.run(small, say), say)
+    say("seal cost: first Binding Request by sealed vs registered ufrag (replay namespace)")
+    result["seal_cost"] = _part(
+        "seal cost", lambda: seal_cost.measure(seal_cost.SMOKE_RUNS if small else 200), say
+    )
+    say("fleet: registrations/s on 1 and 3 relays; media gap when a relay dies (own labs)")
+    result["fleet"] = _part("fleet", lambda: fleet.run(smoke, say), say)
+
+
+def _own_bench_parts(result: dict[str, Any], quick: bool, say: Progress) -> None:
+    """The parts that stand up their own Bench on their own namespaces."""
+    say("under load: latency against offered load, 1 vs 2 cores (own namespaces)")
+    result["under_load"] = _part(
+        "under load",
+        lambda: under_load.run(under_load.QUICK if quick else under_load.FULL, say=say),
+        say,
+    )
+    say("relay scale: random access over 1 M live flows, bidirectional (own namespaces)")
+    result["relay_scale"] = _part(
+        "relay scale",
+        lambda: relay_scale.run(relay_scale.QUICK if quick else relay_scale.FULL, quick, say),
+        say,
+    )
+    say("cpu pair: steer, floor_lookup, bare XDP at 1 Mpps, paired rounds (own namespaces)")
+    result["cpu_pair"] = _part(
+        "cpu pair",
+        lambda: cpu_pair.run(cpu_pair.QUICK if quick else cpu_pair.FULL, say=say),
+        say,
+    )
+
+
+def _verdict(result: dict[str, Any], say: Progress) -> int:
+    """0 if every relay forwarded correctly and the parts that must hold held, else 1."""
     ok = all(v for n, v in result["verified"].items() if n not in result["unavailable"])
     if not ok:
         say("some relay did not forward correctly: see 'verification' in the results")

@@ -284,24 +284,7 @@ class Bench:
         )
         mdp = self.mdp
         xdp_cost.prepare(mdp, timer)
-        pub, prv = timer.ifindex["public"], timer.ifindex["internal"]
-        warm: dict[str, list[float]] = {}
-        cold: dict[str, list[float]] = {}
-        for rnd in range(self.plan.rounds):
-            steer_ns = xdp_cost.steer_costs(timer, mdp)
-            bare_ns = xdp_cost.bare_costs(timer, pub, prv)
-            floor_ns = xdp_cost.floor_costs(timer, pub, prv)
-            for out, k in ((warm, "warm"), (cold, "cold")):
-                for name, v in {
-                    **steer_ns[k],
-                    "bare_redirect": bare_ns[k],
-                    "floor_lookup": floor_ns[k],
-                }.items():
-                    out.setdefault(name, []).append(v)
-            self.say(
-                f"  round {rnd + 1}: established {steer_ns['warm']['established']:.0f} ns, "
-                f"floor_lookup {floor_ns['warm']:.0f}, bare {bare_ns['warm']:.0f}"
-            )
+        warm, cold = self._xdp_rounds(timer)
         by_size = xdp_cost.size_costs(timer, mdp)
         self.say(
             "  by frame size: "
@@ -314,25 +297,7 @@ class Bench:
         bare = self.relays["bare_xdp"]
         assert isinstance(bare, BareXdpRelay)
         scaling = xdp_cost.scaling(mdp, timer, self.plan.scale_sizes, self.say)
-        n = self.plan.scale_sizes[-1]
-        rand: dict[str, list[float]] = {}
-        rand_error = ""
-        for _ in range(self.plan.rounds):
-            try:
-                costs = xdp_cost.random_costs(timer, mdp, n, self.say)
-            except AssertionError as e:  # a measurement that did not take the path: none
-                rand_error = str(e)
-                self.say(f"  random access: {e}")
-                continue
-            for k, v in costs.items():
-                rand.setdefault(k, []).append(v)
-        random_1m: dict[str, Any] = {k: median(v) for k, v in rand.items()}
-        if rand_error:
-            random_1m["error"] = rand_error
-        self.say(
-            f"  random over {n:,} flows: "
-            + ", ".join(f"{k} {v:.0f}" for k, v in random_1m.items() if k not in ("flows", "error"))
-        )
+        rand, random_1m = self._xdp_random(timer)
         return {
             "xdp_ns_per_packet": {k: median(v) for k, v in warm.items()},
             "xdp_ns_per_packet_cold": {k: median(v) for k, v in cold.items()},
@@ -353,6 +318,57 @@ class Bench:
                 },
             },
         }
+
+    def _xdp_rounds(
+        self, timer: xdp_cost.Timer
+    ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+        """Warm and cold test-run ns of every packet class, steer's, floor_lookup's and bare
+        XDP's, once per round."""
+        mdp = self.mdp
+        pub, prv = timer.ifindex["public"], timer.ifindex["internal"]
+        warm: dict[str, list[float]] = {}
+        cold: dict[str, list[float]] = {}
+        for rnd in range(self.plan.rounds):
+            steer_ns = xdp_cost.steer_costs(timer, mdp)
+            bare_ns = xdp_cost.bare_costs(timer, pub, prv)
+            floor_ns = xdp_cost.floor_costs(timer, pub, prv)
+            for out, k in ((warm, "warm"), (cold, "cold")):
+                for name, v in {
+                    **steer_ns[k],
+                    "bare_redirect": bare_ns[k],
+                    "floor_lookup": floor_ns[k],
+                }.items():
+                    out.setdefault(name, []).append(v)
+            self.say(
+                f"  round {rnd + 1}: established {steer_ns['warm']['established']:.0f} ns, "
+                f"floor_lookup {floor_ns['warm']:.0f}, bare {bare_ns['warm']:.0f}"
+            )
+        return warm, cold
+
+    def _xdp_random(self, timer: xdp_cost.Timer) -> tuple[dict[str, list[float]], dict[str, Any]]:
+        """Random access over the largest session count, once per round: every round's
+        figures, and their medians (with the error of a round that did not take the path)."""
+        mdp = self.mdp
+        n = self.plan.scale_sizes[-1]
+        rand: dict[str, list[float]] = {}
+        rand_error = ""
+        for _ in range(self.plan.rounds):
+            try:
+                costs = xdp_cost.random_costs(timer, mdp, n, self.say)
+            except AssertionError as e:  # a measurement that did not take the path: none
+                rand_error = str(e)
+                self.say(f"  random access: {e}")
+                continue
+            for k, v in costs.items():
+                rand.setdefault(k, []).append(v)
+        random_1m: dict[str, Any] = {k: median(v) for k, v in rand.items()}
+        if rand_error:
+            random_1m["error"] = rand_error
+        self.say(
+            f"  random over {n:,} flows: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in random_1m.items() if k not in ("flows", "error"))
+        )
+        return rand, random_1m
 
     def profile(self) -> dict[str, Any]:
         """perf while the live-frames generator sends through steer (bench/profile.py)."""
