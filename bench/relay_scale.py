@@ -133,6 +133,10 @@ class SteerFlows:
         self.fm.items_delete_batch(self.keys)
 
 
+def _med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
 def _sum(results: list[LoadResult]) -> LoadResult:
     sent, got = sum(r.offered for r in results), sum(r.delivered for r in results)
     secs = sum(r.seconds for r in results)
@@ -293,37 +297,13 @@ class RelayScale:
                     )
 
     def result(self) -> dict[str, Any]:
-        def med(xs: list[float]) -> float:
-            return statistics.median(xs)
-
-        random_flows = {
-            name: {
-                str(n): {
-                    "delivered_pps": med([x.delivered_pps for x in v]),
-                    "offered_pps": med([x.offered_pps for x in v]),
-                    "loss": med([x.loss for x in v]),
-                    "packets_per_flow_per_s": med([x.delivered_pps for x in v]) / n,
-                }
-                for n, v in by_n.items()
-            }
-            for name, by_n in self.random.items()
-        }
+        """The part's record: medians over rounds, where it counted, method, spreads."""
         return {
-            "random_flows": random_flows,
+            "random_flows": self._random_flows(),
             "bidirectional": {
-                name: {k: med(v) for k, v in d.items()} for name, d in self.bidir.items()
+                name: {k: _med(v) for k, v in d.items()} for name, d in self.bidir.items()
             },
-            "frame_sizes": {
-                name: {
-                    str(size): {
-                        "delivered_pps": med([x.delivered_pps for x in v]),
-                        "gbit_s": med([x.delivered_pps for x in v]) * size * 8 / 1e9,
-                        "loss": med([x.loss for x in v]),
-                    }
-                    for size, v in by_size.items()
-                }
-                for name, by_size in self.by_size.items()
-            },
+            "frame_sizes": self._frame_sizes(),
             "unavailable": dict(self.b.m.unavailable),
             "rounds": self.sizes.rounds,
             "cpus": list(self.cpus),
@@ -331,42 +311,75 @@ class RelayScale:
                 "forward": f"{self.b.net.fabric}/{SINK_IF}",
                 "return": f"{self.b.net.client}/eth0",
             },
-            "method": {
-                "frame_sizes": (
-                    "the live-frames generator at full blast on the verified flow, frames "
-                    f"of {', '.join(map(str, self.sized))} bytes (Ethernet, no FCS), one "
-                    "window per relay and size; gbit_s counts those bytes"
-                ),
-                "random_flows": (
-                    "live-frames generator (randgen.bpf.c) on the client's veth, each frame "
-                    "from a random one of N consecutive clients; steer and floor_lookup "
-                    "hold exactly those N flows (steer: plus the verified one); windows of "
-                    f"at most {FRESH_S} s, each right after steer's flows were written with "
-                    "a fresh next hop (the same windows for every relay); "
-                    "steer_nexthop_expiring: one run in which the 1 s next-hop cache "
-                    "expires as on a live relay at packets_per_flow_per_s"
-                ),
-                "bidirectional": (
-                    "two live-frames generators, client -> VIP (the verified flow) from the "
-                    "client's veth and transceiver socket -> client (the return flow) from "
-                    f"{SINK_IF} (the fabric's end of the relay's internal link, where the "
-                    "forward direction is counted), each in a thread "
-                    f"pinned to its own CPU ({self.cpus[0]} and {self.cpus[1]}), over the "
-                    "same window; alone: each on its CPU with the other idle"
-                ),
+            "method": self._method(),
+            "spread": self._spread(),
+        }
+
+    def _random_flows(self) -> dict[str, Any]:
+        return {
+            name: {
+                str(n): {
+                    "delivered_pps": _med([x.delivered_pps for x in v]),
+                    "offered_pps": _med([x.offered_pps for x in v]),
+                    "loss": _med([x.loss for x in v]),
+                    "packets_per_flow_per_s": _med([x.delivered_pps for x in v]) / n,
+                }
+                for n, v in by_n.items()
+            }
+            for name, by_n in self.random.items()
+        }
+
+    def _frame_sizes(self) -> dict[str, Any]:
+        return {
+            name: {
+                str(size): {
+                    "delivered_pps": _med([x.delivered_pps for x in v]),
+                    "gbit_s": _med([x.delivered_pps for x in v]) * size * 8 / 1e9,
+                    "loss": _med([x.loss for x in v]),
+                }
+                for size, v in by_size.items()
+            }
+            for name, by_size in self.by_size.items()
+        }
+
+    def _method(self) -> dict[str, str]:
+        return {
+            "frame_sizes": (
+                "the live-frames generator at full blast on the verified flow, frames "
+                f"of {', '.join(map(str, self.sized))} bytes (Ethernet, no FCS), one "
+                "window per relay and size; gbit_s counts those bytes"
+            ),
+            "random_flows": (
+                "live-frames generator (randgen.bpf.c) on the client's veth, each frame "
+                "from a random one of N consecutive clients; steer and floor_lookup "
+                "hold exactly those N flows (steer: plus the verified one); windows of "
+                f"at most {FRESH_S} s, each right after steer's flows were written with "
+                "a fresh next hop (the same windows for every relay); "
+                "steer_nexthop_expiring: one run in which the 1 s next-hop cache "
+                "expires as on a live relay at packets_per_flow_per_s"
+            ),
+            "bidirectional": (
+                "two live-frames generators, client -> VIP (the verified flow) from the "
+                "client's veth and transceiver socket -> client (the return flow) from "
+                f"{SINK_IF} (the fabric's end of the relay's internal link, where the "
+                "forward direction is counted), each in a thread "
+                f"pinned to its own CPU ({self.cpus[0]} and {self.cpus[1]}), over the "
+                "same window; alone: each on its CPU with the other idle"
+            ),
+        }
+
+    def _spread(self) -> dict[str, Any]:
+        return {
+            "random_flows": {
+                name: {str(n): spread([x.delivered_pps for x in v]) for n, v in by_n.items()}
+                for name, by_n in self.random.items()
             },
-            "spread": {
-                "random_flows": {
-                    name: {str(n): spread([x.delivered_pps for x in v]) for n, v in by_n.items()}
-                    for name, by_n in self.random.items()
-                },
-                "bidirectional": {
-                    name: {k: spread(v) for k, v in d.items()} for name, d in self.bidir.items()
-                },
-                "frame_sizes": {
-                    name: {str(z): spread([x.delivered_pps for x in v]) for z, v in by.items()}
-                    for name, by in self.by_size.items()
-                },
+            "bidirectional": {
+                name: {k: spread(v) for k, v in d.items()} for name, d in self.bidir.items()
+            },
+            "frame_sizes": {
+                name: {str(z): spread([x.delivered_pps for x in v]) for z, v in by.items()}
+                for name, by in self.by_size.items()
             },
         }
 
