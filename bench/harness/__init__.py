@@ -1,5 +1,7 @@
 """What the benchmark's parts share, below all of them: no module here imports a part,
-`bench.run` or `bench.__main__`.
+`bench.run` or `bench.__main__`; besides each other, only the lab plumbing (config,
+topology, relays, verify, traffic, livegen, latency, xdp_cost, xdp_progs, turn, build,
+cpus, profile). tests/unit/test_layers.py holds bench to that.
 
 progress.py  Progress: the run's timestamped progress lines
 stats.py     medians, spreads over rounds, ratios, rotation of the relay order, CPU per packet

@@ -173,3 +173,37 @@ def test_nothing_private_is_imported_across_bench_modules() -> None:
             ):
                 bad.append(f"{name}: {aliases[node.value.id]}.{node.attr}")
     assert sorted(set(bad)) == []
+
+
+# what bench/harness/ may import besides itself: the lab plumbing, never a part
+BENCH_PLUMBING = {
+    f"bench.{m}"
+    for m in [
+        "build",
+        "config",
+        "cpus",
+        "latency",
+        "livegen",
+        "profile",
+        "relays",
+        "topology",
+        "traffic",
+        "turn",
+        "verify",
+        "xdp_cost",
+        "xdp_progs",
+    ]
+}
+
+
+def test_the_bench_harness_imports_no_part() -> None:
+    bad = sorted(
+        f"{m} imports {e}"
+        for m, es in bench_graph().items()
+        if m.startswith("bench.harness")
+        for e in es
+        if e not in BENCH_PLUMBING
+        and e not in {"bench", "bench.harness"}
+        and not e.startswith("bench.harness.")
+    )
+    assert bad == []
