@@ -555,31 +555,27 @@ def nexthop_value(ifindex: int, dmac: str, smac: str) -> bytes:
     return struct.pack("=QI", now, ifindex) + macs
 
 
-def random_costs(
-    timer: Timer, dp: DataPlane, n: int, progress: Callable[[str], None]
-) -> dict[str, Any]:
-    """Warm ns/packet when every packet belongs to a random one of `n` live flows (the
-    cache-miss regime), after scaling() has filled `n` sessions and flows. Each program is
-    entered through rand.bpf.c, whose own cost (the same prologue in front of a program
-    that only returns) is subtracted. steer's flows get a freshly cached next hop first,
-    as a live flow has; a run that fell back to the FIB would change the verdict (no route
-    to the filled addresses) and fail the reason check."""
-    maps, rnd = RouteMaps(dp.bpf), Randomizer()
-    pub, prv = timer.ifindex["public"], timer.ifindex["internal"]
-    floor = FloorXdp(pub, prv)
-    floor.fill(RANDOM_CLIENTS, c.VIP, c.TRX, n)
-    bare = BareXdp(pub, prv, vip=c.TRX)
-    est = eth_frame(RANDOM_CLIENTS, c.VIP, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
-    ret = eth_frame(RANDOM_SOCKS, RANDOM_CLIENTS, rtp_packet(2), c.TRX_MAC, c.INT_MAC)
-    bare_frame = eth_frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+class _RandomAccess:
+    """The programs random_costs() times, each entered through rand.bpf.c aimed at `n`
+    random flows, and the timings less rand.bpf.c's own cost."""
 
-    def timed_base(
-        which: str, side: str, frame: bytes, k: int, src: Endpoint, dst: Endpoint
+    def __init__(self, timer: Timer, dp: DataPlane, n: int) -> None:
+        self.timer, self.dp, self.n = timer, dp, n
+        self.maps, self.rnd = RouteMaps(dp.bpf), Randomizer()
+        self.pub, self.prv = timer.ifindex["public"], timer.ifindex["internal"]
+        self.floor = FloorXdp(self.pub, self.prv)
+        self.floor.fill(RANDOM_CLIENTS, c.VIP, c.TRX, n)
+        self.bare = BareXdp(self.pub, self.prv, vip=c.TRX)
+
+    def base(
+        self, which: str, side: str, frame: bytes, k: int, src: Endpoint, dst: Endpoint
     ) -> float:
-        rnd.aim(timer.pass_fd, frame, k, src, dst)
-        return timer.warm_ns(rnd.fds[which], side, frame, XdpAction.PASS)
+        """rand.bpf.c's own cost: the same prologue in front of a program that only returns."""
+        self.rnd.aim(self.timer.pass_fd, frame, k, src, dst)
+        return self.timer.warm_ns(self.rnd.fds[which], side, frame, XdpAction.PASS)
 
     def timed(
+        self,
         fd: int,
         which: str,
         side: str,
@@ -591,13 +587,14 @@ def random_costs(
         base: float | None = None,
     ) -> float:
         if base is None:
-            base = timed_base(which, side, frame, k, src, dst)
-        rnd.aim(fd, frame, k, src, dst)
-        return max(0.0, timer.warm_ns(rnd.fds[which], side, frame, want) - base)
+            base = self.base(which, side, frame, k, src, dst)
+        self.rnd.aim(fd, frame, k, src, dst)
+        return max(0.0, self.timer.warm_ns(self.rnd.fds[which], side, frame, want) - base)
 
-    def steer(cls: str, which: str, side: str, frame: bytes) -> float:
+    def steer(self, cls: str, which: str, side: str, frame: bytes) -> float:
+        n, maps, pub, prv = self.n, self.maps, self.pub, self.prv
         src = RANDOM_CLIENTS if which == "src" else RANDOM_SOCKS
-        base = timed_base(which, side, frame, n, src, RANDOM_CLIENTS)
+        base = self.base(which, side, frame, n, src, RANDOM_CLIENTS)
         # the next hops go in last, just before the timing, so that they are fresh
         nexthops = (
             nexthop_value(prv, c.TRX_MAC, c.INT_MAC),
@@ -606,22 +603,44 @@ def random_costs(
         fill(maps, 0, n, nexthops, only="flows" if cls == "established" else "rflows")
         reason = CLASS_REASON[cls]
         before = maps.stats()[reason][0]
-        ns = timed(
-            dp.prog_fd(side), which, side, frame, XdpAction.REDIRECT, n, src, RANDOM_CLIENTS, base
+        ns = self.timed(
+            self.dp.prog_fd(side),
+            which,
+            side,
+            frame,
+            XdpAction.REDIRECT,
+            n,
+            src,
+            RANDOM_CLIENTS,
+            base,
         )
-        if maps.stats()[reason][0] - before != 1 + timer.warm_runs:
+        if maps.stats()[reason][0] - before != 1 + self.timer.warm_runs:
             raise AssertionError(f"random {cls}: not every run took the {reason.label} path")
         return ns
 
+
+def random_costs(
+    timer: Timer, dp: DataPlane, n: int, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Warm ns/packet when every packet belongs to a random one of `n` live flows (the
+    cache-miss regime), after scaling() has filled `n` sessions and flows. Each program is
+    entered through rand.bpf.c, whose own cost (the same prologue in front of a program
+    that only returns) is subtracted. steer's flows get a freshly cached next hop first,
+    as a live flow has; a run that fell back to the FIB would change the verdict (no route
+    to the filled addresses) and fail the reason check."""
+    ra = _RandomAccess(timer, dp, n)
+    est = eth_frame(RANDOM_CLIENTS, c.VIP, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+    ret = eth_frame(RANDOM_SOCKS, RANDOM_CLIENTS, rtp_packet(2), c.TRX_MAC, c.INT_MAC)
+    bare_frame = eth_frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
     progress(f"random access over {n:,} flows (rand.bpf.c tail-calling each program)")
     saved, timer.repeat = timer.repeat, min(timer.repeat, RANDOM_REPEAT)
     try:
         return {
             "flows": n,
-            "established": steer("established", "src", "public", est),
-            "return": steer("return", "both", "internal", ret),
-            "floor_lookup": timed(
-                floor.fd("public"),
+            "established": ra.steer("established", "src", "public", est),
+            "return": ra.steer("return", "both", "internal", ret),
+            "floor_lookup": ra.timed(
+                ra.floor.fd("public"),
                 "src",
                 "public",
                 est,
@@ -630,8 +649,8 @@ def random_costs(
                 RANDOM_CLIENTS,
                 RANDOM_CLIENTS,
             ),
-            "bare_redirect": timed(
-                bare.fd("public"),
+            "bare_redirect": ra.timed(
+                ra.bare.fd("public"),
                 "src",
                 "public",
                 bare_frame,
