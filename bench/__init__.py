@@ -1,6 +1,8 @@
 """`python -m bench`: steer against the relays a user would pick instead, in one run.
 
-run.py        the run: rounds over the relays, latency turns, XDP costs, publishing
+run.py        the run, orchestrated: the relays' rounds, the parts, the record, publishing
+harness/      what the parts share, importing none of them: progress, statistics, machine
+              facts, results files, the Bench standing on its namespaces and its runners
 config.py     names, addresses, the flow under test, the full and smoke plans
 topology.py   the namespaces (the lab's, `bench` prefix), XDP attach, cleanup
 relays.py     the five relays behind one start()/stop() interface

@@ -19,7 +19,7 @@ import statistics
 import time
 from typing import Any
 
-from bench import parts
+from bench.harness import parts
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.mediagap import Sniffer
 from steer_testkit.browser import INBOUND, chromium

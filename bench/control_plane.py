@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     out["load_avg_1m"] = os.getloadavg()[0]
     if args.save:
-        from bench import parts
+        from bench.harness import parts
 
         print(parts.save("api_at_scale", out), file=sys.stderr)
     print(json.dumps(out, indent=2))

@@ -23,8 +23,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from bench import config as c
-from bench import parts
-from bench.run import NO_LOSS, Progress, _machine, _rotated, cpu_ns_delivered, spread, standing
+from bench.harness import parts
+from bench.harness.machine import machine_facts
+from bench.harness.progress import Progress
+from bench.harness.standing import standing
+from bench.harness.stats import NO_LOSS, cpu_ns_delivered, rotated, spread
 from bench.traffic import LoadResult
 
 RELAYS = ("steer", "floor_lookup", "bare_xdp")
@@ -54,7 +57,7 @@ def run(
     progress = Progress()
     out = say or progress
     plan = replace(c.QUICK, prefix=prefix)  # Bench's own plan: here only its names count
-    t0, machine = time.monotonic(), _machine()
+    t0, machine = time.monotonic(), machine_facts()
     ns: dict[str, list[float]] = {n: [] for n in RELAYS}
     ratios: dict[str, list[float]] = {f"{a}/{b}": [] for a, b in PAIRS}
     noise: list[float] = []
@@ -68,7 +71,7 @@ def run(
         for rnd in range(pp.rounds):
             start = alone()
             got: dict[str, LoadResult] = {}
-            for name in _rotated(RELAYS, rnd):
+            for name in rotated(RELAYS, rnd):
                 with bench.verified(name) as ok:
                     if not ok:
                         raise RuntimeError(f"{name} failed verification: {bench.m.details[name]}")

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import docs_cpu_pair, docs_mobility, docs_relay_scale, docs_under_load, parts, report
-from bench.report import LABELS, _fmt
+from bench import docs_cpu_pair, docs_mobility, docs_relay_scale, docs_under_load, report
+from bench.harness import parts
+from bench.harness.fmt import LABELS, fmt
+from bench.harness.stats import ratio
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -85,7 +87,7 @@ def _cpu(r: dict[str, Any]) -> list[str]:
             cell = _cpu_cell(r, p, (sp.get("cpu_ns_per_packet_fixed_load") or {}).get(p, {}).get(n))
             loss = ld.get("loss")
             cells.append(
-                f"{cell}; {_fmt(loss and loss * 100, '.1f')} %" if loss is not None else cell
+                f"{cell}; {fmt(loss and loss * 100, '.1f')} %" if loss is not None else cell
             )
         wide = _sp((sp.get("cpu_ns_per_packet_systemwide") or {}).get(n))
         rows.append(f"| {LABELS[n]} | " + " | ".join(cells) + f" | {wide} |")
@@ -119,12 +121,12 @@ def _table(r: dict[str, Any]) -> list[str]:
         live = r["relay_pps_live"].get(n)
         rows.append(
             f"| {LABELS[n]} | {_verified(r, n)} "
-            f"| {_fmt(pps and pps / 1e3)} | {_x(q[n]['rate_full'])} "
-            f"| {_fmt(live and live / 1e3)} | {_x(q[n]['rate_live'])} "
-            f"| {_fmt(nl and nl / 1e3)} | {_x(q[n]['rate_no_loss'])} "
+            f"| {fmt(pps and pps / 1e3)} | {_x(q[n]['rate_full'])} "
+            f"| {fmt(live and live / 1e3)} | {_x(q[n]['rate_live'])} "
+            f"| {fmt(nl and nl / 1e3)} | {_x(q[n]['rate_no_loss'])} "
             f"| {_cpu_cell(r, _low(r), low_cpu.get(n))} | {_cpu_x(r, n)} "
-            f"| {_fmt(rtt.get('p50'), '.1f')} / {_fmt(rtt.get('p99'), '.1f')} / "
-            f"{_fmt(rtt.get('p999'), '.1f')} | {_x(q[n]['p99'])} |"
+            f"| {fmt(rtt.get('p50'), '.1f')} / {fmt(rtt.get('p99'), '.1f')} / "
+            f"{fmt(rtt.get('p999'), '.1f')} | {_x(q[n]['p99'])} |"
         )
     return rows
 
@@ -173,138 +175,208 @@ def _paced_min(r: dict[str, Any]) -> float:
     )
 
 
+def _lossy(r: dict[str, Any]) -> list[str]:
+    """The relays that lose 0.1 % or more at trafgen's full load."""
+    loss = r["loss_full"]
+    return [n for n in c.RELAYS if loss.get(n) is not None and loss[n] >= 0.001]
+
+
 def _reading(r: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    q, loss = r["ratios"], r["loss_full"]
+    """The reading of the numbers: one bullet per comparison the run can make."""
+    return [
+        *_generator_bound(r),
+        *_cannot_keep_up(r),
+        *_live_reading(r),
+        *_no_loss_reading(r),
+        *_cpu_reading(r),
+        *_vs_bare_reading(r),
+        *_latency_reading(r),
+        *_xdp_reading(r),
+        *_steps_reading(r),
+        *_scaling_reading(r),
+        *_random_reading(r),
+    ]
+
+
+def _generator_bound(r: dict[str, Any]) -> list[str]:
+    """Relays that lose nothing at trafgen's full load: the generator is their limit."""
+    loss = r["loss_full"]
     gen = r["baseline"]["generator_pps"] or 0
     lossless = [n for n in c.RELAYS if loss.get(n) is not None and loss[n] < 0.001]
-    lossy = [n for n in c.RELAYS if loss.get(n) is not None and loss[n] >= 0.001]
-    if lossless:
-        out.append(
-            f"- **Rate is bounded by the generator for {', '.join(LABELS[n] for n in lossless)}**: "
-            "at trafgen's full load they lose nothing, so their delivered rate is what one "
-            f"trafgen core could offer beside them (alone, dropping at the relay's door, it "
-            f"offers {gen / 1e3:.0f} kpps). On veth the receive side of an XDP program, and the "
-            "kernel's forwarding path without one, run in the sender's softirq on the sender's "
-            "core: a cheaper relay leaves trafgen more of its core, which is the only way the "
-            "rate column can separate them. Their CPU per packet is the better comparison."
-        )
-    if lossy:
-        out.append(
-            f"- **{', '.join(LABELS[n] for n in lossy)} cannot keep up**: at full load they "
-            "lose "
-            + ", ".join(f"{LABELS[n]} {loss[n]:.0%}" for n in lossy)
-            + "; steer delivers "
-            + ", ".join(f"{_x(q[n]['rate_full'])} {LABELS[n]}'s rate" for n in lossy)
-            + "."
-        )
+    if not lossless:
+        return []
+    return [
+        f"- **Rate is bounded by the generator for {', '.join(LABELS[n] for n in lossless)}**: "
+        "at trafgen's full load they lose nothing, so their delivered rate is what one "
+        f"trafgen core could offer beside them (alone, dropping at the relay's door, it "
+        f"offers {gen / 1e3:.0f} kpps). On veth the receive side of an XDP program, and the "
+        "kernel's forwarding path without one, run in the sender's softirq on the sender's "
+        "core: a cheaper relay leaves trafgen more of its core, which is the only way the "
+        "rate column can separate them. Their CPU per packet is the better comparison."
+    ]
+
+
+def _cannot_keep_up(r: dict[str, Any]) -> list[str]:
+    """Relays that lose at trafgen's full load, and steer's rate over theirs."""
+    q, loss = r["ratios"], r["loss_full"]
+    lossy = _lossy(r)
+    if not lossy:
+        return []
+    return [
+        f"- **{', '.join(LABELS[n] for n in lossy)} cannot keep up**: at full load they "
+        "lose "
+        + ", ".join(f"{LABELS[n]} {loss[n]:.0%}" for n in lossy)
+        + "; steer delivers "
+        + ", ".join(f"{_x(q[n]['rate_full'])} {LABELS[n]}'s rate" for n in lossy)
+        + "."
+    ]
+
+
+def _live_reading(r: dict[str, Any]) -> list[str]:
+    """steer's rate with the live-frames generator, over the others'."""
+    q = r["ratios"]
     live, lloss = r["relay_pps_live"], r["loss_live"]
-    if live.get("steer"):
-        others = [n for n in c.RELAYS if n != "steer" and live.get(n)]
-        most = max(v for v in r["offered_pps_live"].values() if v is not None)
-        out.append(
-            f"- **With the live-frames generator** (up to {most / 1e3:.0f} kpps offered) "
-            f"steer delivers {live['steer'] / 1e3:.0f} kpps "
-            f"({lloss['steer']:.1%} lost): "
-            + ", ".join(f"{_x(q[n]['rate_live'])} {LABELS[n]}'s rate" for n in others)
-            + ". The generator still shares its core with every in-kernel relay (the "
-            "relay's XDP or forwarding runs in the same softirq), so an XDP relay slows the "
-            "generator instead of losing packets; a userspace relay, on the other core, loses "
-            "what it cannot read."
-        )
+    if not live.get("steer"):
+        return []
+    others = [n for n in c.RELAYS if n != "steer" and live.get(n)]
+    most = max(v for v in r["offered_pps_live"].values() if v is not None)
+    return [
+        f"- **With the live-frames generator** (up to {most / 1e3:.0f} kpps offered) "
+        f"steer delivers {live['steer'] / 1e3:.0f} kpps "
+        f"({lloss['steer']:.1%} lost): "
+        + ", ".join(f"{_x(q[n]['rate_live'])} {LABELS[n]}'s rate" for n in others)
+        + ". The generator still shares its core with every in-kernel relay (the "
+        "relay's XDP or forwarding runs in the same softirq), so an XDP relay slows the "
+        "generator instead of losing packets; a userspace relay, on the other core, loses "
+        "what it cannot read."
+    ]
+
+
+def _no_loss_reading(r: dict[str, Any]) -> list[str]:
+    """Why the no-loss rates of the relays that lose at full load are lower bounds."""
     nl = r["no_loss_pps"]
-    capped = [n for n in lossy if nl.get(n) is not None]
-    if capped:
-        out.append(
-            "- **No-loss rates** of "
-            + ", ".join(f"{LABELS[n]} ({nl[n] / 1e3:.0f} kpps)" for n in capped)
-            + " are lower bounds: trafgen paces only with one sendto per packet (--gap), "
-            f"which reached at most {_paced_max(r) / 1e3:.0f} kpps in this run, and these "
-            "relays lose at full load, so their true no-loss rate lies between their highest "
-            "paced step and their full-load rate."
-        )
-    out += _cpu_reading(r)
+    capped = [n for n in _lossy(r) if nl.get(n) is not None]
+    if not capped:
+        return []
+    return [
+        "- **No-loss rates** of "
+        + ", ".join(f"{LABELS[n]} ({nl[n] / 1e3:.0f} kpps)" for n in capped)
+        + " are lower bounds: trafgen paces only with one sendto per packet (--gap), "
+        f"which reached at most {_paced_max(r) / 1e3:.0f} kpps in this run, and these "
+        "relays lose at full load, so their true no-loss rate lies between their highest "
+        "paced step and their full-load rate."
+    ]
+
+
+def _vs_bare_reading(r: dict[str, Any]) -> list[str]:
+    """steer against bare XDP at the highest fixed load both carried."""
     at, vs_bare = report.cpu_vs(r)
-    if vs_bare is not None and at is not None:
-        out.append(
-            f"- **steer against bare XDP at the same delivered rate** ({int(at) / 1e3:,.0f} "
-            f"kpps): {vs_bare:.2f}× bare's machine CPU per packet, from medians of the "
-            "run's fixed-load windows (one per relay per round, minutes apart, each as noisy "
-            "as the difference: the aim is judged on the paired rounds of *Machine CPU at one "
-            "fixed load, paired within rounds* below)."
-        )
+    if not (vs_bare is not None and at is not None):
+        return []
+    return [
+        f"- **steer against bare XDP at the same delivered rate** ({int(at) / 1e3:,.0f} "
+        f"kpps): {vs_bare:.2f}× bare's machine CPU per packet, from medians of the "
+        "run's fixed-load windows (one per relay per round, minutes apart, each as noisy "
+        "as the difference: the aim is judged on the paired rounds of *Machine CPU at one "
+        "fixed load, paired within rounds* below)."
+    ]
+
+
+def _latency_reading(r: dict[str, Any]) -> list[str]:
+    """Added p99 round trips, lowest first."""
     a = r["added_rtt_us"]
-    if a.get("steer"):
-        p99 = {n: a[n]["p99"] for n in c.RELAYS if a.get(n)}
-        order = sorted(p99, key=lambda n: p99[n])
-        out.append(
-            "- **Latency** (added p99 over the direct route, lowest first): "
-            + ", ".join(f"{LABELS[n]} {p99[n]:+.1f} µs" for n in order)
-            + ". A negative figure is a relay faster than the direct route, where the relay "
-            "namespace forwards with the kernel's IP stack; XDP skips it. Tails (p99.9) on "
-            "this shared two-core machine are dominated by scheduling, not by the relays."
-        )
+    if not a.get("steer"):
+        return []
+    p99 = {n: a[n]["p99"] for n in c.RELAYS if a.get(n)}
+    order = sorted(p99, key=lambda n: p99[n])
+    return [
+        "- **Latency** (added p99 over the direct route, lowest first): "
+        + ", ".join(f"{LABELS[n]} {p99[n]:+.1f} µs" for n in order)
+        + ". A negative figure is a relay faster than the direct route, where the relay "
+        "namespace forwards with the kernel's IP stack; XDP skips it. Tails (p99.9) on "
+        "this shared two-core machine are dominated by scheduling, not by the relays."
+    ]
+
+
+def _xdp_reading(r: dict[str, Any]) -> list[str]:
+    """steer's established-flow test-run cost against floor_lookup and bare XDP."""
     x, size = r["xdp_ns_per_packet"], r["xdp_prog_size"]
-    if x.get("established") is not None and x.get("bare_redirect"):
-        sp, bp = size["steer_public"], size["bare_public"]
-        out.append(
-            f"- **In XDP**, an established-flow packet costs steer {x['established']:.0f} ns "
-            f"against {_fmt(x.get('floor_lookup'))} ns for floor_lookup (the bare rewrite and "
-            "redirect plus one hash lookup with steer's 40-byte key: the least a relay that "
-            f"routes by flow can do; {_x(report._ratio(x['established'], x.get('floor_lookup')))}) "
-            f"and {x['bare_redirect']:.0f} ns for the bare program "
-            f"({x['established'] / x['bare_redirect']:.1f}×; a figure this small is close "
-            "to the harness's resolution, so floor_lookup is the fairer yardstick). "
-            "steer_public is "
-            f"{sp['xlated_insns']} instructions with {sp['calls']} calls (helpers and map "
-            f"lookups) against {bp['xlated_insns']} and {bp['calls']}: the bare program, "
-            "with every address a constant, looks nothing up, reads no clock and counts "
-            "nothing. The relay-level numbers above show how much of the difference survives "
-            "next to the cost of moving a packet through veth."
-        )
+    if not (x.get("established") is not None and x.get("bare_redirect")):
+        return []
+    sp, bp = size["steer_public"], size["bare_public"]
+    return [
+        f"- **In XDP**, an established-flow packet costs steer {x['established']:.0f} ns "
+        f"against {fmt(x.get('floor_lookup'))} ns for floor_lookup (the bare rewrite and "
+        "redirect plus one hash lookup with steer's 40-byte key: the least a relay that "
+        f"routes by flow can do; {_x(ratio(x['established'], x.get('floor_lookup')))}) "
+        f"and {x['bare_redirect']:.0f} ns for the bare program "
+        f"({x['established'] / x['bare_redirect']:.1f}×; a figure this small is close "
+        "to the harness's resolution, so floor_lookup is the fairer yardstick). "
+        "steer_public is "
+        f"{sp['xlated_insns']} instructions with {sp['calls']} calls (helpers and map "
+        f"lookups) against {bp['xlated_insns']} and {bp['calls']}: the bare program, "
+        "with every address a constant, looks nothing up, reads no clock and counts "
+        "nothing. The relay-level numbers above show how much of the difference survives "
+        "next to the cost of moving a packet through veth."
+    ]
+
+
+def _steps_reading(r: dict[str, Any]) -> list[str]:
+    """What each candidate step costs on its own."""
+    x = r["xdp_ns_per_packet"]
     steps = r.get("xdp_step_ns")
-    if steps and x.get("established") is not None:
-        named = {k: v for k, v in steps.items() if k != "parse"}
-        top = sorted(named, key=lambda k: -named[k])
-        out.append(
-            "- **What each candidate step costs on its own** (each timed alone, beyond a "
-            "minimal parse): "
-            + ", ".join(f"{_STEP[k]} {named[k]:.0f} ns" for k in top)
-            + f". Against steer's {x['established']:.0f} ns per established packet this "
-            "shows which of them it can still be paying on every packet."
-        )
+    if not (steps and x.get("established") is not None):
+        return []
+    named = {k: v for k, v in steps.items() if k != "parse"}
+    top = sorted(named, key=lambda k: -named[k])
+    return [
+        "- **What each candidate step costs on its own** (each timed alone, beyond a "
+        "minimal parse): "
+        + ", ".join(f"{_STEP[k]} {named[k]:.0f} ns" for k in top)
+        + f". Against steer's {x['established']:.0f} ns per established packet this "
+        "shows which of them it can still be paying on every packet."
+    ]
+
+
+def _scaling_reading(r: dict[str, Any]) -> list[str]:
+    """Established-flow cost from the fewest to the most sessions."""
     sc = r["sessions_scaling"]
-    if len(sc) > 1:
-        ns = [v["ns_per_packet"]["established"] for v in sc.values()]
-        sizes = list(sc)
-        mem = sum(sc[sizes[-1]]["map_memlock_bytes"].values()) / 2**20
-        growth = ns[-1] / ns[0] if ns[0] else 1.0
-        trend = (
-            "flat: a hash lookup does not grow with the table"
-            if abs(growth - 1) < 0.1
-            else f"{growth:.2f}× the cost at the smallest size"
-        )
-        out.append(
-            f"- **Scaling**: established-flow cost goes {ns[0]:.0f} → {ns[-1]:.0f} ns from "
-            f"{int(sizes[0]):,} to {int(sizes[-1]):,} sessions and flows ({trend}). The test "
-            "run hits the same entry over and over, so it stays in cache. The four maps hold "
-            f"{mem:,.0f} MiB at the largest size (the LRU flow maps are preallocated at their "
-            "full 2^20 entries; sessions grow as they are added)."
-        )
+    if not (len(sc) > 1):
+        return []
+    ns = [v["ns_per_packet"]["established"] for v in sc.values()]
+    sizes = list(sc)
+    mem = sum(sc[sizes[-1]]["map_memlock_bytes"].values()) / 2**20
+    growth = ns[-1] / ns[0] if ns[0] else 1.0
+    trend = (
+        "flat: a hash lookup does not grow with the table"
+        if abs(growth - 1) < 0.1
+        else f"{growth:.2f}× the cost at the smallest size"
+    )
+    return [
+        f"- **Scaling**: established-flow cost goes {ns[0]:.0f} → {ns[-1]:.0f} ns from "
+        f"{int(sizes[0]):,} to {int(sizes[-1]):,} sessions and flows ({trend}). The test "
+        "run hits the same entry over and over, so it stays in cache. The four maps hold "
+        f"{mem:,.0f} MiB at the largest size (the LRU flow maps are preallocated at their "
+        "full 2^20 entries; sessions grow as they are added)."
+    ]
+
+
+def _random_reading(r: dict[str, Any]) -> list[str]:
+    """Random access over many live flows: the cache-miss regime."""
     rnd = r.get("xdp_ns_per_packet_random_1m") or {}
-    if rnd.get("established") is not None:
-        out.append(
-            f"- **Random access over {rnd['flows']:,} live flows** (each packet a random "
-            "flow: the cache-miss regime; `bench/rand.bpf.c` rewrites the template's "
-            "address and tail-calls the program, its own cost subtracted; the measuring "
-            "instance keeps cached next hops for an hour, so every prefilled flow's is fresh): "
-            "established "
-            f"{rnd['established']:.0f} ns, return {_fmt(rnd.get('return'))} ns, floor_lookup "
-            f"{_fmt(rnd.get('floor_lookup'))} ns, bare {_fmt(rnd.get('bare_redirect'))} ns: "
-            f"steer {_x(report._ratio(rnd['established'], rnd.get('floor_lookup')))} the "
-            "floor."
-        )
-    return out
+    if not (rnd.get("established") is not None):
+        return []
+    return [
+        f"- **Random access over {rnd['flows']:,} live flows** (each packet a random "
+        "flow: the cache-miss regime; `bench/rand.bpf.c` rewrites the template's "
+        "address and tail-calls the program, its own cost subtracted; the measuring "
+        "instance keeps cached next hops for an hour, so every prefilled flow's is fresh): "
+        "established "
+        f"{rnd['established']:.0f} ns, return {fmt(rnd.get('return'))} ns, floor_lookup "
+        f"{fmt(rnd.get('floor_lookup'))} ns, bare {fmt(rnd.get('bare_redirect'))} ns: "
+        f"steer {_x(ratio(rnd['established'], rnd.get('floor_lookup')))} the "
+        "floor."
+    ]
 
 
 def _sizes(r: dict[str, Any]) -> list[str]:
@@ -315,7 +387,7 @@ def _sizes(r: dict[str, Any]) -> list[str]:
     return [
         "By frame size (warm ns, established / floor_lookup): "
         + ", ".join(
-            f"{int(k):,} B {_fmt(v['established'])} / {_fmt(v['floor_lookup'])}"
+            f"{int(k):,} B {fmt(v['established'])} / {fmt(v['floor_lookup'])}"
             for k, v in by.items()
         )
         + ".",
@@ -612,13 +684,12 @@ def _fleet(r: dict[str, Any]) -> list[str]:
     ]
 
 
-def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
-    m = r["machine"]
-    rel = [os.path.relpath(p, docs_dir) for p in pngs]
-    aims = [
+def _aims(r: dict[str, Any]) -> list[str]:
+    """The aims set for steer, met or not, with the run or part each is judged on."""
+    return [
         f"- [{'x' if v['met'] else ' '}] {k} ("
         + (f"`bench/results/{v['source']}`" if v.get("source") else "this run")
-        + f": {_fmt(v['value'], '.2f')}"
+        + f": {fmt(v['value'], '.2f')}"
         + (f", at {int(v['at_pps']) / 1e3:,.0f} kpps" if v.get("at_pps") else "")
         + (
             f"; floor_lookup run as a relay: {v['floor_lookup_x_bare']:.2f}× bare"
@@ -628,7 +699,11 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         + ")"
         for k, v in r["aims"].items()
     ]
-    lines = [
+
+
+def _intro(r: dict[str, Any]) -> list[str]:
+    """The title, and what the page is generated from and how."""
+    return [
         "# Benchmarks: steer against the relays you would pick instead",
         "",
         f"<!-- generated by `python -m bench` from bench/results/{r['timestamp']}.json; "
@@ -646,10 +721,16 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "measured in one run are the claim; absolute numbers describe this machine. Figures "
         f"with a range are the median ({r['plan']['rounds']} rounds) and min–max.",
         "",
+    ]
+
+
+def _results(r: dict[str, Any], rel: list[str]) -> list[str]:
+    """The run, the relays' table and the plots (`rel`: their paths from the page)."""
+    return [
         "## Results",
         "",
         f"Run {r['timestamp']} ({r.get('run', 'full')}, "
-        f"{_fmt((r.get('duration_s') or 0) / 60)} minutes), steer at commit "
+        f"{fmt((r.get('duration_s') or 0) / 60)} minutes), steer at commit "
         f"{r['steer_source']['git_head']}"
         f"{' with local changes to bpf/' if r['steer_source']['bpf_dirty'] else ''} (bpf/ "
         f"digest {r['steer_source']['bpf_sha256']}). "
@@ -663,14 +744,24 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         f"![delivered vs offered]({rel[0]})",
         f"![latency CDF]({rel[1]})",
         "",
+    ]
+
+
+def _reading_section(r: dict[str, Any]) -> list[str]:
+    return [
         "## Reading",
         "",
         *_reading(r),
         "",
         "Aims set for steer (issues 4 and 13):",
         "",
-        *aims,
+        *_aims(r),
         "",
+    ]
+
+
+def _cpu_section(r: dict[str, Any]) -> list[str]:
+    return [
         "## CPU per packet",
         "",
         "Machine busy time per forwarded packet (see Method): at fixed offered loads from the "
@@ -679,6 +770,12 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "",
         *_cpu(r),
         "",
+    ]
+
+
+def _xdp_section(r: dict[str, Any]) -> list[str]:
+    """Test-run costs per packet class and frame size, program sizes, session scaling."""
+    return [
         "## XDP cost per packet",
         "",
         "BPF_PROG_TEST_RUN on the relay's interfaces, the test harness's own cost subtracted. "
@@ -691,7 +788,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *[
             f"| {k} | "
             f"{_sp((r.get('spread') or {}).get('xdp_ns_per_packet', {}).get(k))} | "
-            f"{_fmt(r['xdp_ns_per_packet_cold'].get(k))} | "
+            f"{fmt(r['xdp_ns_per_packet_cold'].get(k))} | "
             f"{_sp((r.get('spread') or {}).get('xdp_ns_per_packet_random_1m', {}).get(k))} |"
             for k in (
                 "established",
@@ -721,25 +818,18 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *[
             f"| {int(n):,} | "
             + " | ".join(
-                _fmt(v["ns_per_packet"][k])
+                fmt(v["ns_per_packet"][k])
                 for k in ("established", "first_stun", "return", "drop_unknown")
             )
             + f" | {sum(v['map_memlock_bytes'].values()) / 2**20:,.0f} MiB |"
             for n, v in r["sessions_scaling"].items()
         ],
         "",
-        *_profile(r),
-        *_control_plane(r),
-        *_at_scale(r),
-        *_fuzz(r),
-        *_flood(r),
-        *_seal_cost(r),
-        *_fleet(r),
-        *_xdp_ab(r),
-        *docs_cpu_pair.section(r),
-        *docs_under_load.section(r),
-        *docs_relay_scale.section(r),
-        *docs_mobility.section(r),
+    ]
+
+
+def _not_measured() -> list[str]:
+    return [
         "## Not measured here",
         "",
         "The userspace relays and coturn under bidirectional load, on two cores, over many "
@@ -747,6 +837,12 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "relays that keep up with the live-frames generator), and nftables with a flowtable "
         "(this kernel is built without CONFIG_NF_FLOW_TABLE).",
         "",
+    ]
+
+
+def _method_relays() -> list[str]:
+    """The topology and the relays compared."""
+    return [
         "## Method",
         "",
         "```",
@@ -789,13 +885,19 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "send ChannelData (a 4-byte header, then the same RTP payload) that coturn relays "
         "from the relay's internal address. No latency figure: udp_ping speaks plain UDP.",
         "",
+    ]
+
+
+def _method_measures(r: dict[str, Any]) -> list[str]:
+    """How each figure is taken: verification, rate, fixed loads, CPU, latency."""
+    return [
         "Each relay is **verified before it is timed** (every round): a STUN Binding Request with "
         "the registered ufrag and three RTP-shaped packets must reach the transceiver socket "
         "byte for byte, and the answers must reach the client from the VIP. A relay that fails "
         "is not timed and the run exits non-zero.",
         "",
         "- **Rate**: trafgen (one process, one core) in the client namespace sends a "
-        f"{_fmt(r.get('frame_bytes'))}-byte RTP-shaped frame of the established flow, built "
+        f"{fmt(r.get('frame_bytes'))}-byte RTP-shaped frame of the established flow, built "
         "with scapy (trafgen's own headers had bad checksums here). Paced steps "
         f"(trafgen --gap {', '.join(str(g) for g in r['plan']['ladder_gaps_us'])} µs, one "
         f"sendto per packet, {_paced_min(r) / 1e3:.0f} to {_paced_max(r) / 1e3:.0f} kpps in "
@@ -835,6 +937,12 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "socket to an echo on the transceiver socket; *added* is each percentile minus the "
         "same percentile on the direct route (the relay namespace only routing).",
         "",
+    ]
+
+
+def _machine(r: dict[str, Any]) -> list[str]:
+    m = r["machine"]
+    return [
         "## Machine",
         "",
         f"{m['cpus']} × {m['cpu_model']}, {m['mem_gib']} GiB, kernel {m['kernel']}; "
@@ -845,5 +953,34 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         "and the fixed-load CPU figures subtract generator-alone runs that bracket each "
         "round.",
         "",
+    ]
+
+
+def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
+    """docs/benchmarks.md from one result record (with its ratios and aims); `pngs` are
+    its plots, linked relative to `docs_dir`."""
+    rel = [os.path.relpath(p, docs_dir) for p in pngs]
+    lines = [
+        *_intro(r),
+        *_results(r, rel),
+        *_reading_section(r),
+        *_cpu_section(r),
+        *_xdp_section(r),
+        *_profile(r),
+        *_control_plane(r),
+        *_at_scale(r),
+        *_fuzz(r),
+        *_flood(r),
+        *_seal_cost(r),
+        *_fleet(r),
+        *_xdp_ab(r),
+        *docs_cpu_pair.section(r),
+        *docs_under_load.section(r),
+        *docs_relay_scale.section(r),
+        *docs_mobility.section(r),
+        *_not_measured(),
+        *_method_relays(),
+        *_method_measures(r),
+        *_machine(r),
     ]
     return "\n".join(lines)

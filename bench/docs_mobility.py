@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import parts
+from bench.harness import parts
 
 MODES = (("hints", "steer, hints on"), ("no_hints", "steer, hints off"), ("direct", "direct"))
 COST_CLASSES = ("established", "rtp_hint", "dtls_cid", "first_stun", "drop_unknown")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import parts
+from bench.harness import parts
 
 RANDOM_ROWS = (
     ("steer", "steer"),

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import parts
-from bench.report import LABELS
+from bench.harness import parts
+from bench.harness.fmt import LABELS
 
 
 def _us(v: float | None) -> str:

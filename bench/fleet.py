@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = run(args.smoke, lambda s: print(s, file=sys.stderr), args.sessions, args.calls)
     if args.save:
-        from bench import parts
+        from bench.harness import parts
 
         out["load_avg_1m"] = os.getloadavg()[0]
         print(parts.save("fleet", out), file=sys.stderr)

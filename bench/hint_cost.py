@@ -17,7 +17,8 @@ import statistics
 from typing import Any
 
 from bench import config as c
-from bench import parts, topology, xdp_cost
+from bench import topology, xdp_cost
+from bench.harness import parts
 from bench.topology import BenchNet
 from bench.xdp_progs import Sink
 

@@ -22,14 +22,14 @@ from bench.traffic import DRAIN_S, WARMUP_S, LoadResult, cpu_busy_ns
 from bench.xdp_progs import Sink
 from pyctl.dataplane import libbpf
 from pyctl.dataplane.netns import netns
-from pyctl.dataplane.testrun import _TestRunOpts, _XdpMd
+from pyctl.dataplane.testrun import BpfTestRunOpts, XdpMd
 
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 BATCH = 64
 SLOT_S = 0.001  # a paced run sends one test run of frames per millisecond
 
 _libbpf = libbpf.lib()
-_libbpf.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
+_libbpf.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(BpfTestRunOpts)]
 _libbpf.bpf_prog_test_run_opts.restype = ctypes.c_int
 
 
@@ -43,9 +43,9 @@ def refused() -> str | None:
     prog = BPF(text="int probe(struct xdp_md *ctx) { return XDP_PASS; }")
     fd = prog.load_func("probe", BPF.XDP).fd
     frame = ctypes.create_string_buffer(bytes(64), 64)
-    ctx = _XdpMd(data=0, data_end=64, ingress_ifindex=socket.if_nametoindex("lo"))
-    opts = _TestRunOpts(
-        sz=ctypes.sizeof(_TestRunOpts),
+    ctx = XdpMd(data=0, data_end=64, ingress_ifindex=socket.if_nametoindex("lo"))
+    opts = BpfTestRunOpts(
+        sz=ctypes.sizeof(BpfTestRunOpts),
         data_in=ctypes.cast(frame, ctypes.c_void_p),
         data_size_in=64,
         ctx_in=ctypes.cast(ctypes.pointer(ctx), ctypes.c_void_p),
@@ -81,9 +81,9 @@ class LiveGenerator:
     def _send(self, frames: int) -> None:
         """`frames` live frames in one test run (the caller is in the namespace self.ns)."""
         data = ctypes.create_string_buffer(self.frame, len(self.frame))
-        ctx = _XdpMd(data=0, data_end=len(self.frame), ingress_ifindex=self.ifindex)
-        opts = _TestRunOpts(
-            sz=ctypes.sizeof(_TestRunOpts),
+        ctx = XdpMd(data=0, data_end=len(self.frame), ingress_ifindex=self.ifindex)
+        opts = BpfTestRunOpts(
+            sz=ctypes.sizeof(BpfTestRunOpts),
             data_in=ctypes.cast(data, ctypes.c_void_p),
             data_size_in=len(self.frame),
             ctx_in=ctypes.cast(ctypes.pointer(ctx), ctypes.c_void_p),

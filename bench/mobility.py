@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import parts
+from bench.harness import parts
 from pyctl.dataplane.loader import BuildOptions, compile_bpf, config_flags
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.mobility import run_event

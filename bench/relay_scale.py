@@ -3,7 +3,7 @@
 Run alone, as root: `python -m bench.relay_scale [--quick] [--save]` (prints progress and
 the JSON; `--save` also writes bench/results/<time>-relay-scale.json).
 
-random_flows: the relays as the benchmark runs them (bench/run.py's Bench: verified,
+random_flows: the relays as the benchmark runs them (bench/harness/standing.py's Bench: verified,
 then timed), steer's flow map and floor_lookup's map prefilled with N flows from
 consecutive client addresses, and the live-frames generator sending each frame from a
 random one of the N clients (randgen.bpf.c) at full blast. bare_xdp routes no flows: it
@@ -40,10 +40,13 @@ from typing import Any
 import numpy as np
 
 from bench import config as c
-from bench import parts, xdp_cost
+from bench import xdp_cost
 from bench.cpus import on_cpus
+from bench.harness import parts
+from bench.harness.progress import Progress
+from bench.harness.standing import SINK_IF, Bench, standing
+from bench.harness.stats import spread
 from bench.livegen import LiveGenerator
-from bench.run import SINK_IF, Bench, Progress, spread, standing
 from bench.topology import xdp_attach, xdp_detach
 from bench.traffic import LoadResult
 from bench.verify import rtp_packet
@@ -78,20 +81,20 @@ QUICK = Sizes(rounds=3, flows=(1_000, 1_000_000), random_s=1.5, bidir_s=1.0, siz
 
 def random_frame() -> bytes:
     """The template of randgen.bpf.c: a client's RTP packet to the VIP."""
-    return xdp_cost._frame(CLIENTS, c.VIP, rtp_packet(7), c.CLIENT_MAC, c.PUB_MAC)
+    return xdp_cost.eth_frame(CLIENTS, c.VIP, rtp_packet(7), c.CLIENT_MAC, c.PUB_MAC)
 
 
 def sized_frame(size: int) -> bytes:
     """The verified flow's client -> VIP frame, `size` bytes on the wire (no FCS)."""
     payload = rtp_packet(7, size - xdp_cost.HEADERS)
-    frame = xdp_cost._frame(c.CLIENT, c.VIP, payload, c.CLIENT_MAC, c.PUB_MAC)
+    frame = xdp_cost.eth_frame(c.CLIENT, c.VIP, payload, c.CLIENT_MAC, c.PUB_MAC)
     assert len(frame) == size
     return frame
 
 
 def return_frame() -> bytes:
     """What the transceiver's socket sends to the client (relay's internal MAC)."""
-    return xdp_cost._frame(c.TRX, c.CLIENT, rtp_packet(8), c.TRX_MAC, c.INT_MAC)
+    return xdp_cost.eth_frame(c.TRX, c.CLIENT, rtp_packet(8), c.TRX_MAC, c.INT_MAC)
 
 
 class SteerFlows:
@@ -106,16 +109,16 @@ class SteerFlows:
         CLIENTS.fill(key.client)
         c.VIP.fill(key.vip)
         self.key0 = key
-        keys = xdp_cost._rows(key, n)
-        xdp_cost._put_ip4(keys, 0, 0, n, int(CLIENTS.ip))
-        self.keys = xdp_cost._array(fm.Key, keys)
+        keys = xdp_cost.template_rows(key, n)
+        xdp_cost.put_ip4(keys, 0, 0, n, int(CLIENTS.ip))
+        self.keys = xdp_cost.ctypes_rows(fm.Key, keys)
         leaf = fm.Leaf(backend_id=c.BACKEND_ID)
         c.TRX.fill(leaf.sock)
-        leaves = xdp_cost._rows(leaf, n)
-        nh = xdp_cost._nexthop(int_ifindex, c.TRX_MAC, c.INT_MAC)
+        leaves = xdp_cost.template_rows(leaf, n)
+        nh = xdp_cost.nexthop_value(int_ifindex, c.TRX_MAC, c.INT_MAC)
         off = fm.Leaf.nh.offset
         leaves[:, off : off + len(nh)] = np.frombuffer(nh, dtype=np.uint8)
-        fm.items_update_batch(self.keys, xdp_cost._array(fm.Leaf, leaves))
+        fm.items_update_batch(self.keys, xdp_cost.ctypes_rows(fm.Leaf, leaves))
         self.refresher = NexthopRefresher(fm, dp.opts.pin_dir / "steer_flows")
 
     def fresh(self) -> float:
@@ -128,6 +131,10 @@ class SteerFlows:
 
     def remove(self) -> None:
         self.fm.items_delete_batch(self.keys)
+
+
+def _med(xs: list[float]) -> float:
+    return statistics.median(xs)
 
 
 def _sum(results: list[LoadResult]) -> LoadResult:
@@ -290,37 +297,13 @@ class RelayScale:
                     )
 
     def result(self) -> dict[str, Any]:
-        def med(xs: list[float]) -> float:
-            return statistics.median(xs)
-
-        random_flows = {
-            name: {
-                str(n): {
-                    "delivered_pps": med([x.delivered_pps for x in v]),
-                    "offered_pps": med([x.offered_pps for x in v]),
-                    "loss": med([x.loss for x in v]),
-                    "packets_per_flow_per_s": med([x.delivered_pps for x in v]) / n,
-                }
-                for n, v in by_n.items()
-            }
-            for name, by_n in self.random.items()
-        }
+        """The part's record: medians over rounds, where it counted, method, spreads."""
         return {
-            "random_flows": random_flows,
+            "random_flows": self._random_flows(),
             "bidirectional": {
-                name: {k: med(v) for k, v in d.items()} for name, d in self.bidir.items()
+                name: {k: _med(v) for k, v in d.items()} for name, d in self.bidir.items()
             },
-            "frame_sizes": {
-                name: {
-                    str(size): {
-                        "delivered_pps": med([x.delivered_pps for x in v]),
-                        "gbit_s": med([x.delivered_pps for x in v]) * size * 8 / 1e9,
-                        "loss": med([x.loss for x in v]),
-                    }
-                    for size, v in by_size.items()
-                }
-                for name, by_size in self.by_size.items()
-            },
+            "frame_sizes": self._frame_sizes(),
             "unavailable": dict(self.b.m.unavailable),
             "rounds": self.sizes.rounds,
             "cpus": list(self.cpus),
@@ -328,42 +311,75 @@ class RelayScale:
                 "forward": f"{self.b.net.fabric}/{SINK_IF}",
                 "return": f"{self.b.net.client}/eth0",
             },
-            "method": {
-                "frame_sizes": (
-                    "the live-frames generator at full blast on the verified flow, frames "
-                    f"of {', '.join(map(str, self.sized))} bytes (Ethernet, no FCS), one "
-                    "window per relay and size; gbit_s counts those bytes"
-                ),
-                "random_flows": (
-                    "live-frames generator (randgen.bpf.c) on the client's veth, each frame "
-                    "from a random one of N consecutive clients; steer and floor_lookup "
-                    "hold exactly those N flows (steer: plus the verified one); windows of "
-                    f"at most {FRESH_S} s, each right after steer's flows were written with "
-                    "a fresh next hop (the same windows for every relay); "
-                    "steer_nexthop_expiring: one run in which the 1 s next-hop cache "
-                    "expires as on a live relay at packets_per_flow_per_s"
-                ),
-                "bidirectional": (
-                    "two live-frames generators, client -> VIP (the verified flow) from the "
-                    "client's veth and transceiver socket -> client (the return flow) from "
-                    f"{SINK_IF} (the fabric's end of the relay's internal link, where the "
-                    "forward direction is counted), each in a thread "
-                    f"pinned to its own CPU ({self.cpus[0]} and {self.cpus[1]}), over the "
-                    "same window; alone: each on its CPU with the other idle"
-                ),
+            "method": self._method(),
+            "spread": self._spread(),
+        }
+
+    def _random_flows(self) -> dict[str, Any]:
+        return {
+            name: {
+                str(n): {
+                    "delivered_pps": _med([x.delivered_pps for x in v]),
+                    "offered_pps": _med([x.offered_pps for x in v]),
+                    "loss": _med([x.loss for x in v]),
+                    "packets_per_flow_per_s": _med([x.delivered_pps for x in v]) / n,
+                }
+                for n, v in by_n.items()
+            }
+            for name, by_n in self.random.items()
+        }
+
+    def _frame_sizes(self) -> dict[str, Any]:
+        return {
+            name: {
+                str(size): {
+                    "delivered_pps": _med([x.delivered_pps for x in v]),
+                    "gbit_s": _med([x.delivered_pps for x in v]) * size * 8 / 1e9,
+                    "loss": _med([x.loss for x in v]),
+                }
+                for size, v in by_size.items()
+            }
+            for name, by_size in self.by_size.items()
+        }
+
+    def _method(self) -> dict[str, str]:
+        return {
+            "frame_sizes": (
+                "the live-frames generator at full blast on the verified flow, frames "
+                f"of {', '.join(map(str, self.sized))} bytes (Ethernet, no FCS), one "
+                "window per relay and size; gbit_s counts those bytes"
+            ),
+            "random_flows": (
+                "live-frames generator (randgen.bpf.c) on the client's veth, each frame "
+                "from a random one of N consecutive clients; steer and floor_lookup "
+                "hold exactly those N flows (steer: plus the verified one); windows of "
+                f"at most {FRESH_S} s, each right after steer's flows were written with "
+                "a fresh next hop (the same windows for every relay); "
+                "steer_nexthop_expiring: one run in which the 1 s next-hop cache "
+                "expires as on a live relay at packets_per_flow_per_s"
+            ),
+            "bidirectional": (
+                "two live-frames generators, client -> VIP (the verified flow) from the "
+                "client's veth and transceiver socket -> client (the return flow) from "
+                f"{SINK_IF} (the fabric's end of the relay's internal link, where the "
+                "forward direction is counted), each in a thread "
+                f"pinned to its own CPU ({self.cpus[0]} and {self.cpus[1]}), over the "
+                "same window; alone: each on its CPU with the other idle"
+            ),
+        }
+
+    def _spread(self) -> dict[str, Any]:
+        return {
+            "random_flows": {
+                name: {str(n): spread([x.delivered_pps for x in v]) for n, v in by_n.items()}
+                for name, by_n in self.random.items()
             },
-            "spread": {
-                "random_flows": {
-                    name: {str(n): spread([x.delivered_pps for x in v]) for n, v in by_n.items()}
-                    for name, by_n in self.random.items()
-                },
-                "bidirectional": {
-                    name: {k: spread(v) for k, v in d.items()} for name, d in self.bidir.items()
-                },
-                "frame_sizes": {
-                    name: {str(z): spread([x.delivered_pps for x in v]) for z, v in by.items()}
-                    for name, by in self.by_size.items()
-                },
+            "bidirectional": {
+                name: {k: spread(v) for k, v in d.items()} for name, d in self.bidir.items()
+            },
+            "frame_sizes": {
+                name: {str(z): spread([x.delivered_pps for x in v]) for z, v in by.items()}
+                for name, by in self.by_size.items()
             },
         }
 

@@ -18,30 +18,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench import config as c
-from bench import parts
-
-LABELS = {
-    "steer": "steer (XDP)",
-    "bare_xdp": "bare XDP",
-    "floor_lookup": "floor_lookup (XDP)",
-    "userspace_compiled": "userspace C",
-    "userspace_c_gro": "userspace C, GRO",
-    "userspace_python": "userspace Python",
-    "nftables": "nftables",
-    "nftables_flowtable": "nftables flowtable",
-    "coturn": "coturn (TURN)",
-    "direct": "direct (no relay)",
-}
-
-
-def _ratio(num: float | None, den: float | None) -> float | None:
-    if num is None or den is None or den <= 0 or math.isnan(num) or math.isnan(den):
-        return None
-    return num / den
-
-
-def _fmt(v: float | None, spec: str = ".0f") -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+from bench.harness import parts
+from bench.harness.fmt import LABELS, fmt
+from bench.harness.stats import ratio
 
 
 def cpu_resolution(r: dict[str, Any], pps: int | str) -> float:
@@ -70,18 +49,18 @@ def ratios(r: dict[str, Any]) -> dict[str, dict[str, float | None]]:
         rtt = r["rtt_us"].get(name) or {}
         srtt = r["rtt_us"].get(steer) or {}
         out[name] = {
-            "rate_full": _ratio(r["relay_pps"].get(steer), r["relay_pps"].get(name)),
-            "rate_live": _ratio(r["relay_pps_live"].get(steer), r["relay_pps_live"].get(name)),
-            "rate_no_loss": _ratio(r["no_loss_pps"].get(steer), r["no_loss_pps"].get(name)),
-            "cpu": _ratio(
+            "rate_full": ratio(r["relay_pps"].get(steer), r["relay_pps"].get(name)),
+            "rate_live": ratio(r["relay_pps_live"].get(steer), r["relay_pps_live"].get(name)),
+            "rate_no_loss": ratio(r["no_loss_pps"].get(steer), r["no_loss_pps"].get(name)),
+            "cpu": ratio(
                 cpu_resolved(r, low_load(r), r["cpu_ns_per_packet"].get(name)),
                 cpu_resolved(r, low_load(r), r["cpu_ns_per_packet"].get(steer)),
             ),
-            "cpu_saturation": _ratio(
+            "cpu_saturation": ratio(
                 r["cpu_ns_per_packet_systemwide"].get(name),
                 r["cpu_ns_per_packet_systemwide"].get(steer),
             ),
-            "p99": _ratio(rtt.get("p99"), srtt.get("p99")),
+            "p99": ratio(rtt.get("p99"), srtt.get("p99")),
         }
     return out
 
@@ -94,7 +73,7 @@ def cpu_vs(
     fixed = r.get("cpu_ns_per_packet_fixed_load") or {}
     for pps in sorted(fixed, key=int, reverse=True):
         # where either is within the machine's own noise, no ratio is claimed
-        v = _ratio(
+        v = ratio(
             cpu_resolved(r, pps, fixed[pps].get(relay)),
             cpu_resolved(r, pps, fixed[pps].get(base)),
         )
@@ -124,14 +103,14 @@ def cpu_paired(r: dict[str, Any]) -> tuple[int, float, float | None, str] | None
 def aims(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     q = r["ratios"]
     x = r["xdp_ns_per_packet"]
-    floor = _ratio(x.get("established"), x.get("floor_lookup"))
+    floor = ratio(x.get("established"), x.get("floor_lookup"))
     at, wide = cpu_vs(r)
     floor_wide, source = cpu_vs(r, "floor_lookup")[1], f"{r.get('timestamp')}.json"
     paired = cpu_paired(r)
     if paired is not None:
         at, wide, floor_wide, source = str(paired[0]), *paired[1:]
     p99 = {n: (r["added_rtt_us"].get(n) or {}).get("p99") for n in c.RELAYS}
-    est = _ratio(x.get("established"), x.get("bare_redirect"))
+    est = ratio(x.get("established"), x.get("bare_redirect"))
     userspace_p99 = [p99[n] for n in ("userspace_compiled", "userspace_python")]
 
     def at_least(v: float | None, floor: float) -> dict[str, Any]:
@@ -169,7 +148,12 @@ def aims(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def table(r: dict[str, Any]) -> str:
-    q = r["ratios"]
+    """The table on stdout: the relays' figures and ratios, XDP costs, scaling, aims."""
+    return "\n".join([*_relay_lines(r), *_xdp_lines(r), *_scaling_lines(r), *_aim_lines(r)])
+
+
+def _relay_lines(r: dict[str, Any]) -> list[str]:
+    """The legend, the header and one line per relay."""
     head = (
         f"{'relay':<18} {'ok':<3} {'full kpps':>9} {'steer x':>7} {'live kpps':>9} "
         f"{'steer x':>7} {'no-loss':>8} "
@@ -187,23 +171,33 @@ def table(r: dict[str, Any]) -> str:
         head,
         "-" * len(head),
     ]
-    for n in c.RELAYS:
-        rtt = r["added_rtt_us"].get(n) or {}
-        ok = "yes" if r["verified"].get(n) else "NO"
-        pps, nl = r["relay_pps"].get(n), r["no_loss_pps"].get(n)
-        live = r["relay_pps_live"].get(n)
-        lines.append(
-            f"{LABELS[n]:<18} {ok:<3} {_fmt(pps and pps / 1e3):>9} "
-            f"{_fmt(q[n]['rate_full'], '.2f'):>7} {_fmt(live and live / 1e3):>9} "
-            f"{_fmt(q[n]['rate_live'], '.2f'):>7} "
-            f"{_fmt(nl and nl / 1e3):>8} {_fmt(q[n]['rate_no_loss'], '.2f'):>7} "
-            f"{_fmt(r['cpu_ns_per_packet'].get(n)):>8} {_fmt(q[n]['cpu'], '.2f'):>7} "
-            f"{_fmt(rtt.get('p50'), '.1f'):>8} {_fmt(rtt.get('p99'), '.1f'):>7} "
-            f"{_fmt(rtt.get('p999'), '.1f'):>7} {_fmt(q[n]['p99'], '.2f'):>7}"
-        )
+    lines += [_relay_line(r, n) for n in c.RELAYS]
+    return lines
+
+
+def _relay_line(r: dict[str, Any], n: str) -> str:
+    """Relay `n`'s rates, CPU and added round trips, each with steer's ratio."""
+    q = r["ratios"]
+    rtt = r["added_rtt_us"].get(n) or {}
+    ok = "yes" if r["verified"].get(n) else "NO"
+    pps, nl = r["relay_pps"].get(n), r["no_loss_pps"].get(n)
+    live = r["relay_pps_live"].get(n)
+    return (
+        f"{LABELS[n]:<18} {ok:<3} {fmt(pps and pps / 1e3):>9} "
+        f"{fmt(q[n]['rate_full'], '.2f'):>7} {fmt(live and live / 1e3):>9} "
+        f"{fmt(q[n]['rate_live'], '.2f'):>7} "
+        f"{fmt(nl and nl / 1e3):>8} {fmt(q[n]['rate_no_loss'], '.2f'):>7} "
+        f"{fmt(r['cpu_ns_per_packet'].get(n)):>8} {fmt(q[n]['cpu'], '.2f'):>7} "
+        f"{fmt(rtt.get('p50'), '.1f'):>8} {fmt(rtt.get('p99'), '.1f'):>7} "
+        f"{fmt(rtt.get('p999'), '.1f'):>7} {fmt(q[n]['p99'], '.2f'):>7}"
+    )
+
+
+def _xdp_lines(r: dict[str, Any]) -> list[str]:
+    """Test-run ns per packet class, warm and cold, and over many random flows."""
     x = r["xdp_ns_per_packet"]
     xc = r["xdp_ns_per_packet_cold"]
-    lines += ["", "XDP cost per packet, BPF_PROG_TEST_RUN (ns, harness subtracted): warm / cold"]
+    lines = ["", "XDP cost per packet, BPF_PROG_TEST_RUN (ns, harness subtracted): warm / cold"]
     for k in (
         "established",
         "first_stun",
@@ -212,14 +206,18 @@ def table(r: dict[str, Any]) -> str:
         "floor_lookup",
         "bare_redirect",
     ):
-        lines.append(f"  {k:<14} {_fmt(x.get(k)):>6} / {_fmt(xc.get(k))}")
+        lines.append(f"  {k:<14} {fmt(x.get(k)):>6} / {fmt(xc.get(k))}")
     xr = r.get("xdp_ns_per_packet_random_1m") or {}
     if xr:
         lines.append(
             f"random access over {xr.get('flows', 0):,} flows: "
-            + ", ".join(f"{k} {_fmt(v)}" for k, v in xr.items() if k not in ("flows", "error"))
+            + ", ".join(f"{k} {fmt(v)}" for k, v in xr.items() if k not in ("flows", "error"))
         )
-    lines += [
+    return lines
+
+
+def _scaling_lines(r: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "sessions scaling, warm ns/packet (established, first_stun, return, drop_unknown)",
     ]
@@ -228,13 +226,17 @@ def table(r: dict[str, Any]) -> str:
         mem = sum(v["map_memlock_bytes"].values()) / 2**20
         lines.append(
             f"  {int(n):>9,}  "
-            + "  ".join(f"{_fmt(ns[k]):>5}" for k in ns)
+            + "  ".join(f"{fmt(ns[k]):>5}" for k in ns)
             + f"   maps {mem:,.0f} MiB"
         )
-    lines += ["", "aims (ratios from this run):"]
+    return lines
+
+
+def _aim_lines(r: dict[str, Any]) -> list[str]:
+    lines = ["", "aims (ratios from this run):"]
     for k, v in r["aims"].items():
-        lines.append(f"  [{'met' if v['met'] else 'NOT met'}] {k}: {_fmt(v['value'], '.2f')}")
-    return "\n".join(lines)
+        lines.append(f"  [{'met' if v['met'] else 'NOT met'}] {k}: {fmt(v['value'], '.2f')}")
+    return lines
 
 
 def plots(r: dict[str, Any], out: Path, stem: str) -> list[Path]:

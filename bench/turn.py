@@ -27,7 +27,7 @@ from scapy.packet import Raw
 from bench import config as c
 from bench.relays import Unavailable
 from bench.topology import BenchNet, forget_pid, remember_pid
-from bench.verify import RTP_PACKETS, Verdict, _udp, rtp_packet
+from bench.verify import RTP_PACKETS, Verdict, bound_udp, rtp_packet
 from pyctl.dataplane import topology as t
 from pyctl.lab import net as labnet
 
@@ -83,7 +83,7 @@ def _request(sock: socket.socket, kind: int, attrs: bytes) -> dict[int, bytes]:
 def open_channel(net: BenchNet, deadline_s: float = 5.0) -> socket.socket:
     """Allocate from the flow's client socket and bind the channel to the transceiver
     socket; retries until coturn answers (it has just been started)."""
-    sock = _udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port))
+    sock = bound_udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port))
     sock.connect((str(c.VIP.ip), c.VIP.port))
     sock.settimeout(0.3)
     end = time.monotonic() + deadline_s
@@ -115,7 +115,7 @@ def open_channel(net: BenchNet, deadline_s: float = 5.0) -> socket.socket:
 def verify_channel(net: BenchNet, client: socket.socket) -> Verdict:
     """RTP as ChannelData must reach the transceiver socket unchanged, and its answers the
     client as ChannelData from the VIP."""
-    trx = _udp(net.trx, (str(c.TRX.ip), c.TRX.port))
+    trx = bound_udp(net.trx, (str(c.TRX.ip), c.TRX.port))
     try:
         for n in range(RTP_PACKETS):
             payload = rtp_packet(n)

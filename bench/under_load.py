@@ -40,14 +40,18 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from bench import config as c
-from bench import latency, parts
+from bench import latency
 from bench.cpus import Pinned, pinned
+from bench.harness import parts
+from bench.harness.machine import machine_facts
+from bench.harness.progress import Progress
+from bench.harness.standing import SINK_IF, Bench, standing
+from bench.harness.stats import spread
 from bench.livegen import LiveGenerator
-from bench.run import SINK_IF, Bench, Progress, _machine, spread, standing
 from bench.topology import BenchNet, xdp_attach, xdp_detach
 from bench.traffic import LoadResult, rtp_frame
-from bench.verify import _udp, binding_request, binding_success, prove, rtp_packet
-from bench.xdp_progs import Sink, _be16, _be32
+from bench.verify import binding_request, binding_success, bound_udp, prove, rtp_packet
+from bench.xdp_progs import Sink, be16, be32
 from pyctl.dataplane import topology as t
 
 HERE = Path(__file__).resolve().parent
@@ -103,8 +107,8 @@ class FlowCounter:
         self.bpf = BPF(
             src_file=str(HERE / "under_load.bpf.c"),
             cflags=[
-                f"-DTARGET_IP={_be32(c.TRX)}",
-                f"-DTARGET_PORT={_be16(c.TRX.port)}",
+                f"-DTARGET_IP={be32(c.TRX)}",
+                f"-DTARGET_PORT={be16(c.TRX.port)}",
                 f"-DPAYLOAD_LEN={c.RTP_PAYLOAD_LEN}",
                 f"-DMARK_SEQ={MARK_SEQ}",
                 f"-DSLOTS={SLOTS}",
@@ -146,8 +150,8 @@ def open_flow(net: BenchNet, port: int) -> bool:
     registered ufrag to the VIP, the transceiver's Binding Success Response back, the
     transceiver's check and the client's answer (the proof)."""
     txid = f"bload{port:07d}".encode()
-    client = _udp(net.client, (str(c.CLIENT.ip), port))
-    trx = _udp(net.trx, (str(c.TRX.ip), c.TRX.port))
+    client = bound_udp(net.client, (str(c.CLIENT.ip), port))
+    trx = bound_udp(net.trx, (str(c.TRX.ip), c.TRX.port))
     vip = (str(c.VIP.ip), c.VIP.port)
     try:
         client.sendto(binding_request(c.UFRAG, txid), vip)
@@ -374,7 +378,7 @@ def run(
     progress = Progress()
     out = say or progress
     plan = replace(c.QUICK, prefix=prefix)  # Bench's own plan: here only its names count
-    t0, machine = time.monotonic(), _machine()
+    t0, machine = time.monotonic(), machine_facts()
     with standing(plan, progress) as bench:
         ul = UnderLoad(bench, lp, out)
         out(f"latency under load: {lp.pings} pings at {lp.ping_rate}/s per relay and step")

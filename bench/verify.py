@@ -63,7 +63,7 @@ class Verdict:
     detail: str
 
 
-def _udp(ns: str, bind: tuple[str, int]) -> socket.socket:
+def bound_udp(ns: str, bind: tuple[str, int]) -> socket.socket:
     with netns(ns):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -73,8 +73,8 @@ def _udp(ns: str, bind: tuple[str, int]) -> socket.socket:
 
 
 def verify(net: BenchNet) -> Verdict:
-    client = _udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port))
-    trx = _udp(net.trx, (str(c.TRX.ip), c.TRX.port))
+    client = bound_udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port))
+    trx = bound_udp(net.trx, (str(c.TRX.ip), c.TRX.port))
     vip = (str(c.VIP.ip), c.VIP.port)
     try:
         for i, payload in enumerate(
@@ -110,11 +110,11 @@ def open_flows(net: BenchNet, n: int) -> Verdict:
     """Flows from the n - 1 client ports after the one verify() used, each opened with a
     Binding Request that must reach the transceiver socket (a relay that learns flows from
     STUN, as the userspace relays do)."""
-    trx = _udp(net.trx, (str(c.TRX.ip), c.TRX.port))
+    trx = bound_udp(net.trx, (str(c.TRX.ip), c.TRX.port))
     vip = (str(c.VIP.ip), c.VIP.port)
     try:
         for i in range(1, n):
-            client = _udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port + i))
+            client = bound_udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port + i))
             try:
                 client.sendto(binding_request(c.UFRAG), vip)
                 try:

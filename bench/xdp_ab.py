@@ -5,7 +5,7 @@ alike). The timing is xdp_cost's (Timer, mirror entries, reason-counter checks).
 
 `python -m bench.xdp_ab [--rounds N] [--instances K] [--against REV] [--json] [--save]` prints
 min / median / max per program and class and each median's ratio to floor_lookup's; --save
-also writes bench/results/<time>-xdp-ab.json (bench/parts.py), which docs/benchmarks.md
+also writes bench/results/<time>-xdp-ab.json (bench/harness/parts.py), which docs/benchmarks.md
 publishes.
 
 One loaded instance of a program has a bias of its own: two instances of the very same
@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import parts, xdp_cost
+from bench import xdp_cost
+from bench.harness import parts
+from bench.harness.machine import steer_source
 from bench.topology import BenchNet
 from bench.xdp_progs import Sink
 from pyctl.dataplane.loader import PROGRAMS, DataPlane, LoaderError, unload
@@ -149,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save", action="store_true", help="write a results part file")
     args = p.parse_args(argv)
     out = measure(args.rounds, args.against, args.repeat, args.instances)
-    from bench.run import steer_source  # what "now" is: the commit and bpf/ digest
-
-    out["steer_source"] = steer_source()
+    out["steer_source"] = steer_source()  # what "now" is: the commit and bpf/ digest
     if args.save:
         print(
             f"wrote {parts.save('xdp_ab', out, machine_loadavg=os.getloadavg())}", file=sys.stderr

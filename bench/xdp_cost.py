@@ -41,7 +41,7 @@ BPF_PSEUDO_CALL = 1
 CHUNK = 250
 
 
-def _frame(src: Endpoint, dst: Endpoint, payload: bytes, src_mac: str, dst_mac: str) -> bytes:
+def eth_frame(src: Endpoint, dst: Endpoint, payload: bytes, src_mac: str, dst_mac: str) -> bytes:
     return bytes(
         Ether(src=src_mac, dst=dst_mac)
         / IP(src=str(src.ip), dst=str(dst.ip), ttl=255)
@@ -66,38 +66,42 @@ def frames() -> dict[str, tuple[str, bytes, XdpAction]]:
     """Packet class -> (program side, frame, the verdict it must get)."""
     pub, ret = (c.CLIENT_MAC, c.PUB_MAC), (c.TRX_MAC, c.INT_MAC)
     return {
-        "established": ("public", _frame(c.CLIENT, c.VIP, rtp_packet(1), *pub), XdpAction.REDIRECT),
+        "established": (
+            "public",
+            eth_frame(c.CLIENT, c.VIP, rtp_packet(1), *pub),
+            XdpAction.REDIRECT,
+        ),
         "first_stun": (
             "public",
-            _frame(FIRST_STUN_CLIENT, c.VIP, binding_request(c.UFRAG), *pub),
+            eth_frame(FIRST_STUN_CLIENT, c.VIP, binding_request(c.UFRAG), *pub),
             XdpAction.REDIRECT,
         ),
         "first_stun_100B": (
             "public",
-            _frame(FIRST_STUN_CLIENT, c.VIP, sized_binding_request(c.UFRAG, 100), *pub),
+            eth_frame(FIRST_STUN_CLIENT, c.VIP, sized_binding_request(c.UFRAG, 100), *pub),
             XdpAction.REDIRECT,
         ),
         "first_stun_1400B": (
             "public",
-            _frame(FIRST_STUN_CLIENT, c.VIP, sized_binding_request(c.UFRAG, 1400), *pub),
+            eth_frame(FIRST_STUN_CLIENT, c.VIP, sized_binding_request(c.UFRAG, 1400), *pub),
             XdpAction.REDIRECT,
         ),
-        "return": ("internal", _frame(c.TRX, c.CLIENT, rtp_packet(2), *ret), XdpAction.REDIRECT),
+        "return": ("internal", eth_frame(c.TRX, c.CLIENT, rtp_packet(2), *ret), XdpAction.REDIRECT),
         "drop_unknown": (
             "public",
-            _frame(UNKNOWN_CLIENT, c.VIP, binding_request("noSuchUfrag"), *pub),
+            eth_frame(UNKNOWN_CLIENT, c.VIP, binding_request("noSuchUfrag"), *pub),
             XdpAction.DROP,
         ),
         # the established flow's RTP (same bytes, same SSRC) from a port with no flow
         "rtp_hint": (
             "public",
-            _frame(HINTED_CLIENT, c.VIP, rtp_packet(1), *pub),
+            eth_frame(HINTED_CLIENT, c.VIP, rtp_packet(1), *pub),
             XdpAction.REDIRECT,
         ),
         # a DTLS 1.2 tls12_cid record of the same size whose CID names the bench socket
         "dtls_cid": (
             "public",
-            _frame(HINTED_CLIENT, c.VIP, cid_record(), *pub),
+            eth_frame(HINTED_CLIENT, c.VIP, cid_record(), *pub),
             XdpAction.REDIRECT,
         ),
     }
@@ -308,7 +312,7 @@ def bare_costs(timer: Timer, pub_ifindex: int, int_ifindex: int) -> dict[str, fl
     """The bare program, built with the transceiver address as its "VIP": the rewrite is
     then the identity and every repeat takes the forwarding path (same instructions)."""
     bare = BareXdp(pub_ifindex, int_ifindex, vip=c.TRX)
-    frame = _frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+    frame = eth_frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
     fd = bare.fd("public")
     return {
         "warm": timer.warm_ns(fd, "public", frame, XdpAction.REDIRECT),
@@ -394,16 +398,16 @@ def prog_size(fd: int) -> dict[str, int]:
 
 
 # -- session-count scaling
-def _array(table_type: Any, rows: np.ndarray) -> Any:
+def ctypes_rows(table_type: Any, rows: np.ndarray) -> Any:
     return (table_type * len(rows)).from_buffer(rows)
 
 
-def _rows(template: Any, n: int) -> np.ndarray:
+def template_rows(template: Any, n: int) -> np.ndarray:
     raw = np.frombuffer(bytes(template), dtype=np.uint8)
     return np.ascontiguousarray(np.tile(raw, (n, 1)))
 
 
-def _put_ip4(rows: np.ndarray, offset: int, first: int, count: int, base: int) -> None:
+def put_ip4(rows: np.ndarray, offset: int, first: int, count: int, base: int) -> None:
     ips = (np.arange(first, first + count, dtype=np.uint64) + base).astype(">u4")
     rows[:, offset : offset + 4] = ips.view(np.uint8).reshape(count, 4)
 
@@ -428,44 +432,44 @@ def fill(
     ).reshape(count, 9)
     s_keys = np.zeros((count, ctypes.sizeof(sm.Key)), dtype=np.uint8)
     s_keys[:, :9] = ufrags
-    s_leaves = _rows(sess, count)
+    s_leaves = template_rows(sess, count)
     s_leaves[:, :32] = s_keys
-    _put_ip4(s_leaves, sock_off, first, count, 0x0A800000)
+    put_ip4(s_leaves, sock_off, first, count, 0x0A800000)
     if nexthops is None:
-        sm.items_update_batch(_array(sm.Key, s_keys), _array(sm.Leaf, s_leaves))
+        sm.items_update_batch(ctypes_rows(sm.Key, s_keys), ctypes_rows(sm.Leaf, s_leaves))
         x_keys = np.ascontiguousarray(s_leaves[:, sock_off : sock_off + ctypes.sizeof(xm.Key)])
-        xm.items_update_batch(_array(xm.Key, x_keys), _array(xm.Leaf, s_leaves))
+        xm.items_update_batch(ctypes_rows(xm.Key, x_keys), ctypes_rows(xm.Leaf, s_leaves))
 
     client_tmpl = Endpoint.parse("100.64.0.0:50000")
     fk = fm.Key()
     client_tmpl.fill(fk.client)
     c.VIP.fill(fk.vip)
-    f_keys = _rows(fk, count)
-    _put_ip4(f_keys, 0, first, count, 0x64400000)
+    f_keys = template_rows(fk, count)
+    put_ip4(f_keys, 0, first, count, 0x64400000)
     fl = fm.Leaf(backend_id=2)
     Endpoint.parse("10.128.0.0:40000").fill(fl.sock)
-    f_leaves = _rows(fl, count)
-    _put_ip4(f_leaves, 0, first, count, 0x0A800000)
+    f_leaves = template_rows(fl, count)
+    put_ip4(f_leaves, 0, first, count, 0x0A800000)
     if nexthops:
         off = fm.Leaf.nh.offset
         f_leaves[:, off : off + len(nexthops[0])] = np.frombuffer(nexthops[0], dtype=np.uint8)
     if only != "rflows":
-        fm.items_update_batch(_array(fm.Key, f_keys), _array(fm.Leaf, f_leaves))
+        fm.items_update_batch(ctypes_rows(fm.Key, f_keys), ctypes_rows(fm.Leaf, f_leaves))
 
     rk = rm.Key()
     rk_sock = rm.Key.sock.offset
     rk_client = rm.Key.client.offset
-    r_keys = _rows(rk, count)
+    r_keys = template_rows(rk, count)
     r_keys[:, rk_sock : rk_sock + 20] = f_leaves[:, :20]
     r_keys[:, rk_client : rk_client + 20] = f_keys[:, :20]
     rl = rm.Leaf(backend_id=2)
     c.VIP.fill(rl.vip)
-    r_leaves = _rows(rl, count)
+    r_leaves = template_rows(rl, count)
     if nexthops:
         off = rm.Leaf.nh.offset
         r_leaves[:, off : off + len(nexthops[1])] = np.frombuffer(nexthops[1], dtype=np.uint8)
     if only != "flows":
-        rm.items_update_batch(_array(rm.Key, r_keys), _array(rm.Leaf, r_leaves))
+        rm.items_update_batch(ctypes_rows(rm.Key, r_keys), ctypes_rows(rm.Leaf, r_leaves))
 
 
 def memlock(table: Any) -> int:
@@ -505,7 +509,7 @@ def floor_costs(timer: Timer, pub_ifindex: int, int_ifindex: int) -> dict[str, f
     (client, transceiver) -> transceiver, so every repeat takes the same path."""
     floor = FloorXdp(pub_ifindex, int_ifindex, vip=c.TRX)
     floor.add(c.CLIENT, c.TRX, c.TRX)
-    frame = _frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+    frame = eth_frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
     fd = floor.fd("public")
     return {
         "warm": timer.warm_ns(fd, "public", frame, XdpAction.REDIRECT),
@@ -527,8 +531,8 @@ def size_costs(timer: Timer, dp: DataPlane) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for size in FRAME_SIZES:
         payload = rtp_packet(1, size - HEADERS)
-        est = _frame(c.CLIENT, c.VIP, payload, c.CLIENT_MAC, c.PUB_MAC)
-        flo = _frame(c.CLIENT, c.TRX, payload, c.CLIENT_MAC, c.PUB_MAC)
+        est = eth_frame(c.CLIENT, c.VIP, payload, c.CLIENT_MAC, c.PUB_MAC)
+        flo = eth_frame(c.CLIENT, c.TRX, payload, c.CLIENT_MAC, c.PUB_MAC)
         assert len(est) == size
         out[str(size)] = {
             "established": timer.warm_ns(dp.prog_fd("public"), "public", est, XdpAction.REDIRECT),
@@ -544,38 +548,34 @@ RANDOM_REPEAT = 100_000  # per warm measurement: done well within the next-hop T
 CLOCK_MONOTONIC_COARSE = 6  # what bpf_ktime_get_coarse_ns() reads
 
 
-def _nexthop(ifindex: int, dmac: str, smac: str) -> bytes:
+def nexthop_value(ifindex: int, dmac: str, smac: str) -> bytes:
     """struct steer_nexthop, checked now: fresh for STEER_NEXTHOP_TTL_NS."""
     now = time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE)
     macs = bytes.fromhex(dmac.replace(":", "")) + bytes.fromhex(smac.replace(":", ""))
     return struct.pack("=QI", now, ifindex) + macs
 
 
-def random_costs(
-    timer: Timer, dp: DataPlane, n: int, progress: Callable[[str], None]
-) -> dict[str, Any]:
-    """Warm ns/packet when every packet belongs to a random one of `n` live flows (the
-    cache-miss regime), after scaling() has filled `n` sessions and flows. Each program is
-    entered through rand.bpf.c, whose own cost (the same prologue in front of a program
-    that only returns) is subtracted. steer's flows get a freshly cached next hop first,
-    as a live flow has; a run that fell back to the FIB would change the verdict (no route
-    to the filled addresses) and fail the reason check."""
-    maps, rnd = RouteMaps(dp.bpf), Randomizer()
-    pub, prv = timer.ifindex["public"], timer.ifindex["internal"]
-    floor = FloorXdp(pub, prv)
-    floor.fill(RANDOM_CLIENTS, c.VIP, c.TRX, n)
-    bare = BareXdp(pub, prv, vip=c.TRX)
-    est = _frame(RANDOM_CLIENTS, c.VIP, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
-    ret = _frame(RANDOM_SOCKS, RANDOM_CLIENTS, rtp_packet(2), c.TRX_MAC, c.INT_MAC)
-    bare_frame = _frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+class _RandomAccess:
+    """The programs random_costs() times, each entered through rand.bpf.c aimed at `n`
+    random flows, and the timings less rand.bpf.c's own cost."""
 
-    def timed_base(
-        which: str, side: str, frame: bytes, k: int, src: Endpoint, dst: Endpoint
+    def __init__(self, timer: Timer, dp: DataPlane, n: int) -> None:
+        self.timer, self.dp, self.n = timer, dp, n
+        self.maps, self.rnd = RouteMaps(dp.bpf), Randomizer()
+        self.pub, self.prv = timer.ifindex["public"], timer.ifindex["internal"]
+        self.floor = FloorXdp(self.pub, self.prv)
+        self.floor.fill(RANDOM_CLIENTS, c.VIP, c.TRX, n)
+        self.bare = BareXdp(self.pub, self.prv, vip=c.TRX)
+
+    def base(
+        self, which: str, side: str, frame: bytes, k: int, src: Endpoint, dst: Endpoint
     ) -> float:
-        rnd.aim(timer.pass_fd, frame, k, src, dst)
-        return timer.warm_ns(rnd.fds[which], side, frame, XdpAction.PASS)
+        """rand.bpf.c's own cost: the same prologue in front of a program that only returns."""
+        self.rnd.aim(self.timer.pass_fd, frame, k, src, dst)
+        return self.timer.warm_ns(self.rnd.fds[which], side, frame, XdpAction.PASS)
 
     def timed(
+        self,
         fd: int,
         which: str,
         side: str,
@@ -587,34 +587,60 @@ def random_costs(
         base: float | None = None,
     ) -> float:
         if base is None:
-            base = timed_base(which, side, frame, k, src, dst)
-        rnd.aim(fd, frame, k, src, dst)
-        return max(0.0, timer.warm_ns(rnd.fds[which], side, frame, want) - base)
+            base = self.base(which, side, frame, k, src, dst)
+        self.rnd.aim(fd, frame, k, src, dst)
+        return max(0.0, self.timer.warm_ns(self.rnd.fds[which], side, frame, want) - base)
 
-    def steer(cls: str, which: str, side: str, frame: bytes) -> float:
+    def steer(self, cls: str, which: str, side: str, frame: bytes) -> float:
+        n, maps, pub, prv = self.n, self.maps, self.pub, self.prv
         src = RANDOM_CLIENTS if which == "src" else RANDOM_SOCKS
-        base = timed_base(which, side, frame, n, src, RANDOM_CLIENTS)
+        base = self.base(which, side, frame, n, src, RANDOM_CLIENTS)
         # the next hops go in last, just before the timing, so that they are fresh
-        nexthops = (_nexthop(prv, c.TRX_MAC, c.INT_MAC), _nexthop(pub, c.CLIENT_MAC, c.PUB_MAC))
+        nexthops = (
+            nexthop_value(prv, c.TRX_MAC, c.INT_MAC),
+            nexthop_value(pub, c.CLIENT_MAC, c.PUB_MAC),
+        )
         fill(maps, 0, n, nexthops, only="flows" if cls == "established" else "rflows")
         reason = CLASS_REASON[cls]
         before = maps.stats()[reason][0]
-        ns = timed(
-            dp.prog_fd(side), which, side, frame, XdpAction.REDIRECT, n, src, RANDOM_CLIENTS, base
+        ns = self.timed(
+            self.dp.prog_fd(side),
+            which,
+            side,
+            frame,
+            XdpAction.REDIRECT,
+            n,
+            src,
+            RANDOM_CLIENTS,
+            base,
         )
-        if maps.stats()[reason][0] - before != 1 + timer.warm_runs:
+        if maps.stats()[reason][0] - before != 1 + self.timer.warm_runs:
             raise AssertionError(f"random {cls}: not every run took the {reason.label} path")
         return ns
 
+
+def random_costs(
+    timer: Timer, dp: DataPlane, n: int, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Warm ns/packet when every packet belongs to a random one of `n` live flows (the
+    cache-miss regime), after scaling() has filled `n` sessions and flows. Each program is
+    entered through rand.bpf.c, whose own cost (the same prologue in front of a program
+    that only returns) is subtracted. steer's flows get a freshly cached next hop first,
+    as a live flow has; a run that fell back to the FIB would change the verdict (no route
+    to the filled addresses) and fail the reason check."""
+    ra = _RandomAccess(timer, dp, n)
+    est = eth_frame(RANDOM_CLIENTS, c.VIP, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+    ret = eth_frame(RANDOM_SOCKS, RANDOM_CLIENTS, rtp_packet(2), c.TRX_MAC, c.INT_MAC)
+    bare_frame = eth_frame(c.CLIENT, c.TRX, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
     progress(f"random access over {n:,} flows (rand.bpf.c tail-calling each program)")
     saved, timer.repeat = timer.repeat, min(timer.repeat, RANDOM_REPEAT)
     try:
         return {
             "flows": n,
-            "established": steer("established", "src", "public", est),
-            "return": steer("return", "both", "internal", ret),
-            "floor_lookup": timed(
-                floor.fd("public"),
+            "established": ra.steer("established", "src", "public", est),
+            "return": ra.steer("return", "both", "internal", ret),
+            "floor_lookup": ra.timed(
+                ra.floor.fd("public"),
                 "src",
                 "public",
                 est,
@@ -623,8 +649,8 @@ def random_costs(
                 RANDOM_CLIENTS,
                 RANDOM_CLIENTS,
             ),
-            "bare_redirect": timed(
-                bare.fd("public"),
+            "bare_redirect": ra.timed(
+                ra.bare.fd("public"),
                 "src",
                 "public",
                 bare_frame,

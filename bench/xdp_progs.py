@@ -19,12 +19,12 @@ from steer_common.endpoint import Endpoint
 HERE = Path(__file__).resolve().parent
 
 
-def _be32(ep: Endpoint) -> str:
+def be32(ep: Endpoint) -> str:
     """An IPv4 address as the u32 a program compares with the header (network order)."""
     return hex(struct.unpack("=I", ep.ip.packed)[0])
 
 
-def _be16(port: int) -> str:
+def be16(port: int) -> str:
     return hex(socket.htons(port))
 
 
@@ -40,8 +40,8 @@ class Sink:
             src_file=str(HERE / "probes.bpf.c"),
             cflags=[
                 f"-I{HERE}",
-                f"-DTARGET_IP={_be32(target)}",
-                f"-DTARGET_PORT={_be16(target.port)}",
+                f"-DTARGET_IP={be32(target)}",
+                f"-DTARGET_PORT={be16(target.port)}",
             ],
         )
         self.fd = int(self.bpf.load_func("bench_sink", BPF.XDP).fd)
@@ -81,12 +81,12 @@ class BareXdp:
             src_file=str(HERE / "baselines" / self.SRC),
             cflags=[
                 f"-I{HERE / 'baselines'}",
-                f"-DVIP_IP={_be32(vip)}",
-                f"-DVIP_PORT={_be16(vip.port)}",
-                f"-DCLIENT_IP={_be32(client)}",
-                f"-DCLIENT_PORT={_be16(client.port)}",
-                f"-DTRX_IP={_be32(c.TRX)}",
-                f"-DTRX_PORT={_be16(c.TRX.port)}",
+                f"-DVIP_IP={be32(vip)}",
+                f"-DVIP_PORT={be16(vip.port)}",
+                f"-DCLIENT_IP={be32(client)}",
+                f"-DCLIENT_PORT={be16(client.port)}",
+                f"-DTRX_IP={be32(c.TRX)}",
+                f"-DTRX_PORT={be16(c.TRX.port)}",
                 f"-DPUB_MAC={_mac(c.PUB_MAC)}",
                 f"-DINT_MAC={_mac(c.INT_MAC)}",
                 f"-DCLIENT_MAC={_mac(c.CLIENT_MAC)}",
@@ -225,6 +225,6 @@ class Breakdown:
     def __init__(self) -> None:
         self.bpf = BPF(
             src_file=str(HERE / "breakdown.bpf.c"),
-            cflags=[f"-DFIB_DST={_be32(c.TRX)}", f"-DFIB_DPORT={_be16(c.TRX.port)}"],
+            cflags=[f"-DFIB_DST={be32(c.TRX)}", f"-DFIB_DPORT={be16(c.TRX.port)}"],
         )
         self.fds = {p: int(self.bpf.load_func(f"probe_{p}", BPF.XDP).fd) for p in self.PROBES}

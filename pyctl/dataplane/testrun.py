@@ -20,7 +20,7 @@ from steer_common.shared import XdpAction
 _libbpf = libbpf.lib()
 
 
-class _XdpMd(ctypes.Structure):
+class XdpMd(ctypes.Structure):
     _fields_ = [
         ("data", ctypes.c_uint32),
         ("data_end", ctypes.c_uint32),
@@ -31,7 +31,7 @@ class _XdpMd(ctypes.Structure):
     ]
 
 
-class _TestRunOpts(ctypes.Structure):
+class BpfTestRunOpts(ctypes.Structure):
     _fields_ = [
         ("sz", ctypes.c_size_t),
         ("data_in", ctypes.c_void_p),
@@ -51,7 +51,7 @@ class _TestRunOpts(ctypes.Structure):
     ]
 
 
-_libbpf.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
+_libbpf.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(BpfTestRunOpts)]
 _libbpf.bpf_prog_test_run_opts.restype = ctypes.c_int
 
 # Room for what a program may add in front of or behind the frame.
@@ -70,8 +70,8 @@ def run_xdp(prog_fd: int, frame: bytes, ingress_ifindex: int = 0, repeat: int = 
     `ingress_ifindex` (0: the loopback device of the caller's network namespace)."""
     data_in = ctypes.create_string_buffer(frame, len(frame))
     data_out = ctypes.create_string_buffer(len(frame) + _OUT_SLACK)
-    opts = _TestRunOpts(
-        sz=ctypes.sizeof(_TestRunOpts),
+    opts = BpfTestRunOpts(
+        sz=ctypes.sizeof(BpfTestRunOpts),
         data_in=ctypes.cast(data_in, ctypes.c_void_p),
         data_out=ctypes.cast(data_out, ctypes.c_void_p),
         data_size_in=len(frame),
@@ -80,7 +80,7 @@ def run_xdp(prog_fd: int, frame: bytes, ingress_ifindex: int = 0, repeat: int = 
     )
     ctx = None
     if ingress_ifindex:
-        ctx = _XdpMd(data=0, data_end=len(frame), ingress_ifindex=ingress_ifindex)
+        ctx = XdpMd(data=0, data_end=len(frame), ingress_ifindex=ingress_ifindex)
         opts.ctx_in = ctypes.cast(ctypes.pointer(ctx), ctypes.c_void_p)
         opts.ctx_size_in = ctypes.sizeof(ctx)
     rc = _libbpf.bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts))

@@ -16,7 +16,7 @@ from bench import config as c
 from bench import relays, topology, turn
 from bench.build import relay_binary
 from bench.topology import BenchNet
-from bench.verify import _udp, binding_request, open_flows, rtp_packet, verify
+from bench.verify import binding_request, bound_udp, open_flows, rtp_packet, verify
 
 pytestmark = pytest.mark.netns
 
@@ -98,10 +98,10 @@ def test_gro_relay_opens_and_forwards_several_flows(net: BenchNet, tmp_path: Pat
         assert verify(net).ok
         v = open_flows(net, c.GRO_FLOWS)
         assert v.ok, v.detail
-        trx = _udp(net.trx, (str(c.TRX.ip), c.TRX.port))
+        trx = bound_udp(net.trx, (str(c.TRX.ip), c.TRX.port))
         try:
             for i in range(c.GRO_FLOWS):
-                client = _udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port + i))
+                client = bound_udp(net.client, (str(c.CLIENT.ip), c.CLIENT.port + i))
                 try:
                     client.sendto(rtp_packet(100 + i), (str(c.VIP.ip), c.VIP.port))
                     assert trx.recvfrom(2048)[0] == rtp_packet(100 + i)

@@ -13,7 +13,7 @@ from scapy.layers.l2 import Ether
 
 from bench import config as c
 from bench.verify import rtp_packet
-from bench.xdp_cost import RANDOM_CLIENTS, _frame
+from bench.xdp_cost import RANDOM_CLIENTS, eth_frame
 from bench.xdp_progs import BareXdp, FloorXdp, Randomizer
 from pyctl.dataplane.testrun import run_xdp
 from steer_common.endpoint import Endpoint
@@ -25,7 +25,7 @@ PUB, INT = 1, 1  # loopback: a test run only reports the redirect
 
 
 def _to_vip(client: Endpoint) -> bytes:
-    return _frame(client, c.VIP, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
+    return eth_frame(client, c.VIP, rtp_packet(1), c.CLIENT_MAC, c.PUB_MAC)
 
 
 def test_floor_forwards_a_known_flow_like_bare() -> None:

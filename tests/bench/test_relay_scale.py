@@ -20,10 +20,10 @@ from scapy.layers.l2 import Ether
 
 from bench import config as c
 from bench import livegen, topology, xdp_cost
+from bench.harness.standing import SINK_IF
 from bench.livegen import LiveGenerator
 from bench.relay_scale import CLIENTS, SteerFlows, random_frame, return_frame, sized_frame
 from bench.relays import SteerRelay
-from bench.run import SINK_IF
 from bench.topology import BenchNet, xdp_attach
 from bench.verify import rtp_packet, verify
 from bench.xdp_progs import RandomGen, Sink
@@ -105,7 +105,7 @@ def test_random_sources_are_the_prefilled_clients_and_steer_forwards_them(rig: R
         past = Endpoint(ipaddress.ip_address(int(CLIENTS.ip) + N), CLIENTS.port)
         out = run_xdp(
             rig.dp.prog_fd("public"),
-            xdp_cost._frame(past, c.VIP, DTLS_RECORD, c.CLIENT_MAC, c.PUB_MAC),
+            xdp_cost.eth_frame(past, c.VIP, DTLS_RECORD, c.CLIENT_MAC, c.PUB_MAC),
         )
         assert out.action != XdpAction.REDIRECT
     finally:

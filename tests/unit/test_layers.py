@@ -156,3 +156,120 @@ def test_no_test_module_imports_another_or_a_foreign_conftest() -> None:
                     bad.append(f"{path.relative_to(ROOT)} imports {target}")
                     break
     assert sorted(set(bad)) == []
+
+
+# bench/: the parts share bench/harness/ and are run by bench/run.py, which only
+# bench/__main__.py imports; no circle, no import back up to the run, nothing private
+# (`_name`) reached across modules (from bench or any other project package).
+BENCH_ENTRY = ("bench.run", "bench.__main__")
+
+
+def bench_modules() -> dict[str, Path]:
+    """bench's modules by dotted name (a package by its own name)."""
+    out: dict[str, Path] = {}
+    for path in (ROOT / "bench").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def bench_graph() -> dict[str, set[str]]:
+    """module -> the bench modules it imports (`from a import b` names a.b if that is a
+    module, else a)."""
+    mods = bench_modules()
+    return {
+        name: {m for m in imported(path) if m in mods and m != name} for name, path in mods.items()
+    }
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(graph[start])
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph.get(m, ()))
+    return seen
+
+
+def test_bench_has_no_import_circle() -> None:
+    graph = bench_graph()
+    assert graph, "no bench modules found"
+    in_a_circle = sorted(m for m in graph if m in reachable(graph, m))
+    assert in_a_circle == []
+
+
+def test_no_bench_module_imports_the_run() -> None:
+    graph = bench_graph()
+    bad = sorted(
+        f"{m} imports {e}"
+        for m, es in graph.items()
+        if m != "bench.__main__"
+        for e in es
+        if e in BENCH_ENTRY
+    )
+    assert bad == []
+
+
+def test_nothing_private_is_imported_across_bench_modules() -> None:
+    mods = bench_modules()
+    bad: list[str] = []
+    for name, path in mods.items():
+        tree = ast.parse(path.read_text(), str(path))
+        aliases: dict[str, str] = {}  # local name -> the bench module it is bound to
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(OURS):
+                for a in node.names:
+                    if a.name.startswith("_") and not a.name.startswith("__"):
+                        bad.append(f"{name}: from {node.module} import {a.name}")
+                    if f"{node.module}.{a.name}" in mods:
+                        aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+            elif isinstance(node, ast.Import):
+                aliases.update(
+                    {a.asname: a.name for a in node.names if a.asname and a.name in mods}
+                )
+        for node in ast.walk(tree):  # module._name
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                bad.append(f"{name}: {aliases[node.value.id]}.{node.attr}")
+    assert sorted(set(bad)) == []
+
+
+# what bench/harness/ may import besides itself: the lab plumbing, never a part
+BENCH_PLUMBING = {
+    f"bench.{m}"
+    for m in [
+        "build",
+        "config",
+        "cpus",
+        "latency",
+        "livegen",
+        "profile",
+        "relays",
+        "topology",
+        "traffic",
+        "turn",
+        "verify",
+        "xdp_cost",
+        "xdp_progs",
+    ]
+}
+
+
+def test_the_bench_harness_imports_no_part() -> None:
+    bad = sorted(
+        f"{m} imports {e}"
+        for m, es in bench_graph().items()
+        if m.startswith("bench.harness")
+        for e in es
+        if e not in BENCH_PLUMBING
+        and e not in {"bench", "bench.harness"}
+        and not e.startswith("bench.harness.")
+    )
+    assert bad == []

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.harness.machine import steer_source
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
 def save(name: str, result: dict[str, Any], **extra: Any) -> Path:
-    from bench.run import steer_source  # the full run's record of what was measured
-
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"{stamp}-{name.replace('_', '-')}.json"
     part = {"timestamp": stamp, "part": name, "steer_source": steer_source(), **extra}
