@@ -852,7 +852,9 @@ no_flow:
 		action = guard_cross(ctx, &pkt, config_ifindex(0), &reason);
 		goto out;
 	}
-	if (!pkt.opts) {
+	/* STUN to a VIP had its source checked on the way in (the stun: block): one check,
+	 * one FIB lookup, per packet */
+	if (!pkt.opts && !RFC7983_IS_STUN(b)) {
 		action = src_check(ctx, &pkt, &fk.client, &reason);
 		if (action != STEER_CONTINUE)
 			goto out;

@@ -615,7 +615,7 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
         return send(pkt, "pub", route_sized(pkt, sock.ip, src.ip), Reason.FWD_FLOW)
     if dst not in st.vips:
         return guard(pkt, "int", Reason.PASS_NOT_STEERED)
-    if not pkt.opts:
+    if not pkt.opts and b > 3:  # STUN to a VIP was checked above, once
         bad = src_check(pkt, st)
         if bad is not None:
             return XdpAction.DROP, bad, frame
