@@ -924,17 +924,53 @@ static __always_inline int path_follow(struct xdp_md *ctx, struct steer_pkt *pkt
 	return 1;
 }
 
+/* Where a return packet leaves from and as what. */
+struct steer_route {
+	struct bpf_fib_lookup fib;
+	long rc;                        /* BPF_FIB_LKUP_RET_NOT_FWDED unless looked up */
+	const struct steer_nexthop *nh; /* the return flow's, when fresh */
+	struct steer_addr vip;
+	__u32 backend_id;
+};
+
+/* 1 if `flow` is the proven flow of `sock` (the return's free path): the packet is counted
+ * on it and refreshes it. Both return paths ask here. */
+static __always_inline int return_on_flow(struct steer_flow *flow, const struct steer_addr *sock,
+					  __u32 len, __u64 now)
+{
+	if (!flow || !addr_eq(&flow->sock, sock) || (flow->flags & STEER_FLOW_TENTATIVE))
+		return 0;
+	if (STEER_WRITES) {
+		flow->last_seen_ns = now;
+		flow->rpackets++;
+		flow->rbytes += len;
+	}
+	return 1;
+}
+
+/* The end of every forwarded return: the source NATed to the VIP, out by the remembered
+ * next hop when there is one, else by the FIB's answer. */
+static __always_inline int return_send(struct xdp_md *ctx, struct steer_pkt *pkt,
+				       const struct steer_addr *vip, const struct steer_route *rt,
+				       __u32 *reason)
+{
+	rewrite_endpoint(pkt, STEER_SRC, vip);
+	if (rt->nh)
+		return send_to(ctx, pkt, rt->nh->ifindex, rt->nh->dmac, rt->nh->smac, reason);
+	return fib_send(ctx, pkt, &rt->fib, rt->rc, reason);
+}
+
 /* The common return: a plain IPv4 packet that is not STUN, on a return flow `rf` that is
  * current (not stale) with a fresh next hop. Inlined only under parse_plain_v4, so the
  * compiler builds this copy for IPv4 alone (flow_forward's twin). The same verdicts as the
- * general path below; STEER_CONTINUE hands a packet whose client flow is not this
- * socket's proven one to it. */
+ * general path (return_general); STEER_CONTINUE hands a packet whose client flow is not
+ * this socket's proven one to it. */
 static __always_inline int return_forward(struct xdp_md *ctx, struct steer_pkt *pkt,
 					  struct steer_rflow_key *rk, struct steer_rflow *rf,
 					  __u64 now, __u32 *reason)
 {
 	struct steer_flow_key fk __attribute__((aligned(8)));
-	struct steer_flow *flow;
+	struct steer_route rt;
 
 	if (backend_down(rf->backend_id)) {
 		*reason = STEER_R_DROP_BACKEND_DOWN;
@@ -942,17 +978,12 @@ static __always_inline int return_forward(struct xdp_md *ctx, struct steer_pkt *
 	}
 	fk.client = rk->client;
 	fk.vip = rf->vip;
-	flow = steer_flows.lookup(&fk);
-	if (!flow || !addr_eq(&flow->sock, &rk->sock) || (flow->flags & STEER_FLOW_TENTATIVE))
+	if (!return_on_flow(steer_flows.lookup(&fk), &rk->sock, pkt->len, now))
 		return STEER_CONTINUE;
-	if (STEER_WRITES) {
-		flow->last_seen_ns = now;
-		flow->rpackets++;
-		flow->rbytes += pkt->len;
-	}
-	rewrite_endpoint(pkt, STEER_SRC, &fk.vip);
+	rt.nh = &rf->nh;
+	rt.rc = BPF_FIB_LKUP_RET_NOT_FWDED; /* not read: the next hop is fresh */
 	*reason = STEER_R_FWD_RETURN;
-	return send_to(ctx, pkt, rf->nh.ifindex, rf->nh.dmac, rf->nh.smac, reason);
+	return return_send(ctx, pkt, &fk.vip, &rt, reason);
 }
 
 /* A session's Binding Success Response to rk->client, which has no proven flow of the
@@ -1008,14 +1039,8 @@ static __always_inline __u32 return_classify(struct steer_pkt *pkt, struct steer
 	struct steer_tmp *t;
 	__u32 zero = 0, r;
 
-	if (flow && addr_eq(&flow->sock, &rk->sock) && !(flow->flags & STEER_FLOW_TENTATIVE)) {
-		if (STEER_WRITES) {
-			flow->last_seen_ns = now;
-			flow->rpackets++;
-			flow->rbytes += pkt->len;
-		}
+	if (return_on_flow(flow, &rk->sock, pkt->len, now))
 		return STEER_R_FWD_RETURN;
-	}
 	r = return_budget(&rk->sock, kind, now);
 	if (r)
 		return r;
@@ -1026,15 +1051,6 @@ static __always_inline __u32 return_classify(struct steer_pkt *pkt, struct steer
 		return STEER_R_FWD_RETURN_NO_FLOW;
 	return answer_learn(t, fk, rk, flow, h, backend_id, now, pkt->len);
 }
-
-/* Where a return packet leaves from and as what. */
-struct steer_route {
-	struct bpf_fib_lookup fib;
-	long rc;                        /* BPF_FIB_LKUP_RET_NOT_FWDED unless looked up */
-	const struct steer_nexthop *nh; /* the return flow's, when fresh */
-	struct steer_addr vip;
-	__u32 backend_id;
-};
 
 /* Route a packet from rk->sock to rk->client: by its return flow `rf` (whose next hop, when
  * fresh, saves the lookup) or by the FIB and the socket's session. STEER_CONTINUE with *rt
@@ -1125,6 +1141,74 @@ static __always_inline void return_remember(struct steer_rflow_key *rk,
 	}
 }
 
+/* A transceiver's packet, parsed: its return flow key (socket, client), the time, and the
+ * return flow if there is one. */
+static __always_inline struct steer_rflow *return_lookup(struct steer_pkt *pkt,
+							 struct steer_rflow_key *rk, __u64 *now)
+{
+	pkt_addr(pkt, STEER_SRC, &rk->sock);
+	pkt_addr(pkt, STEER_DST, &rk->client);
+	*now = coarse_now();
+	return steer_rflows.lookup(rk);
+}
+
+/* What a return on its way out to rk->client (from VIP rt->vip) is and leaves behind
+ * ("Return-routability"): free on the socket's proven flow; else budgeted, a Success
+ * perhaps making a tentative flow; a Binding Request remembered. The reason; a budget
+ * drop when over. */
+static __always_inline __u32 return_account(struct xdp_md *ctx, struct steer_pkt *pkt,
+					    struct steer_rflow_key *rk,
+					    const struct steer_rflow *rf,
+					    const struct steer_route *rt, __u64 now)
+{
+	struct steer_flow_key fk __attribute__((aligned(8)));
+	struct steer_stun_hdr h;
+	__u32 reason;
+	int kind;
+
+	fk.client = rk->client;
+	fk.vip = rt->vip;
+	kind = stun_kind(ctx, pkt, &h);
+	reason = return_classify(pkt, &fk, rk, &h, kind, rt->backend_id, now);
+	if (reason != STEER_R_DROP_SESSION_BUDGET && reason != STEER_R_DROP_NO_FLOW_BUDGET)
+		return_remember(rk, rf, rt, &h, kind, reason, now);
+	return reason;
+}
+
+/* Any return the fast path did not take: follow a client that moved ("Mobility"), route,
+ * refuse what may not leave, account for it, NAT and send. */
+static __always_inline int return_general(struct xdp_md *ctx, struct steer_pkt *pkt,
+					  struct steer_rflow_key *rk, struct steer_rflow *rf,
+					  __u64 now, __u32 *reason)
+{
+	struct steer_stun_hdr h;
+	struct steer_route rt;
+	int action, moved;
+
+	/* the client moved since: to its current address */
+	moved = rf && (rf->flags & STEER_RFLOW_STALE) &&
+		path_follow(ctx, pkt, rk, rf, stun_kind(ctx, pkt, &h), now);
+	if (moved)
+		rf = steer_rflows.lookup(rk);
+	action = return_route(ctx, pkt, rk, rf, now, &rt, reason);
+	if (action != STEER_CONTINUE)
+		return action;
+	if (backend_down(rt.backend_id)) {
+		*reason = STEER_R_DROP_BACKEND_DOWN;
+		return XDP_DROP;
+	}
+	if (pkt->opts) {
+		*reason = STEER_R_DROP_IP_OPTIONS;
+		return XDP_DROP;
+	}
+	*reason = return_account(ctx, pkt, rk, rf, &rt, now);
+	if (*reason == STEER_R_DROP_SESSION_BUDGET || *reason == STEER_R_DROP_NO_FLOW_BUDGET)
+		return XDP_DROP;
+	if (moved && *reason == STEER_R_FWD_RETURN)
+		*reason = STEER_R_FWD_RETURN_MOVED;
+	return return_send(ctx, pkt, &rt.vip, &rt, reason);
+}
+
 /* A transceiver's packet on its way to the public side: NAT its source to the VIP. What
  * it may learn and what it costs follow "Return-routability": on the socket's proven flow
  * it is free; to any other address it comes out of the session's budget (and, but for
@@ -1132,76 +1216,34 @@ static __always_inline void return_remember(struct steer_rflow_key *rk,
  * that checked this session may make a tentative flow. A Binding Request is remembered
  * so the client's answer finds its way back. Packets to a stale address go to the
  * current path ("Mobility"). Anything headed out that is not from a session socket or not
- * UDP would leave with a transceiver's address, so it is dropped. */
+ * UDP would leave with a transceiver's address, so it is dropped. A plain IPv4 packet on
+ * a current return flow takes return_forward; the rest, and what it hands back,
+ * return_general. */
 int steer_internal(struct xdp_md *ctx)
 {
 	struct steer_pkt pkt = {};
 	struct steer_rflow_key rk __attribute__((aligned(8)));
-	struct steer_flow_key fk __attribute__((aligned(8)));
-	struct steer_route rt;
-	struct steer_stun_hdr h;
-	struct steer_rflow *rf;
+	struct steer_rflow *rf = 0;
 	__u32 reason = STEER_R_UNUSED_0;
-	__u64 now;
-	int action, kind, moved;
+	__u64 now = 0;
+	int action;
 
 	if (parse_plain_v4(ctx, &pkt)) {
-		pkt_addr(&pkt, STEER_SRC, &rk.sock);
-		pkt_addr(&pkt, STEER_DST, &rk.client);
-		now = coarse_now();
-		rf = steer_rflows.lookup(&rk);
+		/* this branch is IPv4 for the compiler: its return_forward has no IPv6 code */
+		rf = return_lookup(&pkt, &rk, &now);
+		action = STEER_CONTINUE;
 		if (rf && !(rf->flags & STEER_RFLOW_STALE) && nexthop_fresh(&rf->nh, now) &&
-		    !RFC7983_IS_STUN(first_byte(&pkt))) {
+		    !RFC7983_IS_STUN(first_byte(&pkt)))
 			action = return_forward(ctx, &pkt, &rk, rf, now, &reason);
-			if (action != STEER_CONTINUE)
-				goto out;
-		}
-		goto looked_up;
-	}
-	action = parse_packet(ctx, &pkt, &reason);
-	if (action != STEER_CONTINUE) {
-		if (pkt.family)
+	} else {
+		action = parse_packet(ctx, &pkt, &reason);
+		if (action == STEER_CONTINUE)
+			rf = return_lookup(&pkt, &rk, &now);
+		else if (pkt.family)
 			action = guard_cross(ctx, &pkt, config_ifindex(1), &reason);
-		goto out;
 	}
-
-	pkt_addr(&pkt, STEER_SRC, &rk.sock);
-	pkt_addr(&pkt, STEER_DST, &rk.client);
-	now = coarse_now();
-	rf = steer_rflows.lookup(&rk);
-looked_up:
-	/* the client moved since: to its current address ("Mobility") */
-	moved = rf && (rf->flags & STEER_RFLOW_STALE) &&
-		path_follow(ctx, &pkt, &rk, rf, stun_kind(ctx, &pkt, &h), now);
-	if (moved)
-		rf = steer_rflows.lookup(&rk);
-	action = return_route(ctx, &pkt, &rk, rf, now, &rt, &reason);
-	if (action != STEER_CONTINUE)
-		goto out;
-	action = XDP_DROP;
-	if (backend_down(rt.backend_id)) {
-		reason = STEER_R_DROP_BACKEND_DOWN;
-		goto out;
-	}
-	if (pkt.opts) {
-		reason = STEER_R_DROP_IP_OPTIONS;
-		goto out;
-	}
-	fk.client = rk.client;
-	fk.vip = rt.vip;
-	kind = stun_kind(ctx, &pkt, &h);
-	reason = return_classify(&pkt, &fk, &rk, &h, kind, rt.backend_id, now);
-	if (reason == STEER_R_DROP_SESSION_BUDGET || reason == STEER_R_DROP_NO_FLOW_BUDGET)
-		goto out;
-	return_remember(&rk, rf, &rt, &h, kind, reason, now);
-	if (moved && reason == STEER_R_FWD_RETURN)
-		reason = STEER_R_FWD_RETURN_MOVED;
-	rewrite_endpoint(&pkt, STEER_SRC, &fk.vip);
-	if (rt.nh)
-		action = send_to(ctx, &pkt, rt.nh->ifindex, rt.nh->dmac, rt.nh->smac, &reason);
-	else
-		action = fib_send(ctx, &pkt, &rt.fib, rt.rc, &reason);
-out:
+	if (action == STEER_CONTINUE)
+		action = return_general(ctx, &pkt, &rk, rf, now, &reason);
 	count(reason, pkt.len);
 	return action;
 }
