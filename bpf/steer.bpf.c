@@ -457,22 +457,30 @@ static __always_inline int seal_key_for(__u32 kid, __u32 backend, __u64 *b0, __u
 	return 0;
 }
 
-/* The socket and backend a sealed ufrag names (seal.h), if its port is in the sealed range,
- * its key id is valid, its MAC holds under that key's derivation for its backend, and the
- * backend has an address of the packet's family: 0, or the drop reason. The ufrag path and
- * the CID path both route by it. */
+/* The one router for every seal (steer_shared.h STEER_SEAL_*): the socket and backend the
+ * sealed `word` names, if its port is in the sealed range, its key id is valid, `mac`
+ * holds under that key's derivation for its backend, and the backend has an address of the
+ * packet's family: 0, or the reason it fails. A ufrag's and a CID's MAC is over the word
+ * (`client` NULL); a sealed transaction id's tag over its 48 bits and the client's address.
+ * What a failure means is each caller's: a ufrag keeps the reason, a CID and an answer
+ * do not (dtls_cid, sealed_answer). */
 static __always_inline __u32 seal_route(const struct steer_pkt *pkt, __u64 word, __u64 mac,
-					struct steer_addr *sock, __u32 *backend_id)
+					const struct steer_addr *client, struct steer_addr *sock,
+					__u32 *backend_id)
 {
 	struct steer_backend *b;
-	__u64 b0, b1;
+	__u64 b0, b1, want;
 
 	if (!seal_port_ok(seal_port(word)))
 		return STEER_R_DROP_SEAL_PORT;
 	*backend_id = seal_backend(word);
 	if (seal_key_for(seal_key_id(word), *backend_id, &b0, &b1))
 		return STEER_R_DROP_SEAL_STALE_KEY;
-	if (siphash24_u64(b0, b1, word) != mac)
+	if (client)
+		want = txid_tag(b0, b1, word >> STEER_SEAL_TXID_SHIFT, client);
+	else
+		want = siphash24_u64(b0, b1, word);
+	if (want != mac)
 		return STEER_R_DROP_SEAL_BAD_MAC;
 	b = steer_backends.lookup(backend_id);
 	if (!b || !b->addr.family)
@@ -512,7 +520,7 @@ static __always_inline int stun_request(struct xdp_md *ctx, struct steer_pkt *pk
 		*reason = STEER_R_DROP_STUN_UNKNOWN_UFRAG;
 		if (seal_decode(&ufrag, &word, &mac))
 			return XDP_DROP;
-		*reason = seal_route(pkt, word, mac, &sock, &backend_id);
+		*reason = seal_route(pkt, word, mac, 0, &sock, &backend_id);
 		if (*reason)
 			return XDP_DROP;
 		ok = STEER_R_FWD_STUN_SEALED;
@@ -526,16 +534,17 @@ static __always_inline int stun_request(struct xdp_md *ctx, struct steer_pkt *pk
 }
 
 /* A client's answer to a check whose transaction id is sealed (seal.h txid_tag): into *p
- * the socket it names, if its tag holds for this client address under a valid key and a
- * live session of that backend, on this VIP, owns the socket; 0, or -1. What lets any
- * relay of a fleet check a proof, whichever relay the check left through. */
-static __always_inline int sealed_answer(const struct steer_flow_key *fk,
+ * the socket it names, if seal_route takes its tag for this client address and a live
+ * session of that backend, on this VIP, owns the socket; 0, or -1 (whatever failed: an
+ * answer no seal vouches for is just not an answer). What lets any relay of a fleet check
+ * a proof, whichever relay the check left through. */
+static __always_inline int sealed_answer(const struct steer_pkt *pkt,
+					 const struct steer_flow_key *fk,
 					 const struct steer_stun_hdr *h, struct steer_pending *p)
 {
-	struct steer_backend *b;
 	struct steer_session *s;
-	__u64 word = 0, tag = 0, b0, b1;
-	__u32 kid, backend_id;
+	__u64 word = 0, tag = 0;
+	__u32 backend_id;
 	int i;
 
 #pragma unroll
@@ -543,16 +552,9 @@ static __always_inline int sealed_answer(const struct steer_flow_key *fk,
 		word = (word << 8) | h->txid[i];
 		tag = (tag << 8) | h->txid[6 + i];
 	}
-	kid = (word >> 16) & 0xf;
-	backend_id = word >> 36;
-	if (!seal_port_ok((word >> 20) & 0xffff) || seal_key_for(kid, backend_id, &b0, &b1) ||
-	    txid_tag(b0, b1, word, &fk->client) != tag)
+	if (seal_route(pkt, word << STEER_SEAL_TXID_SHIFT, tag, &fk->client, &p->sock,
+		       &backend_id))
 		return -1;
-	b = steer_backends.lookup(&backend_id);
-	if (!b || b->addr.family != fk->client.family)
-		return -1;
-	p->sock = b->addr;
-	p->sock.port = htons((word >> 20) & 0xffff);
 	s = steer_socks.lookup(&p->sock);
 	if (!s || s->backend_id != backend_id || !addr_eq(&s->vip, &fk->vip))
 		return -1;
@@ -581,7 +583,7 @@ static __always_inline int stun_answer(struct xdp_md *ctx, struct steer_pkt *pkt
 	p = steer_pending.lookup(&t->pk);
 	if (p && addr_eq(&p->vip, &fk->vip) && steer_socks.lookup(&p->sock))
 		t->p = *p;
-	else if (sealed_answer(fk, h, &t->p))
+	else if (sealed_answer(pkt, fk, h, &t->p))
 		return STEER_CONTINUE;
 	if (h->type == htons(STUN_BINDING_SUCCESS)) {
 		ok = STEER_R_FWD_STUN_PROVEN;
@@ -732,8 +734,10 @@ static __always_inline int dtls_cid(struct xdp_md *ctx, struct steer_pkt *pkt, _
 		word = (word << 8) | h[STEER_CID_OFF + i];
 		mac = (mac << 8) | h[STEER_CID_OFF + 8 + i];
 	}
+	/* every seal failure of a CID is one reason: the CID counters say what the hint path
+	 * drops (docs/architecture.md); the SEAL_* reasons stay the first checks' */
 	*reason = STEER_R_DROP_DTLS_CID_FORGED;
-	if (seal_route(pkt, word, mac, &sock, &backend_id))
+	if (seal_route(pkt, word, mac, 0, &sock, &backend_id))
 		return XDP_DROP;
 	s = steer_socks.lookup(&sock);
 	if (!s || s->backend_id != backend_id || !(s->flags & STEER_SESSION_CID) ||
