@@ -209,7 +209,7 @@ static __always_inline int send_to(struct xdp_md *ctx, struct steer_pkt *pkt, __
 }
 
 static __always_inline int fib_send(struct xdp_md *ctx, struct steer_pkt *pkt,
-				    struct bpf_fib_lookup *fib, long rc, __u32 *reason)
+				    const struct bpf_fib_lookup *fib, long rc, __u32 *reason)
 {
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		*reason = STEER_R_PASS_FIB_FAILED;

@@ -1,9 +1,10 @@
 /* seal.h — sealed ufrags: decode one, and SipHash-2-4 of its 64-bit word.
  *
  * A sealed ufrag is 26 base32hex characters ("0-9a-v", first one 0-7) holding 128 bits:
- * word = backend:12 | port:16 | key id:4 | nonce:32, then mac = SipHash-2-4(key, word as 8
- * little-endian bytes). steer_common/seal.py is the reference (and mints them for tests);
- * steer_common/ufrag.py mints them in production; steer_testkit/replay/model.py mirrors this file.
+ * the sealed word (steer_shared.h STEER_SEAL_*: backend, port, key id, nonce), then
+ * mac = SipHash-2-4(key, word as 8 little-endian bytes). steer_common/seal.py is the
+ * reference (and mints them for tests); steer_common/ufrag.py mints them in production;
+ * steer_testkit/replay/model.py mirrors this file.
  * Map lookups stay in steer.bpf.c (bcc rewrites them only in the main file): here only
  * arithmetic, branch-free, eight characters at a time.
  */
@@ -75,7 +76,7 @@ static __always_inline __u64 siphash24_32(__u64 k0, __u64 k1, const __u64 *m)
 static __always_inline void seal_backend_key(__u64 k0, __u64 k1, __u32 backend, __u64 *b0,
 					     __u64 *b1)
 {
-	__u64 m = STEER_KDF_DOMAIN | ((__u64)(backend & 0xfff) << 1);
+	__u64 m = STEER_KDF_DOMAIN | ((__u64)(backend & STEER_SEAL_BACKEND_MASK) << 1);
 
 	*b0 = siphash24_u64(k0, k1, m);
 	*b1 = siphash24_u64(k0, k1, m | 1);
@@ -85,7 +86,7 @@ static __always_inline void seal_backend_key(__u64 k0, __u64 k1, __u32 backend, 
  * verifiable by any relay with the key, so that the client's answer proves its address on
  * whichever relay it reaches (a fleet's return path may leave through another relay than
  * the one the client's packets arrive on, which then holds no steer_pending entry). 96
- * bits: word (48, big-endian) = backend:12 | port:16 | key id:4 | nonce:16, then the top
+ * bits: word (48, big-endian) = the sealed word >> STEER_SEAL_TXID_SHIFT, then the top
  * 48 bits of SipHash-2-4(backend key, word as 8 little-endian bytes || the client's
  * steer_addr (20 bytes) || 4 zero bytes). steer_common/seal.py seal_txid() is the reference. */
 static __always_inline __u64 txid_tag(__u64 k0, __u64 k1, __u64 word48,
@@ -152,28 +153,6 @@ static __always_inline int seal_decode(const struct steer_ufrag *u, __u64 *word,
 	*word = (c0 << 26) | (c1 >> 14);
 	*mac = (c1 << 50) | (c2 << 10) | c3;
 	return 0;
-}
-
-/* The fields of a sealed word (the layout above; steer_common/seal.py Sealed). Both the
- * ufrag path and the CID path read them here and nowhere else. */
-static __always_inline __u32 seal_backend(__u64 word)
-{
-	return word >> 52;
-}
-
-static __always_inline __u16 seal_port(__u64 word)
-{
-	return (word >> 36) & 0xffff;
-}
-
-static __always_inline __u32 seal_key_id(__u64 word)
-{
-	return (word >> 32) & 0xf;
-}
-
-static __always_inline __u32 seal_nonce(__u64 word)
-{
-	return (__u32)word;
 }
 
 #endif /* STEER_SEAL_H */

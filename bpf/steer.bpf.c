@@ -457,22 +457,30 @@ static __always_inline int seal_key_for(__u32 kid, __u32 backend, __u64 *b0, __u
 	return 0;
 }
 
-/* The socket and backend a sealed ufrag names (seal.h), if its port is in the sealed range,
- * its key id is valid, its MAC holds under that key's derivation for its backend, and the
- * backend has an address of the packet's family: 0, or the drop reason. The ufrag path and
- * the CID path both route by it. */
+/* The one router for every seal (steer_shared.h STEER_SEAL_*): the socket and backend the
+ * sealed `word` names, if its port is in the sealed range, its key id is valid, `mac`
+ * holds under that key's derivation for its backend, and the backend has an address of the
+ * packet's family: 0, or the reason it fails. A ufrag's and a CID's MAC is over the word
+ * (`client` NULL); a sealed transaction id's tag over its 48 bits and the client's address.
+ * What a failure means is each caller's: a ufrag keeps the reason, a CID and an answer
+ * do not (dtls_cid, sealed_answer). */
 static __always_inline __u32 seal_route(const struct steer_pkt *pkt, __u64 word, __u64 mac,
-					struct steer_addr *sock, __u32 *backend_id)
+					const struct steer_addr *client, struct steer_addr *sock,
+					__u32 *backend_id)
 {
 	struct steer_backend *b;
-	__u64 b0, b1;
+	__u64 b0, b1, want;
 
 	if (!seal_port_ok(seal_port(word)))
 		return STEER_R_DROP_SEAL_PORT;
 	*backend_id = seal_backend(word);
 	if (seal_key_for(seal_key_id(word), *backend_id, &b0, &b1))
 		return STEER_R_DROP_SEAL_STALE_KEY;
-	if (siphash24_u64(b0, b1, word) != mac)
+	if (client)
+		want = txid_tag(b0, b1, word >> STEER_SEAL_TXID_SHIFT, client);
+	else
+		want = siphash24_u64(b0, b1, word);
+	if (want != mac)
 		return STEER_R_DROP_SEAL_BAD_MAC;
 	b = steer_backends.lookup(backend_id);
 	if (!b || !b->addr.family)
@@ -512,7 +520,7 @@ static __always_inline int stun_request(struct xdp_md *ctx, struct steer_pkt *pk
 		*reason = STEER_R_DROP_STUN_UNKNOWN_UFRAG;
 		if (seal_decode(&ufrag, &word, &mac))
 			return XDP_DROP;
-		*reason = seal_route(pkt, word, mac, &sock, &backend_id);
+		*reason = seal_route(pkt, word, mac, 0, &sock, &backend_id);
 		if (*reason)
 			return XDP_DROP;
 		ok = STEER_R_FWD_STUN_SEALED;
@@ -526,16 +534,17 @@ static __always_inline int stun_request(struct xdp_md *ctx, struct steer_pkt *pk
 }
 
 /* A client's answer to a check whose transaction id is sealed (seal.h txid_tag): into *p
- * the socket it names, if its tag holds for this client address under a valid key and a
- * live session of that backend, on this VIP, owns the socket; 0, or -1. What lets any
- * relay of a fleet check a proof, whichever relay the check left through. */
-static __always_inline int sealed_answer(const struct steer_flow_key *fk,
+ * the socket it names, if seal_route takes its tag for this client address and a live
+ * session of that backend, on this VIP, owns the socket; 0, or -1 (whatever failed: an
+ * answer no seal vouches for is just not an answer). What lets any relay of a fleet check
+ * a proof, whichever relay the check left through. */
+static __always_inline int sealed_answer(const struct steer_pkt *pkt,
+					 const struct steer_flow_key *fk,
 					 const struct steer_stun_hdr *h, struct steer_pending *p)
 {
-	struct steer_backend *b;
 	struct steer_session *s;
-	__u64 word = 0, tag = 0, b0, b1;
-	__u32 kid, backend_id;
+	__u64 word = 0, tag = 0;
+	__u32 backend_id;
 	int i;
 
 #pragma unroll
@@ -543,16 +552,9 @@ static __always_inline int sealed_answer(const struct steer_flow_key *fk,
 		word = (word << 8) | h->txid[i];
 		tag = (tag << 8) | h->txid[6 + i];
 	}
-	kid = (word >> 16) & 0xf;
-	backend_id = word >> 36;
-	if (!seal_port_ok((word >> 20) & 0xffff) || seal_key_for(kid, backend_id, &b0, &b1) ||
-	    txid_tag(b0, b1, word, &fk->client) != tag)
+	if (seal_route(pkt, word << STEER_SEAL_TXID_SHIFT, tag, &fk->client, &p->sock,
+		       &backend_id))
 		return -1;
-	b = steer_backends.lookup(&backend_id);
-	if (!b || b->addr.family != fk->client.family)
-		return -1;
-	p->sock = b->addr;
-	p->sock.port = htons((word >> 20) & 0xffff);
 	s = steer_socks.lookup(&p->sock);
 	if (!s || s->backend_id != backend_id || !addr_eq(&s->vip, &fk->vip))
 		return -1;
@@ -581,7 +583,7 @@ static __always_inline int stun_answer(struct xdp_md *ctx, struct steer_pkt *pkt
 	p = steer_pending.lookup(&t->pk);
 	if (p && addr_eq(&p->vip, &fk->vip) && steer_socks.lookup(&p->sock))
 		t->p = *p;
-	else if (sealed_answer(fk, h, &t->p))
+	else if (sealed_answer(pkt, fk, h, &t->p))
 		return STEER_CONTINUE;
 	if (h->type == htons(STUN_BINDING_SUCCESS)) {
 		ok = STEER_R_FWD_STUN_PROVEN;
@@ -732,8 +734,10 @@ static __always_inline int dtls_cid(struct xdp_md *ctx, struct steer_pkt *pkt, _
 		word = (word << 8) | h[STEER_CID_OFF + i];
 		mac = (mac << 8) | h[STEER_CID_OFF + 8 + i];
 	}
+	/* every seal failure of a CID is one reason: the CID counters say what the hint path
+	 * drops (docs/architecture.md); the SEAL_* reasons stay the first checks' */
 	*reason = STEER_R_DROP_DTLS_CID_FORGED;
-	if (seal_route(pkt, word, mac, &sock, &backend_id))
+	if (seal_route(pkt, word, mac, 0, &sock, &backend_id))
 		return XDP_DROP;
 	s = steer_socks.lookup(&sock);
 	if (!s || s->backend_id != backend_id || !(s->flags & STEER_SESSION_CID) ||
@@ -852,7 +856,9 @@ no_flow:
 		action = guard_cross(ctx, &pkt, config_ifindex(0), &reason);
 		goto out;
 	}
-	if (!pkt.opts) {
+	/* STUN to a VIP had its source checked on the way in (the stun: block): one check,
+	 * one FIB lookup, per packet */
+	if (!pkt.opts && !RFC7983_IS_STUN(b)) {
 		action = src_check(ctx, &pkt, &fk.client, &reason);
 		if (action != STEER_CONTINUE)
 			goto out;
@@ -922,17 +928,53 @@ static __always_inline int path_follow(struct xdp_md *ctx, struct steer_pkt *pkt
 	return 1;
 }
 
+/* Where a return packet leaves from and as what. */
+struct steer_route {
+	struct bpf_fib_lookup fib;
+	long rc;                        /* BPF_FIB_LKUP_RET_NOT_FWDED unless looked up */
+	const struct steer_nexthop *nh; /* the return flow's, when fresh */
+	struct steer_addr vip;
+	__u32 backend_id;
+};
+
+/* 1 if `flow` is the proven flow of `sock` (the return's free path): the packet is counted
+ * on it and refreshes it. Both return paths ask here. */
+static __always_inline int return_on_flow(struct steer_flow *flow, const struct steer_addr *sock,
+					  __u32 len, __u64 now)
+{
+	if (!flow || !addr_eq(&flow->sock, sock) || (flow->flags & STEER_FLOW_TENTATIVE))
+		return 0;
+	if (STEER_WRITES) {
+		flow->last_seen_ns = now;
+		flow->rpackets++;
+		flow->rbytes += len;
+	}
+	return 1;
+}
+
+/* The end of every forwarded return: the source NATed to the VIP, out by the remembered
+ * next hop when there is one, else by the FIB's answer. */
+static __always_inline int return_send(struct xdp_md *ctx, struct steer_pkt *pkt,
+				       const struct steer_addr *vip, const struct steer_route *rt,
+				       __u32 *reason)
+{
+	rewrite_endpoint(pkt, STEER_SRC, vip);
+	if (rt->nh)
+		return send_to(ctx, pkt, rt->nh->ifindex, rt->nh->dmac, rt->nh->smac, reason);
+	return fib_send(ctx, pkt, &rt->fib, rt->rc, reason);
+}
+
 /* The common return: a plain IPv4 packet that is not STUN, on a return flow `rf` that is
  * current (not stale) with a fresh next hop. Inlined only under parse_plain_v4, so the
  * compiler builds this copy for IPv4 alone (flow_forward's twin). The same verdicts as the
- * general path below; STEER_CONTINUE hands a packet whose client flow is not this
- * socket's proven one to it. */
+ * general path (return_general); STEER_CONTINUE hands a packet whose client flow is not
+ * this socket's proven one to it. */
 static __always_inline int return_forward(struct xdp_md *ctx, struct steer_pkt *pkt,
 					  struct steer_rflow_key *rk, struct steer_rflow *rf,
 					  __u64 now, __u32 *reason)
 {
 	struct steer_flow_key fk __attribute__((aligned(8)));
-	struct steer_flow *flow;
+	struct steer_route rt;
 
 	if (backend_down(rf->backend_id)) {
 		*reason = STEER_R_DROP_BACKEND_DOWN;
@@ -940,17 +982,12 @@ static __always_inline int return_forward(struct xdp_md *ctx, struct steer_pkt *
 	}
 	fk.client = rk->client;
 	fk.vip = rf->vip;
-	flow = steer_flows.lookup(&fk);
-	if (!flow || !addr_eq(&flow->sock, &rk->sock) || (flow->flags & STEER_FLOW_TENTATIVE))
+	if (!return_on_flow(steer_flows.lookup(&fk), &rk->sock, pkt->len, now))
 		return STEER_CONTINUE;
-	if (STEER_WRITES) {
-		flow->last_seen_ns = now;
-		flow->rpackets++;
-		flow->rbytes += pkt->len;
-	}
-	rewrite_endpoint(pkt, STEER_SRC, &fk.vip);
+	rt.nh = &rf->nh;
+	rt.rc = BPF_FIB_LKUP_RET_NOT_FWDED; /* not read: the next hop is fresh */
 	*reason = STEER_R_FWD_RETURN;
-	return send_to(ctx, pkt, rf->nh.ifindex, rf->nh.dmac, rf->nh.smac, reason);
+	return return_send(ctx, pkt, &fk.vip, &rt, reason);
 }
 
 /* A session's Binding Success Response to rk->client, which has no proven flow of the
@@ -1006,14 +1043,8 @@ static __always_inline __u32 return_classify(struct steer_pkt *pkt, struct steer
 	struct steer_tmp *t;
 	__u32 zero = 0, r;
 
-	if (flow && addr_eq(&flow->sock, &rk->sock) && !(flow->flags & STEER_FLOW_TENTATIVE)) {
-		if (STEER_WRITES) {
-			flow->last_seen_ns = now;
-			flow->rpackets++;
-			flow->rbytes += pkt->len;
-		}
+	if (return_on_flow(flow, &rk->sock, pkt->len, now))
 		return STEER_R_FWD_RETURN;
-	}
 	r = return_budget(&rk->sock, kind, now);
 	if (r)
 		return r;
@@ -1024,15 +1055,6 @@ static __always_inline __u32 return_classify(struct steer_pkt *pkt, struct steer
 		return STEER_R_FWD_RETURN_NO_FLOW;
 	return answer_learn(t, fk, rk, flow, h, backend_id, now, pkt->len);
 }
-
-/* Where a return packet leaves from and as what. */
-struct steer_route {
-	struct bpf_fib_lookup fib;
-	long rc;                        /* BPF_FIB_LKUP_RET_NOT_FWDED unless looked up */
-	const struct steer_nexthop *nh; /* the return flow's, when fresh */
-	struct steer_addr vip;
-	__u32 backend_id;
-};
 
 /* Route a packet from rk->sock to rk->client: by its return flow `rf` (whose next hop, when
  * fresh, saves the lookup) or by the FIB and the socket's session. STEER_CONTINUE with *rt
@@ -1123,6 +1145,74 @@ static __always_inline void return_remember(struct steer_rflow_key *rk,
 	}
 }
 
+/* A transceiver's packet, parsed: its return flow key (socket, client), the time, and the
+ * return flow if there is one. */
+static __always_inline struct steer_rflow *return_lookup(struct steer_pkt *pkt,
+							 struct steer_rflow_key *rk, __u64 *now)
+{
+	pkt_addr(pkt, STEER_SRC, &rk->sock);
+	pkt_addr(pkt, STEER_DST, &rk->client);
+	*now = coarse_now();
+	return steer_rflows.lookup(rk);
+}
+
+/* What a return on its way out to rk->client (from VIP rt->vip) is and leaves behind
+ * ("Return-routability"): free on the socket's proven flow; else budgeted, a Success
+ * perhaps making a tentative flow; a Binding Request remembered. The reason; a budget
+ * drop when over. */
+static __always_inline __u32 return_account(struct xdp_md *ctx, struct steer_pkt *pkt,
+					    struct steer_rflow_key *rk,
+					    const struct steer_rflow *rf,
+					    const struct steer_route *rt, __u64 now)
+{
+	struct steer_flow_key fk __attribute__((aligned(8)));
+	struct steer_stun_hdr h;
+	__u32 reason;
+	int kind;
+
+	fk.client = rk->client;
+	fk.vip = rt->vip;
+	kind = stun_kind(ctx, pkt, &h);
+	reason = return_classify(pkt, &fk, rk, &h, kind, rt->backend_id, now);
+	if (reason != STEER_R_DROP_SESSION_BUDGET && reason != STEER_R_DROP_NO_FLOW_BUDGET)
+		return_remember(rk, rf, rt, &h, kind, reason, now);
+	return reason;
+}
+
+/* Any return the fast path did not take: follow a client that moved ("Mobility"), route,
+ * refuse what may not leave, account for it, NAT and send. */
+static __always_inline int return_general(struct xdp_md *ctx, struct steer_pkt *pkt,
+					  struct steer_rflow_key *rk, struct steer_rflow *rf,
+					  __u64 now, __u32 *reason)
+{
+	struct steer_stun_hdr h;
+	struct steer_route rt;
+	int action, moved;
+
+	/* the client moved since: to its current address */
+	moved = rf && (rf->flags & STEER_RFLOW_STALE) &&
+		path_follow(ctx, pkt, rk, rf, stun_kind(ctx, pkt, &h), now);
+	if (moved)
+		rf = steer_rflows.lookup(rk);
+	action = return_route(ctx, pkt, rk, rf, now, &rt, reason);
+	if (action != STEER_CONTINUE)
+		return action;
+	if (backend_down(rt.backend_id)) {
+		*reason = STEER_R_DROP_BACKEND_DOWN;
+		return XDP_DROP;
+	}
+	if (pkt->opts) {
+		*reason = STEER_R_DROP_IP_OPTIONS;
+		return XDP_DROP;
+	}
+	*reason = return_account(ctx, pkt, rk, rf, &rt, now);
+	if (*reason == STEER_R_DROP_SESSION_BUDGET || *reason == STEER_R_DROP_NO_FLOW_BUDGET)
+		return XDP_DROP;
+	if (moved && *reason == STEER_R_FWD_RETURN)
+		*reason = STEER_R_FWD_RETURN_MOVED;
+	return return_send(ctx, pkt, &rt.vip, &rt, reason);
+}
+
 /* A transceiver's packet on its way to the public side: NAT its source to the VIP. What
  * it may learn and what it costs follow "Return-routability": on the socket's proven flow
  * it is free; to any other address it comes out of the session's budget (and, but for
@@ -1130,76 +1220,34 @@ static __always_inline void return_remember(struct steer_rflow_key *rk,
  * that checked this session may make a tentative flow. A Binding Request is remembered
  * so the client's answer finds its way back. Packets to a stale address go to the
  * current path ("Mobility"). Anything headed out that is not from a session socket or not
- * UDP would leave with a transceiver's address, so it is dropped. */
+ * UDP would leave with a transceiver's address, so it is dropped. A plain IPv4 packet on
+ * a current return flow takes return_forward; the rest, and what it hands back,
+ * return_general. */
 int steer_internal(struct xdp_md *ctx)
 {
 	struct steer_pkt pkt = {};
 	struct steer_rflow_key rk __attribute__((aligned(8)));
-	struct steer_flow_key fk __attribute__((aligned(8)));
-	struct steer_route rt;
-	struct steer_stun_hdr h;
-	struct steer_rflow *rf;
+	struct steer_rflow *rf = 0;
 	__u32 reason = STEER_R_UNUSED_0;
-	__u64 now;
-	int action, kind, moved;
+	__u64 now = 0;
+	int action;
 
 	if (parse_plain_v4(ctx, &pkt)) {
-		pkt_addr(&pkt, STEER_SRC, &rk.sock);
-		pkt_addr(&pkt, STEER_DST, &rk.client);
-		now = coarse_now();
-		rf = steer_rflows.lookup(&rk);
+		/* this branch is IPv4 for the compiler: its return_forward has no IPv6 code */
+		rf = return_lookup(&pkt, &rk, &now);
+		action = STEER_CONTINUE;
 		if (rf && !(rf->flags & STEER_RFLOW_STALE) && nexthop_fresh(&rf->nh, now) &&
-		    !RFC7983_IS_STUN(first_byte(&pkt))) {
+		    !RFC7983_IS_STUN(first_byte(&pkt)))
 			action = return_forward(ctx, &pkt, &rk, rf, now, &reason);
-			if (action != STEER_CONTINUE)
-				goto out;
-		}
-		goto looked_up;
-	}
-	action = parse_packet(ctx, &pkt, &reason);
-	if (action != STEER_CONTINUE) {
-		if (pkt.family)
+	} else {
+		action = parse_packet(ctx, &pkt, &reason);
+		if (action == STEER_CONTINUE)
+			rf = return_lookup(&pkt, &rk, &now);
+		else if (pkt.family)
 			action = guard_cross(ctx, &pkt, config_ifindex(1), &reason);
-		goto out;
 	}
-
-	pkt_addr(&pkt, STEER_SRC, &rk.sock);
-	pkt_addr(&pkt, STEER_DST, &rk.client);
-	now = coarse_now();
-	rf = steer_rflows.lookup(&rk);
-looked_up:
-	/* the client moved since: to its current address ("Mobility") */
-	moved = rf && (rf->flags & STEER_RFLOW_STALE) &&
-		path_follow(ctx, &pkt, &rk, rf, stun_kind(ctx, &pkt, &h), now);
-	if (moved)
-		rf = steer_rflows.lookup(&rk);
-	action = return_route(ctx, &pkt, &rk, rf, now, &rt, &reason);
-	if (action != STEER_CONTINUE)
-		goto out;
-	action = XDP_DROP;
-	if (backend_down(rt.backend_id)) {
-		reason = STEER_R_DROP_BACKEND_DOWN;
-		goto out;
-	}
-	if (pkt.opts) {
-		reason = STEER_R_DROP_IP_OPTIONS;
-		goto out;
-	}
-	fk.client = rk.client;
-	fk.vip = rt.vip;
-	kind = stun_kind(ctx, &pkt, &h);
-	reason = return_classify(&pkt, &fk, &rk, &h, kind, rt.backend_id, now);
-	if (reason == STEER_R_DROP_SESSION_BUDGET || reason == STEER_R_DROP_NO_FLOW_BUDGET)
-		goto out;
-	return_remember(&rk, rf, &rt, &h, kind, reason, now);
-	if (moved && reason == STEER_R_FWD_RETURN)
-		reason = STEER_R_FWD_RETURN_MOVED;
-	rewrite_endpoint(&pkt, STEER_SRC, &fk.vip);
-	if (rt.nh)
-		action = send_to(ctx, &pkt, rt.nh->ifindex, rt.nh->dmac, rt.nh->smac, &reason);
-	else
-		action = fib_send(ctx, &pkt, &rt.fib, rt.rc, &reason);
-out:
+	if (action == STEER_CONTINUE)
+		action = return_general(ctx, &pkt, &rk, rf, now, &reason);
 	count(reason, pkt.len);
 	return action;
 }

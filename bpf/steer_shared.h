@@ -173,13 +173,52 @@ struct steer_ssrc_ring {
 	__u32 ssrc[STEER_SESSION_SSRC_CAP];
 };
 
+/* The sealed word: 64 bits that route a first packet with no per-session state, the same
+ * for a sealed ufrag (seal.h), a routing CID (below) and a sealed transaction id (its top
+ * 48 bits: the nonce is 16 bits there). Most significant first:
+ * backend:12 | port:16 | key id:4 | nonce:32. Its layout lives here and nowhere else in C;
+ * steer_common/seal_layout.py is the Python side (tests/unit/test_seal_layout.py parses
+ * these defines). */
+#define STEER_SEAL_BACKEND_SHIFT 52
+#define STEER_SEAL_BACKEND_MASK 0xfff
+#define STEER_SEAL_PORT_SHIFT 36
+#define STEER_SEAL_PORT_MASK 0xffff
+#define STEER_SEAL_KEY_ID_SHIFT 32
+#define STEER_SEAL_KEY_ID_MASK 0xf
+#define STEER_SEAL_NONCE_SHIFT 0
+#define STEER_SEAL_NONCE_MASK 0xffffffff
+/* a sealed transaction id's 48-bit word is the sealed word shifted right by this */
+#define STEER_SEAL_TXID_SHIFT 16
+
+#define STEER_SEAL_FIELD(word, f) (((word) >> STEER_SEAL_##f##_SHIFT) & STEER_SEAL_##f##_MASK)
+
+static __always_inline __u32 seal_backend(__u64 word)
+{
+	return STEER_SEAL_FIELD(word, BACKEND);
+}
+
+static __always_inline __u16 seal_port(__u64 word)
+{
+	return STEER_SEAL_FIELD(word, PORT);
+}
+
+static __always_inline __u32 seal_key_id(__u64 word)
+{
+	return STEER_SEAL_FIELD(word, KEY_ID);
+}
+
+static __always_inline __u32 seal_nonce(__u64 word)
+{
+	return STEER_SEAL_FIELD(word, NONCE);
+}
+
 /* DTLS connection IDs as routing hints (RFC 9146 tls12_cid records, content type 25). The
  * transceiver's DTLS server chooses the CID its clients must send: STEER_CID_LEN bytes,
- * the same 128 bits as a sealed ufrag (seal.h) in binary, big-endian: word (backend:12 |
- * port:16 | key id:4 | nonce:32), then SipHash-2-4(steer_seal_keys[key id], word as 8
- * little-endian bytes). The relay routes such a record from any client address to port
- * `port` of backend `backend`'s address, with no per-session state; the record header:
- * type 25, version 2, epoch 2, sequence 6, CID STEER_CID_LEN, length 2. */
+ * the same 128 bits as a sealed ufrag (seal.h) in binary, big-endian: the sealed word,
+ * then SipHash-2-4(steer_seal_keys[key id], word as 8 little-endian bytes). The relay
+ * routes such a record from any client address to port `port` of backend `backend`'s
+ * address, with no per-session state; the record header: type 25, version 2, epoch 2,
+ * sequence 6, CID STEER_CID_LEN, length 2. */
 #define STEER_CID_LEN 16
 #define STEER_CID_OFF 11   /* after type, version, epoch, sequence number */
 #define STEER_CID_HDR_LEN (STEER_CID_OFF + STEER_CID_LEN + 2)

@@ -51,5 +51,4 @@ def fields(cid: bytes) -> tuple[seal.Sealed, int] | None:
     if len(cid) != CID_LEN:
         return None
     word, tag = int.from_bytes(cid[:8], "big"), int.from_bytes(cid[8:], "big")
-    sealed = seal.Sealed(word >> 52, (word >> 36) & 0xFFFF, (word >> 32) & 0xF, word & 0xFFFFFFFF)
-    return sealed, tag
+    return seal.Sealed.of_word(word), tag

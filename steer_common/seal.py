@@ -11,7 +11,7 @@ Layout (128 bits, big-endian), 26 characters of base32hex in lower case ("0-9a-v
 subset of ICE's ice-char that is also safe in URL paths and file names; the first
 character is 0-7 because 26 x 5 = 130 bits carry two leading zero bits):
 
-    word = backend:12 | port:16 | key id:4 | nonce:32      (64 bits)
+    word = backend:12 | port:16 | key id:4 | nonce:32      (64 bits; seal_layout.py)
     mac  = SipHash-2-4(backend key, word as 8 little-endian bytes)  (64 bits)
 
 Each backend has a key of its own, derived from the fleet's key (`backend_key`): the
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steer_common import seal_layout
 from steer_common.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
 
 SEALED_LEN = 26
@@ -96,7 +97,12 @@ class Sealed:
 
     @property
     def word(self) -> int:
-        return (self.backend << 52) | (self.port << 36) | (self.key_id << 32) | self.nonce
+        return seal_layout.pack(self.backend, self.port, self.key_id, self.nonce)
+
+    @classmethod
+    def of_word(cls, word: int) -> Sealed:
+        """The fields of a sealed word (seal_layout: bpf/steer_shared.h STEER_SEAL_*)."""
+        return cls(*seal_layout.unpack(word))
 
 
 KDF_DOMAIN = 0x7374656572 << 24  # "steer", then the backend id and half: a domain apart
@@ -106,7 +112,10 @@ def derive_key(fleet: bytes, backend: int) -> bytes:
     """bpf/seal.h seal_backend_key: two SipHash-2-4 outputs of the fleet key, over the
     backend id in a domain of their own."""
     halves = [
-        siphash24(fleet, (KDF_DOMAIN | ((backend & 0xFFF) << 1) | i).to_bytes(8, "little"))
+        siphash24(
+            fleet,
+            (KDF_DOMAIN | ((backend & seal_layout.BACKEND.mask) << 1) | i).to_bytes(8, "little"),
+        )
         for i in (0, 1)
     ]
     return halves[0].to_bytes(8, "little") + halves[1].to_bytes(8, "little")
@@ -154,7 +163,7 @@ def unseal(ufrag: str) -> tuple[Sealed, int] | None:
             return None
         value = (value << 5) | d
     word, tag = value >> 64, value & MASK64
-    return Sealed(word >> 52, (word >> 36) & 0xFFFF, (word >> 32) & 0xF, word & 0xFFFFFFFF), tag
+    return Sealed.of_word(word), tag
 
 
 def verify(keys: dict[int, bytes], ufrag: str) -> Sealed | None:
@@ -197,7 +206,7 @@ def seal_txid(
     if not valid or key_id not in KEY_IDS:
         raise ValueError(f"cannot seal backend {backend}, port {port}, key id {key_id}")
     nonce = secrets.randbits(16) if nonce is None else nonce
-    word = (backend << 36) | (port << 20) | (key_id << 16) | nonce
+    word = seal_layout.pack_txid(backend, port, key_id, nonce)
     tag = txid_tag(key, word, client_ip, client_port)
     return word.to_bytes(6, "big") + tag.to_bytes(6, "big")
 
@@ -205,7 +214,8 @@ def seal_txid(
 def unseal_txid(txid: bytes) -> tuple[int, int, int, int, int]:
     """(backend, port, key id, word48, tag) of a transaction id read as sealed."""
     word, tag = int.from_bytes(txid[:6], "big"), int.from_bytes(txid[6:12], "big")
-    return word >> 36, (word >> 20) & 0xFFFF, (word >> 16) & 0xF, word, tag
+    backend, port, key_id, _ = seal_layout.unpack_txid(word)
+    return backend, port, key_id, word, tag
 
 
 # -- key files: {"id": N, "key": "<32 hex digits>"}; read from a file, never from argv

@@ -444,7 +444,7 @@ def seal_port_ok(st: State, port: int) -> bool:
 
 def seal_route(pkt: Pkt, st: State, word: int, tag: int) -> tuple[Endpoint, int] | Reason:
     """steer.bpf.c seal_route(): the socket and backend a sealed word names, or the reason."""
-    f = seal.Sealed(word >> 52, (word >> 36) & 0xFFFF, (word >> 32) & 0xF, word & 0xFFFFFFFF)
+    f = seal.Sealed.of_word(word)
     if not seal_port_ok(st, f.port):
         return Reason.DROP_SEAL_PORT
     key = st.seal_keys.get(f.key_id)
@@ -615,7 +615,7 @@ def public(pkt: Pkt, st: State) -> tuple[XdpAction, Reason, bytes]:
         return send(pkt, "pub", route_sized(pkt, sock.ip, src.ip), Reason.FWD_FLOW)
     if dst not in st.vips:
         return guard(pkt, "int", Reason.PASS_NOT_STEERED)
-    if not pkt.opts:
+    if not pkt.opts and b > 3:  # STUN to a VIP was checked above, once
         bad = src_check(pkt, st)
         if bad is not None:
             return XdpAction.DROP, bad, frame
