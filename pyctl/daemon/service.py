@@ -77,7 +77,7 @@ class DaemonConfig:
     adopt_ttl: float = ADOPT_TTL_S
     idle_timeout: float = 300.0
     store: str = "memory"
-    fleet: bool = False  # share sessions with the relays on the same Redis (pyctl/daemon/fleet.py)
+    fleet: bool = False  # share sessions with the relays on the same Redis (pyctl/daemon/fleet)
     xdp_mode: str = "auto"
     session_flow_cap: int = 64  # flows per session (1..build.session_flow_cap), run time
     bogons: bool = True  # refuse special-purpose client sources (pyctl/dataplane/sources.py)
