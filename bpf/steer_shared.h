@@ -203,8 +203,8 @@ struct steer_pending {
 };
 
 /* The most flows one session socket may hold; when it has this many, learning another one
- * evicts the socket's own oldest. A -D cflag (BuildOptions.session_flow_cap) that sizes the
- * ring; steer_config.session_flow_cap lowers it at run time. */
+ * evicts the socket's own oldest. A -D cflag (BuildOptions.session_flow_ring) that sizes
+ * the ring; steer_config.session_flow_cap lowers it at run time. */
 #ifndef STEER_SESSION_FLOW_CAP
 #define STEER_SESSION_FLOW_CAP 64
 #endif

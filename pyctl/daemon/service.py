@@ -79,7 +79,7 @@ class DaemonConfig:
     store: str = "memory"
     fleet: bool = False  # share sessions with the relays on the same Redis (pyctl/daemon/fleet)
     xdp_mode: str = "auto"
-    session_flow_cap: int = 64  # flows per session (1..build.session_flow_cap), run time
+    session_flow_cap: int = 64  # flows per session (1..build.session_flow_ring), run time
     bogons: bool = True  # refuse special-purpose client sources (pyctl/dataplane/sources.py)
     allow_sources: tuple[Net, ...] = ()  # client sources accepted inside them
     sealed_ports: tuple[int, int] = (1024, 65535)  # what a sealed ufrag/CID/txid may name
