@@ -25,9 +25,10 @@ from pyctl.daemon.store import (
     kept_path,
 )
 from pyctl.daemon.views import STATES_BY_NAME
-from pyctl.dataplane.maps import MapFullError, Session, check_ufrag
+from pyctl.dataplane.maps import MapFullError, Session
 from steer_common.endpoint import Endpoint
 from steer_common.shared import BACKEND_ID_MAX, BackendState, Family
+from steer_common.ufrag import check_ufrag
 
 log = logging.getLogger("steer.control")
 
