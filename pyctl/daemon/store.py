@@ -76,7 +76,7 @@ class KeptTtls:
     file per sessions map, named by the map's kernel id, so a map made anew (`steerctl
     unload`, then a start) never reads another's; a file whose map is gone is removed at the
     next start. With the memory store this is all a restarted daemon knows of a session
-    besides the maps: an adopted session keeps its TTL, not --adopt-ttl (issue 27).
+    besides the maps: an adopted session keeps its TTL, not --adopt-ttl.
 
     Lines are appended: `<ufrag> <ttl or -> <created>` when a session's TTL or creation time
     is new or changed (a registration, a heartbeat that sets another TTL; not every
