@@ -90,3 +90,38 @@ def test_the_transceiver_loads_no_data_plane() -> None:
     loaded = loaded_by(("transceiver.service", "transceiver.registry", "transceiver.cli"))
     assert "transceiver.registry" in loaded and "steer_common.apiclient" in loaded
     assert not {"bcc", "pyctl"} & loaded
+
+
+def test_no_import_circle_in_pyctl() -> None:
+    """No pyctl module imports, at any depth (a late import too), a module that imports it
+    back, directly or through others: two modules in a circle are one module in two files,
+    or hold a name in the wrong one."""
+    files = {}
+    for path in (ROOT / "pyctl").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    deps: dict[str, set[str]] = {}
+    for module, path in files.items():
+        deps[module] = set()
+        for name in imported(path):  # `from a.b import c`: a.b.c if a module, else a.b
+            while name and name not in files:
+                name = name.rpartition(".")[0]
+            if name and name not in (module, "pyctl"):
+                deps[module].add(name)
+
+    def reaches(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(deps[start])
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo.extend(deps[m])
+        return seen
+
+    circles = sorted(
+        f"{m} -> {', '.join(sorted(d for d in deps[m] if m in reaches(d)))}"
+        for m in deps
+        if m in reaches(m)
+    )
+    assert circles == []
