@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from pyctl.daemon.control import ControlError, bad, check_keys, want_object
-from pyctl.daemon.fleet.sync import FleetSync, of, where
+from pyctl.daemon.fleet.sync import FleetSync
+from pyctl.daemon.fleet.views import of, where
 
 
 def add_routes(
