@@ -49,7 +49,7 @@ struct steer_session {
 };
 
 /* steer_session.flags: installed from another relay of the fleet, not registered here
- * (pyctl/daemon/fleet.py). The data plane ignores it; a restarted daemon leaves such a
+ * (pyctl/daemon/fleet). The data plane ignores it; a restarted daemon leaves such a
  * session to the fleet sync instead of adopting it as its own. */
 #define STEER_SESSION_FOREIGN 1
 /* steer_session.flags: the session was registered with a sealed ufrag; `cid_nonce` is that
@@ -101,7 +101,7 @@ struct steer_flow {
 };
 
 /* steer_flow.flags: a copy of a flow another relay of the fleet learned, installed by the
- * daemon (pyctl/daemon/fleetflows.py). Routed like any flow; the daemon neither publishes
+ * daemon (pyctl/daemon/fleet/flows.py). Routed like any flow; the daemon neither publishes
  * it again nor idles it out (it goes with its session). */
 #define STEER_FLOW_FLEET 1
 /* steer_flow.flags: tentative. The session answered a check the relay saw this address
@@ -242,8 +242,8 @@ struct steer_pending {
 };
 
 /* The most flows one session socket may hold; when it has this many, learning another one
- * evicts the socket's own oldest. A -D cflag (BuildOptions.session_flow_cap) that sizes the
- * ring; steer_config.session_flow_cap lowers it at run time. */
+ * evicts the socket's own oldest. A -D cflag (BuildOptions.session_flow_ring) that sizes
+ * the ring; steer_config.session_flow_cap lowers it at run time. */
 #ifndef STEER_SESSION_FLOW_CAP
 #define STEER_SESSION_FLOW_CAP 64
 #endif

@@ -18,7 +18,7 @@ import secrets
 import string
 
 from steer_common import seal
-from steer_common.shared import BACKEND_ID_MAX, BACKEND_ID_MIN, ICE_CHARS
+from steer_common.shared import BACKEND_ID_MAX, BACKEND_ID_MIN, ICE_CHARS, UFRAG_MAX, UFRAG_MIN
 
 ICE_ALPHABET = "".join(sorted(ICE_CHARS))  # RFC 8445 section 15.4
 UFRAG_ALPHABET = string.ascii_letters + string.digits
@@ -28,6 +28,16 @@ PREFIX_LEN = 3
 RANDOM_LEN = 21  # 62**21 ~ 2**125
 UFRAG_LEN = PREFIX_LEN + RANDOM_LEN  # 24: >= 16, and within the relay's 32-byte key
 PASSWORD_LEN = 32  # 192 bits; ICE requires >= 22 characters (128 bits)
+
+
+def check_ufrag(ufrag: str) -> str:
+    """The ufrag if the relay can route it (RFC 8839 ice-chars, 4-32 long), else ValueError.
+    Any such ufrag can be registered; the ones made here are a subset."""
+    if not UFRAG_MIN <= len(ufrag) <= UFRAG_MAX:
+        raise ValueError(f"ufrag {ufrag!r}: length must be {UFRAG_MIN}-{UFRAG_MAX}")
+    if not set(ufrag) <= ICE_CHARS:
+        raise ValueError(f"ufrag {ufrag!r}: only letters, digits, '+' and '/' are allowed")
+    return ufrag
 
 
 def backend_prefix(backend: int) -> str:

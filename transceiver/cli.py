@@ -113,7 +113,7 @@ ENV_PREFIX = "STEER_TRX"
 @click.option(
     "--cors-origin",
     "cors_origins",
-    # the documented name first; the plural is what click derived before (issue 27)
+    # the documented name first; the plural is what click once derived from the option name
     envvar=[f"{ENV_PREFIX}_CORS_ORIGIN", f"{ENV_PREFIX}_CORS_ORIGINS"],
     multiple=True,
     help="An origin whose pages may call WHIP (repeat; '*' = any). Default: none, CORS closed.",

@@ -15,8 +15,9 @@ import click
 from pyctl.cli.params import BACKEND_ID
 from pyctl.cli.root import CliConfig, cli, pinned_instances
 from pyctl.daemon.views import PAGE
-from pyctl.dataplane.maps import RouteMaps, check_ufrag
+from pyctl.dataplane.maps import RouteMaps
 from steer_common.endpoint import Endpoint
+from steer_common.ufrag import check_ufrag
 
 MAPS_ONLY = '#include "steer_maps.h"'
 

@@ -10,8 +10,8 @@ import click
 
 from pyctl.cli.params import BACKEND_ID, ENDPOINT, call_api
 from pyctl.cli.root import cli
-from pyctl.dataplane.maps import check_ufrag
 from steer_common.endpoint import Endpoint
+from steer_common.ufrag import check_ufrag
 
 
 def _ufrag(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pyctl.daemon import fleetapi, sealkeys, views
+from pyctl.daemon import fleet, sealkeys, views
 from pyctl.daemon.control import ControlError, Controller, bad, want_backend_id, want_ufrag
 from pyctl.daemon.mapwork import MapWorker
 from pyctl.daemon.metrics import Metrics
@@ -449,5 +449,5 @@ def make_app(
     r.add_get("/v1/vips", vips)
     r.add_get("/healthz", healthz)
     sealkeys.add_routes(r, CTL, body_of)
-    fleetapi.add_routes(r, CTL)
+    fleet.add_routes(r, CTL, body_of)
     return app

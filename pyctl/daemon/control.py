@@ -10,9 +10,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from pyctl.daemon.aliases import RESTARTS_PER_MIN, Alias, Aliases
 from pyctl.daemon.routes import Routes
@@ -26,9 +25,10 @@ from pyctl.daemon.store import (
     kept_path,
 )
 from pyctl.daemon.views import STATES_BY_NAME
-from pyctl.dataplane.maps import MapFullError, Session, check_ufrag
+from pyctl.dataplane.maps import MapFullError, Session
 from steer_common.endpoint import Endpoint
 from steer_common.shared import BACKEND_ID_MAX, BackendState, Family
+from steer_common.ufrag import check_ufrag
 
 log = logging.getLogger("steer.control")
 
@@ -119,6 +119,22 @@ def want_ip(v: Any, name: str = "addr") -> str:
         raise bad(name, f"{v!r} is not an IP address") from None
 
 
+class Fleet(Protocol):
+    """The fleet as the Controller sees it (pyctl/daemon/fleet, `steerctl daemon --fleet`):
+    told every change of this relay's records, asked about the sessions other relays
+    registered, and whether this relay takes new ones."""
+
+    def on_change(self, put: list[SessionRecord], gone: list[str]) -> None:
+        """This relay's records changed: `put` written, the ufrags `gone` forgotten."""
+
+    def claim(self, live: Session, take_over: bool) -> Session:
+        """Another relay's session `live` (flagged foreign) is asked for here: this relay's
+        own from now on (the session as it routes now), or a ControlError (409)."""
+
+    def refusal(self) -> str | None:
+        """Why this relay takes no new sessions (it drains), or None."""
+
+
 @dataclass
 class Controller:
     """Sessions and backends: the pinned maps (routing) and the records (`store`, in
@@ -133,15 +149,11 @@ class Controller:
     events: dict[str, int] = field(default_factory=dict)  # lifecycle counts, for metrics
     # ended while the store was never read (started without it): not restored from it later
     ended_unloaded: set[str] = field(default_factory=set)
-    # called with (records put, ufrags forgotten) on every change of the records: the
-    # fleet (pyctl/daemon/fleet.py) publishes this relay's sessions to the other relays
-    listeners: list[Any] = field(default_factory=list)
-    # the fleet (pyctl/daemon/fleet.py): sessions installed from other relays are left to
-    # it at start (not adopted); `claim` decides a heartbeat or end of one of them here;
-    # `draining` (a message) refuses new registrations
+    # the fleet this relay shares its sessions with (--fleet; it attaches itself): see Fleet
+    fleet: Fleet | None = None
+    # with --fleet, set before the fleet runs: sessions installed from other relays are
+    # left to the fleet at start (not adopted)
     keep_foreign: bool = False
-    claim: Callable[[Session, bool], SessionRecord] | None = None
-    draining: str | None = None
     # old ufrags of ICE restarts, still routing for their grace period (see `restart`)
     aliases: Aliases = field(default_factory=Aliases)
 
@@ -163,16 +175,16 @@ class Controller:
     # -- records (every write is marked for the mirror)
     def _put(self, recs: list[SessionRecord]) -> None:
         self.store.put_many(recs)
-        for f in self.listeners:
-            f(recs, [])
+        if self.fleet is not None:
+            self.fleet.on_change(recs, [])
         if self.mirror is not None:
             self.mirror.mark(sessions=[r.ufrag for r in recs])
 
     def _forget(self, ufrags: list[str]) -> None:
         for u in ufrags:
             self.store.delete(u)
-        for f in self.listeners:
-            f([], ufrags)
+        if self.fleet is not None:
+            self.fleet.on_change([], ufrags)
         if self.mirror is not None:
             self.mirror.mark(sessions=ufrags)
             if self.mirror.needs_load:
@@ -188,8 +200,9 @@ class Controller:
 
     def check_accepting(self) -> None:
         """503 while this relay drains (docs/fleet.md): new sessions go to another relay."""
-        if self.draining:
-            raise ControlError(503, self.draining)
+        refusal = None if self.fleet is None else self.fleet.refusal()
+        if refusal:
+            raise ControlError(503, refusal)
 
     def check_writable(self) -> None:
         """503 at once while the mirror cannot write: a write then changes nothing."""
@@ -363,19 +376,21 @@ class Controller:
                 f"session {ufrag!r} is backend {live.backend_id}'s, not backend {owner}'s",
                 "ufrag",
             )
-        if rec is None:
-            if live.foreign:  # another relay's (fleet): taken over, or 409
-                if self.claim is None:
-                    raise ControlError(409, f"session {ufrag!r} is another relay's", "ufrag")
-                rec = self.claim(live, take_over)
-            else:
-                rec = self._adopt(live, time.time())
+        if rec is None:  # another relay's (fleet): taken over, or 409; else adopted
+            rec = self.claim(live, take_over) if live.foreign else self._adopt(live, time.time())
             self._put([rec])
         if owner is not None and rec.backend != owner:
             raise ControlError(
                 403, f"session {ufrag!r} is backend {rec.backend}'s, not backend {owner}'s", "ufrag"
             )
         return rec
+
+    def claim(self, live: Session, take_over: bool = True) -> SessionRecord:
+        """Another relay's session, found here with no record: the fleet takes it over
+        (then it is adopted) or refuses; without a fleet, 409."""
+        if self.fleet is None:
+            raise ControlError(409, f"session {live.ufrag!r} is another relay's", "ufrag")
+        return self._adopt(self.fleet.claim(live, take_over), time.time())
 
     def _adopt(self, s: Session, now: float) -> SessionRecord:
         """A record for a session found only in the maps: the TTL and creation time it was
@@ -456,8 +471,8 @@ class Controller:
         for u in ufrags:
             self.aliases.pop(u)
         self.maps.drop_sessions(ufrags)
-        for f in self.listeners:
-            f([], ufrags)
+        if self.fleet is not None:
+            self.fleet.on_change([], ufrags)
 
     def end(
         self, ufrag: str, cause: str = "deleted", owner: int | None = None

@@ -52,23 +52,25 @@ def table_name(instance: str) -> str:
     return f"steer_{instance}"
 
 
-def _nft(ns: str | None, commands: list[dict[str, Any]]) -> Any:
+def nft(ns: str | None, commands: list[dict[str, Any]]) -> Any:
     """Run JSON `commands` as one transaction in namespace `ns`; return the output."""
     from nftables import Nftables  # Debian's python3-nftables, through --system-site-packages
 
     with netns(ns):  # the context's netlink socket belongs to the namespace it is used in
-        nft = Nftables()
-        rc, out, err = nft.json_cmd({"nftables": commands})
+        ctx = Nftables()
+        rc, out, err = ctx.json_cmd({"nftables": commands})
     if rc != 0:
         raise FirewallError(err.strip() or f"libnftables returned {rc}")
     return out
 
 
-def _match(left: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
+def match(left: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
+    """An nftables JSON match expression: `left` `op` `right`."""
     return {"match": {"op": op, "left": left, "right": right}}
 
 
-def _meta(key: str) -> dict[str, Any]:
+def meta(key: str) -> dict[str, Any]:
+    """An nftables JSON meta expression (iifname, oifname, l4proto, …)."""
     return {"meta": {"key": key}}
 
 
@@ -108,21 +110,21 @@ class Wall:
             self._chain("forward", "forward"),
             self._chain("input", "input"),
         ]
-        from_pub = _match(_meta("iifname"), self.public)
-        to_pub = _match(_meta("oifname"), self.public)
+        from_pub = match(meta("iifname"), self.public)
+        to_pub = match(meta("oifname"), self.public)
         for version, proto in ((4, "ip"), (6, "ip6")):
             vips = [v for v in self.vips if v.ip.version == version]
             if vips:
                 cmds.append(
                     self._rule(
                         "forward",
-                        _match(_meta("iifname"), self.internal),
+                        match(meta("iifname"), self.internal),
                         to_pub,
-                        _match(
+                        match(
                             {"payload": {"protocol": proto, "field": "saddr"}},
                             {"set": sorted({str(v.ip) for v in vips})},
                         ),
-                        _match(
+                        match(
                             {"payload": {"protocol": "udp", "field": "sport"}},
                             {"set": sorted({v.port for v in vips})},
                         ),
@@ -136,7 +138,7 @@ class Wall:
             self._rule(
                 "input",
                 from_pub,
-                _match(
+                match(
                     {"fib": {"result": "type", "flags": ["daddr", "iif"]}},
                     {"set": LOCAL_TYPES},
                     "!=",
@@ -150,7 +152,7 @@ class Wall:
     def install(self) -> bool:
         """Create or re-install the table; True if it was there already (adopted)."""
         adopted = exists(self.instance, self.netns)
-        _nft(self.netns, self.commands())
+        nft(self.netns, self.commands())
         log.info(
             "firewall: table %s %s in netns %s (%s): nothing forwarded to or from %s",
             FAMILY,
@@ -164,7 +166,7 @@ class Wall:
 
 def exists(instance: str, ns: str | None) -> bool:
     try:
-        _nft(ns, [{"list": {"table": {"family": FAMILY, "name": table_name(instance)}}}])
+        nft(ns, [{"list": {"table": {"family": FAMILY, "name": table_name(instance)}}}])
     except FirewallError:
         return False
     return True
@@ -174,7 +176,7 @@ def counters(instance: str, ns: str | None) -> dict[str, tuple[int, int]]:
     """Named counter -> (packets, bytes); empty when the table is not there."""
     if not exists(instance, ns):
         return {}
-    out = _nft(ns, [{"list": {"counters": {"family": FAMILY, "table": table_name(instance)}}}])
+    out = nft(ns, [{"list": {"counters": {"family": FAMILY, "table": table_name(instance)}}}])
     found = {}
     for item in out.get("nftables", []):
         c = item.get("counter")
@@ -188,6 +190,6 @@ def remove(instance: str, ns: str | None) -> bool:
     if not exists(instance, ns):
         return False
     table = {"family": FAMILY, "name": table_name(instance)}
-    _nft(ns, [{"delete": {"table": table}}])
+    nft(ns, [{"delete": {"table": table}}])
     log.info("firewall: table %s %s removed (netns %s)", FAMILY, table_name(instance), ns or "-")
     return True

@@ -99,7 +99,7 @@ def take_snapshot(
 
 class FlowWatch(Protocol):
     """Looks at every walk of the flow map (the fleet: flows learned since its last look,
-    pyctl/daemon/fleetflows.py). Called in the worker thread."""
+    pyctl/daemon/fleet/flows.py). Called in the worker thread."""
 
     def seen(self, keys: np.ndarray, leaves: np.ndarray) -> None: ...
     def walked(self, started_ns: int) -> None: ...

@@ -25,7 +25,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from pyctl.daemon import firewall, fleet
-from pyctl.daemon.fleetflows import LAG_BUCKETS
 from pyctl.daemon.mapwork import Snapshot, take_snapshot
 from steer_common.shared import BackendState, Reason
 
@@ -271,8 +270,7 @@ class MapCollector(Collector):
 
 
 def _fleet(ctl: Controller) -> Iterator[Metric]:
-    sync = fleet.of(ctl)
-    s = sync.status() if sync is not None else fleet.FleetSync.idle_status()
+    s = fleet.status(ctl)
     yield _family("steer_fleet_sessions", value=s["foreign_sessions"])
     events = _family("steer_fleet_events_total")
     for e in ("installed", "removed", "published", "refused", "refused_signature"):
@@ -298,20 +296,19 @@ def _fleet(ctl: Controller) -> Iterator[Metric]:
         fev.add_metric([e], f[e])
     yield fev
     yield _family("steer_fleet_misses_total", value=f["misses"])
-    yield _flow_lag(sync)
+    yield _flow_lag(ctl)
 
 
-def _flow_lag(sync: fleet.FleetSync | None) -> Metric:
+def _flow_lag(ctl: Controller) -> Metric:
     spec = SPECS["steer_fleet_flow_lag_seconds"]
-    st = None if sync is None else sync.flows.stats
-    counts = [0] * (len(LAG_BUCKETS) + 1) if st is None else st.buckets
-    edges = [*(str(b) for b in LAG_BUCKETS), "+Inf"]
+    counts, lag_sum = fleet.flow_lag(ctl)
+    edges = [*(str(b) for b in fleet.LAG_BUCKETS), "+Inf"]
     cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
     return HistogramMetricFamily(
         spec.name.removesuffix("_seconds"),
         spec.help,
         buckets=list(zip(edges, cumulative, strict=True)),
-        sum_value=0.0 if st is None else st.lag_sum,
+        sum_value=lag_sum,
         unit="seconds",
     )
 

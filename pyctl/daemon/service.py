@@ -77,9 +77,9 @@ class DaemonConfig:
     adopt_ttl: float = ADOPT_TTL_S
     idle_timeout: float = 300.0
     store: str = "memory"
-    fleet: bool = False  # share sessions with the relays on the same Redis (pyctl/daemon/fleet.py)
+    fleet: bool = False  # share sessions with the relays on the same Redis (pyctl/daemon/fleet)
     xdp_mode: str = "auto"
-    session_flow_cap: int = 64  # flows per session (1..build.session_flow_cap), run time
+    session_flow_cap: int = 64  # flows per session (1..build.session_flow_ring), run time
     bogons: bool = True  # refuse special-purpose client sources (pyctl/dataplane/sources.py)
     allow_sources: tuple[Net, ...] = ()  # client sources accepted inside them
     sealed_ports: tuple[int, int] = (1024, 65535)  # what a sealed ufrag/CID/txid may name

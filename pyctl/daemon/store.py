@@ -76,7 +76,7 @@ class KeptTtls:
     file per sessions map, named by the map's kernel id, so a map made anew (`steerctl
     unload`, then a start) never reads another's; a file whose map is gone is removed at the
     next start. With the memory store this is all a restarted daemon knows of a session
-    besides the maps: an adopted session keeps its TTL, not --adopt-ttl (issue 27).
+    besides the maps: an adopted session keeps its TTL, not --adopt-ttl.
 
     Lines are appended: `<ufrag> <ttl or -> <created>` when a session's TTL or creation time
     is new or changed (a registration, a heartbeat that sets another TTL; not every
@@ -305,7 +305,9 @@ class StoreUnavailable(Exception):
     pass
 
 
-def _session_of(raw: Any) -> SessionRecord:
+def session_of(raw: Any) -> SessionRecord:
+    """A session record from its JSON (a store's, a fleet message's): ValueError or
+    TypeError if it is not one."""
     rec = SessionRecord(**json.loads(raw))
     num = (int, float)
     ok = (
@@ -452,7 +454,7 @@ class RedisMirror:
         sessions, backends = await self._call(self._get_all(), BULK_TIMEOUT_S)
         out = Loaded()
         parsers: list[tuple[str, dict[str, bytes], Any, list[Any]]] = [
-            ("session", sessions, _session_of, out.sessions),
+            ("session", sessions, session_of, out.sessions),
             ("backend", backends, _backend_of, out.backends),
         ]
         for what, raw_map, parse, dest in parsers:

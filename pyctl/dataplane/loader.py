@@ -62,7 +62,9 @@ class BuildOptions:
     max_flows: int = 1 << 20
     max_vips: int = 64
     max_backends: int = BACKEND_ID_MAX + 1
-    session_flow_cap: int = 64  # flows one session socket may hold (oldest evicted)
+    # the ring of a session socket's flows (STEER_SESSION_FLOW_CAP): the most it may hold,
+    # the oldest evicted; DataPlane.set_session_flow_cap lowers the cap at run time
+    session_flow_ring: int = 64
     noflow_pps: int = 20000  # return packets/s to clients without a proven flow (relay-wide)
     noflow_burst: int = 2000
     # per session socket: Binding Requests/s from addresses without its proven flow, and
@@ -89,7 +91,7 @@ class BuildOptions:
             f"-DSTEER_MAX_FLOWS={self.max_flows}",
             f"-DSTEER_MAX_VIPS={self.max_vips}",
             f"-DSTEER_MAX_BACKENDS={self.max_backends}",
-            f"-DSTEER_SESSION_FLOW_CAP={self.session_flow_cap}",
+            f"-DSTEER_SESSION_FLOW_CAP={self.session_flow_ring}",
             f"-DSTEER_NOFLOW_PPS={self.noflow_pps}",
             f"-DSTEER_NOFLOW_BURST={self.noflow_burst}",
             f"-DSTEER_SESSION_CHECK_PPS={self.session_check_pps}",
@@ -181,10 +183,10 @@ class DataPlane:
         configure(self.table("steer_config"), **{field: ifindex})
 
     def set_session_flow_cap(self, cap: int) -> None:
-        """The per-session flow cap in force (1..BuildOptions.session_flow_cap), at run time."""
-        if not 1 <= cap <= self.opts.session_flow_cap:
+        """The per-session flow cap in force (1..BuildOptions.session_flow_ring), at run time."""
+        if not 1 <= cap <= self.opts.session_flow_ring:
             raise LoaderError(
-                f"session flow cap {cap}: must be 1-{self.opts.session_flow_cap} (the ring size)"
+                f"session flow cap {cap}: must be 1-{self.opts.session_flow_ring} (the ring size)"
             )
         configure(self.table("steer_config"), session_flow_cap=cap)
 

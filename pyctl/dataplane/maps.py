@@ -22,23 +22,11 @@ from steer_common.endpoint import Endpoint
 from steer_common.shared import (
     FLOW_FLEET,
     FLOW_TENTATIVE,
-    ICE_CHARS,
     SESSION_CID,
     SESSION_FOREIGN,
-    UFRAG_MAX,
-    UFRAG_MIN,
     BackendState,
     Reason,
 )
-
-
-def check_ufrag(ufrag: str) -> str:
-    """The ufrag if the relay can route it (RFC 8839 ice-chars, 4-32 long), else ValueError."""
-    if not UFRAG_MIN <= len(ufrag) <= UFRAG_MAX:
-        raise ValueError(f"ufrag {ufrag!r}: length must be {UFRAG_MIN}-{UFRAG_MAX}")
-    if not set(ufrag) <= ICE_CHARS:
-        raise ValueError(f"ufrag {ufrag!r}: only letters, digits, '+' and '/' are allowed")
-    return ufrag
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ from typing import Any
 
 from pyctl.dataplane.loader import BuildOptions, compile_bpf
 from pyctl.dataplane.maps import RouteMaps
-from pyctl.lab.lifecycle import ROLES, Lab
+from pyctl.lab.failover import run_kill
+from pyctl.lab.lifecycle import Lab, client_cmd
+from pyctl.lab.mobility import run_event
 from steer_common.ufrag import backend_of
 
 
@@ -28,12 +30,6 @@ def table(rows: list[list[str]], header: list[str]) -> str:
         [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
         + [fmt.format(*r) for r in rows]
     )
-
-
-def client_cmd(lab: Lab, args: list[str]) -> list[str]:
-    """The client role (scripts/roles/client.sh) in the lab's client namespace."""
-    token = ["env", f"STEER_WHIP_TOKEN_FILE={lab.secrets.whip_file}"]  # the path, not the token
-    return ["ip", "netns", "exec", lab.net.client, *token, str(ROLES / "client.sh"), *args]
 
 
 def run_clients(
@@ -183,13 +179,9 @@ def run_demo(
         what = "a spoken reply each" if app == "speak" else f"{seconds:.0f}s"
         progress(f"[3/4] {sessions} WebRTC sessions through {lab.net.vips[0]}, {what}")
         if rebind:
-            from pyctl.lab.mobility import run_event  # it imports this module
-
             events = run_event(lab, sessions, lab.nat_box.rebind, progress=progress)
             rows = verdicts(lab, events)
         elif kill_relay:
-            from pyctl.lab.failover import run_kill  # it imports this module
-
             events, killed = run_kill(lab, sessions, progress=progress)
             rows = verdicts(lab, events)
         else:

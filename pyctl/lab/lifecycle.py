@@ -452,3 +452,9 @@ class Lab:
 
 def status_json(lab: Lab) -> str:
     return json.dumps(lab.status(), indent=2)
+
+
+def client_cmd(lab: Lab, args: list[str]) -> list[str]:
+    """The client role (scripts/roles/client.sh) in the lab's client namespace."""
+    token = ["env", f"STEER_WHIP_TOKEN_FILE={lab.secrets.whip_file}"]  # the path, not the token
+    return ["ip", "netns", "exec", lab.net.client, *token, str(ROLES / "client.sh"), *args]

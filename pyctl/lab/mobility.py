@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pyctl.lab.demo import client_cmd
-from pyctl.lab.lifecycle import Lab
+from pyctl.lab.lifecycle import Lab, client_cmd
 from pyctl.lab.mediagap import Sniffer
 
 WINDOW_S = 4.0  # the gaps are measured over this long after the event

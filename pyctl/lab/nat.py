@@ -31,7 +31,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from pyctl.daemon.firewall import _match, _meta, _nft
+from pyctl.daemon.firewall import match, meta, nft
 from pyctl.dataplane import topology as t
 from pyctl.dataplane.netns import netns
 from pyctl.lab.net import CLIENT4, CLIENT6, RELAY_PUB4, LabNet, mac
@@ -88,7 +88,7 @@ class LabNat:
             t.set_tx_checksum(ns, ifname, False)  # full checksums into the XDP relay
         t.set_gro(self.net.client, "eth0")
         t.set_gro(self.ns, "wan")  # it receives the relay's XDP redirects
-        _nft(self.ns, self.commands())
+        nft(self.ns, self.commands())
 
     @staticmethod
     def _has(ns: str, ifname: str) -> bool:
@@ -107,8 +107,8 @@ class LabNat:
             return {"add": {"rule": {**obj, "chain": chain_, "expr": list(expr)}}}
 
         saddr = {"payload": {"protocol": "ip", "field": "saddr"}}
-        from_wan = _match(_meta("iifname"), "wan")
-        new = _match({"ct": {"key": "state"}}, ["new", "invalid"], "in")
+        from_wan = match(meta("iifname"), "wan")
+        new = match({"ct": {"key": "state"}}, ["new", "invalid"], "in")
         cmds: list[dict[str, Any]] = [
             {"add": {"table": table}},
             {"flush": {"table": table}},
@@ -116,7 +116,7 @@ class LabNat:
             chain("forward", "filter", "forward", 0),
             chain("input", "filter", "input", 0),
             rule("forward", from_wan, new, {"drop": None}),
-            rule("input", from_wan, _match(_meta("l4proto"), "udp"), new, {"drop": None}),
+            rule("input", from_wan, match(meta("l4proto"), "udp"), new, {"drop": None}),
         ]
         for client, _, public in SUBNETS:
             net = ipaddress.ip_interface(f"{client}/24").network
@@ -125,7 +125,7 @@ class LabNat:
             if public == CLIENT4:  # the main subnet: masquerade, as a home router does
                 snat = {"masquerade": {"flags": ["random", "fully-random"]}}
             cmds.append(
-                rule("postrouting", _match(_meta("oifname"), "wan"), _match(saddr, prefix), snat)
+                rule("postrouting", match(meta("oifname"), "wan"), match(saddr, prefix), snat)
             )
         return cmds
 

@@ -222,7 +222,7 @@ def unload(instance: str) -> str:
 
 
 def rules(instance: str, ns: str) -> list[dict]:
-    out = firewall._nft(ns, [{"list": {"table": {"family": "inet", "name": f"steer_{instance}"}}}])
+    out = firewall.nft(ns, [{"list": {"table": {"family": "inet", "name": f"steer_{instance}"}}}])
     # handles are renumbered on every install; the rules themselves must not change
     return [
         {k: v for k, v in i["rule"].items() if k != "handle"}

@@ -28,7 +28,7 @@ import pytest
 from click.testing import CliRunner
 
 from pyctl.cli import cli
-from pyctl.daemon.fleetlive import ALIVE_TTL_S
+from pyctl.daemon.fleet.live import ALIVE_TTL_S
 from pyctl.dataplane.maps import RouteMaps
 from pyctl.lab.net import CLIENT4, VIP4, LabNet
 from steer_common.endpoint import Endpoint

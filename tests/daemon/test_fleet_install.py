@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pyctl.daemon.control import Controller
-from pyctl.daemon.fleetflows import COPY_CAP, FlowRec, FlowShare, Watch
+from pyctl.daemon.fleet.flows import COPY_CAP, FlowRec, FlowShare, Watch
 from pyctl.daemon.signing import fleet_key, sign, unsign
 from pyctl.daemon.store import MemoryStore
 from pyctl.dataplane.loader import BuildOptions, compile_bpf, unload

@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 
 from pyctl.dataplane.netns import netns
-from pyctl.lab.demo import client_cmd, run_clients
-from pyctl.lab.lifecycle import Lab
+from pyctl.lab.demo import run_clients
+from pyctl.lab.lifecycle import Lab, client_cmd
 from steer_common.ufrag import backend_of
 from steer_testkit.labs import reason_counts
 

@@ -336,7 +336,7 @@ def test_300_answered_addresses_stay_within_the_cap(relay: LiveRelay) -> None:
             b_client.sendto(RTP, vip_of(relay))
             assert b.recvfrom(4096)[0] == RTP
     a_flows = flows_of(relay, a_ep)
-    assert len(a_flows) <= relay.dp.opts.session_flow_cap, f"session A holds {len(a_flows)} flows"
+    assert len(a_flows) <= relay.dp.opts.session_flow_ring, f"session A holds {len(a_flows)} flows"
     assert ep(CLIENT4, 54299) in a_flows, "the newest answered address must have its flow"
     assert ep(CLIENT4, 54000) not in a_flows, "the session's own oldest flow goes first"
     assert flows_of(relay, b_ep) == [ep(CLIENT4, 53600)], "session B's flow was evicted"

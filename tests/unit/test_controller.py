@@ -160,12 +160,15 @@ def test_another_backend_cannot_take_over_a_foreign_session(routes: Routes) -> N
     claims: list[str] = []
     sock = f"{TRX1}:41900"
 
-    async def scenario(call: Call, ctl: Controller) -> None:
-        def claim(live: Session, take_over: bool = True) -> Any:
+    class Fleet:  # takes every foreign session over (control.Fleet)
+        def on_change(self, put: Any, gone: Any) -> None: ...
+        def refusal(self) -> None: ...
+        def claim(self, live: Session, take_over: bool) -> Session:
             claims.append(live.ufrag)
-            return ctl._adopt(live, time.time())
+            return live
 
-        ctl.claim = claim
+    async def scenario(call: Call, ctl: Controller) -> None:
+        ctl.fleet = Fleet()
         routes.add_session(Session("foreign01", Endpoint.parse(sock), VIP, 1, foreign=True))
         with pytest.raises(ControlError) as e:
             ctl.session("foreign01", owner=2)  # heartbeat, end and restart all ask this

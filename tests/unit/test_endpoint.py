@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from pyctl.dataplane.maps import check_ufrag
 from steer_common.endpoint import Endpoint
+from steer_common.ufrag import check_ufrag
 
 pytestmark = pytest.mark.unit
 

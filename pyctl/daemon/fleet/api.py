@@ -9,17 +9,25 @@ POST /v1/fleet/drain         {"drain": true|false}: stop (or resume) taking new 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from pyctl.daemon import fleet
 from pyctl.daemon.control import ControlError, bad, check_keys, want_object
+from pyctl.daemon.fleet.sync import FleetSync
+from pyctl.daemon.fleet.views import of, where
 
 
-def add_routes(router: web.UrlDispatcher, ctl_key: Any) -> None:
-    def sync_of(request: web.Request) -> fleet.FleetSync:
-        sync = fleet.of(request.app[ctl_key])
+def add_routes(
+    router: web.UrlDispatcher,
+    ctl_key: Any,
+    body_of: Callable[[web.Request], Awaitable[Any]],
+) -> None:
+    """The routes above, on `router`; `body_of` reads a request's JSON body (api.py's)."""
+
+    def sync_of(request: web.Request) -> FleetSync:
+        sync = of(request.app[ctl_key])
         if sync is None:
             raise ControlError(404, "this relay runs without --fleet")
         return sync
@@ -28,14 +36,12 @@ def add_routes(router: web.UrlDispatcher, ctl_key: Any) -> None:
         return web.json_response(sync_of(request).status())
 
     async def session(request: web.Request) -> web.Response:
-        ans = await fleet.where(sync_of(request), request.match_info["ufrag"])
+        ans = await where(sync_of(request), request.match_info["ufrag"])
         if ans["origin"] is None and not ans["known_here"]:
             raise ControlError(404, f"no relay of the fleet has session {ans['ufrag']!r}")
         return web.json_response(ans)
 
     async def drain(request: web.Request) -> web.Response:
-        from pyctl.daemon.api import body_of
-
         sync = sync_of(request)
         body = want_object(await body_of(request))
         check_keys(body, {"drain"})

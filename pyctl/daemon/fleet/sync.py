@@ -1,9 +1,9 @@
-"""Sessions and flows shared between relays through Redis (`steerctl daemon --store
-redis://… --fleet`). docs/fleet.md has the design and the sizing.
+"""The fleet sync: sessions and flows shared between relays through Redis (`steerctl daemon
+--store redis://… --fleet`). docs/fleet.md has the design and the sizing.
 
 Every relay keeps mirroring its own sessions to `steer:<instance>:sessions` (store.py).
 With --fleet it also publishes, batched every FLUSH_S into one message on one channel, the
-changes of its own sessions and the flows its data plane learned (fleetflows.py, also kept
+changes of its own sessions and the flows its data plane learned (flows.py, also kept
 in `steer:<instance>:flows`), and installs what the other relays publish: their sessions
 (flagged STEER_SESSION_FOREIGN: never this relay's records, never adopted by a restart;
 their origin owns TTL, heartbeats and expiry) and their flows. A relay that starts, or
@@ -12,7 +12,7 @@ published meanwhile is missed.
 
 Messages are signed (HMAC-SHA256, a key derived from the operator token) when the daemon
 has one; then an unsigned or badly signed message or flow list is dropped and counted.
-Liveness (fleetlive.py): a dead relay's sessions here expire when their TTL runs out (its
+Liveness (live.py): a dead relay's sessions here expire when their TTL runs out (its
 last record in Redis says when), with their flows, unless a transceiver's heartbeat
 reaches a live relay first, which then takes the session over. Drain: this relay refuses
 new registrations and says so in its heartbeat; what it has stays.
@@ -30,12 +30,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyctl.daemon.control import ControlError
-from pyctl.daemon.fleetflows import FlowShare, Watch, flow_of
-from pyctl.daemon.fleetlive import HEARTBEAT_S, Liveness, Peer
+from pyctl.daemon.control import ControlError, Controller
+from pyctl.daemon.fleet.flows import FlowShare, Watch, flow_of
+from pyctl.daemon.fleet.live import HEARTBEAT_S, Liveness, Peer
 from pyctl.daemon.nexthop import NextHops
 from pyctl.daemon.signing import fleet_key, sign, unsign
-from pyctl.daemon.store import SessionRecord, _session_of
+from pyctl.daemon.store import SessionRecord, session_of
 from pyctl.dataplane.maps import Session
 from steer_common.endpoint import Endpoint
 
@@ -96,15 +96,13 @@ class FleetSync:
         self.last_publish = 0.0  # time.monotonic() of this relay's last message
         self.drain_file = None if state_dir is None else state_dir / f"{relay}.draining"
         self.draining = bool(self.drain_file and self.drain_file.exists())
-        self._apply_drain()
         # a peer's transceivers are next hops here too: resolved before their first packet
         self.hops = NextHops(netns)
         self.unresolved: set[str] = set()
         self.pinned: set[str] = set()  # foreign sessions found in the maps at start
-        ctl.listeners.append(self.on_change)
-        ctl.claim = self.claim
+        ctl.fleet = self  # the controller asks it what control.Fleet says
 
-    # -- this relay's changes (Controller listener): queued, published in batches
+    # -- this relay's changes (control.Fleet): queued, published in batches
     def on_change(self, put: list[SessionRecord], gone: list[str]) -> None:
         """Only what changes routing goes out: a new session, an ended one (a heartbeat
         changes only the expiry, which the origin keeps: 1 M sessions would otherwise
@@ -234,7 +232,7 @@ class FleetSync:
         self.live.heard(origin)
         self.stats.peers.add(origin)
         for d in msg.get("put", []):
-            self._install(origin, _session_of(json.dumps(d)))
+            self._install(origin, session_of(json.dumps(d)))
         for u in msg.get("del", []):
             self._remove(origin, u)
         for d in msg.get("flows", []):
@@ -281,7 +279,7 @@ class FleetSync:
                     self.stats.refused_signature += 1
                     continue
                 try:
-                    rec = _session_of(raw)
+                    rec = session_of(raw)
                 except (ValueError, TypeError) as e:
                     log.warning("relay %s: malformed session skipped (%s)", origin, e)
                     continue
@@ -404,7 +402,7 @@ class FleetSync:
             value = raw.get(u.encode(), b"")
             signed = unsign(self.key, value if isinstance(value, bytes) else value.encode())
             with contextlib.suppress(ValueError, TypeError):
-                at = None if signed is None else _session_of(signed).expires_at
+                at = None if signed is None else session_of(signed).expires_at
             self.doomed[u] = now + self.ctl.adopt_ttl if at is None else at
 
     async def _expire_loop(self) -> None:
@@ -425,9 +423,11 @@ class FleetSync:
                         pipe.hdel(f"steer:{origin}:flows", sock)
                     await pipe.execute()
 
-    def claim(self, live: Session, take_over: bool = True) -> SessionRecord:
+    def claim(self, live: Session, take_over: bool = True) -> Session:
         """A heartbeat (or an end) reached this relay for a session another relay
-        registered: taken over if that relay is dead, else refused (a read: refused)."""
+        registered (control.Fleet): taken over if that relay is dead, else refused (a read:
+        refused). Taken over, it is this relay's (no longer flagged foreign in the maps);
+        the controller adopts it."""
         origin = self.foreign.get(live.ufrag, "?")
         if self.live.state(origin) != "dead" or not take_over:
             raise ControlError(
@@ -443,7 +443,7 @@ class FleetSync:
         log.info("session %s of dead relay %s taken over", live.ufrag, origin)
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().create_task(self._forget_at(origin, live.ufrag))
-        return self.ctl._adopt(own, time.time())
+        return own
 
     async def _forget_at(self, origin: str, ufrag: str) -> None:
         with contextlib.suppress(Exception):
@@ -457,41 +457,15 @@ class FleetSync:
                 self.drain_file.write_text("draining\n")
             else:
                 self.drain_file.unlink(missing_ok=True)
-        self._apply_drain()
         log.warning("fleet: relay %s %s", self.relay, "draining" if on else "active again")
 
-    def _apply_drain(self) -> None:
-        self.ctl.draining = (
-            f"relay {self.relay} is draining: register with another relay of the fleet"
-            if self.draining
-            else None
-        )
+    def refusal(self) -> str | None:
+        """Why this relay takes no new sessions (control.Fleet): it drains; else None."""
+        if not self.draining:
+            return None
+        return f"relay {self.relay} is draining: register with another relay of the fleet"
 
     # -- listings
-    @staticmethod
-    def idle_status() -> dict[str, Any]:
-        """What status() says of a relay running without --fleet (for the metrics)."""
-        zero = dict.fromkeys(("installed", "removed", "published", "refused"), 0)
-        flows = dict.fromkeys(
-            ("learned", "published", "installed", "replaced", "stale", "misses", "removed"), 0
-        )
-        return {
-            "foreign_sessions": 0,
-            "lag_last_s": 0.0,
-            "lag_max_s": 0.0,
-            "state": "active",
-            "draining": False,
-            "sessions": 0,
-            "relays": [],
-            "refused_signature": 0,
-            "refused_replay": 0,
-            "expired": 0,
-            "taken_over": 0,
-            "flows": {**flows, "copies": 0},
-            "flow_lag": {"n": 0, "last_s": 0.0, "p50_s": 0.0, "p99_s": 0.0, "max_s": 0.0},
-            **zero,
-        }
-
     def status(self) -> dict[str, Any]:
         s = self.stats
         return {
@@ -519,7 +493,7 @@ class FleetSync:
 
 
 def start(
-    ctl: Any,
+    ctl: Controller,
     store_url: str,
     relay: str,
     netns: str | None,
@@ -527,32 +501,5 @@ def start(
     token: str = "",
     state_dir: Path | None = None,
 ) -> asyncio.Task[None]:
+    """The fleet sync of `ctl` (its control.Fleet from now on), running in a task."""
     return asyncio.create_task(FleetSync(ctl, store_url, relay, netns, token, state_dir).run(work))
-
-
-def of(ctl: Any) -> FleetSync | None:
-    """The FleetSync a controller publishes through, if the daemon runs with --fleet."""
-    for f in ctl.listeners:
-        owner = getattr(f, "__self__", None)
-        if isinstance(owner, FleetSync):
-            return owner
-    return None
-
-
-async def where(sync: FleetSync, ufrag: str) -> dict[str, Any]:
-    """Which relay registered `ufrag`, which relays know it, and where its flows live, as
-    this relay knows it (no Redis round trip: the answer never waits on the store)."""
-    live = sync.ctl.maps.get_session(ufrag)
-    if sync.ctl.store.get(ufrag) is not None:
-        origin: str | None = sync.relay
-    else:
-        origin = sync.foreign.get(ufrag)
-    relays = sorted({sync.relay, *(p.name for p in sync.live.peers.values() if p.state != "dead")})
-    return {
-        "ufrag": ufrag,
-        "origin": origin,
-        "origin_state": None if origin is None else sync.live.state(origin),
-        "known_here": live is not None,
-        "relays": relays if origin else [],
-        "flows": [] if live is None else sync.flows.where(live.sock),
-    }
