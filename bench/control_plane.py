@@ -1,4 +1,4 @@
-"""Control-plane numbers (issue: control plane): how fast sessions can be registered, and
+"""Control-plane numbers: how fast sessions can be registered, and
 how soon after the API's 201 a session's first packet is routable.
 
 Runs on its own namespace lab (prefix `cpb`) with the real daemon and its API:

@@ -753,7 +753,7 @@ def _reading_section(r: dict[str, Any]) -> list[str]:
         "",
         *_reading(r),
         "",
-        "Aims set for steer (issues 4 and 13):",
+        "Aims set for steer:",
         "",
         *_aims(r),
         "",

@@ -1,4 +1,4 @@
-"""docs/benchmarks.md's section for bench/cpu_pair.py (issue 13's machine-CPU aim): steer,
+"""docs/benchmarks.md's section for bench/cpu_pair.py (the machine-CPU aim): steer,
 floor_lookup and bare_xdp at one fixed load, paired within rounds. The newest part file
 (`python -m bench.cpu_pair --save`) wins; every number comes from it."""
 

@@ -1,4 +1,4 @@
-"""docs/benchmarks.md's mobility section (issue 16): the media gaps across NAT rebindings
+"""docs/benchmarks.md's mobility section: the media gaps across NAT rebindings
 of every results file that has them (the full run's `mobility` and the parts written by
 `python -m bench.mobility --save`), oldest first, so a change shows against what came
 before; and what a hinted packet costs (`python -m bench.hint_cost --save`, or the full

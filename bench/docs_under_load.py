@@ -1,4 +1,4 @@
-"""docs/benchmarks.md's section for bench/under_load.py (issue 13): round-trip latency
+"""docs/benchmarks.md's section for bench/under_load.py: round-trip latency
 against a background load, and one generator core against two. The newest record wins:
 a part file (`python -m bench.under_load --save`) or the full run's `under_load` key.
 Every number comes from that record."""

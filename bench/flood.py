@@ -1,4 +1,4 @@
-"""A relay-level flood (issue 9): Binding Requests from random sources at the generator's
+"""A relay-level flood: Binding Requests from random sources at the generator's
 full rate while established sessions carry traffic both ways.
 
 Two kinds of flood:

@@ -1,4 +1,4 @@
-"""What a hinted packet costs (issue 16): BPF_PROG_TEST_RUN ns/packet of the client's RTP
+"""What a hinted packet costs: BPF_PROG_TEST_RUN ns/packet of the client's RTP
 from a port with no flow, routed by its SSRC (`rtp_hint`), and of a DTLS 1.2 tls12_cid
 record routed by its CID (`dtls_cid`), beside the established flow and the other classes
 of bench/xdp_cost.py, timed the same way (harness subtracted; warm and cold) on a

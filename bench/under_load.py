@@ -1,4 +1,4 @@
-"""Latency under load, and one core against two (issue 13).
+"""Latency under load, and one core against two.
 
 - `latency_vs_load`: round trips of bench/udp_ping.c (one ping in flight, PING_RATE/s) from
   the client socket of the established flow, through each relay (and "direct", the route

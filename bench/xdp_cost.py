@@ -31,7 +31,7 @@ from steer_common.shared import SESSION_CID, BackendState, Reason, XdpAction
 
 FIRST_STUN_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50001")
 UNKNOWN_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50002")
-# connection hints: the client's packets from a new port, with no flow (issue 16)
+# connection hints: the client's packets from a new port, with no flow
 HINTED_CLIENT = Endpoint.parse(f"{c.CLIENT.ip}:50003")
 CID_KEY = seal.SealKey(5, bytes(range(32, 48)))
 CID_NONCE = 16

@@ -1,8 +1,9 @@
-"""The rules of flow sharing on real pinned maps, without daemons (pyctl/daemon/
-fleetflows.py, docs/fleet.md "Sharing flows"): another relay's flow is installed only for a
-socket this relay has a session for, with its reverse flow, never over a newer one; copies
-go with their socket; the watch publishes only what this relay's data plane learned; fleet
-messages are signed; a restart leaves the fleet's sessions to the fleet."""
+"""The rules of flow sharing on real pinned maps, without daemons
+(pyctl/daemon/fleet/flows.py, docs/fleet.md "Sharing flows"): another relay's flow is
+installed only for a socket this relay has a session for, with its reverse flow, never
+over a newer one; copies go with their socket; the watch publishes only what this relay's
+data plane learned; fleet messages are signed; a restart leaves the fleet's sessions to
+the fleet."""
 
 from __future__ import annotations
 

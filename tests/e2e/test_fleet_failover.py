@@ -2,7 +2,7 @@
 every relay's API socket, its own relay's first (transceiver/registry.py). Its relay is
 killed during a call: a new call registers with the other relay, and the running call's
 session outlives its TTL there, because its heartbeats moved to the live relay, which took
-the dead relay's session over (pyctl/daemon/fleet.py)."""
+the dead relay's session over (pyctl/daemon/fleet/sync.py)."""
 
 from __future__ import annotations
 
