@@ -6,12 +6,7 @@ other work is adding. The label names in selectors must exist on their metric to
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
-
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
 from pyctl.daemon import firewall
@@ -23,13 +18,10 @@ from pyctl.daemon.store import MemoryStore, RedisMirror
 from pyctl.dataplane.maps import Census
 from steer_common.endpoint import Endpoint
 from steer_common.shared import Reason
+from steer_testkit.promql import dashboard_exprs, names, rule_exprs
 from transceiver.metrics import TrxMetrics
 
 pytestmark = pytest.mark.unit
-
-ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
-DASHBOARD = ROOT / "deploy" / "grafana" / "steer-fleet.json"
 
 # Metrics of work not merged yet, with the labels they will have. Remove a name as soon as
 # a registry here exports it (test_expected_metrics_are_not_exported_yet says when).
@@ -64,65 +56,6 @@ def exported(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     _collect(daemon.registry, out)
     _collect(TrxMetrics().registry, out)
-    return out
-
-
-# --- a small PromQL reader: metric names and the label names their selectors use
-_STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
-_SELECTOR = re.compile(r"([a-zA-Z_:][\w:]*)?\s*\{([^}]*)\}")
-_CLAUSE = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
-             "or", "unless", "offset", "inf", "nan"}  # fmt: skip
-
-
-def names(expr: str) -> dict[str, set[str]]:
-    """The metric names an expression reads, each with the label names its selector
-    matches on: identifiers that are not functions (followed by `(`), keywords, labels
-    (inside braces or a by/on/... clause), numbers, durations or dashboard variables."""
-    text = re.sub(r"\$\{[^}]*\}|\$\w+", "", _STRING.sub('""', expr))
-    labels: dict[str, set[str]] = {}
-    for m in _SELECTOR.finditer(text):
-        if m.group(1):
-            matched = re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", m.group(2))
-            labels.setdefault(m.group(1), set()).update(matched)
-    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", text)
-    text = re.sub(r"\b(group_left|group_right)\b", " ", _CLAUSE.sub(" ", text))
-    text = re.sub(r"(?<![\w:])\d[\w.]*", " ", text)
-    out: dict[str, set[str]] = {}
-    for m in re.finditer(r"[a-zA-Z_:][\w:]*", text):
-        name = m.group(0)
-        if re.match(r"\s*\(", text[m.end() :]) or name.lower() in _KEYWORDS:
-            continue
-        out.setdefault(name, set()).update(labels.get(name, set()))
-    return out
-
-
-def rule_exprs() -> tuple[list[str], dict[str, str]]:
-    """Every rule's expression, and each recording rule's expression by its name."""
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    rules = [r for g in groups for r in g["rules"]]
-    return [r["expr"] for r in rules], {r["record"]: r["expr"] for r in rules if "record" in r}
-
-
-def label_values(query: str) -> str:
-    """Grafana's `label_values(SELECTOR, LABEL)` as the PromQL selector it reads, with a
-    matcher on LABEL so that its existence is checked too."""
-    m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query.strip())
-    if m is None:
-        return query
-    sel, label = m.groups()
-    return f'{sel[:-1]}, {label}=~".+"}}' if sel.endswith("}") else f'{sel}{{{label}=~".+"}}'
-
-
-def dashboard_exprs() -> list[str]:
-    dash = json.loads(DASHBOARD.read_text())
-    out = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
-    out += [
-        label_values(v["query"]["query"])
-        for v in dash["templating"]["list"]
-        if v["type"] == "query"
-    ]
-    out += [a["expr"] for a in dash["annotations"]["list"] if "expr" in a]
     return out
 
 
