@@ -112,8 +112,8 @@ METRICS = [
     Spec(
         "steer_store_up",
         "gauge",
-        "1 while the session store (--store redis://...) answers, 0 while it is unreachable "
-        "(registrations answer 503, reconciled when it is back); absent with the memory store.",
+        "1 while the session store answers, 0 while it is unreachable (--store redis://...: "
+        "registrations answer 503, reconciled when it is back); always 1 with the memory store.",
     ),
     Spec(
         "steer_snapshot_age_seconds",
@@ -263,8 +263,8 @@ class MapCollector(Collector):
         yield _family("steer_snapshot_age_seconds", value=time.monotonic() - snap.started)
         yield _family("steer_snapshot_duration_seconds", value=snap.took)
         yield _family("steer_daemon_adopted", value=1 if self.adopted else 0)
-        if self.ctl.mirror is not None:
-            yield _family("steer_store_up", value=1 if self.ctl.mirror.up else 0)
+        mirror = self.ctl.mirror
+        yield _family("steer_store_up", value=1 if mirror is None or mirror.up else 0)
         yield from _fleet(self.ctl)
 
     @staticmethod
