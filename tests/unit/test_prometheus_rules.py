@@ -101,3 +101,15 @@ def test_each_alert_test_fails_when_its_rule_never_fires(name: str, tmp_path: Pa
     assert got.returncode != 0, f"breaking {name} did not fail its tests"
     failed = set(re.findall(r"alertname: (\w+), time:", got.stdout + got.stderr))
     assert failed == {name}, got.stdout + got.stderr
+
+
+def test_promtool_checks_the_labs_configuration(tmp_path: Path) -> None:
+    """What `steerctl lab up --prometheus` writes (pyctl/lab/prometheus.py), rules included."""
+    from pyctl.lab import prometheus
+
+    conf = tmp_path / "prometheus.yml"
+    relays = {"relay1": "127.0.0.1:9477", "relay2": "127.0.0.1:10477"}
+    conf.write_text(prometheus.config(relays, {"trx1": "127.0.0.1:40001"}))
+    got = promtool("check", "config", str(conf))
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert "rules.yml" in got.stdout + got.stderr  # the shipped rules were read and checked
