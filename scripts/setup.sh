@@ -14,9 +14,18 @@ APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm e
   chromium redis-server vagrant strace time python3-nftables espeak-ng
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base gstreamer1.0-nice
   gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-gi python3-gst-1.0
-  golang-go golang-github-pion-webrtc.v3-dev coturn linux-perf dpkg-dev)
+  golang-go golang-github-pion-webrtc.v3-dev coturn linux-perf dpkg-dev prometheus python3-yaml)
 
+had_prometheus=$(dpkg-query -W -f='${Status}' prometheus 2>/dev/null || true)
 apt_ensure "${APT_PACKAGES[@]}"
+# Debian's prometheus starts a service of its own (:9090, scraping this host); steer's lab
+# runs its own (`steerctl lab up --prometheus`), so the one this script installed is
+# stopped and disabled. One that was already installed is left as its owner set it up.
+if [[ $had_prometheus != *"install ok installed"* ]] && command -v systemctl >/dev/null &&
+  [[ -d /run/systemd/system ]]; then
+  say "prometheus: stopping and disabling the package's own service"
+  systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
 
 # bcc compiles against /lib/modules/$(uname -r)/build; this kernel ships no headers of its
 # own, so point it at Debian's generic amd64 headers.

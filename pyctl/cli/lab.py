@@ -44,12 +44,20 @@ def lab() -> None:
 @TRANSCEIVERS
 @RELAYS
 @click.option("--nat", is_flag=True, help="Put the client behind a NAT (random source ports).")
+@click.option(
+    "--prometheus",
+    "with_prometheus",
+    is_flag=True,
+    help="Also start Prometheus scraping every relay and transceiver, with the shipped rules.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def up(prefix: str, transceivers: int, relays: int, nat: bool, as_json: bool) -> None:
+def up(
+    prefix: str, transceivers: int, relays: int, nat: bool, with_prometheus: bool, as_json: bool
+) -> None:
     """Build the lab and start the daemon(s) and the transceivers in the background."""
     if nat and relays > 1:
         raise click.UsageError("--nat is for the one-relay lab")
-    lab_ = Lab(prefix, transceivers, nat=nat, relays=relays)
+    lab_ = Lab(prefix, transceivers, nat=nat, relays=relays, prometheus=with_prometheus)
     try:
         lab_.up(progress=lambda s: click.echo(s, err=True))
     except (LabError, OSError) as e:
@@ -60,7 +68,10 @@ def up(prefix: str, transceivers: int, relays: int, nat: bool, as_json: bool) ->
         names = [r.instance for r in lab_.relay_list()]
         label = "instance" if len(names) == 1 else "instances"
         click.echo(f"{label}: {' '.join(names)}  (steerctl --instance {names[0]} ...)")
-        click.echo(f"WHIP: {' '.join(lab_.status()['whip'])}")
+        st = lab_.status()
+        click.echo(f"WHIP: {' '.join(st['whip'])}")
+        if st["prometheus"]:
+            click.echo(f"Prometheus: {st['prometheus']}")
 
 
 @lab.command()
@@ -87,6 +98,8 @@ def status(prefix: str, transceivers: int, as_json: bool) -> None:
     click.echo(f"WHIP:  {' '.join(st['whip'])}")
     click.echo(f"WHIP token: {st['whip_token'] or '-'}")
     click.echo(f"API:   {st['api_url']} (CA {st['api_ca']})")
+    if st["prometheus"]:
+        click.echo(f"Prometheus: {st['prometheus']}")
     click.echo(f"{'relay':<8} {'instance':<24} {'namespace':<20} {'daemon':<12} state")
     for r in st["relays"]:
         pid = f"pid {r['pid']}" if r["pid"] else "not running"

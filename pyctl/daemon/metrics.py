@@ -110,6 +110,12 @@ METRICS = [
         ("counter",),
     ),
     Spec(
+        "steer_store_up",
+        "gauge",
+        "1 while the session store answers, 0 while it is unreachable (--store redis://...: "
+        "registrations answer 503, reconciled when it is back); always 1 with the memory store.",
+    ),
+    Spec(
         "steer_snapshot_age_seconds",
         "gauge",
         "Age of the map walk that the session, flow, backend and map gauges come from "
@@ -257,6 +263,8 @@ class MapCollector(Collector):
         yield _family("steer_snapshot_age_seconds", value=time.monotonic() - snap.started)
         yield _family("steer_snapshot_duration_seconds", value=snap.took)
         yield _family("steer_daemon_adopted", value=1 if self.adopted else 0)
+        mirror = self.ctl.mirror
+        yield _family("steer_store_up", value=1 if mirror is None or mirror.up else 0)
         yield from _fleet(self.ctl)
 
     @staticmethod

@@ -8,13 +8,16 @@ pid file each under /run/steer/lab-<prefix>/; `down` finds them there, so it cle
 after a crash too. The daemon runs in the root namespace (it attaches into the relay
 namespace); each transceiver runs in its own namespace and reaches the daemon's control
 API through the unix socket (a path, so visible from every namespace); in a fleet lab,
-every relay's, its own relay's first (its registry moves on when one fails).
+every relay's, its own relay's first (its registry moves on when one fails). With
+`--prometheus`, Debian's prometheus scrapes them all with the shipped rules
+(pyctl/lab/prometheus.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +30,7 @@ from typing import Any
 from pyctl.dataplane import topology
 from pyctl.dataplane.loader import RUN_DIR, unload
 from pyctl.dataplane.netns import netns
+from pyctl.lab import prometheus
 from pyctl.lab.fleetnet import SIG4, FleetNet
 from pyctl.lab.nat import LabNat
 from pyctl.lab.net import RELAY_INT4, RELAY_PUB4, LabNet
@@ -72,6 +76,7 @@ class Lab:
     app: str = "echo"  # what every transceiver runs per session (steer-transceiver --app)
     nat: bool = False  # a NAT namespace between the client and the relay (pyctl/lab/nat.py)
     relays: int = 1  # > 1: the fleet lab (pyctl/lab/fleetnet.py)
+    prometheus: bool = False  # start a Prometheus scraping the lab (pyctl/lab/prometheus.py)
 
     @classmethod
     def load(cls, prefix: str = "steer", transceivers: int = 2, **kw: Any) -> Lab:
@@ -164,6 +169,13 @@ class Lab:
         """The daemon's TCP API (TLS): the metrics port + 100, so labs do not collide."""
         host, port = self.metrics.rsplit(":", 1)
         return f"{host}:{int(port) + 100}"
+
+    @property
+    def prometheus_listen(self) -> str:
+        """The lab's Prometheus: the metrics port + 200 (the tests' labs take odd metrics
+        ports from 9477 up, their APIs + 100)."""
+        host, port = self.metrics.rsplit(":", 1)
+        return f"{host}:{int(port) + 200}"
 
     @property
     def whip_token(self) -> str | None:
@@ -289,6 +301,8 @@ class Lab:
             self._start(f"trx{i}", "transceiver", trx_env, ns=net.trx(i))
         for i in range(1, self.transceivers + 1):
             self._wait(f"transceiver trx{i}", lambda i=i: self._healthy(i), f"trx{i}")
+        if self.prometheus:
+            self._prometheus_up(progress)
         progress("lab is up")
         return self.status()
 
@@ -312,6 +326,36 @@ class Lab:
             sock.unlink(missing_ok=True)
         self._spawn("redis", server_argv(self.run_dir), {}, None)
         self._wait("redis-server", sock.exists, "redis", timeout=10)
+
+    def _prometheus_up(self, progress: Any) -> None:
+        """The scrape forwarder (transceivers' /metrics out of their namespaces), then
+        prometheus scraping every relay and transceiver with the shipped rules."""
+        routes = [
+            f"trx{i}={self.net.trx(i)}/{self.net.trx_ip4(i)}:{WHIP_PORT}"
+            for i in range(1, self.transceivers + 1)
+        ]
+        ports = self.run_dir / "scrape-ports.json"
+        if self._alive("scrape") is None:
+            ports.unlink(missing_ok=True)
+        scrape = [sys.executable, "-m", "pyctl.lab.scrape", str(ports), *routes]
+        self._spawn("scrape", scrape, {}, None)
+        self._wait("the scrape forwarder", ports.exists, "scrape", timeout=10)
+        trx = json.loads(ports.read_text())
+        relays = {r.name: r.metrics for r in self.relay_list()}
+        conf = self.run_dir / "prometheus.yml"
+        conf.write_text(prometheus.config(relays, trx))
+        data = self.run_dir / "prometheus"
+        self._spawn("prometheus", prometheus.argv(conf, data, self.prometheus_listen), {}, None)
+        self._wait("prometheus", self._prometheus_ready, "prometheus", timeout=30)
+        progress(f"prometheus: http://{self.prometheus_listen} (rules {prometheus.RULES})")
+
+    def _prometheus_ready(self) -> bool:
+        try:
+            url = f"http://{self.prometheus_listen}/-/ready"
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return bool(r.status == 200)
+        except Exception:
+            return False
 
     def _configure(self, r: LabRelay) -> None:
         """What every relay holds: every transceiver as a backend, the fleet's seal key."""
@@ -388,8 +432,9 @@ class Lab:
         self.net.down()
         for f in self.run_dir.glob("*.pid"):
             f.unlink()
-        for left in ("shape.json", "redis.sock"):
+        for left in ("shape.json", "redis.sock", "prometheus.yml", "scrape-ports.json"):
             (self.run_dir / left).unlink(missing_ok=True)
+        shutil.rmtree(self.run_dir / "prometheus", ignore_errors=True)
         self.seal_key_file.unlink(missing_ok=True)
         for i in range(1, self.transceivers + 1):
             self.backend_key_file(i).unlink(missing_ok=True)
@@ -410,6 +455,7 @@ class Lab:
                 + (["redis"] if self.relays > 1 else [])
                 + ["ingress"]
                 + [f"trx{i}" for i in range(1, self.transceivers + 1)]
+                + [n for n in ("scrape", "prometheus") if (self.run_dir / f"{n}.pid").exists()]
             },
             "relays": [
                 {
@@ -429,6 +475,9 @@ class Lab:
             "whip_token": self.whip_token,
             "api_url": f"https://{self.api_listen}",
             "api_ca": str(self.secrets.cert),
+            "prometheus": (
+                f"http://{self.prometheus_listen}" if self._alive("prometheus") else None
+            ),
         }
         out["namespaces"] = net.describe()["namespaces"]
         if self.nat_box.exists():
