@@ -717,7 +717,9 @@ def _intro(r: dict[str, Any]) -> list[str]:
         "on all of them alike, then the parts (each on its own namespaces or lab), and rewrites "
         "this page from that run, whatever its ratios. "
         "`python -m bench --smoke` is the same with tiny counts and without under_load and "
-        "relay_scale, which tests/bench runs at small size (both part of `make test`). Ratios "
+        "relay_scale, which tests/bench runs at small size (both part of `make test`); on a "
+        "kernel that refuses live-frame test runs it runs only the parts that need no load "
+        "generator (control plane, fuzz, mobility, seal cost, fleet) and writes their JSON. Ratios "
         "measured in one run are the claim; absolute numbers describe this machine. Figures "
         f"with a range are the median ({r['plan']['rounds']} rounds) and min–max.",
         "",
