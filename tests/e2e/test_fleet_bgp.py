@@ -184,11 +184,14 @@ def test_the_router_takes_only_vip_host_routes_from_a_relay(lab: Lab, tmp_path: 
 
 def _restart(lab: Lab, name: str, sig: signal.Signals) -> None:
     """Stop relay `name`'s daemon with `sig` and start it again (`up` starts what is down)."""
-    r = lab.relay_named(name)
-    pid = lab._alive(r.process)
-    assert pid is not None
-    os.killpg(pid, sig)
-    assert poll(lambda: lab._alive(r.process) is None, timeout=10)
+
+    def pid() -> int | None:
+        return next(r["pid"] for r in lab.status()["relays"] if r["name"] == name)
+
+    before = pid()
+    assert before is not None
+    os.killpg(before, sig)
+    assert poll(lambda: pid() is None, timeout=10)
     time.sleep(1.0)  # a while with no daemon at all
     lab.up(progress=quiet)
     assert poll(lambda: announce_of(lab, name)["applied"], timeout=10)
