@@ -30,7 +30,9 @@ from pyctl.cli import cli
 from pyctl.dataplane import topology
 from pyctl.dataplane.loader import detach
 from pyctl.lab import bgp, fleetnet
+from pyctl.lab.failover import busiest, carried
 from pyctl.lab.lifecycle import Lab
+from pyctl.lab.mobility import run_event
 from steer_testkit.labs import poll, quiet, running
 
 pytestmark = pytest.mark.e2e
@@ -246,6 +248,37 @@ def test_drain_withdraws_and_undo_announces(lab: Lab) -> None:
     assert ran.exit_code == 0, ran.output
     assert poll(lambda: hops(lab) == ALL, timeout=5, step=0.02)
     assert announce_of(lab, "relay1")["announced"]
+
+
+def test_a_drain_under_calls_keeps_their_media(lab: Lab) -> None:
+    """4 aiortc calls; the relay carrying the most is drained: its VIPs are withdrawn, its
+    calls' packets move to the other relays (which hold their flows already) and every
+    call goes on both ways with no gap beyond the machine's own (the control window)."""
+    drained: dict[str, Any] = {}
+
+    def event() -> str:
+        if "carried" not in drained:
+            drained["carried"] = {}
+            return "control window"
+        drained["carried"] = carried(lab)
+        victim = busiest(lab, drained["carried"])
+        drained.update(lab.drain_relay(victim.name))
+        return f"drained {victim.name}"
+
+    rows = run_event(lab, 4, event, progress=lambda s: None, count=2)
+    victim = drained["relay"]
+    assert poll(lambda: int(victim.removeprefix("relay")) not in hops(lab), timeout=3)
+    moved = [r for r in rows if r["ufrag"] in drained["carried"][victim]]
+    assert moved, drained
+    control = max(max(r["gaps_up_ms"][0], r["gaps_down_ms"][0]) for r in rows)
+    for r in rows:
+        assert r["ok"] and r["resumed"], r
+    gaps = [(r["gaps_up_ms"][1], r["gaps_down_ms"][1]) for r in moved]
+    print(f"drain: the drained relay's calls' gaps up/down ms {gaps}; control max {control}")
+    for up, down in gaps:
+        assert max(up, down) < control + 100, (gaps, control)
+    lab.drain_relay(victim, undo=True)
+    assert poll(lambda: hops(lab) == ALL, timeout=5)
 
 
 def test_a_dead_relay_leaves_the_route_by_bfd_alone(
