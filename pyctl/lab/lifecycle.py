@@ -474,6 +474,8 @@ class Lab:
                 progress(line)
             r.api_socket.unlink(missing_ok=True)
             instance_lock(r.instance).unlink(missing_ok=True)  # its daemon is gone
+            # a drain outlives daemon restarts, not the lab: the next lab starts active
+            (RUN_DIR / f"{r.instance}.draining").unlink(missing_ok=True)
         progress(f"removing namespaces of {self.prefix}")
         self.nat_box.down()
         self.net.down()
