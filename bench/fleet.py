@@ -152,9 +152,18 @@ def _p50_max(xs: list[float]) -> dict[str, float | None]:
     return {"p50": xs[len(xs) // 2] if xs else None, "max": xs[-1] if xs else None}
 
 
-def relay_death(calls: int, relays: int = 3, say: Any = print) -> dict[str, Any]:
-    """`calls` calls over the fleet lab, the busiest relay killed mid-call: the gaps."""
-    lab = Lab(prefix=f"bfk{TAG}", transceivers=2, relays=relays, metrics="127.0.0.1:9497")
+def relay_death(
+    calls: int, relays: int = 3, say: Any = print, bfd_interval_ms: int = 100
+) -> dict[str, Any]:
+    """`calls` calls over the fleet lab, the busiest relay killed mid-call: the gaps. The
+    router drops the dead relay by BFD (3 x `bfd_interval_ms`), so they include detection."""
+    lab = Lab(
+        prefix=f"bfk{TAG}",
+        transceivers=2,
+        relays=relays,
+        metrics="127.0.0.1:9497",
+        bfd_interval_ms=bfd_interval_ms,
+    )
     lab.down(progress=lambda s: None)
     try:
         lab.up(progress=lambda s: None)
@@ -165,6 +174,7 @@ def relay_death(calls: int, relays: int = 3, say: Any = print) -> dict[str, Any]
     return {
         "relays": relays,
         "calls": calls,
+        "bfd": {"interval_ms": lab.bfd_interval_ms, "multiplier": lab.bfd_multiplier},
         "killed": killed["relay"],
         "carried": {name: len(us) for name, us in killed["carried"].items()},
         "ok": sum(1 for r in rows if r["ok"]),
@@ -181,7 +191,9 @@ def relay_death(calls: int, relays: int = 3, say: Any = print) -> dict[str, Any]
     }
 
 
-def run(smoke: bool, say: Any = print, sessions: int = 300, calls: int = 20) -> dict[str, Any]:
+def run(
+    smoke: bool, say: Any = print, sessions: int = 300, calls: int = 20, bfd_interval_ms: int = 100
+) -> dict[str, Any]:
     """Both measurements; --smoke: 20 registrations on 1 and 2 relays, 4 calls."""
     counts, n = ((1, 2), 20) if smoke else ((1, 3), sessions)
     out: dict[str, Any] = {"registrations": []}
@@ -191,7 +203,7 @@ def run(smoke: bool, say: Any = print, sessions: int = 300, calls: int = 20) -> 
             out["registrations"].append(run_fleet(relays, n, Path(d)))
     calls = 4 if smoke else calls
     say(f"fleet: a relay of 3 killed under {calls} calls")
-    out["relay_death"] = relay_death(calls, say=say)
+    out["relay_death"] = relay_death(calls, say=say, bfd_interval_ms=bfd_interval_ms)
     return out
 
 
@@ -200,9 +212,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=300)
     p.add_argument("--calls", type=int, default=20, help="calls up when a relay dies")
     p.add_argument("--smoke", action="store_true", help="20 sessions, 1 and 2 relays, 4 calls")
+    p.add_argument(
+        "--bfd-interval-ms", type=int, default=100, help="BFD interval (x3) on the lab's BGP"
+    )
     p.add_argument("--save", action="store_true", help="write a results part `fleet`")
     args = p.parse_args(argv)
-    out = run(args.smoke, lambda s: print(s, file=sys.stderr), args.sessions, args.calls)
+    out = run(
+        args.smoke,
+        lambda s: print(s, file=sys.stderr),
+        args.sessions,
+        args.calls,
+        args.bfd_interval_ms,
+    )
     if args.save:
         from bench.harness import parts
 

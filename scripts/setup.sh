@@ -14,7 +14,8 @@ APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm e
   chromium redis-server vagrant strace time python3-nftables espeak-ng
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base gstreamer1.0-nice
   gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-gi python3-gst-1.0
-  golang-go golang-github-pion-webrtc.v3-dev coturn linux-perf dpkg-dev prometheus python3-yaml)
+  golang-go golang-github-pion-webrtc.v3-dev coturn linux-perf dpkg-dev prometheus python3-yaml
+  bird2)
 
 had_prometheus=$(dpkg-query -W -f='${Status}' prometheus 2>/dev/null || true)
 apt_ensure "${APT_PACKAGES[@]}"
@@ -25,6 +26,14 @@ if [[ $had_prometheus != *"install ok installed"* ]] && command -v systemctl >/d
   [[ -d /run/systemd/system ]]; then
   say "prometheus: stopping and disabling the package's own service"
   systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
+
+# BIRD 2 announces the VIPs (pyctl/daemon/announce.py, docs/fleet.md). The package starts a
+# system-wide bird on the root namespace's tables; steer runs its own, one per relay (and
+# the lab's router), each with its own config and control socket: keep the system one off.
+if systemctl is-enabled --quiet bird 2>/dev/null || systemctl is-active --quiet bird 2>/dev/null; then
+  say "bird: stopping and disabling the system-wide instance (steer runs its own)"
+  systemctl disable --now bird >/dev/null 2>&1 || true
 fi
 
 # bcc compiles against /lib/modules/$(uname -r)/build; this kernel ships no headers of its

@@ -13,6 +13,7 @@ import click
 from pyctl.cli.params import ENDPOINT, HOST_PORT
 from pyctl.cli.root import CliConfig, cli
 from pyctl.daemon import firewall
+from pyctl.daemon.announce import Bfd, BgpConfig, Peer
 from pyctl.dataplane.loader import Attachment, BuildOptions, LoaderError, unload
 from pyctl.dataplane.sources import parse_nets
 from steer_common.credentials import CredentialError, Credentials, token_from
@@ -205,6 +206,78 @@ from steer_common.paths import instance_lock
     "clients use such space); repeat for more. Env: space-separated.",
 )
 @click.option(
+    "--bgp-socket",
+    envvar="STEER_BGP_SOCKET",
+    metavar="PATH",
+    help="Announce the VIPs over BGP through the BIRD 2 instance whose control socket "
+    "this is (bird -s PATH): announced while this daemon is ready, withdrawn on a drain or "
+    "after --withdraw-after of unreadiness; a restart keeps them announced (docs/fleet.md).",
+)
+@click.option(
+    "--bgp-config",
+    envvar="STEER_BGP_CONFIG",
+    metavar="PATH",
+    help="The config file that BIRD instance reads (bird -c PATH): written by this daemon. "
+    "Default: /etc/bird/steer-INSTANCE.conf.",
+)
+@click.option(
+    "--bgp-peer",
+    "bgp_peers",
+    envvar="STEER_BGP_PEER",
+    multiple=True,
+    metavar="IP",
+    help="A BGP neighbour (the upstream router), one session per address family it "
+    "carries; repeat for more. Env: space-separated.",
+)
+@click.option(
+    "--bgp-as",
+    envvar="STEER_BGP_AS",
+    type=click.IntRange(1, 4294967295),
+    default=65001,
+    show_default=True,
+    help="This relay's AS.",
+)
+@click.option(
+    "--bgp-peer-as",
+    envvar="STEER_BGP_PEER_AS",
+    type=click.IntRange(1, 4294967295),
+    default=65000,
+    show_default=True,
+    help="The neighbours' AS (eBGP).",
+)
+@click.option(
+    "--bgp-router-id",
+    envvar="STEER_BGP_ROUTER_ID",
+    metavar="IPV4",
+    help="BGP router id. Default: BIRD's choice (an interface address).",
+)
+@click.option(
+    "--bfd-interval-ms",
+    envvar="STEER_BFD_INTERVAL_MS",
+    type=click.IntRange(10, 10000),
+    default=100,
+    show_default=True,
+    help="BFD transmit and receive interval on the peerings.",
+)
+@click.option(
+    "--bfd-multiplier",
+    envvar="STEER_BFD_MULTIPLIER",
+    type=click.IntRange(1, 255),
+    default=3,
+    show_default=True,
+    help="BFD detection multiplier: a peer is down after this many intervals of silence.",
+)
+@click.option(
+    "--withdraw-after",
+    envvar="STEER_WITHDRAW_AFTER",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="Withdraw the VIPs once this daemon has been unready (maps not walked, programs "
+    "detached) this long.",
+)
+@click.option(
     "--log-level",
     envvar="STEER_LOG_LEVEL",
     default="INFO",
@@ -237,6 +310,15 @@ def daemon(
     sealed_ports: str,
     bogons: bool,
     allow_sources: tuple[str, ...],
+    bgp_socket: str | None,
+    bgp_config: str | None,
+    bgp_peers: tuple[str, ...],
+    bgp_as: int,
+    bgp_peer_as: int,
+    bgp_router_id: str | None,
+    bfd_interval_ms: int,
+    bfd_multiplier: int,
+    withdraw_after: float,
     log_level: str,
 ) -> None:
     """Run the control daemon in the foreground: attach the XDP programs to IFs in NS,
@@ -279,6 +361,17 @@ def daemon(
         raise click.BadParameter(
             f"{sealed_ports!r}: expected LO-HI, 1 <= LO <= HI <= 65535", param_hint="--sealed-ports"
         )
+    bgp = _bgp_config(
+        cfg.instance,
+        vips,
+        bgp_socket,
+        bgp_config,
+        bgp_peers,
+        (bgp_as, bgp_peer_as),
+        bgp_router_id,
+        Bfd(bfd_interval_ms, bfd_multiplier),
+        withdraw_after,
+    )
     config = d.DaemonConfig(
         build=BuildOptions(
             instance=cfg.instance,
@@ -306,6 +399,7 @@ def daemon(
         bogons=bogons,
         allow_sources=allowed,
         sealed_ports=(int(lo), int(hi)),
+        bgp=bgp,
     )
     d.setup_logging(log_level.upper())
     try:
@@ -317,6 +411,47 @@ def daemon(
         click.echo(f"error: {type(e).__name__}: {e}", err=True)
         sys.exit(1)
     sys.exit(code)
+
+
+def _bgp_config(
+    instance: str,
+    vips: tuple[Endpoint, ...],
+    socket: str | None,
+    config: str | None,
+    peers: tuple[str, ...],
+    asns: tuple[int, int],
+    router_id: str | None,
+    bfd: Bfd,
+    withdraw_after: float,
+) -> BgpConfig | None:
+    """--bgp-…: what the announcer drives, or None without --bgp-socket."""
+    if socket is None:
+        if peers:
+            raise click.BadParameter("--bgp-peer needs --bgp-socket", param_hint="--bgp-peer")
+        return None
+    words = [w for p in peers for w in p.split()]
+    if not words:
+        raise click.BadParameter("--bgp-socket needs a --bgp-peer", param_hint="--bgp-peer")
+    try:
+        addrs = tuple(ipaddress.ip_address(w) for w in words)
+        if router_id is not None:
+            ipaddress.IPv4Address(router_id)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--bgp-peer/--bgp-router-id") from None
+    if asns[0] == asns[1]:
+        raise click.BadParameter(
+            "eBGP: --bgp-as must differ from --bgp-peer-as", param_hint="--bgp-as"
+        )
+    return BgpConfig(
+        socket=Path(socket),
+        config=Path(config) if config else Path(f"/etc/bird/steer-{instance}.conf"),
+        local_as=asns[0],
+        peers=tuple(Peer(a, asns[1]) for a in dict.fromkeys(addrs)),
+        vips=tuple(dict.fromkeys(v.ip for v in vips)),
+        router_id=router_id,
+        bfd=bfd,
+        withdraw_after=withdraw_after,
+    )
 
 
 def _loopback(host: str) -> bool:

@@ -38,6 +38,7 @@ def _status_lines(s: dict[str, Any]) -> list[str]:
             f"{lag['max_s'] * 1000:.1f} ms over {lag['n']}",
         ),
     ]
+    rows.insert(1, ("announce (BGP)", _announce(s.get("announce", {}))))
     out = [f"{k:<20} {v}" for k, v in rows]
     if s["relays"]:
         out += ["", f"{'RELAY':<20} {'STATE':<9} {'SEEN':>7} {'SESSIONS':>9} {'FLOWS':>7}"]
@@ -50,6 +51,17 @@ def _status_lines(s: dict[str, Any]) -> list[str]:
     return out
 
 
+def _announce(a: dict[str, Any]) -> str:
+    """`announced (2/2 sessions up)`, `withdrawn (…)`, or `off` without --bgp-socket."""
+    if not a.get("enabled"):
+        return "off (no --bgp-socket)"
+    state = "announced" if a["announced"] else "announcing" if a["announcing"] else "withdrawn"
+    out = f"{state} ({a['established']}/{a['peers']} sessions up"
+    if a.get("unready_s"):
+        out += f", unready {a['unready_s']:.1f}s of {a['withdraw_after_s']:.0f}s"
+    return out + (f"; birdc: {a['error']}" if a.get("error") else "") + ")"
+
+
 def _dash(v: Any) -> str:
     return "-" if v is None else str(v)
 
@@ -58,8 +70,9 @@ def _dash(v: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def fleet_status(ctx: click.Context, as_json: bool) -> None:
-    """This relay (active or draining), the other relays and their liveness, the sessions
-    and flows it holds for them, and the replication lag."""
+    """This relay (active or draining) and whether it announces its VIPs over BGP, the
+    other relays and their liveness, the sessions and flows it holds for them, and the
+    replication lag."""
     s = call_api(ctx, "request", "GET", "/v1/fleet")
     if as_json:
         click.echo(json.dumps(s, indent=2))
@@ -94,8 +107,9 @@ def fleet_session(ctx: click.Context, ufrag: str, as_json: bool) -> None:
 @click.pass_context
 def fleet_drain(ctx: click.Context, undo: bool, as_json: bool) -> None:
     """Drain this relay: registrations are refused (503) so new sessions go to another
-    relay; live sessions and flows stay until they end or their clients move. Withdraw the
-    relay's route to the VIP too (docs/fleet.md)."""
+    relay; live sessions and flows stay until they end or their clients move. With
+    --bgp-socket the daemon withdraws its VIPs over BGP too (--undo announces them again);
+    else withdraw the relay's route yourself (docs/fleet.md)."""
     s = call_api(ctx, "request", "POST", "/v1/fleet/drain", {"drain": not undo})
     if as_json:
         click.echo(json.dumps({"relay": s["relay"], "state": s["state"]}, indent=2))

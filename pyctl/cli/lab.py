@@ -1,4 +1,4 @@
-"""`steerctl lab up|down|status|exec|kill` and `steerctl demo`."""
+"""`steerctl lab up|down|status|exec|kill|drain` and `steerctl demo`."""
 
 from __future__ import annotations
 
@@ -43,7 +43,25 @@ def lab() -> None:
 @PREFIX
 @TRANSCEIVERS
 @RELAYS
-@click.option("--nat", is_flag=True, help="Put the client behind a NAT (random source ports).")
+@click.option(
+    "--nat",
+    is_flag=True,
+    help="Put the client behind a NAT (random source ports); with --relays N too.",
+)
+@click.option(
+    "--bfd-interval-ms",
+    type=click.IntRange(10, 10000),
+    default=100,
+    show_default=True,
+    help="With --relays N: BFD interval on every relay's BGP sessions with the router.",
+)
+@click.option(
+    "--bfd-multiplier",
+    type=click.IntRange(1, 255),
+    default=3,
+    show_default=True,
+    help="With --relays N: BFD intervals of silence before a relay is down.",
+)
 @click.option(
     "--prometheus",
     "with_prometheus",
@@ -52,12 +70,25 @@ def lab() -> None:
 )
 @click.option("--json", "as_json", is_flag=True)
 def up(
-    prefix: str, transceivers: int, relays: int, nat: bool, with_prometheus: bool, as_json: bool
+    prefix: str,
+    transceivers: int,
+    relays: int,
+    nat: bool,
+    bfd_interval_ms: int,
+    bfd_multiplier: int,
+    with_prometheus: bool,
+    as_json: bool,
 ) -> None:
     """Build the lab and start the daemon(s) and the transceivers in the background."""
-    if nat and relays > 1:
-        raise click.UsageError("--nat is for the one-relay lab")
-    lab_ = Lab(prefix, transceivers, nat=nat, relays=relays, prometheus=with_prometheus)
+    lab_ = Lab(
+        prefix,
+        transceivers,
+        nat=nat,
+        relays=relays,
+        bfd_interval_ms=bfd_interval_ms,
+        bfd_multiplier=bfd_multiplier,
+        prometheus=with_prometheus,
+    )
     try:
         lab_.up(progress=lambda s: click.echo(s, err=True))
     except (LabError, OSError) as e:
@@ -172,8 +203,10 @@ def exec_(prefix: str, transceivers: int, role: str, argv: tuple[str, ...]) -> N
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 def kill(prefix: str, what: str, name: str, as_json: bool) -> None:
-    """A relay dies now: its daemon SIGKILLed, its links down, its ECMP next hop gone (on
-    the router and on the transceivers). NAME: relay2 or its instance name."""
+    """A relay dies now, as a machine does: its daemon and its BIRD SIGKILLed, its XDP
+    programs gone, its links silent (nftables drops everything; they stay up), its next
+    hop gone from the transceivers' routes. The router drops it by BFD alone. NAME: relay2
+    or its instance name."""
     try:
         out = Lab.load(prefix).kill_relay(name)
     except LabError as e:
@@ -182,8 +215,29 @@ def kill(prefix: str, what: str, name: str, as_json: bool) -> None:
         click.echo(json.dumps(out, indent=2))
     else:
         pid = f"daemon pid {out['pid']} killed" if out["pid"] else "its daemon was not running"
-        click.echo(f"{out['relay']} ({out['instance']}): {pid}, links down")
-        click.echo(f"relays still in the ECMP routes: {' '.join(out['alive']) or 'none'}")
+        click.echo(f"{out['relay']} ({out['instance']}): {pid}, BIRD killed, links silent")
+        click.echo(f"relays alive: {' '.join(out['alive']) or 'none'} (the router learns by BFD)")
+
+
+@lab.command()
+@PREFIX
+@click.argument("what", type=click.Choice(["relay"]))
+@click.argument("name")
+@click.option("--undo", is_flag=True, help="Take sessions again and announce the VIPs again.")
+@click.option("--json", "as_json", is_flag=True)
+def drain(prefix: str, what: str, name: str, undo: bool, as_json: bool) -> None:
+    """Drain a relay gracefully (`steerctl fleet drain` on it): it refuses registrations
+    and withdraws its VIPs over BGP, so the router's ECMP route drops it while its calls
+    keep flowing. NAME: relay2 or its instance name."""
+    try:
+        out = Lab.load(prefix).drain_relay(name, undo=undo)
+    except LabError as e:
+        raise click.UsageError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        verb = "announces its VIPs again" if undo else "withdraws its VIPs over BGP"
+        click.echo(f"{out['relay']} ({out['instance']}): {out['state']}, {verb}")
 
 
 @cli.command()

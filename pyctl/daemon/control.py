@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from pyctl.daemon.aliases import RESTARTS_PER_MIN, Alias, Aliases
+from pyctl.daemon.announce import Announcer
 from pyctl.daemon.routes import Routes
 from pyctl.daemon.store import (
     BackendRecord,
@@ -151,6 +152,8 @@ class Controller:
     ended_unloaded: set[str] = field(default_factory=set)
     # the fleet this relay shares its sessions with (--fleet; it attaches itself): see Fleet
     fleet: Fleet | None = None
+    # what announces this relay's VIPs over BGP (--bgp-socket): pyctl/daemon/announce.py
+    announcer: Announcer | None = None
     # with --fleet, set before the fleet runs: sessions installed from other relays are
     # left to the fleet at start (not adopted)
     keep_foreign: bool = False

@@ -159,6 +159,19 @@ METRICS = [
         "1 while this relay drains (steerctl fleet drain): registrations are refused.",
     ),
     Spec(
+        "steer_fleet_announced",
+        "gauge",
+        "1 when this relay announces its VIPs over BGP (steerctl daemon --bgp-socket): the "
+        "routes are offered and at least one session is established; 0 otherwise (drained, "
+        "unready for --withdraw-after, no session up, or no --bgp-socket).",
+    ),
+    Spec(
+        "steer_fleet_bgp_sessions",
+        "gauge",
+        "This relay's BGP sessions to its routers, by state: established, down.",
+        ("state",),
+    ),
+    Spec(
         "steer_fleet_relays",
         "gauge",
         "The other relays this one knows, by liveness: alive, draining, dead.",
@@ -293,6 +306,13 @@ def _fleet(ctl: Controller) -> Iterator[Metric]:
     lag.add_metric(["max"], s["lag_max_s"])
     yield lag
     yield _family("steer_fleet_draining", value=1 if s["draining"] else 0)
+    a = s["announce"]
+    yield _family("steer_fleet_announced", value=1 if a["announced"] else 0)
+    sessions = _family("steer_fleet_bgp_sessions")
+    up = a.get("established", 0)
+    sessions.add_metric(["established"], up)
+    sessions.add_metric(["down"], a.get("peers", 0) - up)
+    yield sessions
     relays = _family("steer_fleet_relays")
     for state in ("alive", "draining", "dead"):
         relays.add_metric([state], sum(1 for r in s["relays"] if r["state"] == state))

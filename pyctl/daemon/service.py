@@ -26,6 +26,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pyctl.daemon import firewall, fleet
+from pyctl.daemon.announce import Announcer, BgpConfig
 from pyctl.daemon.api import make_app
 from pyctl.daemon.control import ADOPT_TTL_S, Controller
 from pyctl.daemon.mapwork import MapWorker, Snapshot
@@ -84,6 +85,7 @@ class DaemonConfig:
     allow_sources: tuple[Net, ...] = ()  # client sources accepted inside them
     sealed_ports: tuple[int, int] = (1024, 65535)  # what a sealed ufrag/CID/txid may name
     tick: float = field(default=1.0)  # how often expiry runs
+    bgp: BgpConfig | None = None  # announce the VIPs through BIRD (pyctl/daemon/announce.py)
 
     @property
     def instance(self) -> str:
@@ -334,12 +336,13 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
         loop.add_signal_handler(sig, on_signal, sig.name)
     expiry = asyncio.create_task(_expiry_loop(cfg, ctl, hops, work))
     _notify_ready()
+    announcing = _start_announcer(cfg, ctl, work)
     log.info("ready: %d sessions, %d backends", len(ctl.sessions()), len(store.backends()))
     try:
         await stop.wait()
     finally:
         work.stop()  # between two batches of any walk; what waits on it is refused
-        for task in (expiry, sync):
+        for task in (expiry, sync, announcing):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -353,6 +356,33 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
             await ctl.mirror.close()
         log.info("shutdown: instance %s stopped; data plane left running", cfg.instance)
     return EXIT_OK
+
+
+def _start_announcer(
+    cfg: DaemonConfig, ctl: Controller, work: MapWorker
+) -> asyncio.Task[None] | None:
+    """With --bgp-socket: announce the VIPs while this daemon is ready (its map worker walks
+    the maps, its programs are attached) and not draining. Cancelling it at exit leaves
+    BIRD announcing (a restart never withdraws)."""
+    if cfg.bgp is None:
+        return None
+    stale_after = max(5.0, 5 * cfg.tick)
+
+    def attached() -> bool:
+        return all(topology.xdp_attached(cfg.netns, i) for i in (cfg.public, cfg.internal))
+
+    async def ready() -> bool:
+        snap = work.snapshot
+        if snap is None or time.monotonic() - snap.started > stale_after:
+            return False
+        return await asyncio.to_thread(attached)
+
+    def draining() -> bool:
+        return bool(getattr(ctl.fleet, "draining", False))
+
+    ctl.announcer = Announcer(cfg.bgp, ready, draining)
+    log.info("bgp: announcing %s through %s", ", ".join(map(str, cfg.bgp.vips)), cfg.bgp.socket)
+    return asyncio.create_task(ctl.announcer.run())
 
 
 def _notify_ready() -> None:

@@ -34,6 +34,13 @@ def run_in(ns: str | None, argv: list[str], check: bool = True) -> subprocess.Co
     return subprocess.run(cmd, check=check, capture_output=True, text=True)
 
 
+def xdp_attached(ns: str | None, ifname: str) -> bool:
+    """Whether an XDP program is attached to `ifname` (any mode)."""
+    argv = ["ip", "-j", *(["-n", ns] if ns else []), "link", "show", "dev", ifname]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return out.returncode == 0 and '"xdp"' in out.stdout
+
+
 def _ipr(ns: str | None) -> IPRoute:
     return IPRoute(netns=ns) if ns else IPRoute()
 

@@ -9,15 +9,17 @@
 
 - The router owns the address the client's default route points at (198.51.100.1, as the
   single relay did) and routes each VIP with one multipath route: a next hop via every
-  relay's public side. `fib_multipath_hash_policy=1` hashes the 5-tuple, so different
-  client ports pick different relays.
+  relay that announces it over BGP (pyctl/lab/bgp.py: BIRD on the router installs what it
+  learns). `fib_multipath_hash_policy=1` hashes the 5-tuple, so different client ports
+  pick different relays.
 - Each transceiver's default route is a multipath route via every relay's internal
   address (same L4 hash): its reply to a client may leave through a relay that did not see
   the client's packet (an asymmetric return).
 - The router's `sig` leg on the fabric carries WHIP only (the ingress runs in the router
   namespace), so signaling never crosses a relay and survives a relay's death.
-- `kill(k)`: relay k's links go down and its next hop leaves the router's and every
-  transceiver's multipath routes.
+- `kill(k)`: relay k dies the way a machine does: its XDP programs go and its links stop
+  answering (nftables drops everything on them) while both ends stay up, so the router
+  notices only by BFD; its next hop leaves every transceiver's multipath route.
 
 The single-relay lab (N = 1) is pyctl/lab/net.py, unchanged.
 """
@@ -28,9 +30,11 @@ import subprocess
 from dataclasses import dataclass
 
 from pyctl.dataplane import topology as t
+from pyctl.dataplane.loader import detach
 from pyctl.lab.net import CLIENT4, CLIENT6, RELAY_PUB4, RELAY_PUB6, LabNet, mac
 
 ROUTER_ROLE = 6
+KILL_TABLE = "steer_labkill"  # nftables table in a killed relay's namespace
 SIG4, SIG6 = "10.88.0.254", "fd00:88::fe"
 
 
@@ -121,7 +125,7 @@ class FleetNet(LabNet):
         t.set_tx_checksum(self.router, "cl", False)
         t.set_gro(self.client, "eth0")
         self._neighbours()
-        self.route(self.alive())
+        self.route(self.alive())  # the router's VIP routes come from BGP (pyctl/lab/bgp.py)
 
     def _neighbours(self) -> None:
         """Permanent neighbour entries on every hop XDP redirects over: bpf_fib_lookup
@@ -144,20 +148,26 @@ class FleetNet(LabNet):
 
     # -- ECMP
     def alive(self) -> list[int]:
-        """The relays whose public link is up (a killed relay's is down)."""
-        return [k for k in range(1, self.relays + 1) if _is_up(self.relay_ns(k), "pub")]
+        """The relays not killed: public link up, no kill table in their namespace."""
+        return [
+            k
+            for k in range(1, self.relays + 1)
+            if _is_up(self.relay_ns(k), "pub") and not _killed(self.relay_ns(k))
+        ]
+
+    def vip_hops(self) -> list[int]:
+        """The relays the router's route to the first VIP goes through now (what BGP
+        installed there: a relay that withdrew or died is not among them)."""
+        if not t.netns_exists(self.router):
+            return []
+        vip = str(self.vips[0].ip)
+        out = t.run_in(self.router, ["ip", "route", "show", vip], check=False).stdout
+        return [k for k in range(1, self.relays + 1) if f"via {self.pub4(k)[1]} " in out]
 
     def routes(self, relays: list[int]) -> dict[str, list[str]]:
-        """`ip -batch` lines per namespace: the VIPs' multipath routes on the router, and
-        every transceiver's default routes, through exactly `relays`."""
-        v4 = [(self.pub4(k)[1], f"r{k}") for k in relays]
-        v6 = [(self.pub6(k)[1], f"r{k}") for k in relays]
-        out = {
-            self.router: [
-                _multipath(f"{v.ip}/{v.ip.max_prefixlen}", v4 if v.ip.version == 4 else v6)
-                for v in self.vips
-            ]
-        }
+        """`ip -batch` lines per namespace: every transceiver's default routes through
+        exactly `relays`. (The router's VIP routes are BGP's.)"""
+        out: dict[str, list[str]] = {}
         for i in range(1, self.transceivers + 1):
             out[self.trx(i)] = [
                 _multipath("0.0.0.0/0", [(self.int4(k), "eth0") for k in relays]),
@@ -169,12 +179,17 @@ class FleetNet(LabNet):
         _batches(self.routes(relays))
 
     def kill(self, k: int) -> None:
-        """Relay k's links go down and, at the same moment, its next hop leaves every
-        multipath route: one `ip -batch` per namespace, all at once (the lab's convergence
-        is instant; a real network adds its failure detection, e.g. BFD)."""
+        """Relay k stops as a dead machine does: its XDP programs are detached (nothing
+        forwards) and nftables drops every packet in and out of its links, which stay up
+        on both ends — the router's port does not go down, so only BFD on its BGP sessions
+        tells the router (the router's route is not touched here). The transceivers'
+        default routes drop it at once (their own failure detection is not modelled)."""
         rest = [j for j in self.alive() if j != k]
-        down = {self.relay_ns(k): ["link set pub down", "link set int down"]}
-        _batches({**down, **self.routes(rest)})
+        ns = self.relay_ns(k)
+        _nft(ns, _kill_ruleset())
+        for ifname in ("pub", "int"):
+            detach(ifname, ns)
+        _batches(self.routes(rest))
 
     def describe(self) -> dict[str, object]:
         alive = self.alive() if self.exists() else []
@@ -186,7 +201,7 @@ class FleetNet(LabNet):
                     "ns": self.router,
                     "client_side": {"if": "cl", "ip4": RELAY_PUB4, "ip6": RELAY_PUB6},
                     "signaling": {"if": "sig", "ip4": SIG4, "ip6": SIG6},
-                    "ecmp": [f"relay{k}" for k in alive],
+                    "ecmp": [f"relay{k}" for k in self.vip_hops()],
                 },
                 **{
                     f"relay{k}": {
@@ -237,6 +252,32 @@ def _batches(lines: dict[str, list[str]]) -> None:
     failed = [(ns, p.stderr.read() if p.stderr else "") for ns, p in procs if p.wait() != 0]
     if failed:
         raise RuntimeError(f"ip -batch failed: {failed}")
+
+
+def _kill_ruleset() -> str:
+    """Drop everything, both ways, on the relay's links (ARP and BGP/BFD included); the
+    egress hooks catch what the relay's own stack would still send."""
+    chains = "".join(
+        f'  chain {d}_{i} {{ type filter hook {hook} device "{i}" priority -500; policy drop; }}\n'
+        for i in ("pub", "int")
+        for d, hook in (("in", "ingress"), ("out", "egress"))
+    )
+    return f"table netdev {KILL_TABLE} {{\n{chains}}}\n"
+
+
+def _nft(ns: str, ruleset: str) -> None:
+    p = subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset, text=True, capture_output=True
+    )
+    if p.returncode != 0:
+        raise RuntimeError(f"nft in {ns} failed: {p.stderr.strip()}")
+
+
+def _killed(ns: str) -> bool:
+    if not t.netns_exists(ns):
+        return False
+    p = t.run_in(ns, ["nft", "list", "table", "netdev", KILL_TABLE], check=False)
+    return p.returncode == 0
 
 
 def _is_up(ns: str, ifname: str) -> bool:

@@ -1,20 +1,22 @@
 """`steerctl lab`: the namespace lab with its processes — the daemon, N transceivers.
 
-The network comes from pyctl/lab/net.py (one relay) or pyctl/lab/fleetnet.py (`--relays N`,
-N > 1: a router spreading clients over N relays with ECMP, one daemon instance per relay,
-all `--fleet` on one redis-server the lab starts, with the same operator token and seal
-key). Processes run in the background with a log and a
-pid file each under /run/steer/lab-<prefix>/; `down` finds them there, so it cleans up
-after a crash too. The daemon runs in the root namespace (it attaches into the relay
-namespace); each transceiver runs in its own namespace and reaches the daemon's control
-API through the unix socket (a path, so visible from every namespace); in a fleet lab,
-every relay's, its own relay's first (its registry moves on when one fails). With
-`--prometheus`, Debian's prometheus scrapes them all with the shipped rules
-(pyctl/lab/prometheus.py).
+The network comes from pyctl/lab/net.py (one relay) or pyctl/lab/fleetnet.py (`--relays
+N`, N > 1: a router spreading clients over N relays with ECMP, one daemon instance per
+relay, all `--fleet` on one redis-server the lab starts, with the same operator token and
+seal key; BIRD in the router and in every relay namespace, each relay's daemon announcing
+the VIPs through its own over BGP with BFD: pyctl/lab/bgp.py). Processes run in the
+background with a log and a pid file each under /run/steer/lab-<prefix>/; `down` finds
+them there, so it cleans up after a crash too. The daemon runs in the root namespace (it
+attaches into the relay namespace); each transceiver runs in its own namespace and reaches
+the daemon's control API through the unix socket (a path, so visible from every
+namespace); in a fleet lab, every relay's, its own relay's first (its registry moves on
+when one fails). With `--prometheus`, Debian's prometheus scrapes them all with the shipped
+rules (pyctl/lab/prometheus.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyctl.daemon.announce import Bfd, write_config
 from pyctl.dataplane import topology
 from pyctl.dataplane.loader import RUN_DIR, unload
 from pyctl.dataplane.netns import netns
-from pyctl.lab import prometheus
+from pyctl.lab import bgp, prometheus
 from pyctl.lab.fleetnet import SIG4, FleetNet
 from pyctl.lab.nat import LabNat
 from pyctl.lab.net import RELAY_INT4, RELAY_PUB4, LabNet
@@ -76,6 +79,8 @@ class Lab:
     app: str = "echo"  # what every transceiver runs per session (steer-transceiver --app)
     nat: bool = False  # a NAT namespace between the client and the relay (pyctl/lab/nat.py)
     relays: int = 1  # > 1: the fleet lab (pyctl/lab/fleetnet.py)
+    bfd_interval_ms: int = 100  # the fleet lab's BFD on every BGP session (pyctl/lab/bgp.py)
+    bfd_multiplier: int = 3
     prometheus: bool = False  # start a Prometheus scraping the lab (pyctl/lab/prometheus.py)
 
     @classmethod
@@ -87,6 +92,9 @@ class Lab:
         except (FileNotFoundError, ValueError):
             shape = {}
         kw.setdefault("relays", int(shape.get("relays", 1)))
+        for k in ("bfd_interval_ms", "bfd_multiplier"):
+            if k in shape:
+                kw.setdefault(k, int(shape[k]))
         if "metrics" in shape:
             kw.setdefault("metrics", shape["metrics"])
         return cls(prefix, int(shape.get("transceivers", transceivers)), **kw)
@@ -122,6 +130,24 @@ class Lab:
                 return r
         names = ", ".join(r.name for r in self.relay_list())
         raise LabError(f"no relay {name!r} in lab {self.prefix}; relays: {names}")
+
+    @property
+    def bfd(self) -> Bfd:
+        return Bfd(self.bfd_interval_ms, self.bfd_multiplier)
+
+    def bgp_env(self, r: LabRelay) -> dict[str, str]:
+        """Relay r's daemon's --bgp-… (its BIRD's socket and config, the router as peer)."""
+        c = bgp.relay_config(self.fleet_net, r.index, self.run_dir, self.bfd)
+        return {
+            "STEER_BGP_SOCKET": str(c.socket),
+            "STEER_BGP_CONFIG": str(c.config),
+            "STEER_BGP_PEER": " ".join(str(p.addr) for p in c.peers),
+            "STEER_BGP_AS": str(c.local_as),
+            "STEER_BGP_PEER_AS": str(bgp.ROUTER_AS),
+            "STEER_BGP_ROUTER_ID": c.router_id or "",
+            "STEER_BFD_INTERVAL_MS": str(self.bfd_interval_ms),
+            "STEER_BFD_MULTIPLIER": str(self.bfd_multiplier),
+        }
 
     @property
     def nat_box(self) -> LabNat:
@@ -214,9 +240,13 @@ class Lab:
         try:
             pid = int((self.run_dir / f"{name}.pid").read_text())
             os.kill(pid, 0)
-            return pid
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
+        # a process this one started and that has exited is a zombie until reaped: reap it
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return None
+        return pid
 
     def _wait(self, what: str, ready: Any, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -268,11 +298,21 @@ class Lab:
                 "STEER_API_KEY": str(secrets.key),
                 "STEER_STORE": self.redis_url if fleet else self.store,
                 **({"STEER_FLEET": "1"} if fleet else {}),
+                **(self.bgp_env(r) if fleet else {}),
             }
             self._start(r.process, "relay", relay_env)
         for r in relays:
             self._wait(f"the daemon {r.instance}", lambda r=r: self._api_ready(r), r.process)
             self._configure(r)
+        if fleet:
+            progress(f"bgp: waiting for the router's ECMP route via all {self.relays} relays")
+            every = list(range(1, self.relays + 1))
+            self._wait(
+                "the router's BGP route to the VIP via every relay",
+                lambda: self.fleet_net.vip_hops() == every,
+                "bird-router",
+                timeout=30,
+            )
         routes = [
             f"{RELAY_PUB4}:{WHIP_PORT + i}={net.trx_ip4(i)}:{WHIP_PORT}"
             for i in range(1, self.transceivers + 1)
@@ -311,7 +351,13 @@ class Lab:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "shape.json").write_text(
             json.dumps(
-                {"relays": self.relays, "transceivers": self.transceivers, "metrics": self.metrics}
+                {
+                    "relays": self.relays,
+                    "transceivers": self.transceivers,
+                    "metrics": self.metrics,
+                    "bfd_interval_ms": self.bfd_interval_ms,
+                    "bfd_multiplier": self.bfd_multiplier,
+                }
             )
         )
         if not self.seal_key_file.exists():
@@ -326,6 +372,28 @@ class Lab:
             sock.unlink(missing_ok=True)
         self._spawn("redis", server_argv(self.run_dir), {}, None)
         self._wait("redis-server", sock.exists, "redis", timeout=10)
+        self._bird_up(progress)
+
+    def _bird_up(self, progress: Any) -> None:
+        """BIRD in the router namespace (peering with every relay, ECMP into its kernel
+        table) and in every relay's, each with its own config and control socket. A relay's
+        first config announces nothing: its daemon takes it over (--bgp-config) and
+        announces once ready. An existing config is kept (up again on a live lab)."""
+        net = self.fleet_net
+        progress(
+            f"bgp: BIRD in {net.router} and every relay (BFD {self.bfd_interval_ms} ms x "
+            f"{self.bfd_multiplier})"
+        )
+        conf = self.run_dir / "bird-router.conf"
+        write_config(conf, bgp.router_config(net, self.bfd))
+        self._spawn(
+            "bird-router", bgp.bird_argv(conf, bgp.router_socket(self.run_dir)), {}, net.router
+        )
+        for k in range(1, self.relays + 1):
+            c = bgp.relay_config(net, k, self.run_dir, self.bfd)
+            if not c.config.exists():
+                write_config(c.config, c.render(announce=False))
+            self._spawn(f"bird-relay{k}", bgp.bird_argv(c.config, c.socket), {}, net.relay_ns(k))
 
     def _prometheus_up(self, progress: Any) -> None:
         """The scrape forwarder (transceivers' /metrics out of their namespaces), then
@@ -384,16 +452,37 @@ class Lab:
         return [str(r.api_socket) for r in relays[own:] + relays[:own]]
 
     def kill_relay(self, name: str) -> dict[str, Any]:
-        """The relay dies now: its daemon SIGKILLed, its links down, its next hop gone from
-        the router's and the transceivers' multipath routes."""
+        """The relay dies now, as a machine does: its daemon and its BIRD SIGKILLed, its
+        forwarding gone and its links silent (pyctl/lab/fleetnet.py, FleetNet.kill), its
+        next hop gone from the transceivers' routes. The router's route is left alone:
+        BFD on the BGP sessions takes the relay out of it."""
         r = self.relay_named(name)
         if self.relays < 2:
             raise LabError("the only relay of the lab cannot fail over: lab up --relays N")
         pid = self._alive(r.process)
         if pid is not None:
             os.killpg(pid, signal.SIGKILL)
-        self.fleet_net.kill(r.index)
-        return {"relay": r.name, "instance": r.instance, "pid": pid, "alive": self._relays_up()}
+        self.fleet_net.kill(r.index)  # silent first: BIRD's dying TCP close must not escape
+        bird_pid = self._alive(f"bird-{r.name}")
+        if bird_pid is not None:
+            os.killpg(bird_pid, signal.SIGKILL)
+        return {
+            "relay": r.name,
+            "instance": r.instance,
+            "pid": pid,
+            "bird_pid": bird_pid,
+            "alive": self._relays_up(),
+        }
+
+    def drain_relay(self, name: str, undo: bool = False) -> dict[str, Any]:
+        """`steerctl fleet drain` on the relay: it refuses registrations and its daemon
+        withdraws its VIPs over BGP (the router's ECMP route drops it); `undo` announces
+        them again."""
+        r = self.relay_named(name)
+        if self.relays < 2:
+            raise LabError("drain is for a fleet lab: lab up --relays N")
+        s = self.api(r).request("POST", "/v1/fleet/drain", {"drain": not undo})
+        return {"relay": r.name, "instance": r.instance, "state": s["state"]}
 
     def _relays_up(self) -> list[str]:
         return [f"relay{k}" for k in self.fleet_net.alive()]
@@ -427,6 +516,8 @@ class Lab:
                 progress(line)
             r.api_socket.unlink(missing_ok=True)
             instance_lock(r.instance).unlink(missing_ok=True)  # its daemon is gone
+            # a drain outlives daemon restarts, not the lab: the next lab starts active
+            (RUN_DIR / f"{r.instance}.draining").unlink(missing_ok=True)
         progress(f"removing namespaces of {self.prefix}")
         self.nat_box.down()
         self.net.down()
@@ -435,6 +526,9 @@ class Lab:
         for left in ("shape.json", "redis.sock", "prometheus.yml", "scrape-ports.json"):
             (self.run_dir / left).unlink(missing_ok=True)
         shutil.rmtree(self.run_dir / "prometheus", ignore_errors=True)
+        for pattern in ("bird-*.conf", "bird-*.ctl"):  # BIRD's configs and sockets (logs stay)
+            for bird_file in self.run_dir.glob(pattern):
+                bird_file.unlink(missing_ok=True)
         self.seal_key_file.unlink(missing_ok=True)
         for i in range(1, self.transceivers + 1):
             self.backend_key_file(i).unlink(missing_ok=True)

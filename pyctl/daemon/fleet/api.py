@@ -5,6 +5,7 @@ GET  /v1/fleet               this relay's view: state, relays and their liveness
 GET  /v1/fleet/sessions/{u}  which relay registered session u, which relays know it, and
                              where its flows live
 POST /v1/fleet/drain         {"drain": true|false}: stop (or resume) taking new sessions
+                             and, with --bgp-socket, withdraw (or announce) the VIPs
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import web
 from pyctl.daemon.control import ControlError, bad, check_keys, want_object
 from pyctl.daemon.fleet.sync import FleetSync
 from pyctl.daemon.fleet.views import of, where
+from pyctl.daemon.fleet.views import status as status_of
 
 
 def add_routes(
@@ -33,7 +35,8 @@ def add_routes(
         return sync
 
     async def status(request: web.Request) -> web.Response:
-        return web.json_response(sync_of(request).status())
+        sync_of(request)
+        return web.json_response(status_of(request.app[ctl_key]))
 
     async def session(request: web.Request) -> web.Response:
         ans = await where(sync_of(request), request.match_info["ufrag"])
@@ -47,8 +50,8 @@ def add_routes(
         check_keys(body, {"drain"})
         if not isinstance(body.get("drain"), bool):
             raise bad("drain", "expected true or false")
-        sync.set_draining(body["drain"])
-        return web.json_response(sync.status())
+        sync.set_draining(body["drain"])  # the announcer withdraws on its next tick
+        return web.json_response(status_of(request.app[ctl_key]))
 
     router.add_get("/v1/fleet", status)
     router.add_get("/v1/fleet/sessions/{ufrag:.+}", session)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyctl.daemon import announce
 from pyctl.daemon.control import Controller
 from pyctl.daemon.fleet.flows import LAG_BUCKETS
 from pyctl.daemon.fleet.sync import FleetSync
@@ -19,7 +20,15 @@ def of(ctl: Controller) -> FleetSync | None:
 def status(ctl: Controller) -> dict[str, Any]:
     """The fleet's status as this relay sees it; a relay without --fleet says zeros."""
     sync = of(ctl)
-    return idle_status() if sync is None else sync.status()
+    out = idle_status() if sync is None else sync.status()
+    out["announce"] = announce_status(ctl)
+    return out
+
+
+def announce_status(ctl: Controller) -> dict[str, Any]:
+    """Whether this relay announces its VIPs over BGP, and its sessions (--bgp-socket)."""
+    a = ctl.announcer
+    return announce.idle_status() if a is None else {"enabled": True, **a.status()}
 
 
 def flow_lag(ctl: Controller) -> tuple[list[int], float]:
