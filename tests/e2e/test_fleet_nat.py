@@ -9,9 +9,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner
 
-from pyctl.cli import cli
 from pyctl.lab.failover import run_kill
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.mobility import run_event
@@ -33,12 +31,6 @@ def natfleet() -> Iterator[Lab]:
     )
     with running(lab):
         yield lab
-
-
-def test_lab_up_takes_nat_and_relays_together() -> None:
-    """The CLI no longer refuses the pair (the lab itself is the fixture's)."""
-    ran = CliRunner().invoke(cli, ["lab", "up", "--relays", "2", "--nat", "--help"])
-    assert ran.exit_code == 0 and "--nat" in ran.output
 
 
 def test_calls_resume_after_a_rebinding_behind_the_nat(natfleet: Lab) -> None:
