@@ -1,8 +1,9 @@
 """The VM lab boots and carries a call (vagrant/, docs/lab.md): one client, relay and
 transceiver VM under libvirt, a WebRTC session from the client VM through the relay VM's VIP,
-XDP native on the relay's virtio-net NICs. Part of `make test` (it sorts last, so the libvirt
-networks it makes and tears down meet no other test); `make test-vm` runs it alone. About
-10-12 min under QEMU's TCG here, box build included."""
+XDP native on the relay's virtio-net NICs. Part of `make test`, run after the rest of the
+suite in a pytest of its own (Makefile: the guests' memory), so the libvirt networks it makes
+and tears down meet no other test; `make test-vm` runs it alone. About 10-12 min under QEMU's
+TCG here, box build included."""
 
 from __future__ import annotations
 
