@@ -34,8 +34,7 @@ def config(tmp: Path, withdraw_after: float = 10.0) -> BgpConfig:
 
 
 def parses(tmp: Path, text: str) -> None:
-    if shutil.which("bird") is None:
-        pytest.skip("bird2 is not installed (scripts/setup.sh)")
+    assert shutil.which("bird"), "bird2 is not installed (scripts/setup.sh installs it)"
     path = tmp / "parse.conf"
     path.write_text(text)
     ran = subprocess.run(["bird", "-p", "-c", str(path)], capture_output=True, text=True)

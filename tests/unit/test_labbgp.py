@@ -8,8 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from pyctl.daemon.announce import Bfd
 from pyctl.lab import bgp
 from pyctl.lab.fleetnet import FleetNet
@@ -18,8 +16,7 @@ from pyctl.lab.fleetnet import FleetNet
 def test_the_router_accepts_only_vip_host_routes_and_exports_nothing(tmp_path: Path) -> None:
     net = FleetNet("u", transceivers=1, relays=2)
     text = bgp.router_config(net, Bfd(300, 3))
-    if shutil.which("bird") is None:
-        pytest.skip("bird2 is not installed (scripts/setup.sh)")
+    assert shutil.which("bird"), "bird2 is not installed (scripts/setup.sh installs it)"
     (tmp_path / "router.conf").write_text(text)
     ran = subprocess.run(["bird", "-p", "-c", str(tmp_path / "router.conf")], capture_output=True)
     assert ran.returncode == 0, ran.stderr
