@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import time
@@ -34,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from steer_common.endpoint import IPAddress
+
 log = logging.getLogger(__name__)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 TICK_S = 0.5
 BIRDC_TIMEOUT_S = 5.0
 STATIC = {4: "steer_vips4", 6: "steer_vips6"}  # the static protocols holding the VIP routes
