@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -174,11 +175,34 @@ class Daemon:
         return self.log_path.read_text(errors="replace")[-6000:]
 
 
+_VIEWS: list[Any] = []  # every view opened below, until close_views()
+
+
 def pinned_bpf(instance: str) -> Any:
     """The instance's pinned maps (steer_config too), opened by this test process
-    independently of the daemon."""
+    independently of the daemon; closed by close_views() (tests/conftest.py, per module)."""
+    bpf = _open(instance)
+    _VIEWS.append(bpf)
+    return bpf
+
+
+def _open(instance: str) -> Any:
     assert (PIN_ROOT / instance).exists()
     return compile_bpf(BuildOptions(instance=instance), text='#include "steer_maps.h"')
+
+
+@contextmanager
+def open_maps(instance: str) -> Iterator[RouteMaps]:
+    """A view that outlives modules (a session fixture's), closed on exit."""
+    with _open(instance) as bpf:
+        yield RouteMaps(bpf)
+
+
+def close_views() -> None:
+    """Close the fds of every view pinned_bpf() opened: bcc frees nothing on its own, and
+    a test process that kept them all held ~1,400 map fds and gigabytes of vmalloc."""
+    while _VIEWS:
+        _VIEWS.pop().cleanup()
 
 
 def maps_view(instance: str) -> RouteMaps:

@@ -156,20 +156,22 @@ def live_relay(tag: str, mode: str, opts: BuildOptions | None = None) -> Iterato
     unload(opts.instance)
     try:
         net.up()
-        dp = DataPlane(opts)
-        assert dp.attach("public", "pub", net.relay, mode=mode) == mode
-        assert dp.attach("internal", "int", net.relay, mode=mode) == mode
-        maps = RouteMaps(dp.bpf)
-        for vip in net.vips:
-            maps.add_vip(vip)
-        maps.set_backend(1, None, BackendState.ACTIVE)
-        maps.set_backend(2, None, BackendState.ACTIVE)
-        # resolve next hops first, as the daemon does: bpf_fib_lookup answers NO_NEIGH
-        # until the kernel knows the neighbour, and those packets take the kernel's path
-        hosts = [CLIENT4, CLIENT6] + [ip for i in (1, 2) for ip in (net.trx_ip4(i), net.trx_ip6(i))]
-        for ip in hosts:
-            topology.run_in(net.relay, ["ping", "-c1", "-W1", ip])
-        yield LiveRelay(net, dp, maps, mode)
+        with DataPlane(opts) as dp:
+            assert dp.attach("public", "pub", net.relay, mode=mode) == mode
+            assert dp.attach("internal", "int", net.relay, mode=mode) == mode
+            maps = RouteMaps(dp.bpf)
+            for vip in net.vips:
+                maps.add_vip(vip)
+            maps.set_backend(1, None, BackendState.ACTIVE)
+            maps.set_backend(2, None, BackendState.ACTIVE)
+            # resolve next hops first, as the daemon does: bpf_fib_lookup answers NO_NEIGH
+            # until the kernel knows the neighbour, and those packets take the kernel's path
+            hosts = [CLIENT4, CLIENT6] + [
+                ip for i in (1, 2) for ip in (net.trx_ip4(i), net.trx_ip6(i))
+            ]
+            for ip in hosts:
+                topology.run_in(net.relay, ["ping", "-c1", "-W1", ip])
+            yield LiveRelay(net, dp, maps, mode)
     finally:
         net.down()
         unload(opts.instance)

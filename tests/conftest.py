@@ -21,6 +21,17 @@ def pinned(request: pytest.FixtureRequest) -> Iterator[object]:
     instance = f"pin{os.getpid() % 100000}-{tag}"
     unload(instance)
     try:
-        yield RouteMaps(DataPlane(BuildOptions(instance=instance)).bpf)
+        with DataPlane(BuildOptions(instance=instance)) as dp:
+            yield RouteMaps(dp.bpf)
     finally:
         unload(instance)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_map_views() -> Iterator[None]:
+    """The map views a module's tests opened are closed with the module (after its own
+    fixtures: this one is set up first)."""
+    yield
+    from steer_testkit.daemon import close_views
+
+    close_views()

@@ -141,6 +141,17 @@ class DataPlane:
             opts.pin_dir,
         )
 
+    def close(self) -> None:
+        """Close the programs' and maps' fds (pinned maps stay in bpffs). A process that
+        builds many data planes (the tests) must: bcc frees nothing on its own."""
+        self.bpf.cleanup()
+
+    def __enter__(self) -> DataPlane:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def table(self, name: str) -> Any:
         return self.bpf[name.encode()]
 

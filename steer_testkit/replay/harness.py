@@ -53,10 +53,10 @@ def open_replay(opts: BuildOptions | None = None) -> Iterator[Replay]:
     unload(env.INSTANCE)
     try:
         pub, internal = env.build()
-        dp = DataPlane(opts or BuildOptions(instance=env.INSTANCE))
-        dp.attach("public", "pub", env.NS, mode="native")
-        dp.attach("internal", "int", env.NS, mode="native")
-        yield Replay(dp, {"public": pub, "internal": internal})
+        with DataPlane(opts or BuildOptions(instance=env.INSTANCE)) as dp:
+            dp.attach("public", "pub", env.NS, mode="native")
+            dp.attach("internal", "int", env.NS, mode="native")
+            yield Replay(dp, {"public": pub, "internal": internal})
     finally:
         env.teardown()
         unload(env.INSTANCE)

@@ -53,12 +53,12 @@ def rig() -> Iterator[Rig]:
     net = BenchNet(prefix)
     try:
         net.up()
-        dp = DataPlane(BuildOptions(instance=prefix))
-        steer = SteerRelay(net, dp)
-        steer.start()
-        v = verify(net)
-        assert v.ok, v.detail
-        yield Rig(net, dp, steer)
+        with DataPlane(BuildOptions(instance=prefix)) as dp:
+            steer = SteerRelay(net, dp)
+            steer.start()
+            v = verify(net)
+            assert v.ok, v.detail
+            yield Rig(net, dp, steer)
     finally:
         topology.cleanup(prefix, (prefix,))
 

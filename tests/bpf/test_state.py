@@ -121,7 +121,8 @@ def test_orphan_rings_are_swept(replay: Replay) -> None:
 
 @pytest.fixture(scope="module")
 def explainer(replay: Replay) -> Iterator[DataPlane]:
-    yield DataPlane(BuildOptions(instance=env.INSTANCE, explain=True))
+    with DataPlane(BuildOptions(instance=env.INSTANCE, explain=True)) as dp:
+        yield dp
 
 
 def test_explain_build_reports_new_verdicts_and_writes_nothing(

@@ -17,7 +17,7 @@ from steer_testkit.daemon import (
     cleanup,
     free_port,
     make_lab,
-    maps_view,
+    open_maps,
     quote,
 )
 
@@ -52,7 +52,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         )
         daemons.append(d)
         d.start()
-        yield Env(net, d, maps_view(instance), tcp_port)
+        with open_maps(instance) as maps:
+            yield Env(net, d, maps, tcp_port)
     finally:
         cleanup(net, instance, daemons)
 

@@ -41,9 +41,8 @@ def pinned() -> Iterator[RouteMaps]:
     instance = f"fi{os.getpid() % 100000}"
     unload(instance)
     try:
-        yield RouteMaps(
-            compile_bpf(BuildOptions(instance=instance), text='#include "steer_maps.h"')
-        )
+        with compile_bpf(BuildOptions(instance=instance), text='#include "steer_maps.h"') as bpf:
+            yield RouteMaps(bpf)
     finally:
         unload(instance)
 

@@ -94,7 +94,8 @@ def small_maps() -> Iterator[RouteMaps]:
     opts = BuildOptions(instance=f"full{os.getpid()}", max_sessions=4)
     unload(opts.instance)
     try:
-        yield RouteMaps(compile_bpf(opts, text='#include "steer_maps.h"'))
+        with compile_bpf(opts, text='#include "steer_maps.h"') as bpf:
+            yield RouteMaps(bpf)
     finally:
         unload(opts.instance)
 

@@ -100,7 +100,8 @@ def pinned() -> Iterator[RouteMaps]:
     opts = BuildOptions(instance=f"recon{TAG}")
     unload(opts.instance)
     try:
-        yield RouteMaps(compile_bpf(opts, text='#include "steer_maps.h"'))
+        with compile_bpf(opts, text='#include "steer_maps.h"') as bpf:
+            yield RouteMaps(bpf)
     finally:
         unload(opts.instance)
 
