@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -203,6 +203,15 @@ def close_views() -> None:
     a test process that kept them all held ~1,400 map fds and gigabytes of vmalloc."""
     while _VIEWS:
         _VIEWS.pop().cleanup()
+
+
+def bpf_fds() -> int:
+    """This process's open BPF map and program fds."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with suppress(OSError):  # the listing's own fd, gone by now
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith("anon_inode:bpf-")
+    return n
 
 
 def maps_view(instance: str) -> RouteMaps:

@@ -35,3 +35,10 @@ def _close_map_views() -> Iterator[None]:
     from steer_testkit.daemon import close_views
 
     close_views()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the run still holds at its end (a leak shows here first)."""
+    from steer_testkit.daemon import bpf_fds
+
+    terminalreporter.write_line(f"BPF fds still open in this pytest process: {bpf_fds()}")

@@ -9,20 +9,9 @@ from __future__ import annotations
 import os
 
 from pyctl.dataplane.loader import BuildOptions, DataPlane, is_pinned, unload
-from steer_testkit.daemon import close_views, pinned_bpf
+from steer_testkit.daemon import bpf_fds, close_views, pinned_bpf
 
 INSTANCE = f"close{os.getpid() % 100000}"
-
-
-def bpf_fds() -> int:
-    """This process's open BPF map and program fds."""
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            n += os.readlink(f"/proc/self/fd/{fd}").startswith("anon_inode:bpf-")
-        except OSError:  # the listing's own fd, gone by now
-            pass
-    return n
 
 
 def test_closed_data_plane_and_views_hold_no_fds_and_keep_the_pins() -> None:
