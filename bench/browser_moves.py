@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from typing import Any
 
 from bench.harness import parts
+from bench.harness.stats import samples
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.mediagap import Sniffer
 from steer_testkit.browser import INBOUND, chromium
@@ -35,19 +35,6 @@ SETUP = """(async () => {
   }
   return performance.now() - t0;
 })()"""
-
-
-def _stats(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"n": 0}
-    s = sorted(values)
-    return {
-        "p50": round(statistics.median(s), 1),
-        "min": round(s[0], 1),
-        "max": round(s[-1], 1),
-        "n": len(s),
-        "all": [round(v, 1) for v in values],
-    }
 
 
 def run(calls: int, rebinds: int) -> dict[str, Any]:
@@ -81,7 +68,7 @@ def run(calls: int, rebinds: int) -> dict[str, Any]:
                 gaps.append(down.gap_ms(down.busiest()[0], t0, t1))
                 time.sleep(1.0)
             b.evaluate("window.steer.stop()")
-    return {"chromium": {"setup_ms": _stats(setups), "rebind_gap_ms": _stats(gaps)}}
+    return {"chromium": {"setup_ms": samples(setups), "rebind_gap_ms": samples(gaps)}}
 
 
 def main() -> None:

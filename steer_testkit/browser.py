@@ -12,14 +12,16 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 
 from pyctl.dataplane.netns import netns
+from pyctl.lab.failover import carried
 from pyctl.lab.lifecycle import Lab
+from pyctl.lab.mediagap import Sniffer
 from steer_testkit.labs import poll
 
 FLAGS = [
@@ -38,6 +40,8 @@ MEDIA_FLAGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-st
 PORT = 9333
 # in the page (transceiver/static/whip.js): the audio packets Chromium has received
 INBOUND = "window.steer.stats().then(s => s.inboundAudioPackets)"
+# what must not change across a relay's death or drain: no ICE restart, the same DTLS
+KEPT = ("iceLocalUfrag", "transportId", "remoteFingerprint")
 
 
 def call_page(lab: Lab, source: str = "mic") -> str:
@@ -143,3 +147,38 @@ def chromium(ns: str, url: str, media: bool = True) -> Iterator[Browser]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def relay_event(lab: Lab, b: Browser, event: Callable[[str], object], window: float = 4.0) -> dict:
+    """The page's call is up (audio in): the one relay carrying it goes through `event`
+    (e.g. `lab.kill_relay`); `window` seconds later, the longest audio gap each way on the
+    wire (upstream on the transceivers, downstream on the client), whether audio came
+    back both ways, and whether the call kept its ICE credentials and DTLS transport."""
+    assert b.wait_for(f"{INBOUND}.then(n => n > 50)"), "the call carries no audio"
+    assert poll(lambda: sum(len(us) for us in carried(lab).values()) == 1, 10)
+    (relay,) = (n for n, us in carried(lab).items() if us)
+    up = [Sniffer(lab.net.trx(i), "eth0") for i in range(1, lab.transceivers + 1)]
+    down = Sniffer(lab.net.client, "eth0")
+    try:
+        before = b.evaluate("window.steer.stats()")
+        t0 = time.monotonic()
+        event(relay)
+        time.sleep(window)
+        after = b.evaluate("window.steer.stats()")
+    finally:
+        for sn in (*up, down):
+            sn.stop()
+    t1 = t0 + window
+    # the transceiver whose wire carried the call: its busiest stream
+    ssrc, sn_up = max(
+        ((sn.busiest()[0], sn) for sn in up if sn.times), key=lambda x: len(x[1].times[x[0]])
+    )
+    down_ssrc = down.busiest()[0]
+    return {
+        "relay": relay,
+        "gap_up_ms": sn_up.gap_ms(ssrc, t0, t1),
+        "gap_down_ms": down.gap_ms(down_ssrc, t0, t1),
+        "resumed": sn_up.resumed(ssrc, t1) and down.resumed(down_ssrc, t1),
+        "inbound": after["inboundAudioPackets"] - before["inboundAudioPackets"],
+        "kept": all(after[k] == before[k] for k in KEPT) and after["dtlsState"] == "connected",
+    }

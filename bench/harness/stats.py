@@ -24,6 +24,20 @@ def spread(xs: list[float]) -> dict[str, Any] | None:
     return {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "n": len(xs)}
 
 
+def samples(values: list[float]) -> dict[str, Any]:
+    """p50 / min / max of per-event figures (e.g. a browser call's gaps), and every one."""
+    if not values:
+        return {"n": 0}
+    s = sorted(values)
+    return {
+        "p50": round(statistics.median(s), 1),
+        "min": round(s[0], 1),
+        "max": round(s[-1], 1),
+        "n": len(s),
+        "all": [round(v, 1) for v in values],
+    }
+
+
 def cpu_ns_delivered(res: LoadResult, alone_per_offered: float) -> float:
     """A fixed-load window's machine busy time less what the generator alone costs per
     offered packet (a run of it that carries the same background), over packets delivered:

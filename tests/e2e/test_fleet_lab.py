@@ -23,14 +23,13 @@ from pyctl.cli import cli
 from pyctl.dataplane import topology
 from pyctl.dataplane.netns import netns
 from pyctl.lab.demo import run_clients
-from pyctl.lab.failover import carried, run_kill
+from pyctl.lab.failover import run_kill
 from pyctl.lab.lifecycle import Lab, LabRelay
-from pyctl.lab.mediagap import Sniffer
 from steer_common import seal
 from steer_common.apiclient import ApiError
 from steer_common.paths import instance_lock
 from steer_testkit import stun
-from steer_testkit.browser import chromium
+from steer_testkit.browser import call_page, chromium, relay_event
 from steer_testkit.labs import poll, running
 
 pytestmark = pytest.mark.e2e
@@ -254,40 +253,12 @@ def test_chromium_keeps_its_call_when_its_relay_dies(fleet: Lab) -> None:
     """Headless Chromium in a call through the VIP; the relay its packets go through is
     killed: audio comes back both ways (on the wire), the call stays connected on the same
     ICE credentials and DTLS transport (no restart). Kills one relay: runs late."""
-    page = fleet.whip_url(1).removesuffix("/whip") + "/?autostart&source=mic"
-    page += f"&token={fleet.whip_token}"
-    up = [Sniffer(fleet.net.trx(i), "eth0") for i in range(1, fleet.transceivers + 1)]
-    down = Sniffer(fleet.net.client, "eth0")
-    try:
-        with chromium(fleet.net.client, page) as b:
-            state = b.wait_for(
-                "window.steer && window.steer.state === 'connected' && 'connected'"
-                " || (window.steer && window.steer.state === 'error' && 'error')"
-            )
-            assert state == "connected", b.evaluate("window.steer.error")
-            assert b.wait_for("window.steer.stats().then(s => s.inboundAudioPackets > 50 && s)")
-            # the one live call is carried by one relay
-            assert poll(lambda: sum(len(us) for us in carried(fleet).values()) == 1, 10)
-            carrying = {n: us for n, us in carried(fleet).items() if us}
-            (relay,) = carrying
-            before = b.evaluate("window.steer.stats()")
-            t0 = time.monotonic()
-            fleet.kill_relay(relay)
-            time.sleep(4)
-            after = b.evaluate("window.steer.stats()")
-            b.evaluate("window.steer.stop()")
-    finally:
-        for sn in (*up, down):
-            sn.stop()
-    assert after["inboundAudioPackets"] - before["inboundAudioPackets"] > 100, (before, after)
-    for k in ("iceLocalUfrag", "transportId", "remoteFingerprint"):
-        assert after[k] == before[k], k
-    assert after["dtlsState"] == "connected"
-    ssrc_up = max((sn.busiest()[0], sn) for sn in up if sn.times)
-    gap_up = ssrc_up[1].gap_ms(ssrc_up[0], t0, t0 + 4)
-    gap_down = down.gap_ms(down.busiest()[0], t0, t0 + 4)
-    assert ssrc_up[1].resumed(ssrc_up[0], t0 + 4) and down.resumed(down.busiest()[0], t0 + 4)
-    print(f"chromium via {relay}: gaps up {gap_up} down {gap_down} ms")
+    with chromium(fleet.net.client, call_page(fleet)) as b:
+        b.wait_connected()
+        got = relay_event(fleet, b, fleet.kill_relay)
+        b.evaluate("window.steer.stop()")
+    print(f"chromium via {got['relay']}: gaps up {got['gap_up_ms']} down {got['gap_down_ms']} ms")
+    assert got["inbound"] > 100 and got["kept"] and got["resumed"], got
 
 
 def test_a_relay_killed_mid_call(fleet: Lab) -> None:
