@@ -150,3 +150,43 @@ def test_an_unknown_panel_or_an_unfetched_query_is_an_error(tmp_path: Path) -> N
 @pytest.mark.parametrize(("step", "want"), [(5, "20s"), (15, "20s"), (30, "35s")])
 def test_rate_interval_is_grafanas(step: float, want: str) -> None:
     assert dp.rate_interval(step) == want
+
+
+def test_a_picked_variable_goes_into_the_queries_title_and_file(tmp_path: Path) -> None:
+    """As an operator picks relay1 in the dashboard's drop-down: the panel's queries match
+    that instance only, and the picture says so."""
+    asked: list[str] = []
+    pick = {"relay": "relay1"}
+    with prometheus(canned(asked, None)) as base:
+        run = dp.fetch_run(dp.http_fetch(base), START, START + 10, STEP, [], None, [{}, pick])
+    panel = dp.chosen(dp.panels(), ["Packets by reason"])[0]
+    q = dp.promql(panel.targets[0].expr, STEP, pick)
+    assert (
+        'instance=~"relay1"' in q and q in asked and dp.promql(panel.targets[0].expr, STEP) in asked
+    )
+    (path,) = dp.draw_run(run, [panel.title], tmp_path, pick)
+    assert path.name == "panel-packets-by-reason-relay1.png"
+    fig = dp.draw(panel, run, pick)
+    assert fig.axes[0].get_title() == "Packets by reason  [relay = relay1]"
+    plt.close(fig)
+    with pytest.raises(dp.PanelError, match="not an instance name"):
+        dp.promql(panel.targets[0].expr, STEP, {"relay": 'x"} or vector(1) #'})
+
+
+def test_a_panel_of_many_series_leaves_out_those_at_zero() -> None:
+    """Every reason is exported (most at 0): a by-reason panel draws those that moved."""
+    panel = dp.chosen(dp.panels(), ["Drops by reason"])[0]
+    q = dp.promql(panel.targets[0].expr, STEP)
+    result = [
+        {"metric": {"instance": "relay1", "reason": f"drop_{k}"},
+         "values": [[START, "0"], [START + 5, str(k if k < 2 else 0)]]}
+        for k in range(20)
+    ]  # fmt: skip
+    run = {"start": START, "end": START + 5, "step": STEP, "marks": [],
+           "answers": {q: {"resultType": "matrix", "result": result}}}  # fmt: skip
+    fig = dp.draw(panel, run)
+    ax = fig.axes[0]
+    assert [str(ln.get_label()) for ln in ax.get_lines()] == ["relay1 drop_1"]
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_title().get_text() == "19 series at 0 not shown"
+    plt.close(fig)
