@@ -214,11 +214,13 @@ def draw(panel: Panel, run: dict[str, Any], pick: Pick | None = None) -> Figure:
     for ln in lines:
         style = STYLES[ln.query % len(STYLES)]
         ax.plot(ln.xs, ln.ys, style, color=colours[key(ln)], label=ln.name, linewidth=1.4)
-    top = ax.get_ylim()[1]
-    for t, text in run["marks"]:
+    for k, (t, text) in enumerate(run["marks"]):
         x = t - run["start"]
         ax.axvline(x, color="grey", linestyle="--", linewidth=0.8)
-        ax.text(x, top, f" {text}", fontsize=7, va="top", color="dimgrey")
+        # y in axes fractions; every other mark's text lower, so that near ones don't overlap
+        y = 0.99 - 0.07 * (k % 2)
+        trans = ax.get_xaxis_transform()
+        ax.text(x, y, f" {text}", fontsize=7, va="top", color="dimgrey", transform=trans)
     picked = ", ".join(f"{k} = {v}" for k, v in (pick or {}).items())
     ax.set_title(f"{panel.title}  [{picked}]" if picked else panel.title, fontsize=11)
     ax.set_xlabel("seconds since the run started", fontsize=8)
