@@ -16,7 +16,7 @@ with `birdc -s SOCKET configure`:
 - The announcement state lives in the config file, not in this process: a steer daemon
   that exits (or is killed) leaves BIRD announcing what it last wrote, and a new one
   re-takes control by rendering the same file again — so a restart never withdraws, while
-  the pinned XDP program keeps forwarding. Only a drain or a lasting unreadiness does.
+  the pinned XDP program keeps forwarding. Only a lasting unreadiness does.
 - A machine that dies stops answering BFD on the peering: the router drops its routes
   after `bfd_multiplier` × `bfd_interval_ms` with no one scripting it.
 - BIRD also answers BFD for `bfd_neighbors` (the transceivers, `--bfd-neighbor`): they
