@@ -136,6 +136,12 @@ def status(prefix: str, transceivers: int, as_json: bool) -> None:
         pid = f"pid {r['pid']}" if r["pid"] else "not running"
         state = "up" if r["alive"] else "down"
         click.echo(f"{r['name']:<8} {r['instance']:<24} {r['ns']:<20} {pid:<12} {state}")
+    ns = st["namespaces"]
+    if "router" in ns:  # what BIRD installed: BGP on the router, BFD on the transceivers
+        click.echo(f"routes: the router's VIP via {' '.join(ns['router']['ecmp']) or '-'}")
+        for name, n in ns.items():
+            if "return" in n:
+                click.echo(f"        {name}'s default via {' '.join(n['return']) or '-'}")
     relay_procs = {r["process"] for r in st["relays"]}  # listed above
     for name, pid in st["processes"].items():
         if name in relay_procs:
