@@ -12,8 +12,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
+from pyctl.cli.daemon import _bgp_config
 from pyctl.daemon import announce
 from pyctl.daemon.announce import Announcer, Bfd, BgpConfig, Peer
 
@@ -233,3 +235,21 @@ def test_a_restarted_daemon_of_a_drained_relay_keeps_the_tagged_routes(
     a = announcer(cfg, {"ready": False, "draining": True})
     run_ticks(a, 3)
     assert bird.configured == [True] and bird.tagged == [True]
+
+
+def test_bfd_neighbors_from_the_command_line(tmp_path: Path) -> None:
+    """--bfd-neighbor (STEER_BFD_NEIGHBOR, space-separated) reaches the config; it needs
+    --bgp-socket (the BIRD that answers) and refuses what is not an address."""
+
+    def parse(socket: str | None, neighbors: tuple[str, ...]) -> BgpConfig | None:
+        peers = ("100.64.1.1",) if socket else ()
+        args = ("i", (), socket, str(tmp_path / "b.conf"), peers, (65001, 65000), None)
+        return _bgp_config(*args, Bfd(), 10.0, neighbors)
+
+    got = parse(str(tmp_path / "b.ctl"), ("10.88.0.11 fd00:88::b", "10.88.0.11"))
+    assert got is not None and got.bfd_neighbors == (TRX4, TRX6)
+    assert "  neighbor 10.88.0.11;\n  neighbor fd00:88::b;\n" in got.render(False)
+    with pytest.raises(click.BadParameter, match="--bfd-neighbor needs --bgp-socket"):
+        parse(None, ("10.88.0.11",))
+    with pytest.raises(click.BadParameter):
+        parse(str(tmp_path / "b.ctl"), ("trx1",))
