@@ -210,8 +210,9 @@ from steer_common.paths import instance_lock
     envvar="STEER_BGP_SOCKET",
     metavar="PATH",
     help="Announce the VIPs over BGP through the BIRD 2 instance whose control socket "
-    "this is (bird -s PATH): announced while this daemon is ready, withdrawn on a drain or "
-    "after --withdraw-after of unreadiness; a restart keeps them announced (docs/fleet.md).",
+    "this is (bird -s PATH): announced while this daemon is ready (with the GRACEFUL_SHUTDOWN "
+    "community while it drains), withdrawn after --withdraw-after of unreadiness; a restart "
+    "keeps them announced (docs/fleet.md).",
 )
 @click.option(
     "--bgp-config",
@@ -268,6 +269,16 @@ from steer_common.paths import instance_lock
     help="BFD detection multiplier: a peer is down after this many intervals of silence.",
 )
 @click.option(
+    "--bfd-neighbor",
+    "bfd_neighbors",
+    envvar="STEER_BFD_NEIGHBOR",
+    multiple=True,
+    metavar="IP",
+    help="Answer BFD from this address too (a transceiver whose return route via this "
+    "relay's internal address is guarded by BFD: docs/fleet.md); kept on a drain or a "
+    "withdrawal. Repeat for more. Env: space-separated.",
+)
+@click.option(
     "--withdraw-after",
     envvar="STEER_WITHDRAW_AFTER",
     type=click.FloatRange(min=0),
@@ -318,6 +329,7 @@ def daemon(
     bgp_router_id: str | None,
     bfd_interval_ms: int,
     bfd_multiplier: int,
+    bfd_neighbors: tuple[str, ...],
     withdraw_after: float,
     log_level: str,
 ) -> None:
@@ -371,6 +383,7 @@ def daemon(
         bgp_router_id,
         Bfd(bfd_interval_ms, bfd_multiplier),
         withdraw_after,
+        bfd_neighbors,
     )
     config = d.DaemonConfig(
         build=BuildOptions(
@@ -423,11 +436,13 @@ def _bgp_config(
     router_id: str | None,
     bfd: Bfd,
     withdraw_after: float,
+    bfd_neighbors: tuple[str, ...] = (),
 ) -> BgpConfig | None:
     """--bgp-…: what the announcer drives, or None without --bgp-socket."""
     if socket is None:
-        if peers:
-            raise click.BadParameter("--bgp-peer needs --bgp-socket", param_hint="--bgp-peer")
+        for given, hint in ((peers, "--bgp-peer"), (bfd_neighbors, "--bfd-neighbor")):
+            if given:
+                raise click.BadParameter(f"{hint} needs --bgp-socket", param_hint=hint)
         return None
     words = [w for p in peers for w in p.split()]
     if not words:
@@ -436,8 +451,10 @@ def _bgp_config(
         addrs = tuple(ipaddress.ip_address(w) for w in words)
         if router_id is not None:
             ipaddress.IPv4Address(router_id)
+        neighbors = tuple(ipaddress.ip_address(w) for n in bfd_neighbors for w in n.split())
     except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--bgp-peer/--bgp-router-id") from None
+        hint = "--bgp-peer/--bgp-router-id/--bfd-neighbor"
+        raise click.BadParameter(str(e), param_hint=hint) from None
     if asns[0] == asns[1]:
         raise click.BadParameter(
             "eBGP: --bgp-as must differ from --bgp-peer-as", param_hint="--bgp-as"
@@ -451,6 +468,7 @@ def _bgp_config(
         router_id=router_id,
         bfd=bfd,
         withdraw_after=withdraw_after,
+        bfd_neighbors=tuple(dict.fromkeys(neighbors)),
     )
 
 

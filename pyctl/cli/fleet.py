@@ -56,6 +56,8 @@ def _announce(a: dict[str, Any]) -> str:
     if not a.get("enabled"):
         return "off (no --bgp-socket)"
     state = "announced" if a["announced"] else "announcing" if a["announcing"] else "withdrawn"
+    if a.get("graceful_shutdown"):
+        state += " as graceful shutdown (65535:0)"
     out = f"{state} ({a['established']}/{a['peers']} sessions up"
     if a.get("unready_s"):
         out += f", unready {a['unready_s']:.1f}s of {a['withdraw_after_s']:.0f}s"
@@ -108,8 +110,9 @@ def fleet_session(ctx: click.Context, ufrag: str, as_json: bool) -> None:
 def fleet_drain(ctx: click.Context, undo: bool, as_json: bool) -> None:
     """Drain this relay: registrations are refused (503) so new sessions go to another
     relay; live sessions and flows stay until they end or their clients move. With
-    --bgp-socket the daemon withdraws its VIPs over BGP too (--undo announces them again);
-    else withdraw the relay's route yourself (docs/fleet.md)."""
+    --bgp-socket the daemon tags its VIPs GRACEFUL_SHUTDOWN (RFC 8326) too, which a router
+    that honours it takes as a backup only (--undo announces them plainly again); else
+    withdraw the relay's route yourself (docs/fleet.md)."""
     s = call_api(ctx, "request", "POST", "/v1/fleet/drain", {"drain": not undo})
     if as_json:
         click.echo(json.dumps({"relay": s["relay"], "state": s["state"]}, indent=2))

@@ -136,6 +136,12 @@ def status(prefix: str, transceivers: int, as_json: bool) -> None:
         pid = f"pid {r['pid']}" if r["pid"] else "not running"
         state = "up" if r["alive"] else "down"
         click.echo(f"{r['name']:<8} {r['instance']:<24} {r['ns']:<20} {pid:<12} {state}")
+    ns = st["namespaces"]
+    if "router" in ns:  # what BIRD installed: BGP on the router, BFD on the transceivers
+        click.echo(f"routes: the router's VIP via {' '.join(ns['router']['ecmp']) or '-'}")
+        for name, n in ns.items():
+            if "return" in n:
+                click.echo(f"        {name}'s default via {' '.join(n['return']) or '-'}")
     relay_procs = {r["process"] for r in st["relays"]}  # listed above
     for name, pid in st["processes"].items():
         if name in relay_procs:
@@ -227,8 +233,9 @@ def kill(prefix: str, what: str, name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def drain(prefix: str, what: str, name: str, undo: bool, as_json: bool) -> None:
     """Drain a relay gracefully (`steerctl fleet drain` on it): it refuses registrations
-    and withdraws its VIPs over BGP, so the router's ECMP route drops it while its calls
-    keep flowing. NAME: relay2 or its instance name."""
+    and tags its VIPs GRACEFUL_SHUTDOWN over BGP (RFC 8326), so the router's ECMP route
+    drops it (keeping it as a backup) while its calls keep flowing. NAME: relay2 or its
+    instance name."""
     try:
         out = Lab.load(prefix).drain_relay(name, undo=undo)
     except LabError as e:
@@ -236,7 +243,7 @@ def drain(prefix: str, what: str, name: str, undo: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(out, indent=2))
     else:
-        verb = "announces its VIPs again" if undo else "withdraws its VIPs over BGP"
+        verb = "announces its VIPs again" if undo else "announces its VIPs as graceful shutdown"
         click.echo(f"{out['relay']} ({out['instance']}): {out['state']}, {verb}")
 
 

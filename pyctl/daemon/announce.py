@@ -8,14 +8,22 @@ with `birdc -s SOCKET configure`:
 
 - **Announce** (a static route per VIP in BIRD's table, exported to every peer) when the
   daemon is ready and the data plane attached; **withdraw** (the same config with no
-  routes) when the relay drains (`steerctl fleet drain`) or has been unready for
-  `withdraw_after` seconds.
+  routes) when it has been unready for `withdraw_after` seconds.
+- **Drain** (`steerctl fleet drain`) keeps announcing, tagged with the GRACEFUL_SHUTDOWN
+  community (RFC 8326, 65535:0): a router that honours it (local-pref 0) takes the relay
+  out of its ECMP set yet keeps the route as a backup, so traffic still flows when every
+  relay is drained (a withdrawal would blackhole the VIP then).
 - The announcement state lives in the config file, not in this process: a steer daemon
   that exits (or is killed) leaves BIRD announcing what it last wrote, and a new one
   re-takes control by rendering the same file again — so a restart never withdraws, while
-  the pinned XDP program keeps forwarding. Only a drain or a lasting unreadiness does.
+  the pinned XDP program keeps forwarding. Only a lasting unreadiness does.
 - A machine that dies stops answering BFD on the peering: the router drops its routes
   after `bfd_multiplier` × `bfd_interval_ms` with no one scripting it.
+- BIRD also answers BFD for `bfd_neighbors` (the transceivers, `--bfd-neighbor`): they
+  guard their return routes via this relay's internal address with BFD (docs/fleet.md,
+  "The return direction"), so a dead relay leaves their routes as it leaves the router's.
+  These sessions are in every config, announcing or not: a drain or a withdrawal never
+  takes the relay out of the transceivers' routes (it still forwards).
 - What is exported is filtered twice: only the static VIP routes exist in BIRD's table
   (no kernel or device routes are imported) and the export filter accepts exactly the
   VIPs' host prefixes; nothing is imported from the peers.
@@ -40,6 +48,8 @@ log = logging.getLogger(__name__)
 TICK_S = 0.5
 BIRDC_TIMEOUT_S = 5.0
 STATIC = {4: "steer_vips4", 6: "steer_vips6"}  # the static protocols holding the VIP routes
+GRACEFUL_SHUTDOWN = "(65535, 0)"  # RFC 8326's well-known community, in BIRD's notation
+GRACEFUL_LINE = "# graceful shutdown: the VIP routes carry (65535, 0)\n"
 
 
 @dataclass(frozen=True)
@@ -60,16 +70,17 @@ class Bfd:
     interval_ms: int = 100
     multiplier: int = 3
 
-    def block(self, interfaces: str = '"*"') -> str:
-        """BIRD's `protocol bfd` with these intervals (both directions)."""
+    def block(self, interfaces: str = '"*"', neighbors: tuple[IPAddress, ...] = ()) -> str:
+        """BIRD's `protocol bfd` with these intervals (both directions). BIRD answers BFD
+        only for sessions it has: a protocol's (BGP's `bfd on`, a static `bfd` next hop)
+        or a `neighbor` listed here."""
         return (
             "protocol bfd steer_bfd {\n"
             f"  interface {interfaces} {{\n"
             f"    min rx interval {self.interval_ms} ms;\n"
             f"    min tx interval {self.interval_ms} ms;\n"
             f"    multiplier {self.multiplier};\n"
-            "  };\n"
-            "}\n"
+            "  };\n" + "".join(f"  neighbor {n};\n" for n in neighbors) + "}\n"
         )
 
 
@@ -89,18 +100,22 @@ class BgpConfig:
     router_id: str | None = None
     bfd: Bfd = field(default_factory=Bfd)
     withdraw_after: float = 10.0  # seconds unready before withdrawing
+    # BFD neighbours that are no BGP peer: the transceivers guarding their return routes
+    bfd_neighbors: tuple[IPAddress, ...] = ()
 
-    def render(self, announce: bool) -> str:
-        """BIRD 2's config: the VIP routes (none when withdrawn), the export filter, BFD
-        and one BGP session per peer."""
+    def render(self, announce: bool, graceful: bool = False) -> str:
+        """BIRD 2's config: the VIP routes (none when withdrawn), the export filter (with
+        `graceful`, tagging them GRACEFUL_SHUTDOWN), BFD and one BGP session per peer."""
         out = [
             "# written by steerctl daemon (pyctl/daemon/announce.py): changes are overwritten",
             f"# state: {'announce' if announce else 'withdrawn'}",
+            *([GRACEFUL_LINE.rstrip()] if announce and graceful else []),
             "log stderr all;",
         ]
         if self.router_id:
             out.append(f"router id {self.router_id};")
-        out += ["protocol device {}", self.bfd.block()]
+        out += ["protocol device {}", self.bfd.block(neighbors=self.bfd_neighbors)]
+        tag = f"{{ bgp_community.add({GRACEFUL_SHUTDOWN}); accept; }}" if graceful else "accept;"
         for fam in (4, 6):
             vips = [v for v in self.vips if v.version == fam]
             routes = "".join(f"  route {v}/{v.max_prefixlen} blackhole;\n" for v in vips)
@@ -111,7 +126,7 @@ class BgpConfig:
                 prefixes = ", ".join(f"{v}/{v.max_prefixlen}" for v in vips)
                 out.append(
                     f"filter steer_export{fam} {{\n"
-                    f'  if proto = "{STATIC[fam]}" && net ~ [ {prefixes} ] then accept;\n'
+                    f'  if proto = "{STATIC[fam]}" && net ~ [ {prefixes} ] then {tag}\n'
                     "  reject;\n}"
                 )
         for p in self.peers:
@@ -133,6 +148,11 @@ class BgpConfig:
 def announced_in(text: str) -> bool:
     """Whether a config this module wrote announces (the state line)."""
     return "# state: announce\n" in text
+
+
+def graceful_in(text: str) -> bool:
+    """Whether a config this module wrote tags the VIPs GRACEFUL_SHUTDOWN (a drain)."""
+    return GRACEFUL_LINE in text
 
 
 def write_config(path: Path, text: str) -> bool:
@@ -185,6 +205,7 @@ class Announcer:
     ready: Callable[[], Awaitable[bool]]  # the daemon is ready and its data plane attached
     draining: Callable[[], bool]
     want: bool = False  # what the config says now
+    graceful: bool = False  # the routes carry GRACEFUL_SHUTDOWN (the relay drains)
     applied: bool = False  # BIRD has taken the config this process wrote
     sessions: dict[str, str] = field(default_factory=dict)
     unready_since: float | None = None
@@ -208,20 +229,21 @@ class Announcer:
         elif self.unready_since is None:
             self.unready_since = now
         # starting to announce needs readiness now; an announcing relay rides out
-        # `withdraw_after` of unreadiness (a stall, a slow restart) before it withdraws
-        if self.draining():
-            want = False
-        elif ok:
+        # `withdraw_after` of unreadiness (a stall, a slow restart) before it withdraws.
+        # A drain changes only the community: the relay still forwards.
+        if ok:
             want = True
         else:
             since = now if self.unready_since is None else self.unready_since
             want = self.want and now - since < self.cfg.withdraw_after
-        changed = write_config(self.cfg.config, self.cfg.render(want))
+        graceful = self.draining()
+        changed = write_config(self.cfg.config, self.cfg.render(want, graceful))
         if changed or not self.applied or want != self.want:
             if want != self.want or changed:
                 self.changes += 1
-                log.warning("bgp: %s the VIPs", "announcing" if want else "withdrawing")
-            self.want = want
+                tagged = " (graceful shutdown, 65535:0)" if want and graceful else ""
+                log.warning("bgp: %s the VIPs%s", "announcing" if want else "withdrawing", tagged)
+            self.want, self.graceful = want, graceful
             code, out = await birdc(self.cfg.socket, "configure")
             self.applied = code == 0 and "Reconfigur" in out
             self.last_error = "" if self.applied else out.strip()[-200:]
@@ -235,7 +257,8 @@ class Announcer:
 
     async def run(self) -> None:
         # the first tick takes over the state BIRD kept from the previous daemon
-        self.want = announced_in(read_config(self.cfg.config))
+        text = read_config(self.cfg.config)
+        self.want, self.graceful = announced_in(text), graceful_in(text)
         while True:
             try:
                 await self.tick()
@@ -247,6 +270,7 @@ class Announcer:
         return {
             "announced": self.announced,
             "announcing": self.want,
+            "graceful_shutdown": self.want and self.graceful,
             "applied": self.applied,
             "vips": [str(v) for v in self.cfg.vips],
             "sessions": dict(sorted(self.sessions.items())),

@@ -162,8 +162,9 @@ METRICS = [
         "steer_fleet_announced",
         "gauge",
         "1 when this relay announces its VIPs over BGP (steerctl daemon --bgp-socket): the "
-        "routes are offered and at least one session is established; 0 otherwise (drained, "
-        "unready for --withdraw-after, no session up, or no --bgp-socket).",
+        "routes are offered and at least one session is established (a draining relay's "
+        "too: tagged GRACEFUL_SHUTDOWN, a backup); 0 otherwise (unready for "
+        "--withdraw-after, no session up, or no --bgp-socket).",
     ),
     Spec(
         "steer_fleet_bgp_sessions",

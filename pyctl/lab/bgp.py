@@ -1,4 +1,5 @@
-"""BGP in the fleet lab: BIRD 2 in the router namespace and in every relay namespace.
+"""BGP and BFD in the fleet lab: BIRD 2 in the router's, every relay's and every
+transceiver's namespace.
 
 - Each relay's BIRD (`bird-relayK`) is driven by that relay's daemon
   (`steerctl daemon --bgp-socket`, pyctl/daemon/announce.py): it announces the VIP host
@@ -8,7 +9,14 @@
   routes inside the VIPs' prefixes (a /32 of 203.0.113.0/24, a /128 of 2001:db8:ffff::/64),
   exports nothing to them, and installs what it learns into the router namespace's kernel
   table as one multipath (ECMP) route per VIP. A relay's routes leave that table when its
-  session goes: withdrawn (a drain) or down (BFD, a dead relay).
+  session goes down (BFD, a dead relay) or it withdraws (unready); a drained relay's
+  routes carry GRACEFUL_SHUTDOWN (RFC 8326), which the router honours with local-pref 0:
+  they leave the ECMP set and stay as a backup, used when every relay is drained.
+- Each transceiver's BIRD (`bird-trxI`) holds its return routes: one static multipath
+  default route per family via every relay's internal address, each next hop guarded by
+  BFD (`via IP bfd`). The relays' BIRD answer those sessions (`--bfd-neighbor`, every
+  transceiver's addresses); a dead relay's next hop goes when its BFD session does,
+  nothing else writes these routes. A drain or withdrawal leaves them (BFD still answers).
 """
 
 from __future__ import annotations
@@ -16,8 +24,9 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pyctl.daemon.announce import SESSION_TIMERS, Bfd, BgpConfig, Peer
+from pyctl.daemon.announce import GRACEFUL_SHUTDOWN, SESSION_TIMERS, Bfd, BgpConfig, Peer
 from pyctl.lab.fleetnet import FleetNet
+from steer_common.endpoint import IPAddress
 
 ROUTER_AS = 65000
 RELAY_AS = 65001
@@ -37,7 +46,40 @@ def relay_config(net: FleetNet, k: int, run_dir: Path, bfd: Bfd) -> BgpConfig:
         vips=tuple(dict.fromkeys(v.ip for v in net.vips)),
         router_id=net.pub4(k)[1],
         bfd=bfd,
+        bfd_neighbors=trx_addresses(net),
     )
+
+
+def trx_addresses(net: FleetNet) -> tuple[IPAddress, ...]:
+    """Every transceiver's addresses: the BFD neighbours of each relay's internal side."""
+    return tuple(
+        ipaddress.ip_address(a)
+        for i in range(1, net.transceivers + 1)
+        for a in (net.trx_ip4(i), net.trx_ip6(i))
+    )
+
+
+def trx_socket(run_dir: Path, i: int) -> Path:
+    return run_dir / f"bird-trx{i}.ctl"
+
+
+def trx_config(net: FleetNet, i: int, bfd: Bfd) -> str:
+    """Transceiver i's BIRD: its default routes via every relay, each hop while its BFD
+    session is up (what an operator's transceiver host runs: docs/fleet.md)."""
+    out = [
+        "# transceiver's return routes in the fleet lab (pyctl/lab/bgp.py)",
+        "log stderr all;",
+        f"router id {net.trx_ip4(i)};",
+        "protocol device {}",
+        bfd.block('"eth0"'),
+    ]
+    for fam, dst, hop in ((4, "0.0.0.0/0", net.int4), (6, "::/0", net.int6)):
+        vias = " ".join(f"via {hop(k)} bfd" for k in range(1, net.relays + 1))
+        out.append(f"protocol static return{fam} {{\n  ipv{fam};\n  route {dst} {vias};\n}}")
+        out.append(
+            f"protocol kernel kernel{fam} {{\n  ipv{fam} {{ import none; export all; }};\n}}"
+        )
+    return "\n".join(out) + "\n"
 
 
 def router_socket(run_dir: Path) -> Path:
@@ -45,7 +87,9 @@ def router_socket(run_dir: Path) -> Path:
 
 
 def router_config(net: FleetNet, bfd: Bfd) -> str:
-    """The router's BIRD: a session per relay and family, BFD, ECMP into the kernel."""
+    """The router's BIRD: a session per relay and family, BFD, ECMP into the kernel; a
+    route tagged GRACEFUL_SHUTDOWN gets local-pref 0 (RFC 8326), so it is no longer the
+    best and leaves the ECMP set (`merge paths` joins only the best routes' hops)."""
     out = [
         "# the fleet lab's router (pyctl/lab/bgp.py)",
         "log stderr all;",
@@ -71,7 +115,13 @@ def router_config(net: FleetNet, bfd: Bfd) -> str:
         )
         out.append(
             f"filter from_relays{fam} {{\n"
-            + (f"  if net ~ [ {accept} ] then accept;\n" if nets else "")
+            + (
+                f"  if net ~ [ {accept} ] then {{\n"
+                f"    if {GRACEFUL_SHUTDOWN} ~ bgp_community then bgp_local_pref = 0;\n"
+                "    accept;\n  }\n"
+                if nets
+                else ""
+            )
             + "  reject;\n}"
         )
     for k in range(1, net.relays + 1):

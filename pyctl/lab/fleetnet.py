@@ -14,12 +14,15 @@
   pick different relays.
 - Each transceiver's default route is a multipath route via every relay's internal
   address (same L4 hash): its reply to a client may leave through a relay that did not see
-  the client's packet (an asymmetric return).
+  the client's packet (an asymmetric return). The transceiver's own BIRD installs it
+  (`proto bird`), each next hop guarded by BFD with that relay (pyctl/lab/bgp.py): a relay
+  whose BFD goes silent leaves it, as an operator's transceiver host would do it; the
+  lab never writes these routes.
 - The router's `sig` leg on the fabric carries WHIP only (the ingress runs in the router
   namespace), so signaling never crosses a relay and survives a relay's death.
 - `kill(k)`: relay k dies the way a machine does: its XDP programs go and its links stop
   answering (nftables drops everything on them) while both ends stay up, so the router
-  notices only by BFD; its next hop leaves every transceiver's multipath route.
+  notices only by BFD, and so do the transceivers (their routes lose its next hop).
 
 The single-relay lab (N = 1) is pyctl/lab/net.py, unchanged.
 """
@@ -125,7 +128,8 @@ class FleetNet(LabNet):
         t.set_tx_checksum(self.router, "cl", False)
         t.set_gro(self.client, "eth0")
         self._neighbours()
-        self.route(self.alive())  # the router's VIP routes come from BGP (pyctl/lab/bgp.py)
+        # no routes here: the router's VIP routes and the transceivers' default routes are
+        # BIRD's (pyctl/lab/bgp.py), BGP and BFD
 
     def _neighbours(self) -> None:
         """Permanent neighbour entries on every hop XDP redirects over: bpf_fib_lookup
@@ -164,32 +168,26 @@ class FleetNet(LabNet):
         out = t.run_in(self.router, ["ip", "route", "show", vip], check=False).stdout
         return [k for k in range(1, self.relays + 1) if f"via {self.pub4(k)[1]} " in out]
 
-    def routes(self, relays: list[int]) -> dict[str, list[str]]:
-        """`ip -batch` lines per namespace: every transceiver's default routes through
-        exactly `relays`. (The router's VIP routes are BGP's.)"""
-        out: dict[str, list[str]] = {}
-        for i in range(1, self.transceivers + 1):
-            out[self.trx(i)] = [
-                _multipath("0.0.0.0/0", [(self.int4(k), "eth0") for k in relays]),
-                _multipath("::/0", [(self.int6(k), "eth0") for k in relays]),
-            ]
-        return out
-
-    def route(self, relays: list[int]) -> None:
-        _batches(self.routes(relays))
+    def return_hops(self, i: int, family: int = 4) -> list[int]:
+        """The relays transceiver i's default route goes through now (what its BIRD
+        installed: a relay whose BFD session is down is not among them)."""
+        if not t.netns_exists(self.trx(i)):
+            return []
+        argv = ["ip", f"-{family}", "route", "show", "default"]
+        out = t.run_in(self.trx(i), argv, check=False).stdout
+        hop = self.int4 if family == 4 else self.int6
+        return [k for k in range(1, self.relays + 1) if f"via {hop(k)} " in out]
 
     def kill(self, k: int) -> None:
         """Relay k stops as a dead machine does: its XDP programs are detached (nothing
         forwards) and nftables drops every packet in and out of its links, which stay up
-        on both ends — the router's port does not go down, so only BFD on its BGP sessions
-        tells the router (the router's route is not touched here). The transceivers'
-        default routes drop it at once (their own failure detection is not modelled)."""
-        rest = [j for j in self.alive() if j != k]
+        on both ends — the router's port does not go down, so only BFD tells the router
+        (on its BGP sessions) and the transceivers (on their default routes' next hops):
+        no route is touched here."""
         ns = self.relay_ns(k)
         _nft(ns, _kill_ruleset())
         for ifname in ("pub", "int"):
             detach(ifname, ns)
-        _batches(self.routes(rest))
 
     def describe(self) -> dict[str, object]:
         alive = self.alive() if self.exists() else []
@@ -212,7 +210,15 @@ class FleetNet(LabNet):
                     }
                     for k in range(1, self.relays + 1)
                 },
-                **self._describe_transceivers(),
+                **{  # each transceiver's return route: the relays its BIRD keeps (BFD up)
+                    f"trx{i}": {
+                        "ns": self.trx(i),
+                        "ip4": self.trx_ip4(i),
+                        "ip6": self.trx_ip6(i),
+                        "return": [f"relay{k}" for k in self.return_hops(i)],
+                    }
+                    for i in range(1, self.transceivers + 1)
+                },
             },
         }
 
@@ -221,37 +227,6 @@ def _l4_hash(ns: str) -> None:
     """Multipath routes hash the 5-tuple (policy 1), not only the addresses."""
     t.sysctl(ns, "net.ipv4.fib_multipath_hash_policy", "1")
     t.sysctl(ns, "net.ipv6.fib_multipath_hash_policy", "1")
-
-
-def _multipath(dst: str, hops: list[tuple[str, str]]) -> str:
-    """The `ip -batch` line for a multipath route to `dst` (deleted when no hop is left)."""
-    if not hops:
-        return f"route flush exact {dst}"
-    return f"route replace {dst} " + " ".join(f"nexthop via {via} dev {dev}" for via, dev in hops)
-
-
-def _batches(lines: dict[str, list[str]]) -> None:
-    """Run one `ip -n NS -batch -` per namespace, concurrently."""
-    procs = [
-        (
-            ns,
-            subprocess.Popen(
-                ["ip", "-n", ns, "-batch", "-"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
-        )
-        for ns in lines
-    ]
-    for ns, p in procs:
-        assert p.stdin is not None
-        p.stdin.write("\n".join(lines[ns]) + "\n")
-        p.stdin.close()
-    failed = [(ns, p.stderr.read() if p.stderr else "") for ns, p in procs if p.wait() != 0]
-    if failed:
-        raise RuntimeError(f"ip -batch failed: {failed}")
 
 
 def _kill_ruleset() -> str:

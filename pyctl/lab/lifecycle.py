@@ -3,8 +3,9 @@
 The network comes from pyctl/lab/net.py (one relay) or pyctl/lab/fleetnet.py (`--relays
 N`, N > 1: a router spreading clients over N relays with ECMP, one daemon instance per
 relay, all `--fleet` on one redis-server the lab starts, with the same operator token and
-seal key; BIRD in the router and in every relay namespace, each relay's daemon announcing
-the VIPs through its own over BGP with BFD: pyctl/lab/bgp.py). Processes run in the
+seal key; BIRD in the router's, every relay's and every transceiver's namespace: each
+relay's daemon announces the VIPs through its own over BGP with BFD, and each transceiver's
+keeps its default route via the relays that answer its BFD: pyctl/lab/bgp.py). Processes run in the
 background with a log and a pid file each under /run/steer/lab-<prefix>/; `down` finds
 them there, so it cleans up after a crash too. The daemon runs in the root namespace (it
 attaches into the relay namespace); each transceiver runs in its own namespace and reaches
@@ -147,6 +148,7 @@ class Lab:
             "STEER_BGP_ROUTER_ID": c.router_id or "",
             "STEER_BFD_INTERVAL_MS": str(self.bfd_interval_ms),
             "STEER_BFD_MULTIPLIER": str(self.bfd_multiplier),
+            "STEER_BFD_NEIGHBOR": " ".join(str(a) for a in c.bfd_neighbors),
         }
 
     @property
@@ -313,6 +315,13 @@ class Lab:
                 "bird-router",
                 timeout=30,
             )
+            for i in range(1, self.transceivers + 1):
+                self._wait(
+                    f"trx{i}'s default routes via every relay (BFD up)",
+                    lambda i=i: all(self.fleet_net.return_hops(i, f) == every for f in (4, 6)),
+                    f"bird-trx{i}",
+                    timeout=30,
+                )
         routes = [
             f"{RELAY_PUB4}:{WHIP_PORT + i}={net.trx_ip4(i)}:{WHIP_PORT}"
             for i in range(1, self.transceivers + 1)
@@ -376,9 +385,11 @@ class Lab:
 
     def _bird_up(self, progress: Any) -> None:
         """BIRD in the router namespace (peering with every relay, ECMP into its kernel
-        table) and in every relay's, each with its own config and control socket. A relay's
-        first config announces nothing: its daemon takes it over (--bgp-config) and
-        announces once ready. An existing config is kept (up again on a live lab)."""
+        table), in every relay's and in every transceiver's (its default routes, each hop
+        guarded by BFD), each with its own config and control socket. A relay's first
+        config announces nothing (it answers the transceivers' BFD already): its daemon
+        takes it over (--bgp-config) and announces once ready. An existing relay config is
+        kept (up again on a live lab)."""
         net = self.fleet_net
         progress(
             f"bgp: BIRD in {net.router} and every relay (BFD {self.bfd_interval_ms} ms x "
@@ -394,6 +405,11 @@ class Lab:
             if not c.config.exists():
                 write_config(c.config, c.render(announce=False))
             self._spawn(f"bird-relay{k}", bgp.bird_argv(c.config, c.socket), {}, net.relay_ns(k))
+        for i in range(1, self.transceivers + 1):
+            conf = self.run_dir / f"bird-trx{i}.conf"
+            write_config(conf, bgp.trx_config(net, i, self.bfd))
+            argv = bgp.bird_argv(conf, bgp.trx_socket(self.run_dir, i))
+            self._spawn(f"bird-trx{i}", argv, {}, net.trx(i))
 
     def _prometheus_up(self, progress: Any) -> None:
         """The scrape forwarder (transceivers' /metrics out of their namespaces), then
@@ -453,9 +469,9 @@ class Lab:
 
     def kill_relay(self, name: str) -> dict[str, Any]:
         """The relay dies now, as a machine does: its daemon and its BIRD SIGKILLed, its
-        forwarding gone and its links silent (pyctl/lab/fleetnet.py, FleetNet.kill), its
-        next hop gone from the transceivers' routes. The router's route is left alone:
-        BFD on the BGP sessions takes the relay out of it."""
+        forwarding gone and its links silent (pyctl/lab/fleetnet.py, FleetNet.kill). No
+        route is touched: BFD takes the relay out of the router's route (its BGP sessions)
+        and out of the transceivers' default routes (their static next hops)."""
         r = self.relay_named(name)
         if self.relays < 2:
             raise LabError("the only relay of the lab cannot fail over: lab up --relays N")
@@ -476,8 +492,9 @@ class Lab:
 
     def drain_relay(self, name: str, undo: bool = False) -> dict[str, Any]:
         """`steerctl fleet drain` on the relay: it refuses registrations and its daemon
-        withdraws its VIPs over BGP (the router's ECMP route drops it); `undo` announces
-        them again."""
+        tags its VIPs GRACEFUL_SHUTDOWN (the router's ECMP route drops it, keeping it as a
+        backup); the transceivers keep it in their routes (it still forwards). `undo`
+        announces them plainly again."""
         r = self.relay_named(name)
         if self.relays < 2:
             raise LabError("drain is for a fleet lab: lab up --relays N")

@@ -1,15 +1,18 @@
 """The VIP announced over BGP by every relay of the fleet lab, against the real routing
 daemon (BIRD 2) in namespaces: each relay's daemon drives its BIRD (`--bgp-socket`), the
 router's BIRD peers with every relay (eBGP, BFD 3 x 100 ms) and installs ECMP into the
-router namespace's kernel table.
+router namespace's kernel table; each transceiver's BIRD keeps its default routes via every
+relay whose BFD answers (static next hops with `bfd`, the relays' BIRD answering).
 
-In order (module-scoped lab; the kill runs last): every relay announces once ready and
-the router spreads the VIP over all of them; the router takes from a relay nothing but
-host routes in the VIP prefix, whatever the relay's BIRD exports; a daemon restart
-(SIGTERM and SIGKILL) never takes the route away; a daemon whose data plane is detached
-withdraws after --withdraw-after; a drain withdraws (the sessions stay up) and its undo
-announces again; a relay killed as a machine dies leaves the route by BFD alone, with the
-lab never touching the router's route."""
+In order (module-scoped lab; the kill runs last): every relay announces once ready, the
+router spreads the VIP over all of them and each transceiver returns through all of them;
+the router takes from a relay nothing but host routes in the VIP prefix, whatever the
+relay's BIRD exports; a daemon restart (SIGTERM and SIGKILL) takes no route away, the
+router's or the transceivers'; a daemon whose data plane is detached withdraws after
+--withdraw-after; a drain announces with GRACEFUL_SHUTDOWN (the router keeps the route as
+a backup, out of ECMP; with every relay drained the VIP is still routed) and its undo
+announces plainly; a relay killed as a machine dies under calls leaves the router's and
+the transceivers' routes by BFD alone, and the calls resume both ways."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,7 @@ from pyctl.cli import cli
 from pyctl.dataplane import topology
 from pyctl.dataplane.loader import detach
 from pyctl.lab import bgp, fleetnet
-from pyctl.lab.failover import busiest, carried
+from pyctl.lab.failover import busiest, carried, run_kill
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.mobility import run_event
 from steer_testkit.labs import poll, quiet, running
@@ -66,6 +69,17 @@ def _pgrep_bird() -> str:
 
 def hops(lab: Lab) -> list[int]:
     return lab.fleet_net.vip_hops()
+
+
+def returns(lab: Lab, family: int = 4) -> list[list[int]]:
+    """Each transceiver's default route's relays."""
+    net = lab.fleet_net
+    return [net.return_hops(i, family) for i in range(1, lab.transceivers + 1)]
+
+
+def trx_default(lab: Lab, i: int, family: int = 4) -> str:
+    argv = ["ip", f"-{family}", "route", "show", "default"]
+    return topology.run_in(lab.fleet_net.trx(i), argv).stdout
 
 
 def route(lab: Lab, dst: str) -> str:
@@ -106,17 +120,22 @@ def metric(lab: Lab, name: str, family: str) -> dict[str, float]:
 
 
 class Watch:
-    """Samples the router's VIP next hops every 20 ms in a thread, for a stretch of time."""
+    """Samples what `sample` returns (default: the router's VIP next hops) every `step` s
+    in a thread, for a stretch of time."""
 
-    def __init__(self, lab: Lab) -> None:
-        self.lab, self.samples = lab, list[tuple[float, list[int]]]()
+    def __init__(
+        self, lab: Lab, sample: Callable[[], Any] | None = None, step: float = 0.02
+    ) -> None:
+        self.samples = list[tuple[float, Any]]()
+        self.sample = sample or (lambda: hops(lab))
+        self.step = step
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            self.samples.append((time.monotonic(), hops(self.lab)))
-            time.sleep(0.02)
+            self.samples.append((time.monotonic(), self.sample()))
+            time.sleep(self.step)
 
     def __enter__(self) -> Watch:
         self.thread.start()
@@ -138,6 +157,13 @@ def test_every_relay_announces_and_the_router_spreads_over_all(lab: Lab) -> None
     )
     assert "proto bird" in v4 and v4.count("nexthop via 100.64.") == RELAYS, v4
     assert "proto bird" in v6 and v6.count("nexthop via 2001:db8:e:") == RELAYS, v6
+    # the return direction: each transceiver's BIRD routes via every relay (BFD up)
+    every = [ALL] * lab.transceivers
+    assert poll(lambda: returns(lab, 6) == every), returns(lab, 6)
+    assert returns(lab, 4) == every
+    for fam in (4, 6):
+        got = trx_default(lab, 1, fam)
+        assert "proto bird" in got and got.count("nexthop via") == RELAYS, got
     for k in ALL:
         a = announce_of(lab, f"relay{k}")
         assert a["enabled"] and a["announced"] and a["established"] == 2, a
@@ -150,7 +176,11 @@ def test_every_relay_announces_and_the_router_spreads_over_all(lab: Lab) -> None
     assert ran.exit_code == 0, ran.output
     assert "announced (2/2 sessions up)" in ran.output
     ran = CliRunner().invoke(cli, ["lab", "status", "--prefix", lab.prefix, "--json"])
-    assert json.loads(ran.output)["namespaces"]["router"]["ecmp"] == ["relay1", "relay2", "relay3"]
+    shown = json.loads(ran.output)["namespaces"]
+    assert shown["router"]["ecmp"] == ["relay1", "relay2", "relay3"]
+    assert shown["trx1"]["return"] == ["relay1", "relay2", "relay3"]
+    ran = CliRunner().invoke(cli, ["lab", "status", "--prefix", lab.prefix])
+    assert "trx1's default via relay1 relay2 relay3" in ran.output, ran.output
 
 
 def test_the_router_takes_only_vip_host_routes_from_a_relay(lab: Lab, tmp_path: Path) -> None:
@@ -200,13 +230,17 @@ def _restart(lab: Lab, name: str, sig: signal.Signals) -> None:
 
 
 def test_a_daemon_restart_never_withdraws(lab: Lab) -> None:
+    """Neither the router's route nor the transceivers' return routes lose relay3."""
     before = session_since(lab, 3)
-    with Watch(lab) as w:
+    every = [ALL] * lab.transceivers
+    with Watch(lab) as w, Watch(lab, lambda: returns(lab)) as back:
         _restart(lab, "relay3", signal.SIGTERM)
         _restart(lab, "relay3", signal.SIGKILL)
         time.sleep(0.5)
-    assert len(w.samples) > 50
+    assert len(w.samples) > 50 and len(back.samples) > 50
     missing = [(t, h) for t, h in w.samples if h != ALL]
+    assert missing == [], missing[:5]
+    missing = [(t, h) for t, h in back.samples if h != every]
     assert missing == [], missing[:5]
     assert session_since(lab, 3) == before  # the BGP sessions never even flapped
     assert announce_of(lab, "relay3")["announced"]
@@ -224,30 +258,55 @@ def test_a_daemon_unready_too_long_withdraws(lab: Lab) -> None:
     a = announce_of(lab, "relay3")
     assert not a["announced"] and a["established"] == 2 and a["unready_s"] >= WITHDRAW_AFTER, a
     assert metric(lab, "relay3", "steer_fleet_announced") == {"": 0.0}
+    assert returns(lab) == [ALL] * lab.transceivers  # BFD is BIRD's: it still answers
     _restart(lab, "relay3", signal.SIGTERM)  # attaches again: announces
     assert poll(lambda: hops(lab) == ALL, timeout=10)
 
 
-def test_drain_withdraws_and_undo_announces(lab: Lab) -> None:
+def learned(lab: Lab, k: int) -> str:
+    """The router's BIRD's route to the v4 VIP from relay k, with its attributes."""
+    out = router_birdc(lab, "show", "route", "all", "203.0.113.10/32", "protocol", f"relay{k}_v4")
+    return out
+
+
+def drain(lab: Lab, name: str, undo: bool = False) -> None:
+    argv = ["lab", "drain", "relay", name, "--prefix", lab.prefix, "--json"]
+    ran = CliRunner().invoke(cli, argv + (["--undo"] if undo else []))
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.output)["state"] == ("active" if undo else "draining")
+
+
+def test_drain_announces_graceful_shutdown_and_undo_announces(lab: Lab) -> None:
+    """RFC 8326: relay1 drained keeps its route in the router's BIRD, tagged (65535, 0) and
+    at local-pref 0, out of the kernel's ECMP route; the transceivers still return through
+    it. With every relay drained the kernel route is there, via all of them."""
     before = session_since(lab, 1)
-    ran = CliRunner().invoke(
-        cli, ["lab", "drain", "relay", "relay1", "--prefix", lab.prefix, "--json"]
-    )
-    assert ran.exit_code == 0, ran.output
-    assert json.loads(ran.output)["state"] == "draining"
+    drain(lab, "relay1")
     t0 = time.monotonic()
-    assert poll(lambda: hops(lab) == [2, 3], timeout=5, step=0.02)
-    print(f"drain: withdrawn from the router's table {time.monotonic() - t0:.2f} s after")
+    assert poll(lambda: hops(lab) == [2, 3], timeout=5, step=0.02), hops(lab)
+    print(f"drain: out of the router's ECMP route {time.monotonic() - t0:.2f} s after")
+    kept = learned(lab, 1)
+    assert "203.0.113.10/32" in kept and "BGP.community: (65535,0)" in kept, kept
+    assert "BGP.local_pref: 0" in kept, kept
+    assert "(65535,0)" not in learned(lab, 2) and "BGP.local_pref: 100" in learned(lab, 2)
     a = announce_of(lab, "relay1")
-    assert not a["announced"] and not a["announcing"] and a["established"] == 2, a
-    assert session_since(lab, 1) == before  # a withdrawal, not a session going down
-    assert metric(lab, "relay1", "steer_fleet_announced") == {"": 0.0}
-    ran = CliRunner().invoke(
-        cli, ["lab", "drain", "relay", "relay1", "--undo", "--prefix", lab.prefix]
-    )
-    assert ran.exit_code == 0, ran.output
-    assert poll(lambda: hops(lab) == ALL, timeout=5, step=0.02)
-    assert announce_of(lab, "relay1")["announced"]
+    assert a["announced"] and a["graceful_shutdown"] and a["established"] == 2, a
+    assert session_since(lab, 1) == before  # a route change, not a session going down
+    assert metric(lab, "relay1", "steer_fleet_announced") == {"": 1.0}
+    assert returns(lab) == [ALL] * lab.transceivers  # a drained relay still forwards
+    drain(lab, "relay2")
+    assert poll(lambda: hops(lab) == [3], timeout=5, step=0.02), hops(lab)
+    drain(lab, "relay3")
+    assert poll(lambda: all("BGP.local_pref: 0" in learned(lab, k) for k in ALL), timeout=5)
+    # every route a backup: ECMP over the backups, never no route (a withdrawal's outcome)
+    assert poll(lambda: hops(lab) == ALL, timeout=2, step=0.02), hops(lab)
+    v6 = poll(lambda: route(lab, "2001:db8:ffff::10").count("nexthop") == RELAYS, timeout=2)
+    assert v6, route(lab, "2001:db8:ffff::10")
+    for k in ALL:
+        drain(lab, f"relay{k}", undo=True)
+    assert poll(lambda: all(not announce_of(lab, f"relay{k}")["graceful_shutdown"] for k in ALL))
+    assert poll(lambda: "(65535,0)" not in router_birdc(lab, "show", "route", "all"), timeout=5)
+    assert hops(lab) == ALL
 
 
 def test_a_drain_under_calls_keeps_their_media(lab: Lab) -> None:
@@ -281,49 +340,61 @@ def test_a_drain_under_calls_keeps_their_media(lab: Lab) -> None:
     assert poll(lambda: hops(lab) == ALL, timeout=5)
 
 
-def test_a_dead_relay_leaves_the_route_by_bfd_alone(
+def test_a_dead_relay_leaves_every_route_by_bfd_alone(
     lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`lab kill relay relay2`: the lab writes no route of the router's (every `ip -batch`
-    it runs is recorded) and the router's side of the link stays up; the route loses
-    relay2 because BFD said so, within a generous bound of its 3 x 100 ms."""
-    touched: list[str] = []
-    real = fleetnet._batches
-
-    def record(lines: dict[str, list[str]]) -> None:
-        touched.extend(lines)
-        real(lines)
-
+    """The busiest relay killed under 4 calls (`lab kill relay`'s `Lab.kill_relay`): the
+    lab touches no route (the module has no route writer left: tests/unit/test_fleetnet.py)
+    and the router's side of the link stays up; the router's route and each transceiver's
+    default route lose the relay because BFD said so, each within a generous bound of its
+    3 x 100 ms, still `proto bird`; every call resumes both ways."""
     silent: list[float] = []
     real_nft = fleetnet._nft
 
     def nft(ns: str, ruleset: str) -> None:
         real_nft(ns, ruleset)
-        silent.append(time.monotonic())  # relay2's links drop everything from here
+        silent.append(time.monotonic())  # the relay's links drop everything from here
 
-    monkeypatch.setattr(fleetnet, "_batches", record)
     monkeypatch.setattr(fleetnet, "_nft", nft)
-    t0 = time.monotonic()
-    ran = CliRunner().invoke(cli, ["lab", "kill", "relay", "relay2", "--prefix", lab.prefix])
-    assert ran.exit_code == 0, ran.output
-    killed = time.monotonic()
-    assert poll(lambda: 2 not in hops(lab), timeout=5, step=0.01)
-    gone = time.monotonic()
+    with Watch(lab, lambda: (hops(lab), returns(lab)), step=0.01) as w:
+        rows, killed = run_kill(lab, sessions=4, progress=lambda s: None)
+    k = int(killed["relay"].removeprefix("relay"))
+    rest = [j for j in ALL if j != k]
+    assert len(silent) == 1, silent
+
+    def gone_ms(which: int, i: int = 0) -> float:
+        """From the silence to the first sample without relay k: in the router's hops
+        (which 0) or in transceiver i+1's (which 1)."""
+        hops_of = [(t, s[0] if which == 0 else s[1][i]) for t, s in w.samples]
+        t = next((t for t, h in hops_of if t >= silent[0] and k not in h), 1e9)
+        return (t - silent[0]) * 1000
+
+    router_ms = gone_ms(0)
+    trx_ms = max(gone_ms(1, i) for i in range(lab.transceivers))
     print(
-        f"kill: the lab's kill took {killed - t0:.3f} s; the route lost relay2 "
-        f"{gone - silent[0]:.3f} s after its links went silent (BFD 3 x 100 ms)"
+        f"kill {killed['relay']}: links silent -> router's route without it {router_ms:.0f} ms, "
+        f"-> transceivers' default routes without it {trx_ms:.0f} ms (BFD 3 x 100 ms)"
     )
-    assert gone - silent[0] < 2.0
-    assert hops(lab) == [1, 3]
-    assert lab.fleet_net.router not in touched and touched, touched
-    link = topology.run_in(lab.fleet_net.router, ["ip", "link", "show", "r2"]).stdout
+    assert router_ms < 2000 and trx_ms < 2000, (router_ms, trx_ms)
+    assert hops(lab) == rest and returns(lab) == [rest] * lab.transceivers
+    assert returns(lab, 6) == [rest] * lab.transceivers
+    for fam in (4, 6):  # BIRD rewrote it (a route the lab wrote would not be proto bird)
+        got = trx_default(lab, 1, fam)
+        assert "proto bird" in got and got.count("nexthop via") == RELAYS - 1, got
+    link = topology.run_in(lab.fleet_net.router, ["ip", "link", "show", f"r{k}"]).stdout
     assert "NO-CARRIER" not in link and "state UP" in link, link
+    moved = [r for r in rows if r["relay"] == killed["relay"]]
+    assert moved, (killed, rows)
+    for r in rows:
+        assert r["ok"] and r["resumed"], r
+    gaps = [(r["gap_up_ms"], r["gap_down_ms"]) for r in moved]
+    print(f"kill: its calls' gaps up/down ms {gaps}")
 
     # each family's session has its own BFD session, each down 3 intervals after its own
     # last packet: the v6 one may follow the v4 route by a few ms
     def bfd_down() -> bool:
-        states = session_since(lab, 2).values()
+        states = session_since(lab, k).values()
         return len(states) == 2 and all("BFD session down" in st for st in states)
 
-    assert poll(bfd_down, timeout=2, step=0.02), session_since(lab, 2)
-    assert [r["alive"] for r in lab.status()["relays"]] == [True, False, True]
+    assert poll(bfd_down, timeout=2, step=0.02), session_since(lab, k)
+    assert [r["alive"] for r in lab.status()["relays"]] == [j != k for j in ALL]
