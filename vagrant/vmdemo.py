@@ -16,7 +16,7 @@ announcement holds, destroys the VMs and says how long it took. Exits non-zero i
 session or BGP check failed.
 
 Inside the VMs the same file runs with the box's /steer/.venv: `guest-client` (the sessions
-and their verdicts, with pyctl.lab.demo's table) and `guest-relay` (XDP mode and counters).
+and their verdicts, with pyctl.lab.demo's table) and `guest-relay` (XDP mode, counters, BGP).
 """
 
 from __future__ import annotations
