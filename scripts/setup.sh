@@ -15,7 +15,7 @@ APT_PACKAGES=(python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm e
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base gstreamer1.0-nice
   gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-gi python3-gst-1.0
   golang-go golang-github-pion-webrtc.v3-dev coturn linux-perf dpkg-dev prometheus python3-yaml
-  bird2)
+  bird2 systemd)
 
 had_prometheus=$(dpkg-query -W -f='${Status}' prometheus 2>/dev/null || true)
 apt_ensure "${APT_PACKAGES[@]}"

@@ -3,10 +3,11 @@
 # `vagrant box add` as steer/bookworm-lab. No box is downloaded: debootstrap makes a Debian 12
 # root file system; the cloud kernel (linux-image-cloud-amd64, which boots under QEMU's TCG
 # too) and its headers (bcc compiles the data plane against them) go in with what the role
-# scripts need (bcc, nftables, ethtool, iproute2); steer's pinned Python dependencies are
-# installed into /steer/.venv from PyPI (the synced folder leaves .venv alone, so a VM starts
-# with a ready venv and only steer's source is copied in at `vagrant up`). The Vagrant user
-# has Vagrant's well-known insecure key, which Vagrant replaces on first boot.
+# scripts need (bcc, nftables, ethtool, iproute2) and BIRD 2 (the relay's announcement and
+# the client VM's upstream router); steer's pinned Python dependencies are installed into
+# /steer/.venv from PyPI (the synced folder leaves .venv alone, so a VM starts with a ready
+# venv and only steer's source is copied in at `vagrant up`). The Vagrant user has
+# Vagrant's well-known insecure key, which Vagrant replaces on first boot.
 #
 # The box boots its kernel directly (libvirt's <kernel>/<initrd>, set by the box's own
 # Vagrantfile): the disk is one ext4 file system, made with `mkfs.ext4 -d` (no loop device,
@@ -54,7 +55,7 @@ rm -rf "$rootfs"
 BASE=(systemd-sysv udev kmod dbus ifupdown isc-dhcp-client openssh-server sudo rsync
   ca-certificates iproute2 iputils-ping ethtool procps less python3 python3-venv)
 ROLES=(python3-bpfcc libbpf1 nftables python3-nftables tcpdump bpftool
-  linux-headers-cloud-amd64 initramfs-tools zstd)
+  linux-headers-cloud-amd64 initramfs-tools zstd bird2)
 # The kernel: Debian's cloud flavour (virtio, no hardware drivers: it boots under TCG too),
 # from a suite new enough for steer's data plane: bookworm's own 6.1 verifier refuses it
 # ("math between pkt pointer and register with unbounded min value" after a bswap; newer
@@ -127,6 +128,9 @@ install -d -m 700 -o vagrant -g vagrant /home/vagrant/.ssh
 echo 'root:vagrant' | chpasswd
 echo 'vagrant:vagrant' | chpasswd
 systemctl enable serial-getty@ttyS0.service ssh.service networking.service >/dev/null 2>&1 || true
+# BIRD: the package enables a system-wide bird.service; the relay VM runs steer's own
+# (deploy/systemd/steer-bird@.service) and only the client VM, the upstream router, enables it
+systemctl disable bird.service >/dev/null 2>&1 || true
 # timers and checks a throwaway lab VM does not need (they cost seconds under TCG)
 for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
   fstrim.timer man-db.timer dpkg-db-backup.timer; do systemctl mask "$u" >/dev/null 2>&1 || true; done

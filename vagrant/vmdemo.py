@@ -6,14 +6,17 @@ On the host (Debian's python3, standard library only, so a fresh machine needs n
 
 makes the host a VM host (vagrant/host-setup.sh), builds the box if it is missing or stale
 (vagrant/build-box.sh), prints QEMU's accelerator (vagrant/accel.sh), boots the lab
-(`vagrant up --provider=libvirt`), runs the demo's aiortc sessions from the client VM
-(scripts/roles/client.sh) through the relay VM's VIP to the transceiver VMs, prints the same
-table and relay counters as `make demo` (or, with --json, its report plus a `vm` part: the
-relay's XDP mode per NIC, the accelerator, the phases' timings), destroys the VMs and says
-how long it took. Exits non-zero if any session failed.
+(`vagrant up --provider=libvirt`), shows the client VM's route to the VIP (BIRD's, learned
+over BGP from the relay VM: vagrant/vmbgp.py), runs the demo's aiortc sessions from the
+client VM (scripts/roles/client.sh) through the relay VM's VIP to the transceiver VMs,
+prints the same table and relay counters as `make demo` (or, with --json, its report plus a
+`vm` part: the relay's XDP mode per NIC, the BGP checks, the accelerator, the phases'
+timings), then stops and starts the relay's BIRD and stops its daemon, checking that the
+announcement holds, destroys the VMs and says how long it took. Exits non-zero if any
+session or BGP check failed.
 
 Inside the VMs the same file runs with the box's /steer/.venv: `guest-client` (the sessions
-and their verdicts, with pyctl.lab.demo's table) and `guest-relay` (XDP mode and counters).
+and their verdicts, with pyctl.lab.demo's table) and `guest-relay` (XDP mode, counters, BGP).
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import vmbgp
+
 HERE = Path(__file__).resolve().parent
-VIP = "203.0.113.10:3478"  # vagrant/Vagrantfile
+VIP = vmbgp.relay_env()["STEER_VIP"]  # vagrant/relay.env, as the Vagrantfile reads it
 INGRESS = "198.51.100.254"  # the relay's public address: WHIP goes through its ingress
 # vagrant's upload progress and its listing of each domain's settings (still in the log)
 NOISE = re.compile(r"Progress: \d+%|==> [\w-]+:\s+(--|->)|^\s*$")
@@ -109,13 +114,32 @@ def guest_relay(args: argparse.Namespace) -> int:
             ),
             "offloads": offloads,
         }
-    fallback = sh("journalctl -u steer-relay --no-pager | grep -i 'falling back' | tail -2")
+    fallback = sh("journalctl -u steer-relay@default --no-pager | grep -i 'falling back' | tail -2")
     stats = json.loads(sh("/steer/.venv/bin/steerctl stats --json") or "{}")
     counters = {k: v for k, v in stats.get("reasons", {}).items() if v.get("packets")}
-    out = {"xdp": xdp, "fallback_log": fallback.strip(), "counters": counters}
+    out = {"xdp": xdp, "fallback_log": fallback.strip(), "counters": counters, "bgp": relay_bgp()}
     out["counters_table"] = counters_table(counters)
     print(json.dumps(out))
     return 0
+
+
+def relay_bgp() -> dict[str, Any]:
+    """The relay's BIRD sessions (as the daemon names them) and the daemon's own view."""
+    from urllib.request import urlopen
+
+    from pyctl.daemon.announce import parse_sessions
+
+    env = vmbgp.relay_env()
+    shown = sh(f"birdc -s {env['STEER_BGP_SOCKET']} show protocols")
+    port = env["STEER_METRICS"].rsplit(":", 1)[1]
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        metrics = r.read().decode()
+    values = dict(ln.split(" ", 1) for ln in metrics.splitlines() if ln.startswith("steer_fleet_"))
+    return {
+        "sessions": parse_sessions(shown),
+        "announced": values.get("steer_fleet_announced", "").strip(),
+        "bird_pid": sh("systemctl show -p MainPID --value steer-bird@default").strip(),
+    }
 
 
 # --- on the host ---------------------------------------------------------------------------
@@ -188,23 +212,26 @@ def host_main(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"ok": False}
     up = False
     try:
-        host.say("[1/6] VM host: packages and libvirtd (vagrant/host-setup.sh)")
+        host.say("[1/8] VM host: packages and libvirtd (vagrant/host-setup.sh)")
         host.run("host_setup", [str(HERE / "host-setup.sh")], env)
-        host.say("[2/6] the box steer/bookworm-lab (vagrant/build-box.sh; kept between runs)")
+        host.say("[2/8] the box steer/bookworm-lab (vagrant/build-box.sh; kept between runs)")
         host.run("box", [str(HERE / "build-box.sh")], env)
         accel = subprocess.run(
             [str(HERE / "accel.sh")], capture_output=True, text=True, env=env, check=True
         )
         env["STEER_VM_ACCEL"] = accel.stdout.strip()
-        host.say(f"[3/6] {accel.stderr.strip()}")
+        host.say(f"[3/8] {accel.stderr.strip()}")
         host.say("      clearing leftovers of an earlier VM lab")
         host.run("clear", ["vagrant", "destroy", "-f"], env, quiet=True)
         lab_gone(env)
         vms = ["relay", *(f"trx{i}" for i in range(1, args.transceivers + 1)), "client"]
-        host.say(f"[4/6] vagrant up: {', '.join(vms)} (1 vCPU each)")
+        host.say(f"[4/8] vagrant up: {', '.join(vms)} (1 vCPU each)")
         up = True
         host.run("boot", ["vagrant", "up", "--provider=libvirt", *vms], env)
-        host.say(f"[5/6] {args.sessions} WebRTC sessions from the client VM through {VIP}")
+        host.say("[5/8] the client VM's route to the VIP, over BGP from the relay VM's BIRD")
+        route = vmbgp.client_route(host, env, "bgp_route")
+        host.say(f"      {vmbgp.describe(route['route'])} (waited {route['waited_ms']} ms)")
+        host.say(f"[6/8] {args.sessions} WebRTC sessions from the client VM through {VIP}")
         client = host.ssh_json(
             "call",
             "client",
@@ -232,28 +259,43 @@ def host_main(args: argparse.Namespace) -> int:
         if relay["fallback_log"]:
             host.say("  daemon: " + relay["fallback_log"])
         sessions = client["sessions"]
+        bgp = {"client": route, "relay": relay["bgp"]}
+        host.say(
+            f"relay VM BGP: announced {bgp['relay']['announced'] or '-'} (steer_fleet_announced),"
+            f" BIRD pid {bgp['relay']['bird_pid']}, sessions "
+            + (", ".join(f"{k} {v}" for k, v in bgp["relay"]["sessions"].items()) or "none")
+        )
         report = {
             "app": "echo",
             "rebind": False,
             "vip": VIP,
-            "ok": all(r["result"] == "ok" for r in sessions),
+            "ok": False,
             "sessions": sessions,
             "relay": relay["counters"],
             "vm": {
                 "accel": env["STEER_VM_ACCEL"],
                 "transceivers": args.transceivers,
                 "xdp": relay["xdp"],
+                "bgp": bgp,
             },
         }
+        host.say("\n[7/8] the relay's units: BIRD stopped and started, then the daemon stopped")
+        bgp["units"] = vmbgp.unit_checks(host, env, args.keep)
+        report["ok"] = (
+            all(r["result"] == "ok" for r in sessions)
+            and route["route"] is not None
+            and bgp["relay"]["announced"] in ("1", "1.0")
+            and bgp["units"]["ok"]
+        )
     finally:
         if up and not args.keep:
-            host.say("\n[6/6] vagrant destroy -f")
+            host.say("\n[8/8] vagrant destroy -f")
             host.run("teardown", ["vagrant", "destroy", "-f"], env, quiet=True)
             left = lab_gone(env)
             if left:
                 host.say(f"      left behind: {left}")
         elif args.keep:
-            host.say("\n[6/6] --keep: the VMs stay up (cd vagrant && vagrant destroy -f)")
+            host.say("\n[8/8] --keep: the VMs stay up (cd vagrant && vagrant destroy -f)")
         total = round(time.monotonic() - host.t0, 1)
         host.timings["total"] = total
         report.setdefault("vm", {})["timings_s"] = host.timings
@@ -266,7 +308,7 @@ def host_main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     if not report["ok"]:
-        host.say("some sessions failed (see the table above)")
+        host.say("some sessions or BGP checks failed (see above)")
     return 0 if report["ok"] else 1
 
 
