@@ -1,8 +1,8 @@
 """`steerctl lab up --relays 2 --prometheus --bfd-interval-ms … --bfd-multiplier …`, the
 real command (a process of its own, as an operator types it): Debian's prometheus scrapes
 every relay and transceiver of the lab with the shipped rules loaded, the rules evaluate,
-every dashboard query runs; the BFD sessions between the router's BIRD and every relay's
-run with the interval and multiplier given; and `steerctl lab down` leaves nothing of it
+every dashboard query runs; every BFD session (the router's BIRD with every relay's, each
+relay's with every transceiver's) runs with the interval and multiplier given; and `steerctl lab down` leaves nothing of it
 behind. Two relays, one transceiver, the default ports: run it alone."""
 
 from __future__ import annotations
@@ -133,9 +133,17 @@ def _bfd_runs_as_told(lab: Lab) -> None:
     sockets = {"router": bgp.router_socket(lab.run_dir)}
     sockets |= {r.name: bgp.relay_config(net, r.index, lab.run_dir, lab.bfd).socket
                 for r in lab.relay_list()}  # fmt: skip
+    sockets |= {f"trx{i}": bgp.trx_socket(lab.run_dir, i) for i in range(1, net.transceivers + 1)}
+    trx = {str(a) for a in bgp.trx_addresses(net)}
+    # the router's sessions with the relays; each relay's with the router and with every
+    # transceiver (which guards its return route via the relay's internal side)
     peers = {
         "router": {a for k in (1, 2) for a in (net.pub4(k)[1], net.pub6(k)[1])},
-        **{f"relay{k}": {net.pub4(k)[0], net.pub6(k)[0]} for k in (1, 2)},
+        **{f"relay{k}": {net.pub4(k)[0], net.pub6(k)[0], *trx} for k in (1, 2)},
+        **{
+            f"trx{i}": {a for k in (1, 2) for a in (net.int4(k), net.int6(k))}
+            for i in range(1, net.transceivers + 1)
+        },
     }
 
     def as_told() -> dict[str, dict[str, tuple[str, str, str]]]:
