@@ -116,6 +116,9 @@ class SessionResult:
     spoken_s: float = 0.0  # voiced time of the answer
     first_audio_ms: float = 0.0  # from sending the text to the first voiced frame
     rtts: list[float] = field(default_factory=list, repr=False)
+    # echo: per message in send order, [sent, echoed or None] (monotonic, shared by every
+    # namespace): how long the data channel stalled around an event (pyctl/lab/mobility.py)
+    timeline: list[list[float | None]] = field(default_factory=list, repr=False)
 
 
 async def _consume(track: MediaStreamTrack, sink: list[tuple[float, np.ndarray]]) -> None:
@@ -183,8 +186,10 @@ async def run_session(
             return
         t = sent.pop(message, None) if isinstance(message, str) else None
         if t is not None:
+            now = time.monotonic()
             res.messages_echoed += 1
-            res.rtts.append((time.monotonic() - t) * 1000)
+            res.rtts.append((now - t) * 1000)
+            res.timeline[int(message.rsplit(" ", 1)[1])][1] = round(now, 4)
 
     location = None
     started = time.monotonic()
@@ -243,6 +248,7 @@ async def _echo(res: SessionResult, channel: Any, sent: dict[str, float], second
     while time.monotonic() < end:
         msg = f"steer-demo {res.index} {res.messages_sent}"
         sent[msg] = time.monotonic()
+        res.timeline.append([round(sent[msg], 4), None])
         channel.send(msg)
         res.messages_sent += 1
         await asyncio.sleep(0.1)
