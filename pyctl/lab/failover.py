@@ -63,6 +63,13 @@ def busiest(lab: Lab, counts: dict[str, list[str]] | None = None) -> LabRelay:
 
 
 ACTIONS = ("drain", "kill")
+# A data channel stalled longer than this across a relay's death did not recover by SCTP's
+# own means: detection (BFD 3 x 100 ms on the router and the transceivers: < 0.4 s), one
+# retransmission timeout (aiortc: RTO >= 1 s; 1.0-1.6 s logged here) and a loaded
+# client's own lag (echo round trips up to 1.1 s with no event). Beyond it a message
+# waited for a second timeout or was lost (docs/fleet.md, data channels). The e2e tests'
+# bound; measured 0.5 s with 4 calls and 1.3-1.7 s with 20.
+DC_STALL_BOUND_MS = 3000
 
 
 def run_failover(
