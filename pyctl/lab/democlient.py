@@ -39,6 +39,7 @@ RATE = 48000
 FRAME = 960  # 20 ms
 APPS = ("echo", "speak")
 VOICED_DBFS = -40.0  # a 20 ms frame louder than this counts as speech
+ECHO_SETTLE_S = 5.0  # the longest wait for outstanding echoes after the last message
 
 
 class ToneTrack(MediaStreamTrack):
@@ -252,8 +253,12 @@ async def _echo(res: SessionResult, channel: Any, sent: dict[str, float], second
         channel.send(msg)
         res.messages_sent += 1
         await asyncio.sleep(0.1)
-    # let the last echoes arrive (generous: 20 sessions share two cores in tests)
-    settle = time.monotonic() + 5
+    # let the last echoes arrive. A message lost near the end has no later messages to
+    # trigger SCTP's fast retransmit (three SACKs reporting the hole): only aiortc's T3
+    # timer resends it, after its RTO (at least 1 s, 3 s before the first round trip; no
+    # backoff) — plus the client's own lag (echo round trips up to ~1.1 s with 20
+    # sessions on two cores). Then the call is checked: still unechoed means lost.
+    settle = time.monotonic() + ECHO_SETTLE_S
     while sent and time.monotonic() < settle:
         await asyncio.sleep(0.05)
 
