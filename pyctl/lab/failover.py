@@ -68,7 +68,7 @@ ACTIONS = ("drain", "kill")
 # retransmission timeout (aiortc: RTO >= 1 s; 1.0-1.6 s logged here) and a loaded
 # client's own lag (echo round trips up to 1.1 s with no event). Beyond it a message
 # waited for a second timeout or was lost (docs/fleet.md, data channels). The e2e tests'
-# bound; measured 0.5 s with 4 calls and 1.3-1.7 s with 20.
+# bound; measured 0.5 s with 4 calls, 0.4-1.7 s with 20 (two bench runs).
 DC_STALL_BOUND_MS = 3000
 
 
