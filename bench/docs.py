@@ -667,21 +667,56 @@ def _fleet(r: dict[str, Any]) -> list[str]:
             for g in regs
         ),
         "",
-        f"A relay killed (`steerctl lab kill relay`: daemon SIGKILLed, links down, its ECMP "
-        f"next hop gone) while {rd['calls']} aiortc calls ran over {rd['relays']} relays; the "
-        f"busiest ({rd['failed_over']} calls) was killed. {rd['ok']}/{rd['calls']} calls "
-        f"resumed, ICE restarts: {rd['ice_restarts']}. The longest silence of each call "
-        "after the kill, and of the same calls in a control window just before with no "
-        "event (the machine's own gaps), p50 / max in ms:",
-        "",
-        "| calls | up | down | control up | control down |",
-        "|---|---:|---:|---:|---:|",
-        f"| every call | {pm(rd['gap_up_ms'])} | {pm(rd['gap_down_ms'])} | "
-        f"{pm(rd['control_gap_up_ms'])} | {pm(rd['control_gap_down_ms'])} |",
-        f"| on the killed relay | {pm(rd['failed_over_gap_up_ms'])} | "
-        f"{pm(rd['failed_over_gap_down_ms'])} | | |",
-        "",
+        *_relay_death(rd, pm),
     ]
+
+
+def _relay_death(rd: dict[str, Any], pm: Any) -> list[str]:
+    """The drain and the kill under live calls: media gaps and data-channel stalls, and
+    whether every call's own check passed (a run where one failed is a failed run)."""
+    bfd = rd.get("bfd", {})
+    verdict = (
+        f"**{rd['ok']}/{rd['calls']} calls passed their own check** (every data-channel "
+        "message echoed, the tone back, media resumed both ways)"
+        if rd.get("passed", rd["ok"] == rd["calls"])
+        else f"**FAILED run: only {rd['ok']}/{rd['calls']} calls passed their own check** ("
+        + "; ".join(rd.get("failed_calls", [])[:3])
+        + ")"
+    )
+    dc = "dc_stall_ms" in rd
+    head = "| window | calls | up | down |" + (" data channel |" if dc else "")
+    rule = "|---|---|---:|---:|" + ("---:|" if dc else "")
+
+    def row(name: str, n: str, w: dict[str, Any], pre: str = "") -> str:
+        cells = f"| {name} | {n} | {pm(w[pre + 'gap_up_ms'])} | {pm(w[pre + 'gap_down_ms'])} |"
+        return cells + (f" {pm(w[pre + 'dc_stall_ms'])} |" if dc else "")
+
+    lines = [
+        f"Under {rd['calls']} aiortc calls over {rd['relays']} relays (BGP, BFD "
+        f"{bfd.get('multiplier', 3)} × {bfd.get('interval_ms', 100)} ms): "
+        + (
+            f"the busiest relay drained (`lab drain relay`: {rd['drained']}, "
+            f"{rd['drained_calls']} calls), then the busiest of the others killed "
+            if "drain" in rd
+            else "the busiest relay killed "
+        )
+        + f"(`lab kill relay`: {rd['killed']}, {rd['failed_over']} calls; links silent, "
+        f"BFD takes it out of the router's route). {verdict}; ICE restarts: "
+        f"{rd['ice_restarts']}. The longest silence of each call each way on the wire, and "
+        "the longest its data channel went without an echo (a message every 100 ms), in "
+        "each 4 s window, p50 / max in ms; control: the same calls just before, no event:",
+        "",
+        head,
+        rule,
+        row("control", "all", rd, "control_"),
+    ]
+    if "drain" in rd:
+        lines += [
+            row("drain", "all", rd["drain"]),
+            row("drain", "on the drained relay", rd["drain_drained_calls"]),
+        ]
+    kill = [row("kill", "all", rd), row("kill", "on the killed relay", rd, "failed_over_")]
+    return [*lines, *kill, ""]
 
 
 def _aims(r: dict[str, Any]) -> list[str]:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pyctl.lab.failover import run_kill
+from pyctl.lab.failover import run_failover
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.net import CLIENT4, VIP4, LabNet
 from steer_common.endpoint import Endpoint
@@ -35,8 +35,9 @@ from steer_testkit.traffic import establish, udp
 TAG = os.getpid() % 10000
 FLOWS = 50  # flows learned on relay 0 for the per-flow figures
 SPACING_S = 0.1  # between two of them (fleet.py's learn walk: 25 ms, its batch: 20 ms)
-PER_CALL = ["ufrag", "relay", "ok", "error", "gap_up_ms", "gap_down_ms"]
-PER_CALL += ["control_gap_up_ms", "control_gap_down_ms"]
+PER_CALL = ["ufrag", "relay", "ok", "error", "messages_sent", "messages_echoed"]
+PER_CALL += [f"{w}{k}" for w in ("", "control_", "drain_") for k in ("gap_up_ms", "gap_down_ms")]
+PER_CALL += ["dc_stall_ms", "control_dc_stall_ms", "drain_dc_stall_ms", "drain_relay"]
 
 
 def _calls(redis: RedisServer) -> int:
@@ -152,11 +153,22 @@ def _p50_max(xs: list[float]) -> dict[str, float | None]:
     return {"p50": xs[len(xs) // 2] if xs else None, "max": xs[-1] if xs else None}
 
 
+def _window(rows: list[dict[str, Any]], pre: str) -> dict[str, Any]:
+    """p50/max of a window's media gaps and data-channel stalls over `rows`."""
+    return {
+        k: _p50_max([r[f"{pre}{k}"] for r in rows])
+        for k in ("gap_up_ms", "gap_down_ms", "dc_stall_ms")
+    }
+
+
 def relay_death(
     calls: int, relays: int = 3, say: Any = print, bfd_interval_ms: int = 100
 ) -> dict[str, Any]:
-    """`calls` calls over the fleet lab, the busiest relay killed mid-call: the gaps. The
-    router drops the dead relay by BFD (3 x `bfd_interval_ms`), so they include detection."""
+    """`calls` calls over the fleet lab; the busiest relay drained, then the busiest of the
+    others killed, a window each after a control window: the gaps and data-channel stalls.
+    The router drops the dead relay by BFD (3 x `bfd_interval_ms`), so they include
+    detection. `passed` only if every call's own check passed (all its messages echoed,
+    its tone back, media resumed): a run with a failed call is a failed run."""
     lab = Lab(
         prefix=f"bfk{TAG}",
         transceivers=2,
@@ -167,26 +179,34 @@ def relay_death(
     lab.down(progress=lambda s: None)
     try:
         lab.up(progress=lambda s: None)
-        rows, killed = run_kill(lab, calls, progress=say)
+        rows, windows = run_failover(lab, calls, ("drain", "kill"), progress=say)
     finally:
         lab.down(progress=lambda s: None)
+    _, drained, killed = windows
     moved = [r for r in rows if r["relay"] == killed["relay"]]
+    moved_drain = [r for r in rows if r["drain_relay"] == drained["relay"]]
+    failed = [f"{r['ufrag']}: {r['error']}" for r in rows if not r["ok"]]
     return {
         "relays": relays,
         "calls": calls,
         "bfd": {"interval_ms": lab.bfd_interval_ms, "multiplier": lab.bfd_multiplier},
+        "passed": not failed,
+        "failed_calls": failed,
+        "ok": len(rows) - len(failed),
+        "messages_sent": sum(r["messages_sent"] for r in rows),
+        "messages_echoed": sum(r["messages_echoed"] for r in rows),
+        "ice_restarts": 0,  # aiortc's client never restarts ICE: a call needing one fails
+        "drained": drained["relay"],
+        "drain_carried": {name: len(us) for name, us in drained["carried"].items()},
+        "drained_calls": len(moved_drain),
+        "drain": _window(rows, "drain_"),
+        "drain_drained_calls": _window(moved_drain, "drain_"),
         "killed": killed["relay"],
         "carried": {name: len(us) for name, us in killed["carried"].items()},
-        "ok": sum(1 for r in rows if r["ok"]),
-        "ice_restarts": 0,  # aiortc's client never restarts ICE: a call needing one fails
-        "gap_up_ms": _p50_max([r["gap_up_ms"] for r in rows]),
-        "gap_down_ms": _p50_max([r["gap_down_ms"] for r in rows]),
-        # the same calls in the window before, with no event: the machine's own gaps
-        "control_gap_up_ms": _p50_max([r["control_gap_up_ms"] for r in rows]),
-        "control_gap_down_ms": _p50_max([r["control_gap_down_ms"] for r in rows]),
         "failed_over": len(moved),
-        "failed_over_gap_up_ms": _p50_max([r["gap_up_ms"] for r in moved]),
-        "failed_over_gap_down_ms": _p50_max([r["gap_down_ms"] for r in moved]),
+        **_window(rows, ""),
+        **{f"failed_over_{k}": v for k, v in _window(moved, "").items()},
+        **{f"control_{k}": v for k, v in _window(rows, "control_").items()},
         "per_call": [{k: r[k] for k in PER_CALL} for r in rows],
     }
 
@@ -231,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         print(parts.save("fleet", out), file=sys.stderr)
     json.dump(out, sys.stdout, indent=2)
     print()
+    rd = out["relay_death"]
+    if not rd["passed"]:  # saved all the same: a failed run is a result, said so
+        print(f"FAILED: {len(rd['failed_calls'])} call(s) failed their own check", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -152,6 +152,9 @@ def _parts_only(
     if result["fuzz"].get("mismatches"):
         say("the data plane and its model disagree: see 'fuzz' in the results")
         return 1
+    if not result["fleet"].get("relay_death", {}).get("passed", True):
+        say("a call failed its own check across a relay's drain or death: see 'fleet'")
+        return 1
     return 1 if failed else 0
 
 
@@ -211,5 +214,8 @@ def _verdict(result: dict[str, Any], say: Progress) -> int:
         ok = False
     if result["fuzz"].get("mismatches"):
         say("the data plane and its model disagree: see 'fuzz' in the results")
+        ok = False
+    if not result.get("fleet", {}).get("relay_death", {}).get("passed", True):
+        say("a call failed its own check across a relay's drain or death: see 'fleet'")
         ok = False
     return 0 if ok else 1

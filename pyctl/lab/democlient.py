@@ -39,6 +39,7 @@ RATE = 48000
 FRAME = 960  # 20 ms
 APPS = ("echo", "speak")
 VOICED_DBFS = -40.0  # a 20 ms frame louder than this counts as speech
+ECHO_SETTLE_S = 5.0  # the longest wait for outstanding echoes after the last message
 
 
 class ToneTrack(MediaStreamTrack):
@@ -116,6 +117,9 @@ class SessionResult:
     spoken_s: float = 0.0  # voiced time of the answer
     first_audio_ms: float = 0.0  # from sending the text to the first voiced frame
     rtts: list[float] = field(default_factory=list, repr=False)
+    # echo: per message in send order, [sent, echoed or None] (monotonic, shared by every
+    # namespace): how long the data channel stalled around an event (pyctl/lab/mobility.py)
+    timeline: list[list[float | None]] = field(default_factory=list, repr=False)
 
 
 async def _consume(track: MediaStreamTrack, sink: list[tuple[float, np.ndarray]]) -> None:
@@ -183,8 +187,10 @@ async def run_session(
             return
         t = sent.pop(message, None) if isinstance(message, str) else None
         if t is not None:
+            now = time.monotonic()
             res.messages_echoed += 1
-            res.rtts.append((time.monotonic() - t) * 1000)
+            res.rtts.append((now - t) * 1000)
+            res.timeline[int(message.rsplit(" ", 1)[1])][1] = round(now, 4)
 
     location = None
     started = time.monotonic()
@@ -243,11 +249,16 @@ async def _echo(res: SessionResult, channel: Any, sent: dict[str, float], second
     while time.monotonic() < end:
         msg = f"steer-demo {res.index} {res.messages_sent}"
         sent[msg] = time.monotonic()
+        res.timeline.append([round(sent[msg], 4), None])
         channel.send(msg)
         res.messages_sent += 1
         await asyncio.sleep(0.1)
-    # let the last echoes arrive (generous: 20 sessions share two cores in tests)
-    settle = time.monotonic() + 5
+    # let the last echoes arrive. A message lost near the end has no later messages to
+    # trigger SCTP's fast retransmit (three SACKs reporting the hole): only aiortc's T3
+    # timer resends it, after its RTO (at least 1 s, 3 s before the first round trip; no
+    # backoff) — plus the client's own lag (echo round trips up to ~1.1 s with 20
+    # sessions on two cores). Then the call is checked: still unechoed means lost.
+    settle = time.monotonic() + ECHO_SETTLE_S
     while sent and time.monotonic() < settle:
         await asyncio.sleep(0.05)
 

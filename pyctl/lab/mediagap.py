@@ -25,6 +25,14 @@ PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h
 
 
+def longest_gap_ms(times: list[float], since: float, until: float) -> float:
+    """The longest interval between `since`, the `times` inside the window and `until`
+    (monotonic): a stream that never came back has a gap to `until`. RTP arrivals here;
+    data-channel echo arrivals in pyctl/lab/failover.py."""
+    ts = [since, *sorted(t for t in times if since < t < until), until]
+    return round(max(b - a for a, b in itertools.pairwise(ts)) * 1000, 1)
+
+
 def rtp_ssrc(frame: bytes) -> int | None:
     """The SSRC of an Ethernet/IPv4/UDP frame carrying RTP, else None."""
     if len(frame) < 14 + 20 + 8 + 12 or frame[12:14] != b"\x08\x00":
@@ -83,11 +91,8 @@ class Sniffer:
         self.sock.close()
 
     def gap_ms(self, ssrc: int, since: float, until: float) -> float:
-        """The longest silence of stream `ssrc` between `since` and `until` (monotonic),
-        counting the edges of the window: a stream that never came back has a gap to
-        `until`."""
-        ts = [since] + [t for t in self.times.get(ssrc, []) if since < t < until] + [until]
-        return round(max(b - a for a, b in itertools.pairwise(ts)) * 1000, 1)
+        """The longest silence of stream `ssrc` between `since` and `until` (monotonic)."""
+        return longest_gap_ms(self.times.get(ssrc, []), since, until)
 
     def resumed(self, ssrc: int, until: float, within: float = 0.5) -> bool:
         """Did stream `ssrc` carry packets in the last `within` seconds before `until`?"""

@@ -23,7 +23,7 @@ from pyctl.cli import cli
 from pyctl.dataplane import topology
 from pyctl.dataplane.netns import netns
 from pyctl.lab.demo import run_clients
-from pyctl.lab.failover import run_kill
+from pyctl.lab.failover import DC_STALL_BOUND_MS, run_kill
 from pyctl.lab.lifecycle import Lab, LabRelay
 from steer_common import seal
 from steer_common.apiclient import ApiError
@@ -274,8 +274,11 @@ def test_a_relay_killed_mid_call(fleet: Lab) -> None:
     assert vip_hops(fleet) == {f"relay{k}" for k in fleet.fleet_net.alive()}
     assert len(vip_hops(fleet)) == alive - 1
     for r in rows:
-        assert r["ok"] and r["resumed"], r
+        # the call's own check: every data-channel message echoed, the tone back
+        assert r["ok"] and r["resumed"] and r["unechoed"] == 0 < r["messages_sent"], r
+        assert r["dc_stall_ms"] < DC_STALL_BOUND_MS, r
         print(
             f"{r['ufrag']} via {r['relay']}: gaps up {r['gap_up_ms']} down {r['gap_down_ms']}"
-            f" ms (control {r['control_gap_up_ms']}/{r['control_gap_down_ms']})"
+            f" ms, data channel {r['dc_stall_ms']} ms (control {r['control_gap_up_ms']}/"
+            f"{r['control_gap_down_ms']}, {r['control_dc_stall_ms']})"
         )
