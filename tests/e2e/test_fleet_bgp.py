@@ -35,6 +35,7 @@ from pyctl.dataplane.loader import detach
 from pyctl.lab import bgp, fleetnet
 from pyctl.lab.failover import DC_STALL_BOUND_MS, run_failover, run_kill
 from pyctl.lab.lifecycle import Lab
+from pyctl.lab.mobility import run_event
 from steer_testkit.labs import poll, quiet, running
 
 pytestmark = pytest.mark.e2e

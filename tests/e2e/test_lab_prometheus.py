@@ -2,8 +2,9 @@
 real command (a process of its own, as an operator types it): Debian's prometheus scrapes
 every relay and transceiver of the lab with the shipped rules loaded, the rules evaluate,
 every dashboard query runs; every BFD session (the router's BIRD with every relay's, each
-relay's with every transceiver's) runs with the interval and multiplier given; and `steerctl lab down` leaves nothing of it
-behind. Two relays, one transceiver, the default ports: run it alone."""
+relay's with every transceiver's) runs with the interval and multiplier given; and
+`steerctl lab down` leaves nothing of it behind. Two relays, one transceiver, the default
+ports: run it alone."""
 
 from __future__ import annotations
 
