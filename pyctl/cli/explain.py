@@ -111,7 +111,10 @@ def explain(
         explainer = Explainer(cfg.instance)
     except LoaderError as e:
         raise click.ClickException(str(e)) from None
-    results = [explainer.explain(f, side) for f in frames]
+    try:
+        results = [explainer.explain(f, side) for f in frames]
+    finally:
+        explainer.close()
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2))
     else:

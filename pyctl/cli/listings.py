@@ -7,6 +7,7 @@ import ipaddress
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any
 
@@ -22,8 +23,10 @@ from steer_common.ufrag import check_ufrag
 MAPS_ONLY = '#include "steer_maps.h"'
 
 
-def open_maps(cfg: CliConfig) -> RouteMaps:
-    """The instance's pinned maps, opened without loading programs; never creates pins."""
+@contextmanager
+def open_maps(cfg: CliConfig) -> Iterator[RouteMaps]:
+    """The instance's pinned maps, opened without loading programs (never creates pins),
+    and closed on exit: a process running many commands (the tests') must not keep them."""
     from pyctl.dataplane.loader import LoaderError, compile_bpf, is_pinned
 
     if not is_pinned(cfg.instance):
@@ -31,9 +34,11 @@ def open_maps(cfg: CliConfig) -> RouteMaps:
         hint = f"running: {', '.join(running)}" if running else "start `steerctl daemon` first"
         raise click.ClickException(f"instance {cfg.instance!r} has no pinned maps ({hint})")
     try:
-        return RouteMaps(compile_bpf(cfg.build, text=MAPS_ONLY))
+        bpf = compile_bpf(cfg.build, text=MAPS_ONLY)
     except LoaderError as e:
         raise click.ClickException(str(e)) from None
+    with bpf:
+        yield RouteMaps(bpf)
 
 
 def _ufrag(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -87,19 +92,19 @@ def listing(fn: Callable[..., tuple[Any, str]]) -> Callable[..., None]:
     @click.pass_obj
     @wraps(fn)
     def cmd(cfg: CliConfig, as_json: bool, watch: bool, interval: float, **filters: Any) -> None:
-        maps = open_maps(cfg)
-        while True:
-            data, text = fn(maps, **filters)
-            out = json.dumps(data, indent=2) if as_json else text
-            if not watch:
-                click.echo(out)
-                return
-            click.clear()
-            click.echo(f"{time.strftime('%H:%M:%S')}  instance {cfg.instance}\n{out}")
-            try:
-                time.sleep(interval)
-            except KeyboardInterrupt:
-                return
+        with open_maps(cfg) as maps:
+            while True:
+                data, text = fn(maps, **filters)
+                out = json.dumps(data, indent=2) if as_json else text
+                if not watch:
+                    click.echo(out)
+                    return
+                click.clear()
+                click.echo(f"{time.strftime('%H:%M:%S')}  instance {cfg.instance}\n{out}")
+                try:
+                    time.sleep(interval)
+                except KeyboardInterrupt:
+                    return
 
     return cmd
 
@@ -141,11 +146,11 @@ def streamed(name: str, columns: list[tuple[str, str]]) -> Callable[..., Callabl
             if watch:
                 ctx.invoke(watched, as_json=as_json, watch=True, interval=interval, **filters)
                 return
-            maps = open_maps(ctx.obj)
-            if as_json:
-                _echo_json(name, pages(maps, **filters))
-            else:
-                _echo_table(pages(maps, **filters), columns)
+            with open_maps(ctx.obj) as maps:
+                if as_json:
+                    _echo_json(name, pages(maps, **filters))
+                else:
+                    _echo_table(pages(maps, **filters), columns)
 
         return cmd
 

@@ -66,6 +66,9 @@ class Explainer:
                 "internal": topology.ifindex(self.att.netns, self.att.internal),
             }
 
+    def close(self) -> None:
+        self.dp.close()
+
     def infer_side(self, view: UdpView | None) -> str:
         if view is None or view.dst in set(self.maps.vips()):
             return "public"

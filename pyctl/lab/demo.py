@@ -144,8 +144,9 @@ def summarize(rows: list[dict[str, Any]], app: str = "echo") -> str:
 def relay_counters(lab: Lab, instance: str | None = None) -> dict[str, dict[str, int]]:
     """A relay's XDP counters, read from its pinned maps (a killed relay's too)."""
     opts = BuildOptions(instance=instance or lab.instance)
-    maps = RouteMaps(compile_bpf(opts, text='#include "steer_maps.h"'))
-    return {r.label: {"packets": p, "bytes": b} for r, (p, b) in maps.stats().items() if p}
+    with compile_bpf(opts, text='#include "steer_maps.h"') as bpf:  # closed: tests call it often
+        stats = RouteMaps(bpf).stats()
+    return {r.label: {"packets": p, "bytes": b} for r, (p, b) in stats.items() if p}
 
 
 def counters_table(counters: dict[str, dict[str, int]]) -> str:
