@@ -76,7 +76,7 @@ class Bfd:
         or a `neighbor` listed here."""
         return (
             "protocol bfd steer_bfd {\n"
-            "  debug { states };  # every session's state change in BIRD's log\n"
+            "  debug { states, events };  # every session added, removed, up or down, in the log\n"
             f"  interface {interfaces} {{\n"
             f"    min rx interval {self.interval_ms} ms;\n"
             f"    min tx interval {self.interval_ms} ms;\n"
