@@ -24,7 +24,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pyctl.daemon import firewall, fleet
+from pyctl.daemon import firewall, fleet, stalls
 from pyctl.daemon.mapwork import Snapshot, take_snapshot
 from steer_common.shared import BackendState, Reason
 
@@ -95,6 +95,18 @@ METRICS = [
         "Control API requests refused, by reason: unauthorized, forbidden, bad_request, "
         "not_found, conflict, too_large, not_a_backend_socket, store_unavailable, map_full.",
         ("reason",),
+    ),
+    Spec(
+        "steer_daemon_loop_lag_seconds",
+        "histogram",
+        "How late the daemon's event loop ran a 20 ms tick: every API request and scrape "
+        "waits for the loop, so this is the floor of their latency (pyctl/daemon/stalls.py).",
+    ),
+    Spec(
+        "steer_daemon_loop_stalls_total",
+        "counter",
+        "Event-loop stalls of over 200 ms whose every thread's stack was written to the "
+        "daemon's log (at most one a minute).",
     ),
     Spec(
         "steer_firewall_packets_total",
@@ -386,6 +398,18 @@ class Metrics:
         spec = SPECS["steer_api_refusals_total"]
         self.refusals = Counter(
             spec.name.removesuffix("_total"), spec.help, list(spec.labels), registry=self.registry
+        )
+        spec = SPECS["steer_daemon_loop_lag_seconds"]
+        self.loop_lag = Histogram(
+            spec.name.removesuffix("_seconds"),
+            spec.help,
+            unit="seconds",
+            registry=self.registry,
+            buckets=stalls.LAG_BUCKETS,
+        )
+        spec = SPECS["steer_daemon_loop_stalls_total"]
+        self.loop_stalls = Counter(
+            spec.name.removesuffix("_total"), spec.help, registry=self.registry
         )
 
 

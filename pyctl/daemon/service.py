@@ -25,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pyctl.daemon import firewall, fleet
+from pyctl.daemon import firewall, fleet, stalls
 from pyctl.daemon.announce import Announcer, BgpConfig
 from pyctl.daemon.api import make_app
 from pyctl.daemon.control import ADOPT_TTL_S, Controller
@@ -335,6 +335,8 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
     expiry = asyncio.create_task(_expiry_loop(cfg, ctl, hops, work))
+    watch = stalls.Watch(metrics.loop_lag.observe, metrics.loop_stalls.inc)
+    lag = asyncio.create_task(watch.tick())
     _notify_ready()
     announcing = _start_announcer(cfg, ctl, work)
     log.info("ready: %d sessions, %d backends", len(ctl.sessions()), len(store.backends()))
@@ -342,7 +344,7 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
         await stop.wait()
     finally:
         work.stop()  # between two batches of any walk; what waits on it is refused
-        for task in (expiry, sync, announcing):
+        for task in (expiry, lag, sync, announcing):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
