@@ -663,4 +663,5 @@ class Controller:
         self.ended_unloaded.clear()
 
     def nexthop_ips(self, recs: list[SessionRecord]) -> set[str]:
-        return {str(Endpoint.parse(r.sock).ip) for r in recs}
+        """The transceivers' addresses (records hold socks as str(Endpoint) wrote them)."""
+        return {Endpoint.host_of(r.sock) for r in recs}

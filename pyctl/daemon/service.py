@@ -257,7 +257,9 @@ async def _expiry_loop(cfg: DaemonConfig, ctl: Controller, hops: NextHops, work:
             if time.monotonic() - last_refresh > NEXTHOP_REFRESH_S:
                 # keep transceiver neighbour entries alive: XDP traffic never confirms them
                 last_refresh = time.monotonic()
-                ips = ctl.nexthop_ips(ctl.sessions())
+                # off the loop: with 100 k sessions this took 0.3-0.5 s when it parsed
+                # every sock, and every API request waited (the bench's 1 M-flow maxima)
+                ips = await asyncio.to_thread(ctl.nexthop_ips, ctl.sessions())
                 ips |= {b.addr for b in ctl.store.backends() if b.addr}
                 await hops.resolve(ips)
         except Exception:
