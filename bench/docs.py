@@ -583,7 +583,7 @@ def _at_scale(r: dict[str, Any]) -> list[str]:
     bench.control_plane --save` part."""
     found = []
     cp = r.get("control_plane") or {}
-    if "api_latency_1m_flows_ms" in cp:
+    if c.latency_key(cp.get("flows", 0)) in cp:
         found.append((cp.get("flows", 0), r["timestamp"], cp, f"{r['timestamp']}.json", None))
     part = parts.newest("api_at_scale", {})
     if part is not None:
@@ -592,7 +592,10 @@ def _at_scale(r: dict[str, Any]) -> list[str]:
     if not found:
         return []
     flows, _, a, source, load = max(found, key=lambda f: (f[0], f[1]))
-    lat = a["api_latency_1m_flows_ms"]
+    key = c.latency_key(flows)
+    if key not in a:  # an older part, named before the key said its size
+        key = "api_latency_1m_flows_ms"
+    lat = a[key]
     by_call = ", ".join(f"{k} {v:.1f}" for k, v in sorted(lat.get("p99_by_call", {}).items()))
     loaded = f" (load average {load:.1f})" if load is not None else ""
     return [
@@ -601,7 +604,7 @@ def _at_scale(r: dict[str, Any]) -> list[str]:
         f"`{source}`{loaded}: the daemon's maps hold {flows:,} flows; for the run a GET "
         "every 20 ms, a heartbeat and a registration with its end beside it, 250 sessions "
         "with flows expiring mid-run, idle sweeps, and `/metrics` scraped every 2 s "
-        "(`api_latency_1m_flows_ms`). Every map walk runs in the map worker's thread, never "
+        f"(`{key}`). Every map walk runs in the map worker's thread, never "
         "on the event loop; scrapes answer from its last snapshot.",
         "",
         "| measure | value |",
@@ -616,6 +619,16 @@ def _at_scale(r: dict[str, Any]) -> list[str]:
         f"| `steerctl flows` / `sessions` first page, max RSS | "
         f"{a['cli_flows_first_page_max_rss_kb'] / 1024:,.0f} / "
         f"{a['cli_sessions_first_page_max_rss_kb'] / 1024:,.0f} MiB |",
+        *(
+            [
+                f"| daemon RSS with {a['sessions']:,} sessions, now / peak | "
+                f"{a['daemon_rss_mb']['now']:,.0f} / {a['daemon_rss_mb']['peak']:,.0f} MiB |",
+                f"| daemon event-loop ticks over 100 ms late, in the run | "
+                f"{lat['loop_ticks_over_100ms']} |",
+            ]
+            if "daemon_rss_mb" in a
+            else []
+        ),
         f"| SIGTERM to exit, during walks | {a['sigterm_exit_s'] * 1000:,.0f} ms |",
         f"| restart adopting the maps (lab up again) | {a['restart_adopt_s']:.1f} s |",
         "",
