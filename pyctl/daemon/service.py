@@ -85,6 +85,9 @@ class DaemonConfig:
     allow_sources: tuple[Net, ...] = ()  # client sources accepted inside them
     sealed_ports: tuple[int, int] = (1024, 65535)  # what a sealed ufrag/CID/txid may name
     tick: float = field(default=1.0)  # how often expiry runs
+    # how often the map worker sweeps the maps: idle flows, gauges, and the fleet's repair
+    # of flows the learn ring lost
+    sweep: float = 1.0
     bgp: BgpConfig | None = None  # announce the VIPs through BIRD (pyctl/daemon/announce.py)
 
     @property
@@ -159,7 +162,7 @@ def run(cfg: DaemonConfig) -> int:
         dp, maps = _setup_dataplane(cfg)
         ctl = Controller(maps, MemoryStore(), list(cfg.vips), mirror, cfg.adopt_ttl)
         ctl.keep_foreign = cfg.fleet  # other relays' sessions are the fleet sync's
-        work = MapWorker(maps, cfg.idle_timeout, cfg.tick)
+        work = MapWorker(maps, cfg.idle_timeout, cfg.sweep)
         metrics = Metrics(
             ctl, dp.adopted, (cfg.instance, cfg.netns), lambda: _last(work), stats=maps.stats
         )
@@ -366,7 +369,7 @@ def _start_announcer(
     BIRD announcing (a restart never withdraws)."""
     if cfg.bgp is None:
         return None
-    stale_after = max(5.0, 5 * cfg.tick)
+    stale_after = max(5.0, 5 * cfg.sweep)
 
     def attached() -> bool:
         return all(topology.xdp_attached(cfg.netns, i) for i in (cfg.public, cfg.internal))
