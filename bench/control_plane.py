@@ -221,15 +221,27 @@ def store_latency(seconds: float = 3.0, say: Callable[[str], None] = print) -> d
 def _fill_flows(
     lab: Lab, socks: list[str], per_sock: int, backend_of: dict[str, int], first: int = 0
 ) -> int:
-    """`per_sock` flows for each session socket, written into the pinned maps through the
-    map layer (flow, reverse flow, ring) as the data plane would learn them; fresh, so
-    none idles out while measured."""
+    return fill_flows(lab.instance, lab.net.vips[0], socks, per_sock, backend_of, first)
+
+
+def fill_flows(
+    instance: str,
+    vip: Endpoint,
+    socks: list[str],
+    per_sock: int,
+    backend_of: dict[str, int],
+    first: int = 0,
+    age_s: float = 0.0,
+) -> int:
+    """`per_sock` flows for each session socket, written into the pinned maps of
+    `instance` through the map layer (flow, reverse flow, ring) as the data plane would
+    learn them; seen now, so none idles out while measured, and learned `age_s` ago (the
+    fleet's sweep takes flows learned since its last start as new: older ones are not)."""
     from pyctl.cli.listings import MAPS_ONLY
     from pyctl.dataplane.loader import BuildOptions, compile_bpf
     from pyctl.dataplane.maps import RouteMaps
 
-    maps = RouteMaps(compile_bpf(BuildOptions(instance=lab.instance), text=MAPS_ONLY))
-    vip = lab.net.vips[0]
+    maps = RouteMaps(compile_bpf(BuildOptions(instance=instance), text=MAPS_ONLY))
     n = len(socks) * per_sock
     keys, leaves = maps.flow_records(n)
     now = time.monotonic_ns()
@@ -246,7 +258,7 @@ def _fill_flows(
         )[0]
         leaves["sock"][j * per_sock : (j + 1) * per_sock] = raw
         leaves["backend_id"][j * per_sock : (j + 1) * per_sock] = backend_of[text]
-    leaves["created_ns"] = now
+    leaves["created_ns"] = now - int(age_s * 1e9)
     leaves["last_seen_ns"] = now
     maps.add_flows(keys, leaves)
     return n
