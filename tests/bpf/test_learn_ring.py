@@ -6,6 +6,7 @@ publishes those flows."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import time
@@ -14,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from pyctl.daemon.fleet.flows import FlowShare, Watch
+from pyctl.daemon.fleet import flows as fleet_flows
+from pyctl.daemon.fleet.flows import FlowShare, Watch, ring_reader
 from pyctl.dataplane.learnring import LearnRing
 from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
 from pyctl.dataplane.mapscan import chunks
@@ -98,6 +100,36 @@ def test_a_repoint_writes_one(replay: Replay, ring: LearnRing) -> None:
     assert [e[4] for e in events(ring)] == [LearnKind.NEW]
     assert prove(replay, env.TRX2, c) == Reason.FWD_STUN_PROVEN
     assert events(ring) == [(c, env.VIP4, env.TRX2, 2, LearnKind.REPOINTED, created(replay, c))]
+
+
+def test_the_reader_hands_events_over_in_order_as_they_come(
+    replay: Replay, ring: LearnRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What waited is handled a slice per turn of the event loop, in order; a proof while
+    the reader runs wakes the loop through the ring's epoll fd."""
+    monkeypatch.setattr(fleet_flows, "RING_SLICE", 4)
+    clients = [client(200 + i) for i in range(10)]
+    for c in clients:
+        prove(replay, env.TRX1, c)
+    share = FlowShare(replay.maps, "rb")
+    turns: list[int] = []
+
+    async def go() -> None:
+        with ring_reader(asyncio.get_running_loop(), share):
+            for _ in range(4):
+                turns.append(share.stats.from_ring)
+                await asyncio.sleep(0)
+            prove(replay, env.TRX1, client(299))
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if share.stats.from_ring == 11:
+                    break
+
+    asyncio.run(go())
+    assert turns == [4, 8, 10, 10]
+    assert share.stats.from_ring == 11, "the proof made while reading was not handed over"
+    flows, _, _ = share.take()
+    assert [f["client"] for f in flows] == [str(c) for c in [*clients, client(299)]]
 
 
 class NowLoop:
