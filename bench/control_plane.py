@@ -75,7 +75,7 @@ async def _batched(api: ApiClient, sessions: list[dict[str, Any]], size: int) ->
 EXTRA_IPS = range(100, 112)  # extra addresses on trx1: room for 720k unique sockets
 
 
-def _sessions(prefix: str, n: int, first_ip: int) -> list[dict[str, Any]]:
+def extra_ip_sessions(prefix: str, n: int, first_ip: int) -> list[dict[str, Any]]:
     """`n` sessions with unique sockets on trx1's extra addresses (sockets must be unique,
     not open; their IPs must resolve, or each registration waits for the neighbour). Each
     address is registered as its own backend (id = last byte): a session's socket must be
@@ -353,8 +353,8 @@ def loaded_latency(
         for i in ips:
             topology.run_in(lab.net.relay, ["ping", "-c1", "-W1", f"10.88.0.{i}"])
             lab.api().add_backend(i, addr=f"10.88.0.{i}", name=f"bench{i}")
-        standing = _sessions("lds", sessions - 250, ips[0])
-        dying = _sessions("ldx", 250, ips[-1])
+        standing = extra_ip_sessions("lds", sessions - 250, ips[0])
+        dying = extra_ip_sessions("ldx", 250, ips[-1])
 
         async def go() -> dict[str, Any]:
             async with ApiClient(socket=lab.api_socket, token=lab.secrets.operator) as api:
@@ -434,16 +434,16 @@ def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
             async with ApiClient(socket=lab.api_socket, token=lab.secrets.operator) as api:
                 say(f"control plane: {n_single} single registrations")
-                singles = await _singles(api, _sessions("sgl", n_single, 100))
+                singles = await _singles(api, extra_ip_sessions("sgl", n_single, 100))
                 say(f"control plane: {n_batch} batched registrations")
-                batched = await _batched(api, _sessions("bat", n_batch, 101), 10000)
+                batched = await _batched(api, extra_ip_sessions("bat", n_batch, 101), 10000)
                 say(f"control plane: {rounds} registration-to-routable rounds")
                 routable = await _routable(lab, api, rounds)
                 return {"api_single_per_s": singles, "api_batch_per_s": batched, **routable}
 
         out = asyncio.run(go())
         say(f"control plane: steerctl session import of {n_import}")
-        out["import_per_s"] = _import(lab, _sessions("imp", n_import, 106))
+        out["import_per_s"] = _import(lab, extra_ip_sessions("imp", n_import, 106))
     finally:
         lab.down(progress=lambda s: None)
     out.update(store_latency(2.0 if smoke else 5.0, say))

@@ -22,26 +22,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.control_plane import EXTRA_IPS, _sessions, fill_flows
+from bench.control_plane import EXTRA_IPS, extra_ip_sessions, fill_flows
 from pyctl.dataplane import topology
 from pyctl.lab.net import CLIENT4, VIP4
 from steer_common.apiclient import ApiClient
 from steer_common.endpoint import Endpoint
-from steer_testkit.daemon import Daemon, cleanup, free_port, make_lab, maps_view
+from steer_testkit.daemon import Daemon, cleanup, free_port, make_lab, maps_view, wait_for
 from steer_testkit.redis_server import RedisServer
 from steer_testkit.traffic import establish, udp
 
 TAG = os.getpid() % 10000
 SPACING_S = 0.05  # between two learned flows
 AGE_S = 60.0  # how long ago the filled flows were learned
-
-
-def _wait(pred: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
 
 
 def _fleet(d: Daemon) -> dict[str, Any]:
@@ -84,11 +76,11 @@ def learn_lag(
             topology.run_in(nets[0].relay, ["ping", "-c1", "-W1", f"10.88.0.{i}"])
             status, body = a.http.call("POST", "/v1/backends", {"id": i, "addr": f"10.88.0.{i}"})
             assert status == 201, body
-        recs = _sessions("bll", sessions, ips[0])
+        recs = extra_ip_sessions("bll", sessions, ips[0])
         say(f"fleet learn lag: {sessions} sessions on A")
         t = time.monotonic()
         asyncio.run(_register(a, recs))
-        _wait(lambda: _fleet(b)["foreign_sessions"] == sessions, 600, "sessions on B")
+        wait_for(lambda: _fleet(b)["foreign_sessions"] == sessions, 600, "sessions on B", 0.05)
         say(f"fleet learn lag: sessions on both relays in {time.monotonic() - t:.1f} s")
         per_sock = max(1, flows // sessions)
         socks = [r["sock"] for r in recs]
@@ -108,7 +100,9 @@ def learn_lag(
                 trx.close()
                 csock.close()
             time.sleep(SPACING_S)
-        _wait(lambda: _fleet(b)["flows"]["installed"] - before_b >= learned, 60, "flows installed")
+        wait_for(
+            lambda: _fleet(b)["flows"]["installed"] - before_b >= learned, 60, "installs", 0.05
+        )
         lag = _fleet(b)["flow_lag"]
         fa = _fleet(a)["flows"]
         return {
