@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,6 +36,7 @@ from pyctl.daemon.nexthop import NextHops
 from pyctl.daemon.signing import fleet_key
 from pyctl.daemon.store import MemoryStore, StoreUnavailable, open_mirror
 from pyctl.dataplane import mapinfo, sources, topology
+from pyctl.dataplane.learnring import in_loop
 from pyctl.dataplane.loader import (
     RUN_DIR,
     Attachment,
@@ -297,9 +299,13 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
     store = ctl.store
     await _start_store(ctl)
     sync = asyncio.create_task(ctl.mirror.run(store, ctl.merge)) if ctl.mirror else None
+    drain = contextlib.ExitStack()
     if cfg.fleet and ctl.mirror is not None:
         # cancelled with the loop at exit; signs with a key derived from the operator token
         fleet.start(ctl, cfg.store, cfg.instance, cfg.netns, work, cfg.api_token, RUN_DIR)
+    else:  # nobody needs the learn ring's events: read and dropped, never counted lost
+        maps = cast("RouteMaps", ctl.maps)
+        drain.enter_context(in_loop(asyncio.get_running_loop(), maps.learn_table, _drop))
     hops = NextHops(cfg.netns)
     await hops.resolve(ctl.nexthop_ips(ctl.sessions()))
 
@@ -355,10 +361,15 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
         with contextlib.suppress(FileNotFoundError):
             cfg.api_socket.unlink()
         hops.close()
+        drain.close()
         if ctl.mirror is not None:
             await ctl.mirror.close()
         log.info("shutdown: instance %s stopped; data plane left running", cfg.instance)
     return EXIT_OK
+
+
+def _drop(events: list[Any]) -> None:
+    pass
 
 
 def _start_announcer(

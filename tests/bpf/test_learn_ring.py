@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pyctl.daemon.fleet import flows as fleet_flows
 from pyctl.daemon.fleet.flows import FlowShare, Watch, ring_reader
+from pyctl.dataplane import learnring
 from pyctl.dataplane.learnring import LearnRing
 from pyctl.dataplane.loader import BuildOptions, DataPlane, unload
 from pyctl.dataplane.mapscan import chunks
@@ -107,7 +107,7 @@ def test_the_reader_hands_events_over_in_order_as_they_come(
 ) -> None:
     """What waited is handled a slice per turn of the event loop, in order; a proof while
     the reader runs wakes the loop through the ring's epoll fd."""
-    monkeypatch.setattr(fleet_flows, "RING_SLICE", 4)
+    monkeypatch.setattr(learnring, "RING_SLICE", 4)
     clients = [client(200 + i) for i in range(10)]
     for c in clients:
         prove(replay, env.TRX1, c)
@@ -130,6 +130,24 @@ def test_the_reader_hands_events_over_in_order_as_they_come(
     assert share.stats.from_ring == 11, "the proof made while reading was not handed over"
     flows, _, _ = share.take()
     assert [f["client"] for f in flows] == [str(c) for c in [*clients, client(299)]]
+
+
+def test_a_daemon_without_the_fleet_drains_the_ring(replay: Replay, ring: LearnRing) -> None:
+    """Nobody needs the events then; read and dropped, they never fill the ring (whose
+    losses would then count as lost)."""
+    for i in range(3):
+        prove(replay, env.TRX1, client(300 + i))
+    got: list[int] = []
+
+    async def go() -> None:
+        with learnring.in_loop(asyncio.get_running_loop(), replay.maps.learn_table, drop):
+            await asyncio.sleep(0)
+
+    def drop(events: list[Any]) -> None:
+        got.append(len(events))
+
+    asyncio.run(go())
+    assert got == [3] and ring.take() == []
 
 
 class NowLoop:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from pyctl.dataplane.learnring import LearnRing
+from pyctl.dataplane.learnring import LearnRing, in_loop
 from pyctl.dataplane.maps import RouteMaps, delete_entry, get_entry
 from pyctl.dataplane.mapscan import chunks
 from steer_common.endpoint import Endpoint
@@ -105,45 +105,15 @@ class Watch:
             self.loop.call_soon_threadsafe(self.deliver, rows, time.time(), time.monotonic_ns())
 
 
-RING_SLICE = 256  # learn events handled per turn of the event loop (~5 ms of work)
-
-
 @contextlib.contextmanager
 def ring_reader(loop: asyncio.AbstractEventLoop, share: FlowShare) -> Iterator[LearnRing]:
-    """Hand the learn ring's events to `share` as they come: the ring's epoll fd is in the
-    event loop, a read takes what waits without blocking, and the events are handled in
-    order, RING_SLICE per turn of the loop (a full ring, 11,915 events after a restart, is
-    a second of work: API calls are answered in between)."""
-    ring = LearnRing(share.maps.learn_table)
-    todo: deque[Any] = deque()
-    busy = False
+    """The learn ring's events to `share` as they come (learnring.in_loop)."""
 
-    def handle() -> None:
-        nonlocal busy
-        n = min(len(todo), RING_SLICE)
-        share.learned_events([todo.popleft() for _ in range(n)], time.time(), time.monotonic_ns())
-        busy = bool(todo)
-        if busy:
-            loop.call_soon(handle)
+    def handle(events: list[Any]) -> None:
+        share.learned_events(events, time.time(), time.monotonic_ns())
 
-    def ready() -> None:
-        nonlocal busy
-        try:
-            todo.extend(ring.take())
-        except OSError:
-            log.exception("reading the learn ring failed")
-            return
-        if todo and not busy:
-            busy = True
-            handle()
-
-    loop.add_reader(ring.fileno(), ready)
-    try:
-        ready()  # what waited in the pinned ring while no daemon read it
+    with in_loop(loop, share.maps.learn_table, handle) as ring:
         yield ring
-    finally:
-        loop.remove_reader(ring.fileno())
-        ring.close()
 
 
 @dataclass
