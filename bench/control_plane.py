@@ -76,7 +76,7 @@ async def _batched(api: ApiClient, sessions: list[dict[str, Any]], size: int) ->
 EXTRA_IPS = range(100, 112)  # extra addresses on trx1: room for 720k unique sockets
 
 
-def _sessions(prefix: str, n: int, first_ip: int) -> list[dict[str, Any]]:
+def extra_ip_sessions(prefix: str, n: int, first_ip: int) -> list[dict[str, Any]]:
     """`n` sessions with unique sockets on trx1's extra addresses (sockets must be unique,
     not open; their IPs must resolve, or each registration waits for the neighbour). Each
     address is registered as its own backend (id = last byte): a session's socket must be
@@ -222,15 +222,27 @@ def store_latency(seconds: float = 3.0, say: Callable[[str], None] = print) -> d
 def _fill_flows(
     lab: Lab, socks: list[str], per_sock: int, backend_of: dict[str, int], first: int = 0
 ) -> int:
-    """`per_sock` flows for each session socket, written into the pinned maps through the
-    map layer (flow, reverse flow, ring) as the data plane would learn them; fresh, so
-    none idles out while measured."""
+    return fill_flows(lab.instance, lab.net.vips[0], socks, per_sock, backend_of, first)
+
+
+def fill_flows(
+    instance: str,
+    vip: Endpoint,
+    socks: list[str],
+    per_sock: int,
+    backend_of: dict[str, int],
+    first: int = 0,
+    age_s: float = 0.0,
+) -> int:
+    """`per_sock` flows for each session socket, written into the pinned maps of
+    `instance` through the map layer (flow, reverse flow, ring) as the data plane would
+    learn them; seen now, so none idles out while measured, and learned `age_s` ago (the
+    fleet's sweep takes flows learned since its last start as new: older ones are not)."""
     from pyctl.cli.listings import MAPS_ONLY
     from pyctl.dataplane.loader import BuildOptions, compile_bpf
     from pyctl.dataplane.maps import RouteMaps
 
-    maps = RouteMaps(compile_bpf(BuildOptions(instance=lab.instance), text=MAPS_ONLY))
-    vip = lab.net.vips[0]
+    maps = RouteMaps(compile_bpf(BuildOptions(instance=instance), text=MAPS_ONLY))
     n = len(socks) * per_sock
     keys, leaves = maps.flow_records(n)
     now = time.monotonic_ns()
@@ -247,7 +259,7 @@ def _fill_flows(
         )[0]
         leaves["sock"][j * per_sock : (j + 1) * per_sock] = raw
         leaves["backend_id"][j * per_sock : (j + 1) * per_sock] = backend_of[text]
-    leaves["created_ns"] = now
+    leaves["created_ns"] = now - int(age_s * 1e9)
     leaves["last_seen_ns"] = now
     maps.add_flows(keys, leaves)
     return n
@@ -368,8 +380,8 @@ def loaded_latency(
         for i in ips:
             topology.run_in(lab.net.relay, ["ping", "-c1", "-W1", f"10.88.0.{i}"])
             lab.api().add_backend(i, addr=f"10.88.0.{i}", name=f"bench{i}")
-        standing = _sessions("lds", sessions - 250, ips[0])
-        dying = _sessions("ldx", 250, ips[-1])
+        standing = extra_ip_sessions("lds", sessions - 250, ips[0])
+        dying = extra_ip_sessions("ldx", 250, ips[-1])
 
         async def go() -> dict[str, Any]:
             async with ApiClient(socket=lab.api_socket, token=lab.secrets.operator) as api:
@@ -457,16 +469,16 @@ def run(smoke: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
             async with ApiClient(socket=lab.api_socket, token=lab.secrets.operator) as api:
                 say(f"control plane: {n_single} single registrations")
-                singles = await _singles(api, _sessions("sgl", n_single, 100))
+                singles = await _singles(api, extra_ip_sessions("sgl", n_single, 100))
                 say(f"control plane: {n_batch} batched registrations")
-                batched = await _batched(api, _sessions("bat", n_batch, 101), 10000)
+                batched = await _batched(api, extra_ip_sessions("bat", n_batch, 101), 10000)
                 say(f"control plane: {rounds} registration-to-routable rounds")
                 routable = await _routable(lab, api, rounds)
                 return {"api_single_per_s": singles, "api_batch_per_s": batched, **routable}
 
         out = asyncio.run(go())
         say(f"control plane: steerctl session import of {n_import}")
-        out["import_per_s"] = _import(lab, _sessions("imp", n_import, 106))
+        out["import_per_s"] = _import(lab, extra_ip_sessions("imp", n_import, 106))
     finally:
         lab.down(progress=lambda s: None)
     out.update(store_latency(2.0 if smoke else 5.0, say))

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.learn_lag import learn_lag
 from pyctl.lab.failover import run_failover
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.net import CLIENT4, VIP4, LabNet
@@ -34,7 +35,7 @@ from steer_testkit.traffic import establish, udp
 
 TAG = os.getpid() % 10000
 FLOWS = 50  # flows learned on relay 0 for the per-flow figures
-SPACING_S = 0.1  # between two of them (fleet.py's learn walk: 25 ms, its batch: 20 ms)
+SPACING_S = 0.1  # between two of them (longer than the publish batch, 20 ms)
 PER_CALL = ["ufrag", "relay", "ok", "error", "messages_sent", "messages_echoed"]
 PER_CALL += [f"{w}{k}" for w in ("", "control_", "drain_") for k in ("gap_up_ms", "gap_down_ms")]
 PER_CALL += ["dc_stall_ms", "control_dc_stall_ms", "drain_dc_stall_ms", "drain_relay"]
@@ -59,7 +60,7 @@ def _learn_flows(
 ) -> dict[str, Any]:
     """One flow each for the first `n` registered sessions, learned by relay 0's data plane
     from the transceiver's Binding Success Response, one every SPACING_S (longer than the
-    learn walk and the publish batch, so each flow is its own batch: the most Redis work a
+    publish batch, so each flow is its own batch: the most Redis work a
     flow can cost; flows that arrive together share a batch): Redis commands per flow
     (relays' liveness writes included), and the flow lag the other relays measured."""
     base = _calls(redis)
@@ -211,16 +212,27 @@ def relay_death(
     }
 
 
+def learn_lag_part(smoke: bool, say: Any = print) -> dict[str, Any]:
+    """fleet.learn_lag_ms (bench/learn_lag.py): 100 k sessions and 1 M flows in the maps;
+    --smoke: 1 k and 10 k."""
+    sessions, flows, learned = (1000, 10_000, 20) if smoke else (100_000, 1_000_000, 200)
+    say(f"fleet: learned -> installed lag, {sessions} sessions, {flows} flows")
+    with tempfile.TemporaryDirectory(prefix="steer-bench-learnlag-") as d:
+        return learn_lag(Path(d), sessions, flows, learned, say)
+
+
 def run(
     smoke: bool, say: Any = print, sessions: int = 300, calls: int = 20, bfd_interval_ms: int = 100
 ) -> dict[str, Any]:
-    """Both measurements; --smoke: 20 registrations on 1 and 2 relays, 4 calls."""
+    """Every measurement; --smoke: 20 registrations on 1 and 2 relays, 4 calls, the learn
+    lag at 1 k sessions."""
     counts, n = ((1, 2), 20) if smoke else ((1, 3), sessions)
     out: dict[str, Any] = {"registrations": []}
     for relays in counts:
         say(f"fleet: {n} registrations, {relays} relay(s)")
         with tempfile.TemporaryDirectory(prefix="steer-bench-fleet-") as d:
             out["registrations"].append(run_fleet(relays, n, Path(d)))
+    out["learn_lag_ms"] = learn_lag_part(smoke, say)
     calls = 4 if smoke else calls
     say(f"fleet: a relay of 3 killed under {calls} calls")
     out["relay_death"] = relay_death(calls, say=say, bfd_interval_ms=bfd_interval_ms)
@@ -236,7 +248,22 @@ def main(argv: list[str] | None = None) -> int:
         "--bfd-interval-ms", type=int, default=100, help="BFD interval (x3) on the lab's BGP"
     )
     p.add_argument("--save", action="store_true", help="write a results part `fleet`")
+    p.add_argument(
+        "--learn-lag-only",
+        action="store_true",
+        help="only fleet.learn_lag_ms (saved as part `fleet_learn_lag`)",
+    )
     args = p.parse_args(argv)
+    if args.learn_lag_only:
+        lag = learn_lag_part(args.smoke, lambda s: print(s, file=sys.stderr))
+        if args.save:
+            from bench.harness import parts
+
+            extra = {"fleet": {"learn_lag_ms": lag}, "load_avg_1m": os.getloadavg()[0]}
+            print(parts.save("fleet_learn_lag", lag, **extra), file=sys.stderr)
+        json.dump({"learn_lag_ms": lag}, sys.stdout, indent=2)
+        print()
+        return 0
     out = run(
         args.smoke,
         lambda s: print(s, file=sys.stderr),

@@ -398,6 +398,34 @@ static __always_inline void asked_note(const struct steer_flow_key *fk, const __
 		rf->flags |= STEER_RFLOW_ASKED;
 }
 
+/* Tell the daemon that fk's flow became sock's proven one (steer_learned; a full ring is
+ * counted in steer_learn_lost, and the daemon's repair walk finds the flow instead). */
+static __always_inline void learn_emit(const struct steer_flow_key *fk,
+				       const struct steer_addr *sock, __u32 backend_id,
+				       __u64 created_ns, __u32 kind)
+{
+	struct steer_learn_event *e;
+	__u64 *lost;
+	__u32 zero = 0;
+
+	if (!STEER_WRITES)
+		return;
+	e = steer_learned.ringbuf_reserve(sizeof(*e));
+	if (!e) {
+		lost = steer_learn_lost.lookup(&zero);
+		if (lost)
+			__sync_fetch_and_add(lost, 1);
+		return;
+	}
+	e->key = *fk;
+	e->sock = *sock;
+	e->backend_id = backend_id;
+	e->kind = kind;
+	e->pad = 0;
+	e->created_ns = created_ns;
+	steer_learned.ringbuf_submit(e, 0);
+}
+
 /* The client at fk->client answered check `pk` of session socket p->sock with a Success:
  * it receives there. Make the flow the socket's current one and move the socket's path. */
 static __always_inline __u32 prove(struct steer_tmp *t, struct steer_flow_key *fk,
@@ -415,6 +443,7 @@ static __always_inline __u32 prove(struct steer_tmp *t, struct steer_flow_key *f
 		if (flow->flags & STEER_FLOW_TENTATIVE) {
 			flow->flags &= ~STEER_FLOW_TENTATIVE;
 			flow->created_ns = now; /* as far as sharing it goes, a new flow */
+			learn_emit(fk, &p->sock, flow->backend_id, now, STEER_LEARN_PROVEN);
 		}
 		flow->last_seen_ns = now;
 	} else {
@@ -426,6 +455,8 @@ static __always_inline __u32 prove(struct steer_tmp *t, struct steer_flow_key *f
 		t->fk = *fk;
 		if (learn_flow(t, &t->fk, &t->rk) == STEER_R_FWD_RETURN_EVICTED)
 			reason = STEER_R_FWD_STUN_PROVEN_EVICTED;
+		learn_emit(&t->fk, &p->sock, p->backend_id, now,
+			   flow ? STEER_LEARN_REPOINTED : STEER_LEARN_NEW);
 	}
 	path_proven(&t->rk, &fk->vip, now);
 	steer_pending.delete(&t->pk);

@@ -63,6 +63,11 @@
 #ifndef STEER_MAX_SOCK_BUDGETS
 #define STEER_MAX_SOCK_BUDGETS 65536
 #endif
+/* The learn ring's size in pages (a power of two): 256 (1 MiB) holds 11,915 events of 88
+ * bytes with their headers, seconds of learning at any rate a relay sees. */
+#ifndef STEER_LEARN_RING_PAGES
+#define STEER_LEARN_RING_PAGES 256
+#endif
 #ifndef STEER_MAX_SRC_PREFIXES
 #define STEER_MAX_SRC_PREFIXES 1024
 #endif
@@ -184,5 +189,28 @@ BPF_TABLE_PINNED("lru_hash", __u32, struct steer_ssrc_owner, steer_ssrcs,
 /* session socket -> the SSRCs it learned, a ring (the per-session bound). XDP; daemon. */
 BPF_TABLE_PINNED("hash", struct steer_addr, struct steer_ssrc_ring, steer_ssrc_rings,
 		 STEER_MAX_SESSIONS, STEER_PIN_DIR "/steer_ssrc_rings", BPF_F_NO_PREALLOC);
+
+/* A ring buffer of struct steer_learn_event: the flows proofs made current (steer.bpf.c,
+ * prove()). XDP writes; the daemon reads (pyctl/dataplane/learnring.py). Pinned like the
+ * rest: events written while no daemon reads wait for the next one, and what does not fit
+ * is counted in steer_learn_lost. bcc has no pinned form of BPF_RINGBUF_OUTPUT; this is
+ * that macro with the pinned section, and the event as the table's leaf, so Python gets
+ * bcc's generated type for it. */
+struct steer_learned_table_t {
+	int key;
+	struct steer_learn_event leaf;
+	int (*ringbuf_output)(void *, u64, u64);
+	void *(*ringbuf_reserve)(u64);
+	void (*ringbuf_discard)(void *, u64);
+	void (*ringbuf_submit)(void *, u64);
+	u32 max_entries;
+};
+__attribute__((section("maps/ringbuf:" STEER_PIN_DIR "/steer_learned")))
+struct steer_learned_table_t steer_learned = {
+	.max_entries = STEER_LEARN_RING_PAGES * 4096,
+};
+
+/* [0] -> learn events the ring had no room for. XDP (atomic add; rare path). */
+BPF_TABLE_PINNED("array", __u32, __u64, steer_learn_lost, 1, STEER_PIN_DIR "/steer_learn_lost");
 
 #endif /* STEER_MAPS_H */

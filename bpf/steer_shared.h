@@ -112,6 +112,25 @@ struct steer_flow {
  * the session itself sent there clears it (steer.bpf.c, "Return-routability"). */
 #define STEER_FLOW_TENTATIVE 2
 
+/* What a steer_learned event says happened to a flow (never renumbered). */
+enum steer_learn_kind {
+	STEER_LEARN_NEW = 1,        /* a proof created the flow */
+	STEER_LEARN_REPOINTED = 2,  /* a proof moved it from another socket */
+	STEER_LEARN_PROVEN = 3,     /* a proof made the socket's tentative flow current */
+};
+
+/* One steer_learned ring buffer record: a flow became a socket's proven one (what the
+ * fleet shares, pyctl/daemon/fleet/flows.py). Written only where a proof lands, so a few
+ * per session, never per media packet. 80 bytes (88 in the ring, with its header). */
+struct steer_learn_event {
+	struct steer_flow_key key;
+	struct steer_addr sock;
+	__u32 backend_id;
+	__u32 kind;         /* enum steer_learn_kind */
+	__u32 pad;
+	__u64 created_ns;   /* the flow's created_ns as written */
+};
+
 /* steer_rflows key: exactly the (source, destination) of a transceiver's packet. */
 struct steer_rflow_key {
 	struct steer_addr sock;

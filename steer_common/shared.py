@@ -49,6 +49,14 @@ class BackendState(enum.IntEnum):
     DOWN = 3
 
 
+class LearnKind(enum.IntEnum):
+    """steer_learn_event.kind: how a proof made a flow current (steer_learned)."""
+
+    NEW = 1
+    REPOINTED = 2
+    PROVEN = 3
+
+
 class Reason(enum.IntEnum):
     UNUSED_0 = 0
     PASS_NOT_IP = 1

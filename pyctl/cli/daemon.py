@@ -105,6 +105,16 @@ from steer_common.paths import instance_lock
     "heartbeated within it.",
 )
 @click.option(
+    "--sweep-period",
+    envvar="STEER_SWEEP_PERIOD",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help="Walk the maps this often: idle flows, gauges, and (with --fleet) the repair of "
+    "flows the learn ring lost.",
+)
+@click.option(
     "--idle-timeout",
     envvar="STEER_IDLE_TIMEOUT",
     type=click.FloatRange(min=0.1),
@@ -309,6 +319,7 @@ def daemon(
     api_cert: str | None,
     api_key: str | None,
     adopt_ttl: float,
+    sweep_period: float,
     idle_timeout: float,
     store: str,
     fleet: bool,
@@ -405,6 +416,7 @@ def daemon(
         api_key=Path(api_key) if api_key else None,
         adopt_ttl=adopt_ttl,
         idle_timeout=idle_timeout,
+        sweep=sweep_period,
         store=store,
         fleet=fleet,
         xdp_mode=xdp_mode,

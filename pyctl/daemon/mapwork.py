@@ -98,15 +98,11 @@ def take_snapshot(
 
 
 class FlowWatch(Protocol):
-    """Looks at every walk of the flow map (the fleet: flows learned since its last look,
-    pyctl/daemon/fleet/flows.py). Called in the worker thread."""
+    """Looks at every sweep of the flow map (the fleet's repair path: flows the learn ring
+    lost, pyctl/daemon/fleet/flows.py). Called in the worker thread."""
 
     def seen(self, keys: np.ndarray, leaves: np.ndarray) -> None: ...
     def walked(self, started_ns: int) -> None: ...
-
-
-WATCH_MIN_S = 0.025  # the watch's own walks: at most this often ...
-WATCH_SHARE = 4.0  # ... and at least this many times their own duration apart
 
 
 class Stopped(Exception):
@@ -133,15 +129,17 @@ class MapWorker:
         self._waiters: list[tuple[float, concurrent.futures.Future[Snapshot]]] = []
         self._stop = False
         self._watch: FlowWatch | None = None
-        self._next_watch = float("inf")
+        self._sweep_now = False
         self._thread = threading.Thread(target=self._run, name="steer-maps", daemon=True)
 
     def watch(self, w: FlowWatch) -> None:
-        """Hand `w` every batch of every flow walk: the sweep's, and walks of the flow map
-        alone between sweeps, as often as WATCH_MIN_S and at most 1/WATCH_SHARE of the
-        thread's time (the cost of a walk grows with the flows)."""
+        """Hand `w` every batch of every sweep. The data plane tells the fleet what it
+        learns through a ring buffer; the sweep, every `period`, is only its repair path
+        (at 1 M flows a walk takes over a second: not a way to learn in milliseconds).
+        A sweep starts at once: `w` sees every flow there is (after a restart, those
+        learned before it)."""
         with self._cv:
-            self._watch, self._next_watch = w, time.monotonic()
+            self._watch, self._sweep_now = w, True
             self._cv.notify()
 
     def start(self) -> MapWorker:
@@ -193,24 +191,18 @@ class MapWorker:
                         self._stop
                         or self._purges
                         or self._waiters
-                        or time.monotonic() >= min(next_walk, self._next_watch)
+                        or self._sweep_now
+                        or time.monotonic() >= next_walk
                     ):
-                        due = min(next_walk, self._next_watch)
-                        self._cv.wait(max(0.0, due - time.monotonic()))
+                        self._cv.wait(max(0.0, next_walk - time.monotonic()))
                     if self._stop:
                         return
                 if self._purges:
                     self._do_purges()
                     continue
-                t = time.monotonic()
-                if self._waiters or t >= next_walk:
-                    self._walk()
-                    next_walk = time.monotonic() + self.period
-                else:
-                    self._watch_walk()
-                took = time.monotonic() - t
-                if self._watch is not None:
-                    self._next_watch = time.monotonic() + max(WATCH_MIN_S, WATCH_SHARE * took)
+                self._sweep_now = False
+                self._walk()
+                next_walk = time.monotonic() + self.period
         except Stopped:
             return
         except Exception:  # never silently: a dead worker means no expiry
@@ -261,21 +253,6 @@ class MapWorker:
         self.snapshot = snap
         for _, fut in waiters:
             fut.set_result(snap)
-
-    def _watch_walk(self) -> None:
-        """The flow map alone, for the watch (a failure is logged; the next one retries)."""
-        w, started = self._watch, time.monotonic_ns()
-        if w is None:
-            return
-        try:
-            for keys, leaves, _ in chunks(self.maps.flow_map):
-                w.seen(keys, leaves)
-                self._between()
-            w.walked(started)
-        except Stopped:
-            raise
-        except Exception:
-            log.exception("flow watch walk failed; retrying")
 
     def _refuse(self) -> None:
         with self._cv:

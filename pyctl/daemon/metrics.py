@@ -128,6 +128,13 @@ METRICS = [
         "registrations answer 503, reconciled when it is back); always 1 with the memory store.",
     ),
     Spec(
+        "steer_learn_events_lost_total",
+        "counter",
+        "Learn events (a flow made current by a proof, for the fleet to publish) the data "
+        "plane had no room for in its ring buffer (steer_learned); the fleet's sweep finds "
+        "those flows instead, up to a sweep later.",
+    ),
+    Spec(
         "steer_snapshot_age_seconds",
         "gauge",
         "Age of the map walk that the session, flow, backend and map gauges come from "
@@ -198,7 +205,9 @@ METRICS = [
     Spec(
         "steer_fleet_flow_events_total",
         "counter",
-        "Flows shared: learned (by this relay's data plane), published, installed (another "
+        "Flows shared: learned (by this relay's data plane), of them from_ring (told by the "
+        "data plane's learn ring) and repaired (found first by a sweep of the maps: the ring "
+        "lost them, or they were learned while no daemon ran), published, installed (another "
         "relay's, here), replaced (an older flow to another socket), stale (a newer one is "
         "here), removed (with their session).",
         ("event",),
@@ -286,6 +295,8 @@ class MapCollector(Collector):
         exp.add_metric(["session_ttl"], ev.get("expired", 0))
         exp.add_metric(["flow_idle"], ev.get("flow_idle", 0) + snap.expired_total)
         yield exp
+        lost = getattr(self.ctl.maps, "learn_lost", None)  # the pinned maps; not in-memory routes
+        yield _family("steer_learn_events_lost_total", value=lost() if lost else 0)
         yield _family("steer_snapshot_age_seconds", value=time.monotonic() - snap.started)
         yield _family("steer_snapshot_duration_seconds", value=snap.took)
         yield _family("steer_daemon_adopted", value=1 if self.adopted else 0)
@@ -333,7 +344,9 @@ def _fleet(ctl: Controller) -> Iterator[Metric]:
     f = s["flows"]
     yield _family("steer_fleet_flows", value=f["copies"])
     fev = _family("steer_fleet_flow_events_total")
-    for e in ("learned", "published", "installed", "replaced", "stale", "removed"):
+    for e in ("learned", "from_ring", "repaired", "published", "installed", "replaced"):
+        fev.add_metric([e], f[e])
+    for e in ("stale", "removed"):
         fev.add_metric([e], f[e])
     yield fev
     yield _family("steer_fleet_misses_total", value=f["misses"])

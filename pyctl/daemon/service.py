@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,6 +36,7 @@ from pyctl.daemon.nexthop import NextHops
 from pyctl.daemon.signing import fleet_key
 from pyctl.daemon.store import MemoryStore, StoreUnavailable, open_mirror
 from pyctl.dataplane import mapinfo, sources, topology
+from pyctl.dataplane.learnring import in_loop
 from pyctl.dataplane.loader import (
     RUN_DIR,
     Attachment,
@@ -85,6 +87,9 @@ class DaemonConfig:
     allow_sources: tuple[Net, ...] = ()  # client sources accepted inside them
     sealed_ports: tuple[int, int] = (1024, 65535)  # what a sealed ufrag/CID/txid may name
     tick: float = field(default=1.0)  # how often expiry runs
+    # how often the map worker sweeps the maps: idle flows, gauges, and the fleet's repair
+    # of flows the learn ring lost
+    sweep: float = 1.0
     bgp: BgpConfig | None = None  # announce the VIPs through BIRD (pyctl/daemon/announce.py)
 
     @property
@@ -159,7 +164,7 @@ def run(cfg: DaemonConfig) -> int:
         dp, maps = _setup_dataplane(cfg)
         ctl = Controller(maps, MemoryStore(), list(cfg.vips), mirror, cfg.adopt_ttl)
         ctl.keep_foreign = cfg.fleet  # other relays' sessions are the fleet sync's
-        work = MapWorker(maps, cfg.idle_timeout, cfg.tick)
+        work = MapWorker(maps, cfg.idle_timeout, cfg.sweep)
         metrics = Metrics(
             ctl, dp.adopted, (cfg.instance, cfg.netns), lambda: _last(work), stats=maps.stats
         )
@@ -296,9 +301,13 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
     store = ctl.store
     await _start_store(ctl)
     sync = asyncio.create_task(ctl.mirror.run(store, ctl.merge)) if ctl.mirror else None
+    drain = contextlib.ExitStack()
     if cfg.fleet and ctl.mirror is not None:
         # cancelled with the loop at exit; signs with a key derived from the operator token
         fleet.start(ctl, cfg.store, cfg.instance, cfg.netns, work, cfg.api_token, RUN_DIR)
+    else:  # nobody needs the learn ring's events: read and dropped, never counted lost
+        maps = cast("RouteMaps", ctl.maps)
+        drain.enter_context(in_loop(asyncio.get_running_loop(), maps.learn_table, _drop))
     hops = NextHops(cfg.netns)
     await hops.resolve(ctl.nexthop_ips(ctl.sessions()))
 
@@ -356,10 +365,15 @@ async def _serve(cfg: DaemonConfig, ctl: Controller, metrics: Metrics, work: Map
         with contextlib.suppress(FileNotFoundError):
             cfg.api_socket.unlink()
         hops.close()
+        drain.close()
         if ctl.mirror is not None:
             await ctl.mirror.close()
         log.info("shutdown: instance %s stopped; data plane left running", cfg.instance)
     return EXIT_OK
+
+
+def _drop(events: list[Any]) -> None:
+    pass
 
 
 def _start_announcer(
@@ -370,7 +384,7 @@ def _start_announcer(
     BIRD announcing (a restart never withdraws)."""
     if cfg.bgp is None:
         return None
-    stale_after = max(5.0, 5 * cfg.tick)
+    stale_after = max(5.0, 5 * cfg.sweep)
 
     def attached() -> bool:
         return all(topology.xdp_attached(cfg.netns, i) for i in (cfg.public, cfg.internal))

@@ -41,6 +41,8 @@ PINNED_MAPS = (
     "steer_stats",
     "steer_config",
     "steer_seal_keys",
+    "steer_learned",
+    "steer_learn_lost",
 )
 PROGRAMS = {"public": "steer_public", "internal": "steer_internal"}
 
@@ -73,11 +75,17 @@ class BuildOptions:
     session_check_burst: int = 100
     session_noflow_pps: int = 100
     session_noflow_burst: int = 200
+    # the learn ring (steer_learned) in 4 KiB pages, a power of two; tests make it small to
+    # overflow it
+    learn_ring_pages: int = 256
     explain: bool = False  # compile out every map write (steerctl explain)
 
     def __post_init__(self) -> None:
         if not self.instance or not all(c.isalnum() or c in "-_" for c in self.instance):
             raise ValueError(f"instance name {self.instance!r}: use letters, digits, - and _")
+        p = self.learn_ring_pages
+        if p < 1 or p & (p - 1):
+            raise ValueError(f"learn_ring_pages {p}: a power of two")
 
     @property
     def pin_dir(self) -> Path:
@@ -98,6 +106,7 @@ class BuildOptions:
             f"-DSTEER_SESSION_CHECK_BURST={self.session_check_burst}",
             f"-DSTEER_SESSION_NOFLOW_PPS={self.session_noflow_pps}",
             f"-DSTEER_SESSION_NOFLOW_BURST={self.session_noflow_burst}",
+            f"-DSTEER_LEARN_RING_PAGES={self.learn_ring_pages}",
             *(["-DSTEER_EXPLAIN"] if self.explain else []),
         ]
 

@@ -115,6 +115,8 @@ class RouteMaps:
         self.sock_budget_map = bpf[b"steer_sock_budgets"]
         self.src_map = bpf[b"steer_src_prefixes"]
         self.stats_map = bpf[b"steer_stats"]
+        self.learn_table = bpf[b"steer_learned"]  # read with learnring.LearnRing
+        self.learn_lost_map = bpf[b"steer_learn_lost"]
 
     # -- VIPs
     def add_vip(self, vip: Endpoint) -> None:
@@ -578,8 +580,12 @@ class RouteMaps:
             out[r] = (sum(c.packets for c in per_cpu), sum(c.bytes for c in per_cpu))
         return out
 
+    def learn_lost(self) -> int:
+        """Learn events the data plane had no room for in the ring (steer_learn_lost)."""
+        return int(self.learn_lost_map[self.learn_lost_map.Key(0)].value)
+
     def clear(self) -> None:
-        """Empty every map (tests)."""
+        """Empty every map (tests; the learn ring is read, not cleared)."""
         for m in (
             self.vip_map,
             self.session_map,
@@ -600,6 +606,7 @@ class RouteMaps:
         for i in range(len(self.backend_map)):
             self.backend_map[self.backend_map.Key(i)] = self.backend_map.Leaf()
         self.stats_map.clear()
+        self.learn_lost_map[self.learn_lost_map.Key(0)] = self.learn_lost_map.Leaf(0)
 
 
 def _copy(dst: Any, src: Any) -> None:

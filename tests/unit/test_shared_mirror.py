@@ -25,6 +25,7 @@ def c_enum(name: str) -> dict[str, int]:
         ("steer_reason", "STEER_R_", shared.Reason),
         ("steer_backend_state", "STEER_BACKEND_", shared.BackendState),
         ("steer_family", "STEER_FAMILY_", shared.Family),
+        ("steer_learn_kind", "STEER_LEARN_", shared.LearnKind),
     ],
 )
 def test_enum_mirror(c_name: str, prefix: str, py_enum: type[enum.IntEnum]) -> None:

@@ -4,10 +4,14 @@ A flow is shared once it is proven: the client answered a check its session sent
 through this relay (steer.bpf.c, "Return-routability"); the data plane that saw the answer
 made the flow current. Tentative flows (the session answered the client, nothing proven)
 stay where they are. This module, in the daemon of every relay of a fleet:
-- finds the flows its data plane learned since it last looked (`Watch`, handed every
-  batch of every walk of the flow map by the map worker: no ring buffer exists, so it is
-  the rows whose `created_ns` is past the last walk's start), and queues them for the
-  fleet sync to publish (pub/sub) and write to `steer:<relay>:flows` (sock -> its flows);
+- hears of the flows its data plane learned from the learn ring (`learned_events`: one
+  event per proof that made a flow current, bpf/steer_maps.h steer_learned, read in the
+  event loop as they come), and queues them for the fleet sync to publish (pub/sub) and
+  write to `steer:<relay>:flows` (sock -> its flows). The map worker's sweep is the repair
+  path (`Watch`: the rows whose `created_ns` is past the last sweep's start, handed every
+  batch of every sweep): it finds what the ring lost (a full ring is counted in
+  steer_learn_lost), and flows learned while no daemon read the ring. Both deduplicate
+  on (flow, created_ns), so a flow is published once whichever saw it first;
 - installs the flows other relays learned (`FlowShare.install`): the flow and its reverse
   flow, marked STEER_FLOW_FLEET, only for a socket this relay knows as a session with the
   same VIP and backend, and never over a newer flow learned here;
@@ -20,15 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import json
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from pyctl.dataplane.learnring import LearnRing, in_loop
 from pyctl.dataplane.maps import RouteMaps, delete_entry, get_entry
 from pyctl.dataplane.mapscan import chunks
 from steer_common.endpoint import Endpoint
@@ -75,8 +82,9 @@ def flow_of(d: Any) -> FlowRec:
 
 
 class Watch:
-    """The map worker's FlowWatch: rows proven here (flags 0: neither a fleet copy nor
-    tentative) since the last walk began, handed to the event loop after each walk."""
+    """The map worker's FlowWatch (the repair path): rows proven here (flags 0: neither a
+    fleet copy nor tentative) since the last sweep began, handed to the event loop after
+    each sweep."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Any) -> None:
         self.loop, self.deliver = loop, deliver
@@ -97,9 +105,22 @@ class Watch:
             self.loop.call_soon_threadsafe(self.deliver, rows, time.time(), time.monotonic_ns())
 
 
+@contextlib.contextmanager
+def ring_reader(loop: asyncio.AbstractEventLoop, share: FlowShare) -> Iterator[LearnRing]:
+    """The learn ring's events to `share` as they come (learnring.in_loop)."""
+
+    def handle(events: list[Any]) -> None:
+        share.learned_events(events, time.time(), time.monotonic_ns())
+
+    with in_loop(loop, share.maps.learn_table, handle) as ring:
+        yield ring
+
+
 @dataclass
 class FlowStats:
-    learned: int = 0  # flows this relay's data plane learned (seen by the watch)
+    learned: int = 0  # flows this relay's data plane learned (from the ring or a sweep)
+    from_ring: int = 0  # ... heard of first from the learn ring
+    repaired: int = 0  # ... found first by a sweep (the ring lost them, or no one read it)
     published: int = 0
     installed: int = 0  # other relays' flows written here
     replaced: int = 0  # ... of them over an older flow to another socket
@@ -143,34 +164,59 @@ class FlowShare:
         self.dirty: set[str] = set()  # sockets whose published list changed
         self._seen: dict[bytes, int] = {}  # flow key -> created_ns already taken
 
-    # -- flows learned here (from the Watch, in the event loop)
+    # -- flows learned here (in the event loop)
+    def learned_events(self, events: list[Any], wall: float, mono: int) -> None:
+        """Learn ring events (steer_learn_event), oldest first."""
+        for e in events:
+            raw = bytes(e.key)
+            if not self._new(raw, int(e.created_ns)):
+                continue
+            if self._learn(e.key, e.sock, int(e.backend_id), int(e.created_ns), wall, mono):
+                self.stats.from_ring += 1
+
     def learned(self, rows: list[tuple[np.ndarray, np.ndarray]], wall: float, mono: int) -> None:
+        """A sweep's rows (the Watch): what the ring did not tell."""
         fm = self.maps.flow_map
         mark = min((int(lv["created_ns"].min()) for _, lv in rows), default=0)
         self._seen = {k: c for k, c in self._seen.items() if c >= mark - MARGIN_NS}
         for keys, leaves in rows:
             for kr, lr in zip(keys, leaves, strict=True):
                 raw, created = kr.tobytes(), int(lr["created_ns"])
-                if self._seen.get(raw) == created:
+                if not self._new(raw, created):
                     continue
-                self._seen[raw] = created
                 k = fm.Key.from_buffer_copy(raw)
                 v = fm.Leaf.from_buffer_copy(lr.tobytes())
-                sock = Endpoint.from_c(v.sock)
-                if self.maps.sock_owner(sock) is None:
-                    continue  # its session ended meanwhile: the purge is on its way
-                client = Endpoint.from_c(k.client)
-                rec = FlowRec(
-                    str(client),
-                    str(Endpoint.from_c(k.vip)),
-                    str(sock),
-                    int(v.backend_id),
-                    round(wall - (mono - created) / 1e9, 6),
-                    self.relay,
-                    self._path_of(sock) == client,
-                )
-                self.stats.learned += 1
-                self._keep(rec)
+                if self._learn(k, v.sock, int(v.backend_id), created, wall, mono):
+                    self.stats.repaired += 1
+
+    def _new(self, raw: bytes, created: int) -> bool:
+        """Whether (flow key, created_ns) is news; remembered if so."""
+        if self._seen.get(raw) == created:
+            return False
+        self._seen[raw] = created
+        return True
+
+    def _learn(
+        self, k: Any, sock_c: Any, backend: int, created: int, wall: float, mono: int
+    ) -> bool:
+        """Queue the flow `k` (a steer_flow_key) to socket `sock_c` for publishing; False if
+        its session ended meanwhile (the purge is on its way)."""
+        sock = Endpoint.from_c(sock_c)
+        if self.maps.sock_owner(sock) is None:
+            return False
+        client = Endpoint.from_c(k.client)
+        rec = FlowRec(
+            str(client),
+            str(Endpoint.from_c(k.vip)),
+            str(sock),
+            backend,
+            round(wall - (mono - created) / 1e9, 6),
+            self.relay,
+            self._path_of(sock) == client,
+        )
+        self.stats.learned += 1
+        self._keep(rec)
+        return True
 
     def _path_of(self, sock: Endpoint) -> Endpoint | None:
         """The client address the socket authenticated last here (steer_paths)."""
@@ -413,6 +459,8 @@ class FlowShare:
         s = self.stats
         return {
             "learned": s.learned,
+            "from_ring": s.from_ring,
+            "repaired": s.repaired,
             "published": s.published,
             "installed": s.installed,
             "replaced": s.replaced,

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pyctl.daemon.control import ControlError, Controller
-from pyctl.daemon.fleet.flows import FlowShare, Watch, flow_of
+from pyctl.daemon.fleet.flows import FlowShare, Watch, flow_of, ring_reader
 from pyctl.daemon.fleet.live import HEARTBEAT_S, Liveness, Peer
 from pyctl.daemon.nexthop import NextHops
 from pyctl.daemon.signing import fleet_key, sign, unsign
@@ -312,9 +312,14 @@ class FleetSync:
         self.flows.adopt(await asyncio.to_thread(self.flows.pinned_copies))
 
     async def run(self, work: Any = None) -> None:
-        if work is not None:
-            work.watch(Watch(asyncio.get_running_loop(), self.flows.learned))
-        await self._adopt_pinned()
+        loop = asyncio.get_running_loop()
+        with ring_reader(loop, self.flows):  # first: what waited in the ring is the ring's
+            if work is not None:  # the repair path: what the learn ring lost
+                work.watch(Watch(loop, self.flows.learned))
+            await self._adopt_pinned()
+            await self._run_sync()
+
+    async def _run_sync(self) -> None:
         live = asyncio.create_task(self.live.run())
         expiry = asyncio.create_task(self._expire_loop())
         try:

@@ -63,7 +63,18 @@ def idle_status() -> dict[str, Any]:
     """What FleetSync.status() says of a relay running without --fleet (for the metrics)."""
     zero = dict.fromkeys(("installed", "removed", "published", "refused"), 0)
     flows = dict.fromkeys(
-        ("learned", "published", "installed", "replaced", "stale", "misses", "removed"), 0
+        (
+            "learned",
+            "from_ring",
+            "repaired",
+            "published",
+            "installed",
+            "replaced",
+            "stale",
+            "misses",
+            "removed",
+        ),
+        0,
     )
     return {
         "foreign_sessions": 0,
