@@ -169,6 +169,14 @@ def compiled_relay(net: BenchNet, binary: Path, gro: bool = False) -> UserspaceR
     return UserspaceRelay("userspace_c_gro" if gro else "userspace_compiled", net, argv)
 
 
+def seed_go_relay(net: BenchNet, binary: Path, *backends: str) -> UserspaceRelay:
+    """The seed's relay in Go (bench/baselines/seed_go): one SO_REUSEPORT worker per core.
+    backends: more UFRAG=IP:PORT beside the benchmark's session."""
+    workers = str(os.cpu_count() or 1)
+    argv = [str(binary), str(c.VIP.ip), str(c.VIP.port), workers, f"{c.UFRAG}={c.TRX}"]
+    return UserspaceRelay("seed_go", net, [*argv, *backends])
+
+
 def python_relay(net: BenchNet) -> UserspaceRelay:
     argv = [
         sys.executable,

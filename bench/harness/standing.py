@@ -14,7 +14,7 @@ from typing import Any
 
 from bench import config as c
 from bench import latency, profile, topology, xdp_cost
-from bench.build import ping_binary, relay_binary
+from bench.build import ping_binary, relay_binary, seed_go_binary
 from bench.harness import measured
 from bench.harness.machine import steer_source
 from bench.harness.measured import Measured
@@ -30,6 +30,7 @@ from bench.relays import (
     Unavailable,
     compiled_relay,
     python_relay,
+    seed_go_relay,
 )
 from bench.topology import BenchNet, xdp_attach, xdp_detach
 from bench.traffic import Generator, LoadResult, rtp_frame, rtp_frames, write_trafgen_conf
@@ -61,6 +62,7 @@ class Bench:
             "floor_lookup": FloorXdpRelay(net),
             "userspace_compiled": compiled_relay(net, self.relay_bin),
             "userspace_c_gro": compiled_relay(net, self.relay_bin, gro=True),
+            "seed_go": seed_go_relay(net, seed_go_binary(build)),
             "userspace_python": python_relay(net),
             "nftables": NftRelay(net),
             "nftables_flowtable": NftRelay(net, flowtable=True),
