@@ -158,6 +158,11 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join([*_relay_lines(r), *_xdp_lines(r), *_scaling_lines(r), *_aim_lines(r)])
 
 
+def relay_table(r: dict[str, Any]) -> str:
+    """The relays' lines of the table alone (a run of the relays only has no XDP costs)."""
+    return "\n".join(_relay_lines(r))
+
+
 def _relay_lines(r: dict[str, Any]) -> list[str]:
     """The legend, the header and one line per relay."""
     head = (
