@@ -192,12 +192,23 @@ def compiled_relay(net: BenchNet, binary: Path, gro: bool = False) -> UserspaceR
     return UserspaceRelay("userspace_c_gro" if gro else "userspace_compiled", net, argv)
 
 
-def seed_go_relay(net: BenchNet, binary: Path, *backends: str) -> UserspaceRelay:
-    """The seed's relay in Go (bench/baselines/seed_go): one SO_REUSEPORT worker per core.
-    backends: more UFRAG=IP:PORT beside the benchmark's session."""
-    workers = str(os.cpu_count() or 1)
-    argv = [str(binary), str(c.VIP.ip), str(c.VIP.port), workers, f"{c.UFRAG}={c.TRX}"]
-    return UserspaceRelay("seed_go", net, [*argv, *backends])
+def seed_go_relay(
+    net: BenchNet,
+    binary: Path,
+    *backends: str,
+    name: str = "seed_go",
+    workers: int | None = None,
+    flags: tuple[str, ...] = (),
+    env: tuple[str, ...] = (),
+) -> UserspaceRelay:
+    """The seed's relay in Go (bench/baselines/seed_go): one SO_REUSEPORT worker per core
+    unless `workers` says otherwise. backends: more UFRAG=IP:PORT beside the benchmark's
+    session; flags and env (NAME=VALUE, e.g. GOMAXPROCS) for its tuning
+    (bench/seed_go_tuning.py)."""
+    n = str(workers or os.cpu_count() or 1)
+    argv = [str(binary), *flags, str(c.VIP.ip), str(c.VIP.port), n, f"{c.UFRAG}={c.TRX}"]
+    # env execs the relay: its pid, and so its process group, stays the one Process started
+    return UserspaceRelay(name, net, [*(["env", *env] if env else []), *argv, *backends])
 
 
 def python_relay(net: BenchNet) -> UserspaceRelay:

@@ -64,6 +64,7 @@ class Bench:
         self.plan, self.net, self.say = plan, net, say
         self.m = Measured()
         self.relay_bin, self.ping_bin = relay_binary(build), ping_binary(build)
+        self.seed_go_bin = seed_go_binary(build)
         self.source = steer_source()
         self.dp = DataPlane(BuildOptions(instance=plan.instance))
         self.mdp = xdp_cost.measuring_instance(plan.scale_instance)
@@ -76,7 +77,7 @@ class Bench:
             "floor_lookup": FloorXdpRelay(net),
             "userspace_compiled": compiled_relay(net, self.relay_bin),
             "userspace_c_gro": compiled_relay(net, self.relay_bin, gro=True),
-            "seed_go": seed_go_relay(net, seed_go_binary(build)),
+            "seed_go": seed_go_relay(net, self.seed_go_bin),
             "userspace_python": python_relay(net),
             "nftables": NftRelay(net),
             "nftables_flowtable": NftRelay(net, flowtable=True),
