@@ -1,0 +1,126 @@
+"""docs/benchmarks.md's section on seed_go, the seed's relay in Go (issue 23): what it is,
+how it was tuned, and its figures beside steer's from the newest run of the relays
+(`python -m bench --relays-only --save` writes `<time>-relays.json`; a full run's own
+figures win when newer) and of `python -m bench.seed_go_tuning --save`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench import config as c
+from bench.harness import parts
+from bench.harness.fmt import LABELS, fmt
+
+ABOUT = [
+    "## seed_go: the seed's relay in Go",
+    "",
+    "`bench/baselines/seed_go/main.go` (standard library only, `go.mod` without "
+    "dependencies; `bench/build.py` builds it offline with Debian's Go, its build cache in "
+    "`build/go`) is the design steer replaces, written as its authors would: one socket on "
+    "the VIP per core with SO_REUSEPORT, each worker's reader goroutine locked to an OS "
+    "thread (`runtime.LockOSThread`), one buffer per reader allocated once; a client's "
+    "first datagram must be a Binding Request whose USERNAME ufrag (before ':') names a "
+    "transceiver, which dials a connected upstream socket and maps the client's address to "
+    "it; every later datagram goes by that map alone; the transceiver's replies on the "
+    "upstream (one goroutine each) leave from the worker's VIP socket. `tests/bench/"
+    "test_baselines.py` verifies it like the other relays, checks that it routes a first "
+    "request by ufrag and the rest by address, and that 14 hostile first packets (unknown "
+    "or truncated ufrag, wrong message type or cookie, lengths past the datagram) open no "
+    "flow in it or in the other userspace relays.",
+    "",
+    "Tuned as its authors would, and what was tried:",
+    "",
+    "- **Batch reads**: the standard library has none (`net.UDPConn` reads one datagram per "
+    "system call; `ReadBatch` over recvmmsg is in `golang.org/x/net/ipv4`, not the standard "
+    "library), so seed_go makes one read and one write system call per packet. The C relay "
+    "shows what batching buys.",
+    "- **No allocation per packet**: `ReadFromUDPAddrPort`/`WriteToUDPAddrPort` pass "
+    "`netip.AddrPort` by value and the flow map is keyed by it, so the collector has nothing "
+    "to do; it is off (`debug.SetGCPercent(-1)`) with a 512 MiB soft memory limit as the "
+    "backstop (`debug.SetMemoryLimit`, the GOGC=off GOMEMLIMIT pattern).",
+    "- **Workers and GOMAXPROCS**: one worker per core and GOMAXPROCS at the core count "
+    "(Go's default).",
+    "- **Locked threads only for the VIP readers**: locking each flow's upstream reader "
+    "would give every session an OS thread (Go aborts at 10,000).",
+    "",
+]
+
+
+def _row(r: dict[str, Any], n: str, own: dict[str, dict[str, float | None]]) -> str:
+    rtt = (r.get("added_rtt_us") or {}).get(n) or {}
+    pps = (r.get("relay_pps") or {}).get(n)
+    low = min((int(k) for k in r.get("cpu_ns_per_packet_fixed_load") or {}), default=0)
+    res = (r.get("cpu_resolution_ns") or {}).get(str(low)) or 0.0
+    wide = (r.get("cpu_ns_per_packet") or {}).get(n)
+    wide_s = "-" if wide is None else f"under {res:,.0f} (noise)" if wide <= res else fmt(wide)
+    owns = " / ".join(fmt((own.get(p) or {}).get(n), ",.0f") for p in sorted(own, key=int))
+    return (
+        f"| {LABELS[n]} | {'yes' if r['verified'].get(n) else 'NO'} | "
+        f"{fmt(pps and pps / 1e3)} | "
+        f"{fmt((r.get('cpu_ns_per_packet_systemwide') or {}).get(n), ',.0f')} | {wide_s} | "
+        f"{owns if own else '-'} | "
+        f"{fmt(rtt.get('p50'), '.1f')} / {fmt(rtt.get('p99'), '.1f')} |"
+    )
+
+
+def _figures(r: dict[str, Any], name: str) -> list[str]:
+    own = r.get("process_cpu_ns_per_packet_fixed_load") or {}
+    loads = " / ".join(f"{int(p) / 1e3:,.0f}" for p in sorted(own, key=int))
+    low = min((int(k) for k in r.get("cpu_ns_per_packet_fixed_load") or {}), default=0)
+    return [
+        f"From `bench/results/{name}` ({r.get('run', '?')} windows, {r['plan']['rounds']} "
+        f"rounds; fixed loads paced by {r.get('fixed_load_generator', 'live frames')}; load "
+        f"average at its end {', '.join(f'{x:.1f}' for x in r['machine'].get('loadavg_end', []))}"
+        "). Machine CPU is the whole machine's busy time per delivered packet (at saturation: "
+        "trafgen included; at the fixed load: less the generator alone), which other tenants "
+        "of a shared machine move; the process's own CPU (utime + stime of its process "
+        "group, `bench/relays.py` `group_cpu_ns`) they cannot, and it leaves out the softirq "
+        "work on its packets: a lower bound for a userspace relay, none for an in-kernel one.",
+        "",
+        "| relay | verified | delivered, trafgen full load (kpps) | machine CPU per packet at "
+        f"saturation (ns) | machine CPU per packet at {low / 1e3:,.0f} kpps (ns) | own process "
+        f"CPU per packet at {loads or '-'} kpps (ns) | added RTT p50 / p99 (µs) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *[_row(r, n, own) for n in c.RELAYS if n in r["verified"] and n != "coturn"],
+        "",
+    ]
+
+
+def _tuning(results: Path) -> list[str]:
+    found = parts.newest("seed_go_tuning", {}, results)
+    if found is None:
+        return []
+    u, name = found
+    rows = [
+        f"| {n} | {' '.join(u['variants'][n]['flags']) or '-'} "
+        f"{' '.join(u['variants'][n]['env'])} | {u['variants'][n]['workers'] or 'per core'} | "
+        f"{fmt(v['process_cpu_ns'], ',.0f')} | {fmt(v['machine_cpu_ns'], ',.0f')} | "
+        f"{fmt(v['full_delivered_pps'] / 1e3)} ({v['full_loss']:.0%} lost) |"
+        for n, v in u["median"].items()
+    ]
+    return [
+        f"Its knobs one at a time (`python -m bench.seed_go_tuning --save`, from "
+        f"`bench/results/{name}`; {u['rounds']} rounds, medians; paced at "
+        f"{u['paced_pps'] / 1e3:,.0f} kpps by trafgen --gap; failed: "
+        f"{', '.join(u['failed']) or 'none'}):",
+        "",
+        "| variant | flags / env | workers | own CPU per packet, paced (ns) | machine CPU per "
+        "packet, paced (ns) | delivered at full load (kpps) |",
+        "|---|---|---|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
+def section(r: dict[str, Any], results: Path = parts.RESULTS) -> list[str]:
+    """The run `r`'s own seed_go figures, or a newer relays-only run's."""
+    figures: list[str] = []
+    part = parts.newest("relays", {}, results)
+    if "seed_go" in r.get("verified", {}) and (
+        part is None or r["timestamp"] > part[0]["timestamp"]
+    ):
+        figures = _figures(r, f"{r['timestamp']}.json")
+    elif part is not None:
+        figures = _figures(*part)
+    return [*ABOUT, *figures, *_tuning(results)]
