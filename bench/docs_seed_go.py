@@ -64,23 +64,34 @@ def _row(r: dict[str, Any], n: str, own: dict[str, dict[str, float | None]]) -> 
     )
 
 
+def _offered(r: dict[str, Any], pps: int | str) -> str:
+    """A fixed load as offered: trafgen --gap paces below its nominal rate."""
+    got = [v.get("offered_pps") for v in ((r.get("fixed_load") or {}).get(str(pps)) or {}).values()]
+    rates = [x for x in got if x]
+    nominal = f"{int(pps) / 1e3:,.0f}"
+    if not rates or abs(max(rates) - int(pps)) < 0.1 * int(pps):
+        return f"{nominal} kpps"
+    return f"{nominal} kpps nominal ({min(rates) / 1e3:,.0f}–{max(rates) / 1e3:,.0f} offered)"
+
+
 def _figures(r: dict[str, Any], name: str) -> list[str]:
     own = r.get("process_cpu_ns_per_packet_fixed_load") or {}
-    loads = " / ".join(f"{int(p) / 1e3:,.0f}" for p in sorted(own, key=int))
+    loads = " / ".join(_offered(r, p) for p in sorted(own, key=int))
     low = min((int(k) for k in r.get("cpu_ns_per_packet_fixed_load") or {}), default=0)
+    load = ", ".join(f"{x:.1f}" for x in r["machine"].get("loadavg_end", []))
     return [
         f"From `bench/results/{name}` ({r.get('run', '?')} windows, {r['plan']['rounds']} "
         f"rounds; fixed loads paced by {r.get('fixed_load_generator', 'live frames')}; load "
-        f"average at its end {', '.join(f'{x:.1f}' for x in r['machine'].get('loadavg_end', []))}"
-        "). Machine CPU is the whole machine's busy time per delivered packet (at saturation: "
-        "trafgen included; at the fixed load: less the generator alone), which other tenants "
-        "of a shared machine move; the process's own CPU (utime + stime of its process "
-        "group, `bench/relays.py` `group_cpu_ns`) they cannot, and it leaves out the softirq "
-        "work on its packets: a lower bound for a userspace relay, none for an in-kernel one.",
+        f"average at its end {load}). Machine CPU is the whole machine's busy time per "
+        "delivered packet (at saturation: trafgen included; at the fixed load: less the "
+        "generator alone), which other tenants of a shared machine move; the process's own "
+        "CPU (utime + stime of its process group, `bench/relays.py` `group_cpu_ns`) they "
+        "cannot, and it leaves out the softirq work on its packets: a lower bound for a "
+        "userspace relay, none for an in-kernel one.",
         "",
         "| relay | verified | delivered, trafgen full load (kpps) | machine CPU per packet at "
-        f"saturation (ns) | machine CPU per packet at {low / 1e3:,.0f} kpps (ns) | own process "
-        f"CPU per packet at {loads or '-'} kpps (ns) | added RTT p50 / p99 (µs) |",
+        f"saturation (ns) | machine CPU per packet at {_offered(r, low)} (ns) | own process "
+        f"CPU per packet at {loads or '-'} (ns) | added RTT p50 / p99 (µs) |",
         "|---|---|---:|---:|---:|---:|---:|",
         *[_row(r, n, own) for n in c.RELAYS if n in r["verified"] and n != "coturn"],
         "",
@@ -95,6 +106,7 @@ def _tuning(results: Path) -> list[str]:
     rows = [
         f"| {n} | {' '.join(u['variants'][n]['flags']) or '-'} "
         f"{' '.join(u['variants'][n]['env'])} | {u['variants'][n]['workers'] or 'per core'} | "
+        f"{fmt(v['paced_delivered_pps'] / 1e3)} | "
         f"{fmt(v['process_cpu_ns'], ',.0f')} | {fmt(v['machine_cpu_ns'], ',.0f')} | "
         f"{fmt(v['full_delivered_pps'] / 1e3)} ({v['full_loss']:.0%} lost) |"
         for n, v in u["median"].items()
@@ -105,9 +117,9 @@ def _tuning(results: Path) -> list[str]:
         f"{u['paced_pps'] / 1e3:,.0f} kpps by trafgen --gap; failed: "
         f"{', '.join(u['failed']) or 'none'}):",
         "",
-        "| variant | flags / env | workers | own CPU per packet, paced (ns) | machine CPU per "
-        "packet, paced (ns) | delivered at full load (kpps) |",
-        "|---|---|---|---:|---:|---:|",
+        "| variant | flags / env | workers | paced, delivered (kpps) | own CPU per packet, "
+        "paced (ns) | machine CPU per packet, paced (ns) | delivered at full load (kpps) |",
+        "|---|---|---|---:|---:|---:|---:|",
         *rows,
         "",
     ]

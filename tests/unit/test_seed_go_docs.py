@@ -25,6 +25,7 @@ def _run(stamp: str, seed_ns: float) -> dict[str, Any]:
         "cpu_ns_per_packet": {"steer": 300.0, "seed_go": seed_ns},
         "cpu_ns_per_packet_fixed_load": {"50000": {"steer": 300.0, "seed_go": seed_ns}},
         "cpu_resolution_ns": {"50000": 100.0},
+        "fixed_load": {"50000": {"steer": {"offered_pps": 18e3}, "seed_go": {"offered_pps": 19e3}}},
         "process_cpu_ns_per_packet_fixed_load": {"50000": {"seed_go": 7777.0}},
         "added_rtt_us": {
             "steer": {"p50": 0.5, "p99": 20.0},
@@ -44,6 +45,7 @@ def test_section_renders_the_newest_relays_run_and_the_tuning(tmp_path: Path) ->
         "variants": {"unlocked": {"flags": ["-lock=false"], "env": [], "workers": None}},
         "median": {
             "unlocked": {
+                "paced_delivered_pps": 18e3,
                 "process_cpu_ns": 4321.0,
                 "machine_cpu_ns": 8765.0,
                 "full_delivered_pps": 250e3,
@@ -56,9 +58,10 @@ def test_section_renders_the_newest_relays_run_and_the_tuning(tmp_path: Path) ->
     )
     text = "\n".join(docs_seed_go.section({"verified": {}}, tmp_path))
     assert "`bench/results/20990101T000000Z-relays.json`" in text
+    assert "at 50 kpps nominal (18–19 offered) (ns)" in text
     assert "| seed relay (Go) | yes | 220 | 4,500 | 6543 | 7,777 | 30.0 / 250.0 |" in text
     assert "| steer (XDP) | yes | 350 | 900 | 300 | - | 0.5 / 20.0 |" in text
-    assert "| unlocked | -lock=false  | per core | 4,321 | 8,765 | 250 (50% lost) |" in text
+    assert "| unlocked | -lock=false  | per core | 18 | 4,321 | 8,765 | 250 (50% lost) |" in text
 
 
 def test_section_without_runs_says_only_what_it_is(tmp_path: Path) -> None:
