@@ -47,21 +47,62 @@ ABOUT = [
 ]
 
 
-def _row(r: dict[str, Any], n: str, own: dict[str, dict[str, float | None]]) -> str:
+def _machine(r: dict[str, Any], pps: str, n: str) -> str:
+    """Machine CPU per packet at fixed load `pps`, or the noise it is under."""
+    v = ((r.get("cpu_ns_per_packet_fixed_load") or {}).get(pps) or {}).get(n)
+    res = (r.get("cpu_resolution_ns") or {}).get(pps) or 0.0
+    if v is None:
+        return "-"
+    return f"under {res:,.0f}" if v <= res else fmt(v, ",.0f")
+
+
+def _row(r: dict[str, Any], n: str, loads: list[str]) -> str:
+    if n in r.get("unavailable", {}):
+        return f"| {LABELS[n]} | not available here |" + " - |" * 5
     rtt = (r.get("added_rtt_us") or {}).get(n) or {}
     pps = (r.get("relay_pps") or {}).get(n)
-    low = min((int(k) for k in r.get("cpu_ns_per_packet_fixed_load") or {}), default=0)
-    res = (r.get("cpu_resolution_ns") or {}).get(str(low)) or 0.0
-    wide = (r.get("cpu_ns_per_packet") or {}).get(n)
-    wide_s = "-" if wide is None else f"under {res:,.0f} (noise)" if wide <= res else fmt(wide)
-    owns = " / ".join(fmt((own.get(p) or {}).get(n), ",.0f") for p in sorted(own, key=int))
+    own = r.get("process_cpu_ns_per_packet_fixed_load") or {}
     return (
         f"| {LABELS[n]} | {'yes' if r['verified'].get(n) else 'NO'} | "
         f"{fmt(pps and pps / 1e3)} | "
-        f"{fmt((r.get('cpu_ns_per_packet_systemwide') or {}).get(n), ',.0f')} | {wide_s} | "
-        f"{owns if own else '-'} | "
-        f"{fmt(rtt.get('p50'), '.1f')} / {fmt(rtt.get('p99'), '.1f')} |"
+        f"{fmt((r.get('cpu_ns_per_packet_systemwide') or {}).get(n), ',.0f')} | "
+        + " / ".join(_machine(r, p, n) for p in loads)
+        + " | "
+        + " / ".join(fmt((own.get(p) or {}).get(n), ",.0f") for p in loads)
+        + f" | {fmt(rtt.get('p50'), '.1f')} / {fmt(rtt.get('p99'), '.1f')} |"
     )
+
+
+def _versus(r: dict[str, Any], loads: list[str]) -> list[str]:
+    """steer against seed_go in words: each ratio, or the bound the noise leaves."""
+    q = (r.get("ratios") or {}).get("seed_go") or {}
+    rtt = r.get("added_rtt_us") or {}
+    fixed = r.get("cpu_ns_per_packet_fixed_load") or {}
+    at = []
+    for p in loads:
+        s, g = fixed.get(p, {}).get("steer"), fixed.get(p, {}).get("seed_go")
+        res = (r.get("cpu_resolution_ns") or {}).get(p) or 0.0
+        if s is None or g is None or g <= res:
+            continue
+        where = f"at {_offered(r, p)}"
+        if s > res:
+            at.append(f"{where}: {g / s:.1f}× ({g:,.0f} against {s:,.0f} ns)")
+        elif res > 0:
+            at.append(
+                f"{where}: over {g / res:.1f}× ({g:,.0f} ns against steer's, under the "
+                f"noise of {res:,.0f})"
+            )
+    sat = q.get("cpu_saturation")
+    return [
+        "**steer against seed_go** in this run: delivered at trafgen full load "
+        f"{fmt(q.get('rate_full'), '.2f')}×; machine CPU per packet at saturation "
+        f"{fmt(sat, '.2f')}× (trafgen included, and at different delivered rates); machine "
+        "CPU per packet at a fixed load "
+        + ("; ".join(at) or "not resolved from the noise")
+        + f"; added RTT p99 {fmt((rtt.get('steer') or {}).get('p99'), '.1f')} against "
+        f"{fmt((rtt.get('seed_go') or {}).get('p99'), '.1f')} µs.",
+        "",
+    ]
 
 
 def _offered(r: dict[str, Any], pps: int | str) -> str:
@@ -75,26 +116,28 @@ def _offered(r: dict[str, Any], pps: int | str) -> str:
 
 
 def _figures(r: dict[str, Any], name: str) -> list[str]:
-    own = r.get("process_cpu_ns_per_packet_fixed_load") or {}
-    loads = " / ".join(_offered(r, p) for p in sorted(own, key=int))
-    low = min((int(k) for k in r.get("cpu_ns_per_packet_fixed_load") or {}), default=0)
+    loads = sorted(r.get("cpu_ns_per_packet_fixed_load") or {}, key=int)
+    at = " / ".join(_offered(r, p) for p in loads) or "-"
     load = ", ".join(f"{x:.1f}" for x in r["machine"].get("loadavg_end", []))
+    noise = " / ".join(fmt((r.get("cpu_resolution_ns") or {}).get(p), ",.0f") for p in loads)
     return [
         f"From `bench/results/{name}` ({r.get('run', '?')} windows, {r['plan']['rounds']} "
         f"rounds; fixed loads paced by {r.get('fixed_load_generator', 'live frames')}; load "
         f"average at its end {load}). Machine CPU is the whole machine's busy time per "
-        "delivered packet (at saturation: trafgen included; at the fixed load: less the "
-        "generator alone), which other tenants of a shared machine move; the process's own "
-        "CPU (utime + stime of its process group, `bench/relays.py` `group_cpu_ns`) they "
-        "cannot, and it leaves out the softirq work on its packets: a lower bound for a "
-        "userspace relay, none for an in-kernel one.",
+        "delivered packet (at saturation: trafgen included; at a fixed load: less the "
+        "generator alone, median over rounds), which other tenants of a shared machine move: "
+        f"the generator-alone runs of a round differed by {noise} ns per packet, and a figure "
+        "under that is noise. The process's own CPU (utime + stime of its process group, "
+        "`bench/relays.py` `group_cpu_ns`) they cannot move; it leaves out the softirq work "
+        "on its packets: a lower bound for a userspace relay, none for an in-kernel one.",
         "",
         "| relay | verified | delivered, trafgen full load (kpps) | machine CPU per packet at "
-        f"saturation (ns) | machine CPU per packet at {_offered(r, low)} (ns) | own process "
-        f"CPU per packet at {loads or '-'} (ns) | added RTT p50 / p99 (µs) |",
+        f"saturation (ns) | machine CPU per packet at {at} (ns) | own process CPU per packet "
+        f"at the same loads (ns) | added RTT p50 / p99 (µs) |",
         "|---|---|---:|---:|---:|---:|---:|",
-        *[_row(r, n, own) for n in c.RELAYS if n in r["verified"] and n != "coturn"],
+        *[_row(r, n, loads) for n in c.RELAYS if n in r["verified"] and n != "coturn"],
         "",
+        *_versus(r, loads),
     ]
 
 

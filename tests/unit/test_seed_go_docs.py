@@ -35,9 +35,6 @@ def _run(stamp: str, seed_ns: float) -> dict[str, Any]:
 
 
 def test_section_renders_the_newest_relays_run_and_the_tuning(tmp_path: Path) -> None:
-    (tmp_path / "20990101T000000Z-relays.json").write_text(
-        json.dumps({"timestamp": "20990101T000000Z", "relays": _run("20990101T000000Z", 6543.0)})
-    )
     tuning = {
         "paced_pps": 50000,
         "rounds": 3,
@@ -56,11 +53,19 @@ def test_section_renders_the_newest_relays_run_and_the_tuning(tmp_path: Path) ->
     (tmp_path / "20990101T000001Z-seed-go-tuning.json").write_text(
         json.dumps({"timestamp": "20990101T000001Z", "seed_go_tuning": tuning})
     )
+    run = _run("20990101T000000Z", 6543.0)
+    run["ratios"] = {"seed_go": {"rate_full": 1.59, "cpu_saturation": 0.2}}
+    (tmp_path / "20990101T000000Z-relays.json").write_text(
+        json.dumps({"timestamp": "20990101T000000Z", "relays": run})
+    )
     text = "\n".join(docs_seed_go.section({"verified": {}}, tmp_path))
     assert "`bench/results/20990101T000000Z-relays.json`" in text
     assert "at 50 kpps nominal (18–19 offered) (ns)" in text
-    assert "| seed relay (Go) | yes | 220 | 4,500 | 6543 | 7,777 | 30.0 / 250.0 |" in text
+    assert "| seed relay (Go) | yes | 220 | 4,500 | 6,543 | 7,777 | 30.0 / 250.0 |" in text
     assert "| steer (XDP) | yes | 350 | 900 | 300 | - | 0.5 / 20.0 |" in text
+    assert "at 50 kpps nominal (18–19 offered): 21.8× (6,543 against 300 ns)" in text
+    assert "full load 1.59×; machine CPU per packet at saturation 0.20×" in text
+    assert "added RTT p99 20.0 against 250.0 µs" in text
     assert "| unlocked | -lock=false  | per core | 18 | 4,321 | 8,765 | 250 (50% lost) |" in text
 
 
