@@ -766,7 +766,10 @@ def _intro(r: dict[str, Any]) -> list[str]:
         "`python -m bench --smoke` is the same with tiny counts and without under_load and "
         "relay_scale, which tests/bench runs at small size (both part of `make test`); on a "
         "kernel that refuses live-frame test runs it runs only the parts that need no load "
-        "generator (control plane, fuzz, mobility, seal cost, fleet) and writes their JSON. Ratios "
+        "generator (control plane, fuzz, mobility, seal cost, fleet) and writes their JSON. "
+        "`python -m bench --relays-only [--quick]` runs only the rounds over the relays and the "
+        "latency turns (`bench/results/<time>-relays.json`, this page untouched; where live "
+        "frames are refused, trafgen --gap paces the fixed loads). Ratios "
         "measured in one run are the claim; absolute numbers describe this machine. Figures "
         f"with a range are the median ({r['plan']['rounds']} rounds) and min–max.",
         "",
