@@ -141,6 +141,14 @@ def _figures(r: dict[str, Any], name: str) -> list[str]:
     ]
 
 
+def _range(u: dict[str, Any], n: str, k: str, scale: float = 1.0) -> str:
+    """The median of `k` over the rounds of variant `n`, and its min–max."""
+    xs = [x[k] / scale for x in u["per_round"].get(n, [])]
+    if not xs:
+        return "-"
+    return f"{fmt(u['median'][n][k] / scale, ',.0f')} ({min(xs):,.0f}–{max(xs):,.0f})"
+
+
 def _tuning(results: Path) -> list[str]:
     found = parts.newest("seed_go_tuning", {}, results)
     if found is None:
@@ -149,16 +157,16 @@ def _tuning(results: Path) -> list[str]:
     rows = [
         f"| {n} | {' '.join(u['variants'][n]['flags']) or '-'} "
         f"{' '.join(u['variants'][n]['env'])} | {u['variants'][n]['workers'] or 'per core'} | "
-        f"{fmt(v['paced_delivered_pps'] / 1e3)} | "
-        f"{fmt(v['process_cpu_ns'], ',.0f')} | {fmt(v['machine_cpu_ns'], ',.0f')} | "
-        f"{fmt(v['full_delivered_pps'] / 1e3)} ({v['full_loss']:.0%} lost) |"
+        f"{fmt(v['paced_delivered_pps'] / 1e3)} | {_range(u, n, 'process_cpu_ns')} | "
+        f"{_range(u, n, 'machine_cpu_ns')} | {_range(u, n, 'full_delivered_pps', 1e3)} |"
         for n, v in u["median"].items()
     ]
     return [
         f"Its knobs one at a time (`python -m bench.seed_go_tuning --save`, from "
-        f"`bench/results/{name}`; {u['rounds']} rounds, medians; paced at "
-        f"{u['paced_pps'] / 1e3:,.0f} kpps by trafgen --gap; failed: "
-        f"{', '.join(u['failed']) or 'none'}):",
+        f"`bench/results/{name}`; {u['rounds']} rounds, median (min–max); paced at "
+        f"{u['paced_pps'] / 1e3:,.0f} kpps nominal by trafgen --gap; failed: "
+        f"{', '.join(u['failed']) or 'none'}). A knob counts only where its range leaves "
+        "the as-built one's:",
         "",
         "| variant | flags / env | workers | paced, delivered (kpps) | own CPU per packet, "
         "paced (ns) | machine CPU per packet, paced (ns) | delivered at full load (kpps) |",

@@ -35,7 +35,15 @@ def _run(stamp: str, seed_ns: float) -> dict[str, Any]:
 
 
 def test_section_renders_the_newest_relays_run_and_the_tuning(tmp_path: Path) -> None:
+    tuned = {
+        "paced_delivered_pps": 18e3,
+        "process_cpu_ns": 4321.0,
+        "machine_cpu_ns": 8765.0,
+        "full_delivered_pps": 250e3,
+        "full_loss": 0.5,
+    }
     tuning = {
+        "per_round": {"unlocked": [tuned, {**tuned, "process_cpu_ns": 5000.0}]},
         "paced_pps": 50000,
         "rounds": 3,
         "failed": {},
@@ -66,7 +74,8 @@ def test_section_renders_the_newest_relays_run_and_the_tuning(tmp_path: Path) ->
     assert "at 50 kpps nominal (18–19 offered): 21.8× (6,543 against 300 ns)" in text
     assert "full load 1.59×; machine CPU per packet at saturation 0.20×" in text
     assert "added RTT p99 20.0 against 250.0 µs" in text
-    assert "| unlocked | -lock=false  | per core | 18 | 4,321 | 8,765 | 250 (50% lost) |" in text
+    row = "| unlocked | -lock=false  | per core | 18 | 4,321 (4,321–5,000) | 8,765 (8,765–8,765) "
+    assert row + "| 250 (250–250) |" in text
 
 
 def test_section_without_runs_says_only_what_it_is(tmp_path: Path) -> None:

@@ -22,6 +22,11 @@
 //   - Only the VIP readers are locked (-lock): locking each flow's upstream reader would
 //     give every session its own OS thread, and Go aborts the process at 10,000 threads.
 //
+// Tried (bench/seed_go_tuning.py, bench/results/20261207T233323Z-seed-go-tuning.json, 3
+// rounds): -lock=false, -gcpercent=100, GOMAXPROCS=1 and one worker each left its own CPU
+// per packet within the rounds' spread (24-33 us at ~17 kpps); one worker halved its
+// full-load rate (115 against 221 kpps). So it stays as the seed has it.
+//
 // usage: seed_go [-lock=true] [-gcpercent=-1] VIP_IP VIP_PORT WORKERS UFRAG=IP:PORT...
 // (prints "ready" once every worker's socket is bound)
 package main
