@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.run import render, run
+from bench.run import relays_only, render, run
 
 
 def main() -> int:
@@ -25,6 +25,12 @@ def main() -> int:
         "plane, fuzz and flood parts at their smoke sizes. Results and docs as a full run",
     )
     ap.add_argument(
+        "--relays-only",
+        action="store_true",
+        help="only the rounds over the relays and the latency turns (with --quick: its "
+        "windows); results in bench/results/<time>-relays.json, docs not rewritten",
+    )
+    ap.add_argument(
         "--render",
         metavar="RESULT_JSON",
         type=Path,
@@ -34,6 +40,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.render:
         return render(args.render)
+    if args.relays_only:
+        return relays_only(quick=args.quick)
     return run(smoke=args.smoke, quick=args.quick)
 
 

@@ -37,6 +37,7 @@ RELAYS = (
     "floor_lookup",
     "userspace_compiled",
     "userspace_c_gro",
+    "seed_go",
     "userspace_python",
     "nftables",
     "nftables_flowtable",

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as c
-from bench import docs_cpu_pair, docs_mobility, docs_relay_scale, docs_under_load, report
+from bench import (
+    docs_cpu_pair,
+    docs_mobility,
+    docs_relay_scale,
+    docs_seed_go,
+    docs_under_load,
+    report,
+)
 from bench.harness import parts
 from bench.harness.fmt import LABELS, fmt
 from bench.harness.stats import ratio
@@ -25,6 +32,11 @@ _STEP = {
     "count": "the per-CPU reason counter",
     "fib_lookup": "bpf_fib_lookup()",
 }
+
+
+def _in_run(r: dict[str, Any]) -> list[str]:
+    """The relays the run had (one from before a relay was added has no row for it)."""
+    return [n for n in c.RELAYS if n in r["verified"]]
 
 
 def _x(v: float | None) -> str:
@@ -80,7 +92,7 @@ def _cpu(r: dict[str, Any]) -> list[str]:
         + " | at saturation, trafgen full load, trafgen included (ns) |"
     )
     rows = [head, "|---|" + "---:|" * (len(levels) + 1)]
-    for n in c.RELAYS:
+    for n in _in_run(r):
         cells = []
         for p in levels:
             ld = (loads.get(p) or {}).get(n) or {}
@@ -115,7 +127,7 @@ def _table(r: dict[str, Any]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     low_cpu = (r.get("spread") or {}).get("cpu_ns_per_packet") or {}
-    for n in c.RELAYS:
+    for n in _in_run(r):
         rtt = r["added_rtt_us"].get(n) or {}
         pps, nl = r["relay_pps"].get(n), r["no_loss_pps"].get(n)
         live = r["relay_pps_live"].get(n)
@@ -767,7 +779,10 @@ def _intro(r: dict[str, Any]) -> list[str]:
         "`python -m bench --smoke` is the same with tiny counts and without under_load and "
         "relay_scale, which tests/bench runs at small size (both part of `make test`); on a "
         "kernel that refuses live-frame test runs it runs only the parts that need no load "
-        "generator (control plane, fuzz, mobility, seal cost, fleet) and writes their JSON. Ratios "
+        "generator (control plane, fuzz, mobility, seal cost, fleet) and writes their JSON. "
+        "`python -m bench --relays-only [--quick]` runs only the rounds over the relays and the "
+        "latency turns (`bench/results/<time>-relays.json`, this page untouched; where live "
+        "frames are refused, trafgen --gap paces the fixed loads). Ratios "
         "measured in one run are the claim; absolute numbers describe this machine. Figures "
         f"with a range are the median ({r['plan']['rounds']} rounds) and min–max.",
         "",
@@ -923,6 +938,10 @@ def _method_relays() -> list[str]:
         f"{c.GRO_FLOWS} flows by trafgen (client ports {c.CLIENT.port}–"
         f"{c.CLIENT.port + c.GRO_FLOWS - 1}) so that SO_REUSEPORT spreads them; the "
         "live-frames generator sends its one flow.",
+        "- **seed relay (Go)** (`seed_go`, `bench/baselines/seed_go/`): the seed's design in "
+        "Go, standard library only: one SO_REUSEPORT socket per core, locked reader "
+        "goroutines, ufrag routing of a new client, then a map from client address to a "
+        "connected upstream; one system call per packet each way (see its section).",
         "- **userspace Python** (`bench/baselines/udp_relay.py`): the same relay on asyncio.",
         "- **nftables**: DNAT of VIP:port to the transceiver socket with conntrack, which "
         "un-NATs the replies to come from the VIP. It forwards by port and cannot route by ufrag.",
@@ -1025,6 +1044,7 @@ def render(r: dict[str, Any], pngs: list[Path], docs_dir: Path) -> str:
         *_fleet(r),
         *_xdp_ab(r),
         *docs_cpu_pair.section(r),
+        *docs_seed_go.section(r),
         *docs_under_load.section(r),
         *docs_relay_scale.section(r),
         *docs_mobility.section(r),

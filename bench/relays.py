@@ -28,6 +28,29 @@ from pyctl.dataplane.netns import netns
 REPO = Path(__file__).resolve().parent.parent
 
 
+CLK_TCK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_ns(pgids: frozenset[int]) -> float:
+    """User + system time so far of every process in the groups, all threads (the kernel's
+    per-task accounting, tick-sampled): a userspace relay's own CPU, which no other tenant
+    of the machine moves. The softirq work on its packets is not in it: a lower bound.
+    Reads /proc/*/stat: a few ms with a few hundred processes."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:  # gone since the listing
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # comm may hold spaces and ')'
+        if int(fields[2]) in pgids:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total * CLK_TCK_NS
+
+
 class Unavailable(RuntimeError):
     """This machine cannot run the relay (a kernel feature or package is missing)."""
 
@@ -167,6 +190,25 @@ def compiled_relay(net: BenchNet, binary: Path, gro: bool = False) -> UserspaceR
     if gro:
         argv.insert(1, "--gro")
     return UserspaceRelay("userspace_c_gro" if gro else "userspace_compiled", net, argv)
+
+
+def seed_go_relay(
+    net: BenchNet,
+    binary: Path,
+    *backends: str,
+    name: str = "seed_go",
+    workers: int | None = None,
+    flags: tuple[str, ...] = (),
+    env: tuple[str, ...] = (),
+) -> UserspaceRelay:
+    """The seed's relay in Go (bench/baselines/seed_go): one SO_REUSEPORT worker per core
+    unless `workers` says otherwise. backends: more UFRAG=IP:PORT beside the benchmark's
+    session; flags and env (NAME=VALUE, e.g. GOMAXPROCS) for its tuning
+    (bench/seed_go_tuning.py)."""
+    n = str(workers or os.cpu_count() or 1)
+    argv = [str(binary), *flags, str(c.VIP.ip), str(c.VIP.port), n, f"{c.UFRAG}={c.TRX}"]
+    # env execs the relay: its pid, and so its process group, stays the one Process started
+    return UserspaceRelay(name, net, [*(["env", *env] if env else []), *argv, *backends])
 
 
 def python_relay(net: BenchNet) -> UserspaceRelay:

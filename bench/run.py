@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from bench import (
     seal_cost,
     under_load,
 )
+from bench.harness import parts
 from bench.harness.machine import machine_facts, steer_source
 from bench.harness.parts import RESULTS
 from bench.harness.progress import Progress
@@ -96,6 +98,53 @@ def run(smoke: bool, quick: bool = False) -> int:
     except Busy as e:
         say(f"{e}; not starting")
         return 2
+
+
+# trafgen tops out near 0.4-0.65 Mpps here (DESIGN.md): the fixed loads it can pace
+TRAFGEN_PACED_MAX = 250_000
+
+
+def relays_only(quick: bool) -> int:
+    """The rounds over the relays and the latency turns alone (no XDP costs, no parts):
+    to measure a relay beside the others in minutes instead of a whole run. Written as
+    bench/results/<time>-relays.json with its ratios; docs/benchmarks.md is not rewritten
+    from it. 0 if every relay forwarded correctly."""
+    say = Progress()
+    plan = c.QUICK if quick else c.FULL
+    if no_live := livegen.refused():
+        # trafgen paces the fixed loads instead: only those it can offer
+        plan = replace(plan, fixed_pps=tuple(p for p in plan.fixed_pps if p <= TRAFGEN_PACED_MAX))
+        say(f"{no_live}: trafgen --gap paces the fixed loads ({plan.fixed_pps} pps)")
+    try:
+        result = measure_relays(plan, say)
+    except Busy as e:
+        say(f"{e}; not starting")
+        return 2
+    result["run"] = "quick" if quick else "full"
+    path = parts.save("relays", result)
+    print()
+    print(report.relay_table(result))
+    say(f"wrote {path}")
+    ok = all(v for n, v in result["verified"].items() if n not in result["unavailable"])
+    return 0 if ok else 1
+
+
+def measure_relays(plan: c.Plan, say: Progress) -> dict[str, Any]:
+    """relays_only's record (with its ratios) under `plan`."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    machine = machine_facts()
+    say(f"relays only, {plan.rounds} round(s)")
+    with standing(plan, say) as bench:
+        bench.rounds()
+        bench.latency()
+        machine["loadavg_end"] = os.getloadavg()
+        result = bench.result(stamp, plan.smoke, machine, {})
+        result["fixed_load_generator"] = (
+            f"trafgen --gap ({bench.live_refused})" if bench.live_refused else "live frames"
+        )
+    result["duration_s"] = say.elapsed()
+    result["ratios"] = report.ratios(result)
+    return result
 
 
 def _measure(

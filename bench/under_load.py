@@ -66,7 +66,14 @@ QUEUES = 2  # cores: veth queues, one per CPU
 # (namespace attribute of BenchNet, device) on the path client -> relay -> fabric
 PATH_DEVS = (("client", "eth0"), ("relay", "pub"), ("relay", "int"), ("fabric", "int-br"))
 
-LATENCY_RELAYS = ("steer", "bare_xdp", "nftables", "userspace_c_gro", "userspace_compiled")
+LATENCY_RELAYS = (
+    "steer",
+    "bare_xdp",
+    "nftables",
+    "userspace_c_gro",
+    "userspace_compiled",
+    "seed_go",
+)
 CORES_RELAYS = ("steer", "bare_xdp", "nftables")
 
 

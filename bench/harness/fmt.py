@@ -11,6 +11,7 @@ LABELS = {
     "floor_lookup": "floor_lookup (XDP)",
     "userspace_compiled": "userspace C",
     "userspace_c_gro": "userspace C, GRO",
+    "seed_go": "seed relay (Go)",
     "userspace_python": "userspace Python",
     "nftables": "nftables",
     "nftables_flowtable": "nftables flowtable",

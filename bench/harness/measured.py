@@ -47,6 +47,8 @@ class Measured:
     # noise alone moves a figure by)
     cpu_resolution: dict[int, list[float]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # relay -> why
+    # fixed loads, userspace relays: their process groups' own CPU per delivered packet
+    own_cpu: dict[int, dict[str, list[float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for d in (
@@ -153,6 +155,11 @@ def _cpu(m: Measured, low: int) -> dict[str, Any]:
         # baselines at a round's start and end differ per packet; a figure below it
         # is not told apart from zero
         "cpu_resolution_ns": {str(pps): median(v) for pps, v in m.cpu_resolution.items()},
+        # the userspace relays' processes alone (bench/relays.py group_cpu_ns): over the
+        # generator's whole window, warm-up and drain included, per packet delivered in it
+        "process_cpu_ns_per_packet_fixed_load": {
+            str(pps): {n: median(v) for n, v in own.items()} for pps, own in m.own_cpu.items()
+        },
     }
 
 

@@ -1,0 +1,3 @@
+module seed_go
+
+go 1.19
