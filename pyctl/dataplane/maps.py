@@ -115,6 +115,8 @@ class RouteMaps:
         self.sock_budget_map = bpf[b"steer_sock_budgets"]
         self.src_map = bpf[b"steer_src_prefixes"]
         self.stats_map = bpf[b"steer_stats"]
+        self.seal_key_map = bpf[b"steer_seal_keys"]
+        self.config_map = bpf[b"steer_config"]
 
     # -- VIPs
     def add_vip(self, vip: Endpoint) -> None:
@@ -416,6 +418,14 @@ class RouteMaps:
         leaf.state = state
         self.backend_map[key] = leaf
         return old
+
+    def backend(self, backend_id: int) -> Backend | None:
+        """One backend, or None when it is not registered (one lookup)."""
+        v = get_entry(self.backend_map, self.backend_map.Key(backend_id))
+        if v is None or v.state == BackendState.UNSET:
+            return None
+        addr = Endpoint.from_c(v.addr) if v.addr.family else None
+        return Backend(backend_id, addr, BackendState(v.state))
 
     def backends(self) -> list[Backend]:
         keys, leaves = scan(self.backend_map)
