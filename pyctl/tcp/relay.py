@@ -81,14 +81,14 @@ class _Back(asyncio.DatagramProtocol):
     """The transceiver's side of one connection: each datagram framed onto the client's
     connection (dropped while the connection's buffer is over the cap)."""
 
-    def __init__(self, relay: TcpRelay, writer: asyncio.StreamWriter, sock: tuple[str, int]):
-        self.relay, self.writer, self.sock = relay, writer, sock
+    def __init__(self, relay: TcpRelay, writer: asyncio.StreamWriter) -> None:
+        self.relay, self.writer = relay, writer
         self.last = time.monotonic()
         self.error: OSError | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if addr[:2] != self.sock or self.writer.is_closing():
-            return  # connected sockets see only their peer; said again for clarity
+        if self.writer.is_closing():  # a connected socket hears only its transceiver
+            return
         m = self.relay.metrics
         if self.writer.transport.get_write_buffer_size() > self.relay.config.max_buffer:
             m.dropped.inc()
@@ -173,7 +173,7 @@ class TcpRelay:
         family = socket.AF_INET6 if route.sock.ip.version == 6 else socket.AF_INET
         loop = asyncio.get_running_loop()
         transport, back = await loop.create_datagram_endpoint(
-            lambda: _Back(self, writer, sock),
+            lambda: _Back(self, writer),
             family=family,
             local_addr=(cfg.source_ip, 0) if cfg.source_ip else None,
             remote_addr=sock,
