@@ -204,9 +204,10 @@ class Lab:
 
     @property
     def icetcp_metrics(self) -> str:
-        """The ICE-TCP component's /metrics: the daemon's metrics port + 200."""
+        """The ICE-TCP component's /metrics: the daemon's metrics port + 300 (+ 100 is the
+        API's, + 200 Prometheus')."""
         host, port = self.metrics.rsplit(":", 1)
-        return f"{host}:{int(port) + 200}"
+        return f"{host}:{int(port) + 300}"
 
     @property
     def api_listen(self) -> str:
