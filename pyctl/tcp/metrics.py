@@ -18,6 +18,7 @@ VERDICTS = (
     "oversized_frame",
     "source_cap",  # over --max-per-source connections from one address
     "full",  # over --max-connections
+    "transceiver_unreachable",  # no UDP socket towards the session's could be made
 )
 # why a steered connection ended
 CLOSES = ("client", "idle", "oversized_frame", "transceiver_unreachable", "shutdown")
@@ -32,7 +33,7 @@ class TcpMetrics:
             "steer_icetcp_connections",
             "ICE-TCP connections accepted, by verdict on their first frame: steered, "
             "steered_sealed, or closed (not_a_check, unknown_ufrag, backend_down, "
-            "first_frame_timeout, oversized_frame, source_cap, full).",
+            "first_frame_timeout, oversized_frame, source_cap, full, transceiver_unreachable).",
             ["verdict"],
             registry=r,
         )

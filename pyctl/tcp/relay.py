@@ -132,7 +132,8 @@ class TcpRelay:
 
     def _refuse(self, verdict: str, src: str, detail: object = "") -> None:
         self.metrics.connections.labels(verdict).inc()
-        log.info("icetcp: %s closed: %s %s", src, verdict, detail)
+        # debug: a flood of refusals must not become a flood of log lines (they are counted)
+        log.debug("icetcp: %s closed: %s %s", src, verdict, detail)
 
     async def _serve(
         self, src: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -172,12 +173,15 @@ class TcpRelay:
         sock = (str(route.sock.ip), route.sock.port)
         family = socket.AF_INET6 if route.sock.ip.version == 6 else socket.AF_INET
         loop = asyncio.get_running_loop()
-        transport, back = await loop.create_datagram_endpoint(
-            lambda: _Back(self, writer),
-            family=family,
-            local_addr=(cfg.source_ip, 0) if cfg.source_ip else None,
-            remote_addr=sock,
-        )
+        try:
+            transport, back = await loop.create_datagram_endpoint(
+                lambda: _Back(self, writer),
+                family=family,
+                local_addr=(cfg.source_ip, 0) if cfg.source_ip else None,
+                remote_addr=sock,
+            )
+        except OSError as e:  # no route to it, a --source-ip of the wrong family
+            return self._refuse("transceiver_unreachable", src, e)
         m.connections.labels("steered_sealed" if route.sealed else "steered").inc()
         via = transport.get_extra_info("sockname")
         log.info("icetcp: %s ufrag %s -> %s:%d from %s", src, ufrag, *sock, via)

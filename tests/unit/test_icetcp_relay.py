@@ -217,3 +217,25 @@ def test_listener_binds_an_address_that_is_not_local_yet() -> None:
 def test_config_refuses_nonsense(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="--"):
         TcpConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_a_transceiver_socket_that_is_gone_ends_the_connection() -> None:
+    """ICMP port unreachable from the session's socket (its transceiver died): the next
+    frame ends the connection instead of feeding a black hole."""
+    gone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    gone.bind(("127.0.0.1", 0))
+    port = gone.getsockname()[1]
+    gone.close()
+
+    async def scenario(relay: TcpRelay, echo: Echo, addr: tuple[str, int]) -> None:
+        relay.routes = Table(Endpoint.of("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(*addr)
+        writer.write(frame(CHECK))
+        await asyncio.sleep(0.2)  # the ICMP error comes back
+        writer.write(frame(b"\x80" * 20))
+        assert await closed(reader)
+
+    m = run(scenario)
+    assert count(m, "steer_icetcp_connections_total", verdict="steered") == 1
+    assert count(m, "steer_icetcp_closes_total", reason="transceiver_unreachable") == 1
+    assert count(m, "steer_icetcp_frames_total", direction="to_transceiver") == 1
