@@ -1,4 +1,5 @@
-"""Building STUN messages (RFC 8489) byte by byte, including ones that lie.
+"""Building STUN messages (RFC 8489) byte by byte, including ones that lie, and reading
+the one thing the relay routes by (`server_ufrag`).
 
 Tests need Binding Requests with the attributes in any order, with or without
 MESSAGE-INTEGRITY and FINGERPRINT, and with every field wrong on purpose; a small builder
@@ -14,6 +15,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from steer_common.shared import UFRAG_MAX, UFRAG_MIN
+
 MAGIC_COOKIE = 0x2112A442
 BINDING_REQUEST = 0x0001
 BINDING_SUCCESS = 0x0101
@@ -26,6 +29,7 @@ PRIORITY = 0x0024
 ICE_CONTROLLING = 0x802A
 USE_CANDIDATE = 0x0025
 ERROR_CODE = 0x0009
+MAX_ATTRS = 64  # bpf/stun.h STEER_STUN_MAX_ATTRS: attributes walked before USERNAME
 
 
 def attr(atype: int, value: bytes, length: int | None = None) -> bytes:
@@ -92,3 +96,42 @@ def check(ufrag: str, peer: str, txid: bytes, priority: bool = False) -> bytes:
     extra = [attr(PRIORITY, struct.pack("!I", 1853817087))] if priority else []
     username = f"{ufrag}:{peer}".encode()
     return binding_request(username, after=extra, integrity_key=None, fingerprint=False, txid=txid)
+
+
+class StunError(ValueError):
+    """Not a Binding Request the relay can route; the message says what is wrong."""
+
+
+def server_ufrag(data: bytes) -> str:
+    """The server's ufrag (USERNAME before ':') of the Binding Request `data`, read with
+    bpf/stun.h's rules (stun_header, stun_server_ufrag): header well formed, at most
+    MAX_ATTRS attributes walked, none past the message, ufrag UFRAG_MIN-UFRAG_MAX bytes
+    without NUL. Anything else is StunError. The ICE-TCP relay (pyctl/tcp) routes the
+    first frame of a connection with it, as XDP routes a datagram."""
+    if len(data) < 20:
+        raise StunError(f"{len(data)} bytes: shorter than a STUN header")
+    msg_type, length, cookie = struct.unpack_from("!HHI", data)
+    if cookie != MAGIC_COOKIE:
+        raise StunError("no STUN magic cookie")
+    if length & 3 or 20 + length > len(data):
+        raise StunError(f"STUN length {length}: not a multiple of 4 or past the data")
+    if msg_type != BINDING_REQUEST:
+        raise StunError(f"STUN type {msg_type:#06x}: not a Binding Request")
+    end, off = 20 + length, 20
+    for _ in range(MAX_ATTRS):
+        if off + 4 > end:
+            break
+        atype, alen = struct.unpack_from("!HH", data, off)
+        if off + 4 + alen > end:
+            raise StunError(f"attribute {atype:#06x} runs past the message")
+        if atype == USERNAME:
+            value = data[off + 4 : off + 4 + alen]
+            ufrag, colon, _ = value.partition(b":")
+            if not colon or not UFRAG_MIN <= len(ufrag) <= UFRAG_MAX or b"\0" in ufrag:
+                raise StunError(
+                    f"USERNAME {value[:40]!r}: no server ufrag of {UFRAG_MIN}-"
+                    f"{UFRAG_MAX} bytes before ':'"
+                )
+            return ufrag.decode("latin-1")
+        off += 4 + ((alen + 3) & ~3)
+    raise StunError(f"no USERNAME within the first {MAX_ATTRS} attributes")

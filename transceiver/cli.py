@@ -84,6 +84,14 @@ ENV_PREFIX = "STEER_TRX"
     "Read per session, so replacing the file rotates the key.",
 )
 @click.option(
+    "--ice-tcp-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Also advertise a TCP passive candidate (RFC 6544) on each VIP at this port, "
+    "priced below UDP: for clients whose networks drop UDP, served by the relay's "
+    "`steerctl icetcp`. Default: UDP only.",
+)
+@click.option(
     "--restart-grace",
     type=click.FloatRange(min=0, min_open=True, max=300),
     default=10.0,
@@ -228,6 +236,7 @@ def command(
     api_ca: str | None,
     api_token_file: str | None,
     seal_key_file: str | None,
+    ice_tcp_port: int | None,
     restart_grace: float,
     ttl: int,
     idle_timeout: float,
@@ -299,6 +308,7 @@ def command(
             ice_username=ice_username,
             ice_credential=ice_credential,
             seal_key_file=seal_key_file,
+            ice_tcp_port=ice_tcp_port,
             restart_grace=restart_grace,
         )
     except ValueError as exc:

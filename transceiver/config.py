@@ -45,6 +45,9 @@ class TrxConfig:
     # advertise each session's own socket instead of the VIPs: for running with no relay
     # in front (development, baseline tests); registration still happens
     direct: bool = False
+    # --ice-tcp-port: advertise a TCP passive candidate on each VIP at this port (the
+    # relay's ICE-TCP component, pyctl/tcp); None: UDP only
+    ice_tcp_port: int | None = None
     app: str = "echo"  # --app: module:factory, or a bundled app's name (transceiver/app.py)
     ice_servers: tuple[str, ...] = ()  # announced to WHIP clients (transceiver/iceservers.py)
     ice_username: str | None = None
@@ -76,6 +79,8 @@ class TrxConfig:
             raise ValueError("--idle-timeout must be positive")
         if not 0 < self.restart_grace <= 300:
             raise ValueError("--restart-grace must be > 0 and <= 300 seconds")
+        if self.ice_tcp_port is not None and not 0 < self.ice_tcp_port < 65536:
+            raise ValueError("--ice-tcp-port must be 1-65535")
         if self.max_sessions < 1:
             raise ValueError("--max-sessions must be at least 1")
         if self.max_connections < 1:
@@ -120,6 +125,11 @@ class TrxConfig:
 
     def advertised(self, sock: Endpoint) -> tuple[Endpoint, ...]:
         return (sock,) if self.direct else self.vips
+
+    @property
+    def advertised_tcp_port(self) -> int | None:
+        """The ICE-TCP port answers carry; never with --direct (no relay in front)."""
+        return None if self.direct else self.ice_tcp_port
 
     @property
     def heartbeat_interval(self) -> float:

@@ -90,7 +90,8 @@ async def restart(
         waiting.cancel()
     session._nominating = session._spawn(_nominate(session, conn, old_pair, old, started))  # type: ignore[attr-defined]
     log.info("session %s restarting ICE as %s (old ufrag valid %gs)", old, ufrag, grace)
-    return sdpfrag.answer(frag, ufrag, pwd, session.config.advertised(session.sock))
+    cfg = session.config
+    return sdpfrag.answer(frag, ufrag, pwd, cfg.advertised(session.sock), cfg.advertised_tcp_port)
 
 
 async def _nominate(

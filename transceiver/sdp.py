@@ -8,7 +8,10 @@ candidate list is complete, aioice would declare ICE failed as soon as the signa
 fail, or at once when there are none. mDNS names cannot be resolved from a data centre.
 
 Answer: every ``a=candidate`` becomes the VIP candidate(s), and ``m=``/``c=`` carry the
-first VIP, so the transceiver's own socket never appears in signaling.
+first VIP, so the transceiver's own socket never appears in signaling. With an ICE-TCP
+port, each VIP also gets a TCP passive candidate (RFC 6544) on that port, priced below
+every UDP one, so a client whose UDP works keeps using UDP; the relay's ICE-TCP component
+(pyctl/tcp) carries that connection to this same session socket as UDP.
 """
 
 from __future__ import annotations
@@ -65,20 +68,38 @@ def candidate_priority(index: int) -> int:
     return (HOST_TYPE_PREFERENCE << 24) | (local_preference << 8) | (256 - 1)
 
 
-def vip_candidates(vips: Sequence[Endpoint]) -> list[str]:
-    return [
+TCP_PASSIVE_PREFERENCE = 4  # RFC 6544 section 4.2: direction-pref of a passive candidate
+
+
+def tcp_candidate_priority(index: int) -> int:
+    """RFC 6544 4.2: local preference = 2^13 * direction-pref + other-pref; at most
+    2^15 + 8191, below every UDP candidate's (65535 - index)."""
+    local_preference = (TCP_PASSIVE_PREFERENCE << 13) + (8191 - index)
+    return (HOST_TYPE_PREFERENCE << 24) | (local_preference << 8) | (256 - 1)
+
+
+def vip_candidates(vips: Sequence[Endpoint], tcp_port: int | None = None) -> list[str]:
+    """The VIPs as host candidates: UDP, then (with `tcp_port`) TCP passive on that port."""
+    out = [
         f"a=candidate:vip{i} 1 udp {candidate_priority(i)} {vip.ip} {vip.port} typ host"
         for i, vip in enumerate(vips)
     ]
+    if tcp_port is not None:
+        out += [
+            f"a=candidate:vipt{i} 1 tcp {tcp_candidate_priority(i)} {vip.ip} {tcp_port} "
+            "typ host tcptype passive"
+            for i, vip in enumerate(vips)
+        ]
+    return out
 
 
 def _connection_line(vip: Endpoint) -> str:
     return f"c=IN IP{vip.ip.version} {vip.ip}"
 
 
-def rewrite_answer(text: str, vips: Sequence[Endpoint]) -> str:
-    """Replace every candidate with the VIP candidates, per media section, and point the
-    ``m=`` port and ``c=`` lines at the first VIP."""
+def rewrite_answer(text: str, vips: Sequence[Endpoint], tcp_port: int | None = None) -> str:
+    """Replace every candidate with the VIP candidates (`vip_candidates`), per media
+    section, and point the ``m=`` port and ``c=`` lines at the first VIP."""
     if not vips:
         raise ValueError("at least one VIP is needed")
     first = vips[0]
@@ -98,11 +119,11 @@ def rewrite_answer(text: str, vips: Sequence[Endpoint]) -> str:
             out.append(_connection_line(first))
         elif line.startswith("a=candidate:"):
             if not placed:
-                out.extend(vip_candidates(vips))
+                out.extend(vip_candidates(vips, tcp_port))
                 placed = True
         elif line == "a=end-of-candidates":
             if in_media and not placed:
-                out.extend(vip_candidates(vips))
+                out.extend(vip_candidates(vips, tcp_port))
                 placed = True
             out.append(line)
             ended = True

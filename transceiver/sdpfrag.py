@@ -87,7 +87,9 @@ def parse(body: bytes) -> Frag:
     return Frag(ufrag, pwd, media, mid, tuple(candidates), end)
 
 
-def answer(frag: Frag, ufrag: str, pwd: str, advertised: Sequence[Endpoint]) -> str:
+def answer(
+    frag: Frag, ufrag: str, pwd: str, advertised: Sequence[Endpoint], tcp_port: int | None = None
+) -> str:
     """Our side of a restart: new credentials and the candidates (the VIPs), complete."""
     lines = []
     if frag.media is not None:
@@ -95,6 +97,6 @@ def answer(frag: Frag, ufrag: str, pwd: str, advertised: Sequence[Endpoint]) -> 
     if frag.mid is not None:
         lines.append(f"a=mid:{frag.mid}")
     lines += [f"a=ice-ufrag:{ufrag}", f"a=ice-pwd:{pwd}"]
-    lines += vip_candidates(advertised)
+    lines += vip_candidates(advertised, tcp_port)
     lines.append("a=end-of-candidates")
     return "\r\n".join(lines) + "\r\n"

@@ -156,7 +156,11 @@ class SessionEndpoint:
 
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self.answer = dtls.sha256_fingerprint_only(
-            rewrite_answer(self.pc.localDescription.sdp, self.config.advertised(self.sock))
+            rewrite_answer(
+                self.pc.localDescription.sdp,
+                self.config.advertised(self.sock),
+                self.config.advertised_tcp_port,
+            )
         )
         self._live = True
         self.metrics.sessions_total.inc()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pyctl.cli.daemon
 import pyctl.cli.explain
 import pyctl.cli.fleet
+import pyctl.cli.icetcp
 import pyctl.cli.keys
 import pyctl.cli.lab
 import pyctl.cli.listings

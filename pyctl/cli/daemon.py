@@ -198,6 +198,16 @@ from steer_common.paths import instance_lock
     "else is dropped (drop_seal_port). Make it the transceivers' socket range.",
 )
 @click.option(
+    "--ice-tcp-port",
+    "ice_tcp_ports",
+    envvar="STEER_ICE_TCP_PORT",
+    multiple=True,
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Let clients' TCP to the VIPs on this port through the firewall table, to the "
+    "ICE-TCP relay (`steerctl icetcp`, usually 443); repeat for more. Default: none.",
+)
+@click.option(
     "--bogons/--no-bogons",
     envvar="STEER_BOGONS",
     default=True,
@@ -330,6 +340,7 @@ def daemon(
     noflow_pps: int,
     noflow_burst: int,
     sealed_ports: str,
+    ice_tcp_ports: tuple[int, ...],
     bogons: bool,
     allow_sources: tuple[str, ...],
     bgp_socket: str | None,
@@ -424,6 +435,7 @@ def daemon(
         bogons=bogons,
         allow_sources=allowed,
         sealed_ports=(int(lo), int(hi)),
+        ice_tcp_ports=tuple(sorted(set(ice_tcp_ports))),
         bgp=bgp,
     )
     d.setup_logging(log_level.upper())

@@ -190,6 +190,28 @@ def move(prefix: str, role: str, as_json: bool) -> None:
         click.echo(f"client {old} -> {out['new']} (seen by the relay as {public})")
 
 
+@lab.command(name="block-udp")
+@PREFIX
+@click.argument("role", type=click.Choice(["client"]))
+@click.option("--undo", is_flag=True, help="Let UDP through again.")
+def block_udp(prefix: str, role: str, undo: bool) -> None:
+    """Make ROLE's namespace drop UDP (a network that allows only TCP), so its calls must
+    use ICE over TCP on the VIP; --undo lets UDP through again."""
+    from pyctl.daemon.firewall import FirewallError
+    from pyctl.lab import blockudp
+
+    ns = Lab.load(prefix).net.client
+    try:
+        if undo:
+            was = blockudp.unblock(ns)
+            click.echo(f"{role}: UDP {'let through again' if was else 'was not blocked'}")
+        else:
+            blockudp.block(ns)
+            click.echo(f"{role}: UDP dropped in {ns} (undo: steerctl lab block-udp {role} --undo)")
+    except (FirewallError, OSError) as e:
+        raise click.ClickException(f"{ns}: {e}") from None
+
+
 @lab.command(name="exec", context_settings={"ignore_unknown_options": True})
 @PREFIX
 @TRANSCEIVERS

@@ -17,7 +17,12 @@ segment or an ICMP error the program lets through) is not a leak:
   that XDP passes for want of a transceiver neighbour is dropped, which is why the
   daemon resolves transceiver next hops before it answers a registration;
 - input: the public side reaches only addresses configured on the public interface
-  (strong host model, counted `public_to_relay`): not the relay's internal addresses.
+  (strong host model, counted `public_to_relay`): not the relay's internal addresses,
+  and not the VIPs (local to the kernel only for the ICE-TCP relay), except
+  - TCP to a VIP on an ICE-TCP port (`tcp_ports`, `steerctl daemon --ice-tcp-port`;
+    counted `ice_tcp`): the ICE-TCP relay's clients (pyctl/tcp). Its UDP to and from the
+    transceivers is the relay's own output and input on the internal side, which this
+    table leaves alone.
   The relay's own output is left to its routing table.
 
 The table is `inet steer_<instance>`, written through libnftables' JSON API (Debian's
@@ -39,7 +44,7 @@ from steer_common.endpoint import Endpoint
 log = logging.getLogger("steer.firewall")
 
 FAMILY = "inet"
-COUNTERS = ("from_public", "to_public", "public_to_relay", "vip_return")
+COUNTERS = ("from_public", "to_public", "public_to_relay", "vip_return", "ice_tcp")
 # iif-local, broadcast and multicast (neighbour discovery) are all the relay answers on
 LOCAL_TYPES = ["local", "broadcast", "multicast"]
 
@@ -85,6 +90,7 @@ class Wall:
     public: str
     internal: str
     vips: tuple[Endpoint, ...] = ()
+    tcp_ports: tuple[int, ...] = ()  # ICE-TCP on the VIPs (pyctl/tcp)
 
     @property
     def table(self) -> str:
@@ -129,6 +135,20 @@ class Wall:
                             {"set": sorted({v.port for v in vips})},
                         ),
                         {"counter": "vip_return"},
+                        {"accept": None},
+                    )
+                )
+            if vips and self.tcp_ports:
+                cmds.append(
+                    self._rule(
+                        "input",
+                        from_pub,
+                        match(
+                            {"payload": {"protocol": proto, "field": "daddr"}},
+                            {"set": sorted({str(v.ip) for v in vips})},
+                        ),
+                        match(_tcp("dport"), {"set": sorted(set(self.tcp_ports))}),
+                        {"counter": "ice_tcp"},
                         {"accept": None},
                     )
                 )

@@ -112,7 +112,8 @@ METRICS = [
         "steer_firewall_packets_total",
         "counter",
         "Packets the instance's nftables table (the second wall) counted, by named counter: "
-        "from_public, to_public and public_to_relay dropped; vip_return let through.",
+        "from_public, to_public and public_to_relay dropped; vip_return and ice_tcp let "
+        "through.",
         ("counter",),
     ),
     Spec(

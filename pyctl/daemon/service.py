@@ -86,6 +86,7 @@ class DaemonConfig:
     bogons: bool = True  # refuse special-purpose client sources (pyctl/dataplane/sources.py)
     allow_sources: tuple[Net, ...] = ()  # client sources accepted inside them
     sealed_ports: tuple[int, int] = (1024, 65535)  # what a sealed ufrag/CID/txid may name
+    ice_tcp_ports: tuple[int, ...] = ()  # TCP to the VIPs the wall lets in (pyctl/tcp)
     tick: float = field(default=1.0)  # how often expiry runs
     # how often the map worker sweeps the maps: idle flows, gauges, and the fleet's repair
     # of flows the learn ring lost
@@ -175,7 +176,14 @@ def run(cfg: DaemonConfig) -> int:
 
 def _setup_dataplane(cfg: DaemonConfig) -> tuple[DataPlane, RouteMaps]:
     # the wall first: forwarding is never on without it (pyctl/daemon/firewall.py)
-    wall = firewall.Wall(cfg.instance, cfg.netns, cfg.public, cfg.internal, vips=cfg.vips)
+    wall = firewall.Wall(
+        cfg.instance,
+        cfg.netns,
+        cfg.public,
+        cfg.internal,
+        vips=cfg.vips,
+        tcp_ports=cfg.ice_tcp_ports,
+    )
     try:
         wall.install()
     except (firewall.FirewallError, OSError, ImportError) as e:

@@ -117,6 +117,8 @@ class RouteMaps:
         self.stats_map = bpf[b"steer_stats"]
         self.learn_table = bpf[b"steer_learned"]  # read with learnring.LearnRing
         self.learn_lost_map = bpf[b"steer_learn_lost"]
+        self.seal_key_map = bpf[b"steer_seal_keys"]
+        self.config_map = bpf[b"steer_config"]
 
     # -- VIPs
     def add_vip(self, vip: Endpoint) -> None:
@@ -418,6 +420,14 @@ class RouteMaps:
         leaf.state = state
         self.backend_map[key] = leaf
         return old
+
+    def backend(self, backend_id: int) -> Backend | None:
+        """One backend, or None when it is not registered (one lookup)."""
+        v = get_entry(self.backend_map, self.backend_map.Key(backend_id))
+        if v is None or v.state == BackendState.UNSET:
+            return None
+        addr = Endpoint.from_c(v.addr) if v.addr.family else None
+        return Backend(backend_id, addr, BackendState(v.state))
 
     def backends(self) -> list[Backend]:
         keys, leaves = scan(self.backend_map)

@@ -140,3 +140,9 @@ def router_hygiene(ns: str, ifnames: Iterable[str]) -> None:
     for family in ("ipv4", "ipv6"):
         sysctl(ns, f"net.{family}.conf.all.accept_redirects", "0")
         sysctl(ns, f"net.{family}.conf.all.accept_source_route", "0")
+
+
+def add_local_route(ns: str | None, ip: str) -> None:
+    """Make `ip` (one address) local in `ns` without putting it on an interface: the
+    kernel then accepts TCP for it (the ICE-TCP relay on a VIP XDP answers for on UDP)."""
+    run_in(ns, ["ip", "route", "replace", "local", ip, "dev", "lo"])

@@ -12,7 +12,10 @@ attaches into the relay namespace); each transceiver runs in its own namespace a
 the daemon's control API through the unix socket (a path, so visible from every
 namespace); in a fleet lab, every relay's, its own relay's first (its registry moves on
 when one fails). With `--prometheus`, Debian's prometheus scrapes them all with the shipped
-rules (pyctl/lab/prometheus.py).
+rules (pyctl/lab/prometheus.py). The one-relay lab also runs the relay's ICE-TCP component
+(`steerctl icetcp`, pyctl/tcp) on the VIPs' port ICE_TCP_PORT, opened in the daemon's
+firewall table and advertised by every transceiver; `steerctl lab block-udp client` then
+makes the client fall back to it (pyctl/lab/blockudp.py).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from steer_common.paths import api_socket, instance_lock
 BIN = Path(sys.executable).parent
 ROLES = Path(__file__).resolve().parents[2] / "scripts" / "roles"
 WHIP_PORT = 8080
+ICE_TCP_PORT = 443
 
 
 class LabError(RuntimeError):
@@ -83,6 +87,7 @@ class Lab:
     bfd_interval_ms: int = 100  # the fleet lab's BFD on every BGP session (pyctl/lab/bgp.py)
     bfd_multiplier: int = 3
     prometheus: bool = False  # start a Prometheus scraping the lab (pyctl/lab/prometheus.py)
+    ice_tcp: bool = True  # the one-relay lab's ICE-TCP component (pyctl/tcp) on ICE_TCP_PORT
 
     @classmethod
     def load(cls, prefix: str = "steer", transceivers: int = 2, **kw: Any) -> Lab:
@@ -193,6 +198,18 @@ class Lab:
         return LabSecrets(self.run_dir)
 
     @property
+    def with_ice_tcp(self) -> bool:
+        """ICE-TCP runs in the one-relay lab (a fleet's relays do not share TCP state)."""
+        return self.ice_tcp and self.relays == 1
+
+    @property
+    def icetcp_metrics(self) -> str:
+        """The ICE-TCP component's /metrics: the daemon's metrics port + 300 (+ 100 is the
+        API's, + 200 Prometheus')."""
+        host, port = self.metrics.rsplit(":", 1)
+        return f"{host}:{int(port) + 300}"
+
+    @property
     def api_listen(self) -> str:
         """The daemon's TCP API (TLS): the metrics port + 100, so labs do not collide."""
         host, port = self.metrics.rsplit(":", 1)
@@ -301,11 +318,14 @@ class Lab:
                 "STEER_STORE": self.redis_url if fleet else self.store,
                 **({"STEER_FLEET": "1"} if fleet else {}),
                 **(self.bgp_env(r) if fleet else {}),
+                **({"STEER_ICE_TCP_PORT": str(ICE_TCP_PORT)} if self.with_ice_tcp else {}),
             }
             self._start(r.process, "relay", relay_env)
         for r in relays:
             self._wait(f"the daemon {r.instance}", lambda r=r: self._api_ready(r), r.process)
             self._configure(r)
+        if self.with_ice_tcp:
+            self._icetcp_up(progress)
         if fleet:
             progress(f"bgp: waiting for the router's ECMP route via all {self.relays} relays")
             every = list(range(1, self.relays + 1))
@@ -346,6 +366,7 @@ class Lab:
                 "STEER_TRX_FORWARDED_ALLOW_IPS": SIG4 if fleet else RELAY_INT4,
                 "STEER_TRANSCEIVER_APP": self.app,
                 **({"STEER_TRX_SEAL_KEY_FILE": str(self.backend_key_file(i))} if fleet else {}),
+                **({"STEER_TRX_ICE_TCP_PORT": str(ICE_TCP_PORT)} if self.with_ice_tcp else {}),
             }
             self._start(f"trx{i}", "transceiver", trx_env, ns=net.trx(i))
         for i in range(1, self.transceivers + 1):
@@ -354,6 +375,27 @@ class Lab:
             self._prometheus_up(progress)
         progress("lab is up")
         return self.status()
+
+    def _icetcp_up(self, progress: Any) -> None:
+        """The relay's ICE-TCP component, beside its daemon (scripts/roles/icetcp.sh)."""
+        progress(f"icetcp: TCP {ICE_TCP_PORT} on the VIPs, metrics {self.icetcp_metrics}")
+        env = {
+            "STEER_INSTANCE": self.instance,
+            "STEER_NETNS": self.net.relay,
+            "STEER_TCP_VIP": " ".join(str(v.ip) for v in self.net.vips),
+            "STEER_TCP_PORT": str(ICE_TCP_PORT),
+            "STEER_TCP_METRICS": self.icetcp_metrics,
+        }
+        self._start("icetcp", "icetcp", env)
+        self._wait("the ICE-TCP component", self._icetcp_ready, "icetcp", timeout=30)
+
+    def _icetcp_ready(self) -> bool:
+        try:
+            url = f"http://{self.icetcp_metrics}/metrics"
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return bool(r.status == 200)
+        except Exception:
+            return False
 
     def _fleet_up(self, progress: Any) -> None:
         """The fleet lab's shared parts: its shape on disk, the seal key, redis-server."""
@@ -565,6 +607,7 @@ class Lab:
                 for n in [r.process for r in self.relay_list()]
                 + (["redis"] if self.relays > 1 else [])
                 + ["ingress"]
+                + (["icetcp"] if self.with_ice_tcp else [])
                 + [f"trx{i}" for i in range(1, self.transceivers + 1)]
                 + [n for n in ("scrape", "prometheus") if (self.run_dir / f"{n}.pid").exists()]
             },

@@ -28,7 +28,7 @@ from pyctl.daemon import firewall
 from pyctl.dataplane import topology
 from pyctl.dataplane.loader import XDP_MODES, detach
 from pyctl.dataplane.netns import netns
-from pyctl.lab.net import CLIENT4, RELAY_INT4, RELAY_PUB4, LabNet
+from pyctl.lab.net import CLIENT4, RELAY_INT4, RELAY_PUB4, VIP4, LabNet
 from steer_common.endpoint import Endpoint
 from steer_testkit.daemon import Daemon, cleanup, free_port, make_lab
 from steer_testkit.live import sniffer, udp_socket
@@ -192,6 +192,44 @@ def test_install_and_remove_are_idempotent(net: LabNet, wall: firewall.Wall) -> 
     assert firewall.remove(wall.instance, net.relay) is True
     assert firewall.remove(wall.instance, net.relay) is False
     assert firewall.counters(wall.instance, net.relay) == {}
+
+
+def connects(ns: str, dst: tuple[str, int]) -> bool:
+    s = tcp_socket(ns)
+    s.settimeout(1.0)
+    try:
+        s.connect(dst)
+        return True
+    except OSError:  # timed out: a dropped SYN
+        return False
+    finally:
+        s.close()
+
+
+def test_ice_tcp_reaches_the_vip_port_and_nothing_more(net: LabNet, wall: firewall.Wall) -> None:
+    """TCP to a VIP on an ICE-TCP port gets in (counted ice_tcp); the VIP's other ports and
+    the relay's internal address on that port stay out, as without the exception."""
+    vip = str(VIP4.ip)
+    topology.add_local_route(net.relay, vip)  # as `steerctl icetcp` makes it
+    socks = [listener(net.relay, ip, p) for ip, p in ((vip, 443), (vip, 444), (RELAY_INT4, 443))]
+    try:
+        firewall.Wall(wall.instance, net.relay, "pub", "int", vips=(VIP4,)).install()
+        assert not connects(net.client, (vip, 443)), "no exception without tcp_ports"
+        ice = firewall.Wall(wall.instance, net.relay, "pub", "int", vips=(VIP4,), tcp_ports=(443,))
+        ice.install()
+        count = lambda name: firewall.counters(wall.instance, net.relay)[name][0]  # noqa: E731
+        before = count("ice_tcp"), count("public_to_relay")
+        assert connects(net.client, (vip, 443))
+        assert not connects(net.client, (vip, 444))
+        assert not connects(net.client, (RELAY_INT4, 443))
+        assert count("ice_tcp") - before[0] >= 2  # the SYN and the handshake's ACK
+        assert count("public_to_relay") - before[1] >= 2
+    finally:
+        for s in socks:
+            s.close()
+        topology.run_in(
+            net.relay, ["ip", "route", "del", "local", vip, "dev", "lo", "table", "local"]
+        )
 
 
 # -- with the daemon

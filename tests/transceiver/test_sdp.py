@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from steer_common.endpoint import Endpoint
-from transceiver.sdp import OfferError, prepare_offer, rewrite_answer
+from transceiver.sdp import OfferError, answer_candidates, prepare_offer, rewrite_answer
 
 ANSWER = (
     "v=0\r\n"
@@ -77,6 +77,21 @@ def test_rewrite_answer_adds_missing_end_of_candidates() -> None:
         .replace("3479 typ host\r\nm=video", "3479 typ host\r\na=end-of-candidates\r\nm=video")
     )
     assert rewrite_answer(answer, VIPS) == expected
+
+
+def test_rewrite_answer_with_ice_tcp_adds_passive_candidates_below_udp() -> None:
+    """RFC 6544: a TCP passive host candidate per VIP on the ICE-TCP port, after (and
+    priced below) every UDP one, in every media section."""
+    out = rewrite_answer(ANSWER, VIPS, tcp_port=443)
+    tcp = [
+        "a=candidate:vipt0 1 tcp 2124414975 203.0.113.10 443 typ host tcptype passive",
+        "a=candidate:vipt1 1 tcp 2124414719 2001:db8::10 443 typ host tcptype passive",
+    ]
+    ends = "3479 typ host\r\n" + "".join(c + "\r\n" for c in tcp) + "a=end-of-candidates"
+    assert out == EXPECTED.replace("3479 typ host\r\na=end-of-candidates", ends)
+    udp_prios = [int(c.split()[3]) for c in answer_candidates(out) if " udp " in c]
+    tcp_prios = [int(c.split()[3]) for c in answer_candidates(out) if " tcp " in c]
+    assert len(tcp_prios) == 4 and max(tcp_prios) < min(udp_prios)
 
 
 def test_rewrite_needs_a_vip() -> None:

@@ -23,8 +23,9 @@ ALLOWED = {
     "steer_common": set(),
     "pyctl.dataplane": {"steer_common"},
     "pyctl.daemon": {"steer_common", "pyctl.dataplane"},
+    "pyctl.tcp": {"steer_common", "pyctl.dataplane"},
     "pyctl.lab": {"steer_common", "pyctl.dataplane", "pyctl.daemon"},
-    "pyctl.cli": {"steer_common", "pyctl.dataplane", "pyctl.daemon", "pyctl.lab"},
+    "pyctl.cli": {"steer_common", "pyctl.dataplane", "pyctl.daemon", "pyctl.lab", "pyctl.tcp"},
     "transceiver": {"steer_common"},
 }
 OURS = ("steer_common", "pyctl", "transceiver", "steer_testkit", "bench", "tests")

@@ -1,5 +1,6 @@
 // Minimal WHIP client (RFC 9725) for the steer transceiver: microphone in, echo out.
-// Tests drive it headless through window.steer: start(), stop(), restartIce(), state, stats().
+// Tests drive it headless through window.steer: start(), stop(), restartIce(), state, stats(),
+// and with ?dc a data channel: echo(text) resolves with the next message it receives.
 "use strict";
 
 (() => {
@@ -20,7 +21,8 @@
       const out = { inboundAudioPackets: 0, outboundAudioPackets: 0, remoteAddress: null,
                     remotePort: null, localCandidateType: null, remoteCandidateType: null,
                     pairState: null, dtlsState: null, remoteFingerprint: null,
-                    iceLocalUfrag: null, pairChanges: null, transportId: null };
+                    iceLocalUfrag: null, pairChanges: null, transportId: null,
+                    localProtocol: null, localTcpType: null };
       if (!steer.pc) return out;
       const report = await steer.pc.getStats();
       let pair = null;
@@ -48,14 +50,30 @@
           out.remotePort = remote.port;
           out.remoteCandidateType = remote.candidateType;
         }
-        if (local) out.localCandidateType = local.candidateType;
+        if (local) {
+          out.localCandidateType = local.candidateType;
+          out.localProtocol = local.protocol || null;  // udp, or tcp over ICE-TCP
+          out.localTcpType = local.tcpType || null;
+        }
       }
       return out;
     },
     start,
     stop,
     restartIce,
+    echo,
+    dc: null,
   };
+
+  // Send `text` on the data channel; resolves with the next message received on it.
+  function echo(text) {
+    const dc = steer.dc;
+    if (!dc || dc.readyState !== "open") return Promise.reject(new Error("no open data channel"));
+    return new Promise((resolve) => {
+      dc.addEventListener("message", (ev) => resolve(ev.data), { once: true });
+      dc.send(text);
+    });
+  }
   window.steer = steer;
 
   function setState(state, error) {
@@ -99,6 +117,7 @@
       const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
       steer.pc = pc;
       pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendrecv", streams: [stream] });
+      if (params.has("dc")) steer.dc = pc.createDataChannel("steer");
       pc.ontrack = (ev) => { $("echo").srcObject = ev.streams[0] || new MediaStream([ev.track]); };
       pc.onconnectionstatechange = () => {
         const s = pc.connectionState;
