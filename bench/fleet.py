@@ -29,7 +29,7 @@ from pyctl.lab.failover import run_failover
 from pyctl.lab.lifecycle import Lab
 from pyctl.lab.net import CLIENT4, VIP4, LabNet
 from steer_common.endpoint import Endpoint
-from steer_testkit.daemon import Daemon, cleanup, make_lab
+from steer_testkit.daemon import Daemon, cleanup_fleet, make_lab
 from steer_testkit.redis_server import RedisServer  # with a redis client (commandstats)
 from steer_testkit.traffic import establish, udp
 
@@ -140,12 +140,7 @@ def run_fleet(relays: int, sessions: int, workdir: Path) -> dict[str, Any]:
             **flows,
         }
     finally:
-        for name, d, net in zip(names, daemons, nets, strict=False):
-            cleanup(net, name, [d])
-        for name in names[len(daemons) :]:
-            cleanup(None, name, [])
-        for net in nets[len(daemons) :]:
-            net.down()
+        cleanup_fleet(names, daemons, nets)
         redis.kill()
 
 

@@ -27,7 +27,7 @@ from pyctl.dataplane import topology
 from pyctl.lab.net import CLIENT4, VIP4
 from steer_common.apiclient import ApiClient
 from steer_common.endpoint import Endpoint
-from steer_testkit.daemon import Daemon, cleanup, free_port, make_lab, maps_view, wait_for
+from steer_testkit.daemon import Daemon, cleanup_fleet, free_port, make_lab, maps_view, wait_for
 from steer_testkit.redis_server import RedisServer
 from steer_testkit.traffic import establish, udp
 
@@ -119,10 +119,5 @@ def learn_lag(
             "sweep_s": {n: _sweep_s(d) for n, d in zip("ab", daemons, strict=True)},
         }
     finally:
-        for name, d, net in zip(names, daemons, nets, strict=False):
-            cleanup(net, name, [d])
-        for name in names[len(daemons) :]:
-            cleanup(None, name, [])
-        for net in nets[len(daemons) :]:
-            net.down()
+        cleanup_fleet(names, daemons, nets)
         redis.kill()

@@ -288,6 +288,17 @@ def cleanup(net: LabNet | None, instance: str, daemons: list[Daemon]) -> None:
         net.down()
 
 
+def cleanup_fleet(names: list[str], daemons: list[Daemon], nets: list[LabNet]) -> None:
+    """A fleet built one relay at a time (instance names[k], its daemons[k] on nets[k]),
+    torn down however far it got: fewer daemons and nets than names after a failure."""
+    for name, d, net in zip(names, daemons, nets, strict=False):
+        cleanup(net, name, [d])
+    for name in names[len(daemons) :]:
+        cleanup(None, name, [])
+    for net in nets[len(daemons) :]:
+        net.down()
+
+
 @dataclass
 class Env:
     net: LabNet

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from pyctl.cli.params import ENDPOINT, HOST_PORT
+from pyctl.cli.params import ENDPOINT, HOST_PORT, LOG_LEVEL
 from pyctl.cli.root import CliConfig, cli
 from pyctl.daemon import firewall
 from pyctl.daemon.announce import Bfd, BgpConfig, Peer
@@ -308,13 +308,7 @@ from steer_common.paths import instance_lock
     help="Withdraw the VIPs once this daemon has been unready (maps not walked, programs "
     "detached) this long.",
 )
-@click.option(
-    "--log-level",
-    envvar="STEER_LOG_LEVEL",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@LOG_LEVEL
 @click.pass_obj
 def daemon(
     cfg: CliConfig,

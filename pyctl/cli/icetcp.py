@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 from pyctl.cli.listings import open_maps
-from pyctl.cli.params import HOST_PORT
+from pyctl.cli.params import HOST_PORT, LOG_LEVEL
 from pyctl.cli.root import CliConfig, cli
 
 if TYPE_CHECKING:
@@ -118,13 +118,7 @@ def _ips(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> 
     help="Send to transceivers from this address. Default: the route's choice (the "
     "relay's directly connected internal address), so replies come back here.",
 )
-@click.option(
-    "--log-level",
-    envvar="STEER_LOG_LEVEL",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@LOG_LEVEL
 @click.pass_obj
 def icetcp(
     cfg: CliConfig,

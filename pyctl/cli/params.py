@@ -16,6 +16,14 @@ from steer_common.shared import BACKEND_ID_MAX, BACKEND_ID_MIN
 ENDPOINT = EndpointType()
 HOST_PORT = HostPortType()
 BACKEND_ID = click.IntRange(BACKEND_ID_MIN, BACKEND_ID_MAX)
+# the long-running commands' (daemon, icetcp) --log-level
+LOG_LEVEL = click.option(
+    "--log-level",
+    envvar="STEER_LOG_LEVEL",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 
 
 def api_client(ctx: click.Context) -> SyncApiClient:
