@@ -98,6 +98,17 @@ def check(ufrag: str, peer: str, txid: bytes, priority: bool = False) -> bytes:
     return binding_request(username, after=extra, integrity_key=None, fingerprint=False, txid=txid)
 
 
+def header(data: bytes) -> tuple[int, bytes] | None:
+    """(message type, transaction id) of a datagram that starts with a STUN header (RFC
+    7983's first byte 0-3, the magic cookie, a length within the data); None otherwise."""
+    if len(data) < 20 or data[0] > 3:
+        return None
+    msg_type, length, cookie = struct.unpack_from("!HHI", data)
+    if cookie != MAGIC_COOKIE or length & 3 or 20 + length > len(data):
+        return None
+    return msg_type, data[8:20]
+
+
 class StunError(ValueError):
     """Not a Binding Request the relay can route; the message says what is wrong."""
 

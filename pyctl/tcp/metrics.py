@@ -62,6 +62,13 @@ class TcpMetrics:
             "--max-buffer bytes unsent (real-time media is not queued behind a slow link).",
             registry=r,
         )
+        self.unproven = Counter(
+            "steer_icetcp_unproven_drops",
+            "Client frames other than STUN dropped on a steered connection before its proof "
+            "(the client's Success Response to a check its transceiver sent on it), as XDP "
+            "forwards DTLS and media only on proven flows.",
+            registry=r,
+        )
         self.open = Gauge(
             "steer_icetcp_open_connections", "ICE-TCP connections open now.", registry=r
         )

@@ -25,12 +25,13 @@ import logging
 import socket
 import struct
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Protocol
 
 from pyctl.tcp.metrics import TcpMetrics
 from pyctl.tcp.route import Refusal, Route
+from steer_common import stun
 from steer_common.stun import StunError, server_ufrag
 
 log = logging.getLogger("steer.icetcp")
@@ -77,18 +78,33 @@ async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> bytes:
     return await reader.readexactly(n)
 
 
+ASKED_KEPT = 16  # the transceiver's latest checks on a connection, any of which proves it
+
+
 class _Back(asyncio.DatagramProtocol):
     """The transceiver's side of one connection: each datagram framed onto the client's
-    connection (dropped while the connection's buffer is over the cap)."""
+    connection (dropped while the connection's buffer is over the cap). Until the client
+    answers one of the transceiver's checks (`proven`), their transaction ids are kept."""
 
     def __init__(self, relay: TcpRelay, writer: asyncio.StreamWriter) -> None:
         self.relay, self.writer = relay, writer
         self.last = time.monotonic()
         self.error: OSError | None = None
+        self.proven = False
+        self.asked: deque[bytes] = deque(maxlen=ASKED_KEPT)
+
+    def proves(self, frame: bytes) -> bool:
+        """Whether the client's `frame` answers a check the transceiver sent here."""
+        h = stun.header(frame)
+        return h is not None and h[0] == stun.BINDING_SUCCESS and h[1] in self.asked
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.writer.is_closing():  # a connected socket hears only its transceiver
             return
+        if not self.proven:
+            h = stun.header(data)
+            if h is not None and h[0] == stun.BINDING_REQUEST:
+                self.asked.append(h[1])
         m = self.relay.metrics
         if self.writer.transport.get_write_buffer_size() > self.relay.config.max_buffer:
             m.dropped.inc()
@@ -192,6 +208,16 @@ class TcpRelay:
                 if back.error is not None:
                     reason = "transceiver_unreachable"
                     break
+                # TCP's handshake proves the client's address, not that it holds the
+                # session: until it answers the transceiver's check, only STUN goes on
+                if not back.proven:
+                    if back.proves(frame):
+                        back.proven = True
+                        log.info("icetcp: %s ufrag %s proven", src, ufrag)
+                    elif stun.header(frame) is None:
+                        m.unproven.inc()
+                        frame = await self._next(reader, back)
+                        continue
                 transport.sendto(frame)
                 m.frames.labels("to_transceiver").inc()
                 m.bytes.labels("to_transceiver").inc(len(frame))

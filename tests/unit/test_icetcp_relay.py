@@ -38,8 +38,16 @@ class Table:
         return Route(self.sock, 1, sealed=False) if ufrag == UFRAG else Refusal.UNKNOWN_UFRAG
 
 
+TRX_TXID = b"trx-check-01"
+# the transceiver's own check on a new address (an ICE agent's triggered check)
+TRX_CHECK = bytes(stun.Message([], msg_type=stun.BINDING_REQUEST, txid=TRX_TXID))
+PROOF = bytes(stun.Message([], msg_type=stun.BINDING_SUCCESS, txid=TRX_TXID))
+
+
 class Echo(asyncio.DatagramProtocol):
-    """The transceiver: answers each datagram with b"re:" + it, to its sender."""
+    """The transceiver: answers each datagram with b"re:" + it, to its sender; after
+    answering a Binding Request it sends its own check (TRX_CHECK), which the client
+    answers (PROOF) without an echo."""
 
     def __init__(self) -> None:
         self.got: list[tuple[bytes, tuple[str, int]]] = []
@@ -49,7 +57,12 @@ class Echo(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.got.append((data, addr))
+        h = stun.header(data)
+        if h is not None and h[0] == stun.BINDING_SUCCESS:
+            return
         self.transport.sendto(b"re:" + data, addr)
+        if h is not None and h[0] == stun.BINDING_REQUEST:
+            self.transport.sendto(TRX_CHECK, addr)
 
 
 Scenario = Callable[[TcpRelay, Echo, tuple[str, int]], Awaitable[None]]
@@ -103,6 +116,8 @@ class Good:
         self.reader, self.writer = await asyncio.open_connection(*addr)
         self.n = 0
         await self.exchange(CHECK)
+        assert await asyncio.wait_for(recv_frame(self.reader), 3) == TRX_CHECK
+        self.writer.write(frame(PROOF))
 
     async def exchange(self, data: bytes | None = None) -> None:
         data = data if data is not None else bytes([128 + self.n % 64]) + b"rtp" * 50
@@ -118,14 +133,15 @@ def test_a_good_connection_carries_frames_both_ways_byte_for_byte() -> None:
         payloads = [bytes([20]) + bytes(range(256)) * 4, bytes([0x80]) + b"\xff" * 1199, b"\x01"]
         for p in payloads:
             await good.exchange(p)
-        assert [d for d, _ in echo.got] == [CHECK, *payloads]
+        assert [d for d, _ in echo.got] == [CHECK, PROOF, *payloads]
         assert len({a for _, a in echo.got}) == 1  # one UDP socket per connection
         good.writer.close()
 
     m = run(scenario)
     assert count(m, "steer_icetcp_connections_total", verdict="steered") == 1
-    assert count(m, "steer_icetcp_frames_total", direction="to_transceiver") == 4
-    assert count(m, "steer_icetcp_frames_total", direction="to_client") == 4
+    assert count(m, "steer_icetcp_frames_total", direction="to_transceiver") == 5
+    assert count(m, "steer_icetcp_frames_total", direction="to_client") == 5
+    assert count(m, "steer_icetcp_unproven_drops_total") == 0
 
 
 HOSTILE: dict[str, tuple[bytes, str]] = {
@@ -153,12 +169,46 @@ def test_a_hostile_start_is_closed_and_counted_beside_a_good_call(case: str) -> 
         await good.exchange()
         assert await closed(reader)
         await good.exchange()
-        assert [d for d, _ in echo.got if d not in (CHECK,) and d[0] < 128] == []
+        assert [d for d, _ in echo.got if d not in (CHECK, PROOF) and d[0] < 128] == []
 
     m = run(scenario)
     assert count(m, "steer_icetcp_connections_total", verdict=verdict) == 1
     assert count(m, "steer_icetcp_connections_total", verdict="steered") == 1
-    assert count(m, "steer_icetcp_frames_total", direction="to_transceiver") == 3
+    assert count(m, "steer_icetcp_frames_total", direction="to_transceiver") == 4
+
+
+DTLS = b"\x16\xfe\xfd" + b"\0" * 60  # a ClientHello's record header, then anything
+RTP = b"\x80\x6f" + b"\0" * 170
+
+
+def test_media_waits_for_the_clients_proof() -> None:
+    """A valid first check proves the client holds a ufrag (no secret: it crosses the wire
+    in clear), and TCP's handshake only its address: until the client answers the
+    transceiver's check on this connection, DTLS and media are dropped and counted;
+    a Success Response with a transaction id the transceiver never sent proves nothing."""
+
+    async def scenario(relay: TcpRelay, echo: Echo, addr: tuple[str, int]) -> None:
+        reader, writer = await asyncio.open_connection(*addr)
+        writer.write(frame(CHECK))
+        assert await asyncio.wait_for(recv_frame(reader), 3) == b"re:" + CHECK
+        assert await asyncio.wait_for(recv_frame(reader), 3) == TRX_CHECK
+        forged = bytes(stun.Message([], msg_type=stun.BINDING_SUCCESS, txid=b"guessed-txid"))
+        for data in (DTLS, RTP, forged, DTLS, RTP):
+            writer.write(frame(data))
+        check2 = stun.binding_request(UFRAG.encode() + b":clnt", txid=b"second-check")
+        writer.write(frame(check2))  # STUN still goes: ICE must be able to prove
+        assert await asyncio.wait_for(recv_frame(reader), 3) == b"re:" + check2
+        assert [d for d, _ in echo.got] == [CHECK, forged, check2]
+        writer.write(frame(PROOF) + frame(DTLS) + frame(RTP))
+        assert await asyncio.wait_for(recv_frame(reader), 3) == TRX_CHECK  # for check2
+        assert await asyncio.wait_for(recv_frame(reader), 3) == b"re:" + DTLS
+        assert await asyncio.wait_for(recv_frame(reader), 3) == b"re:" + RTP
+        assert [d for d, _ in echo.got][3:] == [PROOF, DTLS, RTP]
+        writer.close()
+
+    m = run(scenario)
+    assert count(m, "steer_icetcp_unproven_drops_total") == 4
+    assert count(m, "steer_icetcp_frames_total", direction="to_transceiver") == 6
 
 
 def test_an_oversized_frame_later_closes_a_steered_connection() -> None:
