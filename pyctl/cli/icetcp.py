@@ -135,8 +135,9 @@ def icetcp(
     log_level: str,
 ) -> None:
     """Accept ICE over TCP (RFC 6544 passive, RFC 4571 framing) on VIP:PORT and carry each
-    connection to its session's transceiver socket as UDP. Makes each VIP a local address
-    of NS (`ip route replace local VIP dev lo`) and leaves it so."""
+    connection to its session's transceiver socket as UDP. Makes TCP to each VIP:PORT local
+    in NS (a rule to routing table 4571, where the VIP is local: topology.add_local_route)
+    and leaves it so."""
     from prometheus_client import start_http_server
 
     from pyctl.dataplane import topology
@@ -161,7 +162,7 @@ def icetcp(
     with open_maps(cfg) as maps:
         relay = TcpRelay(Router(maps), config, m)
         for ip in vips:
-            topology.add_local_route(netns, ip)
+            topology.add_local_route(netns, ip, port)
         with entered(netns):  # the listeners belong to NS
             try:
                 socks = [listener(ip, port) for ip in vips]

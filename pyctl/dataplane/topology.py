@@ -142,7 +142,31 @@ def router_hygiene(ns: str, ifnames: Iterable[str]) -> None:
         sysctl(ns, f"net.{family}.conf.all.accept_source_route", "0")
 
 
-def add_local_route(ns: str | None, ip: str) -> None:
-    """Make `ip` (one address) local in `ns` without putting it on an interface: the
-    kernel then accepts TCP for it (the ICE-TCP relay on a VIP XDP answers for on UDP)."""
-    run_in(ns, ["ip", "route", "replace", "local", ip, "dev", "lo"])
+ICE_TCP_TABLE = 4571  # RFC 4571's number: the routing table of the VIPs' TCP ports
+
+
+def add_local_route(ns: str | None, ip: str, port: int) -> None:
+    """Make TCP to `ip`:`port` local in `ns`, and nothing else of `ip`: the ICE-TCP relay
+    (pyctl/tcp) takes those connections on a VIP that XDP answers for on UDP. A plain
+    `local` route would make the VIP local for every packet: the kernel would then drop as
+    martian the return packets XDP hands it with the VIP as source while a client's
+    neighbour is unresolved (they never get forwarded, so the neighbour never resolves),
+    and would answer ARP for the VIP. So a rule sends only TCP to that port to a table of
+    its own, where the VIP is local. Idempotent: the rule is replaced, not added twice."""
+    v = "-6" if ":" in ip else "-4"
+    host = f"{ip}/{128 if v == '-6' else 32}"
+    table = str(ICE_TCP_TABLE)
+    rule = ["to", host, "ipproto", "tcp", "dport", str(port), "lookup", table]
+    run_in(ns, ["ip", v, "route", "replace", "local", ip, "dev", "lo", "table", table])
+    while run_in(ns, ["ip", v, "rule", "del", *rule], check=False).returncode == 0:
+        pass
+    run_in(ns, ["ip", v, "rule", "add", *rule, "priority", "100"])
+
+
+def del_local_routes(ns: str | None) -> None:
+    """Undo every add_local_route in `ns` (both families)."""
+    table = str(ICE_TCP_TABLE)
+    for v in ("-4", "-6"):
+        while run_in(ns, ["ip", v, "rule", "del", "lookup", table], check=False).returncode == 0:
+            pass
+        run_in(ns, ["ip", v, "route", "flush", "table", table], check=False)

@@ -38,6 +38,8 @@ log = logging.getLogger("steer.icetcp")
 
 FRAME_LIMIT = 65535  # RFC 4571: the length field is 16 bits
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # <linux/in.h>; typeshed lacks it
+IP_TRANSPARENT = getattr(socket, "IP_TRANSPARENT", 19)
+IPV6_TRANSPARENT = getattr(socket, "IPV6_TRANSPARENT", 75)
 
 
 @dataclass(frozen=True)
@@ -251,14 +253,19 @@ async def serve(relay: TcpRelay, listeners: list[socket.socket]) -> list[asyncio
 
 
 def listener(ip: str, port: int) -> socket.socket:
-    """A listening TCP socket on ip:port; IP_FREEBIND so it binds before the address is
-    local (the VIP's local route, `ensure_local_route`, may come after)."""
+    """A listening TCP socket on ip:port. The VIP is local only to TCP to that port (a
+    routing rule, topology.add_local_route), not an address of the host: the socket binds
+    it with IP_FREEBIND, and IP_TRANSPARENT lets the connections it accepts send from it
+    (the kernel otherwise refuses a source that is not a local address)."""
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
     if family == socket.AF_INET6:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, IPV6_TRANSPARENT, 1)
+    else:
+        s.setsockopt(socket.IPPROTO_IP, IP_TRANSPARENT, 1)
+    s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
     s.bind((ip, port))
     s.listen(1024)
     s.setblocking(False)

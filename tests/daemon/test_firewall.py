@@ -29,6 +29,7 @@ from pyctl.dataplane import topology
 from pyctl.dataplane.loader import XDP_MODES, detach
 from pyctl.dataplane.netns import netns
 from pyctl.lab.net import CLIENT4, RELAY_INT4, RELAY_PUB4, VIP4, LabNet
+from pyctl.tcp.relay import listener as tcp_listener
 from steer_common.endpoint import Endpoint
 from steer_testkit.daemon import Daemon, cleanup, free_port, make_lab
 from steer_testkit.live import sniffer, udp_socket
@@ -210,8 +211,11 @@ def test_ice_tcp_reaches_the_vip_port_and_nothing_more(net: LabNet, wall: firewa
     """TCP to a VIP on an ICE-TCP port gets in (counted ice_tcp); the VIP's other ports and
     the relay's internal address on that port stay out, as without the exception."""
     vip = str(VIP4.ip)
-    topology.add_local_route(net.relay, vip)  # as `steerctl icetcp` makes it
-    socks = [listener(net.relay, ip, p) for ip, p in ((vip, 443), (vip, 444), (RELAY_INT4, 443))]
+    for port in (443, 444):  # TCP to both local, as `steerctl icetcp --port` makes it
+        topology.add_local_route(net.relay, vip, port)
+    with netns(net.relay):  # the VIP is no address of the relay's: the relay's listener
+        socks = [tcp_listener(vip, p) for p in (443, 444)]
+    socks.append(listener(net.relay, RELAY_INT4, 443))
     try:
         firewall.Wall(wall.instance, net.relay, "pub", "int", vips=(VIP4,)).install()
         assert not connects(net.client, (vip, 443)), "no exception without tcp_ports"
@@ -227,9 +231,7 @@ def test_ice_tcp_reaches_the_vip_port_and_nothing_more(net: LabNet, wall: firewa
     finally:
         for s in socks:
             s.close()
-        topology.run_in(
-            net.relay, ["ip", "route", "del", "local", vip, "dev", "lo", "table", "local"]
-        )
+        topology.del_local_routes(net.relay)
 
 
 # -- with the daemon

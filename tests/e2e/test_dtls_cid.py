@@ -183,5 +183,12 @@ def test_cid_records_follow_the_client(cidlab: tuple[Lab, seal.SealKey], how: st
     assert d.get("drop_dtls_no_flow", 0) == 0
     # and the echoes came back both ways: at most the records of the change itself lost
     assert done["sent"] == MESSAGES
-    assert r["echoed_after"] >= r["sent_after"] - SLACK, (r["echoed_after"], r["sent_after"])
+    # (the lab runs the ICE-TCP component too: its VIP route once made the kernel drop the
+    # return path's neighbour-resolving packets as martians, pass_fib_failed for them all)
+    verdicts = {k: v for k, v in d.items() if v}
+    assert r["echoed_after"] >= r["sent_after"] - SLACK, (
+        r["echoed_after"],
+        r["sent_after"],
+        verdicts,
+    )
     assert done["bytes_echoed"] >= done["bytes_sent"] - SLACK * len(f"cid message {MESSAGES}")
