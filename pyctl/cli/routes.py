@@ -96,7 +96,7 @@ def session_restart(ctx: click.Context, ufrag: str, new_ufrag: str, grace: float
     s, old = ans["session"], ans["replaced"]
     click.echo(
         f"session {old['ufrag']} -> {s['ufrag']}: {s['vip']} -> {s['sock']} "
-        f"(backend {s['backend']}); {old['ufrag']} retires in {old['retires_in']:g} s"
+        f"(backend {s['backend']}); {old['ufrag']} retires in {round(old['retires_in'], 1):g} s"
     )
 
 
