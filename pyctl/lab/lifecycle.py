@@ -53,6 +53,15 @@ WHIP_PORT = 8080
 ICE_TCP_PORT = 443
 
 
+def _answers(url: str) -> bool:
+    """Whether `url` answers 200 within a second (a process's readiness)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except Exception:
+        return False
+
+
 class LabError(RuntimeError):
     pass
 
@@ -390,12 +399,7 @@ class Lab:
         self._wait("the ICE-TCP component", self._icetcp_ready, "icetcp", timeout=30)
 
     def _icetcp_ready(self) -> bool:
-        try:
-            url = f"http://{self.icetcp_metrics}/metrics"
-            with urllib.request.urlopen(url, timeout=1) as r:
-                return bool(r.status == 200)
-        except Exception:
-            return False
+        return _answers(f"http://{self.icetcp_metrics}/metrics")
 
     def _fleet_up(self, progress: Any) -> None:
         """The fleet lab's shared parts: its shape on disk, the seal key, redis-server."""
@@ -476,12 +480,7 @@ class Lab:
         progress(f"prometheus: http://{self.prometheus_listen} (rules {prometheus.RULES})")
 
     def _prometheus_ready(self) -> bool:
-        try:
-            url = f"http://{self.prometheus_listen}/-/ready"
-            with urllib.request.urlopen(url, timeout=1) as r:
-                return bool(r.status == 200)
-        except Exception:
-            return False
+        return _answers(f"http://{self.prometheus_listen}/-/ready")
 
     def _configure(self, r: LabRelay) -> None:
         """What every relay holds: every transceiver as a backend, the fleet's seal key."""
